@@ -1,0 +1,325 @@
+"""Thin click commands: parse, call, print. Human text goes to stderr; --json puts one
+JSON document on stdout. Exit codes: 0 ok, 1 stage failed and rolled back, 2 usage or
+config error, 3 busy, 4 needs a human, 5 inconclusive."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import DEFAULT_CONFIG, load_config
+from .errors import EXIT_USAGE, ConfigError, ReleaserError, UsageError
+from .journal import Journal
+from .model import STAGE_ORDER, Event
+from .pipeline import Pipeline
+from .releases import create_release, validate_release_id
+from .status import history_document, status_document
+from .store import open_store
+
+
+class App:
+    """Per-invocation context: where the config is, how to print, lazily opened state."""
+
+    def __init__(self, directory: str | None, config_file: str | None):
+        self.directory = Path(directory) if directory else None
+        self.config_file = config_file
+        self.json = False
+        self._config = None
+        self._store = None
+        self._started = time.monotonic()
+
+    def config(self):
+        if self._config is None:
+            self._config = load_config(Path(self.config_file or DEFAULT_CONFIG))
+        return self._config
+
+    def store(self):
+        if self._store is None:
+            config = self.config()
+            self._store = open_store(config.state_backend, config.state_path)
+        return self._store
+
+    def journal(self) -> Journal:
+        return Journal(self.store(), self.show_event)
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.config(), self.store(), self.journal())
+
+    # -- output --
+
+    def say(self, text: str, color: str | None = None) -> None:
+        click.echo(_styled(text, color), err=True)
+
+    def show_event(self, event: Event) -> None:
+        color = None
+        if event.kind.endswith(("failed", "failed.")) or event.kind in ("checks.fail", "host.failed"):
+            color = "red"
+        elif event.kind in ("stage.passed", "rollback.done"):
+            color = "green"
+        elif event.kind.startswith(("rollback", "reconcile", "lock")):
+            color = "yellow"
+        self.say(f"[{time.monotonic() - self._started:6.1f}s] {event.message}", color)
+
+    def emit(self, document: dict) -> None:
+        if self.json:
+            click.echo(json.dumps(document, indent=2, default=str))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _styled(text: str, color: str | None) -> str:
+    if color and not os.environ.get("NO_COLOR") and sys.stderr.isatty():
+        return click.style(text, fg=color)
+    return text
+
+
+def command(group, name=None, **kwargs):
+    """A subcommand that takes --json and turns releaser errors into exit codes."""
+
+    def decorate(fn):
+        @group.command(name, **kwargs)
+        @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+        @click.pass_obj
+        @functools.wraps(fn)
+        def wrapper(app: App, as_json: bool, **params):
+            app.json = as_json
+            try:
+                return fn(app, **params)
+            except ReleaserError as exc:
+                _fail(app, exc)
+            finally:
+                app.close()
+
+        return wrapper
+
+    return decorate
+
+
+def _fail(app: App, exc: ReleaserError) -> None:
+    kind = type(exc).__name__
+    if isinstance(exc, ConfigError):
+        app.say(f"configuration error{'s' if len(exc.problems) > 1 else ''}:", "red")
+        for problem in exc.problems:
+            app.say(f"  {problem}")
+    else:
+        app.say(f"error: {exc}", "red")
+    if app.json:
+        document = {"ok": False, "exit_code": exc.exit_code, "error": {"kind": kind, "message": str(exc)}}
+        if isinstance(exc, ConfigError):
+            document["error"]["problems"] = [asdict(p) for p in exc.problems]
+        click.echo(json.dumps(document, indent=2))
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "directory", type=click.Path(file_okay=False), help="Run as if started in DIR.")
+@click.option("-c", "config_file", type=click.Path(dir_okay=False), help=f"Configuration file (default {DEFAULT_CONFIG}).")
+@click.version_option(__version__, prog_name="releaser")
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None, config_file: str | None) -> None:
+    """Promote releases through selftest -> test -> gray -> full, with automatic rollback."""
+    if directory:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise click.UsageError(f"-C {directory}: {exc.strerror}") from None
+    ctx.obj = App(directory, config_file)
+
+
+# -- configuration --
+
+
+@command(cli)
+def validate(app: App) -> None:
+    """Check environments.yaml, its playbooks and check sets; exit 2 on any problem."""
+    config = app.config()
+    hosts = sum(len(env.hosts) for env in config.environments.values())
+    app.say(
+        f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s), "
+        f"pipeline {' -> '.join(config.stage_names())}",
+        "green",
+    )
+    app.emit({"ok": True, "config": str(config.path), "environments": {
+        name: {"transport": env.transport, "hosts": [h.name for h in env.hosts], "playbook": env.playbook}
+        for name, env in config.environments.items()
+    }, "pipeline": [{"stage": s.name, "environment": s.environment, "checks": [c.name for c in s.checks]}
+                    for s in config.pipeline]})
+
+
+@command(cli)
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
+def init(app: App, directory: str) -> None:
+    """Scaffold a working configuration in an empty DIRECTORY."""
+    from .scaffold import scaffold
+
+    written = scaffold(Path(directory))
+    for path in written:
+        app.say(f"wrote {path}")
+    app.say("next: edit environments.yaml, then `releaser validate`")
+    app.emit({"ok": True, "written": [str(p) for p in written]})
+
+
+# -- releases --
+
+
+@cli.group()
+def release() -> None:
+    """Register releases."""
+
+
+@command(release, "create")
+@click.argument("version")
+@click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
+@click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
+@click.option("--feature", "features", multiple=True, help="A feature this release brings (repeatable).")
+def release_create(app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...]) -> None:
+    """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
+    validate_release_id(version)
+    notes = ""
+    if notes_file:
+        try:
+            notes = Path(notes_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--notes {notes_file}: cannot read: {exc}") from None
+    app.config()
+    rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features)
+    if not created:
+        app.say(f"{version} is already registered with this artifact; nothing changed")
+    app.emit({"ok": True, "created": created, "release": asdict(rel)})
+
+
+# -- promotion --
+
+
+@command(cli)
+@click.argument("version")
+@click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="The stage to run (default: the next one).")
+@click.option("--force", is_flag=True, help="Allow skipping stages that have not passed.")
+@click.option("--reason", default="", help="Why (required with --force; journaled).")
+def promote(app: App, version: str, to_stage: str | None, force: bool, reason: str) -> None:
+    """Run the next stage of VERSION (or --to STAGE)."""
+    validate_release_id(version)
+    run = app.pipeline().promote(version, to_stage, force=force, reason=reason)
+    app.emit({"ok": True, "release": version, "runs": [asdict(run)] if run else []})
+
+
+@command(cli)
+@click.argument("version")
+@click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="Stop after this stage (default: the last).")
+def run(app: App, version: str, to_stage: str | None) -> None:
+    """Run every remaining stage of VERSION, in order."""
+    validate_release_id(version)
+    runs = app.pipeline().run(version, to_stage)
+    app.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
+
+
+@command(cli)
+@click.argument("environment")
+@click.option("--to", "to_version", help="The release to go back to (default: each host's previous one).")
+@click.option("--reason", required=True, help="Why (journaled).")
+def rollback(app: App, environment: str, to_version: str | None, reason: str) -> None:
+    """Roll ENVIRONMENT back by hand."""
+    if to_version:
+        validate_release_id(to_version)
+    switched = app.pipeline().rollback(environment, to_version, reason)
+    app.emit({"ok": True, "environment": environment, "switched": switched})
+
+
+@command(cli)
+@click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
+def resume(app: App, roll_back: bool) -> None:
+    """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
+    runs = app.pipeline().resume(roll_back)
+    if not runs:
+        app.say("nothing to resume")
+    app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
+
+
+@command(cli)
+@click.argument("environment")
+@click.option("--force", is_flag=True, required=True, help="Required: this clears a lock another process may hold.")
+@click.option("--reason", required=True, help="Why (journaled).")
+def unlock(app: App, environment: str, force: bool, reason: str) -> None:
+    """Clear a stale lock on ENVIRONMENT."""
+    config = app.config()
+    if environment not in config.environments:
+        raise UsageError(f"unknown environment {environment!r}")
+    held = app.store().force_unlock(environment)
+    if held is None:
+        app.say(f"{environment} was not locked")
+    else:
+        app.journal().record(
+            "lock.cleared", f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: "
+            f"{reason}", environment=environment, data={"reason": reason, "held_by": held.owner, "pid": held.pid},
+        )
+    app.emit({"ok": True, "environment": environment, "cleared": held is not None})
+
+
+# -- looking --
+
+
+@command(cli)
+def status(app: App) -> None:
+    """What every host runs, the locks, and every release's stages."""
+    from .status import print_status
+
+    document = status_document(app.config(), app.store())
+    if app.json:
+        app.emit(document)
+    else:
+        print_status(document, app.say)
+
+
+@command(cli)
+@click.option("--release", "release_id", help="Only this release.")
+@click.option("--env", "environment", help="Only this environment.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N events.")
+def history(app: App, release_id: str | None, environment: str | None, limit: int | None) -> None:
+    """The journal: every state change, oldest first."""
+    events = app.store().events(release=release_id, environment=environment, limit=limit)
+    if app.json:
+        app.emit(history_document(events))
+        return
+    for event in events:
+        scope = "/".join(x for x in (event.environment, event.release, event.stage, event.host) if x)
+        click.echo(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
+
+
+# -- the sandbox --
+
+
+@command(cli)
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to build the sandbox (default: a temp dir).")
+def demo(app: App, directory: str | None) -> None:
+    """Build a sandbox fleet on this machine and run three releases through it."""
+    from .demo.run import run_demo
+
+    summary = run_demo(Path(directory) if directory else None, app.say, app.show_event)
+    app.emit({"ok": True, **summary})
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if exc.exit_code != 0 else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""Load and validate environments.yaml, playbooks/*.yaml and healthchecks/*.yaml.
+
+Validation collects every problem (file, line, key) before failing, and loading has no
+side effects: nothing is written while or after reading configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+from .health import CHECK_TYPES, Check
+from .health.base import render_template
+from .model import STAGE_ORDER, Config, Environment, Host, Playbook, StageSpec
+from .schema import Fields, Problems, parse_percent
+from .transport import TRANSPORTS
+from .yamlsrc import load_yaml
+
+DEFAULT_CONFIG = "environments.yaml"
+PLAYBOOK_DIR = "playbooks"
+CHECKS_DIR = "healthchecks"
+HOOKS = ("prepare", "restart", "verify")
+STATE_BACKENDS = ("sqlite",)
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when below it."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:
+        return str(path)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the whole configuration; raises ConfigError listing every problem."""
+    path = path.resolve()
+    problems = Problems()
+    data = load_yaml(path, display(path))
+    top = Fields(data, display(path), "", problems, 1)
+    loader = _Loader(path.parent, problems)
+
+    project = top.str("project", required=True) or "app"
+    state = top.mapping("state")
+    backend, state_path = "sqlite", ".releaser/state.db"
+    if state is not None:
+        backend = state.str("backend", "sqlite", choices=STATE_BACKENDS)
+        state_path = state.str("path", state_path)
+        state.finish()
+
+    defaults = top.mapping("defaults") or Fields({}, top.file, "defaults", problems)
+    env_defaults = {
+        "parallel": defaults.int("parallel", 50, minimum=1),
+        "command_timeout": defaults.duration("command_timeout", 600.0),
+    }
+    stage_defaults = {
+        "bake": defaults.duration("bake", 300.0),
+        "interval": defaults.duration("interval", 30.0),
+        "rollback_window": defaults.duration("rollback_window", 3600.0),
+    }
+    defaults.finish()
+
+    environments: dict[str, Environment] = {}
+    env_section = top.mapping("environments", required=True)
+    if env_section is not None:
+        for name in list(env_section.data):
+            env_fields = env_section.mapping(str(name), required=True)
+            if env_fields is not None:
+                environments[str(name)] = loader.environment(str(name), env_fields, project, env_defaults)
+    _check_shared_roots(environments, env_section, problems)
+
+    pipeline = loader.pipeline(top, environments, stage_defaults)
+    top.finish()
+    if problems:
+        raise ConfigError(list(problems))
+    return Config(
+        path=path,
+        project=project,
+        state_backend=backend,
+        state_path=(path.parent / state_path).resolve(),
+        environments=environments,
+        pipeline=tuple(pipeline),
+        playbooks=loader.playbooks,
+    )
+
+
+class _Loader:
+    """Reads the sections of one configuration, caching playbooks and check sets by name."""
+
+    def __init__(self, base: Path, problems: Problems):
+        self.base = base
+        self.problems = problems
+        self.playbooks: dict[str, Playbook] = {}
+        self.check_sets: dict[str, list[Check] | None] = {}
+
+    # -- environments --
+
+    def environment(self, name: str, fields: Fields, project: str, defaults: dict) -> Environment:
+        transport = fields.str("transport", "local", choices=tuple(TRANSPORTS))
+        playbook = fields.str("playbook", required=True)
+        if playbook is not None and self.playbook(playbook, fields) is None:
+            playbook = None
+        default_root = "hosts/{host}" if transport == "local" else f"/srv/{project}"
+        root_template = fields.str("root", default_root)
+        env_vars = fields.scalar_map("vars")
+        parallel = fields.int("parallel", defaults["parallel"], minimum=1)
+        command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
+        hosts: list[Host] = []
+        seen: dict[str, int | None] = {}
+        for item, line, key in fields.items("hosts", required=True):
+            host = self._host(item, line, key, fields, transport, root_template, env_vars)
+            if host is None:
+                continue
+            if host.name in seen:
+                self.problems.add(fields.file, line, key, f"duplicate host {host.name!r} (first at line {seen[host.name]})")
+                continue
+            seen[host.name] = line
+            hosts.append(host)
+        if not hosts and fields.has("hosts"):
+            fields.problem("hosts", "an environment needs at least one host")
+        fields.finish()
+        return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout)
+
+    def _host(self, item, line, key, env: Fields, transport, root_template, env_vars) -> Host | None:
+        if isinstance(item, str):
+            item = {"name": item}
+        fields = Fields(item, env.file, key, self.problems, line)
+        name = fields.str("name", required=True)
+        address = fields.str("address", "127.0.0.1" if transport == "local" else name)
+        root = fields.str("root", root_template)
+        host_vars = {**env_vars, **fields.scalar_map("vars")}
+        fields.finish()
+        if name is None:
+            return None
+        if not name or any(ch.isspace() or ch == "/" for ch in name):
+            fields.problem("name", f"host names may not be empty or hold spaces or '/', got {name!r}")
+            return None
+        try:
+            root = (root or "").format_map({"host": name})
+        except (KeyError, IndexError, ValueError):
+            fields.problem("root", f"only {{host}} may be used in a root path, got {root!r}")
+            return None
+        if transport == "local":
+            root = str((self.base / root).resolve())
+        elif not root.startswith("/"):
+            fields.problem("root", f"a remote root must be an absolute path, got {root!r}")
+        return Host(name=name, address=address or name, root=root, vars=host_vars)
+
+    # -- playbooks --
+
+    def playbook(self, name: str, referrer: Fields) -> Playbook | None:
+        if name in self.playbooks:
+            return self.playbooks[name]
+        path = self.base / PLAYBOOK_DIR / f"{name}.yaml"
+        if not _safe_name(name) or not path.is_file():
+            referrer.problem("playbook", f"playbook file {display(path)} not found")
+            return None
+        try:
+            data = load_yaml(path, display(path))
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        fields = Fields(data, display(path), "", self.problems, 1)
+        fields.str("description")
+        keep = fields.int("keep_releases", 5, minimum=2)
+        shared = []
+        for item, line, key in fields.items("shared"):
+            if not isinstance(item, str) or not item or item.startswith("/") or ".." in item.split("/"):
+                self.problems.add(fields.file, line, key, f"expected a relative path inside the release, got {item!r}")
+            else:
+                shared.append(item.rstrip("/"))
+        hooks: dict[str, str] = {}
+        hook_fields = fields.mapping("hooks")
+        if hook_fields is not None:
+            for hook in HOOKS:
+                value = hook_fields.str(hook)
+                if value:
+                    hooks[hook] = value
+            hook_fields.finish()
+        fields.finish()
+        self.playbooks[name] = Playbook(name, display(path), hooks, tuple(shared), keep)
+        return self.playbooks[name]
+
+    # -- check sets --
+
+    def check_set(self, name: str, line: int | None, key: str, stage: Fields) -> list[Check]:
+        if name in self.check_sets:
+            return self.check_sets[name] or []
+        path = self.base / CHECKS_DIR / f"{name}.yaml"
+        if not _safe_name(name) or not path.is_file():
+            self.problems.add(stage.file, line, key, f"check set file {display(path)} not found")
+            self.check_sets[name] = None
+            return []
+        try:
+            data = load_yaml(path, display(path))
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            self.check_sets[name] = None
+            return []
+        fields = Fields(data, display(path), "", self.problems, 1)
+        fields.str("description")
+        checks: list[Check] = []
+        names: dict[str, int | None] = {}
+        for item, item_line, item_key in fields.items("checks", required=True):
+            check_fields = Fields(item, fields.file, item_key, self.problems, item_line)
+            check_name = check_fields.str("name", required=True)
+            check_type = check_fields.str("type", required=True, choices=tuple(CHECK_TYPES))
+            if check_name in names:
+                check_fields.problem("name", f"duplicate check {check_name!r} (first at line {names[check_name]})")
+            names[check_name] = check_fields.line_of("name")
+            if check_name and check_type:
+                check = CHECK_TYPES[check_type].from_fields(check_name, check_fields)
+                check.origin = check_fields  # for template errors, reported per environment
+                checks.append(check)
+            check_fields.finish()
+        fields.finish()
+        self.check_sets[name] = checks
+        return checks
+
+    # -- pipeline --
+
+    def pipeline(self, top: Fields, environments: dict[str, Environment], defaults: dict) -> list[StageSpec]:
+        stages: list[StageSpec] = []
+        last_index = -1
+        for item, line, key in top.items("pipeline", required=True):
+            fields = Fields(item, top.file, key, self.problems, line)
+            name = fields.str("stage", required=True, choices=STAGE_ORDER)
+            env_name = fields.str("environment", required=True)
+            if env_name is not None and env_name not in environments:
+                fields.problem("environment", f"unknown environment {env_name!r} (known: {', '.join(environments) or 'none'})")
+            if name in STAGE_ORDER:
+                index = STAGE_ORDER.index(name)
+                if index <= last_index:
+                    fields.problem(
+                        "stage",
+                        f"stage {name!r} is out of order or repeated: stages run as {' -> '.join(STAGE_ORDER)}",
+                    )
+                last_index = max(last_index, index)
+            checks: list[Check] = []
+            for check_item, check_line, check_key in fields.items("checks"):
+                if not isinstance(check_item, str):
+                    self.problems.add(fields.file, check_line, check_key, "expected the name of a check set")
+                    continue
+                checks.extend(self.check_set(check_item, check_line, check_key, fields))
+            environment = environments.get(env_name or "")
+            if environment is not None:
+                self._check_templates(checks, environment)
+            seen_checks: set[str] = set()
+            for check in checks:
+                if check.name in seen_checks:
+                    fields.problem("checks", f"two checks named {check.name!r} in one stage")
+                seen_checks.add(check.name)
+            cohort = 10.0
+            if fields.has("cohort") and name != "gray":
+                fields.problem("cohort", "only the gray stage takes a cohort")
+            cohort = fields.percent("cohort", cohort)
+            waves = self._waves(fields)
+            spec = StageSpec(
+                name=name or "?",
+                environment=env_name or "?",
+                checks=tuple(checks),
+                bake=fields.duration("bake", defaults["bake"]),
+                interval=fields.duration("interval", defaults["interval"]),
+                rollback_window=fields.duration("rollback_window", defaults["rollback_window"]),
+                cohort=cohort,
+                waves=waves,
+                max_failed_hosts=fields.int("max_failed_hosts", 0, minimum=0),
+            )
+            if spec.interval <= 0:
+                fields.problem("interval", "must be longer than 0s")
+            fields.finish()
+            stages.append(spec)
+        by_name = {spec.name: spec for spec in stages}
+        if "gray" in by_name and "full" in by_name and by_name["gray"].environment != by_name["full"].environment:
+            top.problem("pipeline", "gray and full must run on the same environment (gray is a cohort of it)")
+        return stages
+
+    def _waves(self, fields: Fields) -> tuple[float, ...]:
+        waves: list[float] = []
+        for item, line, key in fields.items("waves"):
+            try:
+                value = parse_percent(item)
+            except ValueError as exc:
+                self.problems.add(fields.file, line, key, str(exc))
+                continue
+            if waves and value <= waves[-1]:
+                self.problems.add(fields.file, line, key, f"waves must grow: {value:g}% after {waves[-1]:g}%")
+            waves.append(value)
+        if waves and waves[-1] != 100:
+            fields.problem("waves", "the last wave must be 100%")
+        return tuple(waves) or (100.0,)
+
+    def _check_templates(self, checks: list[Check], environment: Environment) -> None:
+        for check in checks:
+            origin: Fields = check.origin
+            for key, template in check.templates().items():
+                for host in environment.hosts:
+                    try:
+                        render_template(template, host)
+                    except ValueError as exc:
+                        origin.problem(key, f"{exc} (environment {environment.name})")
+                        break
+
+
+def _check_shared_roots(environments: dict[str, Environment], section: Fields | None, problems: Problems) -> None:
+    """Two local hosts in one directory would trample each other's releases."""
+    owners: dict[str, str] = {}
+    for env in environments.values():
+        if env.transport != "local":
+            continue
+        for host in env.hosts:
+            other = owners.setdefault(host.root, f"{env.name}/{host.name}")
+            if other != f"{env.name}/{host.name}" and section is not None:
+                section.problem(env.name, f"host {host.name} shares its root {host.root} with {other}")
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")

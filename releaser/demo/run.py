@@ -1,0 +1,68 @@
+"""The demo tour: three releases through the sandbox, narrated."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config import load_config
+from ..errors import StageFailed
+from ..journal import Journal, Sink
+from ..pipeline import Pipeline
+from ..releases import create_release
+from ..store import open_store
+from . import sandbox
+from .traffic import Traffic
+
+Say = Callable[..., None]
+
+
+def run_demo(directory: Path | None, say: Say, sink: Sink) -> dict:
+    started = time.monotonic()
+    directory = sandbox.prepare_directory(directory or Path(tempfile.mkdtemp(prefix="releaser-demo-")))
+    layout = sandbox.build(directory, sys.executable)
+    counts = ", ".join(f"{len(ports)} {env}" for env, ports in layout.items())
+    say(f"releaser demo: a sandbox fleet of {sum(map(len, layout.values()))} hosts ({counts}) in {directory}")
+    say("  each host is a directory with its own demo app process on 127.0.0.1; synthetic users send traffic")
+    say("  bake times are SECONDS in this sandbox (production bakes for minutes)")
+    config = load_config(directory / "environments.yaml")
+    store = open_store(config.state_backend, config.state_path)
+    journal = Journal(store, sink)
+    pipeline = Pipeline(config, store, journal)
+    timings: dict[str, float] = {}
+    try:
+        for version, spec in sandbox.RELEASES.items():
+            create_release(
+                store, journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
+                spec["notes"], tuple(spec["features"]),
+            )
+        with Traffic(layout):
+            chapters = (
+                ("1.0.0", "the first install, on every host, through all four stages"),
+                ("1.1.0", "a good release: selftest -> test -> gray (10% of prod) -> full, in waves"),
+                ("1.2.0", "a bad release: it breaks batch orders, which only production traffic places"),
+            )
+            for version, story in chapters:
+                say(f"\n== {version}: {story}", "cyan")
+                chapter_started = time.monotonic()
+                try:
+                    pipeline.run(version)
+                except StageFailed as exc:
+                    say(f"   caught: {exc}", "yellow")
+                timings[version] = round(time.monotonic() - chapter_started, 1)
+                say(f"   {version} took {timings[version]:.1f}s", "cyan")
+    finally:
+        sandbox.stop_apps(directory)
+        store.close()
+    statuses = {rel.version: str(rel.status) for rel in open_store(config.state_backend, config.state_path).list_releases()}
+    seconds = round(time.monotonic() - started, 1)
+    say(f"\ndone in {seconds:.1f}s: " + ", ".join(f"{v} {s}" for v, s in statuses.items()), "green")
+    say("where to look next:")
+    say(f"  releaser -C {directory} status            what every host runs, every release's stages")
+    say(f"  releaser -C {directory} history           the journal of everything that happened")
+    say(f"  releaser -C {directory} history --json    the same, for machines")
+    say(f"  {directory}/environments.yaml, playbooks/, healthchecks/   the configuration used")
+    return {"dir": str(directory), "seconds": seconds, "releases": statuses, "chapters": timings}

@@ -1,0 +1,162 @@
+"""Build the sandbox directory: configuration, shipped playbook and checks, three artifacts."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import tarfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..errors import UsageError
+from ..locks import pid_alive
+from ..shipped import shipped_file
+
+MARKER = ".releaser-demo"
+LAYOUT = {"dev": 1, "test": 2, "prod": 10}
+
+# What each release's app does (read by releaser.demo.app from app.json).
+RELEASES = {
+    "1.0.0": {
+        "notes": "First install of the demo shop.",
+        "features": [],
+        "app": {"latency_ms": 8, "failures": {}, "features": {}},
+    },
+    "1.1.0": {
+        "notes": "Adds batch orders; faster item listing.",
+        "features": ["batch-order"],
+        "app": {"latency_ms": 5, "failures": {}, "features": {"/api/orders/batch": "batch-order"}},
+    },
+    "1.2.0": {
+        "notes": "Refactors the order service (with a bug that only production's batch orders hit).",
+        "features": ["batch-order"],
+        "app": {"latency_ms": 5, "failures": {"/api/orders/batch": 0.5}, "features": {"/api/orders/batch": "batch-order"}},
+    },
+}
+
+CONFIG = """\
+# The releaser demo sandbox: {hosts} hosts on this machine (local transport), each one a
+# directory under hosts/ with its own demo app process on 127.0.0.1.
+# Bake times are SECONDS here so that the tour is quick; in production they are minutes.
+project: demo-shop
+defaults:
+  command_timeout: 60s
+  rollback_window: 1h
+environments:
+{environments}
+pipeline:
+  - stage: selftest
+    environment: dev
+    checks: [demo]
+    bake: 2s
+    interval: 1s
+  - stage: test
+    environment: test
+    checks: [demo]
+    bake: 2s
+    interval: 1s
+  - stage: gray
+    environment: prod
+    cohort: 10%
+    checks: [demo]
+    bake: 5s
+    interval: 1s
+  - stage: full
+    environment: prod
+    waves: [50%, 100%]
+    checks: [demo]
+    bake: 2s
+    interval: 1s
+"""
+
+ENVIRONMENT = """\
+  {name}:
+    transport: local
+    playbook: demo-app
+    root: hosts/{{host}}
+    vars:
+      PYTHON: {python}
+    hosts:
+{hosts}"""
+
+
+def prepare_directory(directory: Path) -> Path:
+    """An empty directory for the sandbox; a previous sandbox there is stopped and replaced."""
+    directory = directory.resolve()
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / MARKER).exists():
+            raise UsageError(f"{directory} is not empty and holds no earlier demo; choose another --dir")
+        stop_apps(directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("built by `releaser demo`; `releaser demo --dir` may replace it\n")
+    return directory
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (held together while choosing, so they differ)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def build(directory: Path, python: str) -> dict[str, list[int]]:
+    """Write the sandbox; returns the app ports of each environment."""
+    ports = iter(free_ports(sum(LAYOUT.values())))
+    layout = {env: [next(ports) for _ in range(count)] for env, count in LAYOUT.items()}
+    environments = []
+    for env, env_ports in layout.items():
+        hosts = "\n".join(
+            f"      - {{name: {env}-{i}, vars: {{PORT: \"{port}\"}}}}" for i, port in enumerate(env_ports, 1)
+        )
+        environments.append(ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts))
+    (directory / "environments.yaml").write_text(
+        CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments))
+    )
+    for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml")):
+        (directory / kind).mkdir(exist_ok=True)
+        shutil.copyfile(shipped_file(kind, name), directory / kind / name)
+    (directory / "artifacts").mkdir(exist_ok=True)
+    for version, spec in RELEASES.items():
+        write_artifact(directory / "artifacts" / f"demo-app-{version}.tar.gz", {**spec["app"], "version": version})
+        (directory / "artifacts" / f"notes-{version}.md").write_text(spec["notes"] + "\n")
+    return layout
+
+
+def write_artifact(path: Path, behaviour: dict) -> None:
+    """A release tarball holding app.json, with fixed metadata so the same input gives the same bytes."""
+    data = json.dumps(behaviour, indent=2, sort_keys=True).encode()
+    info = tarfile.TarInfo("app.json")
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+
+
+def stop_apps(directory: Path) -> int:
+    """Stop every demo app process of the sandbox; returns how many were running."""
+    stopped = []
+    for pidfile in (directory / "hosts").glob("*/shared/app.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 5
+    for pid in stopped:
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return len(stopped)
+

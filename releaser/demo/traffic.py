@@ -1,0 +1,55 @@
+"""Synthetic users: a steady stream of requests to every sandbox host while the demo runs."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+import time
+
+# Only production users place batch orders: the path a bad release breaks.
+PROD_PATHS = (("/api/items", 0.6), ("/api/orders/batch", 0.4))
+OTHER_PATHS = (("/api/items", 1.0),)
+
+
+class Traffic:
+    """One thread per environment sending `rate` requests per second to each of its hosts."""
+
+    def __init__(self, targets: dict[str, list[int]], rate: float = 10.0):
+        self.targets, self.rate = targets, rate
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(env, ports), name=f"traffic-{env}", daemon=True)
+            for env, ports in targets.items()
+        ]
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _loop(self, env: str, ports: list[int]) -> None:
+        paths = PROD_PATHS if env == "prod" else OTHER_PATHS
+        names, weights = [p for p, _ in paths], [w for _, w in paths]
+        pause = 1.0 / self.rate
+        while not self._stop.is_set():
+            started = time.monotonic()
+            for port in ports:
+                _get(port, random.choices(names, weights)[0])
+            self._stop.wait(max(0.0, pause - (time.monotonic() - started)))
+
+
+def _get(port: int, path: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+    try:
+        conn.request("GET", path)
+        conn.getresponse().read()
+    except OSError:
+        pass  # a host restarting: the next request will find it
+    finally:
+        conn.close()

@@ -1,0 +1,62 @@
+"""Errors that end a command, each carrying the exit code of the CLI contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_STAGE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUSY = 3
+EXIT_NEEDS_HUMAN = 4
+EXIT_INCONCLUSIVE = 5
+
+
+class ReleaserError(Exception):
+    """Base of every error the CLI turns into an exit code and a message."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+
+class UsageError(ReleaserError):
+    """Bad flags, ids or requests that can be fixed by the caller; nothing was changed."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(UsageError):
+    """One or more problems in the configuration files, each with file, line and key."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class BusyError(ReleaserError):
+    """Another promotion holds the environment's lock."""
+
+    exit_code = EXIT_BUSY
+
+
+class StageFailed(ReleaserError):
+    """A stage failed and its hosts were rolled back."""
+
+    exit_code = EXIT_STAGE_FAILED
+
+
+class NeedsHuman(ReleaserError):
+    """A rollback failed or the state cannot be reconciled automatically."""
+
+    exit_code = EXIT_NEEDS_HUMAN

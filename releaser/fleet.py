@@ -1,0 +1,140 @@
+"""Bounded parallel fan-out over hosts, with one session per host kept for a whole stage."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, TypeVar
+
+from .model import Environment, Host
+from .transport import Session, Transport
+from .transport.base import tail
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Outcome(Generic[T, R]):
+    item: T
+    value: R | None = None
+    error: BaseException | None = None
+
+
+def fan_out(items: Iterable[T], work: Callable[[T], R], parallel: int) -> list[Outcome[T, R]]:
+    """Run `work` on every item with at most `parallel` at once; results in input order.
+
+    An exception in one item is captured in its outcome and never stops the others."""
+    items = list(items)
+    if not items:
+        return []
+
+    def guarded(item: T) -> Outcome[T, R]:
+        try:
+            return Outcome(item, value=work(item))
+        except Exception as exc:  # noqa: BLE001 - reported per item
+            return Outcome(item, error=exc)
+
+    if len(items) == 1 or parallel <= 1:
+        return [guarded(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
+        return list(pool.map(guarded, items))
+
+
+@dataclass
+class HostResult:
+    """What one phase did on one host."""
+
+    host: str
+    ok: bool
+    exit_code: int | None
+    duration: float
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+
+    def why(self) -> str:
+        if self.error:
+            return self.error
+        last = (self.stderr.strip() or self.stdout.strip()).splitlines()[-1:] or [""]
+        return f"exit {self.exit_code}: {last[0]}" if last[0] else f"exit {self.exit_code}"
+
+    def to_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "duration": round(self.duration, 3),
+            "stdout_tail": tail(self.stdout, 500),
+            "stderr_tail": tail(self.stderr, 500),
+            "error": self.error,
+        }
+
+
+Upload = tuple[str, str]  # (local path, remote path)
+ProgressFn = Callable[[str, "dict[str, HostResult]", float], None]  # phase, results, seconds
+
+
+class Fleet:
+    """The hosts of one environment during one stage: sessions opened once, reused per phase."""
+
+    def __init__(self, environment: Environment, transport: Transport, progress: ProgressFn | None = None):
+        self.environment = environment
+        self.transport = transport
+        self.progress = progress
+        self._sessions: dict[str, Session] = {}
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _session(self, host: Host) -> Session:
+        session = self._sessions.get(host.name)
+        if session is None:
+            session = self.transport.connect(host)
+            self._sessions[host.name] = session
+        return session
+
+    def run(
+        self,
+        phase: str,
+        hosts: Iterable[Host],
+        script_for: Callable[[Host], str],
+        uploads_for: Callable[[Host], list[Upload]] | None = None,
+    ) -> dict[str, HostResult]:
+        """One script per host (after its uploads), at most `parallel` hosts at once."""
+
+        phase_started = time.monotonic()
+
+        def one(host: Host) -> HostResult:
+            started = time.monotonic()
+            try:
+                session = self._session(host)
+                for local_path, remote_path in uploads_for(host) if uploads_for else []:
+                    session.put(local_path, remote_path)
+                result = session.run(script_for(host), self.environment.command_timeout)
+            except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
+                self._sessions.pop(host.name, None)
+                outcome = HostResult(host.name, False, None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
+            else:
+                outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout, result.stderr)
+                if result.timed_out:
+                    outcome.error = f"timed out after {self.environment.command_timeout:g}s"
+            return outcome
+
+        outcomes = fan_out(hosts, one, self.environment.parallel)
+        results = {o.item.name: o.value for o in outcomes if o.value is not None}
+        if self.progress and results:
+            self.progress(phase, results, time.monotonic() - phase_started)
+        return results
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._sessions.clear()

@@ -1,0 +1,76 @@
+"""The check interface. A check looks at a stage's target and returns a verdict.
+
+Verdicts are three-valued on purpose: a check that cannot see (no data, unreachable
+metrics) is INCONCLUSIVE, which never counts as a pass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from ..model import Environment, Host
+from ..schema import Fields
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass
+class CheckResult:
+    check: str
+    verdict: Verdict
+    summary: str
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "verdict": str(self.verdict), "summary": self.summary, "hosts": self.hosts}
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """What a check looks at: the cohort now running the release, and the baseline beside it."""
+
+    environment: Environment
+    release: str
+    cohort: tuple[Host, ...]
+    baseline: tuple[Host, ...] = ()
+
+
+def render_template(template: str, host: Host) -> str:
+    """Fill {name}, {address}, {root} and host vars into a check's URL or command."""
+    try:
+        return template.format_map(host.template_values())
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}} for host {host.name}") from None
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"bad template {template!r}: {exc}") from None
+
+
+class Check(ABC):
+    """A named health condition; subclasses register a `type` and read their own keys."""
+
+    type: ClassVar[str]
+    origin: Fields | None = None  # where the check was defined, for validation messages
+
+    def __init__(self, name: str, failure_threshold: int = 1):
+        self.name = name
+        self.failure_threshold = failure_threshold
+
+    @classmethod
+    @abstractmethod
+    def from_fields(cls, name: str, fields: Fields) -> Check:
+        """Build the check from its YAML mapping (common keys are already read)."""
+
+    def templates(self) -> dict[str, str]:
+        """Keys holding host templates, so validation can render them for every host."""
+        return {}
+
+    @abstractmethod
+    def evaluate(self, target: CheckTarget) -> CheckResult:
+        """Look once; must not raise for an unhealthy or unreachable target."""

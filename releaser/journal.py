@@ -1,0 +1,28 @@
+"""The journal: every state change is appended to the store and shown to whoever watches."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .model import Event
+from .store import Store
+
+Sink = Callable[[Event], None]
+
+
+class Journal:
+    def __init__(self, store: Store, sink: Sink | None = None):
+        self.store = store
+        self.sink = sink
+
+    def record(self, kind: str, message: str, **fields) -> Event:
+        """Append an event (durable when this returns), then show it."""
+        event = self.store.append_event(Event(kind=kind, message=message, **fields))
+        if self.sink:
+            self.sink(event)
+        return event
+
+    def note(self, message: str, **fields) -> None:
+        """Show progress that is not worth keeping (per-host lines, bake ticks)."""
+        if self.sink:
+            self.sink(Event(kind="note", message=message, **fields))

@@ -1,0 +1,92 @@
+"""One promotion per environment: a lock in the store with owner, pid, host and a lease.
+
+The holder renews the lease from a heartbeat thread. A lock is stale when its lease ran out,
+or when it was taken on this machine by a process that no longer exists (kill -9).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from .journal import Journal
+from .model import Lock, utcnow
+from .store import Store
+
+DEFAULT_LEASE = 300.0
+
+
+def _lease_until(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(lock: Lock) -> bool:
+    if datetime.fromisoformat(lock.lease_until) < datetime.now(timezone.utc):
+        return True
+    return lock.hostname == socket.gethostname() and not pid_alive(lock.pid)
+
+
+def whoami() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+class EnvironmentLock:
+    """`with EnvironmentLock(...)`: held for the block, or BusyError (exit 3) at once."""
+
+    def __init__(self, store: Store, journal: Journal, environment: str, command: str, lease: float = DEFAULT_LEASE):
+        self.store, self.journal = store, journal
+        self.environment, self.command, self.lease = environment, command, lease
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> EnvironmentLock:
+        lock = Lock(
+            environment=self.environment,
+            owner=whoami(),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            command=self.command,
+            acquired_at=utcnow(),
+            lease_until=_lease_until(self.lease),
+            token=self.token,
+        )
+        stale = self.store.acquire_lock(lock, is_stale)
+        if stale is not None:
+            self.journal.record(
+                "lock.taken_over",
+                f"took over the stale lock of {stale.owner} (pid {stale.pid} on {stale.hostname}, lease until "
+                f"{stale.lease_until}) on {self.environment}",
+                environment=self.environment,
+                data={"stale": stale.__dict__ | {"token": None}},
+            )
+        self._thread = threading.Thread(target=self._heartbeat, name=f"lock-{self.environment}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            self.store.renew_lock(self.environment, self.token, _lease_until(self.lease))
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        self.store.release_lock(self.environment, self.token)

@@ -1,0 +1,204 @@
+"""Plain data: what the configuration describes and what the store records."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .health.base import Check
+
+RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+STAGE_ORDER = ("selftest", "test", "gray", "full")
+
+
+def utcnow() -> str:
+    """Now, as the ISO-8601 UTC timestamp every record carries."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    root: str
+    vars: dict[str, str] = field(default_factory=dict)
+
+    def template_values(self) -> dict[str, str]:
+        """Values a check URL or command may name: {name}, {address}, {root} and every var."""
+        return {**self.vars, "name": self.name, "address": self.address, "root": self.root}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    transport: str
+    playbook: str
+    hosts: tuple[Host, ...]
+    parallel: int = 50
+    command_timeout: float = 600.0
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Playbook:
+    name: str
+    file: str
+    hooks: dict[str, str]
+    shared: tuple[str, ...] = ()
+    keep_releases: int = 5
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    environment: str
+    checks: tuple[Check, ...] = ()
+    bake: float = 300.0
+    interval: float = 30.0
+    rollback_window: float = 3600.0
+    cohort: float = 10.0
+    waves: tuple[float, ...] = (100.0,)
+    max_failed_hosts: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    project: str
+    state_backend: str
+    state_path: Path
+    environments: dict[str, Environment]
+    pipeline: tuple[StageSpec, ...]
+    playbooks: dict[str, Playbook]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def stage(self, name: str) -> StageSpec:
+        for spec in self.pipeline:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def stage_names(self) -> list[str]:
+        return [spec.name for spec in self.pipeline]
+
+
+# --- recorded state ----------------------------------------------------------------------
+
+
+class ReleaseStatus(StrEnum):
+    REGISTERED = "registered"
+    PROMOTING = "promoting"
+    LIVE = "live"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    ROLLING_BACK = "rolling_back"
+    PASSED = "passed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    SKIPPED = "skipped"
+
+    @property
+    def open(self) -> bool:
+        """A run in this state was interrupted if its owner is gone: `resume` picks it up."""
+        return self in (RunStatus.RUNNING, RunStatus.ROLLING_BACK)
+
+
+@dataclass
+class Release:
+    version: str
+    artifact: str
+    sha256: str
+    size: int
+    notes: str = ""
+    features: list[str] = field(default_factory=list)
+    status: ReleaseStatus = ReleaseStatus.REGISTERED
+    created_at: str = ""
+    created_by: str = ""
+
+
+@dataclass
+class StageRun:
+    id: int
+    release: str
+    stage: str
+    environment: str
+    status: RunStatus
+    started_at: str
+    finished_at: str | None = None
+    reason: str = ""
+    forced: bool = False
+    owner: str = ""
+
+
+@dataclass
+class Deployment:
+    """One host's part of a stage run: deploy (or roll back) from one version to another."""
+
+    id: int
+    stage_run_id: int | None
+    environment: str
+    host: str
+    action: str  # deploy | rollback
+    from_version: str | None
+    to_version: str
+    status: str  # pending | switching | switched | failed | rolled_back
+    detail: str = ""
+    updated_at: str = ""
+
+
+@dataclass
+class HostState:
+    environment: str
+    host: str
+    version: str | None
+    previous: str | None
+    updated_at: str = ""
+
+
+@dataclass
+class Event:
+    kind: str
+    message: str
+    environment: str | None = None
+    release: str | None = None
+    stage: str | None = None
+    host: str | None = None
+    data: dict = field(default_factory=dict)
+    ts: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Lock:
+    environment: str
+    owner: str
+    pid: int
+    hostname: str
+    command: str
+    acquired_at: str
+    lease_until: str
+    token: str = ""

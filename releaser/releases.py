@@ -1,0 +1,80 @@
+"""Registering releases: id rules, artifact checksum, and the immutability of both."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import UsageError
+from .journal import Journal
+from .locks import whoami
+from .model import RELEASE_ID, Release, utcnow
+from .store import Store
+
+
+def validate_release_id(version: str) -> str:
+    if not RELEASE_ID.fullmatch(version or ""):
+        raise UsageError(
+            f"invalid release id {version!r}: use 1 to 64 letters, digits, '.', '_', '+' or '-', "
+            "starting with a letter or digit"
+        )
+    return version
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def create_release(
+    store: Store, journal: Journal, version: str, artifact: Path, notes: str = "", features: tuple[str, ...] = ()
+) -> tuple[Release, bool]:
+    """Register a release; (release, created). The same id with the same artifact is a no-op;
+    with a different artifact it is refused."""
+    validate_release_id(version)
+    artifact = artifact.resolve()
+    if not artifact.is_file():
+        raise UsageError(f"artifact {artifact} does not exist or is not a file")
+    digest = sha256_file(artifact)
+    existing = store.get_release(version)
+    if existing is not None:
+        if existing.sha256 != digest:
+            raise UsageError(
+                f"release {version} already exists with a different artifact (sha256 {existing.sha256[:12]}…, "
+                f"this one {digest[:12]}…); releases are immutable: use a new id"
+            )
+        return existing, False
+    for name in features:
+        if not name or len(name) > 100 or any(ch in name for ch in "\n\r\t"):
+            raise UsageError(f"invalid feature name {name!r}")
+    release = Release(
+        version=version,
+        artifact=str(artifact),
+        sha256=digest,
+        size=artifact.stat().st_size,
+        notes=notes,
+        features=list(dict.fromkeys(features)),
+        created_at=utcnow(),
+        created_by=whoami(),
+    )
+    with store.transaction():
+        store.add_release(release)
+        journal.record(
+            "release.created",
+            f"registered {version} ({release.size} bytes, sha256 {digest[:12]})",
+            release=version,
+            data={"artifact": release.artifact, "sha256": digest, "features": release.features},
+        )
+    return release, True
+
+
+def verify_artifact(release: Release) -> None:
+    """The artifact must still be the file that was registered."""
+    path = Path(release.artifact)
+    if not path.is_file():
+        raise UsageError(f"the artifact of {release.version} is gone: {path}")
+    if sha256_file(path) != release.sha256:
+        raise UsageError(f"the artifact of {release.version} changed since it was registered: {path}")

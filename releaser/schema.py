@@ -1,0 +1,198 @@
+"""Typed reading of one YAML mapping, collecting problems with file, line and key.
+
+Every reader marks its key as known; `finish()` reports the keys nobody asked for.
+Wrong values are recorded as problems and the default is returned, so that one pass
+over a file reports every problem in it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from .errors import ConfigProblem
+from .yamlsrc import Mapping, Sequence
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_MISSING = object()
+
+
+def parse_duration(text: Any) -> float:
+    """'90s', '30m', '1h', '3d', '1h30m', '500ms' -> seconds. Bare numbers are refused."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {text!r}")
+    text = text.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {text!r}")
+    return total
+
+
+def parse_percent(text: Any) -> float:
+    """'10%' -> 10.0; the value must be above 0 and at most 100."""
+    if isinstance(text, str) and text.strip().endswith("%"):
+        try:
+            value = float(text.strip()[:-1])
+        except ValueError:
+            value = None
+        if value is not None and 0 < value <= 100:
+            return value
+    raise ValueError(f"expected a percentage above 0% and at most 100% like 10%, got {text!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> the shortest exact form parse_duration reads back ('1h', '90s', '1.5s')."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class Problems(list):
+    """The problems found so far in one validation pass."""
+
+    def add(self, file: str, line: int | None, key: str, message: str) -> None:
+        self.append(ConfigProblem(file, line, key, message))
+
+
+class Fields:
+    """Reads the keys of one mapping at `path` (e.g. 'environments.prod') in `file`."""
+
+    def __init__(self, data: Any, file: str, path: str, problems: Problems, line: int | None = None):
+        self.file, self.path, self.problems = file, path, problems
+        self.line = getattr(data, "line", None) or line
+        if not isinstance(data, dict):
+            if data is not None:
+                problems.add(file, self.line, path, f"expected a mapping, got {_kind(data)}")
+            data = Mapping()
+        self.data = data
+        self._known: set[str] = set()
+
+    # -- plumbing --
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def line_of(self, key: str) -> int | None:
+        lines = getattr(self.data, "key_lines", {})
+        return lines.get(key, self.line)
+
+    def problem(self, key: str, message: str, line: int | None = None) -> None:
+        self.problems.add(self.file, line or self.line_of(key), self.key_path(key), message)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _take(self, key: str, required: bool) -> Any:
+        self._known.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self.problems.add(self.file, self.line, self.key_path(key), "required key is missing")
+            return _MISSING
+        return self.data[key]
+
+    def _convert(self, key: str, default: Any, required: bool, convert: Callable[[Any], Any]) -> Any:
+        raw = self._take(key, required)
+        if raw is _MISSING:
+            return default
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self._known:
+                self.problem(str(key), "unknown key")
+
+    # -- typed readers --
+
+    def str(self, key: str, default: Any = None, required: bool = False, choices: tuple[str, ...] = ()) -> Any:
+        def convert(raw: Any) -> str:
+            if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+                raise ValueError(f"expected a string, got {_kind(raw)}")
+            value = str(raw)
+            if choices and value not in choices:
+                raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+            return value
+
+        return self._convert(key, default, required, convert)
+
+    def int(self, key: str, default: Any = None, minimum: int | None = None, required: bool = False) -> Any:
+        def convert(raw: Any) -> int:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise ValueError(f"expected a whole number, got {_kind(raw)}")
+            if minimum is not None and raw < minimum:
+                raise ValueError(f"must be at least {minimum}, got {raw}")
+            return raw
+
+        return self._convert(key, default, required, convert)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        def convert(raw: Any) -> bool:
+            if not isinstance(raw, bool):
+                raise ValueError(f"expected true or false, got {_kind(raw)}")
+            return raw
+
+        return self._convert(key, default, False, convert)
+
+    def duration(self, key: str, default: Any = None, required: bool = False) -> Any:
+        return self._convert(key, default, required, parse_duration)
+
+    def percent(self, key: str, default: Any = None) -> Any:
+        return self._convert(key, default, False, parse_percent)
+
+    def mapping(self, key: str, required: bool = False) -> Fields | None:
+        raw = self._take(key, required)
+        if raw is _MISSING:
+            return None
+        return Fields(raw, self.file, self.key_path(key), self.problems, self.line_of(key))
+
+    def items(self, key: str, required: bool = False) -> list[tuple[Any, int | None, str]]:
+        """A sequence's items as (value, line, key path); a non-list is a problem."""
+        raw = self._take(key, required)
+        if raw is _MISSING:
+            return []
+        if not isinstance(raw, list):
+            self.problem(key, f"expected a list, got {_kind(raw)}")
+            return []
+        lines = getattr(raw, "item_lines", None) or [self.line_of(key)] * len(raw)
+        return [(item, lines[i], f"{self.key_path(key)}[{i}]") for i, item in enumerate(raw)]
+
+    def scalar_map(self, key: str) -> dict[str, str]:
+        """A mapping of names to scalar values (vars); values become strings."""
+        section = self.mapping(key)
+        if section is None:
+            return {}
+        result: dict[str, str] = {}
+        for name in list(section.data):
+            value = section.str(str(name))
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+                section.problem(str(name), "variable names must be letters, digits and _ (not starting with a digit)")
+            elif value is not None:
+                result[str(name)] = value
+        return result
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, (list, Sequence)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "nothing"
+    return type(value).__name__

@@ -1,0 +1,81 @@
+"""The documents behind `status` and `history`, and their human rendering."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from typing import Callable
+
+from .locks import is_stale
+from .model import Config, Event
+from .store import Store
+
+
+def status_document(config: Config, store: Store) -> dict:
+    environments = {}
+    for name, env in config.environments.items():
+        states = store.host_states(name)
+        hosts = {
+            host.name: {
+                "version": states[host.name].version if host.name in states else None,
+                "previous": states[host.name].previous if host.name in states else None,
+            }
+            for host in env.hosts
+        }
+        versions = Counter(h["version"] for h in hosts.values())
+        lock = store.get_lock(name)
+        open_runs = [r for r in store.stage_runs() if r.environment == name and r.status.open]
+        environments[name] = {
+            "hosts": hosts,
+            "versions": {str(v): n for v, n in versions.items()},
+            "consistent": len(versions) == 1,
+            "lock": None if lock is None else {
+                "owner": lock.owner, "pid": lock.pid, "hostname": lock.hostname, "command": lock.command,
+                "acquired_at": lock.acquired_at, "lease_until": lock.lease_until, "stale": is_stale(lock),
+            },
+            "interrupted": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
+                            for r in open_runs],
+        }
+    releases = []
+    runs_by_release: dict[str, list] = {}
+    for run in store.stage_runs():
+        runs_by_release.setdefault(run.release, []).append(run)
+    for rel in store.list_releases():
+        releases.append({
+            "version": rel.version,
+            "status": str(rel.status),
+            "sha256": rel.sha256,
+            "features": rel.features,
+            "created_at": rel.created_at,
+            "created_by": rel.created_by,
+            "stages": [
+                {"stage": r.stage, "environment": r.environment, "status": str(r.status), "started_at": r.started_at,
+                 "finished_at": r.finished_at, "reason": r.reason, "forced": r.forced, "run": r.id}
+                for r in runs_by_release.get(rel.version, [])
+            ],
+        })
+    return {"environments": environments, "releases": releases}
+
+
+def print_status(document: dict, say: Callable[..., None]) -> None:
+    for name, env in document["environments"].items():
+        versions = ", ".join(f"{v} x{n}" for v, n in env["versions"].items())
+        flag = "" if env["consistent"] else "  MIXED VERSIONS"
+        say(f"{name}: {versions}{flag}", None if env["consistent"] else "yellow")
+        for host, state in env["hosts"].items():
+            say(f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})")
+        if env["lock"]:
+            lock = env["lock"]
+            say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']}: {lock['command']}"
+                + (" (stale)" if lock["stale"] else ""), "yellow")
+        for run in env["interrupted"]:
+            say(f"  interrupted: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
+    if document["releases"]:
+        say("releases:")
+    for rel in document["releases"]:
+        stages = " -> ".join(f"{s['stage']}:{s['status']}" for s in rel["stages"]) or "no stage run yet"
+        say(f"  {rel['version']:<14} {rel['status']:<12} {stages}")
+
+
+def history_document(events: list[Event]) -> dict:
+    return {"events": [asdict(e) for e in events]}

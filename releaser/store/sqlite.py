@@ -1,0 +1,358 @@
+"""SQLite store: the embedded default. WAL mode, one connection per thread, versioned schema."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import BusyError, NeedsHuman
+from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, RunStatus, StageRun, utcnow
+from .base import SCHEMA_VERSION, Store
+
+# Each entry upgrades the schema by one version; never edit an entry once released.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE releases (
+        version TEXT PRIMARY KEY,
+        artifact TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        features TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE stage_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release TEXT NOT NULL REFERENCES releases(version),
+        stage TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        forced INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX stage_runs_release ON stage_runs(release);
+    CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stage_run_id INTEGER REFERENCES stage_runs(id),
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        action TEXT NOT NULL,
+        from_version TEXT,
+        to_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX deployments_run ON deployments(stage_run_id);
+    CREATE INDEX deployments_host ON deployments(environment, host);
+    CREATE TABLE host_state (
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        version TEXT,
+        previous TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment, host)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        environment TEXT,
+        release TEXT,
+        stage TEXT,
+        host TEXT,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_release ON events(release);
+    CREATE TABLE locks (
+        environment TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        hostname TEXT NOT NULL,
+        command TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        lease_until TEXT NOT NULL,
+        token TEXT NOT NULL
+    );
+    """,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+_CLOSED = {s.value for s in RunStatus if not s.open}
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._migrate()
+
+    # -- plumbing --
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._guard:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        db = self._db
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        db.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise NeedsHuman(
+                    f"{self.path} holds schema version {current}, newer than this releaser knows "
+                    f"({SCHEMA_VERSION}); upgrade releaser"
+                )
+            for version in range(current, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[version]):
+                    self._db.execute(statement)
+            if current != SCHEMA_VERSION:
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row["value"]) if row else 0
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- releases --
+
+    def add_release(self, release: Release) -> None:
+        self._db.execute(
+            "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                release.version, release.artifact, release.sha256, release.size, release.notes,
+                json.dumps(release.features), str(release.status), release.created_at or utcnow(), release.created_by,
+            ),
+        )
+
+    def get_release(self, version: str) -> Release | None:
+        row = self._db.execute("SELECT * FROM releases WHERE version = ?", (version,)).fetchone()
+        return _release(row) if row else None
+
+    def list_releases(self) -> list[Release]:
+        return [_release(r) for r in self._db.execute("SELECT * FROM releases ORDER BY created_at, version")]
+
+    def set_release_status(self, version: str, status: ReleaseStatus) -> None:
+        self._db.execute("UPDATE releases SET status = ? WHERE version = ?", (str(status), version))
+
+    # -- stage runs --
+
+    def start_stage_run(self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason=""):
+        now = utcnow()
+        finished = None if RunStatus(status).open else now
+        cursor = self._db.execute(
+            "INSERT INTO stage_runs(release, stage, environment, status, started_at, finished_at, reason, forced, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (release, stage, environment, str(status), now, finished, reason, int(forced), owner),
+        )
+        return self.get_stage_run(cursor.lastrowid)
+
+    def set_stage_run_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
+        finished = utcnow() if str(status) in _CLOSED else None
+        self._db.execute(
+            "UPDATE stage_runs SET status = ?, finished_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
+            (str(status), finished, reason, run_id),
+        )
+
+    def get_stage_run(self, run_id: int) -> StageRun | None:
+        row = self._db.execute("SELECT * FROM stage_runs WHERE id = ?", (run_id,)).fetchone()
+        return _stage_run(row) if row else None
+
+    def stage_runs(self, release: str | None = None) -> list[StageRun]:
+        if release is None:
+            rows = self._db.execute("SELECT * FROM stage_runs ORDER BY id")
+        else:
+            rows = self._db.execute("SELECT * FROM stage_runs WHERE release = ? ORDER BY id", (release,))
+        return [_stage_run(r) for r in rows]
+
+    # -- deployments --
+
+    def add_deployments(self, deployments: list[Deployment]) -> list[Deployment]:
+        now = utcnow()
+        with self.transaction():
+            for dep in deployments:
+                cursor = self._db.execute(
+                    "INSERT INTO deployments(stage_run_id, environment, host, action, from_version, to_version,"
+                    " status, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (dep.stage_run_id, dep.environment, dep.host, dep.action, dep.from_version, dep.to_version,
+                     dep.status, dep.detail, now),
+                )
+                dep.id, dep.updated_at = cursor.lastrowid, now
+        return deployments
+
+    def update_deployment(self, deployment_id: int, status: str, detail: str = "") -> None:
+        self._db.execute(
+            "UPDATE deployments SET status = ?, detail = ?, updated_at = ? WHERE id = ?",
+            (status, detail, utcnow(), deployment_id),
+        )
+
+    def deployments(self, stage_run_id=None, environment=None, host=None) -> list[Deployment]:
+        clauses, args = [], []
+        for column, value in (("stage_run_id", stage_run_id), ("environment", environment), ("host", host)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT * FROM deployments {where} ORDER BY id", args)  # noqa: S608 - fixed columns
+        return [Deployment(**dict(r)) for r in rows]
+
+    # -- host state --
+
+    def host_states(self, environment: str) -> dict[str, HostState]:
+        rows = self._db.execute("SELECT * FROM host_state WHERE environment = ?", (environment,))
+        return {r["host"]: HostState(**dict(r)) for r in rows}
+
+    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO host_state(environment, host, version, previous, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(environment, host) DO UPDATE SET version = excluded.version,"
+            " previous = excluded.previous, updated_at = excluded.updated_at",
+            (environment, host, version, previous, utcnow()),
+        )
+
+    # -- the journal --
+
+    def append_event(self, event: Event) -> Event:
+        event.ts = event.ts or utcnow()
+        cursor = self._db.execute(
+            "INSERT INTO events(ts, kind, environment, release, stage, host, message, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.ts, event.kind, event.environment, event.release, event.stage, event.host, event.message,
+             json.dumps(event.data, default=str)),
+        )
+        event.id = cursor.lastrowid
+        return event
+
+    def events(self, release=None, environment=None, limit=None) -> list[Event]:
+        clauses, args = [], []
+        if release is not None:
+            clauses.append("release = ?")
+            args.append(release)
+        if environment is not None:
+            clauses.append("environment = ?")
+            args.append(environment)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM events {where} ORDER BY id DESC"  # noqa: S608 - fixed columns
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = list(self._db.execute(sql, args))
+        rows.reverse()
+        return [_event(r) for r in rows]
+
+    # -- locks --
+
+    def acquire_lock(self, lock: Lock, is_stale: Callable[[Lock], bool]) -> Lock | None:
+        with self.transaction():
+            held = self.get_lock(lock.environment)
+            if held is not None and not is_stale(held):
+                raise BusyError(
+                    f"environment {lock.environment} is locked by {held.owner} (pid {held.pid} on {held.hostname},"
+                    f" since {held.acquired_at}, lease until {held.lease_until}) running: {held.command}"
+                )
+            self._db.execute(
+                "INSERT OR REPLACE INTO locks(environment, owner, pid, hostname, command, acquired_at, lease_until,"
+                " token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (lock.environment, lock.owner, lock.pid, lock.hostname, lock.command, lock.acquired_at,
+                 lock.lease_until, lock.token),
+            )
+            return held
+
+    def renew_lock(self, environment: str, token: str, lease_until: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?", (lease_until, environment, token)
+        )
+        return cursor.rowcount == 1
+
+    def release_lock(self, environment: str, token: str) -> None:
+        self._db.execute("DELETE FROM locks WHERE environment = ? AND token = ?", (environment, token))
+
+    def get_lock(self, environment: str) -> Lock | None:
+        row = self._db.execute("SELECT * FROM locks WHERE environment = ?", (environment,)).fetchone()
+        return Lock(**dict(row)) if row else None
+
+    def force_unlock(self, environment: str) -> Lock | None:
+        with self.transaction():
+            held = self.get_lock(environment)
+            self._db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
+            return held
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _release(row: sqlite3.Row) -> Release:
+    data = dict(row)
+    data["features"] = json.loads(data["features"])
+    data["status"] = ReleaseStatus(data["status"])
+    return Release(**data)
+
+
+def _stage_run(row: sqlite3.Row) -> StageRun:
+    data = dict(row)
+    data["status"] = RunStatus(data["status"])
+    data["forced"] = bool(data["forced"])
+    return StageRun(**data)
+
+
+def _event(row: sqlite3.Row) -> Event:
+    data = dict(row)
+    data["data"] = json.loads(data["data"])
+    return Event(**data)

@@ -1,0 +1,51 @@
+"""The transport interface: open a session to a host, run one script there, put a file."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..model import Environment, Host
+
+TAIL_CHARS = 2000
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+@dataclass
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class Session(ABC):
+    """An open connection to one host, reused for every phase of a stage."""
+
+    @abstractmethod
+    def run(self, script: str, timeout: float) -> CommandResult:
+        """Run a bash script on the host (sent on stdin), bounded by `timeout` seconds."""
+
+    @abstractmethod
+    def put(self, local_path: str, remote_path: str) -> None:
+        """Copy a file to the host, creating the parent directory."""
+
+    def close(self) -> None:  # noqa: B027 - optional for transports without connections
+        """Release the connection."""
+
+
+class Transport(ABC):
+    def __init__(self, environment: Environment):
+        self.environment = environment
+
+    @abstractmethod
+    def connect(self, host: Host) -> Session:
+        """Open a session; raises ConnectionError (or OSError) when the host is unreachable."""
