@@ -292,7 +292,7 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
         return
     for event in events:
         scope = "/".join(x for x in (event.environment, event.release, event.stage, event.host) if x)
-        click.echo(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
+        app.say(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
 
 
 # -- the sandbox --

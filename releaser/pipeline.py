@@ -103,6 +103,7 @@ class Pipeline:
         spec = self.config.stage(stage)
         env = self.config.environments[spec.environment]
         with self._lock(env.name, f"promote {version} --to {stage}"):
+            self._refuse_open_runs(env)
             with self.store.transaction():
                 for name in skipped:
                     self.store.start_stage_run(version, name, self.config.stage(name).environment, whoami(),
@@ -134,9 +135,9 @@ class Pipeline:
     def _lock(self, environment: str, command: str) -> EnvironmentLock:
         return EnvironmentLock(self.store, self.journal, environment, command)
 
-    def _refuse_open_runs(self, env: Environment, allowed: int | None = None) -> None:
+    def _refuse_open_runs(self, env: Environment) -> None:
         for run in self.store.stage_runs():
-            if run.environment == env.name and run.status.open and run.id != allowed:
+            if run.environment == env.name and run.status.open:
                 raise NeedsHuman(
                     f"{run.stage} of {run.release} on {env.name} was interrupted (run {run.id}, {run.status}); "
                     "run `releaser resume` to finish or roll it back first"
@@ -158,8 +159,6 @@ class Pipeline:
 
     def _execute(self, release: Release, spec: StageSpec, run: StageRun, env: Environment, resumed: bool = False,
                  roll_back: str | None = None) -> None:
-        if not resumed:
-            self._refuse_open_runs(env, allowed=run.id)
         with self._fleet(env) as fleet:
             playbook = self.config.playbooks[env.playbook]
             stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet))

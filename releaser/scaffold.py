@@ -1,0 +1,82 @@
+"""`releaser init`: a small working configuration to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UsageError
+
+FILES = {
+    "environments.yaml": """\
+# See `releaser validate` and the documented example environments.example.yaml.
+project: myapp
+defaults:
+  bake: 2m
+  interval: 15s
+environments:
+  dev:
+    transport: local           # each host is a directory on this machine
+    playbook: app
+    hosts: [dev-1]
+  test:
+    transport: local
+    playbook: app
+    hosts: [test-1]
+  prod:
+    transport: local
+    playbook: app
+    hosts: [prod-1, prod-2, prod-3, prod-4]
+pipeline:
+  - stage: selftest
+    environment: dev
+    bake: 10s
+  - stage: test
+    environment: test
+  - stage: gray
+    environment: prod
+    cohort: 10%
+    # checks: [basic]          # healthchecks/basic.yaml, once your app serves /health
+  - stage: full
+    environment: prod
+    waves: [50%, 100%]
+""",
+    "playbooks/app.yaml": """\
+# How to deploy on one host. releaser unpacks the artifact into releases/<id>, links the
+# shared paths, runs `prepare` there, switches `current` atomically, then runs `restart`
+# and `verify` in current/. Hooks are bash with RELEASER_ROOT, RELEASER_HOST,
+# RELEASER_RELEASE, RELEASER_PHASE and the host's vars exported.
+keep_releases: 5
+shared: [logs]
+hooks:
+  prepare: |
+    echo "preparing $RELEASER_RELEASE on $RELEASER_HOST"
+  restart: |
+    echo "restart your service here (systemctl restart myapp, ...)"
+  verify: |
+    test -f REVISION
+""",
+    "healthchecks/basic.yaml": """\
+# Checks a stage can name in `checks:`. Placeholders: {name}, {address}, {root}, host vars.
+checks:
+  - name: health
+    type: http
+    url: "http://{address}:8080/health"
+    expect_status: [200]
+    timeout: 2s
+""",
+}
+
+
+def scaffold(directory: Path) -> list[Path]:
+    """Write the starter files; refuses to overwrite anything."""
+    directory.mkdir(parents=True, exist_ok=True)
+    clashes = [name for name in FILES if (directory / name).exists()]
+    if clashes:
+        raise UsageError(f"{directory} already has {', '.join(clashes)}; init writes only into a fresh directory")
+    written = []
+    for name, text in FILES.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written

@@ -1,0 +1,170 @@
+"""Shared fixtures: a project of local-transport hosts, a health server, artifacts, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+HOSTS = {"dev": ["dev-1"], "test": ["test-1", "test-2"], "prod": [f"web-{i}" for i in range(1, 11)]}
+
+PLAYBOOK = """\
+keep_releases: 3
+shared: [logs]
+hooks:
+  prepare: |
+    if [ -f FAIL_PREPARE ]; then echo "prepare refused by FAIL_PREPARE" >&2; exit 9; fi
+  restart: |
+    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
+    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
+  verify: |
+    test "$(cat REVISION)" = "$RELEASER_RELEASE"
+"""
+
+CHECKS = """\
+checks:
+  - name: health
+    type: http
+    url: "http://127.0.0.1:{HEALTH_PORT}/health/{name}"
+    expect_status: [200]
+    timeout: 2s
+"""
+
+
+class HealthServer:
+    """Answers /health/<host> with 200 unless the host's current release lists it in FAIL_ON."""
+
+    def __init__(self):
+        self.roots: dict[str, Path] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                name = self.path.rsplit("/", 1)[-1]
+                root = server.roots.get(name)
+                fail_on = root / "current" / "FAIL_ON" if root else None
+                healthy = root is not None and (root / "current").exists() and not (
+                    fail_on.exists() and name in fail_on.read_text().split()
+                )
+                self.send_response(200 if healthy else 503)
+                self.end_headers()
+                self.wfile.write(b"ok" if healthy else b"sick")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Project:
+    """A configuration directory with 13 local hosts and helpers to drive releaser on it."""
+
+    dir: Path
+    health: HealthServer
+    stage_options: dict[str, str] = field(default_factory=dict)
+
+    def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms") -> None:
+        envs = []
+        for env, hosts in HOSTS.items():
+            parallel = prod_parallel if env == "prod" else 50
+            envs.append(
+                f"  {env}:\n    transport: local\n    playbook: app\n    root: hosts/{{host}}\n"
+                f"    parallel: {parallel}\n    command_timeout: 20s\n"
+                f"    vars: {{HEALTH_PORT: \"{self.health.port}\", RESTART_DELAY: \"{restart_delay}\"}}\n"
+                f"    hosts: [{', '.join(hosts)}]"
+            )
+        stages = []
+        for stage, env in (("selftest", "dev"), ("test", "test"), ("gray", "prod"), ("full", "prod")):
+            extra = self.stage_options.get(stage, "")
+            stages.append(
+                f"  - stage: {stage}\n    environment: {env}\n    checks: [health]\n"
+                f"    bake: {bake}\n    interval: 100ms\n{extra}"
+            )
+        config = "project: shop\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + "".join(stages)
+        (self.dir / "environments.yaml").write_text(config)
+        for env, hosts in HOSTS.items():
+            for host in hosts:
+                self.health.roots[host] = self.dir / "hosts" / host
+
+    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool = False) -> Path:
+        files = {"app.txt": f"app {version}\n"}
+        if fail_on:
+            files["FAIL_ON"] = " ".join(fail_on) + "\n"
+        if fail_prepare:
+            files["FAIL_PREPARE"] = "yes\n"
+        path = self.dir / "artifacts" / f"app-{version}.tar.gz"
+        path.parent.mkdir(exist_ok=True)
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(raw.getvalue())
+        return path
+
+    def cli(self, *args: str, check: bool | int = False, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
+        )
+        expected = 0 if check is True else check
+        if check is not False and proc.returncode != expected:
+            raise AssertionError(f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def register(self, version: str, **kwargs) -> None:
+        self.cli("release", "create", version, "--artifact", str(self.artifact(version, **kwargs)), check=True)
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json", check=True).stdout)
+
+    def current(self, host: str) -> str | None:
+        link = self.dir / "hosts" / host / "current"
+        return os.readlink(link).removeprefix("releases/") if link.is_symlink() else None
+
+    def env_versions(self, env: str) -> dict[str, str | None]:
+        return {host: self.current(host) for host in HOSTS[env]}
+
+
+@pytest.fixture
+def health():
+    server = HealthServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def project(tmp_path, health) -> Project:
+    proj = Project(tmp_path / "proj", health)
+    proj.dir.mkdir()
+    (proj.dir / "playbooks").mkdir()
+    (proj.dir / "playbooks" / "app.yaml").write_text(PLAYBOOK)
+    (proj.dir / "healthchecks").mkdir()
+    (proj.dir / "healthchecks" / "health.yaml").write_text(CHECKS)
+    proj.write_config()
+    return proj

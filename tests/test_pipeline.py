@@ -1,0 +1,217 @@
+"""The pipeline end to end on local-transport hosts, driven through the CLI as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import HOSTS
+
+
+def test_happy_path_through_all_stages(project):
+    project.register("1.0.0")
+    proc = project.cli("run", "1.0.0", "--json", check=True)
+    runs = json.loads(proc.stdout)["runs"]
+    assert [(r["stage"], r["status"]) for r in runs] == [
+        ("selftest", "passed"), ("test", "passed"), ("gray", "passed"), ("full", "passed"),
+    ]
+    status = project.status()
+    for env, hosts in HOSTS.items():
+        assert project.env_versions(env) == {h: "1.0.0" for h in hosts}
+        assert {h: s["version"] for h, s in status["environments"][env]["hosts"].items()} == {h: "1.0.0" for h in hosts}
+    release = status["releases"][0]
+    assert release["status"] == "live"
+    assert all(stage["started_at"] and stage["finished_at"] for stage in release["stages"])
+    history = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    kinds = [e["kind"] for e in history]
+    assert kinds.count("stage.passed") == 4 and "release.created" in kinds
+    # the host keeps an append-only record of every switch
+    lines = (project.dir / "hosts" / "web-1" / ".releaser" / "history.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["to"] == "1.0.0"
+
+
+def test_promote_runs_one_stage_at_a_time_and_refuses_to_skip(project):
+    project.register("1.0.0")
+    refused = project.cli("promote", "1.0.0", "--to", "gray")
+    assert refused.returncode == 2
+    assert "would skip selftest, test" in refused.stderr
+    assert project.current("web-1") is None and project.current("dev-1") is None
+    assert project.status()["releases"][0]["stages"] == []
+
+    project.cli("promote", "1.0.0", check=True)
+    assert project.current("dev-1") == "1.0.0" and project.current("test-1") is None
+
+    forced = project.cli("promote", "1.0.0", "--to", "gray", "--force", "--reason", "hotfix for incident 42", check=True)
+    assert forced.returncode == 0
+    stages = {s["stage"]: s for s in project.status()["releases"][0]["stages"]}
+    assert stages["test"]["status"] == "skipped" and stages["test"]["forced"]
+    assert stages["test"]["reason"] == "hotfix for incident 42"
+    assert stages["gray"]["status"] == "passed"
+    assert project.current("test-1") is None
+    gray_hosts = [h for h in HOSTS["prod"] if project.current(h) == "1.0.0"]
+    assert len(gray_hosts) == 1
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    assert any(e["kind"] == "stage.skipped" and "incident 42" in e["message"] for e in events)
+
+
+# Where each stage's failure is planted: the stage, and a host of that stage that reports sick.
+FAILURES = {"selftest": "dev-1", "test": "test-2", "gray": None, "full": None}
+
+
+@pytest.mark.parametrize("stage", ["selftest", "test", "gray", "full"])
+def test_failing_check_at_each_stage_rolls_back(project, stage):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    names = ["selftest", "test", "gray", "full"]
+    # 1.1.0 passes every stage before `stage`, then one host of `stage` turns sick.
+    gray_host = _gray_host(project)
+    sick = FAILURES[stage] or (gray_host if stage == "gray" else next(h for h in HOSTS["prod"] if h != gray_host))
+    project.register("1.1.0", fail_on=(sick,))
+    proc = project.cli("run", "1.1.0", "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert "rolled back" in proc.stderr
+    env = {"selftest": "dev", "test": "test", "gray": "prod", "full": "prod"}[stage]
+    assert set(project.env_versions(env).values()) == {"1.0.0"}
+    status = project.status()
+    release = next(r for r in status["releases"] if r["version"] == "1.1.0")
+    assert release["status"] == "rolled_back"
+    assert release["stages"][-1]["stage"] == stage and release["stages"][-1]["status"] == "rolled_back"
+    assert status["environments"][env]["consistent"]
+    assert all(h["version"] == "1.0.0" for h in status["environments"][env]["hosts"].values())
+    # later stages never ran
+    assert [s["stage"] for s in release["stages"]] == names[: names.index(stage) + 1]
+    events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+    failed = next(e for e in events if e["kind"] == "stage.failed")
+    assert sick in failed["message"] and "503" in failed["message"]
+    assert any(e["kind"] == "rollback.done" for e in events)
+
+
+def test_failed_prepare_step_rolls_back_the_hosts_that_switched(project):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    project.register("1.1.0", fail_prepare=True)
+    proc = project.cli("promote", "1.1.0")
+    assert proc.returncode == 1
+    assert "prepare refused by FAIL_PREPARE" in proc.stderr
+    assert project.current("dev-1") == "1.0.0"
+    assert (project.dir / "hosts" / "dev-1" / "shared" / "running").read_text().strip() == "1.0.0"
+
+
+def test_manual_rollback(project):
+    for version in ("1.0.0", "1.1.0"):
+        project.register(version)
+        project.cli("run", version, check=True)
+    assert set(project.env_versions("prod").values()) == {"1.1.0"}
+    missing_reason = project.cli("rollback", "prod")
+    assert missing_reason.returncode == 2
+    project.cli("rollback", "prod", "--reason", "customer complaint", check=True)
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    status = project.status()
+    assert next(r for r in status["releases"] if r["version"] == "1.1.0")["status"] == "rolled_back"
+    # forward again to a named release, prepared anew where it was cleaned up
+    project.cli("rollback", "prod", "--to", "1.1.0", "--reason", "false alarm", check=True)
+    assert set(project.env_versions("prod").values()) == {"1.1.0"}
+
+
+def test_keep_releases_never_removes_current_or_previous(project):
+    for version in ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"):
+        project.register(version)
+        project.cli("promote", version, check=True)  # selftest only: dev-1
+    releases = sorted(os.listdir(project.dir / "hosts" / "dev-1" / "releases"))
+    assert len(releases) == 3  # keep_releases: 3
+    assert "1.4.0" in releases and "1.3.0" in releases
+    assert project.current("dev-1") == "1.4.0"
+
+
+def test_second_promotion_is_refused_while_the_environment_is_locked(project):
+    project.register("1.0.0")
+    project.write_config(bake="6s")
+    first = project.spawn("promote", "1.0.0")
+    try:
+        _wait_for_event(project, "bake.started")
+        second = project.cli("promote", "1.0.0", "--json")
+        assert second.returncode == 3
+        assert "locked by" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert json.loads(second.stdout)["exit_code"] == 3
+        lock = project.status()["environments"]["dev"]["lock"]
+        assert lock["pid"] == first.pid and lock["command"] == "promote 1.0.0 --to selftest"
+    finally:
+        assert first.wait(timeout=60) == 0
+    assert project.status()["environments"]["dev"]["lock"] is None
+
+
+def test_unlock_clears_a_lock_and_journals_it(project):
+    project.register("1.0.0")
+    project.write_config(bake="30s")
+    holder = project.spawn("promote", "1.0.0")
+    _wait_for_event(project, "bake.started")
+    holder.send_signal(signal.SIGSTOP)  # a wedged holder: alive, not renewing
+    try:
+        assert project.cli("unlock", "dev").returncode == 2  # --force and --reason required
+        project.cli("unlock", "dev", "--force", "--reason", "holder wedged", check=True)
+        assert project.status()["environments"]["dev"]["lock"] is None
+        events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+        assert any(e["kind"] == "lock.cleared" and "holder wedged" in e["message"] for e in events)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("roll_back", [False, True])
+def test_kill_9_mid_stage_then_resume_ends_consistent(project, roll_back):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    project.register("1.1.0")
+    project.cli("run", "1.1.0", "--to", "gray", check=True)
+    # full: one host at a time, each restart slow, so the kill lands between hosts
+    project.write_config(prod_parallel=1, restart_delay="0.4")
+    victim = project.spawn("promote", "1.1.0")
+    deadline = time.monotonic() + 60
+    while sum(v == "1.1.0" for v in project.env_versions("prod").values()) < 4:
+        assert time.monotonic() < deadline and victim.poll() is None
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    mixed = set(project.env_versions("prod").values())
+    assert mixed == {"1.0.0", "1.1.0"}
+    status = project.status()
+    assert status["environments"]["prod"]["interrupted"][0]["stage"] == "full"
+    # a new promotion is refused until the interrupted one is resumed
+    assert project.cli("promote", "1.1.0").returncode == 4
+
+    project.write_config()
+    args = ("resume", "--rollback") if roll_back else ("resume",)
+    proc = project.cli(*args, "--json", check=True if not roll_back else 1)
+    expected = "1.0.0" if roll_back else "1.1.0"
+    assert set(project.env_versions("prod").values()) == {expected}, proc.stderr
+    status = project.status()
+    prod = status["environments"]["prod"]
+    assert prod["consistent"] and prod["interrupted"] == [] and prod["lock"] is None
+    assert all(h["version"] == expected for h in prod["hosts"].values())
+    release = next(r for r in status["releases"] if r["version"] == "1.1.0")
+    assert release["status"] == ("rolled_back" if roll_back else "live")
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    assert any(e["kind"] == "lock.taken_over" for e in events)
+    assert any(e["kind"] == "stage.resumed" for e in events)
+
+
+def _gray_host(project) -> str:
+    from releaser.cohort import gray_cohort
+    from releaser.model import Host
+
+    hosts = [Host(name, "127.0.0.1", "/") for name in HOSTS["prod"]]
+    return gray_cohort("prod", hosts, 10)[0].name
+
+
+def _wait_for_event(project, kind: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = project.cli("history", "--json")
+        if proc.returncode == 0 and any(e["kind"] == kind for e in json.loads(proc.stdout)["events"]):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} event within {timeout}s")
