@@ -73,7 +73,7 @@ if [ -f {q(dest + "/.complete")} ]; then
   rm -f {incoming}
   exit 0
 fi
-actual=$(sha256sum {incoming} | cut -d' ' -f1)
+actual=$(sha256sum < {incoming} | cut -d' ' -f1)
 if [ "$actual" != {q(sha256)} ]; then
   echo "releaser: artifact checksum mismatch: expected {sha256}, got $actual" >&2
   exit {EXIT_CHECKSUM}

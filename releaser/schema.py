@@ -67,7 +67,7 @@ class Fields:
 
     def __init__(self, data: Any, file: str, path: str, problems: Problems, line: int | None = None):
         self.file, self.path, self.problems = file, path, problems
-        self.line = getattr(data, "line", None) or line
+        self.line = line or getattr(data, "line", None)
         if not isinstance(data, dict):
             if data is not None:
                 problems.add(file, self.line, path, f"expected a mapping, got {_kind(data)}")

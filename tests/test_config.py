@@ -1,0 +1,175 @@
+"""Bad configuration: every kind is reported with file, line and key, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from releaser.config import load_config
+from releaser.errors import ConfigError
+from releaser.schema import format_duration, parse_duration, parse_percent
+
+CONFIG = """\
+project: shop
+defaults:
+  parallel: 10
+environments:
+  dev:
+    playbook: app
+    hosts: [dev-1]
+  prod:
+    playbook: app
+    vars: {PORT: "8080"}
+    hosts:
+      - name: web-1
+      - name: web-2
+pipeline:
+  - stage: selftest
+    environment: dev
+    bake: 10s
+  - stage: gray
+    environment: prod
+    cohort: 10%
+    checks: [basic]
+  - stage: full
+    environment: prod
+    waves: [50%, 100%]
+"""
+
+PLAYBOOK = """\
+keep_releases: 4
+hooks:
+  restart: echo restarted
+"""
+
+CHECKS = """\
+checks:
+  - name: health
+    type: http
+    url: "http://{address}:{PORT}/health"
+"""
+
+# name: (file, text to replace, replacement, expected key, words of the message, text of the line it names)
+CASES = {
+    "unknown top-level key": ("environments.yaml", "project: shop", "project: shop\nprojct: typo", "projct", "unknown key", "projct:"),
+    "unknown nested key": ("environments.yaml", "    bake: 10s", "    bake: 10s\n    bakes: 10s", "pipeline[0].bakes", "unknown key", "bakes:"),
+    "wrong type": ("environments.yaml", "  parallel: 10", "  parallel: many", "defaults.parallel", "whole number", "parallel: many"),
+    "missing required key": ("environments.yaml", "  dev:\n    playbook: app\n", "  dev:\n", "environments.dev.playbook", "required", "  dev:"),
+    "missing playbook file": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    playbook: nope", "environments.prod.playbook", "playbooks/nope.yaml not found", "playbook: nope"),
+    "missing check set": ("environments.yaml", "checks: [basic]", "checks: [absent]", "pipeline[1].checks[0]", "healthchecks/absent.yaml not found", "checks: [absent]"),
+    "bad duration": ("environments.yaml", "bake: 10s", "bake: 10 minutes", "pipeline[0].bake", "duration", "bake: 10 minutes"),
+    "bare number duration": ("environments.yaml", "bake: 10s", "bake: 10", "pipeline[0].bake", "duration", "bake: 10"),
+    "bad percentage": ("environments.yaml", "cohort: 10%", "cohort: 150%", "pipeline[1].cohort", "percentage", "cohort: 150%"),
+    "waves not ending at 100%": ("environments.yaml", "waves: [50%, 100%]", "waves: [50%, 90%]", "pipeline[2].waves", "last wave must be 100%", "waves:"),
+    "waves shrinking": ("environments.yaml", "waves: [50%, 100%]", "waves: [50%, 20%, 100%]", "pipeline[2].waves[1]", "waves must grow", "waves:"),
+    "duplicate host": ("environments.yaml", "      - name: web-2", "      - name: web-2\n      - name: web-1 ", "environments.prod.hosts[2]", "duplicate host 'web-1'", "- name: web-1 "),
+    "stages out of order": ("environments.yaml", "  - stage: selftest\n    environment: dev\n    bake: 10s\n  - stage: gray",
+                            "  - stage: gray\n    environment: dev\n    bake: 10s\n  - stage: selftest", "pipeline[1].stage", "out of order", "- stage: selftest"),
+    "unknown stage": ("environments.yaml", "stage: selftest", "stage: smoke", "pipeline[0].stage", "expected one of selftest, test, gray, full", "stage: smoke"),
+    "unknown environment": ("environments.yaml", "    environment: dev", "    environment: staging", "pipeline[0].environment", "unknown environment 'staging'", "environment: staging"),
+    "cohort outside gray": ("environments.yaml", "    bake: 10s", "    bake: 10s\n    cohort: 5%", "pipeline[0].cohort", "only the gray stage", "cohort: 5%"),
+    "duplicate YAML key": ("environments.yaml", "  parallel: 10", "  parallel: 10\n  parallel: 20", "parallel", "duplicate key", "parallel: 20"),
+    "invalid YAML": ("environments.yaml", "    bake: 10s", "    bake: [10s", "", "invalid YAML", "  - stage: gray"),
+    "unknown key in playbook": ("playbooks/app.yaml", "keep_releases: 4", "keep_releases: 4\nkeep_release: 9", "keep_release", "unknown key", "keep_release: 9"),
+    "unknown hook": ("playbooks/app.yaml", "  restart: echo restarted", "  restart: echo restarted\n  reboot: now", "hooks.reboot", "unknown key", "reboot:"),
+    "unknown check type": ("healthchecks/basic.yaml", "    type: http", "    type: ping", "checks[0].type", "expected one of", "type: ping"),
+    "unknown placeholder": ("healthchecks/basic.yaml", "{PORT}", "{PROT}", "checks[0].url", "unknown placeholder {PROT}", "url:"),
+    "bad host var name": ("environments.yaml", 'vars: {PORT: "8080"}', 'vars: {1PORT: "8080"}', "environments.prod.vars.1PORT", "variable names", "vars: {1PORT"),
+}
+
+
+def write_project(root: Path) -> Path:
+    (root / "playbooks").mkdir(parents=True)
+    (root / "healthchecks").mkdir()
+    (root / "environments.yaml").write_text(CONFIG)
+    (root / "playbooks" / "app.yaml").write_text(PLAYBOOK)
+    (root / "healthchecks" / "basic.yaml").write_text(CHECKS)
+    return root
+
+
+def releaser(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_base_configuration_is_valid(tmp_path):
+    config = load_config(write_project(tmp_path) / "environments.yaml")
+    assert config.stage_names() == ["selftest", "gray", "full"]
+    assert [h.name for h in config.environments["prod"].hosts] == ["web-1", "web-2"]
+    assert config.stage("full").waves == (50.0, 100.0)
+    assert config.environments["prod"].parallel == 10
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_names_file_line_and_key(tmp_path, case):
+    file, old, new, key, words, at = CASES[case]
+    root = write_project(tmp_path)
+    path = root / file
+    text = path.read_text()
+    assert old in text, "the case must edit existing text"
+    path.write_text(text.replace(old, new, 1))
+    lines = path.read_text().splitlines()
+    expected_line = next(i for i, line in enumerate(lines, 1) if at in line)
+
+    proc = releaser(root, "validate", "--json")
+    assert proc.returncode == 2, proc.stderr
+    problems = json.loads(proc.stdout)["error"]["problems"]
+    match = [p for p in problems if p["file"].endswith(file) and key in p["key"] and words in p["message"]]
+    assert match, problems
+    assert match[0]["line"] == expected_line, problems
+    assert f"{file}:{expected_line}:" in proc.stderr
+
+    # a command that would change state refuses as well, and nothing is written
+    assert releaser(root, "release", "create", "1.0", "--artifact", str(path)).returncode == 2
+    assert not (root / ".releaser").exists()
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    root = write_project(tmp_path)
+    text = CONFIG.replace("bake: 10s", "bake: soon").replace("cohort: 10%", "cohort: 0%")
+    (root / "environments.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "environments.yaml")
+    keys = {p.key for p in info.value.problems}
+    assert {"pipeline[0].bake", "pipeline[1].cohort"} <= keys
+
+
+def test_missing_configuration_file(tmp_path):
+    proc = releaser(tmp_path, "validate")
+    assert proc.returncode == 2
+    assert "environments.yaml: file not found" in proc.stderr
+
+
+def test_shipped_example_and_init_scaffold_validate(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    assert releaser(repo, "-c", "environments.example.yaml", "validate").returncode == 0
+    assert releaser(tmp_path / "new", "init").returncode == 2  # -C to a missing directory
+    (tmp_path / "new").mkdir()
+    assert releaser(tmp_path / "new", "init").returncode == 0
+    assert releaser(tmp_path / "new", "validate").returncode == 0
+    again = releaser(tmp_path / "new", "init")
+    assert again.returncode == 2 and "already has" in again.stderr
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("3d", 259200),
+                                          ("1h30m", 5400), ("500ms", 0.5), ("1.5s", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "s", "1x", "1h 30m", "-5s", "h1", 10, None])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0%", "101%", "-1%", "ten%", "10", 10, "%"])
+def test_bad_percentages(text):
+    with pytest.raises(ValueError):
+        parse_percent(text)
+

@@ -1,0 +1,61 @@
+"""`releaser demo` end to end, as a newcomer runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from releaser.locks import pid_alive
+
+
+def run_demo(directory) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "demo", "--dir", str(directory), "--json"],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
+def demo_processes(directory) -> list[int]:
+    pids = []
+    for pidfile in (directory / "hosts").glob("*/shared/app.pid"):
+        pid = int(pidfile.read_text())
+        if pid_alive(pid):
+            pids.append(pid)
+    found = subprocess.run(["pgrep", "-f", f"releaser.demo.app --root {directory}"], capture_output=True, text=True)
+    return pids + [int(p) for p in found.stdout.split()]
+
+
+def test_demo_end_to_end_and_again(tmp_path):
+    directory = tmp_path / "sandbox"
+    proc = run_demo(directory)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["releases"] == {"1.0.0": "live", "1.1.0": "live", "1.2.0": "rolled_back"}
+    assert "SECONDS" in proc.stderr  # it says the bake times are seconds
+    assert "where to look next" in proc.stderr
+    assert "1/1 hosts unhealthy" in proc.stderr  # the verdict on the bad release is shown
+    assert demo_processes(directory) == []
+
+    status = json.loads(subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "-C", str(directory), "status", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    prod = status["environments"]["prod"]["hosts"]
+    assert len(prod) == 10 and {h["version"] for h in prod.values()} == {"1.1.0"}
+    releases = {r["version"]: r for r in status["releases"]}
+    assert releases["1.2.0"]["status"] == "rolled_back"
+    assert [s["stage"] for s in releases["1.2.0"]["stages"]] == ["selftest", "test", "gray"]
+    assert [s["status"] for s in releases["1.1.0"]["stages"]] == ["passed"] * 4
+
+    again = run_demo(directory)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["releases"]["1.2.0"] == "rolled_back"
+    assert demo_processes(directory) == []
+
+
+def test_demo_refuses_a_directory_it_did_not_build(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    proc = run_demo(tmp_path)
+    assert proc.returncode == 2
+    assert (tmp_path / "mine.txt").read_text() == "precious"

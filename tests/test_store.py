@@ -1,0 +1,113 @@
+"""The SQLite store: round trips, the versioned schema, WAL, and the lock semantics."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from releaser.errors import BusyError, NeedsHuman
+from releaser.journal import Journal
+from releaser.locks import EnvironmentLock, is_stale
+from releaser.model import Deployment, Event, Lock, Release, ReleaseStatus, RunStatus
+from releaser.store import SCHEMA_VERSION, SqliteStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def test_release_round_trip(store):
+    rel = Release("2.4.0", "/a/app.tar.gz", "ab" * 32, 1234, "notes <b>", ["batch-order", "search"])
+    store.add_release(rel)
+    got = store.get_release("2.4.0")
+    assert (got.version, got.sha256, got.size, got.notes, got.features, got.status) == (
+        "2.4.0", "ab" * 32, 1234, "notes <b>", ["batch-order", "search"], ReleaseStatus.REGISTERED)
+    assert got.created_at.endswith("+00:00")
+    store.set_release_status("2.4.0", ReleaseStatus.LIVE)
+    assert store.get_release("2.4.0").status is ReleaseStatus.LIVE
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_release(rel)
+
+
+def test_stage_runs_deployments_host_state_and_events(store):
+    store.add_release(Release("1.0", "/a", "0" * 64, 1))
+    run = store.start_stage_run("1.0", "gray", "prod", "alice")
+    assert run.status is RunStatus.RUNNING and run.finished_at is None
+    store.set_stage_run_status(run.id, RunStatus.PASSED, "fine")
+    run = store.get_stage_run(run.id)
+    assert run.status is RunStatus.PASSED and run.finished_at and run.reason == "fine"
+
+    deps = store.add_deployments([Deployment(None, run.id, "prod", "web-1", "deploy", None, "1.0", "switching")])
+    store.update_deployment(deps[0].id, "switched")
+    assert [d.status for d in store.deployments(stage_run_id=run.id)] == ["switched"]
+
+    store.set_host_state("prod", "web-1", "1.0", None)
+    store.set_host_state("prod", "web-1", "1.1", "1.0")
+    state = store.host_states("prod")["web-1"]
+    assert (state.version, state.previous) == ("1.1", "1.0")
+
+    for i in range(5):
+        store.append_event(Event(kind="k", message=f"m{i}", release="1.0", data={"i": i}))
+    store.append_event(Event(kind="k", message="other", release="2.0"))
+    assert [e.message for e in store.events(release="1.0", limit=2)] == ["m3", "m4"]
+    assert store.events()[0].data == {"i": 0}
+    ids = [e.id for e in store.events()]
+    assert ids == sorted(ids)
+
+
+def test_transaction_rolls_back_everything(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.append_event(Event(kind="k", message="lost"))
+            raise RuntimeError("boom")
+    assert store.events() == []
+
+
+def test_schema_is_versioned_wal_and_reopens(tmp_path):
+    path = tmp_path / "state.db"
+    first = SqliteStore(path)
+    first.append_event(Event(kind="k", message="kept"))
+    first.close()
+    again = SqliteStore(path)
+    assert again.schema_version() == SCHEMA_VERSION
+    assert [e.message for e in again.events()] == ["kept"]
+    assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(NeedsHuman, match="newer than this releaser"):
+        SqliteStore(path)
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store, tmp_path):
+    journal = Journal(store)
+    with EnvironmentLock(store, journal, "prod", "promote 1.0"):
+        held = store.get_lock("prod")
+        assert held.command == "promote 1.0" and not is_stale(held)
+        with pytest.raises(BusyError, match="locked by"):
+            with EnvironmentLock(store, journal, "prod", "promote 2.0"):
+                pass
+        with EnvironmentLock(store, journal, "dev", "promote 1.0"):  # other environments are free
+            pass
+    assert store.get_lock("prod") is None
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = Lock("prod", "bob", int(dead.stdout), __import__("socket").gethostname(), "promote 0.9",
+                "2026-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00", "t")
+    store.acquire_lock(lock, lambda _: False)
+    with EnvironmentLock(store, journal, "prod", "resume"):
+        assert store.get_lock("prod").command == "resume"
+    assert any(e.kind == "lock.taken_over" for e in store.events())
