@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -308,13 +309,19 @@ def demo(app: App, directory: str | None) -> None:
     app.emit({"ok": True, **summary})
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (a cancelled CI job) stops a stage like Ctrl-C: its hosts are rolled back."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

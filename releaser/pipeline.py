@@ -170,7 +170,8 @@ class Pipeline:
                     raise _StageFailure(roll_back)
                 self._deploy_and_bake(stage)
             except (_StageFailure, KeyboardInterrupt) as exc:
-                self._roll_back_stage(stage, str(exc) or "interrupted by the user", started)
+                why = str(exc) if isinstance(exc, _StageFailure) else f"interrupted ({exc or 'SIGINT'})"
+                self._roll_back_stage(stage, why, started)
             self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:

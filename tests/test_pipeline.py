@@ -207,11 +207,28 @@ def _gray_host(project) -> str:
     return gray_cohort("prod", hosts, 10)[0].name
 
 
-def _wait_for_event(project, kind: str, timeout: float = 30) -> None:
+def _wait_for_event(project, kind: str, release: str | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = project.cli("history", "--json")
+        proc = project.cli("history", "--json", *(("--release", release) if release else ()))
         if proc.returncode == 0 and any(e["kind"] == kind for e in json.loads(proc.stdout)["events"]):
             return
         time.sleep(0.1)
     raise AssertionError(f"no {kind} event within {timeout}s")
+
+
+def test_sigterm_mid_bake_rolls_the_stage_back(project):
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    project.register("1.1.0")
+    project.write_config(bake="30s")
+    victim = project.spawn("promote", "1.1.0")
+    _wait_for_event(project, "bake.started", "1.1.0")
+    assert project.current("dev-1") == "1.1.0"
+    victim.send_signal(signal.SIGTERM)
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == 1, stderr
+    assert "interrupted (SIGTERM)" in stderr
+    assert project.current("dev-1") == "1.0.0"
+    status = project.status()
+    assert status["environments"]["dev"]["interrupted"] == [] and status["environments"]["dev"]["lock"] is None
