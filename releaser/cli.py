@@ -183,7 +183,10 @@ def release() -> None:
 @click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
 @click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
 @click.option("--feature", "features", multiple=True, help="A feature this release brings (repeatable).")
-def release_create(app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...]) -> None:
+@click.option("--url", help="Where hosts fetch the artifact in pull mode (its sha256 is checked on the host).")
+def release_create(
+    app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...], url: str | None
+) -> None:
     """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
     validate_release_id(version)
     notes = ""
@@ -193,7 +196,7 @@ def release_create(app: App, version: str, artifact: str, notes_file: str | None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--notes {notes_file}: cannot read: {exc}") from None
     app.config()
-    rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features)
+    rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
     if not created:
         app.say(f"{version} is already registered with this artifact; nothing changed")
     app.emit({"ok": True, "created": created, "release": asdict(rel)})

@@ -12,7 +12,9 @@ from pathlib import Path
 from .errors import ConfigError
 from .health import CHECK_TYPES, Check
 from .health.base import render_template
-from .model import STAGE_ORDER, Config, Environment, Host, Playbook, StageSpec
+from dataclasses import replace
+
+from .model import STAGE_ORDER, Config, Environment, Host, Playbook, SshOptions, StageSpec
 from .schema import Fields, Problems, parse_percent
 from .transport import TRANSPORTS
 from .yamlsrc import load_yaml
@@ -22,6 +24,8 @@ PLAYBOOK_DIR = "playbooks"
 CHECKS_DIR = "healthchecks"
 HOOKS = ("prepare", "restart", "verify")
 STATE_BACKENDS = ("sqlite",)
+ARTIFACT_MODES = ("push", "pull")
+HOST_KEY_POLICIES = ("verify", "accept-new")
 
 
 def display(path: Path) -> str:
@@ -105,10 +109,12 @@ class _Loader:
         env_vars = fields.scalar_map("vars")
         parallel = fields.int("parallel", defaults["parallel"], minimum=1)
         command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
+        artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
+        ssh = self._ssh(fields, SshOptions(), transport)
         hosts: list[Host] = []
         seen: dict[str, int | None] = {}
         for item, line, key in fields.items("hosts", required=True):
-            host = self._host(item, line, key, fields, transport, root_template, env_vars)
+            host = self._host(item, line, key, fields, transport, root_template, env_vars, ssh)
             if host is None:
                 continue
             if host.name in seen:
@@ -119,9 +125,35 @@ class _Loader:
         if not hosts and fields.has("hosts"):
             fields.problem("hosts", "an environment needs at least one host")
         fields.finish()
-        return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout)
+        return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
+                           artifacts or "push")
 
-    def _host(self, item, line, key, env: Fields, transport, root_template, env_vars) -> Host | None:
+    def _ssh(self, parent: Fields, base: SshOptions, transport: str | None) -> SshOptions:
+        """An `ssh:` section over `base`; only meaningful for the ssh transport."""
+        fields = parent.mapping("ssh")
+        if fields is None:
+            return base
+        if transport != "ssh":
+            parent.problem("ssh", "ssh options need `transport: ssh`")
+        changes = {
+            "user": fields.str("user"),
+            "port": fields.int("port", minimum=1),
+            "identity_file": fields.str("identity_file"),
+            "known_hosts": fields.str("known_hosts"),
+            "host_key_policy": fields.str("host_key_policy", choices=HOST_KEY_POLICIES),
+            "jump": fields.str("jump"),
+            "config_file": fields.str("config_file"),
+            "connect_timeout": fields.duration("connect_timeout"),
+            "auth_timeout": fields.duration("auth_timeout"),
+            "keepalive": fields.duration("keepalive"),
+        }
+        fields.finish()
+        for key in ("identity_file", "known_hosts", "config_file"):
+            if changes[key]:
+                changes[key] = str((self.base / os.path.expanduser(changes[key])).resolve())
+        return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+    def _host(self, item, line, key, env: Fields, transport, root_template, env_vars, ssh) -> Host | None:
         if isinstance(item, str):
             item = {"name": item}
         fields = Fields(item, env.file, key, self.problems, line)
@@ -129,6 +161,7 @@ class _Loader:
         address = fields.str("address", "127.0.0.1" if transport == "local" else name)
         root = fields.str("root", root_template)
         host_vars = {**env_vars, **fields.scalar_map("vars")}
+        ssh = self._ssh(fields, ssh, transport)
         fields.finish()
         if name is None:
             return None
@@ -144,7 +177,7 @@ class _Loader:
             root = str((self.base / root).resolve())
         elif not root.startswith("/"):
             fields.problem("root", f"a remote root must be an absolute path, got {root!r}")
-        return Host(name=name, address=address or name, root=root, vars=host_vars)
+        return Host(name=name, address=address or name, root=root, vars=host_vars, ssh=ssh)
 
     # -- playbooks --
 
@@ -169,6 +202,12 @@ class _Loader:
                 self.problems.add(fields.file, line, key, f"expected a relative path inside the release, got {item!r}")
             else:
                 shared.append(item.rstrip("/"))
+        sudo = []
+        for item, line, key in fields.items("sudo"):
+            if item not in HOOKS:
+                self.problems.add(fields.file, line, key, f"expected a hook name ({', '.join(HOOKS)}), got {item!r}")
+            else:
+                sudo.append(item)
         hooks: dict[str, str] = {}
         hook_fields = fields.mapping("hooks")
         if hook_fields is not None:
@@ -178,7 +217,7 @@ class _Loader:
                     hooks[hook] = value
             hook_fields.finish()
         fields.finish()
-        self.playbooks[name] = Playbook(name, display(path), hooks, tuple(shared), keep)
+        self.playbooks[name] = Playbook(name, display(path), hooks, tuple(shared), keep, tuple(sudo))
         return self.playbooks[name]
 
     # -- check sets --

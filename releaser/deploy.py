@@ -64,12 +64,7 @@ class Deployer:
         }
         tag = {"environment": self.env.name, "release": release.version, "stage": stage}
 
-        prepared = self.fleet.run(
-            "prepare",
-            hosts,
-            lambda h: pb.prepare_script(self.playbook, h, release.version, release.sha256),
-            lambda h: [(release.artifact, pb.artifact_path(h, release.version))],
-        )
+        prepared = self._prepare(release, hosts)
         ready = [h for h in hosts if prepared[h.name].ok]
         self._fail_hosts(outcome, deps, prepared, "prepare", tag)
 
@@ -107,6 +102,17 @@ class Deployer:
             live = [h for h in live if verified[h.name].ok]
         outcome.ok = [h.name for h in live]
         return outcome
+
+    def _prepare(self, release: Release, hosts: list[Host]) -> dict[str, HostResult]:
+        """Get the artifact onto each host (pushed by the transport, or pulled by the host
+        from the release's URL), check its sha256 there, unpack."""
+        pull = self.env.artifacts == "pull"
+        return self.fleet.run(
+            "prepare",
+            hosts,
+            lambda h: pb.prepare_script(self.playbook, h, release.version, release.sha256, release.url if pull else None),
+            None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
+        )
 
     def _fail_hosts(self, outcome, deps, results: dict[str, HostResult], phase: str, tag: dict, status="failed") -> None:
         with self.store.transaction():
@@ -147,14 +153,10 @@ class Deployer:
 
         results = self.fleet.run("rollback", hosts, script)
         missing = [h for h in hosts if results[h.name].exit_code == pb.EXIT_NOT_PREPARED]
-        if missing:
-            prepared = self.fleet.run(
-                "prepare",
-                missing,
-                lambda h: pb.prepare_script(self.playbook, h, targets[h.name], releases[targets[h.name]].sha256),
-                lambda h: [(releases[targets[h.name]].artifact, pb.artifact_path(h, targets[h.name]))],
-            )
-            again = self.fleet.run("rollback", [h for h in missing if prepared[h.name].ok], script)
+        for version in sorted({targets[h.name] for h in missing}):
+            group = [h for h in missing if targets[h.name] == version]
+            prepared = self._prepare(releases[version], group)
+            again = self.fleet.run("rollback", [h for h in group if prepared[h.name].ok], script)
             results.update({name: prepared[name] for name in prepared if not prepared[name].ok})
             results.update(again)
 

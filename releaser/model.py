@@ -29,11 +29,28 @@ def parse_ts(value: str) -> datetime:
 
 
 @dataclass(frozen=True)
+class SshOptions:
+    """How to reach a host over SSH; environment values, overridden per host."""
+
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    host_key_policy: str = "verify"  # verify | accept-new
+    jump: str | None = None  # [user@]host[:port] of a bastion
+    config_file: str | None = None  # an ssh_config(5) file; default ~/.ssh/config
+    connect_timeout: float = 10.0
+    auth_timeout: float = 15.0
+    keepalive: float = 15.0
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
     root: str
     vars: dict[str, str] = field(default_factory=dict)
+    ssh: SshOptions = field(default_factory=SshOptions)
 
     def template_values(self) -> dict[str, str]:
         """Values a check URL or command may name: {name}, {address}, {root} and every var."""
@@ -48,6 +65,7 @@ class Environment:
     hosts: tuple[Host, ...]
     parallel: int = 50
     command_timeout: float = 600.0
+    artifacts: str = "push"  # push: upload by SFTP; pull: hosts fetch the release's URL
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -63,6 +81,7 @@ class Playbook:
     hooks: dict[str, str]
     shared: tuple[str, ...] = ()
     keep_releases: int = 5
+    sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,7 @@ class Release:
     status: ReleaseStatus = ReleaseStatus.REGISTERED
     created_at: str = ""
     created_by: str = ""
+    url: str | None = None  # where hosts fetch the artifact in pull mode
 
 
 @dataclass

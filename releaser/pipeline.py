@@ -48,7 +48,7 @@ class Pipeline:
         store: Store,
         journal: Journal,
         sleep: Callable[[float], None] = time.sleep,
-        transports: Callable[[Environment], Transport] = transport_for,
+        transports: Callable[..., Transport] = transport_for,
     ):
         self.config, self.store, self.journal = config, store, journal
         self.sleep = sleep
@@ -102,6 +102,11 @@ class Pipeline:
         verify_artifact(release)
         spec = self.config.stage(stage)
         env = self.config.environments[spec.environment]
+        if env.artifacts == "pull" and not release.url:
+            raise UsageError(
+                f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "
+                f"register it with `releaser release create {version} --artifact FILE --url URL`"
+            )
         with self._lock(env.name, f"promote {version} --to {stage}"):
             self._refuse_open_runs(env)
             with self.store.transaction():
@@ -144,7 +149,10 @@ class Pipeline:
                 )
 
     def _fleet(self, env: Environment) -> Fleet:
-        return Fleet(env, self.transports(env), progress=self._phase_progress(env))
+        def notify(kind: str, message: str, data: dict) -> None:
+            self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
+
+        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env))
 
     def _phase_progress(self, env: Environment):
         def report(phase: str, results: dict[str, HostResult], seconds: float) -> None:
@@ -198,10 +206,10 @@ class Pipeline:
             outcome = stage.deployer.deploy(stage.release, wave, stage.run.id, spec.name)
             failed.update(outcome.failed)
             done += [h for h in wave if h.name in outcome.ok]
-            if len(failed) > spec.max_failed_hosts:
+            if len(outcome.failed) > spec.max_failed_hosts:
                 raise _StageFailure(
-                    f"{len(failed)} host(s) failed (budget {spec.max_failed_hosts}): "
-                    + "; ".join(f"{host}: {why}" for host, why in sorted(failed.items())[:5])
+                    f"{len(outcome.failed)} host(s) of wave {number} failed (budget {spec.max_failed_hosts} per wave): "
+                    + "; ".join(f"{host}: {why}" for host, why in sorted(outcome.failed.items())[:5])
                 )
             if number < len(waves) and spec.checks:
                 result = gate.evaluate(self._target(stage, done))
@@ -211,8 +219,8 @@ class Pipeline:
         if failed:
             self.journal.record(
                 "stage.degraded",
-                f"{spec.name}: {len(failed)} host(s) failed within the budget of {spec.max_failed_hosts} and still run "
-                f"their previous release: {', '.join(sorted(failed))}",
+                f"{spec.name}: {len(failed)} host(s) failed within the budget of {spec.max_failed_hosts} per wave; "
+                f"{env.name} runs mixed versions until they are fixed: {', '.join(sorted(failed))}",
                 release=version, stage=spec.name, environment=env.name, data={"failed": failed},
             )
         self._bake(stage, gate, done)

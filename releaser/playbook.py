@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shlex
 
 from .model import Host, Playbook
@@ -53,13 +54,28 @@ def _hook(playbook: Playbook, name: str, directory: str) -> str:
     script = playbook.hooks.get(name)
     if not script:
         return ""
-    return f'(cd {directory} && bash -euo pipefail -c {q(script)})\n'
+    runner = "sudo -n -E bash" if name in playbook.sudo else "bash"
+    return f'(cd {directory} && {runner} -euo pipefail -c {q(script)})\n'
 
 
-def prepare_script(playbook: Playbook, host: Host, release: str, sha256: str) -> str:
-    """Unpack the uploaded artifact into releases/<id>, link shared paths, run the prepare hook.
+def _fetch(url: str, path: str) -> str:
+    """Pull mode: the host downloads the artifact itself (curl, else wget)."""
+    incoming, part = q(path), q(path + ".part")
+    return f"""if [ ! -f {incoming} ]; then
+  mkdir -p {q(os.path.dirname(path))}
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 3 --connect-timeout 10 -o {part} {q(url)}
+  else
+    wget -q -t 3 -T 10 -O {part} {q(url)}
+  fi
+  mv -f {part} {incoming}
+fi
+"""
 
-    Idempotent: a release that carries its .complete marker is left as it is."""
+
+def prepare_script(playbook: Playbook, host: Host, release: str, sha256: str, url: str | None = None) -> str:
+    """Unpack the artifact (uploaded, or fetched from `url`) into releases/<id>, link shared
+    paths, run the prepare hook. Idempotent: a release with its .complete marker is left as is."""
     dest = f"releases/{release}"
     links = "".join(
         f'mkdir -p {q("shared/" + path)}\nrm -rf {q(dest + "/" + path)}\n'
@@ -73,7 +89,7 @@ if [ -f {q(dest + "/.complete")} ]; then
   rm -f {incoming}
   exit 0
 fi
-actual=$(sha256sum < {incoming} | cut -d' ' -f1)
+{_fetch(url, artifact_path(host, release)) if url else ""}actual=$(sha256sum < {incoming} | cut -d' ' -f1)
 if [ "$actual" != {q(sha256)} ]; then
   echo "releaser: artifact checksum mismatch: expected {sha256}, got $actual" >&2
   exit {EXIT_CHECKSUM}

@@ -30,7 +30,8 @@ def sha256_file(path: Path) -> str:
 
 
 def create_release(
-    store: Store, journal: Journal, version: str, artifact: Path, notes: str = "", features: tuple[str, ...] = ()
+    store: Store, journal: Journal, version: str, artifact: Path, notes: str = "", features: tuple[str, ...] = (),
+    url: str | None = None,
 ) -> tuple[Release, bool]:
     """Register a release; (release, created). The same id with the same artifact is a no-op;
     with a different artifact it is refused."""
@@ -38,6 +39,8 @@ def create_release(
     artifact = artifact.resolve()
     if not artifact.is_file():
         raise UsageError(f"artifact {artifact} does not exist or is not a file")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be an http:// or https:// URL, got {url!r}")
     digest = sha256_file(artifact)
     existing = store.get_release(version)
     if existing is not None:
@@ -59,6 +62,7 @@ def create_release(
         features=list(dict.fromkeys(features)),
         created_at=utcnow(),
         created_by=whoami(),
+        url=url,
     )
     with store.transaction():
         store.add_release(release)

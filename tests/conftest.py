@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sshd import SshFleet
+
 HOSTS = {"dev": ["dev-1"], "test": ["test-1", "test-2"], "prod": [f"web-{i}" for i in range(1, 11)]}
 
 PLAYBOOK = """\
@@ -22,7 +24,9 @@ keep_releases: 3
 shared: [logs]
 hooks:
   prepare: |
-    if [ -f FAIL_PREPARE ]; then echo "prepare refused by FAIL_PREPARE" >&2; exit 9; fi
+    if [ -f FAIL_PREPARE ] && grep -qxE "all|$RELEASER_HOST" FAIL_PREPARE; then
+      echo "prepare refused by FAIL_PREPARE" >&2; exit 9
+    fi
   restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
     if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
@@ -80,15 +84,25 @@ class Project:
     health: HealthServer
     stage_options: dict[str, str] = field(default_factory=dict)
 
-    def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms") -> None:
+    def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms",
+                     ssh: SshFleet | None = None, ssh_extra: dict | None = None, command_timeout: str = "20s") -> None:
+        """Local hosts under hosts/, or with `ssh` the same hosts reached over real sshd."""
         envs = []
+        addresses = iter(ssh.addresses if ssh else [])
         for env, hosts in HOSTS.items():
             parallel = prod_parallel if env == "prod" else 50
+            if ssh:
+                where = (f"    transport: ssh\n    root: \"{self.dir}/hosts/{{host}}\"\n"
+                         f"    ssh: {ssh.ssh_options(**(ssh_extra or {}))}\n")
+                host_list = ", ".join(f"{{name: {h}, address: {next(addresses)}}}" for h in hosts)
+            else:
+                where = "    transport: local\n    root: hosts/{host}\n"
+                host_list = ", ".join(hosts)
             envs.append(
-                f"  {env}:\n    transport: local\n    playbook: app\n    root: hosts/{{host}}\n"
-                f"    parallel: {parallel}\n    command_timeout: 20s\n"
+                f"  {env}:\n{where}    playbook: app\n"
+                f"    parallel: {parallel}\n    command_timeout: {command_timeout}\n"
                 f"    vars: {{HEALTH_PORT: \"{self.health.port}\", RESTART_DELAY: \"{restart_delay}\"}}\n"
-                f"    hosts: [{', '.join(hosts)}]"
+                f"    hosts: [{host_list}]"
             )
         stages = []
         for stage, env in (("selftest", "dev"), ("test", "test"), ("gray", "prod"), ("full", "prod")):
@@ -103,12 +117,13 @@ class Project:
             for host in hosts:
                 self.health.roots[host] = self.dir / "hosts" / host
 
-    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool = False) -> Path:
+    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool | tuple[str, ...] = False) -> Path:
+        """A release tarball; FAIL_ON hosts report sick, FAIL_PREPARE hosts (or all) fail to prepare."""
         files = {"app.txt": f"app {version}\n"}
         if fail_on:
             files["FAIL_ON"] = " ".join(fail_on) + "\n"
         if fail_prepare:
-            files["FAIL_PREPARE"] = "yes\n"
+            files["FAIL_PREPARE"] = "\n".join(fail_prepare if isinstance(fail_prepare, tuple) else ["all"]) + "\n"
         path = self.dir / "artifacts" / f"app-{version}.tar.gz"
         path.parent.mkdir(exist_ok=True)
         raw = io.BytesIO()
@@ -156,6 +171,14 @@ def health():
     server = HealthServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_fleet(tmp_path_factory):
+    """13 SSH hosts (dev 1, test 2, prod 10) on 127.0.0.2-14, four per sshd."""
+    fleet = SshFleet(tmp_path_factory.mktemp("sshd"), sum(len(h) for h in HOSTS.values()), per_sshd=4)
+    yield fleet
+    fleet.close()
 
 
 @pytest.fixture

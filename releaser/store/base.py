@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, RunStatus, StageRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store(ABC):

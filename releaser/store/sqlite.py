@@ -85,6 +85,8 @@ MIGRATIONS: list[str] = [
         token TEXT NOT NULL
     );
     """,
+    # 2: pull mode: hosts fetch the artifact from a URL
+    "ALTER TABLE releases ADD COLUMN url TEXT",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -173,11 +175,12 @@ class SqliteStore(Store):
 
     def add_release(self, release: Release) -> None:
         self._db.execute(
-            "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by, url)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release.version, release.artifact, release.sha256, release.size, release.notes,
                 json.dumps(release.features), str(release.status), release.created_at or utcnow(), release.created_by,
+                release.url,
             ),
         )
 

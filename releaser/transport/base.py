@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Callable
 
 from ..model import Environment, Host
 
@@ -42,9 +43,13 @@ class Session(ABC):
         """Release the connection."""
 
 
+Notify = Callable[[str, str, dict], None]  # kind, message, data: journaled by the caller
+
+
 class Transport(ABC):
-    def __init__(self, environment: Environment):
+    def __init__(self, environment: Environment, notify: Notify | None = None):
         self.environment = environment
+        self.notify = notify
 
     @abstractmethod
     def connect(self, host: Host) -> Session:

@@ -1,0 +1,221 @@
+"""The ssh transport: fabric for connection set-up (ssh_config, bastion, keys), paramiko
+channels for the work: one connection per host per stage, one exec per phase, SFTP uploads.
+
+Host keys are verified against known_hosts; fabric's default of accepting any key is
+replaced. `host_key_policy: accept-new` accepts (and records) keys of hosts never seen,
+and still refuses a changed key, like OpenSSH's StrictHostKeyChecking=accept-new.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from paramiko.ssh_exception import AuthenticationException, BadHostKeyException, SSHException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from ..model import Host, SshOptions
+from .base import CommandResult, Notify, Session, Transport
+
+_KNOWN_HOSTS_WRITE = threading.Lock()
+_KILL_GRACE = 5  # seconds between the remote TERM and KILL of a command past its timeout
+
+
+class HostKeyError(SSHException):
+    """A host key that is unknown (under `verify`) or that changed; never retried."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+def _known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only for keys known_hosts does not have (changed keys raise
+    BadHostKeyException before this). Refuses, or with accept-new records the key."""
+
+    def __init__(self, host: Host, known_hosts: Path, accept_new: bool, notify: Notify | None):
+        self.host, self.known_hosts, self.accept_new, self.notify = host, known_hosts, accept_new, notify
+
+    def missing_host_key(self, client, hostname, key):
+        if not self.accept_new:
+            raise HostKeyError(
+                f"{self.host.name} ({hostname}): unknown host key {fingerprint(key)}; add it to {self.known_hosts} "
+                "(after checking it out of band) or set `ssh: {host_key_policy: accept-new}`"
+            )
+        with _KNOWN_HOSTS_WRITE:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.known_hosts, "a", encoding="ascii") as handle:
+                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        if self.notify:
+            self.notify(
+                "hostkey.accepted",
+                f"{self.host.name}: accepted the new host key {fingerprint(key)} of {hostname} (accept-new)",
+                {"host": self.host.name, "fingerprint": fingerprint(key), "known_hosts": str(self.known_hosts)},
+            )
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: the network, not the host's identity or our credentials."""
+    if isinstance(exc, (AuthenticationException, BadHostKeyException, HostKeyError)):
+        return False
+    return isinstance(exc, (OSError, EOFError, SSHException))
+
+
+class SshSession(Session):
+    def __init__(self, connection: Connection, host: Host):
+        self.connection, self.host = connection, host
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def run(self, script: str, timeout: float) -> CommandResult:
+        started = time.monotonic()
+        channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
+        try:
+            # The remote `timeout` ends a hung command on the host itself; the local deadline
+            # (a little later) covers a network that stops answering.
+            channel.exec_command(f"timeout -k {_KILL_GRACE} {math.ceil(timeout)} bash -s")
+            channel.sendall(script.encode())
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = started + timeout + _KILL_GRACE + 5
+            while True:
+                drained = _drain(channel, out, err)
+                if channel.exit_status_ready() and not drained and channel.eof_received:
+                    break
+                if time.monotonic() > deadline:
+                    return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
+                                         + f"\nreleaser: no answer after {timeout:g}s", time.monotonic() - started,
+                                         timed_out=True)
+                if not drained:
+                    channel.status_event.wait(0.002)
+            _drain(channel, out, err)
+            code = channel.recv_exit_status()
+            timed_out = code in (124, 137) and time.monotonic() - started >= timeout
+            text_err = err.decode(errors="replace")
+            if timed_out:
+                text_err += f"\nreleaser: command timed out after {timeout:g}s"
+            return CommandResult(code, out.decode(errors="replace"), text_err, time.monotonic() - started, timed_out)
+        finally:
+            channel.close()
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        if self._sftp is None:
+            self._sftp = self.connection.sftp()
+        try:
+            self._sftp.put(local_path, remote_path)
+        except FileNotFoundError:
+            _sftp_makedirs(self._sftp, os.path.dirname(remote_path))
+            self._sftp.put(local_path, remote_path)
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.connection.close()
+
+
+def _drain(channel: paramiko.Channel, out: bytearray, err: bytearray) -> bool:
+    got = False
+    while channel.recv_ready():
+        out += channel.recv(65536)
+        got = True
+    while channel.recv_stderr_ready():
+        err += channel.recv_stderr(65536)
+        got = True
+    return got
+
+
+def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
+    parts, current = [p for p in path.split("/") if p], ""
+    for part in parts:
+        current += "/" + part
+        try:
+            if not stat.S_ISDIR(sftp.stat(current).st_mode):
+                raise NotADirectoryError(current)
+        except FileNotFoundError:
+            sftp.mkdir(current)
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    return user or None, host, int(port) if port else None
+
+
+class SshTransport(Transport):
+    def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
+        options: SshOptions = host.ssh
+        config = Config(runtime_ssh_path=options.config_file) if options.config_file else Config()
+        connect_kwargs = {
+            "auth_timeout": options.auth_timeout,
+            "banner_timeout": options.connect_timeout,
+            "allow_agent": True,
+        }
+        if options.identity_file:
+            connect_kwargs["key_filename"] = [options.identity_file]
+        connection = Connection(
+            address, user=user, port=port, config=config, connect_timeout=math.ceil(options.connect_timeout),
+            connect_kwargs=connect_kwargs,
+        )
+        known_hosts = Path(
+            options.known_hosts or connection.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
+        ).expanduser()
+        client = connection.client
+        if known_hosts.exists():
+            client.load_host_keys(str(known_hosts))
+        client.set_missing_host_key_policy(
+            _HostKeyPolicy(host, known_hosts, options.host_key_policy == "accept-new", self.notify)
+        )
+        return connection
+
+    def connect(self, host: Host) -> Session:
+        options = host.ssh
+        connection = self._connection(host, host.address, options.user, options.port)
+        if options.jump:
+            jump_user, jump_host, jump_port = _parse_jump(options.jump)
+            connection.gateway = self._connection(host, jump_host, jump_user, jump_port)
+        try:
+            self._open(connection)
+        except BadHostKeyException as exc:
+            raise HostKeyError(
+                f"{host.name} ({host.address}): HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}, "
+                f"the host offered {fingerprint(exc.key)}; refusing to connect (a reinstalled host, or someone "
+                "in the middle); fix known_hosts after checking"
+            ) from None
+        except AuthenticationException as exc:
+            raise ConnectionError(f"{host.name}: authentication failed as {connection.user}: {exc}") from None
+        except (OSError, EOFError, SSHException) as exc:
+            if isinstance(exc, HostKeyError):
+                raise
+            raise ConnectionError(f"{host.name} ({host.address}:{connection.port}) unreachable: {exc}") from None
+        connection.client.get_transport().set_keepalive(max(1, int(options.keepalive)))
+        return SshSession(connection, host)
+
+    @staticmethod
+    @retry(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(3),
+        wait=wait_random_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    def _open(connection: Connection) -> None:
+        try:
+            connection.open()
+        except BaseException:
+            connection.close()
+            raise
+
+
+__all__ = ["HostKeyError", "SshTransport", "fingerprint"]

@@ -1,0 +1,183 @@
+"""The pipeline over real OpenSSH servers on loopback addresses."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from releaser.cohort import split_waves, stable_order
+from releaser.model import Host
+from tests.conftest import HOSTS
+
+
+@pytest.fixture
+def ssh_project(project, ssh_fleet):
+    for server in ssh_fleet.servers:  # a previous test may have stopped or rekeyed one
+        if server.process is None or server.process.poll() is not None:
+            ssh_fleet.start(server)
+    ssh_fleet.write_known_hosts()
+    project.write_config(ssh=ssh_fleet)
+    project.fleet = ssh_fleet
+    return project
+
+
+def address_of(project, host: str) -> str:
+    names = [h for hosts in HOSTS.values() for h in hosts]
+    return project.fleet.addresses[names.index(host)]
+
+
+def test_four_stages_end_to_end_over_ssh(ssh_project):
+    project = ssh_project
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    project.register("1.1.0")
+    proc = project.cli("run", "1.1.0", "--json", check=True)
+    assert [r["status"] for r in json.loads(proc.stdout)["runs"]] == ["passed"] * 4
+    for env, hosts in HOSTS.items():
+        assert project.env_versions(env) == {h: "1.1.0" for h in hosts}
+    # the hosts really ran the hooks (over ssh, as this user)
+    assert (project.dir / "hosts" / "web-7" / "shared" / "running").read_text() == "1.1.0\n"
+
+
+def test_changed_host_key_is_refused_with_its_fingerprint(ssh_project):
+    project = ssh_project
+    project.register("1.0.0")
+    server = project.fleet.server_of(address_of(project, "dev-1"))
+    project.fleet.rekey(server)
+    proc = project.cli("promote", "1.0.0")
+    assert proc.returncode == 1
+    assert "HOST KEY CHANGED" in proc.stderr and "SHA256:" in proc.stderr and "dev-1" in proc.stderr
+    assert project.current("dev-1") is None
+
+
+def test_unknown_host_key_refused_unless_accept_new(ssh_project, tmp_path):
+    project = ssh_project
+    project.register("1.0.0")
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    project.write_config(ssh=project.fleet, ssh_extra={"known_hosts": str(empty)})
+    refused = project.cli("promote", "1.0.0")
+    assert refused.returncode == 1 and "unknown host key ssh-ed25519 SHA256:" in refused.stderr
+    assert project.current("dev-1") is None and empty.read_text() == ""
+
+    project.write_config(ssh=project.fleet, ssh_extra={"known_hosts": str(empty), "host_key_policy": "accept-new"})
+    project.cli("promote", "1.0.0", check=True)
+    assert project.current("dev-1") == "1.0.0"
+    assert f"[{address_of(project, 'dev-1')}]:{project.fleet.port} ssh-ed25519" in empty.read_text()
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    assert any(e["kind"] == "hostkey.accepted" and e["host"] == "dev-1" for e in events)
+
+
+def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):
+    project = ssh_project
+    for version in ("1.0.0", "1.1.0"):
+        project.register(version)
+    project.cli("run", "1.0.0", check=True)
+    project.cli("run", "1.1.0", "--to", "gray", check=True)
+    project.stage_options["full"] = "    waves: [50%, 100%]\n"
+    project.write_config(ssh=project.fleet, restart_delay="0.3")
+    prod = [Host(h, address_of(project, h), "/") for h in HOSTS["prod"]]
+    gray = next(h for h in HOSTS["prod"] if project.current(h) == "1.1.0")
+    rest = [h for h in stable_order("prod", prod) if h.name != gray]
+    first_wave, second_wave = split_waves(rest, (50, 100))
+    victim = next(h for h in second_wave
+                  if not set(project.fleet.server_of(h.address).addresses) & {x.address for x in first_wave + [Host(gray, address_of(project, gray), "/")]})
+    server = project.fleet.server_of(victim.address)
+
+    promotion = project.spawn("promote", "1.1.0", "--json")
+    deadline = time.monotonic() + 60
+    while not any(project.current(h.name) == "1.1.0" for h in first_wave):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    project.fleet.stop(server)
+    out, err = promotion.communicate(timeout=120)
+    assert promotion.returncode == 1, err
+    assert victim.name in err and "unreachable" in err
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    status = project.status()
+    hosts = status["environments"]["prod"]["hosts"]
+    assert all(state["version"] == "1.0.0" for state in hosts.values())
+    events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+    failed = [e for e in events if e["kind"] == "host.failed"]
+    assert {e["host"] for e in failed} >= {victim.name}
+    assert any(e["kind"] == "rollback.done" for e in events)
+
+
+def test_a_command_past_its_timeout_fails_the_host(ssh_project):
+    project = ssh_project
+    project.register("1.0.0")
+    project.write_config(ssh=project.fleet, restart_delay="30", command_timeout="2s")
+    started = time.monotonic()
+    proc = project.cli("promote", "1.0.0")
+    assert proc.returncode in (1, 4), proc.stderr
+    assert "timed out after 2s" in proc.stderr
+    assert time.monotonic() - started < 25
+
+
+def test_failure_budget_per_wave(ssh_project):
+    project = ssh_project
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    gray = _gray(project)
+    others = [h for h in HOSTS["prod"] if h != gray]
+    project.stage_options["full"] = "    max_failed_hosts: 1\n"
+    project.write_config(ssh=project.fleet)
+
+    project.register("1.1.0", fail_prepare=(others[0],))
+    project.cli("run", "1.1.0", check=True)
+    versions = project.env_versions("prod")
+    assert versions[others[0]] == "1.0.0"
+    assert sum(v == "1.1.0" for v in versions.values()) == 9
+    status = project.status()
+    assert not status["environments"]["prod"]["consistent"]
+    assert status["environments"]["prod"]["versions"] == {"1.1.0": 9, "1.0.0": 1}
+    events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+    degraded = next(e for e in events if e["kind"] == "stage.degraded")
+    assert others[0] in degraded["message"]
+
+    project.register("1.2.0", fail_prepare=tuple(others[:2]) + tuple(others[-2:]))
+    proc = project.cli("run", "1.2.0")
+    assert proc.returncode == 1 and "budget 1" in proc.stderr
+    assert set(project.env_versions("prod").values()) <= {"1.0.0", "1.1.0"}
+    assert project.status()["releases"][-1]["status"] == "rolled_back"
+
+
+def test_pull_mode_hosts_fetch_the_artifact_and_check_it(ssh_project, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    project = ssh_project
+    artifacts = project.dir / "artifacts"
+    project.artifact("1.0.0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(artifacts))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/app-1.0.0.tar.gz"
+        text = (project.dir / "environments.yaml").read_text().replace("    playbook: app\n", "    playbook: app\n    artifacts: pull\n")
+        (project.dir / "environments.yaml").write_text(text)
+        refused = project.cli("release", "create", "1.0.0", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), check=True)
+        assert refused.returncode == 0
+        assert project.cli("promote", "1.0.0").returncode == 2  # no URL: refused before anything moves
+        project.cli("release", "create", "1.0.1", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), "--url", url, check=True)
+        project.cli("promote", "1.0.1", check=True)
+        assert project.current("dev-1") == "1.0.1"
+        # a URL serving other bytes fails the checksum on the host
+        (artifacts / "other.tar.gz").write_bytes(b"not the artifact")
+        project.cli("release", "create", "1.0.2", "--artifact", str(artifacts / "app-1.0.0.tar.gz"),
+                    "--url", url.replace("app-1.0.0", "other"), check=True)
+        proc = project.cli("promote", "1.0.2")
+        assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
+        assert project.current("dev-1") == "1.0.1"
+    finally:
+        server.shutdown()
+
+
+def _gray(project) -> str:
+    from releaser.cohort import gray_cohort
+
+    return gray_cohort("prod", [Host(h, "x", "/") for h in HOSTS["prod"]], 10)[0].name
