@@ -52,7 +52,18 @@ class App:
         return Journal(self.store(), self.show_event)
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.config(), self.store(), self.journal())
+        return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None)
+
+    @property
+    def live(self) -> bool:
+        """Live per-host progress only on a terminal; CI logs get the plain per-phase lines."""
+        return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+    def tick(self, phase: str, done: int, failed: int, total: int, seconds: float) -> None:
+        line = f"  {phase}: {done}/{total} hosts done, {failed} failed, {total - done} pending, {seconds:.1f}s"
+        click.echo("\r\x1b[K" + _styled(line, "red" if failed else None), err=True, nl=False)
+        if done == total:
+            click.echo("\r\x1b[K", err=True, nl=False)
 
     # -- output --
 
@@ -308,7 +319,7 @@ def demo(app: App, directory: str | None) -> None:
     """Build a sandbox fleet on this machine and run three releases through it."""
     from .demo.run import run_demo
 
-    summary = run_demo(Path(directory) if directory else None, app.say, app.show_event)
+    summary = run_demo(Path(directory) if directory else None, app.say, app.show_event, app.tick if app.live else None)
     app.emit({"ok": True, **summary})
 
 

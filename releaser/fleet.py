@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,15 +75,20 @@ class HostResult:
 
 Upload = tuple[str, str]  # (local path, remote path)
 ProgressFn = Callable[[str, "dict[str, HostResult]", float], None]  # phase, results, seconds
+TickFn = Callable[[str, int, int, int, float], None]  # phase, done, failed, total, seconds: per host
 
 
 class Fleet:
     """The hosts of one environment during one stage: sessions opened once, reused per phase."""
 
-    def __init__(self, environment: Environment, transport: Transport, progress: ProgressFn | None = None):
+    def __init__(
+        self, environment: Environment, transport: Transport, progress: ProgressFn | None = None,
+        tick: TickFn | None = None,
+    ):
         self.environment = environment
         self.transport = transport
         self.progress = progress
+        self.tick = tick
         self._sessions: dict[str, Session] = {}
 
     def __enter__(self) -> Fleet:
@@ -108,6 +114,9 @@ class Fleet:
         """One script per host (after its uploads), at most `parallel` hosts at once."""
 
         phase_started = time.monotonic()
+        hosts = list(hosts)
+        counts = {"done": 0, "failed": 0}
+        counting = threading.Lock()
 
         def one(host: Host) -> HostResult:
             started = time.monotonic()
@@ -123,6 +132,11 @@ class Fleet:
                 outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout, result.stderr)
                 if result.timed_out:
                     outcome.error = f"timed out after {self.environment.command_timeout:g}s"
+            if self.tick:
+                with counting:
+                    counts["done"] += 1
+                    counts["failed"] += not outcome.ok
+                    self.tick(phase, counts["done"], counts["failed"], len(hosts), time.monotonic() - phase_started)
             return outcome
 
         outcomes = fan_out(hosts, one, self.environment.parallel)

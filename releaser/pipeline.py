@@ -14,7 +14,7 @@ from typing import Callable
 from .cohort import gray_cohort, split_waves, stable_order
 from .deploy import Deployer
 from .errors import NeedsHuman, StageFailed, UsageError
-from .fleet import Fleet, HostResult
+from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .journal import Journal
@@ -49,10 +49,12 @@ class Pipeline:
         journal: Journal,
         sleep: Callable[[float], None] = time.sleep,
         transports: Callable[..., Transport] = transport_for,
+        tick: TickFn | None = None,
     ):
         self.config, self.store, self.journal = config, store, journal
         self.sleep = sleep
         self.transports = transports
+        self.tick = tick
 
     # -- where a release stands --
 
@@ -152,7 +154,7 @@ class Pipeline:
         def notify(kind: str, message: str, data: dict) -> None:
             self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
 
-        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env))
+        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env), tick=self.tick)
 
     def _phase_progress(self, env: Environment):
         def report(phase: str, results: dict[str, HostResult], seconds: float) -> None:

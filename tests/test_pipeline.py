@@ -232,3 +232,32 @@ def test_sigterm_mid_bake_rolls_the_stage_back(project):
     assert project.current("dev-1") == "1.0.0"
     status = project.status()
     assert status["environments"]["dev"]["interrupted"] == [] and status["environments"]["dev"]["lock"] is None
+
+
+def test_live_progress_on_a_terminal_plain_lines_otherwise(project):
+    import pty
+    import subprocess
+    import sys
+
+    project.register("1.0.0")
+    plain = project.cli("promote", "1.0.0", check=True)
+    assert "hosts done" not in plain.stderr and "prepare: 1/1 hosts ok" in plain.stderr
+    assert "\x1b" not in plain.stderr
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(project.dir), "promote", "1.0.0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary,
+                            env={**os.environ, "TERM": "xterm"})
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(timeout=60) == 0
+    text = output.decode()
+    assert "prepare: 2/2 hosts done, 0 failed, 0 pending" in text

@@ -181,3 +181,68 @@ def _gray(project) -> str:
     from releaser.cohort import gray_cohort
 
     return gray_cohort("prod", [Host(h, "x", "/") for h in HOSTS["prod"]], 10)[0].name
+
+
+def _session(fleet, address: str, **options):
+    from releaser.model import Environment, SshOptions
+    from releaser.transport.ssh import SshTransport
+
+    base = {"user": fleet.user, "port": fleet.port, "identity_file": str(fleet.identity),
+            "known_hosts": str(fleet.known_hosts), "config_file": "/dev/null"}
+    host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
+    env = Environment("e", "ssh", "app", (host,))
+    return SshTransport(env).connect(host)
+
+
+def test_one_connection_serves_many_execs_and_uploads(ssh_fleet, tmp_path):
+    session = _session(ssh_fleet, ssh_fleet.addresses[0])
+    try:
+        source = tmp_path / "payload"
+        source.write_bytes(b"x" * 100_000)
+        target = tmp_path / "deep" / "er" / "copy"
+        session.put(str(source), str(target))
+        assert target.read_bytes() == source.read_bytes()
+        transport = session.connection.client.get_transport()
+        for i in range(5):
+            result = session.run(f"echo out {i}; echo err {i} >&2; exit {i}", 10)
+            assert (result.exit_code, result.stdout, result.stderr) == (i, f"out {i}\n", f"err {i}\n")
+        assert session.connection.client.get_transport() is transport
+    finally:
+        session.close()
+
+
+def test_ssh_config_file_is_honoured(ssh_fleet, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host app-alias\n  HostName {ssh_fleet.addresses[1]}\n  Port {ssh_fleet.port}\n"
+                      f"  User {ssh_fleet.user}\n  IdentityFile {ssh_fleet.identity}\n")
+    session = _session(ssh_fleet, "app-alias", config_file=str(config), port=None, user=None, identity_file=None)
+    try:
+        assert session.run("echo via-alias", 10).stdout == "via-alias\n"
+    finally:
+        session.close()
+
+
+def test_bastion_is_used(ssh_fleet):
+    jump = f"{ssh_fleet.user}@{ssh_fleet.addresses[2]}:{ssh_fleet.port}"
+    session = _session(ssh_fleet, ssh_fleet.addresses[5], jump=jump)
+    try:
+        assert session.run("echo through-the-bastion", 10).ok
+    finally:
+        session.close()
+    # the same target through a bastion that does not answer cannot be reached: the jump is real
+    with pytest.raises(ConnectionError, match="unreachable"):
+        _session(ssh_fleet, ssh_fleet.addresses[5], jump=f"{ssh_fleet.user}@127.0.0.250:{ssh_fleet.port}",
+                 connect_timeout=2)
+
+
+def test_hooks_listed_under_sudo_run_through_sudo(ssh_project):
+    project = ssh_project
+    playbook = project.dir / "playbooks" / "app.yaml"
+    playbook.write_text(playbook.read_text().replace(
+        "keep_releases: 3\n", "keep_releases: 3\nsudo: [restart]\n").replace(
+        '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n',
+        '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n'
+        '    echo "${SUDO_COMMAND:-none}" > "$RELEASER_ROOT/shared/sudo"\n'))
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    assert "bash" in (project.dir / "hosts" / "dev-1" / "shared" / "sudo").read_text()

@@ -10,6 +10,7 @@ from typing import Callable
 
 from ..config import load_config
 from ..errors import StageFailed
+from ..fleet import TickFn
 from ..journal import Journal, Sink
 from ..pipeline import Pipeline
 from ..releases import create_release
@@ -20,7 +21,7 @@ from .traffic import Traffic
 Say = Callable[..., None]
 
 
-def run_demo(directory: Path | None, say: Say, sink: Sink) -> dict:
+def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None = None) -> dict:
     started = time.monotonic()
     directory = sandbox.prepare_directory(directory or Path(tempfile.mkdtemp(prefix="releaser-demo-")))
     layout = sandbox.build(directory, sys.executable)
@@ -31,7 +32,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink) -> dict:
     config = load_config(directory / "environments.yaml")
     store = open_store(config.state_backend, config.state_path)
     journal = Journal(store, sink)
-    pipeline = Pipeline(config, store, journal)
+    pipeline = Pipeline(config, store, journal, tick=tick)
     timings: dict[str, float] = {}
     try:
         for version, spec in sandbox.RELEASES.items():
