@@ -1,4 +1,4 @@
-"""Apply a version change to hosts: prepare, switch and verify, journaled per host.
+"""Apply a version change to hosts: prepare all, then switch (restart, verify), journaled per host.
 
 The store hears of every switch before it happens (deployment status `switching`) and of
 its outcome after, so an interrupted run can be reconciled against `readlink current`.
@@ -50,7 +50,7 @@ class Deployer:
     # -- deploy --
 
     def deploy(self, release: Release, hosts: list[Host], run_id: int | None, stage: str | None) -> ChangeOutcome:
-        """Prepare on every host, then switch the prepared ones, then verify the switched ones."""
+        """Prepare on every host, then switch the prepared ones (the switch runs restart and verify)."""
         outcome = ChangeOutcome()
         current = self.current_versions()
         deps = {
@@ -90,16 +90,13 @@ class Deployer:
                     self.store.update_deployment(deps[host.name].id, "switched")
                     live.append(host)
                 else:
-                    why = f"switch: {result.why()}"
+                    phase = "verify" if result.exit_code == pb.EXIT_VERIFY_FAILED else "switch"
+                    why = f"{phase}: {result.why()}"
                     status = "switched_broken" if did_switch else "failed"
                     self.store.update_deployment(deps[host.name].id, status, why)
                     outcome.failed[host.name] = why
                     self.journal.record("host.failed", f"{host.name}: {why}", host=host.name, data=result.to_dict(), **tag)
 
-        if live and self.playbook.hooks.get("verify"):
-            verified = self.fleet.run("verify", live, lambda h: pb.verify_script(self.playbook, h, release.version))
-            self._fail_hosts(outcome, deps, verified, "verify", tag, status="switched_broken")
-            live = [h for h in live if verified[h.name].ok]
         outcome.ok = [h.name for h in live]
         return outcome
 
@@ -114,14 +111,14 @@ class Deployer:
             None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
         )
 
-    def _fail_hosts(self, outcome, deps, results: dict[str, HostResult], phase: str, tag: dict, status="failed") -> None:
+    def _fail_hosts(self, outcome, deps, results: dict[str, HostResult], phase: str, tag: dict) -> None:
         with self.store.transaction():
             for name, result in results.items():
                 if result.ok:
                     continue
                 why = f"{phase}: {result.why()}"
                 outcome.failed[name] = why
-                self.store.update_deployment(deps[name].id, status, why)
+                self.store.update_deployment(deps[name].id, "failed", why)
                 self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
 
     # -- rollback --

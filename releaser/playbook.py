@@ -20,6 +20,7 @@ from .model import Host, Playbook
 EXIT_CHECKSUM = 65
 EXIT_NOT_PREPARED = 66
 EXIT_SWITCH_MISMATCH = 67
+EXIT_VERIFY_FAILED = 68
 
 SWITCHED_MARKER = "RELEASER_SWITCHED"
 CURRENT_MARKER = "RELEASER_CURRENT"
@@ -107,7 +108,8 @@ echo "releaser: prepared {release}"
 def switch_script(
     playbook: Playbook, host: Host, release: str, action: str, protect: tuple[str, ...] = ()
 ) -> str:
-    """Point `current` at releases/<id> atomically, log it, run the restart hook, clean up.
+    """Point `current` at releases/<id> atomically, log it, run the restart and verify hooks,
+    clean up: one exec per host, so a host costs one round trip once prepared.
 
     Deploy and rollback share this one code path. Cleanup keeps `keep_releases` newest
     releases and never removes the target, the release switched from, or `protect`."""
@@ -130,7 +132,7 @@ if [ "$now" != {q(target)} ]; then
 fi
 printf '{{"ts":"%s","from":"%s",%s}}\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$before" {q(record)} >> .releaser/history.jsonl
 echo "{SWITCHED_MARKER} from=$before to={release}"
-{_hook(playbook, "restart", "current")}keep={int(playbook.keep_releases)}
+{_hook(playbook, "restart", "current")}{_verify(playbook)}keep={int(playbook.keep_releases)}
 n=0
 ls -1t releases | while IFS= read -r name; do
   case "$name" in .*|*.tmp*) continue ;; esac
@@ -142,10 +144,15 @@ done
 """
 
 
-def verify_script(playbook: Playbook, host: Host, release: str) -> str | None:
-    """The verify hook in `current`, or None when the playbook has none (no exec at all)."""
-    hook = _hook(playbook, "verify", "current")
-    return _preamble(host, "verify", release) + hook if hook else None
+def _verify(playbook: Playbook) -> str:
+    hook = _hook(playbook, "verify", "current").strip()
+    if not hook:
+        return ""
+    return f"""if ! {hook}; then
+  echo "releaser: the verify hook failed" >&2
+  exit {EXIT_VERIFY_FAILED}
+fi
+"""
 
 
 def probe_script(host: Host) -> str:

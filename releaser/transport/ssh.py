@@ -12,6 +12,7 @@ import base64
 import hashlib
 import math
 import os
+import socket
 import stat
 import threading
 import time
@@ -91,17 +92,23 @@ class SshSession(Session):
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = started + timeout + _KILL_GRACE + 5
+            # Block on the channel (no polling: fifty hosts polling would fight over the GIL).
+            # stderr is buffered by paramiko meanwhile; scripts write little of it.
             while True:
-                drained = _drain(channel, out, err)
-                if channel.exit_status_ready() and not drained and channel.eof_received:
-                    break
-                if time.monotonic() > deadline:
+                channel.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = channel.recv(65536)
+                except socket.timeout:
+                    chunk = None
+                if chunk is None or (not chunk and not channel.status_event.wait(max(0.0, deadline - time.monotonic()))):
+                    _drain_stderr(channel, err)
                     return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
                                          + f"\nreleaser: no answer after {timeout:g}s", time.monotonic() - started,
                                          timed_out=True)
-                if not drained:
-                    channel.status_event.wait(0.002)
-            _drain(channel, out, err)
+                if not chunk:
+                    break
+                out += chunk
+            _drain_stderr(channel, err)
             code = channel.recv_exit_status()
             timed_out = code in (124, 137) and time.monotonic() - started >= timeout
             text_err = err.decode(errors="replace")
@@ -126,15 +133,9 @@ class SshSession(Session):
         self.connection.close()
 
 
-def _drain(channel: paramiko.Channel, out: bytearray, err: bytearray) -> bool:
-    got = False
-    while channel.recv_ready():
-        out += channel.recv(65536)
-        got = True
+def _drain_stderr(channel: paramiko.Channel, err: bytearray) -> None:
     while channel.recv_stderr_ready():
         err += channel.recv_stderr(65536)
-        got = True
-    return got
 
 
 def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
