@@ -106,6 +106,9 @@ class _Loader:
             playbook = None
         default_root = "hosts/{host}" if transport == "local" else f"/srv/{project}"
         root_template = fields.str("root", default_root)
+        if transport != "local" and root_template and not root_template.startswith("/"):
+            fields.problem("root", f"a remote root must be an absolute path, got {root_template!r}")
+            root_template = default_root
         env_vars = fields.scalar_map("vars")
         parallel = fields.int("parallel", defaults["parallel"], minimum=1)
         command_timeout = fields.duration("command_timeout", defaults["command_timeout"])

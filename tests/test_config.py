@@ -78,6 +78,9 @@ CASES = {
     "unknown hook": ("playbooks/app.yaml", "  restart: echo restarted", "  restart: echo restarted\n  reboot: now", "hooks.reboot", "unknown key", "reboot:"),
     "unknown check type": ("healthchecks/basic.yaml", "    type: http", "    type: ping", "checks[0].type", "expected one of", "type: ping"),
     "unknown placeholder": ("healthchecks/basic.yaml", "{PORT}", "{PROT}", "checks[0].url", "unknown placeholder {PROT}", "url:"),
+    "ssh options on a local environment": ("environments.yaml", "  dev:\n    playbook: app", "  dev:\n    playbook: app\n    ssh: {user: deploy}", "environments.dev.ssh", "need `transport: ssh`", "ssh: {user"),
+    "bad host key policy": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    transport: ssh\n    root: /srv/shop\n    ssh: {host_key_policy: yes-please}\n    playbook: app", "environments.prod.ssh.host_key_policy", "expected one of verify, accept-new", "ssh: {host_key_policy"),
+    "relative remote root": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    transport: ssh\n    root: srv/shop\n    playbook: app", "environments.prod.root", "absolute path", "root: srv/shop"),
     "bad host var name": ("environments.yaml", 'vars: {PORT: "8080"}', 'vars: {1PORT: "8080"}', "environments.prod.vars.1PORT", "variable names", "vars: {1PORT"),
 }
 

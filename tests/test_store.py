@@ -111,3 +111,23 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store, tmp_path):
     with EnvironmentLock(store, journal, "prod", "resume"):
         assert store.get_lock("prod").command == "resume"
     assert any(e.kind == "lock.taken_over" for e in store.events())
+
+
+def test_an_older_schema_is_upgraded_in_place(tmp_path):
+    from releaser.store.sqlite import MIGRATIONS, _statements
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for statement in _statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO releases(version, artifact, sha256, size, status, created_at)"
+                 " VALUES ('0.9', '/a', 'ff', 1, 'live', '2026-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    old = store.get_release("0.9")
+    assert old.status is ReleaseStatus.LIVE and old.url is None
+    store.close()
