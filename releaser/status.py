@@ -15,10 +15,16 @@ def status_document(config: Config, store: Store) -> dict:
     environments = {}
     for name, env in config.environments.items():
         states = store.host_states(name)
+        last = {dep.host: dep for dep in store.deployments(environment=name)}
         hosts = {
             host.name: {
                 "version": states[host.name].version if host.name in states else None,
                 "previous": states[host.name].previous if host.name in states else None,
+                "last": None if host.name not in last else {
+                    "action": last[host.name].action, "from": last[host.name].from_version,
+                    "to": last[host.name].to_version, "status": last[host.name].status,
+                    "detail": last[host.name].detail, "at": last[host.name].updated_at,
+                },
             }
             for host in env.hosts
         }
@@ -63,7 +69,11 @@ def print_status(document: dict, say: Callable[..., None]) -> None:
         flag = "" if env["consistent"] else "  MIXED VERSIONS"
         say(f"{name}: {versions}{flag}", None if env["consistent"] else "yellow")
         for host, state in env["hosts"].items():
-            say(f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})")
+            line = f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})"
+            last = state["last"]
+            if last and last["status"] not in ("switched",):
+                line += f"  last {last['action']} to {last['to']}: {last['status']} {last['detail']}"
+            say(line, None if not last or last["status"] == "switched" else "yellow")
         if env["lock"]:
             lock = env["lock"]
             say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']}: {lock['command']}"

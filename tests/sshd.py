@@ -120,6 +120,13 @@ LogLevel ERROR
                         raise RuntimeError(f"sshd {server.index} did not start: {(self.base / f'sshd_{server.index}.log').read_text()}")
                     time.sleep(0.02)
 
+    def heal(self) -> None:
+        """Undo what a test did to the fleet: every sshd running, known_hosts matching."""
+        for server in self.servers:
+            if server.process is None or server.process.poll() is not None:
+                self.start(server)
+        self.write_known_hosts()
+
     def stop(self, server: Sshd) -> None:
         if server.process and server.process.poll() is None:
             server.process.terminate()

@@ -7,13 +7,15 @@ import io
 import json
 import os
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from releaser import playbook as pb
-from releaser.model import Host, Playbook
+from releaser.model import Environment, Host, Playbook, SshOptions
 from releaser.transport.local import LocalSession
+from releaser.transport.ssh import SshTransport
 
 NASTY = "we ird $(touch PWNED) `touch PWNED2` 'q' \"d\"; echo hi & * ? \\ end"
 
@@ -30,8 +32,9 @@ def artifact(tmp_path: Path, version: str) -> tuple[Path, str]:
     return path, hashlib.sha256(raw.getvalue()).hexdigest()
 
 
-@pytest.fixture
-def setup(tmp_path):
+@pytest.fixture(params=["local", "ssh"])
+def setup(request, tmp_path):
+    """The same scripts through the local transport and through a real sshd."""
     root = tmp_path / NASTY / "host root"
     host = Host("web-1", "127.0.0.1", str(root), {"GREETING": NASTY, "PORT": "80"})
     book = Playbook(
@@ -44,7 +47,17 @@ def setup(tmp_path):
         shared=("log dir",),
         keep_releases=2,
     )
-    return tmp_path, host, book, LocalSession(host)
+    if request.param == "local":
+        yield tmp_path, host, book, LocalSession(host)
+        return
+    fleet = request.getfixturevalue("ssh_fleet")
+    fleet.heal()
+    options = SshOptions(user=fleet.user, port=fleet.port, identity_file=str(fleet.identity),
+                         known_hosts=str(fleet.known_hosts), config_file="/dev/null")
+    host = replace(host, address=fleet.addresses[0], ssh=options)
+    session = SshTransport(Environment("prod", "ssh", "app", (host,))).connect(host)
+    yield tmp_path, host, book, session
+    session.close()
 
 
 def deploy(tmp_path, host, book, session, version):

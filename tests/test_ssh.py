@@ -14,10 +14,7 @@ from tests.conftest import HOSTS
 
 @pytest.fixture
 def ssh_project(project, ssh_fleet):
-    for server in ssh_fleet.servers:  # a previous test may have stopped or rekeyed one
-        if server.process is None or server.process.poll() is not None:
-            ssh_fleet.start(server)
-    ssh_fleet.write_known_hosts()
+    ssh_fleet.heal()  # a previous test may have stopped or rekeyed a server
     project.write_config(ssh=ssh_fleet)
     project.fleet = ssh_fleet
     return project
@@ -99,6 +96,10 @@ def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):
     status = project.status()
     hosts = status["environments"]["prod"]["hosts"]
     assert all(state["version"] == "1.0.0" for state in hosts.values())
+    assert hosts[victim.name]["last"]["status"] == "failed" and "unreachable" in hosts[victim.name]["last"]["detail"]
+    assert {hosts[h.name]["last"]["action"] for h in first_wave} == {"rollback"}
+    human = project.cli("status").stderr
+    assert victim.name in human and "unreachable" in human
     events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
     failed = [e for e in events if e["kind"] == "host.failed"]
     assert {e["host"] for e in failed} >= {victim.name}
@@ -187,6 +188,7 @@ def _session(fleet, address: str, **options):
     from releaser.model import Environment, SshOptions
     from releaser.transport.ssh import SshTransport
 
+    fleet.heal()
     base = {"user": fleet.user, "port": fleet.port, "identity_file": str(fleet.identity),
             "known_hosts": str(fleet.known_hosts), "config_file": "/dev/null"}
     host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
