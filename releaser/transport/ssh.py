@@ -77,8 +77,8 @@ def _transient(exc: BaseException) -> bool:
 
 
 class SshSession(Session):
-    def __init__(self, connection: Connection, host: Host):
-        self.connection, self.host = connection, host
+    def __init__(self, connection: Connection, host: Host, io_timeout: float):
+        self.connection, self.host, self.io_timeout = connection, host, io_timeout
         self._sftp: paramiko.SFTPClient | None = None
 
     def run(self, script: str, timeout: float) -> CommandResult:
@@ -121,6 +121,7 @@ class SshSession(Session):
     def put(self, local_path: str, remote_path: str) -> None:
         if self._sftp is None:
             self._sftp = self.connection.sftp()
+            self._sftp.get_channel().settimeout(self.io_timeout)  # a stalled upload fails the host
         try:
             self._sftp.put(local_path, remote_path)
         except FileNotFoundError:
@@ -202,7 +203,7 @@ class SshTransport(Transport):
                 raise
             raise ConnectionError(f"{host.name} ({host.address}:{connection.port}) unreachable: {exc}") from None
         connection.client.get_transport().set_keepalive(max(1, int(options.keepalive)))
-        return SshSession(connection, host)
+        return SshSession(connection, host, self.environment.command_timeout)
 
     @staticmethod
     @retry(
