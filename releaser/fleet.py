@@ -110,9 +110,13 @@ class Fleet:
         hosts: Iterable[Host],
         script_for: Callable[[Host], str],
         uploads_for: Callable[[Host], list[Upload]] | None = None,
+        timeout: float | None = None,
+        quiet: bool = False,
     ) -> dict[str, HostResult]:
-        """One script per host (after its uploads), at most `parallel` hosts at once."""
+        """One script per host (after its uploads), at most `parallel` hosts at once.
+        `quiet` phases (health checks while baking) report no progress."""
 
+        timeout = timeout or self.environment.command_timeout
         phase_started = time.monotonic()
         hosts = list(hosts)
         counts = {"done": 0, "failed": 0}
@@ -124,15 +128,15 @@ class Fleet:
                 session = self._session(host)
                 for local_path, remote_path in uploads_for(host) if uploads_for else []:
                     session.put(local_path, remote_path)
-                result = session.run(script_for(host), self.environment.command_timeout)
+                result = session.run(script_for(host), timeout)
             except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
                 self._sessions.pop(host.name, None)
                 outcome = HostResult(host.name, False, None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
             else:
                 outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout, result.stderr)
                 if result.timed_out:
-                    outcome.error = f"timed out after {self.environment.command_timeout:g}s"
-            if self.tick:
+                    outcome.error = f"timed out after {timeout:g}s"
+            if self.tick and not quiet:
                 with counting:
                     counts["done"] += 1
                     counts["failed"] += not outcome.ok
@@ -141,7 +145,7 @@ class Fleet:
 
         outcomes = fan_out(hosts, one, self.environment.parallel)
         results = {o.item.name: o.value for o in outcomes if o.value is not None}
-        if self.progress and results:
+        if self.progress and results and not quiet:
             self.progress(phase, results, time.monotonic() - phase_started)
         return results
 

@@ -187,7 +187,8 @@ class Pipeline:
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
         names = {h.name for h in cohort}
         return CheckTarget(
-            stage.env, stage.release.version, tuple(cohort), tuple(h for h in stage.env.hosts if h.name not in names)
+            stage.env, stage.release.version, tuple(cohort), tuple(h for h in stage.env.hosts if h.name not in names),
+            stage.deployer.fleet,
         )
 
     def _deploy_and_bake(self, stage: _Stage) -> None:

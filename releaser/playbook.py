@@ -155,6 +155,11 @@ fi
 """
 
 
+def check_script(host: Host, release: str, command: str) -> str:
+    """A command check: the user's command in `current`, with the hook environment."""
+    return _preamble(host, "check", release) + f"cd current\nbash -euo pipefail -c {q(command)}\n"
+
+
 def probe_script(host: Host) -> str:
     """Print what the host runs: the target of `current`, without the releases/ prefix."""
     return f"""set -u

@@ -85,7 +85,8 @@ class Project:
     stage_options: dict[str, str] = field(default_factory=dict)
 
     def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms",
-                     ssh: SshFleet | None = None, ssh_extra: dict | None = None, command_timeout: str = "20s") -> None:
+                     ssh: SshFleet | None = None, ssh_extra: dict | None = None, command_timeout: str = "20s",
+                     checks: str = "health") -> None:
         """Local hosts under hosts/, or with `ssh` the same hosts reached over real sshd."""
         envs = []
         addresses = iter(ssh.addresses if ssh else [])
@@ -108,7 +109,7 @@ class Project:
         for stage, env in (("selftest", "dev"), ("test", "test"), ("gray", "prod"), ("full", "prod")):
             extra = self.stage_options.get(stage, "")
             stages.append(
-                f"  - stage: {stage}\n    environment: {env}\n    checks: [health]\n"
+                f"  - stage: {stage}\n    environment: {env}\n    checks: [{checks}]\n"
                 f"    bake: {bake}\n    interval: 100ms\n{extra}"
             )
         config = "project: shop\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + "".join(stages)
@@ -117,9 +118,10 @@ class Project:
             for host in hosts:
                 self.health.roots[host] = self.dir / "hosts" / host
 
-    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool | tuple[str, ...] = False) -> Path:
+    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool | tuple[str, ...] = False,
+                 files: dict[str, str] | None = None) -> Path:
         """A release tarball; FAIL_ON hosts report sick, FAIL_PREPARE hosts (or all) fail to prepare."""
-        files = {"app.txt": f"app {version}\n"}
+        files = {"app.txt": f"app {version}\n", **(files or {})}
         if fail_on:
             files["FAIL_ON"] = " ".join(fail_on) + "\n"
         if fail_prepare:

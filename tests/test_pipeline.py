@@ -261,3 +261,18 @@ def test_live_progress_on_a_terminal_plain_lines_otherwise(project):
     assert proc.wait(timeout=60) == 0
     text = output.decode()
     assert "prepare: 2/2 hosts done, 0 failed, 0 pending" in text
+
+
+def test_command_check_runs_on_the_hosts_and_fails_the_stage(project):
+    (project.dir / "healthchecks" / "cmd.yaml").write_text(
+        "checks:\n  - name: disk-ok\n    type: command\n"
+        "    command: '! grep -qx {name} BROKEN_HOSTS 2>/dev/null'\n    timeout: 5s\n")
+    project.write_config(checks="health, cmd")
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", "--to", "test", check=True)
+    project.register("1.1.0", files={"BROKEN_HOSTS": "test-2\n"})
+    project.cli("promote", "1.1.0", check=True)  # dev-1 is fine
+    proc = project.cli("promote", "1.1.0")
+    assert proc.returncode == 1
+    assert "disk-ok: 1/2 hosts failed: test-2" in proc.stderr
+    assert set(project.env_versions("test").values()) == {"1.0.0"}

@@ -1,8 +1,9 @@
 """Health checks: the check interface, the check types, and the gate that runs them."""
 
 from .base import Check, CheckResult, CheckTarget, Verdict
+from .command import CommandCheck
 from .http import HttpCheck
 
-CHECK_TYPES: dict[str, type[Check]] = {HttpCheck.type: HttpCheck}
+CHECK_TYPES: dict[str, type[Check]] = {cls.type: cls for cls in (HttpCheck, CommandCheck)}
 
 __all__ = ["CHECK_TYPES", "Check", "CheckResult", "CheckTarget", "Verdict"]

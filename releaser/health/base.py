@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from ..fleet import Fleet
 from ..model import Environment, Host
 from ..schema import Fields
 
@@ -34,12 +35,14 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class CheckTarget:
-    """What a check looks at: the cohort now running the release, and the baseline beside it."""
+    """What a check looks at: the cohort now running the release, and the baseline beside it.
+    `fleet` is the stage's open fleet, for checks that run commands on the hosts."""
 
     environment: Environment
     release: str
     cohort: tuple[Host, ...]
     baseline: tuple[Host, ...] = ()
+    fleet: Fleet | None = None
 
 
 def render_template(template: str, host: Host) -> str:
