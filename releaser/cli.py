@@ -19,6 +19,7 @@ from . import __version__
 from .config import DEFAULT_CONFIG, load_config
 from .errors import EXIT_USAGE, ConfigError, ReleaserError, UsageError
 from .journal import Journal
+from .notify import open_journal
 from .model import STAGE_ORDER, Event
 from .pipeline import Pipeline
 from .releases import create_release, validate_release_id
@@ -35,6 +36,8 @@ class App:
         self.json = False
         self._config = None
         self._store = None
+        self._journal = None
+        self._notifier = None
         self._started = time.monotonic()
 
     def config(self):
@@ -49,7 +52,10 @@ class App:
         return self._store
 
     def journal(self) -> Journal:
-        return Journal(self.store(), self.show_event)
+        if self._journal is None:
+            config = self.config()
+            self._journal, self._notifier = open_journal(self.store(), self.show_event, config.project, config.webhooks)
+        return self._journal
 
     def pipeline(self) -> Pipeline:
         return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None)
@@ -85,6 +91,8 @@ class App:
             click.echo(json.dumps(document, indent=2, default=str))
 
     def close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.close()
         if self._store is not None:
             self._store.close()
 

@@ -14,7 +14,8 @@ from .health import CHECK_TYPES, Check
 from .health.base import render_template
 from dataclasses import replace
 
-from .model import STAGE_ORDER, Config, Environment, Host, Playbook, SshOptions, StageSpec
+from .model import STAGE_ORDER, Config, Environment, Host, Playbook, SshOptions, StageSpec, Webhook
+from .notify import DEFAULT_EVENTS
 from .schema import Fields, Problems, parse_percent
 from .transport import TRANSPORTS
 from .yamlsrc import load_yaml
@@ -74,6 +75,7 @@ def load_config(path: Path) -> Config:
     _check_shared_roots(environments, env_section, problems)
 
     pipeline = loader.pipeline(top, environments, stage_defaults)
+    webhooks = _webhooks(top)
     top.finish()
     if problems:
         raise ConfigError(list(problems))
@@ -85,7 +87,34 @@ def load_config(path: Path) -> Config:
         environments=environments,
         pipeline=tuple(pipeline),
         playbooks=loader.playbooks,
+        webhooks=webhooks,
     )
+
+
+def _webhooks(top: Fields) -> tuple[Webhook, ...]:
+    section = top.mapping("notifications")
+    if section is None:
+        return ()
+    hooks = []
+    for item, line, key in section.items("webhooks"):
+        fields = Fields(item, section.file, key, section.problems, line)
+        url, url_env = fields.str("url"), fields.str("url_env")
+        if (url is None) == (url_env is None):
+            fields.problem("url", "give exactly one of url and url_env (the name of a variable holding the URL)")
+        elif url is not None and not url.startswith(("http://", "https://")):
+            fields.problem("url", f"expected an http:// or https:// URL, got {url!r}")
+        events = []
+        for event, event_line, event_key in fields.items("events"):
+            if event not in DEFAULT_EVENTS:
+                section.problems.add(fields.file, event_line, event_key,
+                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {event!r}")
+            else:
+                events.append(event)
+        hooks.append(Webhook(url, url_env, fields.str("format", "json", choices=("json", "slack")),
+                             tuple(events) or DEFAULT_EVENTS, fields.duration("timeout", 5.0)))
+        fields.finish()
+    section.finish()
+    return tuple(hooks)
 
 
 class _Loader:

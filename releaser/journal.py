@@ -11,15 +11,18 @@ Sink = Callable[[Event], None]
 
 
 class Journal:
-    def __init__(self, store: Store, sink: Sink | None = None):
+    def __init__(self, store: Store, sink: Sink | None = None, listeners: tuple[Sink, ...] = ()):
         self.store = store
         self.sink = sink
+        self.listeners = listeners
 
     def record(self, kind: str, message: str, **fields) -> Event:
-        """Append an event (durable when this returns), then show it."""
+        """Append an event (durable when this returns), then show it and tell the listeners."""
         event = self.store.append_event(Event(kind=kind, message=message, **fields))
         if self.sink:
             self.sink(event)
+        for listener in self.listeners:
+            listener(event)
         return event
 
     def note(self, message: str, **fields) -> None:

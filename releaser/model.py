@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -98,6 +99,18 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    url: str | None
+    url_env: str | None
+    format: str = "json"  # json | slack
+    events: tuple[str, ...] = ()
+    timeout: float = 5.0
+
+    def resolved_url(self) -> str:
+        return self.url or os.environ.get(self.url_env or "", "")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     project: str
@@ -106,6 +119,7 @@ class Config:
     environments: dict[str, Environment]
     pipeline: tuple[StageSpec, ...]
     playbooks: dict[str, Playbook]
+    webhooks: tuple[Webhook, ...] = ()
 
     @property
     def base_dir(self) -> Path:

@@ -11,7 +11,8 @@ from typing import Callable
 from ..config import load_config
 from ..errors import StageFailed
 from ..fleet import TickFn
-from ..journal import Journal, Sink
+from ..journal import Sink
+from ..notify import open_journal
 from ..pipeline import Pipeline
 from ..releases import create_release
 from ..store import open_store
@@ -31,7 +32,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     say("  bake times are SECONDS in this sandbox (production bakes for minutes)")
     config = load_config(directory / "environments.yaml")
     store = open_store(config.state_backend, config.state_path)
-    journal = Journal(store, sink)
+    journal, notifier = open_journal(store, sink, config.project, config.webhooks)
     pipeline = Pipeline(config, store, journal, tick=tick)
     timings: dict[str, float] = {}
     try:
@@ -57,6 +58,8 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                 say(f"   {version} took {timings[version]:.1f}s", "cyan")
     finally:
         sandbox.stop_apps(directory)
+        if notifier:
+            notifier.close()
         store.close()
     statuses = {rel.version: str(rel.status) for rel in open_store(config.state_backend, config.state_path).list_releases()}
     seconds = round(time.monotonic() - started, 1)

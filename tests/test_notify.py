@@ -1,0 +1,85 @@
+"""Webhook notifications, received by a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class Receiver:
+    """Records POSTed JSON per path; /broken/... always answers 500."""
+
+    def __init__(self):
+        self.received: dict[str, list[dict]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.received.setdefault(self.path, []).append(body)
+                self.send_response(500 if self.path.startswith("/broken") else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.httpd.shutdown()
+
+
+def test_webhooks_tell_of_start_failure_and_rollback(project, receiver):
+    secret = "T0KEN-s3cret"
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text() + f"""\
+notifications:
+  webhooks:
+    - url: {receiver.url}/json
+    - url_env: TEAM_CHAT_URL
+      format: slack
+      events: [stage.failed, rollback.done]
+    - url: {receiver.url}/broken/{secret}
+""")
+    project.register("1.0.0")
+    project.register("1.1.0", fail_on=("dev-1",))
+    env = {**os.environ, "TEAM_CHAT_URL": f"{receiver.url}/slack/{secret}", "NO_COLOR": "1"}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(project.dir), *args],
+                                       capture_output=True, text=True, env=env, timeout=120)
+    assert run("promote", "1.0.0").returncode == 0
+    failed = run("promote", "1.1.0")
+    assert failed.returncode == 1  # the broken webhook did not stop the rollback
+    assert project.current("dev-1") == "1.0.0"
+
+    kinds = [(body["kind"], body["release"]) for body in receiver.received["/json"]]
+    assert kinds == [("stage.started", "1.0.0"), ("stage.passed", "1.0.0"), ("stage.started", "1.1.0"),
+                     ("stage.failed", "1.1.0"), ("rollback.done", "1.1.0")]
+    assert receiver.received["/json"][0]["project"] == "shop"
+    slack = receiver.received[f"/slack/{secret}"]
+    assert [m["text"] for m in slack][0].startswith(":x: *shop* dev 1.1.0: selftest: 1.1.0 failed")
+    assert len(slack) == 2
+    assert len(receiver.received[f"/broken/{secret}"]) == 3 * 5  # three tries for each of five events
+
+    history = run("history", "--json").stdout
+    assert "notify.failed" in history
+    assert secret not in history + failed.stderr + failed.stdout
+
+
+def test_bad_webhook_configuration(project):
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text() + "notifications:\n  webhooks:\n    - url: ftp://x\n      events: [stage.exploded]\n")
+    proc = project.cli("validate")
+    assert proc.returncode == 2
+    assert "notifications.webhooks[0].url" in proc.stderr and "notifications.webhooks[0].events[0]" in proc.stderr
