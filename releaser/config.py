@@ -11,10 +11,9 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .health import CHECK_TYPES, Check
-from .health.base import render_template
 from dataclasses import replace
 
-from .model import STAGE_ORDER, Config, Environment, Host, Playbook, SshOptions, StageSpec, Webhook
+from .model import STAGE_ORDER, Config, Environment, Host, MetricsSpec, Playbook, SshOptions, StageSpec, Webhook
 from .notify import DEFAULT_EVENTS
 from .schema import Fields, Problems, parse_percent
 from .transport import TRANSPORTS
@@ -26,6 +25,7 @@ CHECKS_DIR = "healthchecks"
 HOOKS = ("prepare", "restart", "verify")
 STATE_BACKENDS = ("sqlite",)
 ARTIFACT_MODES = ("push", "pull")
+METRIC_SOURCES = ("scrape", "prometheus")
 HOST_KEY_POLICIES = ("verify", "accept-new")
 
 
@@ -142,6 +142,7 @@ class _Loader:
         parallel = fields.int("parallel", defaults["parallel"], minimum=1)
         command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
         artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
+        metrics = self._metrics(fields)
         ssh = self._ssh(fields, SshOptions(), transport)
         hosts: list[Host] = []
         seen: dict[str, int | None] = {}
@@ -158,7 +159,27 @@ class _Loader:
             fields.problem("hosts", "an environment needs at least one host")
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push")
+                           artifacts or "push", metrics)
+
+    def _metrics(self, parent: Fields) -> MetricsSpec | None:
+        fields = parent.mapping("metrics")
+        if fields is None:
+            return None
+        source = fields.str("source", "scrape", choices=METRIC_SOURCES)
+        spec = MetricsSpec(
+            source=source or "scrape",
+            url=fields.str("url", "", required=source == "prometheus"),
+            instance=fields.str("instance", MetricsSpec.instance),
+            scrape_url=fields.str("scrape_url", MetricsSpec.scrape_url),
+            timeout=fields.duration("timeout", 5.0),
+            bearer_env=fields.str("bearer_env"),
+            username_env=fields.str("username_env"),
+            password_env=fields.str("password_env"),
+        )
+        if spec.url and not spec.url.startswith(("http://", "https://")):
+            fields.problem("url", f"expected an http:// or https:// URL, got {spec.url!r}")
+        fields.finish()
+        return spec
 
     def _ssh(self, parent: Fields, base: SshOptions, transport: str | None) -> SshOptions:
         """An `ssh:` section over `base`; only meaningful for the ssh transport."""
@@ -363,14 +384,8 @@ class _Loader:
 
     def _check_templates(self, checks: list[Check], environment: Environment) -> None:
         for check in checks:
-            origin: Fields = check.origin
-            for key, template in check.templates().items():
-                for host in environment.hosts:
-                    try:
-                        render_template(template, host)
-                    except ValueError as exc:
-                        origin.problem(key, f"{exc} (environment {environment.name})")
-                        break
+            for key, message in check.problems_for(environment):
+                check.origin.problem(key, f"{message} (environment {environment.name})")
 
 
 def _check_shared_roots(environments: dict[str, Environment], section: Fields | None, problems: Problems) -> None:

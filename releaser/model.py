@@ -59,6 +59,20 @@ class Host:
 
 
 @dataclass(frozen=True)
+class MetricsSpec:
+    """Where an environment's metrics come from."""
+
+    source: str = "scrape"  # scrape: each host's /metrics | prometheus: a server's HTTP API
+    url: str = ""  # prometheus: base URL
+    instance: str = "{address}"  # prometheus: a host's `instance` label, as a template
+    scrape_url: str = "http://{address}/metrics"  # scrape: a host's metrics URL, as a template
+    timeout: float = 5.0
+    bearer_env: str | None = None  # names of environment variables holding credentials
+    username_env: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     transport: str
@@ -67,6 +81,7 @@ class Environment:
     parallel: int = 50
     command_timeout: float = 600.0
     artifacts: str = "push"  # push: upload by SFTP; pull: hosts fetch the release's URL
+    metrics: MetricsSpec | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -17,6 +17,7 @@ from .errors import NeedsHuman, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
+from .health.sources import source_for
 from .journal import Journal
 from .locks import EnvironmentLock, whoami
 from .model import Config, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
@@ -39,6 +40,7 @@ class _Stage:
     run: StageRun
     env: Environment
     deployer: Deployer
+    metrics: object | None = None  # the environment's metric source
 
 
 class Pipeline:
@@ -171,7 +173,8 @@ class Pipeline:
                  roll_back: str | None = None) -> None:
         with self._fleet(env) as fleet:
             playbook = self.config.playbooks[env.playbook]
-            stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet))
+            stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet),
+                           source_for(env.metrics))
             if resumed:
                 self._reconcile(stage.deployer, run)
             started = time.monotonic()
@@ -188,7 +191,7 @@ class Pipeline:
         names = {h.name for h in cohort}
         return CheckTarget(
             stage.env, stage.release.version, tuple(cohort), tuple(h for h in stage.env.hosts if h.name not in names),
-            stage.deployer.fleet,
+            stage.deployer.fleet, stage.metrics,
         )
 
     def _deploy_and_bake(self, stage: _Stage) -> None:

@@ -136,6 +136,14 @@ class Fields:
 
         return self._convert(key, default, required, convert)
 
+    def number(self, key: str, default: Any = None) -> Any:
+        def convert(raw: Any) -> float:
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise ValueError(f"expected a number, got {_kind(raw)}")
+            return float(raw)
+
+        return self._convert(key, default, False, convert)
+
     def bool(self, key: str, default: bool = False) -> bool:
         def convert(raw: Any) -> bool:
             if not isinstance(raw, bool):

@@ -3,7 +3,8 @@
 from .base import Check, CheckResult, CheckTarget, Verdict
 from .command import CommandCheck
 from .http import HttpCheck
+from .threshold import ThresholdCheck
 
-CHECK_TYPES: dict[str, type[Check]] = {cls.type: cls for cls in (HttpCheck, CommandCheck)}
+CHECK_TYPES: dict[str, type[Check]] = {cls.type: cls for cls in (HttpCheck, CommandCheck, ThresholdCheck)}
 
 __all__ = ["CHECK_TYPES", "Check", "CheckResult", "CheckTarget", "Verdict"]

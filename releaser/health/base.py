@@ -43,6 +43,11 @@ class CheckTarget:
     cohort: tuple[Host, ...]
     baseline: tuple[Host, ...] = ()
     fleet: Fleet | None = None
+    metrics: object | None = None  # the environment's metric source (health.sources)
+
+    def scope(self, name: str) -> tuple[Host, ...]:
+        """cohort, baseline or environment."""
+        return {"cohort": self.cohort, "baseline": self.baseline, "environment": self.cohort + self.baseline}[name]
 
 
 def render_template(template: str, host: Host) -> str:
@@ -74,6 +79,19 @@ class Check(ABC):
         """Keys holding host templates, so validation can render them for every host."""
         return {}
 
+    def problems_for(self, environment: Environment) -> list[tuple[str, str]]:
+        """(key, message) for what cannot work in this environment; checked by `validate`."""
+        problems = []
+        for key, template in self.templates().items():
+            for host in environment.hosts:
+                try:
+                    render_template(template, host)
+                except ValueError as exc:
+                    problems.append((key, str(exc)))
+                    break
+        return problems
+
     @abstractmethod
-    def evaluate(self, target: CheckTarget) -> CheckResult:
-        """Look once; must not raise for an unhealthy or unreachable target."""
+    def evaluate(self, target: CheckTarget, memory: dict) -> CheckResult:
+        """Look once; must not raise for an unhealthy or unreachable target. `memory` is
+        this check's own dict for the stage run (earlier samples, since when it fails)."""

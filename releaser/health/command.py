@@ -26,7 +26,7 @@ class CommandCheck(Check):
     def templates(self) -> dict[str, str]:
         return {"command": self.command}
 
-    def evaluate(self, target: CheckTarget) -> CheckResult:
+    def evaluate(self, target: CheckTarget, memory: dict) -> CheckResult:
         if not target.cohort or target.fleet is None:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "no hosts to run on")
         results = target.fleet.run(

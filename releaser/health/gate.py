@@ -26,11 +26,12 @@ class Gate:
     def __init__(self, checks: tuple[Check, ...] | list[Check]):
         self.checks = list(checks)
         self._streaks = {check.name: 0 for check in self.checks}
+        self._memory: dict[str, dict] = {check.name: {} for check in self.checks}
 
     def evaluate(self, target: CheckTarget) -> GateResult:
         results, verdict = [], Verdict.PASS
         for check in self.checks:
-            result = check.evaluate(target)
+            result = check.evaluate(target, self._memory[check.name])
             results.append(result)
             if result.verdict is Verdict.FAIL:
                 self._streaks[check.name] += 1

@@ -71,7 +71,7 @@ class HttpCheck(Check):
             return f"{url}: {latency * 1000:.0f} ms > {self.max_latency * 1000:.0f} ms"
         return None
 
-    def evaluate(self, target: CheckTarget) -> CheckResult:
+    def evaluate(self, target: CheckTarget, memory: dict) -> CheckResult:
         if not target.cohort:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "no hosts to check")
         results = fan_out(target.cohort, self._probe, parallel=16)
