@@ -5,6 +5,9 @@ With a Prometheus source it is a PromQL query in which $instances (a regex of th
 is a selector over each host's /metrics: `metric` alone sums the scope's current values (a
 gauge); with `per`, it is the ratio of the two counters' increase since the last look (for
 the first look, since the processes started), e.g. errors per request.
+
+An empty query result is "no data" (inconclusive). A healthy service often has no error series
+at all, so write error ratios as `(sum(rate(errors[1m])) or vector(0)) / sum(rate(requests[1m]))`.
 """
 
 from __future__ import annotations
@@ -101,9 +104,9 @@ class ThresholdCheck(Check):
 
     def _from_prometheus(self, target: CheckTarget, hosts) -> float | None:
         spec = target.metrics.spec
-        instances = "|".join(re.escape(render_template(spec.instance, h)) for h in hosts)
+        instances = "|".join(_promql_regex(render_template(spec.instance, h)) for h in hosts)
         expr = Template(self.query).safe_substitute(
-            instances=instances, hosts="|".join(re.escape(h.name) for h in hosts),
+            instances=instances, hosts="|".join(_promql_regex(h.name) for h in hosts),
             environment=target.environment.name, release=target.release,
         )
         series = target.metrics.query(expr)
@@ -122,3 +125,8 @@ class ThresholdCheck(Check):
         num = math.fsum(counter_increase(last.get(h, (None, None))[0], v[0]) for h, v in now.items())
         den = math.fsum(counter_increase(last.get(h, (None, None))[1], v[1]) for h, v in now.items())
         return num / den if den > 0 else None
+
+
+def _promql_regex(value: str) -> str:
+    """A literal for a regex matcher inside a PromQL double-quoted string."""
+    return re.escape(value).replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,104 @@
+"""Gray deployment judged by a real Prometheus scraping the demo app processes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from releaser.config import load_config
+from releaser.demo import sandbox
+from releaser.demo.traffic import Traffic
+from releaser.errors import StageFailed
+from releaser.journal import Journal
+from releaser.model import ReleaseStatus
+from releaser.pipeline import Pipeline
+from releaser.releases import create_release
+from releaser.store import open_store
+from tests.prometheus import Prometheus
+
+ERRORS = """\
+checks:
+  - name: error-ratio
+    type: threshold
+    scope: cohort
+    query: >
+      (sum(rate(demo_http_requests_total{code=~"5..", instance=~"$instances"}[10s])) or vector(0))
+      / sum(rate(demo_http_requests_total{instance=~"$instances"}[10s]))
+    max: 0.05
+"""
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    """The demo sandbox, its prod stages judged only by a Prometheus threshold check."""
+    directory = sandbox.prepare_directory(tmp_path / "sandbox")
+    layout = sandbox.build(directory, sys.executable)
+    prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{p}" for ports in layout.values() for p in ports])
+    config = directory / "environments.yaml"
+    text = config.read_text().replace(
+        "  prod:\n    transport: local\n",
+        f"  prod:\n    transport: local\n    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
+        "      instance: \"127.0.0.1:{PORT}\"\n      timeout: 2s\n",
+    )
+    for stage in ("gray", "full"):
+        head = text.index(f"  - stage: {stage}")
+        block_end = text.find("  - stage:", head + 5)
+        block = text[head:block_end if block_end > 0 else len(text)]
+        text = text.replace(block, block.replace("checks: [demo]", "checks: [errors]").replace("bake: 5s", "bake: 6s"))
+    config.write_text(text)
+    (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
+    loaded = load_config(config)
+    store = open_store(loaded.state_backend, loaded.state_path)
+    events = []
+    pipeline = Pipeline(loaded, store, Journal(store, events.append))
+    for version, spec in sandbox.RELEASES.items():
+        create_release(store, pipeline.journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
+                       spec["notes"], tuple(spec["features"]))
+    try:
+        with Traffic(layout, rate=10):
+            yield pipeline, store, prometheus, events
+    finally:
+        sandbox.stop_apps(directory)
+        prometheus.stop()
+        store.close()
+
+
+def _stage_failure(store, version: str) -> str:
+    return next(e.message for e in store.events(release=version) if e.kind == "stage.failed")
+
+
+def test_threshold_on_prometheus_passes_good_and_rolls_back_bad(fleet):
+    pipeline, store, prometheus, _ = fleet
+    pipeline.run("1.0.0")
+    pipeline.run("1.1.0")
+    assert store.get_release("1.1.0").status is ReleaseStatus.LIVE
+    with pytest.raises(StageFailed, match="gray of 1.2.0 failed"):
+        pipeline.run("1.2.0")
+    assert "error-ratio: cohort" in _stage_failure(store, "1.2.0")
+    assert {s.version for s in store.host_states("prod").values()} == {"1.1.0"}
+    assert store.get_release("1.2.0").status is ReleaseStatus.ROLLED_BACK
+
+
+def test_prometheus_stopped_mid_bake_is_inconclusive_then_fails_safe(fleet):
+    pipeline, store, prometheus, events = fleet
+    pipeline.run("1.0.0")
+    pipeline.run("1.1.0", to_stage="test")
+    stopper = threading.Thread(target=lambda: (_wait_for(events, "bake.started", "1.1.0"), prometheus.stop()))
+    stopper.start()
+    with pytest.raises(StageFailed, match="inconclusive when the bake ended"):
+        pipeline.promote("1.1.0")  # gray: a good release, but nobody can see that it is
+    stopper.join()
+    assert "no data" in _stage_failure(store, "1.1.0") and "did not answer" in _stage_failure(store, "1.1.0")
+    assert {s.version for s in store.host_states("prod").values()} == {"1.0.0"}
+    assert store.get_release("1.1.0").status is ReleaseStatus.ROLLED_BACK
+
+
+def _wait_for(events, kind, release, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(e.kind == kind and e.stage == "gray" and e.release == release for e in events):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
