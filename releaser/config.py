@@ -336,7 +336,7 @@ class _Loader:
                 checks.extend(self.check_set(check_item, check_line, check_key, fields))
             environment = environments.get(env_name or "")
             if environment is not None:
-                self._check_templates(checks, environment)
+                self._check_templates(checks, environment, name or "?")
             seen_checks: set[str] = set()
             for check in checks:
                 if check.name in seen_checks:
@@ -382,9 +382,9 @@ class _Loader:
             fields.problem("waves", "the last wave must be 100%")
         return tuple(waves) or (100.0,)
 
-    def _check_templates(self, checks: list[Check], environment: Environment) -> None:
+    def _check_templates(self, checks: list[Check], environment: Environment, stage: str) -> None:
         for check in checks:
-            for key, message in check.problems_for(environment):
+            for key, message in check.problems_for(environment, stage):
                 check.origin.problem(key, f"{message} (environment {environment.name})")
 
 

@@ -34,7 +34,8 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert summary["releases"] == {"1.0.0": "live", "1.1.0": "live", "1.2.0": "rolled_back"}
     assert "SECONDS" in proc.stderr  # it says the bake times are seconds
     assert "where to look next" in proc.stderr
-    assert "1/1 hosts unhealthy" in proc.stderr  # the verdict on the bad release is shown
+    # the judge's verdict on the bad release is shown and explained
+    assert "canary: error ratio: cohort" in proc.stderr and "=> regression" in proc.stderr
     assert demo_processes(directory) == []
 
     status = json.loads(subprocess.run(
@@ -47,6 +48,8 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert releases["1.2.0"]["status"] == "rolled_back"
     assert [s["stage"] for s in releases["1.2.0"]["stages"]] == ["selftest", "test", "gray"]
     assert [s["status"] for s in releases["1.1.0"]["stages"]] == ["passed"] * 4
+    first = {s["stage"]: s for s in releases["1.0.0"]["stages"]}
+    assert first["gray"]["status"] == "skipped" and "no baseline" in first["gray"]["reason"]
 
     again = run_demo(directory)
     assert again.returncode == 0, again.stderr

@@ -43,7 +43,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
             )
         with Traffic(layout):
             chapters = (
-                ("1.0.0", "the first install, on every host, through all four stages"),
+                ("1.0.0", "the first install: selftest, test, then all of prod (no baseline yet for a canary)"),
                 ("1.1.0", "a good release: selftest -> test -> gray (10% of prod) -> full, in waves"),
                 ("1.2.0", "a bad release: it breaks batch orders, which only production traffic places"),
             )
@@ -51,7 +51,12 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                 say(f"\n== {version}: {story}", "cyan")
                 chapter_started = time.monotonic()
                 try:
-                    pipeline.run(version)
+                    if version == "1.0.0":
+                        pipeline.run(version, to_stage="test")
+                        pipeline.promote(version, "full", force=True,
+                                         reason="first install: no baseline to judge a gray cohort against")
+                    else:
+                        pipeline.run(version)
                 except StageFailed as exc:
                     say(f"   caught: {exc}", "yellow")
                 timings[version] = round(time.monotonic() - chapter_started, 1)

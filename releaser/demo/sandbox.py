@@ -64,7 +64,7 @@ pipeline:
   - stage: gray
     environment: prod
     cohort: 10%
-    checks: [demo]
+    checks: [demo-canary]    # the sequential judge: cohort vs the same-time baseline
     bake: 5s
     interval: 1s
   - stage: full
@@ -80,10 +80,17 @@ ENVIRONMENT = """\
     transport: local
     playbook: demo-app
     root: hosts/{{host}}
-    vars:
+{metrics}    vars:
       PYTHON: {python}
     hosts:
 {hosts}"""
+
+
+METRICS = """\
+    metrics:
+      source: scrape             # read each host's /metrics directly (no Prometheus needed)
+      scrape_url: "http://{address}:{PORT}/metrics"
+"""
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -117,11 +124,13 @@ def build(directory: Path, python: str) -> dict[str, list[int]]:
         hosts = "\n".join(
             f"      - {{name: {env}-{i}, vars: {{PORT: \"{port}\"}}}}" for i, port in enumerate(env_ports, 1)
         )
-        environments.append(ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts))
+        metrics = METRICS if env == "prod" else ""
+        environments.append(ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts, metrics=metrics))
     (directory / "environments.yaml").write_text(
         CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments))
     )
-    for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml")):
+    for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml"),
+                       ("healthchecks", "demo-canary.yaml")):
         (directory / kind).mkdir(exist_ok=True)
         shutil.copyfile(shipped_file(kind, name), directory / kind / name)
     (directory / "artifacts").mkdir(exist_ok=True)

@@ -79,7 +79,7 @@ class Check(ABC):
         """Keys holding host templates, so validation can render them for every host."""
         return {}
 
-    def problems_for(self, environment: Environment) -> list[tuple[str, str]]:
+    def problems_for(self, environment: Environment, stage: str) -> list[tuple[str, str]]:
         """(key, message) for what cannot work in this environment; checked by `validate`."""
         problems = []
         for key, template in self.templates().items():

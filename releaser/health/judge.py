@@ -80,8 +80,8 @@ def judge(comparison: Comparison, alpha: float, r0: float = 1.2, min_requests: f
     """Decide one metric; explain it in words."""
     c = comparison
     threshold = 1.0 / alpha
-    counts = (f"cohort {c.cohort_ratio:.3%} ({c.cohort_events:.0f}/{c.cohort_requests:.0f}) vs baseline "
-              f"{c.baseline_ratio:.3%} ({c.baseline_events:.0f}/{c.baseline_requests:.0f})")
+    counts = (f"cohort {_ratio(c.cohort_events, c.cohort_requests)} vs baseline "
+              f"{_ratio(c.baseline_events, c.baseline_requests)}")
     if c.cohort_requests < min_requests or c.baseline_requests < min_requests:
         return Verdict(c.metric, "nodata", 1.0, threshold, float("nan"),
                        f"{c.metric}: NODATA, fewer than {min_requests:.0f} requests so far ({counts})")
@@ -96,3 +96,7 @@ def judge(comparison: Comparison, alpha: float, r0: float = 1.2, min_requests: f
         + ("regression" if worse else "no regression shown")
     )
     return Verdict(c.metric, "fail" if worse else "pass", evidence, threshold, effect, explanation)
+
+
+def _ratio(events: float, requests: float) -> str:
+    return f"{events / requests:.3%} ({events:.0f}/{requests:.0f})" if requests else "no data (0 requests)"

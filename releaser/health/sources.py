@@ -62,6 +62,25 @@ class PrometheusSource:
             raise MetricsUnavailable(f"expected a range vector, got {data.get('resultType')}")
         return [RangeSeries(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
+    def totals(self, hosts: list[Host], selectors: dict[str, Selector], histogram: str | None = None) -> dict[str, dict]:
+        """Per host: each selector's summed value, and the histogram's cumulative buckets
+        under keys ("le", bound)."""
+        by_instance = {render_template(self.spec.instance, h): h.name for h in hosts}
+        pattern = "|".join(promql_regex(i) for i in by_instance)
+        result: dict[str, dict] = {h.name: {} for h in hosts}
+        for key, selector in selectors.items():
+            for series in self.query(f"sum by (instance) ({selector.promql(pattern)})"):
+                host = by_instance.get(series.labels.get("instance", ""))
+                if host:
+                    result[host][key] = series.value
+        if histogram:
+            buckets = Selector(f"{histogram}_bucket", ())
+            for series in self.query(f"sum by (instance, le) ({buckets.promql(pattern)})"):
+                host = by_instance.get(series.labels.get("instance", ""))
+                if host:
+                    result[host][("le", float(series.labels["le"]))] = series.value
+        return result
+
     def _get(self, path: str, params: dict) -> dict:
         try:
             return self._get_retrying(path, params)
@@ -109,6 +128,19 @@ class ScrapeSource:
         except (requests.RequestException, ValueError) as exc:
             raise MetricsUnavailable(f"{host.name}: {url}: {type(exc).__name__}") from None
         return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+    def totals(self, hosts: list[Host], selectors: dict[str, Selector], histogram: str | None = None) -> dict[str, dict]:
+        """As PrometheusSource.totals, from one read of each host's /metrics."""
+        result = {}
+        for host, samples in self.scrape_all(hosts).items():
+            values = {key: selector.total(samples) for key, selector in selectors.items()}
+            if histogram:
+                for (name, labels), value in samples.items():
+                    if name == f"{histogram}_bucket":
+                        key = ("le", float(dict(labels)["le"]))
+                        values[key] = values.get(key, 0.0) + value
+            result[host] = values
+        return result
 
     def scrape_all(self, hosts: list[Host]) -> dict[str, Samples]:
         """Every host's samples; MetricsUnavailable if any host cannot be read."""
@@ -159,6 +191,12 @@ class Selector:
                 return False
         return True
 
+    def promql(self, instances: str) -> str:
+        """This selector in PromQL, restricted to the instances matching the regex."""
+        matchers = [f'{label}{op}"{_promql_string(value)}"' for label, op, value in self.matchers]
+        matchers.append(f'instance=~"{instances}"')
+        return f"{self.name}{{{', '.join(matchers)}}}"
+
     def total(self, samples: Samples) -> float:
         return math.fsum(v for (name, labels), v in samples.items() if self.matches(name, labels))
 
@@ -174,3 +212,12 @@ def source_for(spec: MetricsSpec | None):
     if spec is None:
         return None
     return PrometheusSource(spec) if spec.source == "prometheus" else ScrapeSource(spec)
+
+
+def _promql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def promql_regex(value: str) -> str:
+    """A literal for a regex matcher inside a PromQL double-quoted string."""
+    return _promql_string(re.escape(value))

@@ -20,7 +20,7 @@ from string import Template
 from ..model import Environment
 from ..schema import Fields
 from .base import Check, CheckResult, CheckTarget, Verdict, render_template
-from .sources import MetricsUnavailable, PrometheusSource, Selector, counter_increase
+from .sources import MetricsUnavailable, PrometheusSource, Selector, counter_increase, promql_regex
 
 SCOPES = ("cohort", "baseline", "environment")
 
@@ -59,7 +59,7 @@ class ThresholdCheck(Check):
             fields.problem("query", "give a PromQL `query` (prometheus) or a `metric` selector (scrape), not both")
         return check
 
-    def problems_for(self, environment: Environment) -> list[tuple[str, str]]:
+    def problems_for(self, environment: Environment, stage: str) -> list[tuple[str, str]]:
         spec = environment.metrics
         if spec is None:
             return [("type", "the environment has no `metrics:` source")]
@@ -104,9 +104,9 @@ class ThresholdCheck(Check):
 
     def _from_prometheus(self, target: CheckTarget, hosts) -> float | None:
         spec = target.metrics.spec
-        instances = "|".join(_promql_regex(render_template(spec.instance, h)) for h in hosts)
+        instances = "|".join(promql_regex(render_template(spec.instance, h)) for h in hosts)
         expr = Template(self.query).safe_substitute(
-            instances=instances, hosts="|".join(_promql_regex(h.name) for h in hosts),
+            instances=instances, hosts="|".join(promql_regex(h.name) for h in hosts),
             environment=target.environment.name, release=target.release,
         )
         series = target.metrics.query(expr)
@@ -126,7 +126,3 @@ class ThresholdCheck(Check):
         den = math.fsum(counter_increase(last.get(h, (None, None))[1], v[1]) for h, v in now.items())
         return num / den if den > 0 else None
 
-
-def _promql_regex(value: str) -> str:
-    """A literal for a regex matcher inside a PromQL double-quoted string."""
-    return re.escape(value).replace("\\", "\\\\").replace('"', '\\"')
