@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 
@@ -31,22 +32,25 @@ checks:
 
 
 @pytest.fixture
-def fleet(tmp_path):
-    """The demo sandbox, its prod stages judged only by a Prometheus threshold check."""
+def fleet(tmp_path, request):
+    """The demo sandbox, its gray and full stages judged only by Prometheus-backed checks:
+    the threshold check, or (with the `canary` marker's argument) the canary judge on gray."""
+    gray_checks = getattr(request, "param", "errors")
     directory = sandbox.prepare_directory(tmp_path / "sandbox")
     layout = sandbox.build(directory, sys.executable)
     prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{p}" for ports in layout.values() for p in ports])
     config = directory / "environments.yaml"
     text = config.read_text().replace(
-        "  prod:\n    transport: local\n",
-        f"  prod:\n    transport: local\n    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
+        sandbox.METRICS,
+        f"    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
         "      instance: \"127.0.0.1:{PORT}\"\n      timeout: 2s\n",
     )
-    for stage in ("gray", "full"):
+    assert "source: prometheus" in text
+    for stage, checks in (("gray", gray_checks), ("full", "errors")):
         head = text.index(f"  - stage: {stage}")
         block_end = text.find("  - stage:", head + 5)
         block = text[head:block_end if block_end > 0 else len(text)]
-        text = text.replace(block, block.replace("checks: [demo]", "checks: [errors]").replace("bake: 5s", "bake: 6s"))
+        text = text.replace(block, re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block).replace("bake: 5s", "bake: 6s"))
     config.write_text(text)
     (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
     loaded = load_config(config)
@@ -102,3 +106,17 @@ def _wait_for(events, kind, release, timeout=60):
     while not any(e.kind == kind and e.stage == "gray" and e.release == release for e in events):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fleet", ["demo-canary"], indirect=True)
+def test_canary_judge_on_prometheus_catches_the_bad_release(fleet):
+    pipeline, store, _, _ = fleet
+    pipeline.run("1.0.0", to_stage="test")
+    pipeline.promote("1.0.0", "full", force=True, reason="first install")
+    pipeline.run("1.1.0")
+    assert store.get_release("1.1.0").status is ReleaseStatus.LIVE
+    with pytest.raises(StageFailed, match="gray of 1.2.0 failed"):
+        pipeline.run("1.2.0")
+    reason = _stage_failure(store, "1.2.0")
+    assert "canary: error ratio: cohort" in reason and "=> regression" in reason
+    assert {s.version for s in store.host_states("prod").values()} == {"1.1.0"}
