@@ -357,6 +357,7 @@ class _Loader:
                 cohort=cohort,
                 waves=waves,
                 max_failed_hosts=fields.int("max_failed_hosts", 0, minimum=0),
+                on_inconclusive=fields.str("on_inconclusive", "fail", choices=("fail", "hold")) or "fail",
             )
             if spec.interval <= 0:
                 fields.problem("interval", "must be longer than 0s")

@@ -60,3 +60,9 @@ class NeedsHuman(ReleaserError):
     """A rollback failed or the state cannot be reconciled automatically."""
 
     exit_code = EXIT_NEEDS_HUMAN
+
+
+class Inconclusive(ReleaserError):
+    """The checks could not decide and the stage holds: nothing was rolled back."""
+
+    exit_code = EXIT_INCONCLUSIVE

@@ -111,6 +111,7 @@ class StageSpec:
     cohort: float = 10.0
     waves: tuple[float, ...] = (100.0,)
     max_failed_hosts: int = 0
+    on_inconclusive: str = "fail"  # fail: roll back (fail safe) | hold: exit 5, hosts left as they are
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class RunStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     SKIPPED = "skipped"
+    HELD = "held"  # inconclusive at the end of the bake with `on_inconclusive: hold`
 
     @property
     def open(self) -> bool:

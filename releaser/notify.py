@@ -20,7 +20,8 @@ from .journal import Journal, Sink
 from .model import Event, Webhook
 from .store import Store
 
-DEFAULT_EVENTS = ("stage.started", "stage.passed", "stage.failed", "rollback.done", "rollback.failed", "alarm")
+DEFAULT_EVENTS = ("stage.started", "stage.passed", "stage.failed", "stage.held", "rollback.done", "rollback.failed",
+                  "alarm")
 _ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback.done": ":leftwards_arrow_with_hook:",
           "rollback.failed": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:"}
 

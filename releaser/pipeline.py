@@ -13,7 +13,7 @@ from typing import Callable
 
 from .cohort import gray_cohort, split_waves, stable_order
 from .deploy import Deployer
-from .errors import NeedsHuman, StageFailed, UsageError
+from .errors import Inconclusive, NeedsHuman, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
@@ -29,6 +29,10 @@ from .transport import Transport, transport_for
 
 class _StageFailure(Exception):
     """Raised inside a stage to send it to rollback; never leaves this module."""
+
+
+class _Held(Exception):
+    """Raised when the bake ends inconclusive and the stage is configured to hold."""
 
 
 @dataclass
@@ -182,6 +186,8 @@ class Pipeline:
                 if roll_back is not None:
                     raise _StageFailure(roll_back)
                 self._deploy_and_bake(stage)
+            except _Held as held:
+                self._hold(stage, str(held))
             except (_StageFailure, KeyboardInterrupt) as exc:
                 why = str(exc) if isinstance(exc, _StageFailure) else f"interrupted ({exc or 'SIGINT'})"
                 self._roll_back_stage(stage, why, started)
@@ -253,7 +259,24 @@ class Pipeline:
             self.sleep(min(spec.interval, remaining))
         self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
+            if spec.on_inconclusive == "hold":
+                raise _Held(result.summary())
             raise _StageFailure(f"checks still inconclusive when the bake ended (fail safe): {result.summary()}")
+
+    def _hold(self, stage: _Stage, why: str) -> None:
+        """Neither pass nor roll back: the hosts keep the release; promote again or roll back."""
+        spec, version = stage.spec, stage.release.version
+        with self.store.transaction():
+            self.store.set_stage_run_status(stage.run.id, RunStatus.HELD, why)
+            self.journal.record(
+                "stage.held",
+                f"{spec.name}: {version} held on {stage.env.name}, the checks could not decide: {why}",
+                release=version, stage=spec.name, environment=stage.env.name, data={"reason": why},
+            )
+        raise Inconclusive(
+            f"{spec.name} of {version} is held (inconclusive, nothing rolled back): {why}; run "
+            f"`releaser promote {version} --to {spec.name}` to bake again, or `releaser rollback {stage.env.name}`"
+        )
 
     def _record_checks(self, stage: _Stage, result: GateResult) -> None:
         self.journal.record(

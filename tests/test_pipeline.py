@@ -276,3 +276,28 @@ def test_command_check_runs_on_the_hosts_and_fails_the_stage(project):
     assert proc.returncode == 1
     assert "disk-ok: 1/2 hosts failed: test-2" in proc.stderr
     assert set(project.env_versions("test").values()) == {"1.0.0"}
+
+
+@pytest.mark.parametrize("policy", ["fail", "hold"])
+def test_no_metrics_is_never_a_pass(project, policy):
+    """A metric source that cannot be read: inconclusive; when the bake ends, fail safe or hold."""
+    (project.dir / "healthchecks" / "blind.yaml").write_text(
+        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n")
+    project.stage_options["selftest"] = f"    on_inconclusive: {policy}\n"
+    project.write_config(checks="blind")
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace(
+        "    transport: local\n",
+        "    transport: local\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n"))
+    project.register("1.0.0")
+    proc = project.cli("promote", "1.0.0", "--json")
+    stages = project.status()["releases"][0]["stages"]
+    if policy == "fail":
+        assert proc.returncode == 4  # inconclusive, fail safe; a first install has nothing to roll back to
+        assert "inconclusive when the bake ended (fail safe)" in proc.stderr
+    else:
+        assert proc.returncode == 5, proc.stderr
+        assert json.loads(proc.stdout)["exit_code"] == 5
+        assert stages[-1]["status"] == "held" and "no data" in stages[-1]["reason"]
+        assert project.current("dev-1") == "1.0.0"  # nothing changed: the host keeps the release
+        assert project.status()["environments"]["dev"]["lock"] is None
