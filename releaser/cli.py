@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,7 @@ import click
 
 from . import __version__
 from .config import DEFAULT_CONFIG, load_config
-from .errors import EXIT_USAGE, ConfigError, ReleaserError, UsageError
+from .errors import EXIT_NEEDS_HUMAN, EXIT_STAGE_FAILED, EXIT_USAGE, ConfigError, ReleaserError, UsageError
 from .journal import Journal
 from .notify import open_journal
 from .model import STAGE_ORDER, Event
@@ -286,6 +287,45 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
             f"{reason}", environment=environment, data={"reason": reason, "held_by": held.owner, "pid": held.pid},
         )
     app.emit({"ok": True, "environment": environment, "cleared": held is not None})
+
+
+@command(cli)
+@click.option("--once", is_flag=True, help="Look once at every armed window and exit (for cron and CI schedules).")
+@click.option("--interval", default="30s", show_default=True, help="Time between looks.")
+def watch(app: App, once: bool, interval: str) -> None:
+    """Keep rollback windows armed: re-run the checks of every stage still inside its window and
+    roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
+    from .schema import parse_duration
+    from .watch import Watcher
+
+    try:
+        pause = parse_duration(interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
+    watcher = Watcher(app.pipeline())
+    rolled_back, alarms, looks = [], [], 0
+    stop = threading.Event()
+    # A signal ends the watch between looks, never in the middle of a rollback.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        result = watcher.look_once()
+        looks += 1
+        rolled_back += result["rolled_back"]
+        alarms += result["alarms"]
+        if once:
+            if not result["windows"]:
+                app.say("no rollback window is open")
+            break
+        stop.wait(pause)
+    if stop.is_set():
+        app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
+    app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
+              "rolled_back": rolled_back, "alarms": alarms})
+    if alarms:
+        sys.exit(EXIT_NEEDS_HUMAN)
+    if rolled_back:
+        sys.exit(EXIT_STAGE_FAILED)
 
 
 # -- looking --

@@ -386,6 +386,18 @@ class Pipeline:
                         data={"believed": believed, "actual": value},
                     )
 
+    def roll_back_passed(self, run: StageRun, why: str) -> None:
+        """Roll back a release whose stage passed (a check failed inside its rollback window).
+        Raises StageFailed when done, NeedsHuman when the rollback failed, BusyError when locked."""
+        release = self._release(run.release)
+        spec = self.config.stage(run.stage)
+        env = self.config.environments[run.environment]
+        with self._lock(env.name, f"watch: roll back {run.release}"), self._fleet(env) as fleet:
+            playbook = self.config.playbooks[env.playbook]
+            stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet),
+                           source_for(env.metrics))
+            self._roll_back_stage(stage, why, time.monotonic())
+
     def resume(self, roll_back: bool = False) -> list[StageRun]:
         """Finish (or, with roll_back, undo) every stage run whose process died."""
         finished = []

@@ -34,39 +34,40 @@ checks:
 @pytest.fixture
 def fleet(tmp_path, request):
     """The demo sandbox, its gray and full stages judged only by Prometheus-backed checks:
-    the threshold check, or (with the `canary` marker's argument) the canary judge on gray."""
+    the threshold check, or (parametrized with a check set name) that check set on gray."""
     gray_checks = getattr(request, "param", "errors")
     directory = sandbox.prepare_directory(tmp_path / "sandbox")
     layout = sandbox.build(directory, sys.executable)
     prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{p}" for ports in layout.values() for p in ports])
-    config = directory / "environments.yaml"
-    text = config.read_text().replace(
-        sandbox.METRICS,
-        f"    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
-        "      instance: \"127.0.0.1:{PORT}\"\n      timeout: 2s\n",
-    )
-    assert "source: prometheus" in text
-    for stage, checks in (("gray", gray_checks), ("full", "errors")):
-        head = text.index(f"  - stage: {stage}")
-        block_end = text.find("  - stage:", head + 5)
-        block = text[head:block_end if block_end > 0 else len(text)]
-        text = text.replace(block, re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block).replace("bake: 5s", "bake: 6s"))
-    config.write_text(text)
-    (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
-    loaded = load_config(config)
-    store = open_store(loaded.state_backend, loaded.state_path)
-    events = []
-    pipeline = Pipeline(loaded, store, Journal(store, events.append))
-    for version, spec in sandbox.RELEASES.items():
-        create_release(store, pipeline.journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
-                       spec["notes"], tuple(spec["features"]))
     try:
+        config = directory / "environments.yaml"
+        text = config.read_text().replace(
+            sandbox.METRICS,
+            f"    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
+            "      instance: \"127.0.0.1:{PORT}\"\n      timeout: 2s\n",
+        )
+        assert "source: prometheus" in text
+        for stage, checks in (("gray", gray_checks), ("full", "errors")):
+            head = text.index(f"  - stage: {stage}")
+            block_end = text.find("  - stage:", head + 5)
+            block = text[head:block_end if block_end > 0 else len(text)]
+            text = text.replace(block, re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block).replace("bake: 5s", "bake: 6s"))
+        config.write_text(text)
+        (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
+        loaded = load_config(config)
+        store = open_store(loaded.state_backend, loaded.state_path)
+        events = []
+        pipeline = Pipeline(loaded, store, Journal(store, events.append))
+        for version, spec in sandbox.RELEASES.items():
+            create_release(store, pipeline.journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
+                           spec["notes"], tuple(spec["features"]))
         with Traffic(layout, rate=10):
             yield pipeline, store, prometheus, events
     finally:
         sandbox.stop_apps(directory)
         prometheus.stop()
-        store.close()
+        if "store" in locals():
+            store.close()
 
 
 def _stage_failure(store, version: str) -> str:

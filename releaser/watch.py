@@ -1,0 +1,117 @@
+"""Rollback windows: after a stage passes, its checks keep watching the hosts running the
+release until the window closes (1 hour by default), and a failure rolls them back.
+
+Windows live in the store (a passed stage run and its stage's `rollback_window`), so any
+`releaser watch` process, started again after a crash or from cron with `--once`, finds
+every armed window. What a check remembered between looks (the judge's evidence) lives in
+the watching process and starts afresh after a restart; that is journaled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .errors import BusyError, NeedsHuman, StageFailed
+from .fleet import Fleet
+from .health.base import CheckTarget, Verdict
+from .health.gate import Gate
+from .health.sources import source_for
+from .model import RunStatus, StageRun, StageSpec, parse_ts
+from .pipeline import Pipeline
+from .transport import transport_for
+
+
+@dataclass
+class Window:
+    run: StageRun
+    spec: StageSpec
+    closes_at: datetime
+
+
+class Watcher:
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
+        self._gates: dict[int, Gate] = {}
+
+    def armed(self) -> list[Window]:
+        """The newest passed stage of each release per environment whose window is open and
+        whose release still runs on some host there."""
+        now = datetime.now(timezone.utc)
+        newest: dict[tuple[str, str], Window] = {}
+        for run in self.store.stage_runs():
+            if run.status is not RunStatus.PASSED or not run.finished_at or run.stage not in self.config.stage_names():
+                continue
+            spec = self.config.stage(run.stage)
+            closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
+            states = self.store.host_states(run.environment)
+            if closes > now and any(s.version == run.release for s in states.values()):
+                newest[(run.environment, run.release)] = Window(run, spec, closes)
+        return list(newest.values())
+
+    def look_once(self) -> dict:
+        """One look at every armed window; rolls back what fails. Returns what it did."""
+        windows, rolled_back, alarms = self.armed(), [], []
+        for window in windows:
+            outcome = self._look(window)
+            if outcome == "rolled_back":
+                rolled_back.append(window.run.release)
+            elif outcome == "alarm":
+                alarms.append(window.run.release)
+        return {"windows": [{"release": w.run.release, "stage": w.run.stage, "environment": w.run.environment,
+                             "closes_at": w.closes_at.isoformat(timespec="seconds")} for w in windows],
+                "rolled_back": rolled_back, "alarms": alarms}
+
+    def _look(self, window: Window) -> str:
+        run, spec = window.run, window.spec
+        env = self.config.environments[run.environment]
+        if run.id not in self._gates:
+            self._gates[run.id] = Gate(spec.checks)
+            self.journal.record(
+                "window.watching", f"{run.stage}: watching {run.release} on {env.name} until "
+                f"{window.closes_at.isoformat(timespec='seconds')}", release=run.release, stage=run.stage,
+                environment=env.name, data={"run": run.id},
+            )
+        states = self.store.host_states(env.name)
+        cohort = tuple(h for h in env.hosts if states.get(h.name) and states[h.name].version == run.release)
+        baseline = tuple(h for h in env.hosts if h not in cohort)
+        with Fleet(env, transport_for(env)) as fleet:
+            target = CheckTarget(env, run.release, cohort, baseline, fleet, source_for(env.metrics))
+            result = self._gates[run.id].evaluate(target)
+        if result.verdict is not Verdict.FAIL:
+            return "ok"
+        detected = datetime.now(timezone.utc)
+        started = time.monotonic()
+        why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
+        outcome = "rolled_back"
+        try:
+            self.pipeline.roll_back_passed(run, why)
+        except StageFailed:
+            pass
+        except BusyError as busy:
+            self.journal.note(f"{run.release}: checks fail in its window but {busy}; trying again next look")
+            return "busy"
+        except NeedsHuman as exc:
+            outcome = "alarm"
+            self._alarm(window, f"rollback of {run.release} on {env.name} failed: {exc}")
+        seconds = time.monotonic() - started
+        finished = datetime.now(timezone.utc)
+        self.journal.record(
+            "incident",
+            f"{run.release} on {env.name}: detected in the window {(detected - parse_ts(run.finished_at)).total_seconds():.0f}s "
+            f"after {run.stage} passed; rolled back in {seconds:.1f}s",
+            release=run.release, stage=run.stage, environment=env.name,
+            data={"detected_at": detected.isoformat(timespec="milliseconds"), "time_to_rollback": round(seconds, 3),
+                  "window_closes_at": window.closes_at.isoformat(timespec="seconds"), "reason": why},
+        )
+        if outcome == "rolled_back" and finished > window.closes_at:
+            outcome = "alarm"
+            self._alarm(window, f"the rollback of {run.release} finished after its window closed")
+        self._gates.pop(run.id, None)
+        return outcome
+
+    def _alarm(self, window: Window, message: str) -> None:
+        self.journal.record("alarm", message, release=window.run.release, stage=window.run.stage,
+                            environment=window.run.environment)

@@ -1,0 +1,83 @@
+"""Rollback windows: a failure after a stage passed, caught by `releaser watch` and rolled back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from tests.conftest import HOSTS
+
+
+def live(project, *versions):
+    for version in versions:
+        project.register(version)
+        project.cli("run", version, check=True)
+
+
+def break_host(project, host: str) -> None:
+    """The running release starts failing its health check on `host` (as a slow leak would)."""
+    (project.dir / "hosts" / host / "current" / "FAIL_ON").write_text(f"{host}\n")
+
+
+def test_watch_once_rolls_back_a_failure_inside_the_window(project):
+    live(project, "1.0.0", "1.1.0")
+    calm = project.cli("watch", "--once", "--json", check=True)
+    windows = json.loads(calm.stdout)["windows"]
+    assert {(w["environment"], w["release"]) for w in windows} == {("dev", "1.1.0"), ("test", "1.1.0"), ("prod", "1.1.0")}
+    assert next(w for w in windows if w["environment"] == "prod")["stage"] == "full"
+
+    break_host(project, "web-3")
+    proc = project.cli("watch", "--once", "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["rolled_back"] == ["1.1.0"]
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    assert set(project.env_versions("test").values()) == {"1.1.0"}  # other environments are their own
+    status = project.status()
+    assert next(r for r in status["releases"] if r["version"] == "1.1.0")["status"] == "rolled_back"
+    events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+    incident = next(e for e in events if e["kind"] == "incident")
+    assert incident["environment"] == "prod" and incident["data"]["time_to_rollback"] < 60
+    assert "web-3" in incident["data"]["reason"]
+    # the prod window is closed now: nothing runs 1.1.0 there any more
+    after = json.loads(project.cli("watch", "--once", "--json", check=True).stdout)["windows"]
+    assert ("prod", "1.1.0") not in {(w["environment"], w["release"]) for w in after}
+
+
+def test_windows_close(project):
+    project.stage_options["selftest"] = "    rollback_window: 1s\n"
+    project.write_config()
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    time.sleep(1.2)
+    proc = project.cli("watch", "--once", "--json", check=True)
+    assert json.loads(proc.stdout)["windows"] == []
+
+
+def test_watch_killed_and_restarted_keeps_its_windows(project):
+    live(project, "1.0.0", "1.1.0")
+    first = project.spawn("watch", "--interval", "200ms")
+    _wait_for(project, "window.watching")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = project.spawn("watch", "--interval", "200ms")
+    try:
+        time.sleep(0.5)
+        break_host(project, HOSTS["prod"][4])
+        _wait_for(project, "incident", timeout=60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 1  # it rolled something back
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    kinds = [e["kind"] for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]]
+    assert "rollback.done" in kinds and kinds.count("window.watching") >= 6  # both processes armed the windows
+
+
+def _wait_for(project, kind, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = project.cli("history", "--json")
+        if proc.returncode == 0 and any(e["kind"] == kind for e in json.loads(proc.stdout)["events"]):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} within {timeout}s")
