@@ -352,9 +352,17 @@ class Pipeline:
                 "rollback.done",
                 f"{spec.name}: rolled back {len(outcome.ok)} host(s) of {env.name} in {seconds:.1f}s",
                 release=version, stage=spec.name, environment=env.name,
-                data={"hosts": outcome.ok, "seconds": round(seconds, 3),
-                      "stage_seconds": round(detected - started, 3)},
+                data={"hosts": outcome.ok, "seconds": round(seconds, 3)},
             )
+            if stage.run.status is not RunStatus.PASSED:  # a window's incident is recorded by the watcher
+                self.journal.record(
+                    "incident",
+                    f"{spec.name}: {version} on {env.name}: detected {detected - started:.1f}s after the stage "
+                    f"started, rolled back in {seconds:.1f}s",
+                    release=version, stage=spec.name, environment=env.name,
+                    data={"time_to_detect": round(detected - started, 3), "time_to_rollback": round(seconds, 3),
+                          "within_window": True, "reason": why},
+                )
         raise StageFailed(f"{spec.name} of {version} failed and was rolled back: {why}")
 
     # -- recovery --

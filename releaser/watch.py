@@ -98,17 +98,20 @@ class Watcher:
             self._alarm(window, f"rollback of {run.release} on {env.name} failed: {exc}")
         seconds = time.monotonic() - started
         finished = datetime.now(timezone.utc)
+        if outcome == "rolled_back" and finished > window.closes_at:
+            outcome = "alarm"
+            self._alarm(window, f"the rollback of {run.release} finished after its window closed")
         self.journal.record(
             "incident",
             f"{run.release} on {env.name}: detected in the window {(detected - parse_ts(run.finished_at)).total_seconds():.0f}s "
             f"after {run.stage} passed; rolled back in {seconds:.1f}s",
             release=run.release, stage=run.stage, environment=env.name,
-            data={"detected_at": detected.isoformat(timespec="milliseconds"), "time_to_rollback": round(seconds, 3),
+            data={"detected_at": detected.isoformat(timespec="milliseconds"),
+                  "time_to_detect": round(result.failing_for, 3), "time_to_rollback": round(seconds, 3),
+                  "after_pass": round((detected - parse_ts(run.finished_at)).total_seconds(), 3),
+                  "within_window": finished <= window.closes_at,
                   "window_closes_at": window.closes_at.isoformat(timespec="seconds"), "reason": why},
         )
-        if outcome == "rolled_back" and finished > window.closes_at:
-            outcome = "alarm"
-            self._alarm(window, f"the rollback of {run.release} finished after its window closed")
         self._gates.pop(run.id, None)
         return outcome
 

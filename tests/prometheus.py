@@ -15,7 +15,8 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    def __init__(self, base: Path, targets: list[str], interval: str = "1s"):
+    def __init__(self, base: Path, targets: list[str], interval: str = "1s", users: dict[str, str] | None = None):
+        """`users`: name -> password required by basic auth on the HTTP API (none by default)."""
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.port = free_ports(1)[0]
@@ -25,19 +26,28 @@ class Prometheus:
             f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
             f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{quoted}]\n"
         )
+        self.auth = None
+        self.web_args = []
+        if users:
+            import bcrypt
+
+            hashed = {n: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode() for n, p in users.items()}
+            (base / "web.yml").write_text("basic_auth_users:\n" + "".join(f"  {n}: '{h}'\n" for n, h in hashed.items()))
+            self.web_args = [f"--web.config.file={base / 'web.yml'}"]
+            self.auth = next(iter(users.items()))
         self.process: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={self.base / 'prometheus.yml'}", f"--storage.tsdb.path={self.base / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.web_args],
             stdout=subprocess.DEVNULL, stderr=open(self.base / "prometheus.log", "ab"),
         )
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/-/ready", timeout=1, auth=self.auth).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -88,6 +88,8 @@ def test_failing_check_at_each_stage_rolls_back(project, stage):
     failed = next(e for e in events if e["kind"] == "stage.failed")
     assert sick in failed["message"] and "503" in failed["message"]
     assert any(e["kind"] == "rollback.done" for e in events)
+    incident = next(e for e in events if e["kind"] == "incident")
+    assert incident["data"]["time_to_detect"] > 0 and incident["data"]["time_to_rollback"] > 0
 
 
 def test_failed_prepare_step_rolls_back_the_hosts_that_switched(project):

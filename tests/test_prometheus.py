@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import time
 
 import pytest
 
@@ -121,3 +122,27 @@ def test_canary_judge_on_prometheus_catches_the_bad_release(fleet):
     reason = _stage_failure(store, "1.2.0")
     assert "canary: error ratio: cohort" in reason and "=> regression" in reason
     assert {s.version for s in store.host_states("prod").values()} == {"1.1.0"}
+
+
+def test_prometheus_source_with_basic_auth_from_the_environment(tmp_path, monkeypatch):
+    from releaser.health.sources import MetricsUnavailable, PrometheusSource
+    from releaser.model import MetricsSpec
+
+    prometheus = Prometheus(tmp_path / "prometheus", [], users={"releaser": "s3cret-pw"})
+    try:
+        spec = MetricsSpec(source="prometheus", url=prometheus.url, username_env="PROM_USER", password_env="PROM_PASSWORD")
+        monkeypatch.setenv("PROM_USER", "releaser")
+        monkeypatch.setenv("PROM_PASSWORD", "s3cret-pw")
+        assert PrometheusSource(spec).query("vector(42)")[0].value == 42.0
+        now = time.time()
+        series = PrometheusSource(spec).query_range("vector(1)", now - 10, now, 5)
+        assert len(series) == 1 and len(series[0].points) >= 2
+        monkeypatch.setenv("PROM_PASSWORD", "wrong")
+        with pytest.raises(MetricsUnavailable) as info:
+            PrometheusSource(spec).query("vector(42)")
+        assert "401" in str(info.value) and "s3cret" not in str(info.value)
+        monkeypatch.setenv("PROM_PASSWORD", "s3cret-pw")
+        with pytest.raises(MetricsUnavailable, match="query error"):
+            PrometheusSource(spec).query("vector(")
+    finally:
+        prometheus.stop()
