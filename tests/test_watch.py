@@ -81,3 +81,21 @@ def _wait_for(project, kind, timeout=30):
             return
         time.sleep(0.1)
     raise AssertionError(f"no {kind} within {timeout}s")
+
+
+def test_a_rollback_that_cannot_finish_raises_an_alarm(project):
+    import shutil
+
+    live(project, "1.0.0", "1.1.0")
+    # the last good release is gone from one host and its artifact from the disk: no way back
+    shutil.rmtree(project.dir / "hosts" / "web-2" / "releases" / "1.0.0")
+    (project.dir / "artifacts" / "app-1.0.0.tar.gz").unlink()
+    break_host(project, "web-2")
+    proc = project.cli("watch", "--once", "--json")
+    assert proc.returncode == 4, proc.stderr
+    assert json.loads(proc.stdout)["alarms"] == ["1.1.0"]
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    alarm = next(e for e in events if e["kind"] == "alarm")
+    assert "web-2" in alarm["message"]
+    status = project.status()["environments"]["prod"]
+    assert not status["consistent"]  # and the store says so
