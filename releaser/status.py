@@ -9,6 +9,7 @@ from typing import Callable
 from .locks import is_stale
 from .model import Config, Event
 from .store import Store
+from .watch import armed_windows
 
 
 def status_document(config: Config, store: Store) -> dict:
@@ -60,7 +61,8 @@ def status_document(config: Config, store: Store) -> dict:
                 for r in runs_by_release.get(rel.version, [])
             ],
         })
-    return {"environments": environments, "releases": releases}
+    windows = [w.to_dict() for w in armed_windows(config, store)]
+    return {"environments": environments, "releases": releases, "windows": windows}
 
 
 def print_status(document: dict, say: Callable[..., None]) -> None:
@@ -80,6 +82,9 @@ def print_status(document: dict, say: Callable[..., None]) -> None:
                 + (" (stale)" if lock["stale"] else ""), "yellow")
         for run in env["interrupted"]:
             say(f"  interrupted: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
+    for window in document["windows"]:
+        say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
+            f"{window['closes_at']}; `releaser watch` keeps it armed")
     if document["releases"]:
         say("releases:")
     for rel in document["releases"]:

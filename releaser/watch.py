@@ -18,8 +18,9 @@ from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .health.sources import source_for
-from .model import RunStatus, StageRun, StageSpec, parse_ts
+from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
 from .pipeline import Pipeline
+from .store import Store
 from .transport import transport_for
 
 
@@ -29,6 +30,25 @@ class Window:
     spec: StageSpec
     closes_at: datetime
 
+    def to_dict(self) -> dict:
+        return {"release": self.run.release, "stage": self.run.stage, "environment": self.run.environment,
+                "closes_at": self.closes_at.isoformat(timespec="seconds")}
+
+
+def armed_windows(config: Config, store: Store) -> list[Window]:
+    """The newest passed stage of each release per environment whose window is open and
+    whose release still runs on some host there."""
+    now = datetime.now(timezone.utc)
+    newest: dict[tuple[str, str], Window] = {}
+    for run in store.stage_runs():
+        if run.status is not RunStatus.PASSED or not run.finished_at or run.stage not in config.stage_names():
+            continue
+        spec = config.stage(run.stage)
+        closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
+        if closes > now and any(s.version == run.release for s in store.host_states(run.environment).values()):
+            newest[(run.environment, run.release)] = Window(run, spec, closes)
+    return list(newest.values())
+
 
 class Watcher:
     def __init__(self, pipeline: Pipeline):
@@ -36,32 +56,16 @@ class Watcher:
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
         self._gates: dict[int, Gate] = {}
 
-    def armed(self) -> list[Window]:
-        """The newest passed stage of each release per environment whose window is open and
-        whose release still runs on some host there."""
-        now = datetime.now(timezone.utc)
-        newest: dict[tuple[str, str], Window] = {}
-        for run in self.store.stage_runs():
-            if run.status is not RunStatus.PASSED or not run.finished_at or run.stage not in self.config.stage_names():
-                continue
-            spec = self.config.stage(run.stage)
-            closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
-            states = self.store.host_states(run.environment)
-            if closes > now and any(s.version == run.release for s in states.values()):
-                newest[(run.environment, run.release)] = Window(run, spec, closes)
-        return list(newest.values())
-
     def look_once(self) -> dict:
         """One look at every armed window; rolls back what fails. Returns what it did."""
-        windows, rolled_back, alarms = self.armed(), [], []
+        windows, rolled_back, alarms = armed_windows(self.config, self.store), [], []
         for window in windows:
             outcome = self._look(window)
             if outcome == "rolled_back":
                 rolled_back.append(window.run.release)
             elif outcome == "alarm":
                 alarms.append(window.run.release)
-        return {"windows": [{"release": w.run.release, "stage": w.run.stage, "environment": w.run.environment,
-                             "closes_at": w.closes_at.isoformat(timespec="seconds")} for w in windows],
+        return {"windows": [w.to_dict() for w in windows],
                 "rolled_back": rolled_back, "alarms": alarms}
 
     def _look(self, window: Window) -> str:

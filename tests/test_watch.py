@@ -26,6 +26,7 @@ def test_watch_once_rolls_back_a_failure_inside_the_window(project):
     windows = json.loads(calm.stdout)["windows"]
     assert {(w["environment"], w["release"]) for w in windows} == {("dev", "1.1.0"), ("test", "1.1.0"), ("prod", "1.1.0")}
     assert next(w for w in windows if w["environment"] == "prod")["stage"] == "full"
+    assert project.status()["windows"] == windows  # status shows the same armed windows
 
     break_host(project, "web-3")
     proc = project.cli("watch", "--once", "--json")
