@@ -19,11 +19,10 @@ SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `c
 
 @dataclass
 class ChangeOutcome:
-    """Per host: ok, or why it failed. `switched` lists hosts whose `current` now moved."""
+    """Per host: ok, or why it failed (the store's host state says which hosts switched)."""
 
     ok: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    switched: list[str] = field(default_factory=list)
 
 
 class Deployer:
@@ -85,7 +84,6 @@ class Deployer:
                 did_switch, _ = pb.parse_switched(result.stdout)
                 if did_switch:
                     self._mark_switched(host.name, release.version, current[host.name])
-                    outcome.switched.append(host.name)
                 if result.ok:
                     self.store.update_deployment(deps[host.name].id, "switched")
                     live.append(host)
@@ -165,7 +163,6 @@ class Deployer:
                 target = targets[host.name]
                 if did_switch:
                     self._mark_switched(host.name, target, self.previous_good(host.name, target))
-                    outcome.switched.append(host.name)
                 if result.ok:
                     self.store.update_deployment(deps[host.name].id, "switched")
                     outcome.ok.append(host.name)

@@ -194,11 +194,7 @@ class Pipeline:
             self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
-        names = {h.name for h in cohort}
-        return CheckTarget(
-            stage.env, stage.release.version, tuple(cohort), tuple(h for h in stage.env.hosts if h.name not in names),
-            stage.deployer.fleet, stage.metrics,
-        )
+        return CheckTarget.of(stage.env, stage.release.version, cohort, stage.deployer.fleet, stage.metrics)
 
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version

@@ -10,11 +10,11 @@ and the host's vars. The scripts print marker lines that the executor parses:
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import shlex
 
+from .locks import whoami
 from .model import Host, Playbook
 
 EXIT_CHECKSUM = 65
@@ -114,7 +114,7 @@ def switch_script(
     Deploy and rollback share this one code path. Cleanup keeps `keep_releases` newest
     releases and never removes the target, the release switched from, or `protect`."""
     target = f"releases/{release}"
-    record = json.dumps({"action": action, "to": release, "by": _actor()})[1:-1]
+    record = json.dumps({"action": action, "to": release, "by": whoami()})[1:-1]
     protected = " ".join(q(name) for name in (release, *protect))
     return _preamble(host, action, release) + f"""
 if [ ! -f {q(target + "/.complete")} ]; then
@@ -183,9 +183,3 @@ def parse_current(stdout: str) -> str | None:
             return line[len(CURRENT_MARKER):].strip() or None
     return None
 
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return "unknown"

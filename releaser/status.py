@@ -13,6 +13,7 @@ from .watch import armed_windows
 
 
 def status_document(config: Config, store: Store) -> dict:
+    runs = store.stage_runs()
     environments = {}
     for name, env in config.environments.items():
         states = store.host_states(name)
@@ -31,7 +32,7 @@ def status_document(config: Config, store: Store) -> dict:
         }
         versions = Counter(h["version"] for h in hosts.values())
         lock = store.get_lock(name)
-        open_runs = [r for r in store.stage_runs() if r.environment == name and r.status.open]
+        open_runs = [r for r in runs if r.environment == name and r.status.open]
         environments[name] = {
             "hosts": hosts,
             "versions": {str(v): n for v, n in versions.items()},
@@ -45,7 +46,7 @@ def status_document(config: Config, store: Store) -> dict:
         }
     releases = []
     runs_by_release: dict[str, list] = {}
-    for run in store.stage_runs():
+    for run in runs:
         runs_by_release.setdefault(run.release, []).append(run)
     for rel in store.list_releases():
         releases.append({

@@ -80,9 +80,8 @@ class Watcher:
             )
         states = self.store.host_states(env.name)
         cohort = tuple(h for h in env.hosts if states.get(h.name) and states[h.name].version == run.release)
-        baseline = tuple(h for h in env.hosts if h not in cohort)
         with Fleet(env, transport_for(env)) as fleet:
-            target = CheckTarget(env, run.release, cohort, baseline, fleet, source_for(env.metrics))
+            target = CheckTarget.of(env, run.release, cohort, fleet, source_for(env.metrics))
             result = self._gates[run.id].evaluate(target)
         if result.verdict is not Verdict.FAIL:
             return "ok"

@@ -45,6 +45,13 @@ class CheckTarget:
     fleet: Fleet | None = None
     metrics: object | None = None  # the environment's metric source (health.sources)
 
+    @classmethod
+    def of(cls, environment: Environment, release: str, cohort, fleet: Fleet | None, metrics) -> CheckTarget:
+        """The cohort given, the rest of the environment as its baseline."""
+        names = {h.name for h in cohort}
+        baseline = tuple(h for h in environment.hosts if h.name not in names)
+        return cls(environment, release, tuple(cohort), baseline, fleet, metrics)
+
     def scope(self, name: str) -> tuple[Host, ...]:
         """cohort, baseline or environment."""
         return {"cohort": self.cohort, "baseline": self.baseline, "environment": self.cohort + self.baseline}[name]
