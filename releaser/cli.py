@@ -303,7 +303,7 @@ def watch(app: App, once: bool, interval: str) -> None:
     except ValueError as exc:
         raise UsageError(f"--interval: {exc}") from None
     watcher = Watcher(app.pipeline())
-    rolled_back, alarms, looks = [], [], 0
+    rolled_back, alarms, reports, looks = [], [], [], 0
     stop = threading.Event()
     # A signal ends the watch between looks, never in the middle of a rollback.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -313,6 +313,7 @@ def watch(app: App, once: bool, interval: str) -> None:
         looks += 1
         rolled_back += result["rolled_back"]
         alarms += result["alarms"]
+        reports += result["reports"]
         if once:
             if not result["windows"]:
                 app.say("no rollback window is open")
@@ -321,11 +322,85 @@ def watch(app: App, once: bool, interval: str) -> None:
     if stop.is_set():
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
     app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
-              "rolled_back": rolled_back, "alarms": alarms})
+              "rolled_back": rolled_back, "alarms": alarms, "reports": reports})
     if alarms:
         sys.exit(EXIT_NEEDS_HUMAN)
     if rolled_back:
         sys.exit(EXIT_STAGE_FAILED)
+
+
+# -- effect reports --
+
+
+@command(cli)
+@click.argument("target", metavar="VERSION|due")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]),
+              help="With --out: the format to write (default: from the file name, else html).")
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), help="Write one format here ('-': stdout).")
+@click.option("--send", is_flag=True, help="Deliver it (mail, webhook, copy under .releaser/reports/).")
+@click.option("--force", is_flag=True, help="With --send: send a report whose delivery is unconfirmed again.")
+@click.option("--release", "named", is_flag=True, help="TARGET is a release even if it is called `due`.")
+def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, force: bool, named: bool) -> None:
+    """Write the effect report of VERSION (a preview before it is due), or with `due`, every
+    report that is due. With --send, deliver them: each exactly once."""
+    from .report.outbox import Outbox, produce, write_copies
+
+    config, store = app.config(), app.store()
+    outbox = Outbox(config, store, app.journal())
+    if target == "due" and not named:
+        if out or fmt or force:
+            raise UsageError("`report due` takes only --send")
+        due = outbox.due()
+        outcomes = []
+        for item in due:
+            if send:
+                outcomes.append(outbox.send(item.release))
+            else:
+                _document, rendered = produce(config, store, item.release)
+                path = write_copies(config, item.release, rendered)
+                app.say(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+        for outcome in outcomes:
+            app.say(f"{outcome.release}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
+                    + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
+                    "red" if outcome.needs_human else None)
+        if not due:
+            app.say("no report is due")
+        app.emit({"ok": not any(o.needs_human for o in outcomes), "due": [i.release for i in due],
+                  "sent": [asdict(o) for o in outcomes]})
+        if any(o.needs_human for o in outcomes):
+            sys.exit(EXIT_NEEDS_HUMAN)
+        return
+    validate_release_id(target)
+    if force and not send:
+        raise UsageError("--force goes with --send")
+    if send:
+        if out or fmt:
+            raise UsageError("--send delivers every format; leave out --out and --format")
+        outcome = outbox.send(target, force=force)
+        app.say(f"{target}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
+                + (f" ({outcome.path})" if outcome.path else ""), "red" if outcome.needs_human else None)
+        app.emit({"ok": not outcome.needs_human, **asdict(outcome)})
+        if outcome.needs_human:
+            sys.exit(EXIT_NEEDS_HUMAN)
+        return
+    document, rendered = produce(config, store, target)
+    if document["preview"]:
+        app.say(f"{target}: a preview; " + (f"the report is due {document['due_at']}" if document["due_at"]
+                                            else "the release has not passed its last stage"), "yellow")
+    if out is None:
+        path = write_copies(config, target, rendered)
+        app.say(f"wrote {path} (and report.md, report.json beside it)")
+        app.emit({"ok": True, "path": str(path), "preview": document["preview"], "report": document})
+        return
+    if out == "-" and app.json:
+        raise UsageError("--out - and --json would both write to stdout; choose one")
+    fmt = fmt or {".md": "md", ".json": "json"}.get(Path(out).suffix, "html")
+    text = {"html": rendered.html, "md": rendered.markdown, "json": rendered.json}[fmt]
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+        app.say(f"wrote {out}")
 
 
 # -- looking --

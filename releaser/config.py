@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
-from .health import CHECK_TYPES, Check
+import re
 from dataclasses import replace
 
-from .model import STAGE_ORDER, Config, Environment, Host, MetricsSpec, Playbook, SshOptions, StageSpec, Webhook
+from .errors import ConfigError
+from .health import CHECK_TYPES, Check
+from .health.sources import Selector, read_selector
+from .model import (
+    STAGE_ORDER, Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
+)
 from .notify import DEFAULT_EVENTS
 from .schema import Fields, Problems, parse_percent
 from .transport import TRANSPORTS
@@ -27,6 +31,9 @@ STATE_BACKENDS = ("sqlite",)
 ARTIFACT_MODES = ("push", "pull")
 METRIC_SOURCES = ("scrape", "prometheus")
 HOST_KEY_POLICIES = ("verify", "accept-new")
+REPORT_LANGUAGES = ("en", "zh-CN")
+MAIL_SECURITY = ("starttls", "ssl", "none")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
 def display(path: Path) -> str:
@@ -76,6 +83,7 @@ def load_config(path: Path) -> Config:
 
     pipeline = loader.pipeline(top, environments, stage_defaults)
     webhooks = _webhooks(top)
+    report = _report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
     top.finish()
     if problems:
         raise ConfigError(list(problems))
@@ -88,6 +96,7 @@ def load_config(path: Path) -> Config:
         pipeline=tuple(pipeline),
         playbooks=loader.playbooks,
         webhooks=webhooks,
+        report=report,
     )
 
 
@@ -98,11 +107,7 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
     hooks = []
     for item, line, key in section.items("webhooks"):
         fields = Fields(item, section.file, key, section.problems, line)
-        url, url_env = fields.str("url"), fields.str("url_env")
-        if (url is None) == (url_env is None):
-            fields.problem("url", "give exactly one of url and url_env (the name of a variable holding the URL)")
-        elif url is not None and not url.startswith(("http://", "https://")):
-            fields.problem("url", f"expected an http:// or https:// URL, got {url!r}")
+        url, url_env = _webhook_url(fields)
         events = []
         for event, event_line, event_key in fields.items("events"):
             if event not in DEFAULT_EVENTS:
@@ -115,6 +120,107 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
         fields.finish()
     section.finish()
     return tuple(hooks)
+
+
+def _webhook_url(fields: Fields) -> tuple[str | None, str | None]:
+    url, url_env = fields.str("url"), fields.str("url_env")
+    if (url is None) == (url_env is None):
+        fields.problem("url", "give exactly one of url and url_env (the name of a variable holding the URL)")
+    elif url is not None and not url.startswith(("http://", "https://")):
+        fields.problem("url", f"expected an http:// or https:// URL, got {url!r}")
+    return url, url_env
+
+
+def _report(top: Fields, environment: Environment | None, base: Path) -> ReportSpec:
+    """The `report:` section; every key has a default, so a pipeline always schedules reports."""
+    fields = top.mapping("report")
+    if fields is None:
+        return ReportSpec()
+    metrics = fields.mapping("metrics") or Fields({}, fields.file, fields.key_path("metrics"), fields.problems)
+    features: dict[str, Selector] = {}
+    feature_section = fields.mapping("features")
+    if feature_section is not None:
+        for name in list(feature_section.data):
+            selector = read_selector(feature_section, str(name))
+            if selector is not None:
+                features[str(name)] = selector
+        feature_section.finish()
+    spec = ReportSpec(
+        delay=fields.duration("delay", ReportSpec.delay),
+        window=fields.duration("window", ReportSpec.window),
+        step=fields.duration("step"),
+        language=fields.str("language", "en", choices=REPORT_LANGUAGES) or "en",
+        rollback_sla=fields.duration("rollback_sla", ReportSpec.rollback_sla),
+        requests=read_selector(metrics, "requests"),
+        errors=read_selector(metrics, "errors"),
+        latency=metrics.str("latency"),
+        cpu=read_selector(metrics, "cpu"),
+        features=features,
+        mail=_mail(fields, base),
+        webhook=_report_webhook(fields),
+    )
+    if spec.latency is not None and not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", spec.latency):
+        metrics.problem("latency", f"expected the name of a histogram, got {spec.latency!r}")
+    if spec.window <= 0:
+        fields.problem("window", "must be longer than 0s")
+    if spec.step is not None and not 0 < spec.step <= spec.window:
+        fields.problem("step", "must be longer than 0s and at most the window")
+    measured = spec.requests or spec.errors or spec.latency or spec.cpu or spec.features
+    if spec.errors and not spec.requests:
+        metrics.problem("errors", "an error rate needs `requests` too")
+    if environment is not None and measured and environment.metrics is None:
+        fields.problem("metrics", f"environment {environment.name} (the last stage's) has no `metrics:` source")
+    if environment is not None and spec.mail is not None and not environment.report_to:
+        fields.problem("mail", f"environment {environment.name} (the last stage's) names no `report_to` recipients")
+    metrics.finish()
+    fields.finish()
+    return spec
+
+
+def _mail(parent: Fields, base: Path) -> MailSpec | None:
+    fields = parent.mapping("mail")
+    if fields is None:
+        return None
+    server = fields.str("smtp", required=True) or ""
+    security = fields.str("security", "starttls", choices=MAIL_SECURITY) or "starttls"
+    host, _, port_text = server.rpartition(":") if ":" in server else (server, "", "")
+    port = {"ssl": 465, "starttls": 587, "none": 25}[security]
+    if port_text:
+        if port_text.isdigit() and 0 < int(port_text) < 65536:
+            port = int(port_text)
+        else:
+            fields.problem("smtp", f"expected host or host:port, got {server!r}")
+    sender = fields.str("from", required=True) or ""
+    if sender and not _ADDRESS.match(_bare_address(sender)):
+        fields.problem("from", f"expected an e-mail address, got {sender!r}")
+    ca_file = fields.str("ca_file")
+    spec = MailSpec(
+        host=host or server, port=port, sender=sender, security=security,
+        username_env=fields.str("username_env"), password_env=fields.str("password_env"),
+        ca_file=str((base / os.path.expanduser(ca_file)).resolve()) if ca_file else None,
+        timeout=fields.duration("timeout", 30.0),
+    )
+    if (spec.username_env is None) != (spec.password_env is None):
+        fields.problem("username_env", "give both username_env and password_env, or neither")
+    fields.finish()
+    return spec
+
+
+def _report_webhook(parent: Fields) -> Webhook | None:
+    fields = parent.mapping("webhook")
+    if fields is None:
+        return None
+    url, url_env = _webhook_url(fields)
+    hook = Webhook(url, url_env, fields.str("format", "json", choices=("json", "slack")), ("report.sent",),
+                   fields.duration("timeout", 10.0))
+    fields.finish()
+    return hook
+
+
+def _bare_address(text: str) -> str:
+    """'Name <a@b>' -> 'a@b'."""
+    match = re.search(r"<([^<>]*)>\s*$", text)
+    return match.group(1) if match else text.strip()
 
 
 class _Loader:
@@ -143,6 +249,12 @@ class _Loader:
         command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
         artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
         metrics = self._metrics(fields)
+        report_to = []
+        for item, line, key in fields.items("report_to"):
+            if not isinstance(item, str) or not _ADDRESS.match(_bare_address(item)):
+                self.problems.add(fields.file, line, key, f"expected an e-mail address, got {item!r}")
+            else:
+                report_to.append(item)
         ssh = self._ssh(fields, SshOptions(), transport)
         hosts: list[Host] = []
         seen: dict[str, int | None] = {}
@@ -159,7 +271,7 @@ class _Loader:
             fields.problem("hosts", "an environment needs at least one host")
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics)
+                           artifacts or "push", metrics, tuple(report_to))
 
     def _metrics(self, parent: Fields) -> MetricsSpec | None:
         fields = parent.mapping("metrics")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .health.base import Check
+    from .health.sources import Selector
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 STAGE_ORDER = ("selftest", "test", "gray", "full")
@@ -82,6 +83,7 @@ class Environment:
     command_timeout: float = 600.0
     artifacts: str = "push"  # push: upload by SFTP; pull: hosts fetch the release's URL
     metrics: MetricsSpec | None = None
+    report_to: tuple[str, ...] = ()  # who receives the effect reports of releases here
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -127,6 +129,46 @@ class Webhook:
 
 
 @dataclass(frozen=True)
+class MailSpec:
+    """How effect reports are mailed. Credentials are names of environment variables."""
+
+    host: str
+    port: int
+    sender: str
+    security: str = "starttls"  # starttls | ssl | none
+    username_env: str | None = None
+    password_env: str | None = None
+    ca_file: str | None = None  # trust this CA (PEM) instead of the system's
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """The effect report: when it is written, what it measures, how it is delivered."""
+
+    delay: float = 3 * 86400.0  # after the last stage passes
+    window: float = 3 * 86400.0  # each of before and after
+    step: float | None = None  # chart resolution; None: window / 72, at least 1 minute
+    language: str = "en"  # en | zh-CN
+    rollback_sla: float = 3600.0
+    requests: Selector | None = None  # counters
+    errors: Selector | None = None
+    latency: str | None = None  # a histogram's name
+    cpu: Selector | None = None  # CPU seconds, a counter
+    features: dict[str, Selector] = field(default_factory=dict)  # feature name -> a usage counter
+    mail: MailSpec | None = None
+    webhook: Webhook | None = None
+
+    @property
+    def resolution(self) -> float:
+        return self.step or max(60.0, self.window / 72)
+
+    @property
+    def measures(self) -> bool:
+        return bool(self.requests or self.errors or self.latency or self.cpu or self.features)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     project: str
@@ -136,6 +178,7 @@ class Config:
     pipeline: tuple[StageSpec, ...]
     playbooks: dict[str, Playbook]
     webhooks: tuple[Webhook, ...] = ()
+    report: ReportSpec = field(default_factory=ReportSpec)
 
     @property
     def base_dir(self) -> Path:
@@ -149,6 +192,15 @@ class Config:
 
     def stage_names(self) -> list[str]:
         return [spec.name for spec in self.pipeline]
+
+    @property
+    def report_environment(self) -> Environment | None:
+        """Where the last stage runs: the environment whose rollout a report describes."""
+        return self.environments.get(self.pipeline[-1].environment) if self.pipeline else None
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_path.parent / "reports"
 
 
 # --- recorded state ----------------------------------------------------------------------
@@ -253,3 +305,38 @@ class Lock:
     acquired_at: str
     lease_until: str
     token: str = ""
+
+
+class ReportState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its due time, or for a retry after a failed delivery
+    SENDING = "sending"  # a sender works on it; nothing has reached the mail server's commit point
+    COMMITTING = "committing"  # the message's last line is on its way: the server may have it
+    SENT = "sent"
+    UNCONFIRMED = "unconfirmed"  # the sender died at the commit point: never re-sent on its own
+
+
+@dataclass
+class Report:
+    """The delivery record of one release's effect report (the outbox)."""
+
+    release: str
+    environment: str
+    live_at: str  # when the last stage passed
+    due_at: str
+    state: ReportState
+    message_id: str
+    attempts: int = 0
+    last_error: str = ""
+    sent_at: str | None = None
+    path: str = ""
+    updated_at: str = ""
+
+
+@dataclass
+class Sample:
+    """What releaser read from one host's /metrics at one time (None: the host did not answer)."""
+
+    environment: str
+    host: str
+    ts: float
+    values: dict[str, float] | None

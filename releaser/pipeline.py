@@ -22,6 +22,8 @@ from .journal import Journal
 from .locks import EnvironmentLock, whoami
 from .model import Config, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
 from .releases import verify_artifact
+from .report.outbox import schedule as schedule_report
+from .report.timeline import record_if_due
 from .schema import format_duration
 from .store import Store
 from .transport import Transport, transport_for
@@ -244,6 +246,7 @@ class Pipeline:
         deadline = time.monotonic() + spec.bake
         target = self._target(stage, cohort)
         while True:
+            record_if_due(self.config, self.store)
             result = gate.evaluate(target)
             if result.verdict is Verdict.FAIL:
                 self._record_checks(stage, result)
@@ -296,6 +299,8 @@ class Pipeline:
                 data={"run": stage.run.id, "seconds": round(seconds, 3),
                       "rollback_window_until": window_until.isoformat(timespec="seconds")},
             )
+            if last:
+                schedule_report(self.config, self.store, self.journal, version, stage.env.name)
 
     def _roll_back_stage(self, stage: _Stage, why: str, started: float) -> None:
         """Roll every host of the environment that runs the release back to its previous one.

@@ -63,7 +63,10 @@ def status_document(config: Config, store: Store) -> dict:
             ],
         })
     windows = [w.to_dict() for w in armed_windows(config, store)]
-    return {"environments": environments, "releases": releases, "windows": windows}
+    reports = [{"release": r.release, "state": str(r.state), "due_at": r.due_at, "sent_at": r.sent_at,
+                "attempts": r.attempts, "last_error": r.last_error, "path": r.path, "message_id": r.message_id}
+               for r in store.reports()]
+    return {"environments": environments, "releases": releases, "windows": windows, "reports": reports}
 
 
 def print_status(document: dict, say: Callable[..., None]) -> None:
@@ -86,6 +89,15 @@ def print_status(document: dict, say: Callable[..., None]) -> None:
     for window in document["windows"]:
         say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
             f"{window['closes_at']}; `releaser watch` keeps it armed")
+    for item in document["reports"]:
+        if item["state"] == "sent":
+            line, color = f"sent {item['sent_at']}" + (f" ({item['last_error']})" if item["last_error"] else ""), None
+        elif item["state"] == "unconfirmed":
+            line, color = f"UNCONFIRMED: {item['last_error']}", "red"
+        else:
+            line = f"due {item['due_at']}" + (f"; not sent yet: {item['last_error']}" if item["last_error"] else "")
+            color = "yellow" if item["last_error"] else None
+        say(f"effect report of {item['release']}: {line}", color)
     if document["releases"]:
         say("releases:")
     for rel in document["releases"]:

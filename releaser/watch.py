@@ -1,5 +1,6 @@
 """Rollback windows: after a stage passes, its checks keep watching the hosts running the
 release until the window closes (1 hour by default), and a failure rolls them back.
+Each look also records the metric samples effect reports need and sends the reports due.
 
 Windows live in the store (a passed stage run and its stage's `rollback_window`), so any
 `releaser watch` process, started again after a crash or from cron with `--once`, finds
@@ -10,7 +11,7 @@ the watching process and starts afresh after a restart; that is journaled.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 from .errors import BusyError, NeedsHuman, StageFailed
@@ -20,6 +21,8 @@ from .health.gate import Gate
 from .health.sources import source_for
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
 from .pipeline import Pipeline
+from .report.outbox import Outbox
+from .report.timeline import record_if_due
 from .store import Store
 from .transport import transport_for
 
@@ -55,9 +58,12 @@ class Watcher:
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
         self._gates: dict[int, Gate] = {}
+        self.outbox = Outbox(self.config, self.store, self.journal)
 
     def look_once(self) -> dict:
-        """One look at every armed window; rolls back what fails. Returns what it did."""
+        """One look at every armed window; rolls back what fails; records samples and sends
+        the reports that are due. Returns what it did."""
+        record_if_due(self.config, self.store)
         windows, rolled_back, alarms = armed_windows(self.config, self.store), [], []
         for window in windows:
             outcome = self._look(window)
@@ -65,8 +71,9 @@ class Watcher:
                 rolled_back.append(window.run.release)
             elif outcome == "alarm":
                 alarms.append(window.run.release)
+        reports = [asdict(outcome) for outcome in self.outbox.send_due()]
         return {"windows": [w.to_dict() for w in windows],
-                "rolled_back": rolled_back, "alarms": alarms}
+                "rolled_back": rolled_back, "alarms": alarms, "reports": reports}
 
     def _look(self, window: Window) -> str:
         run, spec = window.run, window.spec

@@ -20,7 +20,9 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
+)
 
 HEALTH_WINDOW = 40
 HEALTH_MIN_REQUESTS = 10
@@ -42,6 +44,7 @@ class AppState:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.feature_use = Counter("demo_feature_used", "Feature usage", ["feature"], registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, for the effect report
         Gauge("demo_app_info", "The running release", ["version"], registry=self.registry).labels(self.version).set(1)
 
     def healthy(self) -> bool:

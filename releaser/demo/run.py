@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +17,7 @@ from ..journal import Sink
 from ..notify import open_journal
 from ..pipeline import Pipeline
 from ..releases import create_release
+from ..report.outbox import Outbox
 from ..store import open_store
 from . import sandbox
 from .traffic import Traffic
@@ -61,6 +64,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                     say(f"   caught: {exc}", "yellow")
                 timings[version] = round(time.monotonic() - chapter_started, 1)
                 say(f"   {version} took {timings[version]:.1f}s", "cyan")
+            report = _effect_report(config, store, journal, say)
     finally:
         sandbox.stop_apps(directory)
         if notifier:
@@ -73,5 +77,21 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     say(f"  releaser -C {directory} status            what every host runs, every release's stages")
     say(f"  releaser -C {directory} history           the journal of everything that happened")
     say(f"  releaser -C {directory} history --json    the same, for machines")
+    say(f"  {report}   1.1.0's effect report (report.md and report.json beside it)")
+    say(f"  releaser -C {directory} report 1.2.0      a report of any release, at any time")
     say(f"  {directory}/environments.yaml, playbooks/, healthchecks/   the configuration used")
-    return {"dir": str(directory), "seconds": seconds, "releases": statuses, "chapters": timings}
+    return {"dir": str(directory), "seconds": seconds, "releases": statuses, "chapters": timings, "report": report}
+
+
+def _effect_report(config, store, journal, say: Say) -> str:
+    """Wait until 1.1.0's report is due (seconds here, days in production) and deliver it:
+    with no mail configured, that is the copy under .releaser/reports/."""
+    outbox = Outbox(config, store, journal)
+    scheduled = store.get_report("1.1.0")
+    say("\n== 1.1.0's effect report: the window before its rollout against the window after", "cyan")
+    time.sleep(max(0.0, (datetime.fromisoformat(scheduled.due_at) - datetime.now(timezone.utc)).total_seconds()))
+    outcome = outbox.send("1.1.0")
+    document = json.loads(Path(outcome.path).with_name("report.json").read_text())
+    for line in document["summary"]:
+        say(f"   {line}")
+    return outcome.path

@@ -73,6 +73,20 @@ pipeline:
     checks: [demo]
     bake: 2s
     interval: 1s
+# The effect report, written after the last stage passes. Production waits 3 days and
+# compares 3 days before with 3 days after; this sandbox uses seconds.
+report:
+  delay: 5s
+  window: 20s
+  step: 1s
+  language: en               # or zh-CN
+  metrics:                   # read from each host's /metrics and recorded by releaser (scrape source)
+    requests: 'demo_http_requests_total{{path=~"/api/.*"}}'
+    errors: 'demo_http_requests_total{{path=~"/api/.*", code=~"5.."}}'
+    latency: demo_http_request_duration_seconds
+    cpu: process_cpu_seconds_total
+  features:                  # usage of each feature a release declares
+    batch-order: 'demo_feature_used_total{{feature="batch-order"}}'
 """
 
 ENVIRONMENT = """\

@@ -16,7 +16,7 @@ from ..model import Environment
 from ..schema import Fields
 from .base import Check, CheckResult, CheckTarget, Verdict
 from .judge import Comparison, judge
-from .sources import MetricsUnavailable, Selector, counter_increase
+from .sources import MetricsUnavailable, Selector, counter_increase, read_selector
 
 SLOW_SHARE = 0.05  # the latency bound: the highest bucket the baseline exceeds this often
 
@@ -32,18 +32,10 @@ class CanaryCheck(Check):
 
     @classmethod
     def from_fields(cls, name: str, fields: Fields) -> CanaryCheck:
-        def selector(key: str, required: bool = False) -> Selector | None:
-            text = fields.str(key, required=required)
-            try:
-                return Selector.parse(text) if text is not None else None
-            except ValueError as exc:
-                fields.problem(key, str(exc))
-                return None
-
         check = cls(
             name,
-            requests=selector("requests", required=True) or Selector("requests", ()),
-            errors=selector("errors"),
+            requests=read_selector(fields, "requests", required=True) or Selector("requests", ()),
+            errors=read_selector(fields, "errors"),
             latency=fields.str("latency"),
             alpha=fields.number("alpha", 0.01),
             tolerance=fields.number("tolerance", 1.2),

@@ -17,6 +17,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from ..fleet import fan_out
 from ..model import Host, MetricsSpec
+from ..schema import Fields
 from .base import render_template
 
 
@@ -199,6 +200,18 @@ class Selector:
 
     def total(self, samples: Samples) -> float:
         return math.fsum(v for (name, labels), v in samples.items() if self.matches(name, labels))
+
+
+def read_selector(fields: Fields, key: str, required: bool = False) -> Selector | None:
+    """A selector-valued configuration key; a malformed one is a problem at its line."""
+    text = fields.str(key, required=required)
+    if text is None:
+        return None
+    try:
+        return Selector.parse(text)
+    except (ValueError, re.error) as exc:
+        fields.problem(key, str(exc))
+        return None
 
 
 def counter_increase(before: float | None, after: float) -> float:

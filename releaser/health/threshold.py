@@ -13,14 +13,13 @@ at all, so write error ratios as `(sum(rate(errors[1m])) or vector(0)) / sum(rat
 from __future__ import annotations
 
 import math
-import re
 import time
 from string import Template
 
 from ..model import Environment
 from ..schema import Fields
 from .base import Check, CheckResult, CheckTarget, Verdict, render_template
-from .sources import MetricsUnavailable, PrometheusSource, Selector, counter_increase, promql_regex
+from .sources import MetricsUnavailable, PrometheusSource, Selector, counter_increase, promql_regex, read_selector
 
 SCOPES = ("cohort", "baseline", "environment")
 
@@ -37,18 +36,8 @@ class ThresholdCheck(Check):
 
     @classmethod
     def from_fields(cls, name: str, fields: Fields) -> ThresholdCheck:
-        def selector(key: str) -> Selector | None:
-            text = fields.str(key)
-            if text is None:
-                return None
-            try:
-                return Selector.parse(text)
-            except (ValueError, re.error) as exc:
-                fields.problem(key, str(exc))
-                return None
-
         check = cls(
-            name, query=fields.str("query"), metric=selector("metric"), per=selector("per"),
+            name, query=fields.str("query"), metric=read_selector(fields, "metric"), per=read_selector(fields, "per"),
             scope=fields.str("scope", "cohort", choices=SCOPES) or "cohort",
             maximum=fields.number("max"), minimum=fields.number("min"), hold_for=fields.duration("for", 0.0),
             failure_threshold=fields.int("failure_threshold", 1, minimum=1),

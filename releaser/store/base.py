@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Callable
 
-from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, RunStatus, StageRun
+from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RunStatus, Sample, StageRun
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Store(ABC):
@@ -118,3 +118,37 @@ class Store(ABC):
     @abstractmethod
     def force_unlock(self, environment: str) -> Lock | None:
         """Remove whatever lock is held; returns it."""
+
+    # -- effect reports: the outbox --
+
+    @abstractmethod
+    def schedule_report(self, report: Report) -> Report:
+        """Record a report to send; a release that passes its last stage again is rescheduled,
+        unless its report was already sent. Returns the record as stored."""
+
+    @abstractmethod
+    def get_report(self, release: str) -> Report | None: ...
+
+    @abstractmethod
+    def reports(self) -> list[Report]:
+        """Soonest due first."""
+
+    @abstractmethod
+    def update_report(self, release: str, **changes) -> None:
+        """Set the given fields (state, attempts, last_error, sent_at, path); stamps updated_at."""
+
+    # -- metric samples releaser read itself (the scrape source keeps no history) --
+
+    @abstractmethod
+    def add_samples(self, samples: list[Sample]) -> None: ...
+
+    @abstractmethod
+    def samples(self, environment: str, start: float, end: float) -> list[Sample]:
+        """Samples with start <= ts <= end, oldest first."""
+
+    @abstractmethod
+    def last_sample_ts(self, environment: str) -> float | None: ...
+
+    @abstractmethod
+    def prune_samples(self, environment: str, before: float) -> int:
+        """Forget samples older than `before`; returns how many."""

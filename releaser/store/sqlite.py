@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import BusyError, NeedsHuman
-from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, RunStatus, StageRun, utcnow
+from ..model import (
+    Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RunStatus, Sample, StageRun, utcnow,
+)
 from .base import SCHEMA_VERSION, Store
 
 # Each entry upgrades the schema by one version; never edit an entry once released.
@@ -87,6 +89,30 @@ MIGRATIONS: list[str] = [
     """,
     # 2: pull mode: hosts fetch the artifact from a URL
     "ALTER TABLE releases ADD COLUMN url TEXT",
+    # 3: effect reports (the outbox) and the metric samples releaser records itself
+    """
+    CREATE TABLE reports (
+        release TEXT PRIMARY KEY REFERENCES releases(version),
+        environment TEXT NOT NULL,
+        live_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        sent_at TEXT,
+        path TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        ts REAL NOT NULL,
+        metric_values TEXT
+    );
+    CREATE INDEX samples_environment_ts ON samples(environment, ts);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -335,6 +361,66 @@ class SqliteStore(Store):
             held = self.get_lock(environment)
             self._db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
             return held
+
+    # -- effect reports --
+
+    def schedule_report(self, report: Report) -> Report:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO reports(release, environment, live_at, due_at, state, message_id, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(release) DO UPDATE SET environment = excluded.environment,"
+                " live_at = excluded.live_at, due_at = excluded.due_at, state = excluded.state,"
+                " updated_at = excluded.updated_at WHERE reports.state != 'sent'",
+                (report.release, report.environment, report.live_at, report.due_at, str(report.state),
+                 report.message_id, utcnow()),
+            )
+            return self.get_report(report.release)
+
+    def get_report(self, release: str) -> Report | None:
+        row = self._db.execute("SELECT * FROM reports WHERE release = ?", (release,)).fetchone()
+        return _report(row) if row else None
+
+    def reports(self) -> list[Report]:
+        return [_report(r) for r in self._db.execute("SELECT * FROM reports ORDER BY due_at, release")]
+
+    def update_report(self, release: str, **changes) -> None:
+        allowed = {"state", "attempts", "last_error", "sent_at", "path"}
+        if not changes or set(changes) - allowed:
+            raise ValueError(f"cannot update report fields {sorted(set(changes) - allowed)}")
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        values = [str(v) if isinstance(v, ReportState) else v for v in changes.values()]
+        self._db.execute(f"UPDATE reports SET {columns}, updated_at = ? WHERE release = ?",  # noqa: S608 - checked names
+                         (*values, utcnow(), release))
+
+    # -- samples --
+
+    def add_samples(self, samples: list[Sample]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO samples(environment, host, ts, metric_values) VALUES (?, ?, ?, ?)",
+                [(s.environment, s.host, s.ts, None if s.values is None else json.dumps(s.values)) for s in samples],
+            )
+
+    def samples(self, environment: str, start: float, end: float) -> list[Sample]:
+        rows = self._db.execute(
+            "SELECT * FROM samples WHERE environment = ? AND ts >= ? AND ts <= ? ORDER BY ts, id",
+            (environment, start, end),
+        )
+        return [Sample(r["environment"], r["host"], r["ts"],
+                       None if r["metric_values"] is None else json.loads(r["metric_values"])) for r in rows]
+
+    def last_sample_ts(self, environment: str) -> float | None:
+        row = self._db.execute("SELECT MAX(ts) AS ts FROM samples WHERE environment = ?", (environment,)).fetchone()
+        return row["ts"]
+
+    def prune_samples(self, environment: str, before: float) -> int:
+        return self._db.execute("DELETE FROM samples WHERE environment = ? AND ts < ?", (environment, before)).rowcount
+
+
+def _report(row: sqlite3.Row) -> Report:
+    data = dict(row)
+    data["state"] = ReportState(data["state"])
+    return Report(**data)
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,207 @@
+"""The numbers of an effect report: the release, its stages, the same metrics over the window
+before the rollout and the window after it, feature usage, incidents. Language-free: the
+words come from report.words, the layout from report.render."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..errors import UsageError
+from ..health.sources import MetricsUnavailable
+from ..model import Config, Event, RunStatus, parse_ts
+from ..store import Store
+from .timeline import Timeline, timeline
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    unit: str  # per_day | ratio | seconds
+    better: str | None  # lower | higher | None (neither: volume)
+
+
+METRICS = (
+    Metric("requests", "per_day", None),
+    Metric("error_rate", "ratio", "lower"),
+    Metric("availability", "ratio", "higher"),
+    Metric("p50", "seconds", "lower"),
+    Metric("p95", "seconds", "lower"),
+    Metric("cpu", "ratio", "lower"),
+)
+UNCHANGED_PERCENT = 2.0  # a relative change below this is "unchanged": noise, not news
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The q-quantile of cumulative histogram buckets, interpolated inside the bucket that
+    holds it, as Prometheus's histogram_quantile does; None without observations."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+def window_values(line: Timeline) -> dict[str, float | None]:
+    """Every metric of METRICS over one window (None where it was not measured)."""
+    values: dict[str, float | None] = {m.key: None for m in METRICS}
+    requests = line.total("requests")
+    if requests and requests[1] > 0:
+        values["requests"] = requests[0] / requests[1] * DAY
+        errors = line.total("errors")
+        if errors is not None and requests[0] > 0:
+            values["error_rate"] = errors[0] / requests[0]
+    values["availability"] = line.availability()
+    buckets = line.buckets()
+    values["p50"], values["p95"] = quantile(buckets, 0.5), quantile(buckets, 0.95)
+    cpu = line.total("cpu")
+    if cpu and cpu[1] > 0 and line.hosts:
+        values["cpu"] = cpu[0] / cpu[1] / line.hosts
+    return values
+
+
+def step_values(line: Timeline) -> list[dict]:
+    """The same metrics step by step, for the charts (rates per second, usage per day)."""
+    points = []
+    for step in line.steps:
+        one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
+        values = window_values(one)
+        values["requests"] = None if values["requests"] is None else values["requests"] / DAY
+        values["features"] = {key[8:]: step.counters[key] / step.seconds * DAY
+                              for key in step.counters if key.startswith("feature:") and step.seconds > 0}
+        points.append({"t": step.end, **values})
+    return points
+
+
+def change(metric: Metric, before: float | None, after: float | None) -> dict:
+    """Before, after, the difference and its direction: up, down, same; better, worse or neither.
+    Whether a share moved is judged on its bad side (unavailability for availability), where
+    99.9% -> 99.95% halves what users suffered."""
+    result = {"key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
+              "change": None, "change_percent": None, "direction": None, "assessment": None}
+    if before is None or after is None:
+        return result
+    result["change"] = after - before
+    result["change_percent"] = _relative(before, after)
+    bad_before, bad_after = (1 - before, 1 - after) if metric.better == "higher" and metric.unit == "ratio" else (before, after)
+    moved = _relative(bad_before, bad_after)
+    same = bad_before == bad_after or (moved is not None and abs(moved) < UNCHANGED_PERCENT)
+    result["direction"] = "same" if same else ("up" if after > before else "down")
+    if not same and metric.better:
+        improved = (after < before) == (metric.better == "lower")
+        result["assessment"] = "better" if improved else "worse"
+    return result
+
+
+def _relative(before: float, after: float) -> float | None:
+    return (after - before) / abs(before) * 100 if before != 0 else None
+
+
+def _ts(value: float) -> str:
+    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+
+
+def build(config: Config, store: Store, version: str, now: float | None = None) -> dict:
+    """The report document of `version`: every number, no words."""
+    release = store.get_release(version)
+    if release is None:
+        raise UsageError(f"unknown release {version!r}")
+    now = now if now is not None else datetime.now(timezone.utc).timestamp()
+    spec, env = config.report, config.report_environment
+    if env is None:
+        raise UsageError("the pipeline has no stages: there is no rollout to report on")
+    runs = store.stage_runs(version)
+    scheduled = store.get_report(version)
+    on_env = [r for r in runs if r.environment == env.name and r.status is not RunStatus.SKIPPED]
+    rollout_start = parse_ts(on_env[0].started_at).timestamp() if on_env else None
+    live = [r for r in runs if r.stage == config.pipeline[-1].name and r.status is RunStatus.PASSED]
+    live_at = parse_ts(scheduled.live_at if scheduled else live[-1].finished_at).timestamp() if (scheduled or live) else None
+    due_at = parse_ts(scheduled.due_at).timestamp() if scheduled else None
+
+    windows: dict[str, dict | None] = {"before": None, "after": None}
+    if rollout_start is not None:
+        windows["before"] = {"start": rollout_start - spec.window, "end": rollout_start, "cut_short_by": None}
+    if live_at is not None:
+        end, cut = live_at + spec.window, None
+        for run in store.stage_runs():
+            started = parse_ts(run.started_at).timestamp()
+            if run.release != version and run.environment == env.name and live_at < started < end:
+                end, cut = started, run.release
+                break
+        if now < end:
+            end, cut = now, None
+        windows["after"] = {"start": live_at, "end": max(end, live_at), "cut_short_by": cut}
+
+    problems: list[str] = []
+    lines: dict[str, Timeline | None] = {}
+    for name, window in windows.items():
+        lines[name] = None
+        if window is not None and window["end"] > window["start"]:
+            try:
+                lines[name] = timeline(store, env, spec, window["start"], window["end"])
+            except MetricsUnavailable as exc:
+                problems.append(f"{name}: {exc}")
+        if window is not None:
+            window["observed_seconds"] = lines[name].observed if lines[name] else 0.0
+            window.update({"start": _ts(window["start"]), "end": _ts(window["end"])})
+    values = {name: window_values(line) if line else {m.key: None for m in METRICS} for name, line in lines.items()}
+
+    features = []
+    for name in dict.fromkeys([*release.features, *spec.features]):
+        usage = {}
+        for window_name, line in lines.items():
+            total = line.total(f"feature:{name}") if line else None
+            usage[window_name] = total[0] / total[1] * DAY if total and total[1] > 0 else None
+        features.append({"name": name, "declared": name in release.features, "measured": name in spec.features,
+                         "before_per_day": usage["before"], "after_per_day": usage["after"]})
+
+    incidents = [_incident(event, spec.rollback_sla) for event in store.events(release=version)
+                 if event.kind == "incident"]
+    return {
+        "format": 1,
+        "project": config.project,
+        "language": spec.language,
+        "generated_at": _ts(now),
+        "preview": due_at is None or now < due_at,
+        "due_at": _ts(due_at) if due_at else None,
+        "release": {"version": release.version, "notes": release.notes, "features": list(release.features),
+                    "status": str(release.status), "created_at": release.created_at, "created_by": release.created_by},
+        "environment": {"name": env.name, "hosts": len(env.hosts),
+                        "source": env.metrics.source if env.metrics else None},
+        "stages": [{"stage": r.stage, "environment": r.environment, "status": str(r.status), "by": r.owner,
+                    "started_at": r.started_at, "finished_at": r.finished_at, "forced": r.forced, "reason": r.reason}
+                   for r in runs],
+        "rollout": {"started_at": _ts(rollout_start) if rollout_start else None,
+                    "live_at": _ts(live_at) if live_at else None},
+        "window_seconds": spec.window,
+        "windows": windows,
+        "metrics": [change(m, values["before"][m.key], values["after"][m.key]) for m in METRICS],
+        "features": features,
+        "incidents": incidents,
+        "sla": {"rollback_seconds": spec.rollback_sla,
+                "met": all(i["within_sla"] for i in incidents) if incidents else None},
+        "series": {name: step_values(line) if line else [] for name, line in lines.items()},
+        "problems": problems,
+    }
+
+
+def _incident(event: Event, sla: float) -> dict:
+    data = event.data
+    seconds = float(data.get("time_to_rollback", 0.0))
+    return {"at": event.ts, "stage": event.stage, "environment": event.environment,
+            "in_window": "after_pass" in data, "reason": data.get("reason", ""),
+            "time_to_detect": data.get("time_to_detect"), "time_to_rollback": seconds,
+            "within_sla": seconds <= sla and bool(data.get("within_window", True))}

@@ -1,0 +1,115 @@
+"""A report document as HTML (with charts), Markdown and JSON, in the report's language.
+
+HTML is autoescaped (release notes and feature names are user text); Markdown escapes the
+characters that would turn user text into markup or links."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .charts import chart
+from .compute import METRICS
+from .words import Words
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=jinja2.select_autoescape(["html"], default_for_string=False, default=False),
+    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)(?:([#+>-])|(\d+)\.)(?=\s|$)")
+
+
+def markdown_text(text: str) -> str:
+    """User text safe inside Markdown, on one line: no emphasis, code, links, HTML,
+    table breaks, headings or list items."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
+    return _MARKDOWN_LINE_START.sub(
+        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
+
+
+_TEMPLATES.filters["md"] = markdown_text
+
+
+@dataclass
+class Rendered:
+    subject: str
+    html: str  # charts as data: URIs, a file that stands alone
+    markdown: str
+    json: str
+    mail_html: str  # charts as cid: references, for a multipart/related mail
+    charts: dict[str, bytes] = field(default_factory=dict)  # content id -> PNG
+
+
+def render(report: dict) -> Rendered:
+    words = Words(report["language"])
+    report = {**report, "summary": words.summary(report)}
+    charts = _charts(report, words)
+    context = {"r": report, "w": words, "rows": _metric_rows(report, words), "features": _feature_rows(report, words),
+               "windows": _windows(report, words), "charts": charts}
+    images = {cid: png for cid, _caption, png in charts}
+    data_uri = {cid: "data:image/png;base64," + base64.b64encode(png).decode() for cid, png in images.items()}
+    html = _TEMPLATES.get_template("report.html.j2")
+    return Rendered(
+        subject=words("subject", project=report["project"], version=report["release"]["version"]),
+        html=html.render(**context, image=data_uri),
+        mail_html=html.render(**context, image={cid: f"cid:{cid}" for cid in images}),
+        markdown=_TEMPLATES.get_template("report.md.j2").render(**context),
+        json=json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n",
+        charts=images,
+    )
+
+
+def _metric_rows(report: dict, words: Words) -> list[dict]:
+    return [{"name": words.metric_name(m["key"], heading=True), "before": words.value(m["unit"], m["before"]),
+             "after": words.value(m["unit"], m["after"]), "change": words.change(m),
+             "assessment": m["assessment"], "judgement": words(m["assessment"]) if m["assessment"] else "",
+             "sentence": words.delta(m)} for m in report["metrics"]]
+
+
+def _feature_rows(report: dict, words: Words) -> list[dict]:
+    def per_day(value):
+        return words("no_data") if value is None else words.number(value)
+
+    return [{"name": f["name"],
+             "before": per_day(f["before_per_day"]) if f["measured"] else words("not_measured"),
+             "after": per_day(f["after_per_day"]) if f["measured"] else words("not_measured")}
+            for f in report["features"]]
+
+
+def _windows(report: dict, words: Words) -> str:
+    spans = {}
+    for name in ("before", "after"):
+        window = report["windows"][name]
+        if window is None:
+            spans[name] = words("no_data")
+            continue
+        spans[name] = words("window_span", start=words.when(window["start"]), end=words.when(window["end"]),
+                            observed=words.seconds(window["observed_seconds"]))
+        if window["cut_short_by"]:
+            spans[name] += f" — {words('cut_short', next=window['cut_short_by'])}"
+    rollout = report["rollout"]
+    between = f"{words.when(rollout['started_at'])} – {words.when(rollout['live_at'])}"
+    return words("windows", before=spans["before"], after=spans["after"], rollout=between)
+
+
+def _charts(report: dict, words: Words) -> list[tuple[str, str, bytes]]:
+    """(content id, caption, PNG) for every metric and feature with data in either window."""
+    result = []
+    for metric in METRICS:
+        unit = "requests" if metric.key == "requests" else metric.unit
+        png = chart(report, metric.key, metric.unit)
+        if png:
+            caption = f"{words.metric_name(metric.key, heading=True)} ({words(f'u.{unit}')})"
+            result.append((f"chart-{metric.key}", caption, png))
+    for index, feature in enumerate(report["features"]):
+        png = chart(report, feature["name"], "per_day", feature=True) if feature["measured"] else None
+        if png:
+            result.append((f"chart-feature-{index}", f"{feature['name']} ({words('u.feature')})", png))
+    return result

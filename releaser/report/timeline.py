@@ -1,0 +1,201 @@
+"""What the environment did over a window, step by step: counter increases per step and the
+share of time the hosts answered. From Prometheus range queries, or from the samples releaser
+recorded itself (the scrape source keeps no history of its own).
+
+A step's value is None when nothing was measured in it: missing data is never a zero.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from ..fleet import fan_out
+from ..health.sources import PrometheusSource, ScrapeSource, Selector, counter_increase, promql_regex
+from ..health.base import render_template
+from ..model import Config, Environment, ReportSpec, Sample
+from ..store import Store
+
+
+@dataclass
+class Step:
+    end: float  # epoch seconds; the step covers (end - length, end]
+    seconds: float = 0.0  # how much of the step was observed (per host, on average)
+    counters: dict[str, float] = field(default_factory=dict)  # requests, errors, cpu, feature:NAME, le:BOUND
+    up: float | None = None  # share of host observations that answered, 0..1
+
+
+@dataclass
+class Timeline:
+    start: float
+    end: float
+    step: float
+    steps: list[Step]
+    hosts: int  # hosts of the environment
+
+    def total(self, key: str) -> tuple[float, float] | None:
+        """(sum of a counter's increases, seconds observed while it was measured); None: no data."""
+        measured = [s for s in self.steps if key in s.counters]
+        if not measured:
+            return None
+        return math.fsum(s.counters[key] for s in measured), math.fsum(s.seconds for s in measured)
+
+    def buckets(self) -> dict[float, float]:
+        """Cumulative histogram buckets summed over the window."""
+        result: dict[float, float] = {}
+        for step in self.steps:
+            for key, value in step.counters.items():
+                if key.startswith("le:"):
+                    bound = float(key[3:])
+                    result[bound] = result.get(bound, 0.0) + value
+        return result
+
+    def availability(self) -> float | None:
+        values = [(s.up, s.seconds or self.step) for s in self.steps if s.up is not None]
+        if not values:
+            return None
+        return math.fsum(u * w for u, w in values) / math.fsum(w for _, w in values)
+
+    @property
+    def observed(self) -> float:
+        return math.fsum(s.seconds for s in self.steps)
+
+
+def empty_steps(start: float, end: float, step: float) -> list[Step]:
+    count = max(1, math.ceil((end - start) / step - 1e-9))
+    return [Step(min(end, start + step * (i + 1))) for i in range(count)]
+
+
+def _index(start: float, step: float, ts: float, count: int) -> int:
+    return min(count - 1, max(0, math.ceil((ts - start) / step - 1e-9) - 1))
+
+
+# -- the metric values releaser records from a scrape --
+
+
+def extract(samples: dict, spec: ReportSpec) -> dict[str, float]:
+    """The counters a report needs, from one host's scraped samples. A selector that matches
+    nothing is left out (no data), except errors where requests were counted: that is 0 errors."""
+    wanted: list[tuple[str, Selector | None]] = [("requests", spec.requests), ("errors", spec.errors),
+                                                 ("cpu", spec.cpu)]
+    wanted += [(f"feature:{name}", selector) for name, selector in spec.features.items()]
+    values: dict[str, float] = {}
+    for key, selector in wanted:
+        if selector is None:
+            continue
+        matched = [v for (name, labels), v in samples.items() if selector.matches(name, labels)]
+        if matched:
+            values[key] = math.fsum(matched)
+    if spec.errors is not None and "requests" in values:
+        values.setdefault("errors", 0.0)
+    if spec.latency:
+        for (name, labels), value in samples.items():
+            if name == f"{spec.latency}_bucket":
+                key = f"le:{float(dict(labels)['le'])!r}"
+                values[key] = values.get(key, 0.0) + value
+    return values
+
+
+def record_samples(store: Store, env: Environment, spec: ReportSpec, now: float) -> list[Sample]:
+    """Read the /metrics of every host in service (running a release) once and keep what the
+    report needs; a host that did not answer is recorded as such (None)."""
+    source = ScrapeSource(env.metrics)
+    states = store.host_states(env.name)
+    serving = [h for h in env.hosts if states.get(h.name) and states[h.name].version]
+    outcomes = fan_out(serving, source.scrape, parallel=16)
+    samples = [Sample(env.name, o.item.name, now, None if o.error is not None else extract(o.value, spec))
+               for o in outcomes]
+    store.add_samples(samples)
+    return samples
+
+
+def record_if_due(config: Config, store: Store) -> None:
+    """Record the report environment's metrics when its source is `scrape` (which keeps no
+    history), at most every quarter step (and every minute); forget what no report needs."""
+    env, spec = config.report_environment, config.report
+    if env is None or env.metrics is None or env.metrics.source != "scrape" or not spec.measures:
+        return
+    now = time.time()
+    last = store.last_sample_ts(env.name)
+    if last is not None and now - last < min(spec.resolution / 4, 60.0):
+        return
+    record_samples(store, env, spec, now)
+    store.prune_samples(env.name, now - (2 * spec.window + spec.delay + 86400))
+
+
+def from_samples(samples: list[Sample], start: float, end: float, step: float, hosts: int) -> Timeline:
+    """Counter increases between each host's consecutive answers, put in the step of the later
+    one; a restart (the counter went down) counts from zero, as Prometheus's increase() does."""
+    steps = empty_steps(start, end, step)
+    answered: list[list[int]] = [[0, 0] for _ in steps]  # per step: answers, observations
+    host_seconds = [0.0] * len(steps)
+    last: dict[str, Sample] = {}
+    reporting: set[str] = set()
+    for sample in sorted(samples, key=lambda s: s.ts):
+        if not start <= sample.ts <= end:
+            continue
+        index = _index(start, step, sample.ts, len(steps))
+        answered[index][1] += 1
+        if sample.values is None:
+            continue
+        answered[index][0] += 1
+        previous = last.get(sample.host)
+        last[sample.host] = sample
+        if previous is None:
+            continue
+        reporting.add(sample.host)
+        host_seconds[index] += sample.ts - previous.ts
+        counters = steps[index].counters
+        for key, value in sample.values.items():
+            counters[key] = counters.get(key, 0.0) + counter_increase(previous.values.get(key), value)
+    for index, step_ in enumerate(steps):
+        step_.seconds = host_seconds[index] / len(reporting) if reporting else 0.0
+        answers, observations = answered[index]
+        step_.up = answers / observations if observations else None
+    return Timeline(start, end, step, steps, hosts)
+
+
+def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec, start: float, end: float,
+                    step: float) -> Timeline:
+    """One range query per metric; each point is the increase over the step that ends at it."""
+    steps = empty_steps(start, end, step)
+    pattern = "|".join(promql_regex(render_template(source.spec.instance, h)) for h in env.hosts)
+    span = f"{max(1, round(step * 1000))}ms"
+    first, last_ = steps[0].end, steps[-1].end
+
+    def fill(expr: str, key_of) -> None:
+        for series in source.query_range(expr, first, last_, step):
+            key = key_of(series.labels)
+            for ts, value in series.points:
+                if math.isfinite(value):
+                    steps[_index(start, step, ts, len(steps))].counters[key] = value
+
+    counters = [("requests", spec.requests), ("errors", spec.errors), ("cpu", spec.cpu)]
+    counters += [(f"feature:{name}", selector) for name, selector in spec.features.items()]
+    for key, selector in counters:
+        if selector is not None:
+            fill(f"sum(increase({selector.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
+    if spec.latency:
+        bucket = Selector(f"{spec.latency}_bucket", ()).promql(pattern)
+        fill(f"sum by (le) (increase({bucket}[{span}]))", lambda labels: f"le:{float(labels['le'])!r}")
+    for series in source.query_range(f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{span}]))', first, last_, step):
+        for ts, value in series.points:
+            steps[_index(start, step, ts, len(steps))].up = value
+    for step_ in steps:
+        if spec.errors is not None and "requests" in step_.counters:
+            step_.counters.setdefault("errors", 0.0)
+        step_.seconds = step if (step_.counters or step_.up is not None) else 0.0
+    return Timeline(start, end, step, steps, len(env.hosts))
+
+
+def timeline(store: Store, env: Environment, spec: ReportSpec, start: float, end: float) -> Timeline:
+    """The environment's timeline over [start, end] from wherever its metrics live;
+    health.sources.MetricsUnavailable when the Prometheus server cannot answer."""
+    step = min(spec.resolution, max(end - start, 1.0))
+    if env.metrics is None or end <= start:
+        return Timeline(start, end, step, empty_steps(start, max(end, start + step), step), len(env.hosts))
+    if env.metrics.source == "prometheus":
+        return from_prometheus(PrometheusSource(env.metrics), env, spec, start, end, step)
+    return from_samples(store.samples(env.name, start, end), start, end, step, len(env.hosts))
+
