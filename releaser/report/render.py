@@ -19,7 +19,7 @@ from .words import Words
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html"], default_for_string=False, default=False),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
     trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
 )
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")

@@ -24,6 +24,7 @@ class Step:
     seconds: float = 0.0  # how much of the step was observed (per host, on average)
     counters: dict[str, float] = field(default_factory=dict)  # requests, errors, cpu, feature:NAME, le:BOUND
     up: float | None = None  # share of host observations that answered, 0..1
+    looks: float = 0.0  # how many observations `up` stands for (its weight)
 
 
 @dataclass
@@ -52,10 +53,11 @@ class Timeline:
         return result
 
     def availability(self) -> float | None:
-        values = [(s.up, s.seconds or self.step) for s in self.steps if s.up is not None]
-        if not values:
+        """The share of looks at the hosts that found them answering."""
+        looks = math.fsum(s.looks for s in self.steps if s.up is not None)
+        if not looks:
             return None
-        return math.fsum(u * w for u, w in values) / math.fsum(w for _, w in values)
+        return math.fsum(s.up * s.looks for s in self.steps if s.up is not None) / looks
 
     @property
     def observed(self) -> float:
@@ -152,7 +154,7 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
     for index, step_ in enumerate(steps):
         step_.seconds = host_seconds[index] / len(reporting) if reporting else 0.0
         answers, observations = answered[index]
-        step_.up = answers / observations if observations else None
+        step_.up, step_.looks = (answers / observations if observations else None), observations
     return Timeline(start, end, step, steps, hosts)
 
 
@@ -181,7 +183,8 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
         fill(f"sum by (le) (increase({bucket}[{span}]))", lambda labels: f"le:{float(labels['le'])!r}")
     for series in source.query_range(f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{span}]))', first, last_, step):
         for ts, value in series.points:
-            steps[_index(start, step, ts, len(steps))].up = value
+            one = steps[_index(start, step, ts, len(steps))]
+            one.up, one.looks = value, 1.0
     for step_ in steps:
         if spec.errors is not None and "requests" in step_.counters:
             step_.counters.setdefault("errors", 0.0)

@@ -56,6 +56,9 @@ TEXT = {
         "join": "; ", "end": ".",
         "day": "{n} day{s}", "hour": "{n} h", "minute": "{n} min", "second": "{n} s", "ms": "{n} ms",
         "list": ", ", "points": "{n} pp",
+        "st.running": "running", "st.rolling_back": "rolling back", "st.passed": "passed",
+        "st.rolled_back": "rolled back", "st.rollback_failed": "rollback failed", "st.skipped": "skipped (forced)",
+        "st.held": "held",
         "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses a day",
     },
     "zh-CN": {
@@ -108,6 +111,9 @@ TEXT = {
         "join": "；", "end": "。",
         "day": "{n} 天", "hour": "{n} 小时", "minute": "{n} 分钟", "second": "{n} 秒", "ms": "{n} 毫秒",
         "list": "、", "points": "{n} 个百分点",
+        "st.running": "进行中", "st.rolling_back": "回滚中", "st.passed": "通过",
+        "st.rolled_back": "已回滚", "st.rollback_failed": "回滚失败", "st.skipped": "已跳过（强制）",
+        "st.held": "暂停",
         "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每天使用次数",
     },
 }
@@ -143,7 +149,7 @@ class Words:
         if value < 1:
             return self("ms", n=f"{value * 1000:.3g}")
         if value < 60:
-            return self("second", n=f"{value:.3g}" if value < 10 else f"{value:.0f}")
+            return self("second", n=f"{value:.3g}")
         parts, rest = [], round(value)
         for key, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
             if rest >= size and len(parts) < 2:

@@ -1,0 +1,276 @@
+"""The effect report: numbers over a fixed dataset checked by hand, both languages, escaping,
+"no data", and the schedule."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from releaser.config import load_config
+from releaser.journal import Journal
+from releaser.model import Event, Release, RunStatus, Sample
+from releaser.report.compute import build, quantile
+from releaser.report.outbox import schedule
+from releaser.report.render import render
+from releaser.store import SqliteStore
+
+CONFIG = """\
+project: shop
+environments:
+  prod:
+    transport: local
+    playbook: app
+    metrics: {{source: scrape, scrape_url: "http://127.0.0.1:9/metrics"}}
+    hosts: [a, b]
+pipeline:
+  - {{stage: gray, environment: prod, cohort: 50%}}
+  - {{stage: full, environment: prod}}
+report:
+  delay: 3d
+  window: 1h
+  step: 10m
+  language: {language}
+  metrics:
+    requests: 'http_requests_total'
+    errors: 'http_requests_total{{code=~"5.."}}'
+    latency: http_request_duration_seconds
+    cpu: process_cpu_seconds_total
+  features:
+    batch-order: 'feature_used_total{{feature="batch-order"}}'
+"""
+WINDOW = 3600.0
+
+# Per host and minute: requests, errors, latency buckets (cumulative), CPU seconds, feature uses.
+BEFORE = {"requests": 600, "errors": 6, "buckets": {0.1: 300, 0.5: 540, 1.0: 600}, "cpu": 6.0, "feature": None}
+AFTER = {"requests": 600, "errors": 3, "buckets": {0.1: 480, 0.5: 594, 1.0: 600}, "cpu": 3.0, "feature": 30}
+
+
+def samples_for(host: str, start: float, shape: dict, missing: set[int] = frozenset(),
+                drop: tuple[str, ...] = ()) -> list[Sample]:
+    """61 samples a minute apart over an hour; counters grow by `shape` every minute (the host
+    restarts halfway: its counters fall back to zero and count again)."""
+    samples = []
+    for minute in range(61):
+        count = minute if minute <= 30 else minute - 30  # a restart at minute 30: counters reset
+        values = {"requests": count * shape["requests"], "errors": count * shape["errors"],
+                  "cpu": count * shape["cpu"]}
+        values.update({f"le:{bound!r}": count * n for bound, n in shape["buckets"].items()})
+        values["le:inf"] = count * shape["requests"]
+        if shape["feature"] is not None:
+            values["feature:batch-order"] = count * shape["feature"]
+        for key in drop:
+            values.pop(key)
+        samples.append(Sample("prod", host, start + 60 * minute, None if minute in missing else values))
+    return samples
+
+
+def fixed_store(tmp_path: Path, language: str = "en", notes: str = "Adds batch orders.",
+                features: tuple[str, ...] = ("batch-order",), drop: tuple[str, ...] = ()):
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
+    (tmp_path / "environments.yaml").write_text(CONFIG.format(language=language))
+    config = load_config(tmp_path / "environments.yaml")
+    store = SqliteStore(config.state_path)
+    journal = Journal(store)
+    store.add_release(Release("2.0.0", "/a.tgz", "ff", 1, notes=notes, features=list(features), created_by="ci"))
+    for stage in ("gray", "full"):
+        run = store.start_stage_run("2.0.0", stage, "prod", "alice")
+        store.set_stage_run_status(run.id, RunStatus.PASSED)
+    report = schedule(config, store, journal, "2.0.0", "prod")
+    rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
+    live_at = datetime.fromisoformat(report.live_at).timestamp()
+    before, after = rollout_start - WINDOW, live_at
+    # Host b did not answer three times before the release; its counters went on growing.
+    store.add_samples(samples_for("a", before, BEFORE, drop=drop)
+                      + samples_for("b", before, BEFORE, missing={10, 11, 12}, drop=drop)
+                      + samples_for("a", after, AFTER, drop=drop) + samples_for("b", after, AFTER, drop=drop))
+    store.append_event(Event("incident", "gray: detected", environment="prod", release="2.0.0", stage="gray",
+                             data={"time_to_detect": 42.0, "time_to_rollback": 12.5, "within_window": True,
+                                   "reason": "checks failed: error ratio"}))
+    return config, store, live_at + WINDOW + 60
+
+
+def by_key(document: dict) -> dict:
+    return {m["key"]: m for m in document["metrics"]}
+
+
+def test_quantile_interpolates_like_histogram_quantile():
+    buckets = {0.1: 50.0, 0.5: 90.0, 1.0: 100.0, float("inf"): 100.0}
+    assert quantile(buckets, 0.5) == pytest.approx(0.1)
+    assert quantile(buckets, 0.95) == pytest.approx(0.75)
+    assert quantile(buckets, 0.25) == pytest.approx(0.05)
+    assert quantile({0.1: 0.0, float("inf"): 10.0}, 0.5) == 0.1  # beyond the last bound: that bound
+    assert quantile({}, 0.5) is None and quantile({0.1: 0.0}, 0.5) is None
+
+
+def test_report_numbers_match_the_hand_computed_values(tmp_path):
+    config, store, now = fixed_store(tmp_path)
+    document = build(config, store, "2.0.0", now=now)
+    metrics = by_key(document)
+
+    # Both hosts serve 10 requests a second in both windows: 20/s = 1,728,000 a day. The restart
+    # at minute 30 and host b's three silent minutes lose nothing: counters are cumulative.
+    assert metrics["requests"]["before"] == pytest.approx(1_728_000)
+    assert metrics["requests"]["after"] == pytest.approx(1_728_000)
+    assert metrics["requests"]["direction"] == "same"
+    # 6 of 600 failed, then 3 of 600.
+    assert metrics["error_rate"]["before"] == pytest.approx(0.01)
+    assert metrics["error_rate"]["after"] == pytest.approx(0.005)
+    assert metrics["error_rate"]["assessment"] == "better"
+    # 3 of 122 looks found host b silent; afterwards every look was answered.
+    assert metrics["availability"]["before"] == pytest.approx(119 / 122)
+    assert metrics["availability"]["after"] == 1.0
+    # Before: half the requests under 0.1 s, 90% under 0.5 s: p50 = 0.1 s, p95 = 0.5 + 0.5 * 0.05/0.1 = 0.75 s.
+    # After: 80% under 0.1 s, 99% under 0.5 s: p50 = 0.1 * 0.5/0.8 = 0.0625 s, p95 = 0.1 + 0.4 * 0.15/0.19.
+    assert metrics["p50"]["before"] == pytest.approx(0.1)
+    assert metrics["p95"]["before"] == pytest.approx(0.75)
+    assert metrics["p50"]["after"] == pytest.approx(0.0625)
+    assert metrics["p95"]["after"] == pytest.approx(0.1 + 0.4 * 0.15 / 0.19)
+    assert metrics["p95"]["change_percent"] == pytest.approx((0.1 + 0.4 * 0.15 / 0.19 - 0.75) / 0.75 * 100)
+    # 6 CPU seconds a minute per host = 10% of a core; then 5%.
+    assert metrics["cpu"]["before"] == pytest.approx(0.10)
+    assert metrics["cpu"]["after"] == pytest.approx(0.05)
+    # 30 batch orders a minute per host = 86,400 a day; none recorded before: no data, not 0.
+    feature = document["features"][0]
+    assert feature["name"] == "batch-order" and feature["before_per_day"] is None
+    assert feature["after_per_day"] == pytest.approx(86_400)
+    # Each window is an hour of observations per host.
+    assert document["windows"]["before"]["observed_seconds"] == pytest.approx(3600)
+    assert document["windows"]["after"]["observed_seconds"] == pytest.approx(3600)
+    incident = document["incidents"][0]
+    assert incident["time_to_rollback"] == 12.5 and incident["within_sla"] and document["sla"]["met"] is True
+    assert [s["stage"] for s in document["stages"]] == ["gray", "full"] and document["stages"][0]["by"] == "alice"
+    assert document["preview"] is True and document["due_at"]  # 3d delay: not yet due at `now`
+
+    rendered = render(document)
+    assert "p95 response time fell from 750 ms to 416 ms (-45%)" in rendered.markdown
+    assert "error rate fell from 1.00% to 0.50% (-0.50 pp)" in rendered.markdown
+    assert "The new feature batch-order is used 86,400 times a day." in rendered.markdown
+    assert "| batch-order | no data | 86,400 |" in rendered.markdown
+    assert "each was rolled back automatically within the 1 h SLA (the slowest took 12.5 s)" in rendered.markdown
+    assert "Preview: this report is due on" in rendered.markdown
+    as_json = json.loads(rendered.json)
+    assert as_json["metrics"] == document["metrics"] and as_json["summary"][0].startswith("Release 2.0.0 of shop")
+    assert len(rendered.charts) == 7  # six metrics and the feature
+    assert all(png.startswith(b"\x89PNG") for png in rendered.charts.values())
+    assert rendered.html.count("data:image/png;base64,") == 7
+    assert rendered.mail_html.count('src="cid:chart-') == 7
+
+
+def test_the_whole_report_in_simplified_chinese(tmp_path):
+    config, store, now = fixed_store(tmp_path, language="zh-CN")
+    rendered = render(build(config, store, "2.0.0", now=now))
+    assert "p95 响应时间从 750 毫秒 降至 416 毫秒（-45%）" in rendered.markdown
+    assert "错误率从 1.00% 降至 0.50%（-0.50 个百分点）" in rendered.markdown
+    assert "新功能 batch-order 每天被使用 86,400 次。" in rendered.markdown
+    assert "| batch-order | 无数据 | 86,400 |" in rendered.markdown
+    assert rendered.subject == "[shop] 版本 2.0.0 发布效果报告"
+    assert '<html lang="zh-CN">' in rendered.html
+    for english in ("fell", "rose", "no data", "Summary", "Incidents", "Before and after", "a day"):
+        assert english not in rendered.markdown and english not in rendered.html, english
+
+
+def test_a_metric_without_data_says_no_data_never_zero(tmp_path):
+    config, store, now = fixed_store(tmp_path, drop=("cpu",))  # configured, but no host exports it
+    document = build(config, store, "2.0.0", now=now)
+    cpu = by_key(document)["cpu"]
+    assert cpu["before"] is None and cpu["after"] is None and cpu["change"] is None
+    rendered = render(document)
+    assert "| CPU use per host | no data | no data | — |" in rendered.markdown
+    assert "No data for: CPU use per host." in rendered.markdown
+    assert json.loads(rendered.json)["metrics"][5]["after"] is None
+    assert "chart-cpu" not in rendered.charts
+
+
+def test_no_samples_at_all_is_no_data_everywhere(tmp_path):
+    config, store, now = fixed_store(tmp_path)
+    store.prune_samples("prod", now + 1)
+    document = build(config, store, "2.0.0", now=now)
+    assert all(m["before"] is None and m["after"] is None for m in document["metrics"])
+    rendered = render(document)
+    assert "There are no measurements to compare" in rendered.markdown
+    assert "0%" not in rendered.markdown.split("## Before and after")[1].split("##")[0]
+    assert rendered.charts == {}
+
+
+def test_release_notes_and_feature_names_are_escaped(tmp_path):
+    hostile = '<script>alert("x")</script> & [link](http://evil.example) | *bold*'
+    config, store, now = fixed_store(tmp_path, notes=hostile, features=("<img src=x onerror=alert(1)>",))
+    rendered = render(build(config, store, "2.0.0", now=now))
+    assert "<script>" not in rendered.html and "<img src=x" not in rendered.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; [link](http://evil.example)" in rendered.html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered.html
+    assert not re.search(r"(?<!\\)<(script|img)", rendered.markdown)
+    assert r"\<script\>" in rendered.markdown and r"\[link\](http://evil.example) \| \*bold\*" in rendered.markdown
+    assert json.loads(rendered.json)["release"]["notes"] == hostile  # JSON keeps the text as it is
+
+
+def test_the_after_window_ends_when_the_next_release_starts_rolling_out(tmp_path):
+    config, store, now = fixed_store(tmp_path)
+    store.add_release(Release("2.1.0", "/b.tgz", "ee", 1))
+    store.start_stage_run("2.1.0", "gray", "prod", "bob")
+    document = build(config, store, "2.0.0", now=now)
+    assert document["windows"]["after"]["cut_short_by"] == "2.1.0"
+    assert "the window after ends early, when 2.1.0 started rolling out" in render(document).markdown
+
+
+def test_report_is_scheduled_when_the_last_stage_passes(project):
+    with (project.dir / "environments.yaml").open("a") as config:
+        config.write("report:\n  delay: 2h\n")
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", "--to", "gray", check=True)
+    assert project.status()["reports"] == []
+    project.cli("run", "1.0.0", check=True)
+    [report] = project.status()["reports"]
+    live_at = [r for r in project.status()["releases"][0]["stages"] if r["stage"] == "full"][0]["finished_at"]
+    delay = datetime.fromisoformat(report["due_at"]) - datetime.fromisoformat(live_at)
+    assert report["state"] == "scheduled" and abs(delay.total_seconds() - 7200) < 5
+    due = json.loads(project.cli("report", "due", "--json", check=True).stdout)
+    assert due["due"] == []
+    preview = project.cli("report", "1.0.0", "--out", "-", "--format", "md", check=True)
+    assert "Preview: this report is due on" in preview.stdout and "a preview; the report is due" in preview.stderr
+    written = json.loads(project.cli("report", "1.0.0", "--json", check=True).stdout)
+    assert Path(written["path"]).is_file() and written["preview"] is True
+    assert (Path(written["path"]).parent / "report.md").is_file()
+    unknown = project.cli("report", "9.9.9")
+    assert unknown.returncode == 2 and "unknown release" in unknown.stderr
+    early = project.cli("report", "1.0.0", "--force")
+    assert early.returncode == 2
+
+
+def test_report_config_errors_name_file_line_and_key(tmp_path):
+    from releaser.errors import ConfigError
+
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
+    (tmp_path / "environments.yaml").write_text(
+        "project: shop\n"
+        "environments:\n"
+        "  prod:\n"
+        "    playbook: app\n"
+        "    report_to: [not-an-address]\n"
+        "    hosts: [a]\n"
+        "pipeline:\n"
+        "  - {stage: full, environment: prod}\n"
+        "report:\n"
+        "  language: fr\n"
+        "  delay: soon\n"
+        "  metrics:\n"
+        "    latency: http_request_duration_seconds\n"
+        "    requests: 'http_requests_total{code='\n"
+        "  mail:\n"
+        "    smtp: mail.example.com:99999\n"
+        "    from: nobody\n"
+        "    username_env: SMTP_USER\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "environments.yaml")
+    found = {(p.line, p.key) for p in caught.value.problems}
+    for expected in ((5, "environments.prod.report_to[0]"), (10, "report.language"), (11, "report.delay"),
+                     (12, "report.metrics"), (14, "report.metrics.requests"), (15, "report.mail"),
+                     (16, "report.mail.smtp"), (17, "report.mail.from"), (18, "report.mail.username_env")):
+        assert expected in found, (expected, sorted(found))
