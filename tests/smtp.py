@@ -64,13 +64,15 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.data_reached.set()
-        if self.data_delay:
-            await asyncio.sleep(self.data_delay)
+        """Queue the message, then (with data_delay) be slow to say so: the reply a sender
+        that dies now never reads."""
         self.messages.append({
             "from": envelope.mail_from, "to": list(envelope.rcpt_tos),
             "message": email.message_from_bytes(envelope.original_content, policy=email.policy.default),
         })
+        self.data_reached.set()
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         return "250 2.0.0 accepted"
 
 
@@ -90,17 +92,21 @@ class SmtpServer:
         elif security == "ssl":
             options.update(ssl_context=context)
         if self.users:
-            options.update(authenticator=self._authenticate, auth_require_tls=security != "none")
+            # aiosmtpd counts only STARTTLS as TLS; implicit TLS is encrypted from the first byte
+            options.update(authenticator=self._authenticate, auth_require_tls=security == "starttls")
         self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **options)
         self.controller.start()
+        self.running = True
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         login, password = auth_data.login.decode(), auth_data.password.decode()
-        return AuthResult(success=self.users.get(login) == password)
+        return AuthResult(success=self.users.get(login) == password, handled=False)  # handled=False: reply 535
 
     @property
     def messages(self) -> list[dict]:
         return self.mailbox.messages
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.running:
+            self.running = False
+            self.controller.stop()

@@ -50,8 +50,7 @@ def compose(rendered: Rendered, spec: MailSpec, recipients: tuple[str, ...], mes
     html = message.get_payload()[1]
     for cid, png in rendered.charts.items():
         html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{cid}.png")
-    message.add_attachment(rendered.markdown.encode(), maintype="text", subtype="markdown",
-                           filename=f"report-{version}.md")
+    message.add_attachment(rendered.markdown, subtype="markdown", filename=f"report-{version}.md")
     message.add_attachment(rendered.json.encode(), maintype="application", subtype="json",
                            filename=f"report-{version}.json")
     return message
@@ -84,7 +83,8 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if spec.username_env:
-                smtp.login(os.environ.get(spec.username_env, ""), os.environ.get(spec.password_env or "", ""))
+                smtp.login(os.environ.get(spec.username_env, ""), os.environ.get(spec.password_env or "", ""),
+                           initial_response_ok=False)
             _check(smtp.mail(_address(spec.sender)), (250,), "MAIL FROM")
             refused = {}
             for recipient in recipients:
