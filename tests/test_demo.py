@@ -50,6 +50,15 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert [s["status"] for s in releases["1.1.0"]["stages"]] == ["passed"] * 4
     first = {s["stage"]: s for s in releases["1.0.0"]["stages"]}
     assert first["gray"]["status"] == "skipped" and "no baseline" in first["gray"]["reason"]
+    # 1.1.0's effect report: written, its path printed, measured from the samples releaser recorded
+    report = directory / ".releaser" / "reports" / "1.1.0" / "report.html"
+    assert summary["report"] == str(report) and str(report) in proc.stderr and report.is_file()
+    document = json.loads(report.with_name("report.json").read_text())
+    metrics = {m["key"]: m for m in document["metrics"]}
+    assert metrics["requests"]["before"] and metrics["requests"]["after"]
+    assert metrics["p95"]["assessment"] == "better"  # 1.1.0 answers faster than 1.0.0
+    assert document["features"][0]["before_per_day"] is None and document["features"][0]["after_per_day"] > 0
+    assert [r["state"] for r in status["reports"] if r["release"] == "1.1.0"] == ["sent"]
 
     again = run_demo(directory)
     assert again.returncode == 0, again.stderr
