@@ -39,6 +39,13 @@ pipeline:
   - stage: full
     environment: prod
     waves: [50%, 100%]
+# The effect report, 3 days after full rollout, written under .releaser/reports/. Give prod a
+# `metrics:` source, name your metrics here, and add `mail:` and prod's `report_to:` to mail it
+# (see environments.example.yaml).
+report:
+  delay: 3d
+  window: 3d
+  language: en                 # or zh-CN
 """,
     "playbooks/app.yaml": """\
 # How to deploy on one host. releaser unpacks the artifact into releases/<id>, links the

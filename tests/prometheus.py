@@ -15,7 +15,8 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    def __init__(self, base: Path, targets: list[str], interval: str = "1s", users: dict[str, str] | None = None):
+    def __init__(self, base: Path, targets: list[str], interval: str = "1s", users: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()):
         """`users`: name -> password required by basic auth on the HTTP API (none by default)."""
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,7 @@ class Prometheus:
             (base / "web.yml").write_text("basic_auth_users:\n" + "".join(f"  {n}: '{h}'\n" for n, h in hashed.items()))
             self.web_args = [f"--web.config.file={base / 'web.yml'}"]
             self.auth = next(iter(users.items()))
+        self.web_args += list(extra_args)
         self.process: subprocess.Popen | None = None
         self.start()
 

@@ -132,3 +132,26 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
     assert old.status is ReleaseStatus.LIVE and old.url is None
     assert store.reports() == [] and store.samples("prod", 0, 2e9) == []
     store.close()
+
+
+def test_reports_outbox_and_samples(store):
+    from releaser.model import Report, ReportState, Sample
+
+    store.add_release(Release("1.0", "/a", "ff", 1))
+    first = store.schedule_report(Report("1.0", "prod", "2026-01-01T00:00:00+00:00", "2026-01-04T00:00:00+00:00",
+                                         ReportState.SCHEDULED, "<m1@x>"))
+    assert first.state is ReportState.SCHEDULED and first.message_id == "<m1@x>"
+    store.update_report("1.0", state=ReportState.SENT, sent_at="2026-01-04T00:01:00+00:00")
+    # passing the last stage again does not schedule a report that went out
+    again = store.schedule_report(Report("1.0", "prod", "2026-02-01T00:00:00+00:00", "2026-02-04T00:00:00+00:00",
+                                         ReportState.SCHEDULED, "<m2@x>"))
+    assert again.state is ReportState.SENT and again.due_at.startswith("2026-01-04") and again.message_id == "<m1@x>"
+    with pytest.raises(ValueError):
+        store.update_report("1.0", environment="test")
+
+    store.add_samples([Sample("prod", "a", 10.0, {"requests": 1.0}), Sample("prod", "b", 10.0, None),
+                       Sample("prod", "a", 20.0, {"requests": 5.0}), Sample("test", "a", 15.0, {})])
+    assert [(s.host, s.ts, s.values) for s in store.samples("prod", 0, 15)] == [("a", 10.0, {"requests": 1.0}),
+                                                                              ("b", 10.0, None)]
+    assert store.last_sample_ts("prod") == 20.0 and store.last_sample_ts("dev") is None
+    assert store.prune_samples("prod", 15.0) == 2 and len(store.samples("prod", 0, 100)) == 1

@@ -131,20 +131,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     live_at = parse_ts(scheduled.live_at if scheduled else live[-1].finished_at).timestamp() if (scheduled or live) else None
     due_at = parse_ts(scheduled.due_at).timestamp() if scheduled else None
 
-    windows: dict[str, dict | None] = {"before": None, "after": None}
-    if rollout_start is not None:
-        windows["before"] = {"start": rollout_start - spec.window, "end": rollout_start, "cut_short_by": None}
-    if live_at is not None:
-        end, cut = live_at + spec.window, None
-        for run in store.stage_runs():
-            started = parse_ts(run.started_at).timestamp()
-            if run.release != version and run.environment == env.name and live_at < started < end:
-                end, cut = started, run.release
-                break
-        if now < end:
-            end, cut = now, None
-        windows["after"] = {"start": live_at, "end": max(end, live_at), "cut_short_by": cut}
-
+    windows = _windows(store, version, env.name, spec.window, rollout_start, live_at, now)
     problems: list[str] = []
     lines: dict[str, Timeline | None] = {}
     for name, window in windows.items():
@@ -196,6 +183,26 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
         "series": {name: step_values(line) if line else [] for name, line in lines.items()},
         "problems": problems,
     }
+
+
+def _windows(store: Store, version: str, environment: str, length: float, rollout_start: float | None,
+             live_at: float | None, now: float) -> dict[str, dict | None]:
+    """Before: `length` up to the rollout's start. After: `length` from the pass of the last
+    stage, ended early by now (a preview) or by the next release's rollout there."""
+    windows: dict[str, dict | None] = {"before": None, "after": None}
+    if rollout_start is not None:
+        windows["before"] = {"start": rollout_start - length, "end": rollout_start, "cut_short_by": None}
+    if live_at is not None:
+        end, cut = live_at + length, None
+        for run in store.stage_runs():
+            started = parse_ts(run.started_at).timestamp()
+            if run.release != version and run.environment == environment and live_at < started < end:
+                end, cut = started, run.release
+                break
+        if now < end:
+            end, cut = now, None
+        windows["after"] = {"start": live_at, "end": max(end, live_at), "cut_short_by": cut}
+    return windows
 
 
 def _incident(event: Event, sla: float) -> dict:

@@ -12,7 +12,8 @@ scheduled -> sending -> committing -> sent:
   who checks the mailbox for its Message-ID and, if it is missing, sends it with
   `releaser report VERSION --send --force` (same Message-ID, so mail clients fold a
   duplicate away).
-- a delivery that fails is retried (tenacity) and then stays due, the reason in `status`.
+- a delivery that fails is retried (tenacity) and then stays due, the reason in `status`;
+  `report due` tries it again after a pause that doubles from a minute up to an hour.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from ..store import Store
 from .compute import build
 from .mail import MailNotSent, MailUncertain, compose, send
 from .render import Rendered, render
+
+RETRY_PAUSE, MAX_RETRY_PAUSE = 60.0, 3600.0
 
 
 def schedule(config: Config, store: Store, journal: Journal, version: str, environment: str) -> Report:
@@ -90,10 +93,21 @@ class Outbox:
         self.config, self.store, self.journal = config, store, journal
 
     def due(self, now: datetime | None = None) -> list[Report]:
+        """Reports whose time has come, and whose last failed attempt was long enough ago: the
+        pause doubles from a minute up to an hour, so that a mail server that is down does not
+        hold up `watch`, which also minds the rollback windows."""
         now = now or datetime.now(timezone.utc)
-        return [r for r in self.store.reports()
-                if r.state in (ReportState.SCHEDULED, ReportState.SENDING, ReportState.COMMITTING)
-                and datetime.fromisoformat(r.due_at) <= now]
+        result = []
+        for report in self.store.reports():
+            if report.state not in (ReportState.SCHEDULED, ReportState.SENDING, ReportState.COMMITTING):
+                continue
+            ready = datetime.fromisoformat(report.due_at)
+            if report.last_error and report.attempts:
+                pause = min(RETRY_PAUSE * 2 ** (report.attempts - 1), MAX_RETRY_PAUSE)
+                ready = max(ready, datetime.fromisoformat(report.updated_at) + timedelta(seconds=pause))
+            if ready <= now:
+                result.append(report)
+        return result
 
     def send_due(self) -> list[Outcome]:
         return [self.send(report.release) for report in self.due()]
