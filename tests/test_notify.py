@@ -2,43 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
-
-class Receiver:
-    """Records POSTed JSON per path; /broken/... always answers 500."""
-
-    def __init__(self):
-        self.received: dict[str, list[dict]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.received.setdefault(self.path, []).append(body)
-                self.send_response(500 if self.path.startswith("/broken") else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.httpd.shutdown()
 
 
 def test_webhooks_tell_of_start_failure_and_rollback(project, receiver):

@@ -146,30 +146,35 @@ def test_smtp_down_is_retried_then_stays_due(live, smtp):
     assert live.status()["reports"][0]["state"] == "scheduled"
 
 
-def test_implicit_tls_and_a_refused_recipient(project, tmp_path):
+def test_implicit_tls_a_refused_recipient_and_a_broken_webhook(project, tmp_path, receiver):
     server = SmtpServer(tmp_path / "smtps", security="ssl", users={"releaser": PASSWORD},
                         refuse=("gone@example.com",))
     try:
-        configure(project, server, security="ssl", recipients=("am@example.com", "gone@example.com"))
+        configure(project, server, security="ssl", recipients=("am@example.com", "gone@example.com"),
+                  webhook=f"  webhook:\n    url: {receiver.url}/broken\n")
         project.register("1.0.0")
         project.cli("run", "1.0.0", check=True)
         project.cli("report", "due", "--send", check=True)
         assert len(server.messages) == 1 and server.messages[0]["to"] == ["am@example.com"]
         [report] = project.status()["reports"]
         assert report["state"] == "sent" and "refused gone@example.com" in report["last_error"]
+        # the webhook answers 500: retried, journaled; the mail, the delivery of record, stays sent once
+        assert len(receiver.received["/broken"]) == 3
+        events = json.loads(project.cli("history", "--json").stdout)["events"]
+        assert any(e["kind"] == "report.webhook_failed" for e in events)
     finally:
         server.stop()
 
 
-def test_watch_sends_due_reports_and_a_webhook(project, smtp, health):
-    hook = "  webhook:\n    url: http://127.0.0.1:{port}/report-hook\n"
-    configure(project, smtp, webhook=hook.format(port=health.port))
+def test_watch_sends_due_reports_and_posts_the_webhook(project, smtp, receiver):
+    configure(project, smtp, webhook=f"  webhook:\n    url: {receiver.url}/reports\n")
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     watched = json.loads(project.cli("watch", "--once", "--json").stdout)
     assert [r["state"] for r in watched["reports"]] == ["sent"]
     assert len(smtp.messages) == 1
-    events = json.loads(project.cli("history", "--json").stdout)["events"]
-    # The health server answers 404 to the hook's path: retried, journaled, the mail stays sent.
-    assert any(e["kind"] == "report.webhook_failed" for e in events)
-    assert project.status()["reports"][0]["state"] == "sent"
+    [posted] = receiver.received["/reports"]
+    assert posted["release"] == "1.0.0" and posted["message_id"] == smtp.messages[0]["message"]["Message-ID"]
+    assert posted["report"]["release"]["version"] == "1.0.0" and posted["path"].endswith("report.html")
+    again = json.loads(project.cli("watch", "--once", "--json").stdout)
+    assert again["reports"] == [] and len(smtp.messages) == 1
