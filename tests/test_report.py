@@ -214,8 +214,18 @@ def test_the_after_window_ends_when_the_next_release_starts_rolling_out(tmp_path
     store.add_release(Release("2.1.0", "/b.tgz", "ee", 1))
     store.start_stage_run("2.1.0", "gray", "prod", "bob")
     document = build(config, store, "2.0.0", now=now)
-    assert document["windows"]["after"]["cut_short_by"] == "2.1.0"
+    assert document["windows"]["after"]["cut_short_by"] == {"by": "release", "release": "2.1.0"}
     assert "the window after ends early, when 2.1.0 started rolling out" in render(document).markdown
+
+
+def test_the_after_window_ends_when_the_release_is_rolled_back(tmp_path):
+    config, store, now = fixed_store(tmp_path)
+    rolled = store.append_event(Event("rollback.done", "rolled back", environment="prod", release="2.0.0",
+                                      stage="full"))
+    document = build(config, store, "2.0.0", now=now)
+    assert document["windows"]["after"]["cut_short_by"] == {"by": "rollback", "at": rolled.ts}
+    markdown = render(document).markdown
+    assert "The release was rolled back on" in markdown and "the release was rolled back on" in markdown
 
 
 def test_report_is_scheduled_when_the_last_stage_passes(project):

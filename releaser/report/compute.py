@@ -188,7 +188,8 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
 def _windows(store: Store, version: str, environment: str, length: float, rollout_start: float | None,
              live_at: float | None, now: float) -> dict[str, dict | None]:
     """Before: `length` up to the rollout's start. After: `length` from the pass of the last
-    stage, ended early by now (a preview) or by the next release's rollout there."""
+    stage, ended early by now (a preview), by a rollback there (the release stopped running),
+    or by the next release's rollout there."""
     windows: dict[str, dict | None] = {"before": None, "after": None}
     if rollout_start is not None:
         windows["before"] = {"start": rollout_start - length, "end": rollout_start, "cut_short_by": None}
@@ -197,7 +198,12 @@ def _windows(store: Store, version: str, environment: str, length: float, rollou
         for run in store.stage_runs():
             started = parse_ts(run.started_at).timestamp()
             if run.release != version and run.environment == environment and live_at < started < end:
-                end, cut = started, run.release
+                end, cut = started, {"by": "release", "release": run.release}
+                break
+        for event in store.events(environment=environment):
+            at = parse_ts(event.ts).timestamp()
+            if event.kind == "rollback.done" and event.release in (version, None) and live_at < at < end:
+                end, cut = at, {"by": "rollback", "at": event.ts}
                 break
         if now < end:
             end, cut = now, None

@@ -92,8 +92,10 @@ def _windows(report: dict, words: Words) -> str:
             continue
         spans[name] = words("window_span", start=words.when(window["start"]), end=words.when(window["end"]),
                             observed=words.seconds(window["observed_seconds"]))
-        if window["cut_short_by"]:
-            spans[name] += f" — {words('cut_short', next=window['cut_short_by'])}"
+        cut = window["cut_short_by"]
+        if cut:
+            spans[name] += " — " + (words("cut_short", next=cut["release"]) if cut["by"] == "release"
+                                    else words("cut_by_rollback", at=words.when(cut["at"])))
     rollout = report["rollout"]
     between = f"{words.when(rollout['started_at'])} – {words.when(rollout['live_at'])}"
     return words("windows", before=spans["before"], after=spans["after"], rollout=between)

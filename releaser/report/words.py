@@ -22,6 +22,8 @@ TEXT = {
         "windows": "Before: {before}. After: {after}. The rollout itself ({rollout}) is left out.",
         "window_span": "{start} to {end} ({observed} measured)",
         "cut_short": "the window after ends early, when {next} started rolling out",
+        "cut_by_rollback": "the window after ends early: the release was rolled back on {at}",
+        "s.rolled_back": "The release was rolled back on {at}; the figures after it cover the time it ran.",
         "charts": "Over time",
         "chart_note": "Blue: before the release. Green: after. Grey band: the rollout.",
         "feature_usage": "Feature usage",
@@ -77,6 +79,8 @@ TEXT = {
         "windows": "发布前：{before}。发布后：{after}。发布过程本身（{rollout}）不计入。",
         "window_span": "{start} 至 {end}（有数据 {observed}）",
         "cut_short": "因 {next} 开始发布，发布后窗口提前结束",
+        "cut_by_rollback": "该版本已于 {at} 回滚，发布后窗口提前结束",
+        "s.rolled_back": "该版本已于 {at} 回滚；发布后的数据只涵盖其运行期间。",
         "charts": "随时间变化",
         "chart_note": "蓝色：发布前。绿色：发布后。灰色区域：发布过程。",
         "feature_usage": "功能使用情况",
@@ -213,6 +217,9 @@ class Words:
         if report["rollout"]["live_at"]:
             lines.append(self("s.live", version=release["version"], project=report["project"],
                               environment=report["environment"]["name"], live=self.when(report["rollout"]["live_at"])))
+        cut = (report["windows"]["after"] or {}).get("cut_short_by")
+        if cut and cut["by"] == "rollback":
+            lines.append(self("s.rolled_back", at=self.when(cut["at"])))
         compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
         moved = sorted((m for m in compared if m["direction"] != "same"),
                        key=lambda m: -abs(m["change_percent"] or 0))
