@@ -390,7 +390,7 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
     if out is None:
         path = write_copies(config, target, rendered)
         app.say(f"wrote {path} (and report.md, report.json beside it)")
-        app.emit({"ok": True, "path": str(path), "preview": document["preview"], "report": document})
+        app.emit({"ok": True, "path": str(path), "preview": document["preview"], "report": json.loads(rendered.json)})
         return
     if out == "-" and app.json:
         raise UsageError("--out - and --json would both write to stdout; choose one")

@@ -84,13 +84,14 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
 
 
 def _effect_report(config, store, journal, say: Say) -> str:
-    """Wait until 1.1.0's report is due (seconds here, days in production) and deliver it:
-    with no mail configured, that is the copy under .releaser/reports/."""
+    """Wait until 1.1.0's report is due (seconds here, days in production) and deliver the due
+    reports, as `releaser report due --send` does: with no mail configured, the copies under
+    .releaser/reports/."""
     outbox = Outbox(config, store, journal)
     scheduled = store.get_report("1.1.0")
     say("\n== 1.1.0's effect report: the window before its rollout against the window after", "cyan")
     time.sleep(max(0.0, (datetime.fromisoformat(scheduled.due_at) - datetime.now(timezone.utc)).total_seconds()))
-    outcome = outbox.send("1.1.0")
+    outcome = next(o for o in outbox.send_due() if o.release == "1.1.0")
     document = json.loads(Path(outcome.path).with_name("report.json").read_text())
     for line in document["summary"]:
         say(f"   {line}")

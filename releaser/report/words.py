@@ -42,6 +42,7 @@ TEXT = {
         "s.compared": "Compared with the {window} before it:",
         "s.nothing_changed": "Compared with the {window} before it, nothing measured changed noticeably.",
         "s.no_metrics": "There are no measurements to compare: no metrics were available for these windows.",
+        "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no window after it to compare.",
         "s.feature_new": "The new feature {name} is used {count} times a day.",
         "s.feature": "The feature {name} is used {count} times a day ({before} before).",
         "s.incidents_ok": "There {were} {count} incident{s}; each was rolled back automatically within the {sla} SLA (the slowest took {slowest}).",
@@ -99,6 +100,7 @@ TEXT = {
         "s.compared": "与发布前 {window} 相比：",
         "s.nothing_changed": "与发布前 {window} 相比，各项指标没有明显变化。",
         "s.no_metrics": "没有可对比的数据：这两个时间窗口内没有可用的指标。",
+        "s.not_live": "{version} 未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
         "s.feature_new": "新功能 {name} 每天被使用 {count} 次。",
         "s.feature": "功能 {name} 每天被使用 {count} 次（发布前为 {before}）。",
         "s.incidents_ok": "共发生 {count} 次故障，均在 {sla} SLA 内自动回滚（最慢一次用时 {slowest}）。",
@@ -223,7 +225,11 @@ class Words:
         compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
         moved = sorted((m for m in compared if m["direction"] != "same"),
                        key=lambda m: -abs(m["change_percent"] or 0))
-        if not compared:
+        if not report["rollout"]["live_at"]:
+            last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
+            status = self.text.get(f"st.{last['status']}", last["status"])
+            lines.append(self("s.not_live", version=release["version"], stage=last["stage"], status=status))
+        elif not compared:
             lines.append(self("s.no_metrics"))
         elif not moved:
             lines.append(self("s.nothing_changed", window=window))
