@@ -128,12 +128,7 @@ class Outbox:
         if report.state is ReportState.SENT:
             return Outcome(version, "skipped", f"already sent at {report.sent_at}", report.path)
         if report.state is ReportState.COMMITTING:
-            why = ("the sender stopped while the mail server was accepting the message; it may have arrived. "
-                   f"Look for Message-ID {report.message_id} in the recipients' mail; if it is missing, run "
-                   f"`releaser report {version} --send --force`")
-            self.store.update_report(version, state=ReportState.UNCONFIRMED, last_error=why)
-            self.journal.record("report.unconfirmed", f"report of {version}: {why}", release=version,
-                                data={"message_id": report.message_id})
+            self._unconfirmed(report, "the sender stopped while the mail server was accepting the message")
             report.state = ReportState.UNCONFIRMED
         if report.state is ReportState.UNCONFIRMED and not force:
             return Outcome(version, "unconfirmed", self.store.get_report(version).last_error, report.path)
@@ -144,11 +139,7 @@ class Outbox:
         try:
             refused = self._mail(report, rendered)
         except MailUncertain as exc:
-            why = (f"{exc}. Look for Message-ID {report.message_id} in the recipients' mail; if it is missing, "
-                   f"run `releaser report {version} --send --force`")
-            self.store.update_report(version, state=ReportState.UNCONFIRMED, last_error=why)
-            self.journal.record("report.unconfirmed", f"report of {version}: {why}", release=version)
-            return Outcome(version, "unconfirmed", why, path)
+            return Outcome(version, "unconfirmed", self._unconfirmed(report, str(exc)), path)
         except MailNotSent as exc:
             self.store.update_report(version, state=ReportState.SCHEDULED, last_error=str(exc))
             self.journal.record("report.failed", f"the report of {version} could not be mailed (it stays due): {exc}",
@@ -168,6 +159,15 @@ class Outbox:
             )
         self._post_webhook(report, rendered.subject, document, path)
         return Outcome(version, "sent", detail, path)
+
+    def _unconfirmed(self, report: Report, cause: str) -> str:
+        """The mail may have arrived: say so, and how to check and resend; never guess."""
+        why = (f"{cause}; it may have arrived. Look for Message-ID {report.message_id} in the recipients' mail; "
+               f"if it is missing, run `releaser report {report.release} --send --force`")
+        self.store.update_report(report.release, state=ReportState.UNCONFIRMED, last_error=why)
+        self.journal.record("report.unconfirmed", f"report of {report.release}: {why}", release=report.release,
+                            data={"message_id": report.message_id})
+        return why
 
     def _recipients(self, report: Report) -> tuple[str, ...]:
         env = self.config.environments.get(report.environment)
