@@ -335,7 +335,7 @@ def watch(app: App, once: bool, interval: str) -> None:
 @command(cli)
 @click.argument("target", metavar="VERSION|due")
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]),
-              help="With --out: the format to write (default: from the file name, else html).")
+              help="Write this format to --out, or to stdout (default with --out: from its name, else html).")
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), help="Write one format here ('-': stdout).")
 @click.option("--send", is_flag=True, help="Deliver it (mail, webhook, copy under .releaser/reports/).")
 @click.option("--force", is_flag=True, help="With --send: send a report whose delivery is unconfirmed again.")
@@ -384,6 +384,8 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
             sys.exit(EXIT_NEEDS_HUMAN)
         return
     document, rendered = produce(config, store, target)
+    if fmt and out is None:
+        out = "-"
     if document["preview"]:
         app.say(f"{target}: a preview; " + (f"the report is due {document['due_at']}" if document["due_at"]
                                             else "the release has not passed its last stage"), "yellow")

@@ -241,7 +241,7 @@ def test_report_is_scheduled_when_the_last_stage_passes(project):
     assert report["state"] == "scheduled" and abs(delay.total_seconds() - 7200) < 5
     due = json.loads(project.cli("report", "due", "--json", check=True).stdout)
     assert due["due"] == []
-    preview = project.cli("report", "1.0.0", "--out", "-", "--format", "md", check=True)
+    preview = project.cli("report", "1.0.0", "--format", "md", check=True)  # to stdout
     assert "Preview: this report is due on" in preview.stdout and "a preview; the report is due" in preview.stderr
     written = json.loads(project.cli("report", "1.0.0", "--json", check=True).stdout)
     assert Path(written["path"]).is_file() and written["preview"] is True
