@@ -132,7 +132,12 @@ class Outbox:
             report.state = ReportState.UNCONFIRMED
         if report.state is ReportState.UNCONFIRMED and not force:
             return Outcome(version, "unconfirmed", self.store.get_report(version).last_error, report.path)
-        self.store.update_report(version, state=ReportState.SENDING, attempts=report.attempts + 1)
+        recipients = self._recipients(report) if self.config.report.mail else ()
+        with self.store.transaction():
+            self.store.update_report(version, state=ReportState.SENDING, attempts=report.attempts + 1)
+            self.journal.record("report.sending", f"writing the effect report of {version}"
+                                + (f" and mailing it to {', '.join(recipients)}" if recipients else ""),
+                                release=version, data={"attempt": report.attempts + 1, "recipients": list(recipients)})
         document, rendered = produce(self.config, self.store, version)
         path = str(write_copies(self.config, version, rendered))
         self.store.update_report(version, path=path)
@@ -148,7 +153,6 @@ class Outbox:
         detail = "; ".join(f"refused {r}: {why}" for r, why in refused.items())
         with self.store.transaction():
             self.store.update_report(version, state=ReportState.SENT, sent_at=utcnow(), last_error=detail)
-            recipients = self._recipients(report) if self.config.report.mail else ()
             self.journal.record(
                 "report.sent",
                 f"the effect report of {version} was " + (f"mailed to {', '.join(r for r in recipients if r not in refused)}"
