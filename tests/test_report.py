@@ -284,3 +284,17 @@ def test_report_config_errors_name_file_line_and_key(tmp_path):
                      (12, "report.metrics"), (14, "report.metrics.requests"), (15, "report.mail"),
                      (16, "report.mail.smtp"), (17, "report.mail.from"), (18, "report.mail.username_env")):
         assert expected in found, (expected, sorted(found))
+
+
+def test_samples_a_pending_report_needs_are_kept_however_long_the_rollout(tmp_path):
+    from releaser.model import ReportState
+    from releaser.report.timeline import _still_needed_from
+
+    config, store, _now = fixed_store(tmp_path)
+    rollout = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
+    ten_days_later = rollout + 10 * 86400
+    kept_from = _still_needed_from(store, "prod", config.report, ten_days_later)
+    assert kept_from == pytest.approx(rollout - WINDOW - 86400)  # its before window, and a day
+    store.update_report("2.0.0", state=ReportState.SENT)
+    assert _still_needed_from(store, "prod", config.report, ten_days_later) == pytest.approx(
+        ten_days_later - 2 * WINDOW - 3 * 86400 - 86400)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..fleet import fan_out
 from ..health.sources import PrometheusSource, ScrapeSource, Selector, counter_increase, promql_regex
 from ..health.base import render_template
-from ..model import Config, Environment, ReportSpec, Sample
+from ..model import Config, Environment, ReleaseStatus, ReportSpec, ReportState, Sample, parse_ts
 from ..store import Store
 
 
@@ -123,7 +123,19 @@ def record_if_due(config: Config, store: Store) -> None:
     if last is not None and now - last < min(spec.resolution / 4, 60.0):
         return
     record_samples(store, env, spec, now)
-    store.prune_samples(env.name, now - (2 * spec.window + spec.delay + 86400))
+    store.prune_samples(env.name, _still_needed_from(store, env.name, spec, now))
+
+
+def _still_needed_from(store: Store, environment: str, spec: ReportSpec, now: float) -> float:
+    """The oldest sample a report may still ask for: a window before the rollout of every release
+    still being promoted or whose report has not gone out, however long its rollout took."""
+    oldest = now - 2 * spec.window - spec.delay
+    pending = {r.release for r in store.reports() if r.state is not ReportState.SENT}
+    pending |= {r.version for r in store.list_releases() if r.status is ReleaseStatus.PROMOTING}
+    for run in store.stage_runs():
+        if run.environment == environment and run.release in pending:
+            oldest = min(oldest, parse_ts(run.started_at).timestamp() - spec.window)
+    return oldest - 86400  # and a day to spare
 
 
 def from_samples(samples: list[Sample], start: float, end: float, step: float, hosts: int) -> Timeline:
