@@ -11,6 +11,7 @@ from pathlib import Path
 
 import re
 from dataclasses import replace
+from email.utils import parseaddr
 
 from .errors import ConfigError
 from .health import CHECK_TYPES, Check
@@ -191,7 +192,7 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
         else:
             fields.problem("smtp", f"expected host or host:port, got {server!r}")
     sender = fields.str("from", required=True) or ""
-    if sender and not _ADDRESS.match(_bare_address(sender)):
+    if sender and not _ADDRESS.match(parseaddr(sender)[1]):
         fields.problem("from", f"expected an e-mail address, got {sender!r}")
     ca_file = fields.str("ca_file")
     spec = MailSpec(
@@ -215,12 +216,6 @@ def _report_webhook(parent: Fields) -> Webhook | None:
                    fields.duration("timeout", 10.0))
     fields.finish()
     return hook
-
-
-def _bare_address(text: str) -> str:
-    """'Name <a@b>' -> 'a@b'."""
-    match = re.search(r"<([^<>]*)>\s*$", text)
-    return match.group(1) if match else text.strip()
 
 
 class _Loader:
@@ -251,7 +246,7 @@ class _Loader:
         metrics = self._metrics(fields)
         report_to = []
         for item, line, key in fields.items("report_to"):
-            if not isinstance(item, str) or not _ADDRESS.match(_bare_address(item)):
+            if not isinstance(item, str) or not _ADDRESS.match(parseaddr(item)[1]):
                 self.problems.add(fields.file, line, key, f"expected an e-mail address, got {item!r}")
             else:
                 report_to.append(item)

@@ -28,22 +28,22 @@ class Prometheus:
             f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{quoted}]\n"
         )
         self.auth = None
-        self.web_args = []
+        self.args = []
         if users:
             import bcrypt
 
             hashed = {n: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode() for n, p in users.items()}
             (base / "web.yml").write_text("basic_auth_users:\n" + "".join(f"  {n}: '{h}'\n" for n, h in hashed.items()))
-            self.web_args = [f"--web.config.file={base / 'web.yml'}"]
+            self.args = [f"--web.config.file={base / 'web.yml'}"]
             self.auth = next(iter(users.items()))
-        self.web_args += list(extra_args)
+        self.args += list(extra_args)
         self.process: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={self.base / 'prometheus.yml'}", f"--storage.tsdb.path={self.base / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.web_args],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.args],
             stdout=subprocess.DEVNULL, stderr=open(self.base / "prometheus.log", "ab"),
         )
         deadline = time.monotonic() + 30

@@ -17,7 +17,7 @@ import socket
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate, getaddresses
+from email.utils import formatdate, parseaddr
 from typing import Callable
 
 from ..model import MailSpec
@@ -56,10 +56,6 @@ def compose(rendered: Rendered, spec: MailSpec, recipients: tuple[str, ...], mes
     return message
 
 
-def _address(text: str) -> str:
-    return getaddresses([text])[0][1] or text
-
-
 def _check(reply: tuple[int, bytes], expected: tuple[int, ...], what: str) -> None:
     code, text = reply
     if code not in expected:
@@ -85,10 +81,10 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
             if spec.username_env:
                 smtp.login(os.environ.get(spec.username_env, ""), os.environ.get(spec.password_env or "", ""),
                            initial_response_ok=False)
-            _check(smtp.mail(_address(spec.sender)), (250,), "MAIL FROM")
+            _check(smtp.mail(parseaddr(spec.sender)[1]), (250,), "MAIL FROM")
             refused = {}
             for recipient in recipients:
-                code, text = smtp.rcpt(_address(recipient))
+                code, text = smtp.rcpt(parseaddr(recipient)[1])
                 if code not in (250, 251):
                     refused[recipient] = f"{code} {text.decode(errors='replace')}"
             if len(refused) == len(recipients):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 from pathlib import Path
 
 import requests
@@ -43,7 +43,7 @@ def schedule(config: Config, store: Store, journal: Journal, version: str, envir
     """Called when `version` passes the last stage: its report is due `report.delay` later."""
     now = datetime.now(timezone.utc)
     sender = config.report.mail.sender if config.report.mail else ""
-    domain = sender.rpartition("@")[2].rstrip(">") or "releaser.invalid"
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "releaser.invalid"
     report = store.schedule_report(Report(
         release=version, environment=environment, live_at=now.isoformat(timespec="milliseconds"),
         due_at=(now + timedelta(seconds=config.report.delay)).isoformat(timespec="milliseconds"),
