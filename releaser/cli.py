@@ -19,13 +19,16 @@ import click
 from . import __version__
 from .config import DEFAULT_CONFIG, load_config
 from .errors import EXIT_NEEDS_HUMAN, EXIT_STAGE_FAILED, EXIT_USAGE, ConfigError, ReleaserError, UsageError
+from .interrupts import Interrupts
 from .journal import Journal
 from .notify import open_journal
 from .model import STAGE_ORDER, Event
 from .pipeline import Pipeline
 from .releases import create_release, validate_release_id
 from .status import history_document, status_document
-from .store import open_store
+from .store import StoreMissing, open_store
+
+INTERRUPTS = Interrupts()  # signals while a command acts on hosts: see interrupts.py
 
 
 class App:
@@ -46,10 +49,11 @@ class App:
             self._config = load_config(Path(self.config_file or DEFAULT_CONFIG))
         return self._config
 
-    def store(self):
+    def store(self, read_only: bool = False):
+        """The state; a command that only reads creates no database (StoreMissing instead)."""
         if self._store is None:
             config = self.config()
-            self._store = open_store(config.state_backend, config.state_path)
+            self._store = open_store(config.state_backend, config.state_path, config.state_wait, create=not read_only)
         return self._store
 
     def journal(self) -> Journal:
@@ -59,7 +63,8 @@ class App:
         return self._journal
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None)
+        return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None,
+                        interrupts=INTERRUPTS)
 
     @property
     def live(self) -> bool:
@@ -269,6 +274,21 @@ def resume(app: App, roll_back: bool) -> None:
     app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
 
 
+@cli.group()
+def state() -> None:
+    """The state database."""
+
+
+@command(state, "rebuild")
+def state_rebuild(app: App) -> None:
+    """Rebuild what every host runs from the hosts' own records (after the state database was lost)."""
+    rebuilt = app.pipeline().rebuild()
+    for env, hosts in rebuilt.items():
+        versions = sorted({v or "nothing" for v in hosts.values()})
+        app.say(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")
+    app.emit({"ok": True, "environments": rebuilt})
+
+
 @command(cli)
 @click.argument("environment")
 @click.option("--force", is_flag=True, required=True, help="Required: this clears a lock another process may hold.")
@@ -306,7 +326,7 @@ def watch(app: App, once: bool, interval: str) -> None:
     rolled_back, alarms, reports, looks = [], [], [], 0
     stop = threading.Event()
     # A signal ends the watch between looks, never in the middle of a rollback.
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set():
         result = watcher.look_once()
@@ -413,7 +433,12 @@ def status(app: App) -> None:
     """What every host runs, the locks, and every release's stages."""
     from .status import print_status
 
-    document = status_document(app.config(), app.store())
+    try:
+        store = app.store(read_only=True)
+    except StoreMissing as missing:
+        app.say(f"note: {missing}", "yellow")
+        store = app._store = open_store("sqlite", Path(":memory:"))
+    document = status_document(app.config(), store)
     if app.json:
         app.emit(document)
     else:
@@ -426,7 +451,7 @@ def status(app: App) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N events.")
 def history(app: App, release_id: str | None, environment: str | None, limit: int | None) -> None:
     """The journal: every state change, oldest first."""
-    events = app.store().events(release=release_id, environment=environment, limit=limit)
+    events = app.store(read_only=True).events(release=release_id, environment=environment, limit=limit)
     if app.json:
         app.emit(history_document(events))
         return
@@ -448,13 +473,8 @@ def demo(app: App, directory: str | None) -> None:
     app.emit({"ok": True, **summary})
 
 
-def _interrupt(signum, frame) -> None:
-    """SIGTERM (a cancelled CI job) stops a stage like Ctrl-C: its hosts are rolled back."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    INTERRUPTS.install()
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -27,7 +27,7 @@ from .yamlsrc import load_yaml
 DEFAULT_CONFIG = "environments.yaml"
 PLAYBOOK_DIR = "playbooks"
 CHECKS_DIR = "healthchecks"
-HOOKS = ("prepare", "restart", "verify")
+HOOKS = ("prepare", "restart", "verify", "version")
 STATE_BACKENDS = ("sqlite",)
 ARTIFACT_MODES = ("push", "pull")
 METRIC_SOURCES = ("scrape", "prometheus")
@@ -55,10 +55,11 @@ def load_config(path: Path) -> Config:
 
     project = top.str("project", required=True) or "app"
     state = top.mapping("state")
-    backend, state_path = "sqlite", ".releaser/state.db"
+    backend, state_path, state_wait = "sqlite", ".releaser/state.db", 10.0
     if state is not None:
         backend = state.str("backend", "sqlite", choices=STATE_BACKENDS)
         state_path = state.str("path", state_path)
+        state_wait = state.duration("wait", state_wait)
         state.finish()
 
     defaults = top.mapping("defaults") or Fields({}, top.file, "defaults", problems)
@@ -93,6 +94,7 @@ def load_config(path: Path) -> Config:
         project=project,
         state_backend=backend,
         state_path=(path.parent / state_path).resolve(),
+        state_wait=state_wait,
         environments=environments,
         pipeline=tuple(pipeline),
         playbooks=loader.playbooks,

@@ -1,7 +1,11 @@
-"""Apply a version change to hosts: prepare all, then switch (restart, verify), journaled per host.
+"""Apply a version change to hosts: prepare, then switch (restart, verify), and ask hosts what
+they really run.
 
-The store hears of every switch before it happens (deployment status `switching`) and of
-its outcome after, so an interrupted run can be reconciled against `readlink current`.
+Each host's phase runs detached on the host (`playbook.detached`) and the outcome is read from
+the lines it appended to the host's own record, so a dropped connection loses no outcome: a
+host whose phase cannot be read back is `unknown` and the store marks it in doubt until it is
+asked again. The store hears of every phase before it starts (deployment `preparing` /
+`switching`, journal `*.started`) and of its outcome after.
 """
 
 from __future__ import annotations
@@ -10,19 +14,28 @@ from dataclasses import dataclass, field
 
 from . import playbook as pb
 from .fleet import Fleet, HostResult
+from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
 from .model import Deployment, Environment, Host, Playbook, Release
 from .store import Store
 
 SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `current` moved
+OPEN = ("preparing", "switching", "unknown")  # deployment statuses whose outcome the hosts know better
 
 
 @dataclass
 class ChangeOutcome:
-    """Per host: ok, or why it failed (the store's host state says which hosts switched)."""
+    """Per host: ok, or why not. `unknown` hosts (also in `failed`) could not say what they did."""
 
     ok: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+
+
+def session_timeout(command_timeout: float) -> float:
+    """How long the connection waits for a detached phase: it may first wait for an earlier
+    phase's lock on the host, then run for up to the command timeout."""
+    return 2 * command_timeout + 15
 
 
 class Deployer:
@@ -36,156 +49,219 @@ class Deployer:
         states = self.store.host_states(self.env.name)
         return {h.name: states[h.name].version if h.name in states else None for h in self.env.hosts}
 
-    def previous_good(self, host: str, version: str) -> str | None:
-        """What the host ran before it last received `version`: its rollback target."""
-        for dep in reversed(self.store.deployments(environment=self.env.name, host=host)):
-            if dep.action == "deploy" and dep.to_version == version and dep.status in SWITCHED:
-                return dep.from_version
-        return None
-
-    def _mark_switched(self, host: str, version: str, previous: str | None) -> None:
-        self.store.set_host_state(self.env.name, host, version, previous)
-
     # -- deploy --
 
     def deploy(self, release: Release, hosts: list[Host], run_id: int | None, stage: str | None) -> ChangeOutcome:
         """Prepare on every host, then switch the prepared ones (the switch runs restart and verify)."""
         outcome = ChangeOutcome()
         current = self.current_versions()
-        deps = {
-            d.host: d
-            for d in self.store.add_deployments(
-                [
-                    Deployment(None, run_id, self.env.name, h.name, "deploy", current[h.name], release.version, "preparing")
-                    for h in hosts
-                ]
-            )
-        }
+        deps = self._deployments(hosts, "deploy", current, {h.name: release.version for h in hosts}, run_id, "preparing")
         tag = {"environment": self.env.name, "release": release.version, "stage": stage}
-
-        prepared = self._prepare(release, hosts)
-        ready = [h for h in hosts if prepared[h.name].ok]
-        self._fail_hosts(outcome, deps, prepared, "prepare", tag)
-
+        self.journal.record("prepare.started", f"  prepare {release.version} on {len(hosts)} host(s)",
+                            data={"hosts": [h.name for h in hosts], "run": run_id}, **tag)
+        prepared = self.prepare(release, hosts, deps, f"stage-{run_id}")
         with self.store.transaction():
-            for host in ready:
-                self.store.update_deployment(deps[host.name].id, "switching")
-        switched = self.fleet.run(
-            "switch",
-            ready,
-            lambda h: pb.switch_script(
-                self.playbook, h, release.version, "deploy", _protect(current[h.name])
-            ),
-        )
-        live: list[Host] = []
-        with self.store.transaction():
-            for host in ready:
-                result = switched[host.name]
-                did_switch, _ = pb.parse_switched(result.stdout)
-                if did_switch:
-                    self._mark_switched(host.name, release.version, current[host.name])
-                if result.ok:
-                    self.store.update_deployment(deps[host.name].id, "switched")
-                    live.append(host)
-                else:
-                    phase = "verify" if result.exit_code == pb.EXIT_VERIFY_FAILED else "switch"
-                    why = f"{phase}: {result.why()}"
-                    status = "switched_broken" if did_switch else "failed"
-                    self.store.update_deployment(deps[host.name].id, status, why)
-                    outcome.failed[host.name] = why
-                    self.journal.record("host.failed", f"{host.name}: {why}", host=host.name, data=result.to_dict(), **tag)
-
-        outcome.ok = [h.name for h in live]
+            for name, result in prepared.items():
+                if not result.ok:
+                    why = f"prepare: {result.why()}"
+                    outcome.failed[name] = why
+                    self.store.update_deployment(deps[name].id, "failed", why)
+                    self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
+            ready = [h for h in hosts if prepared[h.name].ok]
+            self.journal.record("prepare.finished", f"  prepared {release.version} on {len(ready)}/{len(hosts)} host(s)",
+                                data={"ok": [h.name for h in ready], "failed": sorted(outcome.failed)}, **tag)
+        switched = self._switch(ready, deps, "deploy", f"stage-{run_id}", stage, current)
+        outcome.ok = switched.ok
+        outcome.failed.update(switched.failed)
+        outcome.unknown = switched.unknown
         return outcome
 
-    def _prepare(self, release: Release, hosts: list[Host]) -> dict[str, HostResult]:
+    def prepare(self, release: Release, hosts: list[Host], deps: dict[str, Deployment], run: str,
+                stoppable: bool = True) -> dict[str, HostResult]:
         """Get the artifact onto each host (pushed by the transport, or pulled by the host
         from the release's URL), check its sha256 there, unpack."""
         pull = self.env.artifacts == "pull"
-        return self.fleet.run(
-            "prepare",
-            hosts,
-            lambda h: pb.prepare_script(self.playbook, h, release.version, release.sha256, release.url if pull else None),
-            None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
-        )
-
-    def _fail_hosts(self, outcome, deps, results: dict[str, HostResult], phase: str, tag: dict) -> None:
-        with self.store.transaction():
-            for name, result in results.items():
-                if result.ok:
-                    continue
-                why = f"{phase}: {result.why()}"
-                outcome.failed[name] = why
-                self.store.update_deployment(deps[name].id, "failed", why)
-                self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
-
-    # -- rollback --
-
-    def switch_back(
-        self, targets: dict[str, str], run_id: int | None, releases: dict[str, Release], stage: str | None
-    ) -> ChangeOutcome:
-        """Switch each host to its target release with the same switch code path as a deploy.
-
-        A target no longer unpacked on a host (cleaned up, or a new host) is prepared first
-        from its registered artifact, then switched."""
-        outcome = ChangeOutcome()
-        if not targets:
-            return outcome
-        current = self.current_versions()
-        hosts = [h for h in self.env.hosts if h.name in targets]
-        deps = {
-            d.host: d
-            for d in self.store.add_deployments(
-                [
-                    Deployment(None, run_id, self.env.name, h.name, "rollback", current[h.name], targets[h.name], "switching")
-                    for h in hosts
-                ]
-            )
-        }
 
         def script(host: Host) -> str:
-            return pb.switch_script(self.playbook, host, targets[host.name], "rollback", _protect(current[host.name]))
+            op = deps[host.name].op + "p"
+            body = pb.prepare_script(self.playbook, host, release.version, release.sha256, op, run,
+                                     release.url if pull else None)
+            return pb.detached(body, host, op, run, "prepare", release.version, self.env.command_timeout)
 
-        results = self.fleet.run("rollback", hosts, script)
-        missing = [h for h in hosts if results[h.name].exit_code == pb.EXIT_NOT_PREPARED]
-        for version in sorted({targets[h.name] for h in missing}):
-            group = [h for h in missing if targets[h.name] == version]
-            prepared = self._prepare(releases[version], group)
-            again = self.fleet.run("rollback", [h for h in group if prepared[h.name].ok], script)
-            results.update({name: prepared[name] for name in prepared if not prepared[name].ok})
-            results.update(again)
+        return self.fleet.run(
+            "prepare", hosts, script, None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
+            timeout=session_timeout(self.env.command_timeout), stoppable=stoppable,
+        )
 
-        tag = {"environment": self.env.name, "stage": stage}
+    def _deployments(self, hosts: list[Host], action: str, current: dict[str, str | None], targets: dict[str, str],
+                     run_id: int | None, status: str) -> dict[str, Deployment]:
+        return {
+            d.host: d
+            for d in self.store.add_deployments([
+                Deployment(None, run_id, self.env.name, h.name, action, current[h.name], targets[h.name], status,
+                           op=pb.new_op())
+                for h in hosts
+            ])
+        }
+
+    # -- the switch, for deploy and rollback alike --
+
+    def _switch(self, hosts: list[Host], deps: dict[str, Deployment], action: str, run: str, stage: str | None,
+                current: dict[str, str | None]) -> ChangeOutcome:
+        outcome = ChangeOutcome()
+        if not hosts:
+            return outcome
+        targets = {h.name: deps[h.name].to_version for h in hosts}
+        versions = sorted(set(targets.values()))
+        tag = {"environment": self.env.name, "stage": stage, "release": versions[0] if len(versions) == 1 else None}
         with self.store.transaction():
             for host in hosts:
-                result = results[host.name]
-                did_switch, _ = pb.parse_switched(result.stdout)
-                target = targets[host.name]
-                if did_switch:
-                    self._mark_switched(host.name, target, self.previous_good(host.name, target))
-                if result.ok:
-                    self.store.update_deployment(deps[host.name].id, "switched")
+                self.store.update_deployment(deps[host.name].id, "switching")
+            self.journal.record(
+                "switch.started", f"  {action}: switching {len(hosts)} host(s) to {', '.join(versions)}",
+                data={"action": action, "targets": targets, "run": run}, **tag,
+            )
+
+        def script(host: Host) -> str:
+            dep = deps[host.name]
+            body = pb.switch_script(self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name]))
+            return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
+
+        results = self.fleet.run("switch" if action == "deploy" else "rollback", hosts, script,
+                                 timeout=session_timeout(self.env.command_timeout), stoppable=action == "deploy")
+        with self.store.transaction():
+            for host in hosts:
+                dep, result = deps[host.name], results[host.name]
+                status, why = self._settle(dep, result, outcome_of(steps_in(result.stdout), dep.op))
+                if status == "switched":
                     outcome.ok.append(host.name)
                 else:
-                    why = f"rollback: {result.why()}"
-                    self.store.update_deployment(deps[host.name].id, "failed", why)
                     outcome.failed[host.name] = why
-                    self.journal.record(
-                        "host.rollback_failed", f"{host.name}: {why}", host=host.name, release=target,
-                        data=result.to_dict(), **tag,
-                    )
+                    if status == "unknown":
+                        outcome.unknown[host.name] = why
+                    kind = "host.failed" if action == "deploy" else "host.rollback_failed"
+                    self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
+                                        **{**tag, "release": dep.to_version})
+            self.journal.record(
+                "switch.finished",
+                f"  {action}: {len(outcome.ok)}/{len(hosts)} host(s) switched"
+                + (f"; {len(outcome.unknown)} unknown: {', '.join(sorted(outcome.unknown))}" if outcome.unknown else ""),
+                data={"action": action, "ok": outcome.ok, "failed": outcome.failed, "unknown": sorted(outcome.unknown),
+                      "run": run}, **tag,
+            )
+        return outcome
+
+    def _settle(self, dep: Deployment, result: HostResult, phase: PhaseOutcome | None) -> tuple[str, str]:
+        """Record one host's switch outcome (deployment and host state); (status, why)."""
+        name, target = dep.host, dep.to_version
+        if phase is None:
+            if result.started:
+                why = f"no answer, outcome unknown until the host is asked again: {result.why()}"
+                self.store.update_deployment(dep.id, "unknown", why)
+                self.store.doubt_host(self.env.name, name, f"its switch to {target} may have happened: {result.why()}")
+                return "unknown", why
+            why = f"switch: {result.why()}"
+            self.store.update_deployment(dep.id, "failed", why)
+            return "failed", why
+        if phase.switched:
+            doubt = "" if phase.ok else f"switched to {target} but the switch did not finish cleanly"
+            self.store.set_host_state(self.env.name, name, target, phase.previous, doubt)
+        if phase.ok:
+            self.store.update_deployment(dep.id, "switched")
+            return "switched", ""
+        if not phase.finished:
+            why = f"the host did not finish its switch while connected: {result.why()}"
+            self.store.update_deployment(dep.id, "unknown", why)
+            self.store.doubt_host(self.env.name, name, why)
+            return "unknown", why
+        step = phase.failed_step or "switch"
+        why = f"{step.split(' ')[0]}: {result.why()}"
+        self.store.update_deployment(dep.id, "switched_broken" if phase.switched else "failed", why)
+        return "failed", why
+
+    def switch_back(self, targets: dict[str, str], run_id: int | None, releases: dict[str, Release],
+                    stage: str | None, run: str) -> ChangeOutcome:
+        """Switch each host to its target with the same switch code path as a deploy. A target
+        no longer unpacked on a host (cleaned up, or a new host) is prepared first from its
+        registered artifact, then switched."""
+        if not targets:
+            return ChangeOutcome()
+        current = self.current_versions()
+        hosts = [h for h in self.env.hosts if h.name in targets]
+        deps = self._deployments(hosts, "rollback", current, targets, run_id, "switching")
+        outcome = self._switch(hosts, deps, "rollback", run, stage, current)
+        missing = [h for h in hosts if h.name in outcome.failed and outcome.failed[h.name].startswith("not-prepared")]
+        for version in sorted({targets[h.name] for h in missing}):
+            release = releases.get(version)
+            group = [h for h in missing if targets[h.name] == version]
+            if release is None:
+                continue
+            again = self._deployments(group, "rollback", current, targets, run_id, "preparing")
+            prepared = self.prepare(release, group, again, run, stoppable=False)
+            ready = [h for h in group if prepared[h.name].ok]
+            for host in group:
+                if not prepared[host.name].ok:
+                    outcome.failed[host.name] = f"prepare: {prepared[host.name].why()}"
+                    self.store.update_deployment(again[host.name].id, "failed", outcome.failed[host.name])
+            second = self._switch(ready, again, "rollback", run, stage, current)
+            for name in second.ok:
+                outcome.failed.pop(name, None)
+                outcome.ok.append(name)
+            outcome.failed.update(second.failed)
+            outcome.unknown.update(second.unknown)
         return outcome
 
     # -- reality --
 
-    def probe(self, hosts: list[Host] | None = None) -> dict[str, str | None | Exception]:
-        """What each host really runs (`readlink current`), or the error that hid it."""
+    def ask(self, hosts: list[Host] | None = None) -> dict[str, HostView]:
+        """What each host really runs: `current`, its record and the version its app serves
+        (waiting for a phase still running there), or the error that hid it."""
         hosts = list(hosts or self.env.hosts)
-        results = self.fleet.run("probe", hosts, pb.probe_script)
+        results = self.fleet.run("ask", hosts, lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout),
+                                 timeout=session_timeout(self.env.command_timeout), quiet=True)
         return {
-            name: pb.parse_current(r.stdout) if r.ok else RuntimeError(r.why())
+            name: parse_view(name, r.stdout) if r.ok else HostView(name, error=r.why())
             for name, r in results.items()
         }
+
+    def reconcile(self, views: dict[str, HostView]) -> None:
+        """Make the store agree with what the hosts say: settle switches whose outcome was
+        unknown, correct what each host runs, mark the hosts that could not be asked."""
+        states = self.store.host_states(self.env.name)
+        with self.store.transaction():
+            for dep in self.store.deployments(environment=self.env.name):
+                view = views.get(dep.host)
+                if dep.status not in OPEN or view is None or not view.reachable or not dep.op:
+                    continue
+                phase = outcome_of(view.steps, dep.op)
+                if phase is not None and phase.finished:
+                    status = "switched" if phase.ok else ("switched_broken" if phase.switched else "failed")
+                else:
+                    status = "failed"  # it never began, or the host lost it: the host's `current` says the rest
+                self.store.update_deployment(dep.id, status, f"settled from the host's record (was {dep.status})")
+            for name, view in views.items():
+                state = states.get(name)
+                believed = state.version if state else None
+                if not view.reachable:
+                    self.journal.record("reconcile.unreachable", f"{name}: cannot ask what it runs: {view.error}",
+                                        environment=self.env.name, host=name, data={"error": view.error})
+                    self.store.doubt_host(self.env.name, name, f"could not be asked: {view.error}")
+                    continue
+                doubt = "" if view.settled else f"`current` is {view.current or 'nothing'} but the app serves {view.served}"
+                previous = view.previous(view.current) if view.current else None
+                previous = previous or (state.previous if state and state.version == view.current else None)
+                if (believed, state.previous if state else None, state.doubt if state else "") == \
+                        (view.current, previous, doubt):
+                    continue
+                self.store.set_host_state(self.env.name, name, view.current, previous, doubt)
+                if believed != view.current or doubt:
+                    self.journal.record(
+                        "reconcile.corrected",
+                        f"{name}: the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
+                        + (f" ({doubt})" if doubt else ""),
+                        environment=self.env.name, host=name,
+                        data={"believed": believed, "actual": view.current, "served": view.served},
+                    )
 
 
 def _protect(version: str | None) -> tuple[str, ...]:

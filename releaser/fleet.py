@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, TypeVar
 
 from .model import Environment, Host
-from .transport import Session, Transport
-from .transport.base import tail
+from .transport.base import Session, Transport, tail
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +53,7 @@ class HostResult:
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    started: bool = False  # the script was sent: the host may have acted on it
 
     def why(self) -> str:
         if self.error:
@@ -70,6 +70,7 @@ class HostResult:
             "stdout_tail": tail(self.stdout, 500),
             "stderr_tail": tail(self.stderr, 500),
             "error": self.error,
+            "started": self.started,
         }
 
 
@@ -83,12 +84,13 @@ class Fleet:
 
     def __init__(
         self, environment: Environment, transport: Transport, progress: ProgressFn | None = None,
-        tick: TickFn | None = None,
+        tick: TickFn | None = None, stopping: Callable[[], bool] = lambda: False,
     ):
         self.environment = environment
         self.transport = transport
         self.progress = progress
         self.tick = tick
+        self.stopping = stopping  # once true, no host starts new work (hosts at work finish)
         self._sessions: dict[str, Session] = {}
 
     def __enter__(self) -> Fleet:
@@ -112,9 +114,11 @@ class Fleet:
         uploads_for: Callable[[Host], list[Upload]] | None = None,
         timeout: float | None = None,
         quiet: bool = False,
+        stoppable: bool = False,
     ) -> dict[str, HostResult]:
         """One script per host (after its uploads), at most `parallel` hosts at once.
-        `quiet` phases (health checks while baking) report no progress."""
+        `quiet` phases (health checks while baking) report no progress; in `stoppable` ones
+        (a deploy's), hosts not yet started stay untouched once the fleet is stopping."""
 
         timeout = timeout or self.environment.command_timeout
         phase_started = time.monotonic()
@@ -123,17 +127,23 @@ class Fleet:
         counting = threading.Lock()
 
         def one(host: Host) -> HostResult:
-            started = time.monotonic()
+            started, sent = time.monotonic(), False
             try:
+                if stoppable and self.stopping():
+                    raise InterruptedError("not started: the run is stopping")
                 session = self._session(host)
                 for local_path, remote_path in uploads_for(host) if uploads_for else []:
                     session.put(local_path, remote_path)
-                result = session.run(script_for(host), timeout)
+                script = script_for(host)
+                sent = True
+                result = session.run(script, timeout)
             except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
                 self._sessions.pop(host.name, None)
-                outcome = HostResult(host.name, False, None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
+                outcome = HostResult(host.name, False, None, time.monotonic() - started,
+                                     error=f"{type(exc).__name__}: {exc}", started=sent)
             else:
-                outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout, result.stderr)
+                outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout,
+                                     result.stderr, started=True)
                 if result.timed_out:
                     outcome.error = f"timed out after {timeout:g}s"
             if self.tick and not quiet:

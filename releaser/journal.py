@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .failpoints import from_environment
 from .model import Event
 from .store import Store
 
@@ -15,10 +16,13 @@ class Journal:
         self.store = store
         self.sink = sink
         self.listeners = listeners
+        self.failpoint = from_environment()
 
     def record(self, kind: str, message: str, **fields) -> Event:
         """Append an event (durable when this returns), then show it and tell the listeners."""
         event = self.store.append_event(Event(kind=kind, message=message, **fields))
+        if self.failpoint is not None:
+            self.failpoint.after(event)
         if self.sink:
             self.sink(event)
         for listener in self.listeners:

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from .journal import Journal
-from .model import Lock, utcnow
+from .model import Claim, Lock, utcnow
 from .store import Store
 
 DEFAULT_LEASE = 300.0
@@ -80,6 +80,10 @@ class EnvironmentLock:
         self._thread = threading.Thread(target=self._heartbeat, name=f"lock-{self.environment}", daemon=True)
         self._thread.start()
         return self
+
+    def claim(self) -> Claim:
+        """This holder, for the runs it works on: their lease is renewed with the lock's."""
+        return Claim(whoami(), os.getpid(), socket.gethostname(), self.token, _lease_until(self.lease))
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.lease / 3):

@@ -179,6 +179,7 @@ class Config:
     playbooks: dict[str, Playbook]
     webhooks: tuple[Webhook, ...] = ()
     report: ReportSpec = field(default_factory=ReportSpec)
+    state_wait: float = 10.0  # how long a write waits for another process holding the state's lock
 
     @property
     def base_dir(self) -> Path:
@@ -219,14 +220,14 @@ class RunStatus(StrEnum):
     ROLLING_BACK = "rolling_back"
     PASSED = "passed"
     ROLLED_BACK = "rolled_back"
-    ROLLBACK_FAILED = "rollback_failed"
+    ROLLBACK_FAILED = "rollback_failed"  # its rollback could not finish: `resume` goes on with it
     SKIPPED = "skipped"
     HELD = "held"  # inconclusive at the end of the bake with `on_inconclusive: hold`
 
     @property
     def open(self) -> bool:
-        """A run in this state was interrupted if its owner is gone: `resume` picks it up."""
-        return self in (RunStatus.RUNNING, RunStatus.ROLLING_BACK)
+        """A run in this state is unfinished business: `resume` picks it up once its owner is gone."""
+        return self in (RunStatus.RUNNING, RunStatus.ROLLING_BACK, RunStatus.ROLLBACK_FAILED)
 
 
 @dataclass
@@ -243,6 +244,17 @@ class Release:
     url: str | None = None  # where hosts fetch the artifact in pull mode
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who works on a run: the process (pid on hostname) and the lease its lock heartbeat renews."""
+
+    owner: str
+    pid: int
+    hostname: str
+    token: str
+    lease_until: str
+
+
 @dataclass
 class StageRun:
     id: int
@@ -255,6 +267,55 @@ class StageRun:
     reason: str = ""
     forced: bool = False
     owner: str = ""
+    pid: int | None = None
+    hostname: str | None = None
+    lease_until: str | None = None
+    last_look_at: str | None = None  # a rollback window's last passing look
+
+
+class RollbackStatus(StrEnum):
+    RUNNING = "running"
+    INCOMPLETE = "incomplete"  # hosts were left (unreachable, or their switch failed): `resume` goes on
+    DONE = "done"
+    SUPERSEDED = "superseded"  # a later manual rollback of the environment took over
+
+    @property
+    def open(self) -> bool:
+        return self in (RollbackStatus.RUNNING, RollbackStatus.INCOMPLETE)
+
+
+class Cause(StrEnum):
+    """Why a rollback happened."""
+
+    STAGE = "stage"  # a step or a check failed while the stage ran
+    WINDOW = "window"  # a check failed inside the rollback window after the stage passed
+    SIGNAL = "signal"  # SIGTERM, SIGINT or SIGHUP stopped the stage
+    MANUAL = "manual"  # `releaser rollback`
+    RESUME = "resume"  # `releaser resume --rollback` of an interrupted stage
+
+
+@dataclass
+class RollbackRun:
+    """One rollback of one environment, planned and carried out by the one rollback path."""
+
+    id: int
+    environment: str
+    cause: Cause
+    releases: list[str]  # what is being rolled back: hosts serving these are switched
+    reason: str
+    status: RollbackStatus
+    started_at: str
+    stage_run_id: int | None = None
+    target: str | None = None  # a release named by hand (`--to`); else each host's previous one
+    plan: dict[str, str] = field(default_factory=dict)  # host -> release it is switched to
+    left: dict[str, str] = field(default_factory=dict)  # host -> why it is not rolled back yet
+    fault_at: str | None = None  # when the fault could first be seen
+    detected_at: str | None = None
+    finished_at: str | None = None
+    owner: str = ""
+    pid: int | None = None
+    hostname: str | None = None
+    lease_until: str | None = None
 
 
 @dataclass
@@ -268,9 +329,10 @@ class Deployment:
     action: str  # deploy | rollback
     from_version: str | None
     to_version: str
-    status: str  # pending | switching | switched | failed | rolled_back
+    status: str  # preparing | switching | switched | switched_broken | failed | unknown
     detail: str = ""
     updated_at: str = ""
+    op: str = ""  # the phase id its lines in the host's record carry
 
 
 @dataclass
@@ -280,6 +342,7 @@ class HostState:
     version: str | None
     previous: str | None
     updated_at: str = ""
+    doubt: str = ""  # why the store cannot vouch for `version` (a switch whose outcome is unknown)
 
 
 @dataclass

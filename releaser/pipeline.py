@@ -1,11 +1,15 @@
 """The promotion state machine: stage by stage, deploy, check, bake, pass or roll back.
 
-Every transition is journaled before the action it announces and its outcome after;
-`resume` picks up a run whose process died, from what the hosts really run.
+A thin orchestrator over deploy (`deploy.py`), the checks (`health/`) and the one rollback
+path (`rollback.py`). Every transition is journaled before the action it announces and its
+outcome after; signals are read at safe points (`interrupts.py`); `resume` picks up a run
+whose process died, from what the hosts really run.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -13,17 +17,20 @@ from typing import Callable
 
 from .cohort import gray_cohort, split_waves, stable_order
 from .deploy import Deployer
-from .errors import Inconclusive, NeedsHuman, StageFailed, UsageError
+from .errors import BusyError, Inconclusive, NeedsHuman, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .health.sources import source_for
+from .interrupts import Interrupted, Interrupts
 from .journal import Journal
 from .locks import EnvironmentLock, whoami
-from .model import Config, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
+from .model import (
+    Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
+    StageSpec,
+)
 from .releases import verify_artifact
-from .report.outbox import schedule as schedule_report
-from .report.timeline import record_if_due
+from .rollback import RollbackResult, Rollbacks, owner_alive
 from .schema import format_duration
 from .store import Store
 from .transport import Transport, transport_for
@@ -46,6 +53,7 @@ class _Stage:
     run: StageRun
     env: Environment
     deployer: Deployer
+    lock: EnvironmentLock
     metrics: object | None = None  # the environment's metric source
 
 
@@ -55,14 +63,14 @@ class Pipeline:
         config: Config,
         store: Store,
         journal: Journal,
-        sleep: Callable[[float], None] = time.sleep,
         transports: Callable[..., Transport] = transport_for,
         tick: TickFn | None = None,
+        interrupts: Interrupts | None = None,
     ):
         self.config, self.store, self.journal = config, store, journal
-        self.sleep = sleep
         self.transports = transports
         self.tick = tick
+        self.interrupts = interrupts or Interrupts()
 
     # -- where a release stands --
 
@@ -94,11 +102,10 @@ class Pipeline:
             raise UsageError("--force needs --reason TEXT, which is journaled")
         if release.status is ReleaseStatus.FAILED:
             raise NeedsHuman(
-                f"{version} failed to roll back earlier; check `releaser status` and fix the hosts with "
-                f"`releaser rollback ENV --reason TEXT` before promoting it again"
+                f"{version} failed to roll back earlier; check `releaser status`, then finish with `releaser resume` "
+                f"or fix the hosts with `releaser rollback ENV --reason TEXT` before promoting it again"
             )
-        following = self.next_stage(version)
-        stage = to_stage or following
+        stage = to_stage or self.next_stage(version)
         if stage is None:
             self.journal.note(f"{version} has passed every stage; nothing to do")
             return None
@@ -117,21 +124,25 @@ class Pipeline:
                 f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "
                 f"register it with `releaser release create {version} --artifact FILE --url URL`"
             )
-        with self._lock(env.name, f"promote {version} --to {stage}"):
+        self.interrupts.check()
+        with self._lock(env.name, f"promote {version} --to {stage}") as lock, self._fleet(env) as fleet:
             self._refuse_open_runs(env)
+            deployer = self._deployer(env, fleet)
+            self._refuse_unknown_hosts(deployer)
             with self.store.transaction():
                 for name in skipped:
                     self.store.start_stage_run(version, name, self.config.stage(name).environment, whoami(),
                                                RunStatus.SKIPPED, forced=True, reason=reason)
                     self.journal.record("stage.skipped", f"{name} skipped for {version} (forced): {reason}",
                                         release=version, stage=name, data={"reason": reason})
-                run = self.store.start_stage_run(version, stage, env.name, whoami(), forced=bool(skipped), reason=reason)
+                run = self.store.start_stage_run(version, stage, env.name, whoami(), forced=bool(skipped),
+                                                 reason=reason, claim=lock.claim())
                 self.store.set_release_status(version, ReleaseStatus.PROMOTING)
                 self.journal.record(
                     "stage.started", f"{stage}: promoting {version} on {env.name}", release=version, stage=stage,
                     environment=env.name, data={"run": run.id, "forced": bool(skipped)},
                 )
-            self._execute(release, spec, run, env)
+            self._execute(_Stage(release, spec, run, env, deployer, lock, source_for(env.metrics)))
         return self.store.get_stage_run(run.id)
 
     def run(self, version: str, to_stage: str | None = None) -> list[StageRun]:
@@ -150,19 +161,44 @@ class Pipeline:
     def _lock(self, environment: str, command: str) -> EnvironmentLock:
         return EnvironmentLock(self.store, self.journal, environment, command)
 
+    def _deployer(self, env: Environment, fleet: Fleet) -> Deployer:
+        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet)
+
     def _refuse_open_runs(self, env: Environment) -> None:
         for run in self.store.stage_runs():
             if run.environment == env.name and run.status.open:
                 raise NeedsHuman(
-                    f"{run.stage} of {run.release} on {env.name} was interrupted (run {run.id}, {run.status}); "
+                    f"{run.stage} of {run.release} on {env.name} is unfinished (run {run.id}, {run.status}); "
                     "run `releaser resume` to finish or roll it back first"
                 )
+        for rollback in self.store.rollbacks(env.name):
+            if rollback.status.open:
+                raise NeedsHuman(
+                    f"rollback {rollback.id} of {env.name} is unfinished ({', '.join(sorted(rollback.left)) or 'interrupted'}); "
+                    "run `releaser resume` to finish it first"
+                )
+
+    def _refuse_unknown_hosts(self, deployer: Deployer) -> None:
+        """A store that knows nothing of an environment whose hosts carry releaser's records
+        was lost or replaced: acting on it would roll back to nothing. Refuse."""
+        env = deployer.env
+        if self.store.host_states(env.name) or self.store.deployments(environment=env.name):
+            return
+        carrying = {name: view for name, view in deployer.ask().items() if view.reachable and view.carries_record}
+        if carrying:
+            sample = ", ".join(f"{name} runs {view.current or 'nothing'}" for name, view in sorted(carrying.items())[:3])
+            raise NeedsHuman(
+                f"the hosts of {env.name} carry releaser's records ({sample}) but the state database "
+                f"{self.config.state_path} knows nothing of them (was it deleted or replaced?); nothing was changed: "
+                "restore it from a backup, or rebuild what the hosts run from their records with `releaser state rebuild`"
+            )
 
     def _fleet(self, env: Environment) -> Fleet:
         def notify(kind: str, message: str, data: dict) -> None:
             self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
 
-        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env), tick=self.tick)
+        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env), tick=self.tick,
+                     stopping=lambda: self.interrupts.requested)
 
     def _phase_progress(self, env: Environment):
         def report(phase: str, results: dict[str, HostResult], seconds: float) -> None:
@@ -175,25 +211,20 @@ class Pipeline:
 
         return report
 
-    def _execute(self, release: Release, spec: StageSpec, run: StageRun, env: Environment, resumed: bool = False,
-                 roll_back: str | None = None) -> None:
-        with self._fleet(env) as fleet:
-            playbook = self.config.playbooks[env.playbook]
-            stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet),
-                           source_for(env.metrics))
-            if resumed:
-                self._reconcile(stage.deployer, run)
-            started = time.monotonic()
+    def _execute(self, stage: _Stage, resumed: bool = False) -> None:
+        started = time.monotonic()
+        with self.interrupts.armed():
             try:
-                if roll_back is not None:
-                    raise _StageFailure(roll_back)
+                if resumed:
+                    stage.deployer.reconcile(stage.deployer.ask())
                 self._deploy_and_bake(stage)
             except _Held as held:
                 self._hold(stage, str(held))
-            except (_StageFailure, KeyboardInterrupt) as exc:
-                why = str(exc) if isinstance(exc, _StageFailure) else f"interrupted ({exc or 'SIGINT'})"
-                self._roll_back_stage(stage, why, started)
-            self._pass(stage, time.monotonic() - started)
+            except _StageFailure as exc:
+                self._fail(stage, str(exc), Cause.STAGE)
+            except Interrupted as exc:
+                self._fail(stage, str(exc), Cause.SIGNAL)
+        self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
         return CheckTarget.of(stage.env, stage.release.version, cohort, stage.deployer.fleet, stage.metrics)
@@ -207,6 +238,7 @@ class Pipeline:
         gate = Gate(spec.checks)
         failed: dict[str, str] = {}
         for number, wave in enumerate(waves, 1):
+            self.interrupts.check()
             self.journal.record(
                 "wave.started",
                 f"{spec.name}: wave {number}/{len(waves)}: {version} to {len(wave)} host(s): "
@@ -216,9 +248,11 @@ class Pipeline:
             outcome = stage.deployer.deploy(stage.release, wave, stage.run.id, spec.name)
             failed.update(outcome.failed)
             done += [h for h in wave if h.name in outcome.ok]
-            if len(outcome.failed) > spec.max_failed_hosts:
+            self.interrupts.check()
+            if len(outcome.failed) > spec.max_failed_hosts or outcome.unknown:
                 raise _StageFailure(
-                    f"{len(outcome.failed)} host(s) of wave {number} failed (budget {spec.max_failed_hosts} per wave): "
+                    f"{len(outcome.failed)} host(s) of wave {number} failed (budget {spec.max_failed_hosts} per wave"
+                    + (", and a host whose outcome is unknown is never within it" if outcome.unknown else "") + "): "
                     + "; ".join(f"{host}: {why}" for host, why in sorted(outcome.failed.items())[:5])
                 )
             if number < len(waves) and spec.checks:
@@ -236,6 +270,8 @@ class Pipeline:
         self._bake(stage, gate, done)
 
     def _bake(self, stage: _Stage, gate: Gate, cohort: list[Host]) -> None:
+        from .report.timeline import record_if_due
+
         spec = stage.spec
         self.journal.record(
             "bake.started",
@@ -255,7 +291,7 @@ class Pipeline:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.sleep(min(spec.interval, remaining))
+            self.interrupts.wait(min(spec.interval, remaining))
         self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
             if spec.on_inconclusive == "hold":
@@ -285,6 +321,8 @@ class Pipeline:
         )
 
     def _pass(self, stage: _Stage, seconds: float) -> None:
+        from .report.outbox import schedule as schedule_report
+
         spec, version = stage.spec, stage.release.version
         last = spec.name == self.config.pipeline[-1].name
         window_until = datetime.now(timezone.utc) + timedelta(seconds=spec.rollback_window)
@@ -302,139 +340,131 @@ class Pipeline:
             if last:
                 schedule_report(self.config, self.store, self.journal, version, stage.env.name)
 
-    def _roll_back_stage(self, stage: _Stage, why: str, started: float) -> None:
-        """Roll every host of the environment that runs the release back to its previous one.
-        Always raises: StageFailed when the rollback worked, NeedsHuman when it did not."""
+    # -- failing: everything goes to the one rollback path --
+
+    def _fail(self, stage: _Stage, why: str, cause: Cause) -> None:
+        """Record the failure and roll the stage back. Always raises: StageFailed when every
+        host serving the release was switched back, NeedsHuman when some could not be."""
         spec, env, version = stage.spec, stage.env, stage.release.version
-        detected = time.monotonic()
-        with self.store.transaction():
-            self.store.set_stage_run_status(stage.run.id, RunStatus.ROLLING_BACK, why)
-            self.journal.record("stage.failed", f"{spec.name}: {version} failed on {env.name}: {why}",
-                                release=version, stage=spec.name, environment=env.name, data={"reason": why})
-        states = self.store.host_states(env.name)
-        targets, stuck = {}, []
-        for host in env.hosts:
-            state = states.get(host.name)
-            if state is None or state.version != version:
-                continue
-            if state.previous:
-                targets[host.name] = state.previous
-            else:
-                stuck.append(host.name)
-        releases = {v: self.store.get_release(v) for v in set(targets.values())}
-        self.journal.record(
-            "rollback.started",
-            f"{spec.name}: rolling back {len(targets)} host(s) of {env.name} to "
-            f"{', '.join(sorted(set(targets.values()))) or 'nothing'}",
-            release=version, stage=spec.name, environment=env.name, data={"targets": targets},
+        self.journal.record("stage.failed", f"{spec.name}: {version} failed on {env.name}: {why}",
+                            release=version, stage=spec.name, environment=env.name,
+                            data={"reason": why, "cause": str(cause), "run": stage.run.id})
+        rollbacks = Rollbacks(self.store, self.journal, stage.deployer)
+        rollback = rollbacks.begin(cause, [version], why, stage.lock.claim(), stage.run, fault_at=self._fault_at(stage.run))
+        self._conclude(rollbacks.carry_out(rollback), f"{spec.name} of {version} failed ({why})")
+
+    def _fault_at(self, run: StageRun) -> str:
+        """When a fault of this stage run could first be seen: its first switch (or, if no host
+        switched, its start)."""
+        for event in self.store.events(release=run.release):
+            if event.kind == "switch.started" and event.data.get("run") == f"stage-{run.id}":
+                return event.ts
+        return run.started_at
+
+    def _conclude(self, result: RollbackResult, what: str) -> None:
+        if result.complete:
+            raise StageFailed(f"{what} and was rolled back ({len(result.switched)} host(s))")
+        raise NeedsHuman(
+            f"{what}; the rollback could not finish on {result.hosts_left()}; {result.rollback.environment} may run "
+            "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"
         )
-        outcome = stage.deployer.switch_back(targets, stage.run.id, releases, spec.name)
-        failed = {**outcome.failed, **{h: "no earlier release to roll back to" for h in stuck}}
-        seconds = time.monotonic() - detected
-        if failed:
-            with self.store.transaction():
-                self.store.set_stage_run_status(stage.run.id, RunStatus.ROLLBACK_FAILED)
-                self.store.set_release_status(version, ReleaseStatus.FAILED)
-                self.journal.record(
-                    "rollback.failed",
-                    f"{spec.name}: rollback failed on {len(failed)} host(s) of {env.name}: "
-                    + "; ".join(f"{h}: {w}" for h, w in sorted(failed.items())),
-                    release=version, stage=spec.name, environment=env.name, data={"failed": failed},
-                )
-            raise NeedsHuman(
-                f"{spec.name} of {version} failed ({why}) and the rollback failed on {', '.join(sorted(failed))}; "
-                f"{env.name} may run mixed versions (see `releaser status`); fix the hosts, then run "
-                f"`releaser rollback {env.name} --to VERSION --reason TEXT`"
-            )
-        with self.store.transaction():
-            self.store.set_stage_run_status(stage.run.id, RunStatus.ROLLED_BACK)
-            self.store.set_release_status(version, ReleaseStatus.ROLLED_BACK)
-            self.journal.record(
-                "rollback.done",
-                f"{spec.name}: rolled back {len(outcome.ok)} host(s) of {env.name} in {seconds:.1f}s",
-                release=version, stage=spec.name, environment=env.name,
-                data={"hosts": outcome.ok, "seconds": round(seconds, 3)},
-            )
-            if stage.run.status is not RunStatus.PASSED:  # a window's incident is recorded by the watcher
-                self.journal.record(
-                    "incident",
-                    f"{spec.name}: {version} on {env.name}: detected {detected - started:.1f}s after the stage "
-                    f"started, rolled back in {seconds:.1f}s",
-                    release=version, stage=spec.name, environment=env.name,
-                    data={"time_to_detect": round(detected - started, 3), "time_to_rollback": round(seconds, 3),
-                          "within_window": True, "reason": why},
-                )
-        raise StageFailed(f"{spec.name} of {version} failed and was rolled back: {why}")
+
+    def roll_back_window(self, run: StageRun, why: str, fault_at: str) -> RollbackResult:
+        """Roll back a release whose stage passed (a check failed inside its rollback window).
+        Raises BusyError when the environment is locked."""
+        env = self.config.environments[run.environment]
+        with self._lock(env.name, f"watch: roll back {run.release}") as lock, self._fleet(env) as fleet:
+            current = self.store.get_stage_run(run.id)
+            if current is None or current.status is not RunStatus.PASSED:
+                raise BusyError(f"run {run.id} is no longer passed ({current.status if current else 'gone'})")
+            rollbacks = Rollbacks(self.store, self.journal, self._deployer(env, fleet))
+            rollback = rollbacks.begin(Cause.WINDOW, [run.release], why, lock.claim(), current, fault_at=fault_at)
+            return rollbacks.carry_out(rollback)
 
     # -- recovery --
 
-    def _reconcile(self, deployer: Deployer, run: StageRun | None = None) -> None:
-        """Make the store agree with what the hosts really run."""
-        env = deployer.env
-        actual = deployer.probe()
-        with self.store.transaction():
-            if run is not None:
-                for dep in self.store.deployments(stage_run_id=run.id):
-                    if dep.status in ("preparing", "switching") and not isinstance(actual.get(dep.host), Exception):
-                        really = actual.get(dep.host)
-                        status = "switched" if really == dep.to_version else "failed"
-                        self.store.update_deployment(dep.id, status, f"interrupted; the host runs {really or 'nothing'}")
-            states = self.store.host_states(env.name)
-            for name, value in actual.items():
-                if isinstance(value, Exception):
-                    self.journal.record("reconcile.unreachable", f"{name}: cannot read what it runs: {value}",
-                                        environment=env.name, host=name)
-                    continue
-                believed = states[name].version if name in states else None
-                if value != believed:
-                    previous = deployer.previous_good(name, value) if value else None
-                    self.store.set_host_state(env.name, name, value, previous)
-                    self.journal.record(
-                        "reconcile.corrected", f"{name}: the store said {believed or 'nothing'}, the host runs "
-                        f"{value or 'nothing'}", environment=env.name, host=name,
-                        data={"believed": believed, "actual": value},
-                    )
-
-    def roll_back_passed(self, run: StageRun, why: str) -> None:
-        """Roll back a release whose stage passed (a check failed inside its rollback window).
-        Raises StageFailed when done, NeedsHuman when the rollback failed, BusyError when locked."""
-        release = self._release(run.release)
-        spec = self.config.stage(run.stage)
-        env = self.config.environments[run.environment]
-        with self._lock(env.name, f"watch: roll back {run.release}"), self._fleet(env) as fleet:
-            playbook = self.config.playbooks[env.playbook]
-            stage = _Stage(release, spec, run, env, Deployer(env, playbook, self.store, self.journal, fleet),
-                           source_for(env.metrics))
-            self._roll_back_stage(stage, why, time.monotonic())
-
     def resume(self, roll_back: bool = False) -> list[StageRun]:
-        """Finish (or, with roll_back, undo) every stage run whose process died."""
-        finished = []
-        for run in [r for r in self.store.stage_runs() if r.status.open]:
-            release = self._release(run.release)
-            spec = self.config.stage(run.stage)
-            env = self.config.environments[run.environment]
-            with self._lock(env.name, f"resume {run.release} {run.stage}"):
-                current = self.store.get_stage_run(run.id)
-                if current is None or not current.status.open:
-                    continue
-                finishing_rollback = current.status is RunStatus.ROLLING_BACK
-                self.journal.record(
-                    "stage.resumed",
-                    f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on {env.name}"
-                    + (" (rolling back)" if finishing_rollback or roll_back else ""),
-                    release=run.release, stage=run.stage, environment=env.name, data={"run": run.id},
-                )
-                why = None
-                if finishing_rollback:
-                    why = current.reason or "finishing an interrupted rollback"
-                elif roll_back:
-                    why = "interrupted; rolled back on request (`resume --rollback`)"
-                else:
-                    verify_artifact(release)
-                self._execute(release, spec, current, env, resumed=True, roll_back=why)
-            finished.append(self.store.get_stage_run(run.id))
+        """Finish every unfinished rollback, then finish (or, with roll_back, undo) every stage
+        run whose process died. Never takes over a run whose owner is alive."""
+        finished: list[StageRun] = []
+        for env in self.config.environments.values():
+            rollbacks = [r for r in self.store.rollbacks(env.name) if r.status.open]
+            runs = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
+            if not rollbacks and not runs:
+                continue
+            for item in [*rollbacks, *runs]:
+                self._refuse_live_owner(item)
+            with self._lock(env.name, f"resume {env.name}") as lock, self._fleet(env) as fleet, self.interrupts.armed():
+                deployer = self._deployer(env, fleet)
+                views = deployer.ask()
+                pending: list[RollbackRun] = []
+                for rollback in rollbacks:
+                    self.store.claim_rollback(rollback.id, lock.claim())
+                    pending.append(rollback)
+                for run in runs:
+                    self.store.claim_stage_run(run.id, lock.claim())
+                    self.journal.record(
+                        "stage.resumed", f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on "
+                        f"{env.name}" + (" (rolling back)" if roll_back or run.status is not RunStatus.RUNNING else ""),
+                        release=run.release, stage=run.stage, environment=env.name, data={"run": run.id},
+                    )
+                    if any(r.stage_run_id == run.id for r in rollbacks):
+                        continue
+                    if run.status is RunStatus.RUNNING and not roll_back:
+                        self._finish_run(run, env, deployer, lock)
+                        finished.append(self.store.get_stage_run(run.id))
+                        continue
+                    why = run.reason if run.status is not RunStatus.RUNNING and run.reason else \
+                        "interrupted; rolled back on request (`resume --rollback`)"
+                    self.journal.record("stage.failed", f"{run.stage}: {run.release} failed on {env.name}: {why}",
+                                        release=run.release, stage=run.stage, environment=env.name,
+                                        data={"reason": why, "cause": str(Cause.RESUME), "run": run.id})
+                    pending.append(Rollbacks(self.store, self.journal, deployer).begin(
+                        Cause.RESUME, [run.release], why, lock.claim(), run, fault_at=self._fault_at(run)))
+                for rollback in pending:
+                    result = Rollbacks(self.store, self.journal, deployer).carry_out(rollback, views)
+                    views = None  # hosts changed: ask again for the next one
+                    if rollback.stage_run_id:
+                        finished.append(self.store.get_stage_run(rollback.stage_run_id))
+                    what = (f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}")
+                    if not result.complete:
+                        self._conclude(result, what)
+        for run in finished:
+            if run is not None and run.status is RunStatus.ROLLED_BACK:
+                raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
+
+    def _finish_run(self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock) -> None:
+        release = self._release(run.release)
+        verify_artifact(release)
+        self._execute(_Stage(release, self.config.stage(run.stage), run, env, deployer, lock,
+                             source_for(env.metrics)), resumed=True)
+
+    def _refuse_live_owner(self, item: StageRun | RollbackRun) -> None:
+        if owner_alive(item.pid, item.hostname, item.lease_until, (os.getpid(), socket.gethostname())):
+            what = f"run {item.id}" if isinstance(item, StageRun) else f"rollback {item.id}"
+            raise BusyError(
+                f"{what} on {item.environment} is still being worked on by pid {item.pid} on {item.hostname}; "
+                "resume never takes over a live run: wait for it, or stop that process first"
+            )
+
+    def rebuild(self) -> dict[str, dict[str, str | None]]:
+        """Rebuild what every host runs from the hosts themselves (their `current`, records and
+        apps), for a state database that was lost. Refuses while a host cannot be asked."""
+        rebuilt: dict[str, dict[str, str | None]] = {}
+        for env in self.config.environments.values():
+            with self._lock(env.name, "state rebuild"), self._fleet(env) as fleet:
+                deployer = self._deployer(env, fleet)
+                views = deployer.ask()
+                unreachable = sorted(name for name, view in views.items() if not view.reachable)
+                if unreachable:
+                    raise NeedsHuman(f"cannot ask {', '.join(unreachable)} of {env.name} what they run; "
+                                     "rebuild when every host can be reached")
+                deployer.reconcile(views)
+                self.journal.record("state.rebuilt", f"{env.name}: rebuilt from the hosts' own records",
+                                    environment=env.name, data={"hosts": {n: v.current for n, v in views.items()}})
+                rebuilt[env.name] = {name: view.current for name, view in views.items()}
+        return rebuilt
 
     def rollback(self, env_name: str, to_version: str | None, reason: str) -> dict[str, str]:
         """Roll an environment back by hand; returns {host: version switched to}."""
@@ -445,57 +475,48 @@ class Pipeline:
             raise UsageError("rollback needs --reason TEXT, which is journaled")
         if to_version is not None:
             self._release(to_version)
-        with self._lock(env.name, f"rollback {env.name}"), self._fleet(env) as fleet:
-            deployer = Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet)
-            self._reconcile(deployer)
-            states = self.store.host_states(env.name)
-            targets, current = {}, {}
-            for host in env.hosts:
-                state = states.get(host.name)
-                current[host.name] = state.version if state else None
-                target = to_version or (state.previous if state else None)
+        with self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet, self.interrupts.armed():
+            for item in [*self.store.rollbacks(env.name), *self.store.stage_runs()]:
+                if item.environment == env.name and item.status.open:
+                    self._refuse_live_owner(item)
+            deployer = self._deployer(env, fleet)
+            views = deployer.ask()
+            unreachable = sorted(name for name, view in views.items() if not view.reachable)
+            if unreachable:
+                raise NeedsHuman(f"cannot ask {', '.join(unreachable)} what they run; nothing was changed: "
+                                 "roll back when every host of the environment can be reached")
+            plan, releases = {}, set()
+            for name, view in views.items():
+                for version in view.running:
+                    if version != to_version:
+                        releases.add(version)
+                target = to_version or (view.previous(view.current) if view.current else None)
                 if target is None:
-                    raise UsageError(f"{host.name} has no earlier release on record; name one with --to VERSION")
-                if target != current[host.name]:
-                    targets[host.name] = target
-            if to_version is None and len(set(targets.values())) > 1:
+                    raise UsageError(f"{name} has no earlier release on record; name one with --to VERSION")
+                if view.running - {target}:
+                    plan[name] = target
+            if to_version is None and len(set(plan.values())) > 1:
                 raise UsageError(
                     f"the hosts of {env.name} would roll back to different releases "
-                    f"({', '.join(sorted(set(targets.values())))}); name one with --to VERSION"
+                    f"({', '.join(sorted(set(plan.values())))}); name one with --to VERSION"
                 )
-            if not targets:
+            if not plan:
                 self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
                 return {}
-            left = sorted({current[h] for h in targets if current[h]})
+            releases -= set(plan.values())
             with self.store.transaction():
+                for item in self.store.rollbacks(env.name):
+                    if item.status.open:
+                        self.store.update_rollback(item.id, status=RollbackStatus.SUPERSEDED)
                 for run in self.store.stage_runs():
                     if run.environment == env.name and run.status.open:
                         self.store.set_stage_run_status(run.id, RunStatus.ROLLED_BACK, f"manual rollback: {reason}")
-                self.journal.record(
-                    "rollback.started",
-                    f"manual rollback of {len(targets)} host(s) of {env.name} from {', '.join(left) or 'nothing'} "
-                    f"to {', '.join(sorted(set(targets.values())))}: {reason}",
-                    environment=env.name, data={"targets": targets, "reason": reason, "manual": True},
-                )
-            releases = {v: self._release(v) for v in set(targets.values())}
-            outcome = deployer.switch_back(targets, None, releases, None)
-            with self.store.transaction():
-                for version in left:
-                    if version not in targets.values():
-                        self.store.set_release_status(version, ReleaseStatus.ROLLED_BACK)
-                kind = "rollback.failed" if outcome.failed else "rollback.done"
-                self.journal.record(
-                    kind,
-                    f"manual rollback of {env.name}: {len(outcome.ok)} host(s) switched"
-                    + (f", {len(outcome.failed)} failed: {', '.join(sorted(outcome.failed))}" if outcome.failed else ""),
-                    environment=env.name, data={"ok": outcome.ok, "failed": outcome.failed},
-                )
-            if outcome.failed:
-                raise NeedsHuman(
-                    f"rollback failed on {', '.join(sorted(outcome.failed))}; {env.name} runs mixed versions "
-                    "(see `releaser status`)"
-                )
-            return {h: targets[h] for h in outcome.ok}
+            rollbacks = Rollbacks(self.store, self.journal, deployer)
+            record = rollbacks.begin(Cause.MANUAL, sorted(releases), reason, lock.claim(), target=to_version, plan=plan)
+            result = rollbacks.carry_out(record, views)
+            if not result.complete:
+                self._conclude(result, f"manual rollback of {env.name}")
+            return {h: plan[h] for h in result.switched}
 
 
 def _failing(result: GateResult) -> str:

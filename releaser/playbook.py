@@ -1,11 +1,14 @@
-"""Render a playbook phase into ONE bash script per host.
+"""Render a playbook phase into ONE bash script per host, and run it detached on the host.
 
 Every value that reaches the shell goes through shlex.quote; hooks (the user's own shell)
 run in their own bash, in the release directory, with the exported RELEASER_* variables
-and the host's vars. The scripts print marker lines that the executor parses:
+and the host's vars.
 
-    RELEASER_SWITCHED from=<id or empty> to=<id>
-    RELEASER_CURRENT <id or empty>
+A phase that changes the host (prepare, switch) is wrapped by `detached`: the script is
+written to `<root>/.releaser/phases/` and run in a session of its own with its output in
+files, under the host's phase lock. It finishes (or fails) as a whole whatever becomes of
+the connection or the controller, and appends each step to the host's record
+(`hostrecord`). The connection only waits for it and passes its output on.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import uuid
 
-from .locks import whoami
+from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
 from .model import Host, Playbook
 
 EXIT_CHECKSUM = 65
 EXIT_NOT_PREPARED = 66
 EXIT_SWITCH_MISMATCH = 67
-EXIT_VERIFY_FAILED = 68
+EXIT_SERVES_OTHER = 69
+EXIT_HOST_BUSY = 75
 
-SWITCHED_MARKER = "RELEASER_SWITCHED"
-CURRENT_MARKER = "RELEASER_CURRENT"
+RECORD = ".releaser/record.jsonl"
+LOCK = ".releaser/lock"
 
 q = shlex.quote
 
@@ -33,30 +38,71 @@ def artifact_path(host: Host, release: str) -> str:
     return f"{host.root.rstrip('/')}/.releaser/incoming/{release}.tar"
 
 
-def _preamble(host: Host, phase: str, release: str, extra: dict[str, str] | None = None) -> str:
+def new_op() -> str:
+    """A phase's id on the host: its lines in the record carry it."""
+    return uuid.uuid4().hex[:16]
+
+
+def _head(op: str, run: str, action: str, release: str) -> str:
+    """The fields every record line of a phase starts with, as a JSON fragment (safe values:
+    hex op, run ids, action names and release ids that match RELEASE_ID)."""
+    return json.dumps({"op": op, "run": run, "action": action, "release": release})[1:-1]
+
+
+# A record line: printf'd by bash with values that are JSON-safe by construction (the head
+# above; steps and details are releaser's own words; versions read on the host pass _safe).
+_SAFE = r"""_safe() {
+  if [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$ ]]; then printf '%s' "$1"; elif [ -n "$1" ]; then printf '?'; fi
+}
+"""
+_RECORDER = _SAFE + r"""_rec() {
+  local line
+  line=$(printf '{"ts":"%s",%s,"step":"%s","from":"%s","detail":"%s"}' \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$RELEASER_RECORD_HEAD" "$1" "$(_safe "${2:-}")" "${3:-}")
+  printf '%s\n' "$line" >> "$RELEASER_ROOT/""" + RECORD + r""""
+  sync "$RELEASER_ROOT/""" + RECORD + r"""" 2>/dev/null || true
+  printf '""" + RECORD_MARKER + r""" %s\n' "$line"
+}
+"""
+
+
+def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
     env = {
         **host.vars,
         "RELEASER_ROOT": host.root,
         "RELEASER_HOST": host.name,
         "RELEASER_RELEASE": release,
         "RELEASER_PHASE": phase,
-        **(extra or {}),
     }
     exports = "\n".join(f"export {name}={q(value)}" for name, value in env.items())
     return f"""set -euo pipefail
 umask 022
 {exports}
+RELEASER_RECORD_HEAD={q(head)}
 mkdir -p "$RELEASER_ROOT/releases" "$RELEASER_ROOT/shared" "$RELEASER_ROOT/.releaser"
 cd "$RELEASER_ROOT"
-"""
+{_RECORDER}"""
 
 
 def _hook(playbook: Playbook, name: str, directory: str) -> str:
+    """The hook as one command (a subshell), or "" when the playbook has none."""
     script = playbook.hooks.get(name)
     if not script:
         return ""
     runner = "sudo -n -E bash" if name in playbook.sudo else "bash"
-    return f'(cd {directory} && {runner} -euo pipefail -c {q(script)})\n'
+    return f"(cd {directory} && {runner} -euo pipefail -c {q(script)})"
+
+
+def _step(playbook: Playbook, name: str, directory: str, done: str) -> str:
+    """Run a hook; record `done` after it, or `failed` (which hook, its status) and exit with
+    the hook's own status, its stderr being the last thing the phase said."""
+    hook = _hook(playbook, name, directory)
+    if not hook:
+        return ""
+    return f"""if {hook}; then _rec {done}; else
+  rc=$?; _rec failed "" "{name} exit $rc"; exit $rc
+fi
+"""
 
 
 def _fetch(url: str, path: str) -> str:
@@ -74,7 +120,9 @@ fi
 """
 
 
-def prepare_script(playbook: Playbook, host: Host, release: str, sha256: str, url: str | None = None) -> str:
+def prepare_script(
+    playbook: Playbook, host: Host, release: str, sha256: str, op: str, run: str, url: str | None = None
+) -> str:
     """Unpack the artifact (uploaded, or fetched from `url`) into releases/<id>, link shared
     paths, run the prepare hook. Idempotent: a release with its .complete marker is left as is."""
     dest = f"releases/{release}"
@@ -84,55 +132,61 @@ def prepare_script(playbook: Playbook, host: Host, release: str, sha256: str, ur
         for path in playbook.shared
     )
     incoming = q(artifact_path(host, release))
-    return _preamble(host, "prepare", release) + f"""
+    head = _head(op, run, "prepare", release)
+    return _preamble(host, "prepare", release, head) + f"""
 if [ -f {q(dest + "/.complete")} ]; then
   echo "releaser: {release} already prepared"
   rm -f {incoming}
+  _rec unpacked "" already
   exit 0
 fi
 {_fetch(url, artifact_path(host, release)) if url else ""}actual=$(sha256sum < {incoming} | cut -d' ' -f1)
 if [ "$actual" != {q(sha256)} ]; then
   echo "releaser: artifact checksum mismatch: expected {sha256}, got $actual" >&2
+  _rec failed "" checksum
   exit {EXIT_CHECKSUM}
 fi
 rm -rf {q(dest)}
 mkdir -p {q(dest)}
 tar -xf {incoming} -C {q(dest)}
 printf '%s\\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
-{links}{_hook(playbook, "prepare", q(dest))}touch {q(dest + "/.complete")}
+_rec unpacked
+{links}{_step(playbook, "prepare", q(dest), "prepared")}touch {q(dest + "/.complete")}
 rm -f {incoming}
 echo "releaser: prepared {release}"
 """
 
 
 def switch_script(
-    playbook: Playbook, host: Host, release: str, action: str, protect: tuple[str, ...] = ()
+    playbook: Playbook, host: Host, release: str, action: str, op: str, run: str, protect: tuple[str, ...] = ()
 ) -> str:
-    """Point `current` at releases/<id> atomically, log it, run the restart and verify hooks,
-    clean up: one exec per host, so a host costs one round trip once prepared.
+    """Point `current` at releases/<id> atomically, run the restart and verify hooks, ask the
+    app what it serves, clean up: one exec per host once prepared. Each step is recorded.
 
     Deploy and rollback share this one code path. Cleanup keeps `keep_releases` newest
     releases and never removes the target, the release switched from, or `protect`."""
     target = f"releases/{release}"
-    record = json.dumps({"action": action, "to": release, "by": whoami()})[1:-1]
     protected = " ".join(q(name) for name in (release, *protect))
-    return _preamble(host, action, release) + f"""
+    head = _head(op, run, action, release)
+    return _preamble(host, action, release, head) + f"""
 if [ ! -f {q(target + "/.complete")} ]; then
   echo "releaser: release {release} is not prepared on this host" >&2
+  _rec failed "" not-prepared
   exit {EXIT_NOT_PREPARED}
 fi
 before=$(readlink current 2>/dev/null || true)
 before=${{before#releases/}}
 ln -s {q(target)} ".current.tmp.$$"
 mv -T ".current.tmp.$$" current
+sync . 2>/dev/null || true
 now=$(readlink current)
 if [ "$now" != {q(target)} ]; then
   echo "releaser: current points to $now, expected {target}" >&2
+  _rec failed "" switch
   exit {EXIT_SWITCH_MISMATCH}
 fi
-printf '{{"ts":"%s","from":"%s",%s}}\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$before" {q(record)} >> .releaser/history.jsonl
-echo "{SWITCHED_MARKER} from=$before to={release}"
-{_hook(playbook, "restart", "current")}{_verify(playbook)}keep={int(playbook.keep_releases)}
+_rec switched "$before"
+{_step(playbook, "restart", "current", "restarted")}{_step(playbook, "verify", "current", "verified")}{_served_check(playbook, release)}keep={int(playbook.keep_releases)}
 n=0
 ls -1t releases | while IFS= read -r name; do
   case "$name" in .*|*.tmp*) continue ;; esac
@@ -144,13 +198,22 @@ done
 """
 
 
-def _verify(playbook: Playbook) -> str:
-    hook = _hook(playbook, "verify", "current").strip()
-    if not hook:
+def _served(playbook: Playbook) -> str:
+    """Sets $served to what the running app reports (`version` hook), "?" if it cannot tell."""
+    hook = _hook(playbook, "version", "current")
+    return f"""served=$({hook} 2>/dev/null | head -n 1 | tr -d '[:space:]' || true)
+served=$(_safe "$served"); served=${{served:-?}}
+"""
+
+
+def _served_check(playbook: Playbook, release: str) -> str:
+    if not playbook.hooks.get("version"):
         return ""
-    return f"""if ! {hook}; then
-  echo "releaser: the verify hook failed" >&2
-  exit {EXIT_VERIFY_FAILED}
+    return _served(playbook) + f"""_rec served "$served"
+if [ "$served" != {q(release)} ]; then
+  echo "releaser: after the restart the app serves $served, not {release}" >&2
+  _rec failed "" version
+  exit {EXIT_SERVES_OTHER}
 fi
 """
 
@@ -160,26 +223,73 @@ def check_script(host: Host, release: str, command: str) -> str:
     return _preamble(host, "check", release) + f"cd current\nbash -euo pipefail -c {q(command)}\n"
 
 
-def probe_script(host: Host) -> str:
-    """Print what the host runs: the target of `current`, without the releases/ prefix."""
+def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40) -> str:
+    """Ask the host what it runs: `current`, what the app serves, the record's tail (and the
+    last switches). Waits up to `wait` seconds for a phase still running there."""
+    root = q(host.root.rstrip("/") or "/")
+    served = ""
+    if playbook.hooks.get("version"):
+        served = _served(playbook) + f'echo "{SERVED_MARKER} $served"\n'
+    exports = "\n".join(f"export {name}={q(value)}" for name, value in
+                        {**host.vars, "RELEASER_ROOT": host.root, "RELEASER_HOST": host.name,
+                         "RELEASER_PHASE": "probe"}.items())
     return f"""set -u
-cur=$(readlink {q(host.root.rstrip("/") + "/current")} 2>/dev/null || true)
+{exports}
+{_SAFE}cd {root} 2>/dev/null || {{ echo "{CURRENT_MARKER} "; exit 0; }}
+if [ -d .releaser ]; then
+  exec 9>>{q(LOCK)}
+  if ! flock -w {int(wait)} 9; then
+    echo "releaser: a phase has been running on this host for over {int(wait)}s" >&2; exit {EXIT_HOST_BUSY}
+  fi
+fi
+cur=$(readlink current 2>/dev/null || true)
 echo "{CURRENT_MARKER} ${{cur#releases/}}"
+{served}if [ -f {q(RECORD)} ]; then
+  {{ grep -F '"step":"switched"' {q(RECORD)} | tail -n {tail}; tail -n {tail} {q(RECORD)}; }} | sed 's/^/{RECORD_MARKER} /'
+fi
 """
 
 
-def parse_switched(stdout: str) -> tuple[bool, str | None]:
-    """(switched?, version switched from) from a switch script's output."""
-    for line in stdout.splitlines():
-        if line.startswith(SWITCHED_MARKER + " "):
-            before = line.split(" from=", 1)[1].split(" to=", 1)[0]
-            return True, before or None
-    return False, None
+# The runner: under the host's phase lock, in its own session, the script with a time limit;
+# `begin` and `end` (with the exit status) go to the record whatever the script did.
+_RUNNER = r"""exec 9>>"$1/""" + LOCK + r""""
+if ! flock -w "$3" 9; then
+  echo "releaser: another phase still holds $1/""" + LOCK + r""" after $3s" >&2; exit """ + str(EXIT_HOST_BUSY) + r"""
+fi
+_end() {
+  local line
+  line=$(printf '{"ts":"%s",%s,"step":"%s","rc":"%s"}' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$4" "$5" "${6:-}")
+  printf '%s\n' "$line" >> "$1/""" + RECORD + r""""
+  sync "$1/""" + RECORD + r"""" 2>/dev/null || true
+  printf '""" + RECORD_MARKER + r""" %s\n' "$line"
+}
+_end "$@" begin
+timeout -k 5 "$3" bash "$2.sh" 9>&-
+rc=$?
+_end "$@" end "$rc"
+exit "$rc"
+"""
 
 
-def parse_current(stdout: str) -> str | None:
-    for line in stdout.splitlines():
-        if line.startswith(CURRENT_MARKER):
-            return line[len(CURRENT_MARKER):].strip() or None
-    return None
-
+def detached(script: str, host: Host, op: str, run: str, action: str, release: str, timeout: float) -> str:
+    """Wrap a phase script so that it runs on the host whatever becomes of the connection."""
+    root = host.root.rstrip("/") or "/"
+    delimiter = f"RELEASER_{uuid.uuid4().hex}"
+    head = _head(op, run, action, release)
+    return f"""set -u
+d={q(root + "/.releaser/phases")}
+mkdir -p "$d" || exit {EXIT_HOST_BUSY}
+find "$d" -type f -mmin +1440 -delete 2>/dev/null || true
+f="$d/{op}"
+cat > "$f.sh" <<'{delimiter}'
+{script}
+{delimiter}
+setsid -w bash -c {q(_RUNNER)} releaser {q(root)} "$f" {max(1, int(timeout))} {q(head)} \\
+  > "$f.out" 2> "$f.err" < /dev/null &
+wait $!
+rc=$?
+cat "$f.out"
+cat "$f.err" >&2
+rm -f "$f.sh" "$f.out" "$f.err"
+exit "$rc"
+"""

@@ -22,6 +22,7 @@ def status_document(config: Config, store: Store) -> dict:
             host.name: {
                 "version": states[host.name].version if host.name in states else None,
                 "previous": states[host.name].previous if host.name in states else None,
+                "doubt": states[host.name].doubt if host.name in states else "",
                 "last": None if host.name not in last else {
                     "action": last[host.name].action, "from": last[host.name].from_version,
                     "to": last[host.name].to_version, "status": last[host.name].status,
@@ -33,10 +34,15 @@ def status_document(config: Config, store: Store) -> dict:
         versions = Counter(h["version"] for h in hosts.values())
         lock = store.get_lock(name)
         open_runs = [r for r in runs if r.environment == name and r.status.open]
+        open_rollbacks = [r for r in store.rollbacks(name) if r.status.open]
+        in_doubt = {host: h["doubt"] for host, h in hosts.items() if h["doubt"]}
         environments[name] = {
             "hosts": hosts,
             "versions": {str(v): n for v, n in versions.items()},
-            "consistent": len(versions) == 1,
+            "consistent": len(versions) == 1 and not in_doubt and not open_rollbacks,
+            "in_doubt": in_doubt,
+            "rollbacks": [{"rollback": r.id, "cause": str(r.cause), "releases": r.releases, "status": str(r.status),
+                           "left": r.left, "reason": r.reason, "fix": "releaser resume"} for r in open_rollbacks],
             "lock": None if lock is None else {
                 "owner": lock.owner, "pid": lock.pid, "hostname": lock.hostname, "command": lock.command,
                 "acquired_at": lock.acquired_at, "lease_until": lock.lease_until, "stale": is_stale(lock),
@@ -72,20 +78,27 @@ def status_document(config: Config, store: Store) -> dict:
 def print_status(document: dict, say: Callable[..., None]) -> None:
     for name, env in document["environments"].items():
         versions = ", ".join(f"{v} x{n}" for v, n in env["versions"].items())
-        flag = "" if env["consistent"] else "  MIXED VERSIONS"
+        flag = "" if len(env["versions"]) == 1 else "  MIXED VERSIONS"
+        flag += "" if not env["in_doubt"] else f"  {len(env['in_doubt'])} HOST(S) IN DOUBT"
         say(f"{name}: {versions}{flag}", None if env["consistent"] else "yellow")
         for host, state in env["hosts"].items():
             line = f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})"
             last = state["last"]
             if last and last["status"] not in ("switched",):
                 line += f"  last {last['action']} to {last['to']}: {last['status']} {last['detail']}"
-            say(line, None if not last or last["status"] == "switched" else "yellow")
+            if state["doubt"]:
+                line += f"  IN DOUBT: {state['doubt']}"
+            say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
         if env["lock"]:
             lock = env["lock"]
             say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']}: {lock['command']}"
                 + (" (stale)" if lock["stale"] else ""), "yellow")
         for run in env["interrupted"]:
-            say(f"  interrupted: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
+            say(f"  unfinished: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
+        for rollback in env["rollbacks"]:
+            left = "; ".join(f"{h}: {why}" for h, why in sorted(rollback["left"].items())) or "interrupted"
+            say(f"  unfinished rollback {rollback['rollback']} of {', '.join(rollback['releases'])} ({rollback['cause']}): "
+                f"{left}; `releaser resume` finishes it", "red")
     for window in document["windows"]:
         say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
             f"{window['closes_at']}; `releaser watch` keeps it armed")

@@ -10,19 +10,16 @@ the watching process and starts afresh after a restart; that is journaled.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from .errors import BusyError, NeedsHuman, StageFailed
+from .errors import BusyError
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .health.sources import source_for
-from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
+from .model import Config, RunStatus, StageRun, StageSpec, parse_ts, utcnow
 from .pipeline import Pipeline
-from .report.outbox import Outbox
-from .report.timeline import record_if_due
 from .store import Store
 from .transport import transport_for
 
@@ -58,11 +55,15 @@ class Watcher:
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
         self._gates: dict[int, Gate] = {}
+        from .report.outbox import Outbox  # the report's libraries load only where a watch runs
+
         self.outbox = Outbox(self.config, self.store, self.journal)
 
     def look_once(self) -> dict:
         """One look at every armed window; rolls back what fails; records samples and sends
         the reports that are due. Returns what it did."""
+        from .report.timeline import record_if_due
+
         record_if_due(self.config, self.store)
         windows, rolled_back, alarms = armed_windows(self.config, self.store), [], []
         for window in windows:
@@ -91,39 +92,25 @@ class Watcher:
             target = CheckTarget.of(env, run.release, cohort, fleet, source_for(env.metrics))
             result = self._gates[run.id].evaluate(target)
         if result.verdict is not Verdict.FAIL:
+            if result.verdict is Verdict.PASS:
+                self.store.set_last_look(run.id, utcnow())
             return "ok"
-        detected = datetime.now(timezone.utc)
-        started = time.monotonic()
         why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
-        outcome = "rolled_back"
+        fault_at = self.store.get_stage_run(run.id).last_look_at or run.finished_at
+        self._gates.pop(run.id, None)
         try:
-            self.pipeline.roll_back_passed(run, why)
-        except StageFailed:
-            pass
+            rolled = self.pipeline.roll_back_window(run, why, fault_at)
         except BusyError as busy:
             self.journal.note(f"{run.release}: checks fail in its window but {busy}; trying again next look")
             return "busy"
-        except NeedsHuman as exc:
-            outcome = "alarm"
-            self._alarm(window, f"rollback of {run.release} on {env.name} failed: {exc}")
-        seconds = time.monotonic() - started
-        finished = datetime.now(timezone.utc)
-        if outcome == "rolled_back" and finished > window.closes_at:
-            outcome = "alarm"
+        if not rolled.complete:
+            self._alarm(window, f"the rollback of {run.release} on {env.name} could not finish: {rolled.hosts_left()}; "
+                                "`releaser resume` finishes it")
+            return "alarm"
+        if datetime.now(timezone.utc) > window.closes_at:
             self._alarm(window, f"the rollback of {run.release} finished after its window closed")
-        self.journal.record(
-            "incident",
-            f"{run.release} on {env.name}: detected in the window {(detected - parse_ts(run.finished_at)).total_seconds():.0f}s "
-            f"after {run.stage} passed; rolled back in {seconds:.1f}s",
-            release=run.release, stage=run.stage, environment=env.name,
-            data={"detected_at": detected.isoformat(timespec="milliseconds"),
-                  "time_to_detect": round(result.failing_for, 3), "time_to_rollback": round(seconds, 3),
-                  "after_pass": round((detected - parse_ts(run.finished_at)).total_seconds(), 3),
-                  "within_window": finished <= window.closes_at,
-                  "window_closes_at": window.closes_at.isoformat(timespec="seconds"), "reason": why},
-        )
-        self._gates.pop(run.id, None)
-        return outcome
+            return "alarm"
+        return "rolled_back"
 
     def _alarm(self, window: Window, message: str) -> None:
         self.journal.record("alarm", message, release=window.run.release, stage=window.run.stage,

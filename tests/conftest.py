@@ -32,6 +32,8 @@ hooks:
     if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
   verify: |
     test "$(cat REVISION)" = "$RELEASER_RELEASE"
+  version: |
+    cat "$RELEASER_ROOT/shared/running"
 """
 
 CHECKS = """\

@@ -29,9 +29,14 @@ def test_happy_path_through_all_stages(project):
     history = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
     kinds = [e["kind"] for e in history]
     assert kinds.count("stage.passed") == 4 and "release.created" in kinds
-    # the host keeps an append-only record of every switch
-    lines = (project.dir / "hosts" / "web-1" / ".releaser" / "history.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["to"] == "1.0.0"
+    # the host keeps an append-only record of every step, its phase's ids, the run
+    lines = [json.loads(line) for line in
+             (project.dir / "hosts" / "web-1" / ".releaser" / "record.jsonl").read_text().splitlines()]
+    switch = [line for line in lines if line["action"] == "deploy"]
+    assert [line["step"] for line in switch] == ["begin", "switched", "restarted", "verified", "served", "end"]
+    assert {line["op"] for line in switch} == {switch[0]["op"]} and switch[-1]["rc"] == "0"
+    assert switch[0]["release"] == "1.0.0" and switch[0]["run"].startswith("stage-")
+    assert [line["step"] for line in lines if line["action"] == "prepare"] == ["begin", "unpacked", "prepared", "end"]
 
 
 def test_promote_runs_one_stage_at_a_time_and_refuses_to_skip(project):

@@ -23,25 +23,28 @@ runs with the very code the check uses.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
-
-ALTERNATIVES = np.array([1.25, 1.5, 2.0, 3.0, 5.0, 10.0])  # multiples of r0 the evidence is mixed over
+ALTERNATIVES = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of r0 the evidence is mixed over
 
 
-def null_share(pi, r0: float):
+def null_share(pi, r0):
     """The cohort's share of events when its rate is r0 times the baseline's."""
+    import numpy as np  # here, not at import: commands that judge nothing start faster
+
     pi = np.asarray(pi, dtype=float)
     return pi * r0 / (pi * r0 + 1.0 - pi)
 
 
 def log_evidence(x, events, pi, r0: float = 1.2):
     """log LR for x of `events` events in the cohort, the cohort carrying `pi` of the traffic."""
+    import numpy as np
+
     x, events, pi = (np.asarray(a, dtype=float) for a in (x, events, pi))
     pi = np.clip(pi, 1e-12, 1 - 1e-12)
     p0 = null_share(pi, r0)[..., None]
-    pk = null_share(pi[..., None], r0 * ALTERNATIVES)
+    pk = null_share(pi[..., None], r0 * np.array(ALTERNATIVES))
     terms = x[..., None] * np.log(pk / p0) + (events - x)[..., None] * np.log((1 - pk) / (1 - p0))
     top = terms.max(axis=-1, keepdims=True)
     return (top + np.log(np.exp(terms - top).mean(axis=-1, keepdims=True)))[..., 0]
@@ -87,7 +90,7 @@ def judge(comparison: Comparison, alpha: float, r0: float = 1.2, min_requests: f
                        f"{c.metric}: NODATA, fewer than {min_requests:.0f} requests so far ({counts})")
     pi = c.cohort_requests / (c.cohort_requests + c.baseline_requests)
     events = c.cohort_events + c.baseline_events
-    evidence = float(np.exp(log_evidence(c.cohort_events, events, pi, r0)))
+    evidence = math.exp(min(709.0, float(log_evidence(c.cohort_events, events, pi, r0))))  # inf-safe
     effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (float("inf") if c.cohort_events else 1.0)
     worse = evidence >= threshold
     explanation = (

@@ -215,6 +215,6 @@ def _incident(event: Event, sla: float) -> dict:
     data = event.data
     seconds = float(data.get("time_to_rollback", 0.0))
     return {"at": event.ts, "stage": event.stage, "environment": event.environment,
-            "in_window": "after_pass" in data, "reason": data.get("reason", ""),
+            "in_window": data.get("cause") == "window" or "after_pass" in data, "reason": data.get("reason", ""),
             "time_to_detect": data.get("time_to_detect"), "time_to_rollback": seconds,
             "within_sla": seconds <= sla and bool(data.get("within_window", True))}

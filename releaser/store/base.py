@@ -10,9 +10,28 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Callable
 
-from ..model import Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RunStatus, Sample, StageRun
+from ..errors import NeedsHuman
+from ..model import (
+    Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun, RunStatus, Sample,
+    StageRun,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+
+class StoreError(NeedsHuman):
+    """The state cannot be used (locked past the wait, damaged, of a newer schema): one sentence, exit 4."""
+
+
+class StoreMissing(StoreError):
+    """No state database where the configuration says (a command that only looks creates none)."""
+
+    def __init__(self, path):
+        super().__init__(
+            f"there is no state database at {path}: nothing has been recorded here yet, or it was lost; if hosts "
+            "already run releases, `releaser state rebuild` rebuilds what they run from their own records"
+        )
+        self.path = path
 
 
 class Store(ABC):
@@ -49,8 +68,38 @@ class Store(ABC):
     @abstractmethod
     def start_stage_run(
         self, release: str, stage: str, environment: str, owner: str, status: RunStatus = RunStatus.RUNNING,
-        forced: bool = False, reason: str = "",
+        forced: bool = False, reason: str = "", claim: Claim | None = None,
     ) -> StageRun: ...
+
+    @abstractmethod
+    def claim_stage_run(self, run_id: int, claim: Claim) -> None:
+        """Record who works on the run now (resume takes it over)."""
+
+    @abstractmethod
+    def set_last_look(self, run_id: int, at: str) -> None:
+        """A look at the run's rollback window found its checks passing at `at`."""
+
+    # -- rollbacks --
+
+    @abstractmethod
+    def start_rollback(
+        self, environment: str, cause: Cause, releases: list[str], reason: str, stage_run_id: int | None = None,
+        target: str | None = None, fault_at: str | None = None, owner: str = "", claim: Claim | None = None,
+    ) -> RollbackRun: ...
+
+    @abstractmethod
+    def update_rollback(self, rollback_id: int, **changes) -> None:
+        """Set status, plan, left, detected_at, finished_at or releases."""
+
+    @abstractmethod
+    def claim_rollback(self, rollback_id: int, claim: Claim) -> None: ...
+
+    @abstractmethod
+    def get_rollback(self, rollback_id: int) -> RollbackRun | None: ...
+
+    @abstractmethod
+    def rollbacks(self, environment: str | None = None) -> list[RollbackRun]:
+        """Oldest first."""
 
     @abstractmethod
     def set_stage_run_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
@@ -84,7 +133,13 @@ class Store(ABC):
     def host_states(self, environment: str) -> dict[str, HostState]: ...
 
     @abstractmethod
-    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None) -> None: ...
+    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None,
+                       doubt: str = "") -> None:
+        """What the host runs; `doubt` says why the store cannot vouch for it ("" when it can)."""
+
+    @abstractmethod
+    def doubt_host(self, environment: str, host: str, why: str) -> None:
+        """Keep what the store believes of the host, but mark it unconfirmed."""
 
     # -- the journal --
 
@@ -107,7 +162,8 @@ class Store(ABC):
 
     @abstractmethod
     def renew_lock(self, environment: str, token: str, lease_until: str) -> bool:
-        """Extend the lease; False when the lock is no longer ours."""
+        """Extend the lease, and that of the runs worked on under it; False when the lock is
+        no longer ours."""
 
     @abstractmethod
     def release_lock(self, environment: str, token: str) -> None: ...

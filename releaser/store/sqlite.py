@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import BusyError, NeedsHuman
+from ..errors import BusyError
 from ..model import (
-    Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RunStatus, Sample, StageRun, utcnow,
+    Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
+    RollbackStatus, RunStatus, Sample, StageRun, utcnow,
 )
-from .base import SCHEMA_VERSION, Store
+from .base import SCHEMA_VERSION, Store, StoreError, StoreMissing
 
 # Each entry upgrades the schema by one version; never edit an entry once released.
 MIGRATIONS: list[str] = [
@@ -113,16 +114,89 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX samples_environment_ts ON samples(environment, ts);
     """,
+    # 4: hosts' own records (phase ids), who works on a run, rollbacks as runs of their own
+    """
+    ALTER TABLE stage_runs ADD COLUMN pid INTEGER;
+    ALTER TABLE stage_runs ADD COLUMN hostname TEXT;
+    ALTER TABLE stage_runs ADD COLUMN lease_until TEXT;
+    ALTER TABLE stage_runs ADD COLUMN lock_token TEXT;
+    ALTER TABLE stage_runs ADD COLUMN last_look_at TEXT;
+    ALTER TABLE deployments ADD COLUMN op TEXT NOT NULL DEFAULT '';
+    ALTER TABLE host_state ADD COLUMN doubt TEXT NOT NULL DEFAULT '';
+    CREATE TABLE rollbacks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        releases TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        stage_run_id INTEGER REFERENCES stage_runs(id),
+        target TEXT,
+        plan TEXT NOT NULL DEFAULT '{}',
+        left_hosts TEXT NOT NULL DEFAULT '{}',
+        fault_at TEXT,
+        detected_at TEXT,
+        finished_at TEXT,
+        owner TEXT NOT NULL DEFAULT '',
+        pid INTEGER,
+        hostname TEXT,
+        lease_until TEXT,
+        lock_token TEXT
+    );
+    CREATE INDEX rollbacks_environment ON rollbacks(environment);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _CLOSED = {s.value for s in RunStatus if not s.open}
 
 
+class _Connection(sqlite3.Connection):
+    """Turns SQLite's failures into one StoreError sentence (locked, corrupt, unreadable)."""
+
+    store_path: Path
+    wait: float
+
+    def execute(self, *args, **kwargs):
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _store_error(self.store_path, self.wait, exc) from None
+
+    def executemany(self, *args, **kwargs):
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _store_error(self.store_path, self.wait, exc) from None
+
+
+def _store_error(path: Path, wait: float, exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"the state database {path} is locked by another process (waited {wait:g}s); "
+                          "nothing was changed: try again when that process is done")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or \
+            "malformed" in text or "not a database" in text:
+        return StoreError(f"the state database {path} is damaged ({text}); nothing was changed: restore it from "
+                          "a backup, or move it aside and run `releaser state rebuild` to rebuild what the hosts "
+                          "run from their own records")
+    return StoreError(f"the state database {path} cannot be used: {text}; nothing was changed")
+
+
 class SqliteStore(Store):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, wait: float = 10.0, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.wait = wait
+        if self.path.is_dir():
+            raise StoreError(f"the state database {self.path} is a directory; set `state.path` to a file")
+        self.created = not self.path.exists()
+        if self.created and not create:
+            raise StoreMissing(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of the state database {self.path}: {exc.strerror}") from None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
@@ -134,7 +208,12 @@ class SqliteStore(Store):
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.wait, isolation_level=None, check_same_thread=False,
+                                       factory=_Connection)
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, self.wait, exc) from None
+            conn.store_path, conn.wait = self.path, self.wait
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -168,13 +247,17 @@ class SqliteStore(Store):
             self._local.depth = 0
 
     def _migrate(self) -> None:
+        """Bring the schema up to date. A database already current is only read: commands
+        that only look never wait for the write lock."""
+        if self._has_meta() and self.schema_version() == SCHEMA_VERSION:
+            return
         with self.transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             current = self.schema_version()
             if current > SCHEMA_VERSION:
-                raise NeedsHuman(
-                    f"{self.path} holds schema version {current}, newer than this releaser knows "
-                    f"({SCHEMA_VERSION}); upgrade releaser"
+                raise StoreError(
+                    f"the state database {self.path} holds schema version {current}, newer than this releaser knows "
+                    f"({SCHEMA_VERSION}); nothing was changed: upgrade releaser"
                 )
             for version in range(current, SCHEMA_VERSION):
                 for statement in _statements(MIGRATIONS[version]):
@@ -185,6 +268,9 @@ class SqliteStore(Store):
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
+
+    def _has_meta(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
 
     def schema_version(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -222,15 +308,62 @@ class SqliteStore(Store):
 
     # -- stage runs --
 
-    def start_stage_run(self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason=""):
+    def start_stage_run(self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason="",
+                        claim=None):
         now = utcnow()
         finished = None if RunStatus(status).open else now
         cursor = self._db.execute(
-            "INSERT INTO stage_runs(release, stage, environment, status, started_at, finished_at, reason, forced, owner)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (release, stage, environment, str(status), now, finished, reason, int(forced), owner),
+            "INSERT INTO stage_runs(release, stage, environment, status, started_at, finished_at, reason, forced, owner,"
+            " pid, hostname, lease_until, lock_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (release, stage, environment, str(status), now, finished, reason, int(forced), owner,
+             *_claim_values(claim)),
         )
         return self.get_stage_run(cursor.lastrowid)
+
+    def claim_stage_run(self, run_id: int, claim: Claim) -> None:
+        self._db.execute("UPDATE stage_runs SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
+                         (*_claim_values(claim), run_id))
+
+    def set_last_look(self, run_id: int, at: str) -> None:
+        self._db.execute("UPDATE stage_runs SET last_look_at = ? WHERE id = ?", (at, run_id))
+
+    # -- rollbacks --
+
+    def start_rollback(self, environment, cause, releases, reason, stage_run_id=None, target=None, fault_at=None,
+                       owner="", claim=None) -> RollbackRun:
+        cursor = self._db.execute(
+            "INSERT INTO rollbacks(environment, cause, releases, reason, status, started_at, stage_run_id, target,"
+            " fault_at, owner, pid, hostname, lease_until, lock_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (environment, str(cause), json.dumps(sorted(releases)), reason, str(RollbackStatus.RUNNING), utcnow(),
+             stage_run_id, target, fault_at, owner, *_claim_values(claim)),
+        )
+        return self.get_rollback(cursor.lastrowid)
+
+    def update_rollback(self, rollback_id: int, **changes) -> None:
+        allowed = {"status", "plan", "left", "detected_at", "finished_at", "releases"}
+        if not changes or set(changes) - allowed:
+            raise ValueError(f"cannot update rollback fields {sorted(set(changes) - allowed)}")
+        columns = {"left": "left_hosts"}
+        values = {columns.get(k, k): (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else
+                                      str(v) if isinstance(v, RollbackStatus) else v) for k, v in changes.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE rollbacks SET {assignments} WHERE id = ?",  # noqa: S608 - checked names
+                         (*values.values(), rollback_id))
+
+    def claim_rollback(self, rollback_id: int, claim: Claim) -> None:
+        self._db.execute("UPDATE rollbacks SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
+                         (*_claim_values(claim), rollback_id))
+
+    def get_rollback(self, rollback_id: int) -> RollbackRun | None:
+        row = self._db.execute("SELECT * FROM rollbacks WHERE id = ?", (rollback_id,)).fetchone()
+        return _rollback(row) if row else None
+
+    def rollbacks(self, environment: str | None = None) -> list[RollbackRun]:
+        if environment is None:
+            rows = self._db.execute("SELECT * FROM rollbacks ORDER BY id")
+        else:
+            rows = self._db.execute("SELECT * FROM rollbacks WHERE environment = ? ORDER BY id", (environment,))
+        return [_rollback(r) for r in rows]
 
     def set_stage_run_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
         finished = utcnow() if str(status) in _CLOSED else None
@@ -258,9 +391,9 @@ class SqliteStore(Store):
             for dep in deployments:
                 cursor = self._db.execute(
                     "INSERT INTO deployments(stage_run_id, environment, host, action, from_version, to_version,"
-                    " status, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " status, detail, updated_at, op) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (dep.stage_run_id, dep.environment, dep.host, dep.action, dep.from_version, dep.to_version,
-                     dep.status, dep.detail, now),
+                     dep.status, dep.detail, now, dep.op),
                 )
                 dep.id, dep.updated_at = cursor.lastrowid, now
         return deployments
@@ -287,12 +420,20 @@ class SqliteStore(Store):
         rows = self._db.execute("SELECT * FROM host_state WHERE environment = ?", (environment,))
         return {r["host"]: HostState(**dict(r)) for r in rows}
 
-    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None) -> None:
+    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None,
+                       doubt: str = "") -> None:
         self._db.execute(
-            "INSERT INTO host_state(environment, host, version, previous, updated_at) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(environment, host) DO UPDATE SET version = excluded.version,"
-            " previous = excluded.previous, updated_at = excluded.updated_at",
-            (environment, host, version, previous, utcnow()),
+            " previous = excluded.previous, updated_at = excluded.updated_at, doubt = excluded.doubt",
+            (environment, host, version, previous, utcnow(), doubt),
+        )
+
+    def doubt_host(self, environment: str, host: str, why: str) -> None:
+        self._db.execute(
+            "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, NULL, NULL,"
+            " ?, ?) ON CONFLICT(environment, host) DO UPDATE SET doubt = excluded.doubt, updated_at = excluded.updated_at",
+            (environment, host, utcnow(), why),
         )
 
     # -- the journal --
@@ -344,10 +485,14 @@ class SqliteStore(Store):
             return held
 
     def renew_lock(self, environment: str, token: str, lease_until: str) -> bool:
-        cursor = self._db.execute(
-            "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?", (lease_until, environment, token)
-        )
-        return cursor.rowcount == 1
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?", (lease_until, environment, token)
+            )
+            for table in ("stage_runs", "rollbacks"):
+                self._db.execute(f"UPDATE {table} SET lease_until = ? WHERE lock_token = ?",  # noqa: S608 - fixed
+                                 (lease_until, token))
+            return cursor.rowcount == 1
 
     def release_lock(self, environment: str, token: str) -> None:
         self._db.execute("DELETE FROM locks WHERE environment = ? AND token = ?", (environment, token))
@@ -436,9 +581,27 @@ def _release(row: sqlite3.Row) -> Release:
 
 def _stage_run(row: sqlite3.Row) -> StageRun:
     data = dict(row)
+    data.pop("lock_token", None)
     data["status"] = RunStatus(data["status"])
     data["forced"] = bool(data["forced"])
     return StageRun(**data)
+
+
+def _rollback(row: sqlite3.Row) -> RollbackRun:
+    data = dict(row)
+    data.pop("lock_token", None)
+    data["left"] = json.loads(data.pop("left_hosts"))
+    data["plan"] = json.loads(data["plan"])
+    data["releases"] = json.loads(data["releases"])
+    data["status"] = RollbackStatus(data["status"])
+    data["cause"] = Cause(data["cause"])
+    return RollbackRun(**data)
+
+
+def _claim_values(claim: Claim | None) -> tuple:
+    if claim is None:
+        return (None, None, None, None)
+    return (claim.pid, claim.hostname, claim.lease_until, claim.token)
 
 
 def _event(row: sqlite3.Row) -> Event:

@@ -1,16 +1,20 @@
-"""Transports: how a script reaches a host. One interface, several ways."""
+"""Transports: how a script reaches a host. One interface, several ways; each is imported
+only when an environment uses it (the ssh one brings paramiko)."""
 
 from ..model import Environment
-from .base import CommandResult, Session, Transport
-from .base import Notify
-from .local import LocalTransport
-from .ssh import SshTransport
+from .base import CommandResult, Notify, Session, Transport
 
-TRANSPORTS = {"local": LocalTransport, "ssh": SshTransport}
+TRANSPORTS = ("local", "ssh")
 
 
 def transport_for(environment: Environment, notify: Notify | None = None) -> Transport:
-    return TRANSPORTS[environment.transport](environment, notify)
+    if environment.transport == "ssh":
+        from .ssh import SshTransport
+
+        return SshTransport(environment, notify)
+    from .local import LocalTransport
+
+    return LocalTransport(environment, notify)
 
 
 __all__ = ["CommandResult", "Session", "Transport", "TRANSPORTS", "transport_for"]

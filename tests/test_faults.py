@@ -1,0 +1,108 @@
+"""Fault injection over 12 real sshd hosts whose apps report their version.
+
+releaser is stopped by SIGKILL and by SIGTERM right after each journal step of a run — the
+points are enumerated from the journal of an undisturbed run of the same kind, so a new step
+is covered without touching this file — then `releaser resume` runs, and the oracle compares
+the store with every host's `current`, record and served version (tests/faults.py).
+`bench/faults` runs the whole matrix (every family, both signals) and prints the figures.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.faults import Lab, families, inject, reference
+
+FAMILIES = {family.name: family for family in families()}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab.create(tmp_path_factory.mktemp("faults"))
+    lab.cli("run", lab.new_release(), check=True)
+    yield lab
+    lab.close()
+
+
+@pytest.mark.parametrize("name", ["promote full", "stage rollback", "window rollback", "manual rollback"])
+def test_stopped_at_every_step_then_resumed_ends_consistent(lab, name):
+    family = FAMILIES[name]
+    points = reference(lab, family)
+    assert len(points) >= 6, points
+    failures = []
+    for point in points:
+        for signal_name in ("KILL", "TERM"):
+            outcome = inject(lab, family, point, signal_name)
+            if not outcome.consistent:
+                failures.append(f"{signal_name} at {point}: {outcome.problems}")
+    assert not failures, "\n".join(failures)
+
+
+def test_partition_during_a_switch_then_resume_when_the_host_is_back(lab):
+    """sshd of one host stops answering while its switch is half done: the stage fails, the
+    rollback cannot reach it, the run stays open and `status` names it; once the host is
+    back, `resume` finishes the rollback from the host's own record."""
+    version = lab.new_release()
+    victim = lab.names["test"][0]
+    hold = lab.root(victim) / "shared" / "HOLD"
+    hold.write_text("")
+    promotion = lab.spawn("promote", version, "--to", "test", "--force", "--reason", "partition")
+    _wait_for(lambda: any(s["release"] == version and s["step"] == "switched" for s in lab.steps(victim)))
+    with lab.partition(victim):
+        hold.unlink()  # the host finishes its switch on its own, unseen
+        _, stderr = promotion.communicate(timeout=120)
+        assert promotion.returncode == 4, stderr
+        assert victim in stderr and "releaser resume" in stderr
+        status = lab.status()["environments"]["test"]
+        assert status["rollbacks"] and victim in status["rollbacks"][0]["left"]
+        assert not status["consistent"]
+    resumed = lab.cli("resume")
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert lab.problems() == []
+    assert {lab.current(h) for h in lab.names["test"]} != {version}
+
+
+def test_a_host_lost_during_resume_keeps_the_run_open(lab):
+    version = lab.new_release()
+    killed = lab.cli("promote", version, "--to", "test", "--force", "--reason", "lost host",
+                     failpoint="switch.finished@test#1:KILL")
+    assert killed.returncode == -9
+    victim = lab.names["test"][1]
+    with lab.partition(victim):
+        lost = lab.cli("resume", "--rollback")
+        assert lost.returncode == 4, lost.stderr
+        assert victim in lost.stderr
+        status = lab.status()["environments"]["test"]
+        assert not status["consistent"] and (status["rollbacks"] or status["interrupted"])
+    assert lab.cli("resume").returncode in (0, 1)
+    assert lab.problems() == []
+    assert {lab.current(h) for h in lab.names["test"]} != {version}
+
+
+def test_resume_never_takes_over_a_live_run(lab):
+    version = lab.new_release()
+    hold = lab.root(lab.names["dev"][0]) / "shared" / "HOLD"
+    hold.write_text("")
+    owner = lab.spawn("promote", version)
+    try:
+        _wait_for(lambda: any(e["kind"] == "switch.started" and e["release"] == version for e in lab.events()))
+        assert lab.cli("unlock", "dev", "--force", "--reason", "impatient").returncode == 0
+        refused = lab.cli("resume")
+        assert refused.returncode == 3 and f"pid {owner.pid}" in refused.stderr
+    finally:
+        hold.unlink()
+        owner.communicate(timeout=120)
+    assert owner.returncode == 0
+    passed = [e for e in lab.events() if e["kind"] == "stage.passed" and e["release"] == version]
+    assert len(passed) == 1
+    assert lab.problems() == []
+
+
+def _wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
