@@ -242,10 +242,9 @@ class Deployer:
             for name, view in views.items():
                 state = states.get(name)
                 believed = state.version if state else None
-                if not view.reachable:
+                if not view.reachable:  # what the store believes stands; a rollback's plan weighs it
                     self.journal.record("reconcile.unreachable", f"{name}: cannot ask what it runs: {view.error}",
                                         environment=self.env.name, host=name, data={"error": view.error})
-                    self.store.doubt_host(self.env.name, name, f"could not be asked: {view.error}")
                     continue
                 doubt = "" if view.settled else f"`current` is {view.current or 'nothing'} but the app serves {view.served}"
                 previous = view.previous(view.current) if view.current else None

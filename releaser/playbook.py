@@ -266,6 +266,7 @@ _end() {
 _end "$@" begin
 timeout -k 5 "$3" bash "$2.sh" 9>&-
 rc=$?
+case "$rc" in 124|137) echo "releaser: timed out after $3s" >&2 ;; esac
 _end "$@" end "$rc"
 exit "$rc"
 """

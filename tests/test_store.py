@@ -127,7 +127,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
     conn.commit()
     conn.close()
     store = SqliteStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     old = store.get_release("0.9")
     assert old.status is ReleaseStatus.LIVE and old.url is None
     assert store.reports() == [] and store.samples("prod", 0, 2e9) == []
@@ -155,3 +155,69 @@ def test_reports_outbox_and_samples(store):
                                                                               ("b", 10.0, None)]
     assert store.last_sample_ts("prod") == 20.0 and store.last_sample_ts("dev") is None
     assert store.prune_samples("prod", 15.0) == 2 and len(store.samples("prod", 0, 100)) == 1
+
+
+# -- the store's faults, through the CLI: one sentence, exit 4, nothing changed on hosts --
+
+
+def _state_db(project):
+    return project.dir / ".releaser" / "state.db"
+
+
+def test_a_locked_database_refuses_writers_and_lets_readers_read(project):
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace("project: shop\n", "project: shop\nstate: {wait: 1s}\n"))
+    project.register("1.0.0")
+    holder = sqlite3.connect(_state_db(project))
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        assert project.cli("status", "--json").returncode == 0  # reading needs no write lock
+        refused = project.cli("promote", "1.0.0")
+        assert refused.returncode == 4, refused.stderr
+        assert "is locked by another process (waited 1s)" in refused.stderr and "Traceback" not in refused.stderr
+        assert project.current("dev-1") is None
+    finally:
+        holder.rollback()
+        holder.close()
+    project.cli("promote", "1.0.0", check=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "newer"])
+def test_a_damaged_or_newer_database_is_one_sentence(project, damage):
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    db = _state_db(project)
+    if damage == "newer":
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    else:
+        for extra in (db.with_name("state.db-wal"), db.with_name("state.db-shm")):
+            extra.unlink(missing_ok=True)
+        db.write_bytes(db.read_bytes()[:1000] if damage == "truncated" else b"not a database at all" * 100)
+    for args in (("status",), ("promote", "1.0.0"), ("rollback", "dev", "--reason", "x")):
+        proc = project.cli(*args)
+        assert proc.returncode == 4, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "state database" in proc.stderr
+        assert ("newer than this releaser" if damage == "newer" else "damaged") in proc.stderr
+    assert project.current("dev-1") == "1.0.0" and project.current("test-1") is None
+
+
+def test_a_lost_database_beside_hosts_with_records_is_refused_then_rebuilt(project):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", "--to", "test", check=True)
+    for path in _state_db(project).parent.glob("state.db*"):
+        path.unlink()
+    looked = project.cli("status")
+    assert looked.returncode == 0 and "state rebuild" in looked.stderr
+    assert not _state_db(project).exists()  # looking creates nothing
+    project.register("1.1.0")
+    refused = project.cli("promote", "1.1.0")
+    assert refused.returncode == 4, refused.stderr
+    assert "carry releaser's records" in refused.stderr and "`releaser state rebuild`" in refused.stderr
+    assert project.current("dev-1") == "1.0.0"
+    project.cli("state", "rebuild", check=True)
+    hosts = project.status()["environments"]
+    assert hosts["dev"]["hosts"]["dev-1"]["version"] == "1.0.0"
+    assert hosts["test"]["hosts"]["test-2"]["version"] == "1.0.0"
+    project.cli("promote", "1.1.0", check=True)
+    assert project.current("dev-1") == "1.1.0"

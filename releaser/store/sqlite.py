@@ -161,13 +161,17 @@ class _Connection(sqlite3.Connection):
     def execute(self, *args, **kwargs):
         try:
             return super().execute(*args, **kwargs)
-        except sqlite3.Error as exc:
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                raise  # a bug of ours, not the database's state
             raise _store_error(self.store_path, self.wait, exc) from None
 
     def executemany(self, *args, **kwargs):
         try:
             return super().executemany(*args, **kwargs)
-        except sqlite3.Error as exc:
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                raise
             raise _store_error(self.store_path, self.wait, exc) from None
 
 
