@@ -19,10 +19,12 @@ class Journal:
         self.failpoint = from_environment()
 
     def record(self, kind: str, message: str, **fields) -> Event:
-        """Append an event (durable when this returns), then show it and tell the listeners."""
+        """Append an event (durable when this returns, or when the transaction it is part of
+        commits), then show it and tell the listeners."""
         event = self.store.append_event(Event(kind=kind, message=message, **fields))
         if self.failpoint is not None:
-            self.failpoint.after(event)
+            failpoint = self.failpoint
+            self.store.after_commit(lambda: failpoint.after(event))
         if self.sink:
             self.sink(event)
         for listener in self.listeners:

@@ -24,7 +24,7 @@ from .health.gate import Gate, GateResult
 from .health.sources import source_for
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
-from .locks import EnvironmentLock, whoami
+from .locks import EnvironmentLock, is_stale, whoami
 from .model import (
     Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
     StageSpec,
@@ -391,6 +391,10 @@ class Pipeline:
             rollbacks = [r for r in self.store.rollbacks(env.name) if r.status.open]
             runs = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
             if not rollbacks and not runs:
+                held = self.store.get_lock(env.name)
+                if held is not None and is_stale(held):
+                    with self._lock(env.name, f"resume {env.name}"):  # a dead holder's lock is taken over, journaled
+                        pass
                 continue
             for item in [*rollbacks, *runs]:
                 self._refuse_live_owner(item)

@@ -42,6 +42,10 @@ class Store(ABC):
         """All writes inside commit together, or none do."""
 
     @abstractmethod
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once what this thread wrote is durable: now, or when its transaction commits."""
+
+    @abstractmethod
     def schema_version(self) -> int: ...
 
     @abstractmethod

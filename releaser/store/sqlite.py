@@ -240,6 +240,7 @@ class SqliteStore(Store):
             return
         db.execute("BEGIN IMMEDIATE")
         self._local.depth = 1
+        self._local.committed = []
         try:
             yield
         except BaseException:
@@ -249,6 +250,15 @@ class SqliteStore(Store):
             db.execute("COMMIT")
         finally:
             self._local.depth = 0
+            waiting, self._local.committed = self._local.committed, []
+        for action in waiting:
+            action()
+
+    def after_commit(self, action) -> None:
+        if getattr(self._local, "depth", 0):
+            self._local.committed.append(action)
+        else:
+            action()
 
     def _migrate(self) -> None:
         """Bring the schema up to date. A database already current is only read: commands
