@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import playbook as pb
+from .errors import NeedsHuman
 from .fleet import Fleet, HostResult
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
@@ -223,6 +224,15 @@ class Deployer:
             name: parse_view(name, r.stdout) if r.ok else HostView(name, error=r.why())
             for name, r in results.items()
         }
+
+    def ask_every_host(self, purpose: str) -> dict[str, HostView]:
+        """`ask`, refusing (nothing changed) unless every host of the environment answered."""
+        views = self.ask()
+        unreachable = sorted(name for name, view in views.items() if not view.reachable)
+        if unreachable:
+            raise NeedsHuman(f"cannot ask {', '.join(unreachable)} of {self.env.name} what they run; nothing was "
+                             f"changed: {purpose} when every host of the environment can be reached")
+        return views
 
     def reconcile(self, views: dict[str, HostView]) -> None:
         """Make the store agree with what the hosts say: settle switches whose outcome was

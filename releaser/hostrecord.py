@@ -108,8 +108,7 @@ class HostView:
     @property
     def running(self) -> set[str]:
         """Every release this host may be serving: `current`, and what the app reports."""
-        found = {v for v in (self.current, self.served) if v and v != UNKNOWN}
-        return found
+        return {v for v in (self.current, self.served) if v and v != UNKNOWN}
 
     def serves(self, release: str) -> bool:
         return release in self.running

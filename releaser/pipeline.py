@@ -22,6 +22,7 @@ from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .health.sources import source_for
+from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
 from .locks import EnvironmentLock, is_stale, whoami
@@ -211,12 +212,13 @@ class Pipeline:
 
         return report
 
-    def _execute(self, stage: _Stage, resumed: bool = False) -> None:
+    def _execute(self, stage: _Stage, views: dict[str, HostView] | None = None) -> None:
+        """Deploy and bake; `views` (what the hosts said) when resuming, to settle the store first."""
         started = time.monotonic()
         with self.interrupts.armed():
             try:
-                if resumed:
-                    stage.deployer.reconcile(stage.deployer.ask())
+                if views is not None:
+                    stage.deployer.reconcile(views)
                 self._deploy_and_bake(stage)
             except _Held as held:
                 self._hold(stage, str(held))
@@ -415,7 +417,8 @@ class Pipeline:
                     if any(r.stage_run_id == run.id for r in rollbacks):
                         continue
                     if run.status is RunStatus.RUNNING and not roll_back:
-                        self._finish_run(run, env, deployer, lock)
+                        self._finish_run(run, env, deployer, lock, views or deployer.ask())
+                        views = None  # hosts changed: ask again for what follows
                         finished.append(self.store.get_stage_run(run.id))
                         continue
                     why = run.reason if run.status is not RunStatus.RUNNING and run.reason else \
@@ -438,11 +441,12 @@ class Pipeline:
                 raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
 
-    def _finish_run(self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock) -> None:
+    def _finish_run(self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock,
+                    views: dict[str, HostView]) -> None:
         release = self._release(run.release)
         verify_artifact(release)
         self._execute(_Stage(release, self.config.stage(run.stage), run, env, deployer, lock,
-                             source_for(env.metrics)), resumed=True)
+                             source_for(env.metrics)), views)
 
     def _refuse_live_owner(self, item: StageRun | RollbackRun) -> None:
         if owner_alive(item.pid, item.hostname, item.lease_until, (os.getpid(), socket.gethostname())):
@@ -459,11 +463,7 @@ class Pipeline:
         for env in self.config.environments.values():
             with self._lock(env.name, "state rebuild"), self._fleet(env) as fleet:
                 deployer = self._deployer(env, fleet)
-                views = deployer.ask()
-                unreachable = sorted(name for name, view in views.items() if not view.reachable)
-                if unreachable:
-                    raise NeedsHuman(f"cannot ask {', '.join(unreachable)} of {env.name} what they run; "
-                                     "rebuild when every host can be reached")
+                views = deployer.ask_every_host("rebuild")
                 deployer.reconcile(views)
                 self.journal.record("state.rebuilt", f"{env.name}: rebuilt from the hosts' own records",
                                     environment=env.name, data={"hosts": {n: v.current for n, v in views.items()}})
@@ -484,11 +484,7 @@ class Pipeline:
                 if item.environment == env.name and item.status.open:
                     self._refuse_live_owner(item)
             deployer = self._deployer(env, fleet)
-            views = deployer.ask()
-            unreachable = sorted(name for name, view in views.items() if not view.reachable)
-            if unreachable:
-                raise NeedsHuman(f"cannot ask {', '.join(unreachable)} what they run; nothing was changed: "
-                                 "roll back when every host of the environment can be reached")
+            views = deployer.ask_every_host("roll back")
             plan, releases = {}, set()
             for name, view in views.items():
                 for version in view.running:

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from .deploy import Deployer
 from .hostrecord import HostView
 from .journal import Journal
+from .locks import pid_alive
 from .model import Cause, Claim, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun, parse_ts, utcnow
 from .store import Store
 
@@ -182,8 +183,6 @@ def incident_message(rollback: RollbackRun, finished: str) -> str:
 def owner_alive(pid: int | None, hostname: str | None, lease_until: str | None, me: tuple[int, str]) -> bool:
     """Whether the process recorded as working on a run may still be at it: on this machine,
     its pid exists; elsewhere, its lease has not run out."""
-    from .locks import pid_alive
-
     if pid is None or hostname is None or (pid, hostname) == me:
         return False
     if hostname == me[1]:
