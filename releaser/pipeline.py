@@ -94,7 +94,12 @@ class Pipeline:
     # -- promote and run --
 
     def promote(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "") -> StageRun | None:
-        """Run one stage: the next one, or `to_stage`, which may skip stages only when forced."""
+        """Run one stage: the next one, or `to_stage`, which may skip stages only when forced.
+        A signal from here on ends it like a failed stage (see interrupts.py)."""
+        with self.interrupts.armed():
+            return self._promote(version, to_stage, force, reason)
+
+    def _promote(self, version: str, to_stage: str | None, force: bool, reason: str) -> StageRun | None:
         release = self._release(version)
         names = self.config.stage_names()
         if to_stage is not None and to_stage not in names:
@@ -153,8 +158,9 @@ class Pipeline:
         if to_stage not in names:
             raise UsageError(f"unknown stage {to_stage!r}: this pipeline runs {' -> '.join(names)}")
         runs = []
-        while (stage := self.next_stage(version)) is not None and names.index(stage) <= names.index(to_stage):
-            runs.append(self.promote(version, stage))
+        with self.interrupts.armed():  # a signal between two stages stops before the next one starts
+            while (stage := self.next_stage(version)) is not None and names.index(stage) <= names.index(to_stage):
+                runs.append(self.promote(version, stage))
         return runs
 
     # -- one stage --
@@ -213,19 +219,19 @@ class Pipeline:
         return report
 
     def _execute(self, stage: _Stage, views: dict[str, HostView] | None = None) -> None:
-        """Deploy and bake; `views` (what the hosts said) when resuming, to settle the store first."""
+        """Deploy and bake; `views` (what the hosts said) when resuming, to settle the store first.
+        Callers arm the interrupts: a signal fails the stage through the rollback path."""
         started = time.monotonic()
-        with self.interrupts.armed():
-            try:
-                if views is not None:
-                    stage.deployer.reconcile(views)
-                self._deploy_and_bake(stage)
-            except _Held as held:
-                self._hold(stage, str(held))
-            except _StageFailure as exc:
-                self._fail(stage, str(exc), Cause.STAGE)
-            except Interrupted as exc:
-                self._fail(stage, str(exc), Cause.SIGNAL)
+        try:
+            if views is not None:
+                stage.deployer.reconcile(views)
+            self._deploy_and_bake(stage)
+        except _Held as held:
+            self._hold(stage, str(held))
+        except _StageFailure as exc:
+            self._fail(stage, str(exc), Cause.STAGE)
+        except Interrupted as exc:
+            self._fail(stage, str(exc), Cause.SIGNAL)
         self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
@@ -400,7 +406,7 @@ class Pipeline:
                 continue
             for item in [*rollbacks, *runs]:
                 self._refuse_live_owner(item)
-            with self._lock(env.name, f"resume {env.name}") as lock, self._fleet(env) as fleet, self.interrupts.armed():
+            with self.interrupts.armed(), self._lock(env.name, f"resume {env.name}") as lock, self._fleet(env) as fleet:
                 deployer = self._deployer(env, fleet)
                 views = deployer.ask()
                 pending: list[RollbackRun] = []
@@ -479,7 +485,7 @@ class Pipeline:
             raise UsageError("rollback needs --reason TEXT, which is journaled")
         if to_version is not None:
             self._release(to_version)
-        with self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet, self.interrupts.armed():
+        with self.interrupts.armed(), self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet:
             for item in [*self.store.rollbacks(env.name), *self.store.stage_runs()]:
                 if item.environment == env.name and item.status.open:
                     self._refuse_live_owner(item)

@@ -65,6 +65,8 @@ class Rollbacks:
             self.store.update_rollback(record.id, detected_at=utcnow(), plan=plan or {})
             if stage_run is not None:
                 self.store.set_stage_run_status(stage_run.id, RunStatus.ROLLING_BACK, reason)
+                if claim is not None:  # the run is this rollback's now (a window's run was its promoter's)
+                    self.store.claim_stage_run(stage_run.id, claim)
             what = ", ".join(releases) or "nothing"
             self.journal.record(
                 "rollback.started",

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ hooks:
     if [ -f "$pidfile" ]; then
       pid=$(cat "$pidfile")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 250); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+      for _ in $(seq 1 250); do  # until it is gone or a zombie (its port is free then)
+        case "$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" in "" | Z) break ;; esac
+        sleep 0.02
+      done
     fi
     # a barrier the tests hold to act while a switch is half done
     for _ in $(seq 1 1500); do [ -f "$RELEASER_ROOT/shared/HOLD" ] || break; sleep 0.02; done
@@ -165,10 +169,22 @@ class Lab:
     def new_release(self, sick: bool = False) -> str:
         self.versions += 1
         version = f"1.{self.versions}.0"
-        self.cli("release", "create", version, "--artifact", str(self.artifact(version, sick)), check=True)
+        self.run("release", "create", version, "--artifact", str(self.artifact(version, sick)))
         return version
 
     # -- driving releaser --
+
+    def run(self, *args: str) -> str:
+        """A command that is not to be stopped, in this process (click's runner); its stdout."""
+        from click.testing import CliRunner
+
+        from releaser.cli import cli
+
+        result = CliRunner(env={"NO_COLOR": "1", "RELEASER_FAILPOINT": None}).invoke(
+            cli, ["-C", str(self.base), *args], catch_exceptions=False)
+        if result.exit_code != 0:
+            raise AssertionError(f"releaser {' '.join(args)} exited {result.exit_code}:\n{result.stderr}")
+        return result.stdout
 
     def cli(self, *args: str, failpoint: str | None = None, check: bool = False,
             timeout: float = 180) -> subprocess.CompletedProcess:
@@ -188,10 +204,10 @@ class Lab:
                                 env={**os.environ, "NO_COLOR": "1"})
 
     def events(self) -> list[dict]:
-        return json.loads(self.cli("history", "--json", check=True).stdout)["events"]
+        return json.loads(self.run("history", "--json"))["events"]
 
     def status(self) -> dict:
-        return json.loads(self.cli("status", "--json", check=True).stdout)
+        return json.loads(self.run("status", "--json"))
 
     # -- the hosts, asked directly --
 
@@ -309,14 +325,23 @@ def _descendants(pid: int, only: str) -> list[int]:
     return found
 
 
+# Kinds journaled in one transaction with the kind that follows them: a failpoint fires when
+# the transaction commits, so stopping after the first is stopping after the second.
+COMMITTED_WITH_NEXT = {("stage.skipped", "stage.skipped"), ("stage.skipped", "stage.started"),
+                       ("stage.passed", "report.scheduled"), ("rollback.done", "incident")}
+
+
 def points_of(events: list[dict]) -> list[Point]:
-    """Every journal step of a run, as (kind, stage, n-th of its kind in that stage)."""
+    """Every journal step of a run, as (kind, stage, n-th of its kind in that stage), one per
+    commit."""
     seen: dict[tuple[str, str | None], int] = {}
     points = []
-    for event in events:
+    for index, event in enumerate(events):
         key = (event["kind"], event["stage"])
         seen[key] = seen.get(key, 0) + 1
-        points.append(Point(event["kind"], event["stage"], seen[key]))
+        following = events[index + 1]["kind"] if index + 1 < len(events) else None
+        if (event["kind"], following) not in COMMITTED_WITH_NEXT:
+            points.append(Point(event["kind"], event["stage"], seen[key]))
     return points
 
 
@@ -329,6 +354,7 @@ class Family:
     setup: object = None  # callable(lab) run before the command
     after: object = None  # callable(lab) run after resume (undo what setup did)
     sick: bool = False  # the release the command promotes is a bad one
+    covers: frozenset[str] = frozenset()  # step kinds its run must reach (more are enumerated)
 
 
 @dataclass
@@ -372,7 +398,6 @@ FIRST_STEP = ("stage.started", "rollback.started", "lock.taken_over", "stage.ski
 
 def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
     """Stop the family's command at `point` with `signal_name`, resume, and ask the oracle."""
-    import time
 
     if family.setup:
         family.setup(lab)
@@ -382,6 +407,11 @@ def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
     problems = []
     if "Traceback" in stopped.stderr:
         problems.append(f"traceback: {stopped.stderr[-800:]}")
+    if signal_name == "KILL" and stopped.returncode != -signal.SIGKILL:
+        problems.append(f"never stopped at {point} (exit {stopped.returncode})")
+    if signal_name == "TERM" and stopped.returncode not in (0, 1, 4):  # 0: it had already passed or finished
+        problems.append(f"SIGTERM at {point} ended with exit {stopped.returncode}, not like a failed stage: "
+                        f"{stopped.stderr[-400:]}")
     started = time.monotonic()
     resumed = lab.cli("resume")
     seconds = time.monotonic() - started
@@ -404,10 +434,10 @@ def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
 
 def families() -> list[Family]:
     """The runs the matrix stops: a promotion of each stage, a stage's rollback, a rollback
-    window's, a manual rollback, and a resume."""
+    window's, a manual rollback, and `resume --rollback` of a promotion killed mid-switch."""
     def sicken_test(lab: Lab) -> None:
         version = lab.new_release()
-        lab.cli("promote", version, "--to", "test", "--force", "--reason", "fault matrix", check=True)
+        lab.run("promote", version, "--to", "test", "--force", "--reason", "fault matrix")
         lab.sicken("test")
 
     def heal_test(lab: Lab) -> None:
@@ -415,13 +445,27 @@ def families() -> list[Family]:
 
     def deployed_test(lab: Lab) -> None:
         version = lab.new_release()
-        lab.cli("promote", version, "--to", "test", "--force", "--reason", "fault matrix", check=True)
+        lab.run("promote", version, "--to", "test", "--force", "--reason", "fault matrix")
 
-    promote = [Family(f"promote {stage}", ["promote", "{version}", "--to", stage, "--force", "--reason", "matrix"])
-               for stage in STAGES]
+    def killed_in_test_switch(lab: Lab) -> None:
+        version = lab.new_release()
+        killed = lab.cli("promote", version, "--to", "test", "--force", "--reason", "fault matrix",
+                         failpoint="switch.finished@test#1:KILL")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    stage = frozenset({"stage.started", "wave.started", "prepare.started", "prepare.finished", "switch.started",
+                       "switch.finished", "bake.started", "checks.pass", "stage.passed"})
+    rollback = frozenset({"rollback.started", "rollback.planned", "switch.started", "switch.finished", "incident"})
+    promote = [Family(f"promote {name}", ["promote", "{version}", "--to", name, "--force", "--reason", "matrix"],
+                      covers=stage - {"stage.passed"} | {"report.scheduled"} if name == "full" else stage)
+               for name in STAGES]
     return [
         *promote,
-        Family("stage rollback", ["promote", "{version}", "--to", "test", "--force", "--reason", "matrix"], sick=True),
-        Family("window rollback", ["watch", "--once"], setup=sicken_test, after=heal_test),
-        Family("manual rollback", ["rollback", "test", "--reason", "fault matrix"], setup=deployed_test),
+        Family("stage rollback", ["promote", "{version}", "--to", "test", "--force", "--reason", "matrix"], sick=True,
+               covers=stage - {"checks.pass", "stage.passed"} | {"checks.fail", "stage.failed"} | rollback),
+        Family("window rollback", ["watch", "--once"], setup=sicken_test, after=heal_test, covers=rollback),
+        Family("manual rollback", ["rollback", "test", "--reason", "fault matrix"], setup=deployed_test,
+               covers=rollback),
+        Family("resume rollback", ["resume", "--rollback"], setup=killed_in_test_switch,
+               covers=rollback | {"stage.resumed", "stage.failed"}),
     ]

@@ -34,6 +34,13 @@ def _free_port(addresses: list[str]) -> int:
     raise RuntimeError("no port free on every address")
 
 
+def _first_address() -> int:
+    """Where this process's hosts start in 127.0.0.0/24: pytest-xdist workers get a block of
+    64 addresses each, so that two workers' fleets never share an address."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 2 + 64 * (int(worker.removeprefix("gw")) % 4)
+
+
 def keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "releaser-test", "-f", str(path)], check=True)
 
@@ -53,7 +60,7 @@ class SshFleet:
 
     base: Path
     count: int
-    first: int = 2
+    first: int = field(default_factory=_first_address)
     per_sshd: int = MAX_ADDRESSES_PER_SSHD
     user: str = field(default_factory=getpass.getuser)
     servers: list[Sshd] = field(default_factory=list)
@@ -61,6 +68,8 @@ class SshFleet:
     def __post_init__(self):
         self.base.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
+        if self.first + self.count > 255:
+            raise ValueError(f"{self.count} hosts from 127.0.0.{self.first} do not fit in 127.0.0.0/24")
         self.addresses = [f"127.0.0.{self.first + i}" for i in range(self.count)]
         self.port = _free_port(self.addresses)
         self.identity = self.base / "id_ed25519"

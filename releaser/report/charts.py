@@ -8,12 +8,6 @@ import io
 import math
 from datetime import datetime, timezone
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402 - after choosing the backend
-import matplotlib.pyplot as plt  # noqa: E402
-
 BEFORE, AFTER, ROLLOUT = "#3b6fb6", "#2e9e5b", "#d9d9d9"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
 NUMERIC_DATES = ["%Y", "%m-%d", "%m-%d", "%H:%M", "%H:%M", "%H:%M:%S"]  # no month names: no language
@@ -39,6 +33,12 @@ def chart(report: dict, key: str, unit: str, feature: bool = False) -> bytes | N
     lines = {name: (_times(series[name]), _values(series[name], key, feature, scale)) for name in ("before", "after")}
     if all(all(math.isnan(v) for v in values) for _, values in lines.values()):
         return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(7.5, 2.2), dpi=96)
     try:
         for name, color in (("before", BEFORE), ("after", AFTER)):

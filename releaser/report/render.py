@@ -6,22 +6,16 @@ characters that would turn user text into markup or links."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from .charts import chart
 from .compute import METRICS
 from .words import Words
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
-    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 _MARKDOWN_LINE_START = re.compile(r"^(\s*)(?:([#+>-])|(\d+)\.)(?=\s|$)")
 
@@ -34,7 +28,18 @@ def markdown_text(text: str) -> str:
         lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
 
 
-_TEMPLATES.filters["md"] = markdown_text
+@functools.cache
+def _templates():
+    """The report's templates (jinja2 loads only when a report is rendered)."""
+    import jinja2
+
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+    )
+    templates.filters["md"] = markdown_text
+    return templates
 
 
 @dataclass
@@ -55,12 +60,12 @@ def render(report: dict) -> Rendered:
                "windows": _windows(report, words), "charts": charts}
     images = {cid: png for cid, _caption, png in charts}
     data_uri = {cid: "data:image/png;base64," + base64.b64encode(png).decode() for cid, png in images.items()}
-    html = _TEMPLATES.get_template("report.html.j2")
+    html = _templates().get_template("report.html.j2")
     return Rendered(
         subject=words("subject", project=report["project"], version=report["release"]["version"]),
         html=html.render(**context, image=data_uri),
         mail_html=html.render(**context, image={cid: f"cid:{cid}" for cid in images}),
-        markdown=_TEMPLATES.get_template("report.md.j2").render(**context),
+        markdown=_templates().get_template("report.md.j2").render(**context),
         json=json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n",
         charts=images,
     )
