@@ -34,6 +34,9 @@ METRIC_SOURCES = ("scrape", "prometheus")
 HOST_KEY_POLICIES = ("verify", "accept-new")
 REPORT_LANGUAGES = ("en", "zh-CN")
 MAIL_SECURITY = ("starttls", "ssl", "none")
+# Host and environment names reach shells, paths, journals and terminals: keep them plain.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SAFE_NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
@@ -79,7 +82,9 @@ def load_config(path: Path) -> Config:
     if env_section is not None:
         for name in list(env_section.data):
             env_fields = env_section.mapping(str(name), required=True)
-            if env_fields is not None:
+            if not SAFE_NAME.fullmatch(str(name)):
+                env_section.problem(str(name), f"an environment name is {SAFE_NAME_RULE}, got {str(name)!r}")
+            elif env_fields is not None:
                 environments[str(name)] = loader.environment(str(name), env_fields, project, env_defaults)
     _check_shared_roots(environments, env_section, problems)
 
@@ -327,8 +332,8 @@ class _Loader:
         fields.finish()
         if name is None:
             return None
-        if not name or any(ch.isspace() or ch == "/" for ch in name):
-            fields.problem("name", f"host names may not be empty or hold spaces or '/', got {name!r}")
+        if not SAFE_NAME.fullmatch(name):
+            fields.problem("name", f"a host name is {SAFE_NAME_RULE}, got {name!r}")
             return None
         try:
             root = (root or "").format_map({"host": name})

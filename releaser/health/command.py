@@ -1,6 +1,9 @@
-"""The command check: a command run on every cohort host (in `current`) must exit 0."""
+"""The command check: a command run on every cohort host (in `current`) must exit 0.
+Placeholders ({name}, {address}, {root}, vars) fill in as quoted shell words."""
 
 from __future__ import annotations
+
+import shlex
 
 from ..playbook import check_script
 from ..schema import Fields
@@ -31,7 +34,7 @@ class CommandCheck(Check):
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "no hosts to run on")
         results = target.fleet.run(
             "check", target.cohort,
-            lambda h: check_script(h, target.release, render_template(self.command, h)),
+            lambda h: check_script(h, target.release, render_template(self.command, h, shlex.quote)),
             timeout=self.timeout, quiet=True,
         )
         unreachable = {name: r.error for name, r in results.items() if r.exit_code is None}

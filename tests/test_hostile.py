@@ -1,0 +1,60 @@
+"""Hostile values in configuration: nothing they hold is ever executed, and names that would
+reach shells, paths and terminals raw are refused at validation."""
+
+from __future__ import annotations
+
+import pytest
+
+# Every way a shell could be talked into running something, in one value.
+PAYLOAD = "8080$(touch {dir}/PWNED1)`touch {dir}/PWNED2`;touch {dir}/PWNED3 && touch {dir}/PWNED4 #'\""
+
+# A command check that names every placeholder and writes what it was given, byte for byte.
+PROBE_CHECKS = """\
+checks:
+  - name: probe
+    type: command
+    command: "printf '%s|%s|%s|%s' {name} {address} {root} {PROBE} > {root}/shared/probe-seen"
+"""
+
+
+@pytest.fixture(params=["local", "ssh"])
+def hostile_project(request, project):
+    fleet = None
+    if request.param == "ssh":
+        fleet = request.getfixturevalue("ssh_fleet")
+        fleet.heal()  # a previous test may have stopped or rekeyed a server
+    project.write_config(ssh=fleet, checks="probe")
+    payload = PAYLOAD.format(dir=project.dir)
+    config = project.dir / "environments.yaml"
+    quoted = payload.replace("\\", "\\\\").replace('"', '\\"')
+    config.write_text(config.read_text().replace('RESTART_DELAY: ""', f'RESTART_DELAY: "", PROBE: "{quoted}"'))
+    (project.dir / "healthchecks" / "probe.yaml").write_text(PROBE_CHECKS)
+    return project, payload
+
+
+def test_every_placeholder_of_a_command_check_is_one_quoted_word(hostile_project):
+    project, payload = hostile_project
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)  # selftest, on dev-1, runs the probe
+    assert not list(project.dir.rglob("PWNED*"))
+    host = "dev-1"
+    seen = (project.dir / "hosts" / host / "shared" / "probe-seen").read_text()
+    name, address, root, probe = seen.split("|", 3)
+    assert name == host and root == str(project.dir / "hosts" / host) and address
+    assert probe == payload
+
+
+@pytest.mark.parametrize("name", ["d;touch${IFS}PWNED;", "..", ".", "-rf", "a b", "web\x1b[31m", "x" * 64, ""])
+def test_unsafe_host_and_environment_names_are_refused(project, name):
+    config = project.dir / "environments.yaml"
+    text = config.read_text()
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\x1b", "\\e")
+    config.write_text(text.replace("hosts: [dev-1]", f'hosts: ["{escaped}"]', 1))
+    refused = project.cli("validate")
+    assert refused.returncode == 2, refused.stderr
+    assert "environments.yaml:" in refused.stderr and "a host name is 1 to 63 letters" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    config.write_text(text.replace("\n  dev:\n", f'\n  "{escaped}":\n', 1))
+    refused = project.cli("validate")
+    assert refused.returncode == 2 and "an environment name is" in refused.stderr, refused.stderr
+    assert not (project.dir / ".releaser").exists()
