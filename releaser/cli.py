@@ -24,7 +24,7 @@ from .journal import Journal
 from .notify import open_journal
 from .model import STAGE_ORDER, Event
 from .pipeline import Pipeline
-from .releases import create_release, validate_release_id
+from .releases import check_artifact, create_release, validate_release_id
 from .status import history_document, status_document
 from .store import StoreMissing, open_store
 
@@ -221,6 +221,7 @@ def release_create(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--notes {notes_file}: cannot read: {exc}") from None
     app.config()
+    check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
     rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
     if not created:
         app.say(f"{version} is already registered with this artifact; nothing changed")

@@ -134,7 +134,7 @@ def prepare_script(
     incoming = q(artifact_path(host, release))
     head = _head(op, run, "prepare", release)
     return _preamble(host, "prepare", release, head) + f"""
-if [ -f {q(dest + "/.complete")} ]; then
+if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ]; then
   echo "releaser: {release} already prepared"
   rm -f {incoming}
   _rec unpacked "" already
@@ -149,9 +149,12 @@ fi
 rm -rf {q(dest)}
 mkdir -p {q(dest)}
 tar -xf {incoming} -C {q(dest)}
+# releaser's own files never follow a link the artifact may have shipped in their place
+rm -rf {q(dest + "/REVISION")} {q(dest + "/.complete")}
 printf '%s\\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 _rec unpacked
-{links}{_step(playbook, "prepare", q(dest), "prepared")}touch {q(dest + "/.complete")}
+{links}{_step(playbook, "prepare", q(dest), "prepared")}rm -rf {q(dest + "/.complete")}
+: > {q(dest + "/.complete")}
 rm -f {incoming}
 echo "releaser: prepared {release}"
 """
@@ -169,7 +172,7 @@ def switch_script(
     protected = " ".join(q(name) for name in (release, *protect))
     head = _head(op, run, action, release)
     return _preamble(host, action, release, head) + f"""
-if [ ! -f {q(target + "/.complete")} ]; then
+if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; then
   echo "releaser: release {release} is not prepared on this host" >&2
   _rec failed "" not-prepared
   exit {EXIT_NOT_PREPARED}

@@ -1,8 +1,9 @@
-"""Registering releases: id rules, artifact checksum, and the immutability of both."""
+"""Registering releases: id rules, artifact checksum and contents, and the immutability of both."""
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from pathlib import Path
 
 from .errors import UsageError
@@ -29,6 +30,49 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_artifact(artifact: Path, url: str | None = None) -> Path:
+    """The artifact (and URL) a release would be registered with, checked before anything is
+    written; its resolved path."""
+    try:
+        artifact = artifact.resolve()
+        if not artifact.is_file():
+            raise UsageError(f"artifact {artifact} does not exist or is not a file")
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long
+        raise UsageError(f"artifact {artifact}: {exc}") from None
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be an http:// or https:// URL, got {url!r}")
+    inspect_artifact(artifact)
+    return artifact
+
+
+def inspect_artifact(path: Path) -> None:
+    """Refuse an artifact that could write outside its release directory on a host: members
+    with absolute paths or `..`, devices and FIFOs, and links that point outside the release."""
+    import tarfile
+
+    try:
+        with tarfile.open(path) as archive:
+            for member in archive:
+                _refuse_escaping(path, member)
+    except tarfile.TarError as exc:
+        raise UsageError(f"artifact {path} is not a readable tar archive: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"artifact {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _refuse_escaping(path: Path, member) -> None:
+    name = member.name
+    if name.startswith("/") or ".." in name.split("/"):
+        raise UsageError(f"artifact {path}: member {name!r} would be written outside the release directory")
+    if member.ischr() or member.isblk() or member.isfifo():
+        raise UsageError(f"artifact {path}: member {name!r} is a device or FIFO; releases hold files, directories and links")
+    if member.issym() or member.islnk():
+        target = member.linkname
+        where = posixpath.normpath(posixpath.join(posixpath.dirname(name), target) if member.issym() else target)
+        if target.startswith("/") or where == ".." or where.startswith("../"):
+            raise UsageError(f"artifact {path}: link {name!r} -> {target!r} points outside the release directory")
+
+
 def create_release(
     store: Store, journal: Journal, version: str, artifact: Path, notes: str = "", features: tuple[str, ...] = (),
     url: str | None = None,
@@ -36,11 +80,7 @@ def create_release(
     """Register a release; (release, created). The same id with the same artifact is a no-op;
     with a different artifact it is refused."""
     validate_release_id(version)
-    artifact = artifact.resolve()
-    if not artifact.is_file():
-        raise UsageError(f"artifact {artifact} does not exist or is not a file")
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must be an http:// or https:// URL, got {url!r}")
+    artifact = check_artifact(artifact, url)
     digest = sha256_file(artifact)
     existing = store.get_release(version)
     if existing is not None:

@@ -58,3 +58,56 @@ def test_unsafe_host_and_environment_names_are_refused(project, name):
     refused = project.cli("validate")
     assert refused.returncode == 2 and "an environment name is" in refused.stderr, refused.stderr
     assert not (project.dir / ".releaser").exists()
+
+
+def _tarball(path, members) -> None:
+    """members: (name, kind, data-or-link) with kind file, symlink, hardlink, fifo, chr."""
+    import io
+    import tarfile
+
+    kinds = {"file": tarfile.REGTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
+             "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            info.type = kinds[kind]
+            if kind == "file":
+                info.size = len(value.encode())
+                tar.addfile(info, io.BytesIO(value.encode()))
+            else:
+                info.linkname = value
+                tar.addfile(info)
+
+
+@pytest.mark.parametrize("member, why", [
+    (("../escape.txt", "file", "x"), "outside the release directory"),
+    (("/etc/escape.txt", "file", "x"), "outside the release directory"),
+    (("a/../../escape.txt", "file", "x"), "outside the release directory"),
+    (("REVISION", "symlink", "/tmp/victim"), "points outside"),
+    ((".complete", "symlink", "../../shared/x"), "points outside"),
+    (("sub/link", "symlink", "../../x"), "points outside"),
+    (("hard", "hardlink", "../x"), "points outside"),
+    (("pipe", "fifo", ""), "device or FIFO"),
+    (("tty", "chr", ""), "device or FIFO"),
+])
+def test_a_hostile_artifact_is_refused_before_anything_is_written(project, member, why):
+    artifact = project.dir / "hostile.tar.gz"
+    _tarball(artifact, [("app.txt", "file", "app\n"), member])
+    refused = project.cli("release", "create", "6.6.6", "--artifact", str(artifact))
+    assert refused.returncode == 2, refused.stderr
+    assert repr(member[0]) in refused.stderr and why in refused.stderr and "Traceback" not in refused.stderr
+    assert not (project.dir / ".releaser").exists()  # no state database was created
+
+
+def test_links_inside_the_release_never_lead_releasers_own_files_astray(project):
+    """REVISION and .complete shipped as links to files of the release: prepare writes its own
+    files in their place and never through them, and a linked .complete is not a prepared release."""
+    artifact = project.dir / "linked.tar.gz"
+    _tarball(artifact, [("app.txt", "file", "app 1.0.0\n"), ("REVISION", "symlink", "app.txt"),
+                        (".complete", "symlink", "app.txt")])
+    project.cli("release", "create", "1.0.0", "--artifact", str(artifact), check=True)
+    project.cli("promote", "1.0.0", check=True)
+    release = project.dir / "hosts" / "dev-1" / "releases" / "1.0.0"
+    assert (release / "app.txt").read_text() == "app 1.0.0\n"
+    assert not (release / "REVISION").is_symlink() and (release / "REVISION").read_text() == "1.0.0\n"
+    assert not (release / ".complete").is_symlink()
