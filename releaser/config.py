@@ -257,6 +257,12 @@ class _Loader:
                 self.problems.add(fields.file, line, key, f"expected an e-mail address, got {item!r}")
             else:
                 report_to.append(item)
+        pass_env = []
+        for item, line, key in fields.items("pass_env"):
+            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
+                self.problems.add(fields.file, line, key, f"expected an environment variable name, got {item!r}")
+            else:
+                pass_env.append(item)
         ssh = self._ssh(fields, SshOptions(), transport)
         hosts: list[Host] = []
         seen: dict[str, int | None] = {}
@@ -273,7 +279,7 @@ class _Loader:
             fields.problem("hosts", "an environment needs at least one host")
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics, tuple(report_to))
+                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env))
 
     def _metrics(self, parent: Fields) -> MetricsSpec | None:
         fields = parent.mapping("metrics")

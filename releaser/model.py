@@ -84,6 +84,7 @@ class Environment:
     artifacts: str = "push"  # push: upload by SFTP; pull: hosts fetch the release's URL
     metrics: MetricsSpec | None = None
     report_to: tuple[str, ...] = ()  # who receives the effect reports of releases here
+    pass_env: tuple[str, ...] = ()  # local transport: names of releaser's environment hooks also get
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -111,3 +111,20 @@ def test_links_inside_the_release_never_lead_releasers_own_files_astray(project)
     assert (release / "app.txt").read_text() == "app 1.0.0\n"
     assert not (release / "REVISION").is_symlink() and (release / "REVISION").read_text() == "1.0.0\n"
     assert not (release / ".complete").is_symlink()
+
+
+def test_hooks_get_a_minimal_environment_never_releasers_secrets(project, monkeypatch):
+    from tests.conftest import PLAYBOOK
+
+    monkeypatch.setenv("RELEASER_TEST_SMTP_PASSWORD", "s3cret-smtp")
+    monkeypatch.setenv("APP_CONFIG_DIR", "/etc/app")
+    playbook = project.dir / "playbooks" / "app.yaml"
+    playbook.write_text(PLAYBOOK.replace('  restart: |\n', '  restart: |\n    env > "$RELEASER_ROOT/shared/hook-env"\n'))
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace("  dev:\n", "  dev:\n    pass_env: [APP_CONFIG_DIR]\n", 1))
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    seen = dict(line.split("=", 1) for line in
+                (project.dir / "hosts" / "dev-1" / "shared" / "hook-env").read_text().splitlines() if "=" in line)
+    assert "s3cret-smtp" not in str(seen) and "RELEASER_TEST_SMTP_PASSWORD" not in seen
+    assert seen["APP_CONFIG_DIR"] == "/etc/app" and seen["RELEASER_RELEASE"] == "1.0.0" and "PATH" in seen

@@ -17,9 +17,20 @@ from ..model import Host
 from .base import CommandResult, Session, Transport
 
 
+# What a script run on this machine keeps of releaser's own environment: enough to find
+# programs and speak the locale, never a credential (SMTP, Prometheus and webhook secrets live
+# in releaser's environment). An environment's `pass_env` adds names.
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM")
+
+
+def hook_environment(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
+    return {name: value for name, value in os.environ.items()
+            if name in BASE_ENV or name.startswith("LC_") or name in pass_env}
+
+
 class LocalSession(Session):
-    def __init__(self, host: Host):
-        self.host = host
+    def __init__(self, host: Host, env: dict[str, str]):
+        self.host, self.env = host, env
 
     def run(self, script: str, timeout: float) -> CommandResult:
         started = time.monotonic()
@@ -30,6 +41,7 @@ class LocalSession(Session):
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env=self.env,
         )
         try:
             out, err = proc.communicate(script, timeout=timeout)
@@ -54,4 +66,4 @@ def _kill_group(pid: int) -> None:
 
 class LocalTransport(Transport):
     def connect(self, host: Host) -> Session:
-        return LocalSession(host)
+        return LocalSession(host, hook_environment(self.environment.pass_env))
