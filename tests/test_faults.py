@@ -21,6 +21,7 @@ FAMILIES = {family.name: family for family in families()}
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     lab = Lab.create(tmp_path_factory.mktemp("faults"))
+    lab.resume_in_process = True
     lab.run("run", lab.new_release())
     yield lab
     lab.close()

@@ -29,8 +29,9 @@ def hook_environment(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 class LocalSession(Session):
-    def __init__(self, host: Host, env: dict[str, str]):
-        self.host, self.env = host, env
+    def __init__(self, host: Host, env: dict[str, str] | None = None):
+        self.host = host
+        self.env = hook_environment() if env is None else env
 
     def run(self, script: str, timeout: float) -> CommandResult:
         started = time.monotonic()
