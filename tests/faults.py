@@ -177,15 +177,18 @@ class Lab:
 
     def run(self, *args: str) -> str:
         """A command that is not to be stopped, in this process (click's runner); its stdout."""
+        result = self._invoke(*args, catch_exceptions=False)
+        if result.exit_code != 0:
+            raise AssertionError(f"releaser {' '.join(args)} exited {result.exit_code}:\n{result.stderr}")
+        return result.stdout
+
+    def _invoke(self, *args: str, catch_exceptions: bool):
         from click.testing import CliRunner
 
         from releaser.cli import cli
 
-        result = CliRunner(env={"NO_COLOR": "1", "RELEASER_FAILPOINT": None}).invoke(
-            cli, ["-C", str(self.base), *args], catch_exceptions=False)
-        if result.exit_code != 0:
-            raise AssertionError(f"releaser {' '.join(args)} exited {result.exit_code}:\n{result.stderr}")
-        return result.stdout
+        return CliRunner(env={"NO_COLOR": "1", "RELEASER_FAILPOINT": None}).invoke(
+            cli, ["-C", str(self.base), *args], catch_exceptions=catch_exceptions)
 
     def cli(self, *args: str, failpoint: str | None = None, check: bool = False,
             timeout: float = 180) -> subprocess.CompletedProcess:
@@ -205,11 +208,7 @@ class Lab:
         if not self.resume_in_process:
             proc = self.cli("resume")
             return proc.returncode, proc.stderr
-        from click.testing import CliRunner
-
-        from releaser.cli import cli
-
-        result = CliRunner(env={"NO_COLOR": "1", "RELEASER_FAILPOINT": None}).invoke(cli, ["-C", str(self.base), "resume"])
+        result = self._invoke("resume", catch_exceptions=True)
         trace = ""
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             import traceback
