@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -16,17 +17,26 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .config import DEFAULT_CONFIG, load_config
-from .errors import EXIT_NEEDS_HUMAN, EXIT_STAGE_FAILED, EXIT_USAGE, ConfigError, ReleaserError, UsageError
+from . import __version__, secrets
+from .config import DEFAULT_CONFIG, load_config, register_secrets
+from .errors import (
+    EXIT_NEEDS_HUMAN,
+    EXIT_STAGE_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    ReleaserError,
+    UsageError,
+)
 from .interrupts import Interrupts
 from .journal import Journal
-from .notify import open_journal
 from .model import STAGE_ORDER, Event
+from .notify import open_journal
 from .pipeline import Pipeline
 from .releases import check_artifact, create_release, validate_release_id
+from .schema import check_text
 from .status import history_document, status_document
 from .store import StoreMissing, open_store
+from .yamlsrc import read_text
 
 INTERRUPTS = Interrupts()  # signals while a command acts on hosts: see interrupts.py
 
@@ -47,6 +57,7 @@ class App:
     def config(self):
         if self._config is None:
             self._config = load_config(Path(self.config_file or DEFAULT_CONFIG))
+            register_secrets(self._config)
         return self._config
 
     def store(self, read_only: bool = False):
@@ -55,6 +66,14 @@ class App:
             config = self.config()
             self._store = open_store(config.state_backend, config.state_path, config.state_wait, create=not read_only)
         return self._store
+
+    def recorded_state(self, nothing: str):
+        """The state, for a command that acts on what earlier commands recorded. Without a
+        database there is nothing to act on: UsageError(`nothing`), and none is created."""
+        try:
+            return self.store(read_only=True)
+        except StoreMissing:
+            raise UsageError(nothing) from None
 
     def journal(self) -> Journal:
         if self._journal is None:
@@ -80,7 +99,7 @@ class App:
     # -- output --
 
     def say(self, text: str, color: str | None = None) -> None:
-        click.echo(_styled(text, color), err=True)
+        click.echo(_styled(printable(secrets.scrub(text)), color), err=True)
 
     def show_event(self, event: Event) -> None:
         color = None
@@ -94,13 +113,22 @@ class App:
 
     def emit(self, document: dict) -> None:
         if self.json:
-            click.echo(json.dumps(document, indent=2, default=str))
+            click.echo(json.dumps(secrets.scrub_data(document), indent=2, default=str))
 
     def close(self) -> None:
         if self._notifier is not None:
             self._notifier.close()
         if self._store is not None:
             self._store.close()
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences, carriage returns) shown
+    escaped, so that a host name or a server's reply cannot repaint the screen."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _styled(text: str, color: str | None) -> str:
@@ -143,7 +171,7 @@ def _fail(app: App, exc: ReleaserError) -> None:
         document = {"ok": False, "exit_code": exc.exit_code, "error": {"kind": kind, "message": str(exc)}}
         if isinstance(exc, ConfigError):
             document["error"]["problems"] = [asdict(p) for p in exc.problems]
-        click.echo(json.dumps(document, indent=2))
+        click.echo(json.dumps(secrets.scrub_data(document), indent=2))
     sys.exit(exc.exit_code)
 
 
@@ -214,12 +242,11 @@ def release_create(
 ) -> None:
     """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
     validate_release_id(version)
-    notes = ""
-    if notes_file:
-        try:
-            notes = Path(notes_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--notes {notes_file}: cannot read: {exc}") from None
+    notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
+    for feature in features:
+        _plain_option("--feature", feature)
+    if url is not None:
+        _plain_option("--url", url)
     app.config()
     check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
     rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
@@ -239,6 +266,7 @@ def release_create(
 def promote(app: App, version: str, to_stage: str | None, force: bool, reason: str) -> None:
     """Run the next stage of VERSION (or --to STAGE)."""
     validate_release_id(version)
+    app.recorded_state(_unknown_release(version))
     run = app.pipeline().promote(version, to_stage, force=force, reason=reason)
     app.emit({"ok": True, "release": version, "runs": [asdict(run)] if run else []})
 
@@ -249,6 +277,7 @@ def promote(app: App, version: str, to_stage: str | None, force: bool, reason: s
 def run(app: App, version: str, to_stage: str | None) -> None:
     """Run every remaining stage of VERSION, in order."""
     validate_release_id(version)
+    app.recorded_state(_unknown_release(version))
     runs = app.pipeline().run(version, to_stage)
     app.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
 
@@ -261,6 +290,10 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str) ->
     """Roll ENVIRONMENT back by hand."""
     if to_version:
         validate_release_id(to_version)
+    known = app.config().environments
+    if environment not in known:
+        raise UsageError(f"unknown environment {environment!r} (known: {', '.join(known)})")
+    app.recorded_state(f"nothing to roll back on {environment}: releaser has recorded no deployment there")
     switched = app.pipeline().rollback(environment, to_version, reason)
     app.emit({"ok": True, "environment": environment, "switched": switched})
 
@@ -269,7 +302,12 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str) ->
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
-    runs = app.pipeline().resume(roll_back)
+    try:
+        app.store(read_only=True)
+    except StoreMissing:
+        runs = []
+    else:
+        runs = app.pipeline().resume(roll_back)
     if not runs:
         app.say("nothing to resume")
     app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
@@ -299,7 +337,10 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
     config = app.config()
     if environment not in config.environments:
         raise UsageError(f"unknown environment {environment!r}")
-    held = app.store().force_unlock(environment)
+    try:
+        held = app.store(read_only=True).force_unlock(environment)
+    except StoreMissing:
+        held = None
     if held is None:
         app.say(f"{environment} was not locked")
     else:
@@ -323,6 +364,15 @@ def watch(app: App, once: bool, interval: str) -> None:
         pause = parse_duration(interval)
     except ValueError as exc:
         raise UsageError(f"--interval: {exc}") from None
+    if not 0.1 <= pause <= 86400:
+        raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
+    if once:
+        try:
+            app.store(read_only=True)
+        except StoreMissing:
+            app.say("no rollback window is open")
+            app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "reports": []})
+            return
     watcher = Watcher(app.pipeline())
     rolled_back, alarms, reports, looks = [], [], [], 0
     stop = threading.Event()
@@ -366,11 +416,26 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
     report that is due. With --send, deliver them: each exactly once."""
     from .report.outbox import Outbox, produce, write_copies
 
-    config, store = app.config(), app.store()
+    config = app.config()
+    due_now = target == "due" and not named
+    if due_now and (out or fmt or force):
+        raise UsageError("`report due` takes only --send")
+    if not due_now:
+        validate_release_id(target)
+        if force and not send:
+            raise UsageError("--force goes with --send")
+        if send and (out or fmt):
+            raise UsageError("--send delivers every format; leave out --out and --format")
+    try:
+        store = app.store(read_only=True)
+    except StoreMissing:
+        if not due_now:
+            raise UsageError(_unknown_release(target)) from None
+        app.say("no report is due")
+        app.emit({"ok": True, "due": [], "sent": []})
+        return
     outbox = Outbox(config, store, app.journal())
-    if target == "due" and not named:
-        if out or fmt or force:
-            raise UsageError("`report due` takes only --send")
+    if due_now:
         due = outbox.due()
         outcomes = []
         for item in due:
@@ -391,12 +456,7 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
         if any(o.needs_human for o in outcomes):
             sys.exit(EXIT_NEEDS_HUMAN)
         return
-    validate_release_id(target)
-    if force and not send:
-        raise UsageError("--force goes with --send")
     if send:
-        if out or fmt:
-            raise UsageError("--send delivers every format; leave out --out and --format")
         outcome = outbox.send(target, force=force)
         app.say(f"{target}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
                 + (f" ({outcome.path})" if outcome.path else ""), "red" if outcome.needs_human else None)
@@ -422,8 +482,28 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
     if out == "-":
         click.echo(text, nl=False)
     else:
-        Path(out).write_text(text, encoding="utf-8")
+        try:  # O_NONBLOCK: a FIFO nobody reads is refused instead of waited on
+            with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644), "w",
+                           encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
         app.say(f"wrote {out}")
+
+
+def _plain_option(option: str, value: str) -> None:
+    """An option value that is shown on terminals and in reports: one line, no control characters."""
+    try:
+        check_text(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if not value.strip() or len(value) > 2000:
+        raise UsageError(f"{option}: expected 1 to 2000 characters")
+
+
+def _unknown_release(version: str) -> str:
+    return f"unknown release {version!r}: nothing is registered yet; register it with " \
+           f"`releaser release create {version} --artifact FILE`"
 
 
 # -- looking --
@@ -449,10 +529,14 @@ def status(app: App) -> None:
 @command(cli)
 @click.option("--release", "release_id", help="Only this release.")
 @click.option("--env", "environment", help="Only this environment.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N events.")
+@click.option("--limit", type=click.IntRange(min=1, max=10**9), default=None, help="Only the newest N events.")
 def history(app: App, release_id: str | None, environment: str | None, limit: int | None) -> None:
     """The journal: every state change, oldest first."""
-    events = app.store(read_only=True).events(release=release_id, environment=environment, limit=limit)
+    try:
+        events = app.store(read_only=True).events(release=release_id, environment=environment, limit=limit)
+    except StoreMissing as missing:
+        app.say(f"note: {missing}", "yellow")
+        events = []
     if app.json:
         app.emit(history_document(events))
         return

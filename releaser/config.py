@@ -13,14 +13,15 @@ import re
 from dataclasses import replace
 from email.utils import parseaddr
 
-from .errors import ConfigError
+from . import secrets
+from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check
 from .health.sources import Selector, read_selector
 from .model import (
     STAGE_ORDER, Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
 from .notify import DEFAULT_EVENTS
-from .schema import Fields, Problems, parse_percent
+from .schema import Fields, Problems, check_text, fill_template, parse_percent, shown
 from .transport import TRANSPORTS
 from .yamlsrc import load_yaml
 
@@ -37,7 +38,11 @@ MAIL_SECURITY = ("starttls", "ssl", "none")
 # Host and environment names reach shells, paths, journals and terminals: keep them plain.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 SAFE_NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOST_ADDRESS = re.compile(r"[A-Za-z0-9._:-]{1,253}|\[[0-9A-Fa-f:.]+\]")
+_SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
+_JUMP = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?")
 
 
 def display(path: Path) -> str:
@@ -50,7 +55,10 @@ def display(path: Path) -> str:
 
 def load_config(path: Path) -> Config:
     """Read and validate the whole configuration; raises ConfigError listing every problem."""
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
+        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     problems = Problems()
     data = load_yaml(path, display(path))
     top = Fields(data, display(path), "", problems, 1)
@@ -63,6 +71,8 @@ def load_config(path: Path) -> Config:
         backend = state.str("backend", "sqlite", choices=STATE_BACKENDS)
         state_path = state.str("path", state_path)
         state_wait = state.duration("wait", state_wait)
+        if (path.parent / state_path).is_dir() or state_path.endswith("/"):
+            state.problem("path", f"expected the path of a database file, got the directory {shown(state_path)}")
         state.finish()
 
     defaults = top.mapping("defaults") or Fields({}, top.file, "defaults", problems)
@@ -83,12 +93,14 @@ def load_config(path: Path) -> Config:
         for name in list(env_section.data):
             env_fields = env_section.mapping(str(name), required=True)
             if not SAFE_NAME.fullmatch(str(name)):
-                env_section.problem(str(name), f"an environment name is {SAFE_NAME_RULE}, got {str(name)!r}")
+                env_section.problem(str(name), f"an environment name is {SAFE_NAME_RULE}, got {shown(str(name))}")
             elif env_fields is not None:
                 environments[str(name)] = loader.environment(str(name), env_fields, project, env_defaults)
     _check_shared_roots(environments, env_section, problems)
 
     pipeline = loader.pipeline(top, environments, stage_defaults)
+    if not pipeline and top.has("pipeline") and isinstance(top.data["pipeline"], list):
+        top.problem("pipeline", "a pipeline needs at least one stage")
     webhooks = _webhooks(top)
     report = _report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
     top.finish()
@@ -108,6 +120,25 @@ def load_config(path: Path) -> Config:
     )
 
 
+def register_secrets(config: Config) -> None:
+    """Register every secret the configuration names (see secrets.py), so that whatever
+    releaser writes is scrubbed of them from the first line on."""
+    for env in config.environments.values():
+        spec = env.metrics
+        if spec is not None:
+            secrets.register_url_password(spec.url)
+            secrets.read_env(spec.bearer_env)
+            if spec.username_env:
+                secrets.register_credentials(os.environ.get(spec.username_env), secrets.read_env(spec.password_env))
+    mail = config.report.mail
+    if mail is not None and mail.username_env:
+        secrets.register_credentials(os.environ.get(mail.username_env), secrets.read_env(mail.password_env))
+    for hook in (*config.webhooks, config.report.webhook):
+        if hook is not None:
+            secrets.read_env(hook.url_env, url=True)
+            secrets.register_url_password(hook.url)
+
+
 def _webhooks(top: Fields) -> tuple[Webhook, ...]:
     section = top.mapping("notifications")
     if section is None:
@@ -120,7 +151,7 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
         for event, event_line, event_key in fields.items("events"):
             if event not in DEFAULT_EVENTS:
                 section.problems.add(fields.file, event_line, event_key,
-                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {event!r}")
+                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}")
             else:
                 events.append(event)
         hooks.append(Webhook(url, url_env, fields.str("format", "json", choices=("json", "slack")),
@@ -131,11 +162,11 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
 
 
 def _webhook_url(fields: Fields) -> tuple[str | None, str | None]:
-    url, url_env = fields.str("url"), fields.str("url_env")
+    url, url_env = fields.str("url"), env_name(fields, "url_env")
     if (url is None) == (url_env is None):
         fields.problem("url", "give exactly one of url and url_env (the name of a variable holding the URL)")
     elif url is not None and not url.startswith(("http://", "https://")):
-        fields.problem("url", f"expected an http:// or https:// URL, got {url!r}")
+        fields.problem("url", f"expected an http:// or https:// URL, got {shown(url)}")
     return url, url_env
 
 
@@ -168,7 +199,7 @@ def _report(top: Fields, environment: Environment | None, base: Path) -> ReportS
         webhook=_report_webhook(fields),
     )
     if spec.latency is not None and not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", spec.latency):
-        metrics.problem("latency", f"expected the name of a histogram, got {spec.latency!r}")
+        metrics.problem("latency", f"expected the name of a histogram, got {shown(spec.latency)}")
     if spec.window <= 0:
         fields.problem("window", "must be longer than 0s")
     if spec.step is not None and not 0 < spec.step <= spec.window:
@@ -190,6 +221,9 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
     if fields is None:
         return None
     server = fields.str("smtp", required=True) or ""
+    if server and not re.fullmatch(r"[A-Za-z0-9._-]+(:\d+)?|\[[0-9A-Fa-f:.]+\](:\d+)?", server):
+        fields.problem("smtp", f"expected host or host:port, got {shown(server)}")
+        server = ""
     security = fields.str("security", "starttls", choices=MAIL_SECURITY) or "starttls"
     host, _, port_text = server.rpartition(":") if ":" in server else (server, "", "")
     port = {"ssl": 465, "starttls": 587, "none": 25}[security]
@@ -197,14 +231,14 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
         if port_text.isdigit() and 0 < int(port_text) < 65536:
             port = int(port_text)
         else:
-            fields.problem("smtp", f"expected host or host:port, got {server!r}")
+            fields.problem("smtp", f"expected host or host:port, got {shown(server)}")
     sender = fields.str("from", required=True) or ""
-    if sender and not _ADDRESS.match(parseaddr(sender)[1]):
-        fields.problem("from", f"expected an e-mail address, got {sender!r}")
+    if sender and not _ADDRESS.fullmatch(parseaddr(sender)[1]):
+        fields.problem("from", f"expected an e-mail address, got {shown(sender)}")
     ca_file = fields.str("ca_file")
     spec = MailSpec(
         host=host or server, port=port, sender=sender, security=security,
-        username_env=fields.str("username_env"), password_env=fields.str("password_env"),
+        username_env=env_name(fields, "username_env"), password_env=env_name(fields, "password_env"),
         ca_file=str((base / os.path.expanduser(ca_file)).resolve()) if ca_file else None,
         timeout=fields.duration("timeout", 30.0),
     )
@@ -244,7 +278,7 @@ class _Loader:
         default_root = "hosts/{host}" if transport == "local" else f"/srv/{project}"
         root_template = fields.str("root", default_root)
         if transport != "local" and root_template and not root_template.startswith("/"):
-            fields.problem("root", f"a remote root must be an absolute path, got {root_template!r}")
+            fields.problem("root", f"a remote root must be an absolute path, got {shown(root_template)}")
             root_template = default_root
         env_vars = fields.scalar_map("vars")
         parallel = fields.int("parallel", defaults["parallel"], minimum=1)
@@ -253,14 +287,14 @@ class _Loader:
         metrics = self._metrics(fields)
         report_to = []
         for item, line, key in fields.items("report_to"):
-            if not isinstance(item, str) or not _ADDRESS.match(parseaddr(item)[1]):
-                self.problems.add(fields.file, line, key, f"expected an e-mail address, got {item!r}")
+            if not isinstance(item, str) or not _plain(item) or not _ADDRESS.fullmatch(parseaddr(item)[1]):
+                self.problems.add(fields.file, line, key, f"expected an e-mail address, got {shown(item)}")
             else:
                 report_to.append(item)
         pass_env = []
         for item, line, key in fields.items("pass_env"):
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
-                self.problems.add(fields.file, line, key, f"expected an environment variable name, got {item!r}")
+            if not isinstance(item, str) or not _ENV_NAME.fullmatch(item):
+                self.problems.add(fields.file, line, key, f"expected an environment variable name, got {shown(item)}")
             else:
                 pass_env.append(item)
         ssh = self._ssh(fields, SshOptions(), transport)
@@ -277,6 +311,8 @@ class _Loader:
             hosts.append(host)
         if not hosts and fields.has("hosts"):
             fields.problem("hosts", "an environment needs at least one host")
+        if metrics is not None:
+            _check_metric_templates(metrics, fields, hosts)
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
                            artifacts or "push", metrics, tuple(report_to), tuple(pass_env))
@@ -292,12 +328,12 @@ class _Loader:
             instance=fields.str("instance", MetricsSpec.instance),
             scrape_url=fields.str("scrape_url", MetricsSpec.scrape_url),
             timeout=fields.duration("timeout", 5.0),
-            bearer_env=fields.str("bearer_env"),
-            username_env=fields.str("username_env"),
-            password_env=fields.str("password_env"),
+            bearer_env=env_name(fields, "bearer_env"),
+            username_env=env_name(fields, "username_env"),
+            password_env=env_name(fields, "password_env"),
         )
         if spec.url and not spec.url.startswith(("http://", "https://")):
-            fields.problem("url", f"expected an http:// or https:// URL, got {spec.url!r}")
+            fields.problem("url", f"expected an http:// or https:// URL, got {shown(spec.url)}")
         fields.finish()
         return spec
 
@@ -310,7 +346,7 @@ class _Loader:
             parent.problem("ssh", "ssh options need `transport: ssh`")
         changes = {
             "user": fields.str("user"),
-            "port": fields.int("port", minimum=1),
+            "port": fields.int("port", minimum=1, maximum=65535),
             "identity_file": fields.str("identity_file"),
             "known_hosts": fields.str("known_hosts"),
             "host_key_policy": fields.str("host_key_policy", choices=HOST_KEY_POLICIES),
@@ -320,6 +356,11 @@ class _Loader:
             "auth_timeout": fields.duration("auth_timeout"),
             "keepalive": fields.duration("keepalive"),
         }
+        if changes["user"] is not None and not _SSH_USER.fullmatch(changes["user"]):
+            fields.problem("user", f"expected a user name, got {shown(changes['user'])}")
+        jump = _JUMP.fullmatch(changes["jump"] or "")
+        if changes["jump"] is not None and (not jump or (jump["port"] and not 0 < int(jump["port"]) < 65536)):
+            fields.problem("jump", f"expected [user@]host[:port], got {shown(changes['jump'])}")
         fields.finish()
         for key in ("identity_file", "known_hosts", "config_file"):
             if changes[key]:
@@ -339,17 +380,20 @@ class _Loader:
         if name is None:
             return None
         if not SAFE_NAME.fullmatch(name):
-            fields.problem("name", f"a host name is {SAFE_NAME_RULE}, got {name!r}")
+            fields.problem("name", f"a host name is {SAFE_NAME_RULE}, got {shown(name)}")
+            return None
+        if address is not None and not _HOST_ADDRESS.fullmatch(address):
+            fields.problem("address", f"expected a host name or IP address, got {shown(address)}")
             return None
         try:
-            root = (root or "").format_map({"host": name})
-        except (KeyError, IndexError, ValueError):
-            fields.problem("root", f"only {{host}} may be used in a root path, got {root!r}")
+            root = fill_template(root or "", {"host": name})
+        except ValueError:
+            fields.problem("root", f"only {{host}} may be used in a root path, got {shown(root)}")
             return None
         if transport == "local":
             root = str((self.base / root).resolve())
         elif not root.startswith("/"):
-            fields.problem("root", f"a remote root must be an absolute path, got {root!r}")
+            fields.problem("root", f"a remote root must be an absolute path, got {shown(root)}")
         return Host(name=name, address=address or name, root=root, vars=host_vars, ssh=ssh)
 
     # -- playbooks --
@@ -367,25 +411,25 @@ class _Loader:
             self.problems.extend(exc.problems)
             return None
         fields = Fields(data, display(path), "", self.problems, 1)
-        fields.str("description")
+        fields.str("description", multiline=True)
         keep = fields.int("keep_releases", 5, minimum=2)
         shared = []
         for item, line, key in fields.items("shared"):
             if not isinstance(item, str) or not item or item.startswith("/") or ".." in item.split("/"):
-                self.problems.add(fields.file, line, key, f"expected a relative path inside the release, got {item!r}")
+                self.problems.add(fields.file, line, key, f"expected a relative path inside the release, got {shown(item)}")
             else:
                 shared.append(item.rstrip("/"))
         sudo = []
         for item, line, key in fields.items("sudo"):
             if item not in HOOKS:
-                self.problems.add(fields.file, line, key, f"expected a hook name ({', '.join(HOOKS)}), got {item!r}")
+                self.problems.add(fields.file, line, key, f"expected a hook name ({', '.join(HOOKS)}), got {shown(item)}")
             else:
                 sudo.append(item)
         hooks: dict[str, str] = {}
         hook_fields = fields.mapping("hooks")
         if hook_fields is not None:
             for hook in HOOKS:
-                value = hook_fields.str(hook)
+                value = hook_fields.str(hook, multiline=True)
                 if value:
                     hooks[hook] = value
             hook_fields.finish()
@@ -410,7 +454,7 @@ class _Loader:
             self.check_sets[name] = None
             return []
         fields = Fields(data, display(path), "", self.problems, 1)
-        fields.str("description")
+        fields.str("description", multiline=True)
         checks: list[Check] = []
         names: dict[str, int | None] = {}
         for item, item_line, item_key in fields.items("checks", required=True):
@@ -519,6 +563,39 @@ def _check_shared_roots(environments: dict[str, Environment], section: Fields | 
             other = owners.setdefault(host.root, f"{env.name}/{host.name}")
             if other != f"{env.name}/{host.name}" and section is not None:
                 section.problem(env.name, f"host {host.name} shares its root {host.root} with {other}")
+
+
+def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]) -> None:
+    """The per-host templates of a metrics source must fill in for every host."""
+    section = fields.mapping("metrics")
+    templates = {"instance": spec.instance} if spec.source == "prometheus" else {"scrape_url": spec.scrape_url}
+    for key, template in templates.items():
+        for host in hosts:
+            try:
+                value = fill_template(template, host.template_values())
+            except ValueError as exc:
+                section.problem(key, f"{exc} (host {host.name})")
+                break
+            if key == "scrape_url" and not value.startswith(("http://", "https://")):
+                section.problem(key, f"expected an http:// or https:// URL, got {shown(value)} (host {host.name})")
+                break
+
+
+def env_name(fields: Fields, key: str) -> str | None:
+    """A key naming an environment variable (where a secret is read from)."""
+    name = fields.str(key)
+    if name is not None and not _ENV_NAME.fullmatch(name):
+        fields.problem(key, f"expected the name of an environment variable, got {shown(name)}")
+        return None
+    return name
+
+
+def _plain(text: str) -> bool:
+    try:
+        check_text(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _safe_name(name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from . import secrets
 from .failpoints import from_environment
 from .model import Event
 from .store import Store
@@ -21,7 +22,9 @@ class Journal:
     def record(self, kind: str, message: str, **fields) -> Event:
         """Append an event (durable when this returns, or when the transaction it is part of
         commits), then show it and tell the listeners."""
-        event = self.store.append_event(Event(kind=kind, message=message, **fields))
+        if "data" in fields:
+            fields["data"] = secrets.scrub_data(fields["data"])
+        event = self.store.append_event(Event(kind=kind, message=secrets.scrub(message), **fields))
         if self.failpoint is not None:
             failpoint = self.failpoint
             self.store.after_commit(lambda: failpoint.after(event))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -124,9 +123,6 @@ class Webhook:
     format: str = "json"  # json | slack
     events: tuple[str, ...] = ()
     timeout: float = 5.0
-
-    def resolved_url(self) -> str:
-        return self.url or os.environ.get(self.url_env or "", "")
 
 
 @dataclass(frozen=True)

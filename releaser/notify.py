@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import requests
 from tenacity import retry, stop_after_attempt, wait_random_exponential
 
+from . import secrets
 from .journal import Journal, Sink
 from .model import Event, Webhook
 from .store import Store
@@ -26,6 +27,11 @@ _ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback
           "rollback.failed": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:"}
 
 OnFailure = Callable[[str, dict], None]
+
+
+def webhook_url(hook: Webhook) -> str:
+    """The hook's URL; one read from the environment is a secret, registered as such."""
+    return hook.url or secrets.read_env(hook.url_env, url=True)
 
 
 def redact(url: str) -> str:
@@ -67,13 +73,14 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 - reported, never raised
                 if self.on_failure:
                     self.on_failure(
-                        f"notification of {event.kind} to {redact(hook.resolved_url())} failed: {type(exc).__name__}",
-                        {"event": event.id, "kind": event.kind, "error": str(exc)[:200].replace(hook.resolved_url(), "<url>")},
+                        f"notification of {event.kind} to {redact(webhook_url(hook))} failed: {type(exc).__name__}",
+                        {"event": event.id, "kind": event.kind,
+                         "error": secrets.scrub(str(exc).replace(webhook_url(hook), "<url>"))[:200]},
                     )
 
     @retry(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True)
     def _post(self, hook: Webhook, event: Event) -> None:
-        response = requests.post(hook.resolved_url(), json=payload(self.project, hook, event), timeout=hook.timeout)
+        response = requests.post(webhook_url(hook), json=payload(self.project, hook, event), timeout=hook.timeout)
         response.raise_for_status()
 
 

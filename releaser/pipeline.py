@@ -485,6 +485,9 @@ class Pipeline:
             raise UsageError("rollback needs --reason TEXT, which is journaled")
         if to_version is not None:
             self._release(to_version)
+        if not self.store.host_states(env.name):
+            raise UsageError(f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
+                             "(if the state was lost, `releaser state rebuild` reads it back from the hosts)")
         with self.interrupts.armed(), self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet:
             for item in [*self.store.rollbacks(env.name), *self.store.stage_runs()]:
                 if item.environment == env.name and item.status.open:

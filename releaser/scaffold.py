@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import UsageError
@@ -75,15 +76,23 @@ checks:
 
 
 def scaffold(directory: Path) -> list[Path]:
-    """Write the starter files; refuses to overwrite anything."""
-    directory.mkdir(parents=True, exist_ok=True)
-    clashes = [name for name in FILES if (directory / name).exists()]
-    if clashes:
-        raise UsageError(f"{directory} already has {', '.join(clashes)}; init writes only into a fresh directory")
+    """Write the starter files; refuses to overwrite anything, and to write through a link."""
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory")
+    clashes = [name for name in FILES if os.path.lexists(directory / name)]
+    linked = [name for name in {str(Path(n).parent) for n in FILES} - {"."} if (directory / name).is_symlink()]
+    if clashes or linked:
+        raise UsageError(f"{directory} already has {', '.join(sorted(clashes + linked))}; "
+                         "init writes only into a fresh directory")
     written = []
-    for name, text in FILES.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in FILES.items():
+            path = directory / name
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "x", encoding="utf-8") as handle:  # O_EXCL: never through a planted link
+                handle.write(text)
+            written.append(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write into {directory}: {exc.strerror or exc}") from None
     return written

@@ -7,7 +7,10 @@ over a file reports every problem in it.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
+import string
 from typing import Any, Callable
 
 from .errors import ConfigProblem
@@ -16,12 +19,16 @@ from .yamlsrc import Mapping, Sequence
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MISSING = object()
+MAX_DURATION = 366 * 86400.0  # a year and a day: longer is a typo, and overflows date arithmetic
+MAX_COUNT = 1_000_000  # whole numbers (parallel, thresholds) above this are typos
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # all but \t and \n
+_LINE_BREAK = re.compile(r"[\t\n]")
 
 
 def parse_duration(text: Any) -> float:
     """'90s', '30m', '1h', '3d', '1h30m', '500ms' -> seconds. Bare numbers are refused."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {text!r}")
+        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {shown(text)}")
     text = text.strip()
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
@@ -30,7 +37,9 @@ def parse_duration(text: Any) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if pos != len(text) or pos == 0:
-        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {text!r}")
+        raise ValueError(f"expected a duration like 90s, 30m, 1h or 3d, got {shown(text)}")
+    if total > MAX_DURATION:
+        raise ValueError(f"at most 366d, got {shown(text)}")
     return total
 
 
@@ -43,7 +52,7 @@ def parse_percent(text: Any) -> float:
             value = None
         if value is not None and 0 < value <= 100:
             return value
-    raise ValueError(f"expected a percentage above 0% and at most 100% like 10%, got {text!r}")
+    raise ValueError(f"expected a percentage above 0% and at most 100% like 10%, got {shown(text)}")
 
 
 def format_duration(seconds: float) -> str:
@@ -55,11 +64,52 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A configuration value inside a message: repr'd (control characters escaped), clipped."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Filler(string.Formatter):
+    """str.format_map over plain {name} fields only: no attribute or index lookups, no
+    format specs (`{host:>900000000}`), and each value passed through `quote`."""
+
+    def __init__(self, quote: Callable[[str], str]):
+        self.quote = quote
+
+    def get_field(self, field_name, args, kwargs):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field_name):
+            raise ValueError(f"{{{field_name}}} is not a plain placeholder")
+        return kwargs[field_name], field_name
+
+    def format_field(self, value, format_spec: str) -> str:
+        if format_spec:
+            raise ValueError(f"format specs such as {shown(format_spec)} are not supported")
+        return self.quote(str(value))
+
+    def convert_field(self, value, conversion):
+        if conversion is not None:
+            raise ValueError(f"conversions such as !{conversion} are not supported")
+        return value
+
+
+def fill_template(template: str, values: dict[str, str], quote: Callable[[str], str] = str) -> str:
+    """Fill {placeholders} from `values`; ValueError names what is wrong with the template."""
+    try:
+        return _Filler(quote).vformat(template, (), values)
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}} (known: {', '.join(sorted(values))})") from None
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"bad template {shown(template)}: {exc}") from None
+
+
 class Problems(list):
     """The problems found so far in one validation pass."""
 
     def add(self, file: str, line: int | None, key: str, message: str) -> None:
-        self.append(ConfigProblem(file, line, key, message))
+        if len(message) > 300:
+            message = message[:299] + "…"
+        self.append(ConfigProblem(file, line, shown(key, 80)[1:-1] if _CONTROL.search(key) else key, message))
 
 
 class Fields:
@@ -111,27 +161,35 @@ class Fields:
     def finish(self) -> None:
         for key in self.data:
             if key not in self._known:
-                self.problem(str(key), "unknown key")
+                nearest = difflib.get_close_matches(str(key), sorted(self._known), n=1, cutoff=0.6)
+                self.problem(str(key), f"unknown key (did you mean `{nearest[0]}`?)" if nearest else "unknown key")
 
     # -- typed readers --
 
-    def str(self, key: str, default: Any = None, required: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    def str(self, key: str, default: Any = None, required: bool = False, choices: tuple[str, ...] = (),
+            multiline: bool = False) -> Any:
+        """A string; control characters are refused, and so are tabs and line breaks unless
+        `multiline` (scripts, queries, descriptions)."""
         def convert(raw: Any) -> str:
             if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
                 raise ValueError(f"expected a string, got {_kind(raw)}")
             value = str(raw)
             if choices and value not in choices:
-                raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+                raise ValueError(f"expected one of {', '.join(choices)}, got {shown(value)}")
+            check_text(value, multiline)
             return value
 
         return self._convert(key, default, required, convert)
 
-    def int(self, key: str, default: Any = None, minimum: int | None = None, required: bool = False) -> Any:
+    def int(self, key: str, default: Any = None, minimum: int | None = None, required: bool = False,
+            maximum: int = MAX_COUNT) -> Any:
         def convert(raw: Any) -> int:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise ValueError(f"expected a whole number, got {_kind(raw)}")
             if minimum is not None and raw < minimum:
-                raise ValueError(f"must be at least {minimum}, got {raw}")
+                raise ValueError(f"must be at least {minimum}, got {shown(raw)}")
+            if raw > maximum:
+                raise ValueError(f"must be at most {maximum}, got {shown(raw)}")
             return raw
 
         return self._convert(key, default, required, convert)
@@ -140,7 +198,13 @@ class Fields:
         def convert(raw: Any) -> float:
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise ValueError(f"expected a number, got {_kind(raw)}")
-            return float(raw)
+            try:
+                value = float(raw)
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {shown(raw)}")
+            return value
 
         return self._convert(key, default, False, convert)
 
@@ -190,13 +254,21 @@ class Fields:
         return result
 
 
+def check_text(value: str, multiline: bool = False) -> None:
+    """Refuse control characters (and tabs and line breaks unless `multiline`): they would reach
+    terminals, mail headers and journals as they are."""
+    found = _CONTROL.search(value) or (None if multiline else _LINE_BREAK.search(value))
+    if found:
+        raise ValueError(f"control character {found.group()!r} in {shown(value)}")
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"a number ({value})"
+        return f"a number ({shown(value)})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return f"a string ({shown(value)})"
     if isinstance(value, (list, Sequence)):
         return "a list"
     if isinstance(value, dict):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sshd import SshFleet
+from tests.tarballs import tar_gz
 
 HOSTS = {"dev": ["dev-1"], "test": ["test-1", "test-2"], "prod": [f"web-{i}" for i in range(1, 11)]}
 
@@ -130,14 +129,7 @@ class Project:
             files["FAIL_PREPARE"] = "\n".join(fail_prepare if isinstance(fail_prepare, tuple) else ["all"]) + "\n"
         path = self.dir / "artifacts" / f"app-{version}.tar.gz"
         path.parent.mkdir(exist_ok=True)
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for name, text in files.items():
-                data = text.encode()
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        path.write_bytes(raw.getvalue())
+        path.write_bytes(tar_gz(files))
         return path
 
     def cli(self, *args: str, check: bool | int = False, timeout: float = 120) -> subprocess.CompletedProcess:

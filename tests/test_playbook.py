@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
-import tarfile
 import threading
 import time
 from dataclasses import replace
@@ -20,20 +18,16 @@ from releaser.hostrecord import outcome_of, parse_view, steps_in
 from releaser.model import Environment, Host, Playbook, SshOptions
 from releaser.transport.local import LocalSession
 from releaser.transport.ssh import SshTransport
+from tests.tarballs import tar_gz
 
 NASTY = "we ird $(touch PWNED) `touch PWNED2` 'q' \"d\"; echo hi & * ? \\ end"
 
 
 def artifact(tmp_path: Path, version: str) -> tuple[Path, str]:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        data = f"app {version}\n".encode()
-        info = tarfile.TarInfo("app.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    data = tar_gz({"app.txt": f"app {version}\n"})
     path = tmp_path / f"{version}.tar.gz"
-    path.write_bytes(raw.getvalue())
-    return path, hashlib.sha256(raw.getvalue()).hexdigest()
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(params=["local", "ssh"])

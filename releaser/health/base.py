@@ -6,7 +6,6 @@ metrics) is INCONCLUSIVE, which never counts as a pass.
 
 from __future__ import annotations
 
-import string
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,7 +13,7 @@ from typing import Callable, ClassVar
 
 from ..fleet import Fleet
 from ..model import Environment, Host
-from ..schema import Fields
+from ..schema import Fields, fill_template
 
 
 class Verdict(StrEnum):
@@ -58,27 +57,12 @@ class CheckTarget:
         return {"cohort": self.cohort, "baseline": self.baseline, "environment": self.cohort + self.baseline}[name]
 
 
-class _Filler(string.Formatter):
-    """str.format_map that passes each filled-in value through `quote` (shlex.quote for a
-    command: a value is one word whatever it holds)."""
-
-    def __init__(self, quote: Callable[[str], str]):
-        self.quote = quote
-
-    def format_field(self, value, format_spec: str) -> str:
-        if format_spec:
-            raise ValueError(f"format specs such as {format_spec!r} are not supported")
-        return self.quote(str(value))
-
-
 def render_template(template: str, host: Host, quote: Callable[[str], str] = str) -> str:
     """Fill {name}, {address}, {root} and host vars into a check's URL or command."""
     try:
-        return _Filler(quote).vformat(template, (), host.template_values())
-    except KeyError as exc:
-        raise ValueError(f"unknown placeholder {{{exc.args[0]}}} for host {host.name}") from None
-    except (IndexError, ValueError, AttributeError, TypeError) as exc:
-        raise ValueError(f"bad template {template!r}: {exc}") from None
+        return fill_template(template, host.template_values(), quote)
+    except ValueError as exc:
+        raise ValueError(f"{exc} for host {host.name}") from None
 
 
 class Check(ABC):

@@ -21,7 +21,7 @@ class CommandCheck(Check):
     def from_fields(cls, name: str, fields: Fields) -> CommandCheck:
         return cls(
             name,
-            fields.str("command", required=True) or "true",
+            fields.str("command", required=True, multiline=True) or "true",
             timeout=fields.duration("timeout", 30.0),
             failure_threshold=fields.int("failure_threshold", 1, minimum=1),
         )

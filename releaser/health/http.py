@@ -8,7 +8,7 @@ import requests
 
 from ..fleet import fan_out
 from ..model import Host
-from ..schema import Fields
+from ..schema import Fields, shown
 from .base import Check, CheckResult, CheckTarget, Verdict, render_template
 
 
@@ -38,7 +38,7 @@ class HttpCheck(Check):
         statuses = []
         for item, line, path in fields.items("expect_status") or []:
             if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
-                fields.problems.add(fields.file, line, path, f"expected an HTTP status code, got {item!r}")
+                fields.problems.add(fields.file, line, path, f"expected an HTTP status code, got {shown(item)}")
             else:
                 statuses.append(item)
         return cls(

@@ -15,9 +15,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from .. import secrets
 from ..fleet import fan_out
 from ..model import Host, MetricsSpec
-from ..schema import Fields
+from ..schema import Fields, shown
 from .base import render_template
 
 
@@ -49,9 +50,11 @@ class PrometheusSource:
         self.spec = spec
         self.session = requests.Session()
         if spec.bearer_env:
-            self.session.headers["Authorization"] = f"Bearer {os.environ.get(spec.bearer_env, '')}"
+            self.session.headers["Authorization"] = f"Bearer {secrets.read_env(spec.bearer_env)}"
         elif spec.username_env:
-            self.session.auth = (os.environ.get(spec.username_env, ""), os.environ.get(spec.password_env or "", ""))
+            user, password = os.environ.get(spec.username_env, ""), secrets.read_env(spec.password_env)
+            secrets.register_credentials(user, password)
+            self.session.auth = (user, password)
 
     def query(self, expr: str) -> list[Series]:
         data = self._get("/api/v1/query", {"query": expr})
@@ -167,7 +170,7 @@ class Selector:
     def parse(cls, text: str) -> Selector:
         match = _SELECTOR.match(text or "")
         if not match:
-            raise ValueError(f"expected a metric selector like name{{label=\"value\"}}, got {text!r}")
+            raise ValueError(f"expected a metric selector like name{{label=\"value\"}}, got {shown(text)}")
         body, matchers, pos = match.group(2) or "", [], 0
         while pos < len(body.rstrip()):
             item = _MATCHER.match(body, pos)

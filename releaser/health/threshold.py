@@ -37,7 +37,7 @@ class ThresholdCheck(Check):
     @classmethod
     def from_fields(cls, name: str, fields: Fields) -> ThresholdCheck:
         check = cls(
-            name, query=fields.str("query"), metric=read_selector(fields, "metric"), per=read_selector(fields, "per"),
+            name, query=fields.str("query", multiline=True), metric=read_selector(fields, "metric"), per=read_selector(fields, "per"),
             scope=fields.str("scope", "cohort", choices=SCOPES) or "cohort",
             maximum=fields.number("max"), minimum=fields.number("min"), hold_for=fields.duration("for", 0.0),
             failure_threshold=fields.int("failure_threshold", 1, minimum=1),

@@ -20,6 +20,7 @@ from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from typing import Callable
 
+from .. import secrets
 from ..model import MailSpec
 from .render import Rendered
 
@@ -79,8 +80,9 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if spec.username_env:
-                smtp.login(os.environ.get(spec.username_env, ""), os.environ.get(spec.password_env or "", ""),
-                           initial_response_ok=False)
+                user, password = os.environ.get(spec.username_env, ""), secrets.read_env(spec.password_env)
+                secrets.register_credentials(user, password)
+                smtp.login(user, password, initial_response_ok=False)
             _check(smtp.mail(parseaddr(spec.sender)[1]), (250,), "MAIL FROM")
             refused = {}
             for recipient in recipients:

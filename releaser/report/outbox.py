@@ -30,7 +30,7 @@ from ..errors import BusyError, UsageError
 from ..journal import Journal
 from ..locks import EnvironmentLock
 from ..model import Config, Report, ReportState, utcnow
-from ..notify import redact
+from ..notify import redact, webhook_url
 from ..store import Store
 from .compute import build
 from .mail import MailNotSent, MailUncertain, compose, send
@@ -205,7 +205,7 @@ class Outbox:
         hook = self.config.report.webhook
         if hook is None:
             return
-        url = hook.resolved_url()
+        url = webhook_url(hook)
         body = ({"text": f"{subject}: {path}"} if hook.format == "slack"
                 else {"project": self.config.project, "release": report.release, "path": path,
                       "message_id": report.message_id, "report": document})

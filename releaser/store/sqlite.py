@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import secrets
 from ..errors import BusyError
 from ..model import (
     Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
@@ -158,21 +159,32 @@ class _Connection(sqlite3.Connection):
     store_path: Path
     wait: float
 
-    def execute(self, *args, **kwargs):
+    def execute(self, sql, parameters=(), /):
+        if parameters and sql.lstrip()[:6].upper() in ("INSERT", "UPDATE"):
+            parameters = _scrubbed(parameters)
         try:
-            return super().execute(*args, **kwargs)
+            return super().execute(sql, parameters)
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
             if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
                 raise  # a bug of ours, not the database's state
             raise _store_error(self.store_path, self.wait, exc) from None
 
-    def executemany(self, *args, **kwargs):
+    def executemany(self, sql, rows, /):
         try:
-            return super().executemany(*args, **kwargs)
+            return super().executemany(sql, [_scrubbed(row) for row in rows] if secrets.registered() else rows)
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
             if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
                 raise
             raise _store_error(self.store_path, self.wait, exc) from None
+
+
+def _scrubbed(parameters):
+    """Nothing the state keeps carries a secret, whoever wrote it (see secrets.py)."""
+    if not secrets.registered():
+        return parameters
+    if isinstance(parameters, dict):
+        return {key: secrets.scrub(v) if isinstance(v, str) else v for key, v in parameters.items()}
+    return tuple(secrets.scrub(v) if isinstance(v, str) else v for v in parameters)
 
 
 def _store_error(path: Path, wait: float, exc: sqlite3.Error) -> StoreError:
