@@ -60,6 +60,9 @@ def load_config(path: Path) -> Config:
     except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     problems = Problems()
+    if not os.path.lexists(path):
+        raise ConfigError([ConfigProblem(display(path), None, "", "file not found; `releaser init` writes a "
+                                         "starting configuration, `-c FILE` names another")])
     data = load_yaml(path, display(path))
     top = Fields(data, display(path), "", problems, 1)
     loader = _Loader(path.parent, problems)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from .errors import BusyError
+from .errors import BusyError, ReleaserError
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
@@ -55,6 +55,7 @@ class Watcher:
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
         self._gates: dict[int, Gate] = {}
+        self._failed: set[str] = set()
         from .report.outbox import Outbox  # the report's libraries load only where a watch runs
 
         self.outbox = Outbox(self.config, self.store, self.journal)
@@ -64,7 +65,7 @@ class Watcher:
         the reports that are due. Returns what it did."""
         from .report.timeline import record_if_due
 
-        record_if_due(self.config, self.store)
+        self._aside("recording metric samples", lambda: record_if_due(self.config, self.store), None)
         windows, rolled_back, alarms = armed_windows(self.config, self.store), [], []
         for window in windows:
             outcome = self._look(window)
@@ -72,7 +73,7 @@ class Watcher:
                 rolled_back.append(window.run.release)
             elif outcome == "alarm":
                 alarms.append(window.run.release)
-        reports = [asdict(outcome) for outcome in self.outbox.send_due()]
+        reports = [asdict(outcome) for outcome in self._aside("sending due reports", self.outbox.send_due, [])]
         return {"windows": [w.to_dict() for w in windows],
                 "rolled_back": rolled_back, "alarms": alarms, "reports": reports}
 
@@ -111,6 +112,20 @@ class Watcher:
             self._alarm(window, f"the rollback of {run.release} finished after its window closed")
             return "alarm"
         return "rolled_back"
+
+    def _aside(self, what: str, job, fallback):
+        """A job besides the windows (samples, reports): its failure is journaled (once per
+        kind of failure and process) and never stops the windows being watched."""
+        try:
+            return job()
+        except ReleaserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a daemon that dies leaves every window unwatched
+            message = f"{what} failed: {type(exc).__name__}: {exc}"
+            if message not in self._failed:
+                self._failed.add(message)
+                self.journal.record("watch.failed", message, data={"error": type(exc).__name__})
+            return fallback
 
     def _alarm(self, window: Window, message: str) -> None:
         self.journal.record("alarm", message, release=window.run.release, stage=window.run.stage,
