@@ -570,6 +570,16 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE if exc.exit_code != 0 else 0)
+    except BrokenPipeError:  # `releaser history | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except Exception as exc:  # a bug of ours: one scrubbed line and exit 4, the traceback on request
+        if os.environ.get("RELEASER_DEBUG"):
+            raise
+        click.echo(printable(secrets.scrub(f"releaser: internal error: {type(exc).__name__}: {exc}")), err=True)
+        click.echo("this is a bug in releaser; RELEASER_DEBUG=1 shows the traceback. State and hosts are as "
+                   "the journal says: `releaser status`, then `releaser resume` if a run is left open.", err=True)
+        sys.exit(EXIT_NEEDS_HUMAN)
 
 
 if __name__ == "__main__":

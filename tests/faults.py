@@ -105,11 +105,14 @@ class Lab:
     port: int = 0
     versions: int = 0
     resume_in_process: bool = False
+    layout: dict[str, int] = field(default_factory=lambda: dict(ENVIRONMENTS))
 
     @classmethod
-    def create(cls, base: Path) -> Lab:
-        fleet = SshFleet(base / "sshd", sum(ENVIRONMENTS.values()), per_sshd=1)
-        lab = cls(base / "project", fleet)
+    def create(cls, base: Path, prod_hosts: int = ENVIRONMENTS["prod"]) -> Lab:
+        """A lab of real sshd hosts; `prod_hosts` (at least 3: gray takes one, full two waves)."""
+        layout = {**ENVIRONMENTS, "prod": prod_hosts}
+        fleet = SshFleet(base / "sshd", sum(layout.values()), per_sshd=1)
+        lab = cls(base / "project", fleet, layout=layout)
         lab.port = fleet.port + 1  # the apps listen on the hosts' own addresses: one port fits all
         lab.write()
         return lab
@@ -133,7 +136,7 @@ class Lab:
         (self.base / "healthchecks" / "app.yaml").write_text(CHECKS)
         addresses = iter(self.fleet.addresses)
         envs, number = [], 0
-        for env, count in ENVIRONMENTS.items():
+        for env, count in self.layout.items():
             hosts = []
             for _ in range(count):
                 number += 1

@@ -146,8 +146,11 @@ def text_mutation(draw, files: dict[str, str]) -> dict[str, str | bytes]:
 
 
 def _paths(value, prefix=()):
-    """Every path (tuple of keys and indexes) into a loaded YAML value."""
+    """Every path (tuple of keys and indexes) into a loaded YAML value, at most 30 deep (an
+    earlier mutation may have made it recursive)."""
     yield prefix
+    if len(prefix) >= 30:
+        return
     if isinstance(value, dict):
         for key, child in value.items():
             yield from _paths(child, prefix + (key,))
@@ -162,7 +165,7 @@ def value_mutation(draw, files: dict[str, str]) -> dict[str, str]:
     name = draw(st.sampled_from(sorted(files)))
     try:
         data = yaml.safe_load(files[name])
-    except yaml.YAMLError:  # an earlier mutation broke the file already
+    except (yaml.YAMLError, RecursionError):  # an earlier mutation broke the file already
         return files
     paths = [p for p in _paths(data) if p]
     if not paths:

@@ -34,6 +34,7 @@ class EchoHttp:
     def __init__(self):
         self.healthy = True
         self.requests: list[str] = []
+        self.bodies: list[bytes] = []  # what releaser POSTed: part of what it wrote
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,7 +49,7 @@ class EchoHttp:
                                      "error": f"token {self.headers.get('Authorization')} refused for {self.path}"})
 
             def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 server.requests.append(self.path)
                 self._json(500, {"error": f"cannot deliver to {self.path}", "headers": dict(self.headers)})
 
@@ -73,8 +74,8 @@ class EchoHttp:
 
 
 class EchoSmtp:
-    """Accepts any AUTH, then refuses MAIL FROM with a reply that quotes the credentials,
-    encoded and decoded."""
+    """Accepts any AUTH with a reply that quotes the credentials; in its first session refuses
+    MAIL FROM quoting them again, encoded and decoded; later sessions take the mail."""
 
     def __init__(self):
         self.sessions = 0
@@ -101,9 +102,14 @@ class EchoSmtp:
                             say(prompt)
                             heard.append(handler.rfile.readline().decode().strip())
                         say(f"235 2.7.0 welcome {' '.join(heard)}")
-                    elif verb == "MAIL":
+                    elif verb == "MAIL" and self.sessions == 1:
                         decoded = " ".join(base64.b64decode(h + "==").decode(errors="replace") for h in heard)
                         say(f"550 5.7.1 {' '.join(heard)} ({decoded!r}) may not send")
+                    elif verb == "DATA":
+                        say("354 go on")
+                        while handler.rfile.readline() not in (b".\r\n", b""):
+                            pass
+                        say(f"250 2.0.0 queued for {' '.join(heard)}")
                     elif verb == "QUIT":
                         say("221 bye")
                         return
@@ -267,7 +273,8 @@ def secret_scan(directory: Path) -> Scan:
         invoke("run", "1.0.0", "--json")  # healthy metrics: passes every stage; its report is due at once
         echo.healthy = False
         invoke("run", "1.1.0", "--json")  # the checks see the hostile errors: fails safe, rolled back
-        invoke("report", "1.0.0", "--send", "--json")  # hostile metrics, SMTP and webhook
+        invoke("report", "1.0.0", "--send", "--json")  # hostile metrics; the SMTP server refuses, echoing AUTH
+        invoke("report", "1.0.0", "--send", "--json")  # sent this time; the report's webhook gets it
         invoke("report", "1.0.0", "--format", "md")
         invoke("status", "--json")
         invoke("status")
@@ -275,6 +282,8 @@ def secret_scan(directory: Path) -> Scan:
         invoke("history")
     finally:
         scan.http_requests, scan.smtp_sessions = list(echo.requests), smtp.sessions
+        for number, body in enumerate(echo.bodies):
+            scan.written[f"POST #{number + 1} to a webhook"] = body
         echo.close()
         smtp.close()
         secrets.forget_all()  # this process registered the planted values

@@ -1,4 +1,4 @@
-"""Fault injection over 12 real sshd hosts whose apps report their version.
+"""Fault injection over 8 real sshd hosts whose apps report their version (bench/faults: 12).
 
 releaser is stopped by SIGKILL and by SIGTERM right after each journal step of a run — the
 points are enumerated from the journal of an undisturbed run of the same kind, so a new step
@@ -20,7 +20,7 @@ FAMILIES = {family.name: family for family in families()}
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab.create(tmp_path_factory.mktemp("faults"))
+    lab = Lab.create(tmp_path_factory.mktemp("faults"), prod_hosts=5)  # bench/faults runs the 9 of prod
     lab.resume_in_process = True
     lab.run("run", lab.new_release())
     yield lab

@@ -22,8 +22,11 @@ def test_no_secret_reaches_anything_releaser_writes(tmp_path, clean_registry):
     scan = secret_scan(tmp_path)
     assert scan.exit_codes[:3] == [0, 0, 0], scan.exit_codes  # two releases registered, 1.0.0 through every stage
     assert scan.exit_codes[3] == 1  # 1.1.0 failed safe on the hostile metrics and was rolled back
+    assert scan.exit_codes[5] == 0  # the second --send delivered the report
     assert scan.smtp_sessions >= 1 and any(p.startswith("/api/v1/query") for p in scan.http_requests)
     assert any(p.startswith("/services/") for p in scan.http_requests)  # notifications reached the echoing hook
+    assert any(p.startswith("/reports/") for p in scan.http_requests)  # and so did the report, once mailed
+    assert scan.smtp_sessions >= 2
     written = b"".join(scan.written.values())
     assert b"refused for /api/v1/query" in written  # the hostile replies were recorded, scrubbed
     assert secrets.MASK.encode() in written

@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from .. import secrets
 from ..errors import BusyError, UsageError
 from ..journal import Journal
 from ..locks import EnvironmentLock
@@ -68,7 +69,9 @@ def write_copies(config: Config, version: str, rendered: Rendered) -> Path:
 
 
 def produce(config: Config, store: Store, version: str) -> tuple[dict, Rendered]:
-    document = build(config, store, version)
+    """The report's document (what the JSON copy and the webhook carry) and its renderings;
+    reasons, incidents and metric errors may quote a server that echoed a secret: scrubbed."""
+    document = secrets.scrub_data(build(config, store, version))
     return document, render(document)
 
 
