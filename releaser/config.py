@@ -404,8 +404,11 @@ class _Loader:
     def playbook(self, name: str, referrer: Fields) -> Playbook | None:
         if name in self.playbooks:
             return self.playbooks[name]
+        if not _safe_name(name):
+            referrer.problem("playbook", f"a playbook name is {SAFE_NAME_RULE}, got {shown(name)}")
+            return None
         path = self.base / PLAYBOOK_DIR / f"{name}.yaml"
-        if not _safe_name(name) or not path.is_file():
+        if not path.is_file():
             referrer.problem("playbook", f"playbook file {display(path)} not found")
             return None
         try:
@@ -445,8 +448,12 @@ class _Loader:
     def check_set(self, name: str, line: int | None, key: str, stage: Fields) -> list[Check]:
         if name in self.check_sets:
             return self.check_sets[name] or []
+        if not _safe_name(name):
+            self.problems.add(stage.file, line, key, f"a check set name is {SAFE_NAME_RULE}, got {shown(name)}")
+            self.check_sets[name] = None
+            return []
         path = self.base / CHECKS_DIR / f"{name}.yaml"
-        if not _safe_name(name) or not path.is_file():
+        if not path.is_file():
             self.problems.add(stage.file, line, key, f"check set file {display(path)} not found")
             self.check_sets[name] = None
             return []
@@ -602,4 +609,5 @@ def _plain(text: str) -> bool:
 
 
 def _safe_name(name: str) -> bool:
-    return bool(name) and "/" not in name and not name.startswith(".")
+    """A playbook or check set name: a plain file name (SAFE_NAME), never a path."""
+    return bool(SAFE_NAME.fullmatch(name))

@@ -78,6 +78,8 @@ KNOWN = [  # (file, text replaced, replacement, what the message says)
     ("environments.yaml", "  path: .releaser/state.db", "  path: playbooks", "expected the path of a database file"),
     ("environments.yaml", "pipeline:\n  - stage: selftest", "pipeline: []\nx:\n  - stage: selftest", "at least one stage"),
     ("environments.yaml", "      timeout: 5s", "      timeout: 5s\n      bearer_env: \"$(id)\"", "name of an environment variable"),
+    ("environments.yaml", "playbook: demo-app", "playbook: " + "9" * 400, "a playbook name is"),  # a name too long for a path
+    ("environments.yaml", "checks: [demo]", "checks: [../../etc/passwd]", "a check set name is"),
 ]
 
 
