@@ -67,13 +67,20 @@ class App:
             self._store = open_store(config.state_backend, config.state_path, config.state_wait, create=not read_only)
         return self._store
 
-    def recorded_state(self, nothing: str):
-        """The state, for a command that acts on what earlier commands recorded. Without a
-        database there is nothing to act on: UsageError(`nothing`), and none is created."""
+    def existing_store(self):
+        """The state if a database exists, else None (and none is created): for commands that
+        act on what earlier commands recorded."""
         try:
             return self.store(read_only=True)
         except StoreMissing:
-            raise UsageError(nothing) from None
+            return None
+
+    def recorded_state(self, nothing: str):
+        """The state, for a command that cannot go on without records: UsageError(`nothing`)."""
+        store = self.existing_store()
+        if store is None:
+            raise UsageError(nothing)
+        return store
 
     def journal(self) -> Journal:
         if self._journal is None:
@@ -302,12 +309,7 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str) ->
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
-    try:
-        app.store(read_only=True)
-    except StoreMissing:
-        runs = []
-    else:
-        runs = app.pipeline().resume(roll_back)
+    runs = app.pipeline().resume(roll_back) if app.existing_store() else []
     if not runs:
         app.say("nothing to resume")
     app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
@@ -337,10 +339,8 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
     config = app.config()
     if environment not in config.environments:
         raise UsageError(f"unknown environment {environment!r}")
-    try:
-        held = app.store(read_only=True).force_unlock(environment)
-    except StoreMissing:
-        held = None
+    store = app.existing_store()
+    held = store.force_unlock(environment) if store else None
     if held is None:
         app.say(f"{environment} was not locked")
     else:
@@ -366,13 +366,10 @@ def watch(app: App, once: bool, interval: str) -> None:
         raise UsageError(f"--interval: {exc}") from None
     if not 0.1 <= pause <= 86400:
         raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
-    if once:
-        try:
-            app.store(read_only=True)
-        except StoreMissing:
-            app.say("no rollback window is open")
-            app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "reports": []})
-            return
+    if once and app.existing_store() is None:
+        app.say("no rollback window is open")
+        app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "reports": []})
+        return
     watcher = Watcher(app.pipeline())
     rolled_back, alarms, reports, looks = [], [], [], 0
     stop = threading.Event()
@@ -426,11 +423,8 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
             raise UsageError("--force goes with --send")
         if send and (out or fmt):
             raise UsageError("--send delivers every format; leave out --out and --format")
-    try:
-        store = app.store(read_only=True)
-    except StoreMissing:
-        if not due_now:
-            raise UsageError(_unknown_release(target)) from None
+    store = app.existing_store() if due_now else app.recorded_state(_unknown_release(target))
+    if store is None:
         app.say("no report is due")
         app.emit({"ok": True, "due": [], "sent": []})
         return

@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from . import secrets
 from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check
+from .health.base import render_template
 from .health.sources import Selector, read_selector
 from .model import (
     STAGE_ORDER, Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
@@ -132,10 +133,10 @@ def register_secrets(config: Config) -> None:
             secrets.register_url_password(spec.url)
             secrets.read_env(spec.bearer_env)
             if spec.username_env:
-                secrets.register_credentials(os.environ.get(spec.username_env), secrets.read_env(spec.password_env))
+                secrets.read_credentials(spec.username_env, spec.password_env)
     mail = config.report.mail
     if mail is not None and mail.username_env:
-        secrets.register_credentials(os.environ.get(mail.username_env), secrets.read_env(mail.password_env))
+        secrets.read_credentials(mail.username_env, mail.password_env)
     for hook in (*config.webhooks, config.report.webhook):
         if hook is not None:
             secrets.read_env(hook.url_env, url=True)
@@ -582,9 +583,9 @@ def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]
     for key, template in templates.items():
         for host in hosts:
             try:
-                value = fill_template(template, host.template_values())
+                value = render_template(template, host)
             except ValueError as exc:
-                section.problem(key, f"{exc} (host {host.name})")
+                section.problem(key, str(exc))
                 break
             if key == "scrape_url" and not value.startswith(("http://", "https://")):
                 section.problem(key, f"expected an http:// or https:// URL, got {shown(value)} (host {host.name})")

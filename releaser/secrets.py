@@ -87,6 +87,14 @@ def registered() -> bool:
     return bool(_forms)
 
 
+def read_credentials(user_env: str | None, password_env: str | None) -> tuple[str, str]:
+    """A user and password from the variables the configuration names; the password and
+    its base64 forms are registered."""
+    user, password = os.environ.get(user_env, "") if user_env else "", read_env(password_env)
+    register_credentials(user, password)
+    return user, password
+
+
 def scrub(text: str) -> str:
     """`text` with every registered secret, in every form, replaced by MASK."""
     global _pattern

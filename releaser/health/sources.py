@@ -7,7 +7,6 @@ MetricsUnavailable, which checks turn into INCONCLUSIVE: missing data is never a
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 
@@ -52,9 +51,7 @@ class PrometheusSource:
         if spec.bearer_env:
             self.session.headers["Authorization"] = f"Bearer {secrets.read_env(spec.bearer_env)}"
         elif spec.username_env:
-            user, password = os.environ.get(spec.username_env, ""), secrets.read_env(spec.password_env)
-            secrets.register_credentials(user, password)
-            self.session.auth = (user, password)
+            self.session.auth = secrets.read_credentials(spec.username_env, spec.password_env)
 
     def query(self, expr: str) -> list[Series]:
         data = self._get("/api/v1/query", {"query": expr})

@@ -10,7 +10,6 @@ that line goes out, so a sender that dies can tell "certainly not sent" (retry) 
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import socket
@@ -80,9 +79,7 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if spec.username_env:
-                user, password = os.environ.get(spec.username_env, ""), secrets.read_env(spec.password_env)
-                secrets.register_credentials(user, password)
-                smtp.login(user, password, initial_response_ok=False)
+                smtp.login(*secrets.read_credentials(spec.username_env, spec.password_env), initial_response_ok=False)
             _check(smtp.mail(parseaddr(spec.sender)[1]), (250,), "MAIL FROM")
             refused = {}
             for recipient in recipients:

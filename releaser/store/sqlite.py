@@ -160,7 +160,7 @@ class _Connection(sqlite3.Connection):
     wait: float
 
     def execute(self, sql, parameters=(), /):
-        if parameters and sql.lstrip()[:6].upper() in ("INSERT", "UPDATE"):
+        if parameters and secrets.registered() and sql.lstrip()[:6].upper() in ("INSERT", "UPDATE"):
             parameters = _scrubbed(parameters)
         try:
             return super().execute(sql, parameters)
