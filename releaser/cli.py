@@ -368,10 +368,11 @@ def watch(app: App, once: bool, interval: str) -> None:
         raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
     if once and app.existing_store() is None:
         app.say("no rollback window is open")
-        app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "reports": []})
+        app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
+                  "reports": []})
         return
     watcher = Watcher(app.pipeline())
-    rolled_back, alarms, reports, looks = [], [], [], 0
+    rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
     stop = threading.Event()
     # A signal ends the watch between looks, never in the middle of a rollback.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -382,6 +383,7 @@ def watch(app: App, once: bool, interval: str) -> None:
         rolled_back += result["rolled_back"]
         alarms += result["alarms"]
         reports += result["reports"]
+        closed += result["closed"]
         if once:
             if not result["windows"]:
                 app.say("no rollback window is open")
@@ -390,7 +392,8 @@ def watch(app: App, once: bool, interval: str) -> None:
     if stop.is_set():
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
     app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
-              "rolled_back": rolled_back, "alarms": alarms, "reports": reports})
+              "rolled_back": rolled_back, "alarms": alarms, "blind": result["blind"] if looks else [],
+              "closed": closed, "reports": reports})
     if alarms:
         sys.exit(EXIT_NEEDS_HUMAN)
     if rolled_back:

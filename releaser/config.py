@@ -17,12 +17,12 @@ from . import secrets
 from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check
 from .health.base import render_template
-from .health.sources import Selector, read_selector
+from .metrics.selector import Selector, read_selector
 from .model import (
     STAGE_ORDER, Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
 from .notify import DEFAULT_EVENTS
-from .schema import Fields, Problems, check_text, fill_template, parse_percent, shown
+from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, shown
 from .transport import TRANSPORTS
 from .yamlsrc import load_yaml
 
@@ -85,7 +85,7 @@ def load_config(path: Path) -> Config:
         "command_timeout": defaults.duration("command_timeout", 600.0),
     }
     stage_defaults = {
-        "bake": defaults.duration("bake", 300.0),
+        "bake": _read_bake(defaults, (None, 300.0)),
         "interval": defaults.duration("interval", 30.0),
         "rollback_window": defaults.duration("rollback_window", 3600.0),
     }
@@ -522,11 +522,13 @@ class _Loader:
                 fields.problem("cohort", "only the gray stage takes a cohort")
             cohort = fields.percent("cohort", cohort)
             waves = self._waves(fields)
+            bake = _read_bake(fields, defaults["bake"])
             spec = StageSpec(
                 name=name or "?",
                 environment=env_name or "?",
                 checks=tuple(checks),
-                bake=fields.duration("bake", defaults["bake"]),
+                bake_min=bake[0],
+                bake=bake[1],
                 interval=fields.duration("interval", defaults["interval"]),
                 rollback_window=fields.duration("rollback_window", defaults["rollback_window"]),
                 cohort=cohort,
@@ -612,3 +614,17 @@ def _plain(text: str) -> bool:
 def _safe_name(name: str) -> bool:
     """A playbook or check set name: a plain file name (SAFE_NAME), never a path."""
     return bool(SAFE_NAME.fullmatch(name))
+
+
+def _read_bake(fields: Fields, default: tuple[float | None, float]) -> tuple[float | None, float]:
+    """`bake: 30m` (fixed) or `bake: {min: 2m, max: 30m}` (adaptive) -> (min or None, max)."""
+    if not isinstance(fields.data.get("bake"), dict):
+        return None, fields.duration("bake", default[1])
+    section = fields.mapping("bake")
+    low, high = section.duration("min", 0.0), section.duration("max", None, required=True)
+    section.finish()
+    if high is None:
+        return default
+    if low > high:
+        fields.problem("bake", f"min ({format_duration(low)}) is longer than max ({format_duration(high)})")
+    return min(low, high), high

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .health.base import Check
-    from .health.sources import Selector
+    from .metrics.selector import Selector
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 STAGE_ORDER = ("selftest", "test", "gray", "full")
@@ -107,13 +107,18 @@ class StageSpec:
     name: str
     environment: str
     checks: tuple[Check, ...] = ()
-    bake: float = 300.0
+    bake: float = 300.0  # a fixed bake, or an adaptive bake's longest
+    bake_min: float | None = None  # an adaptive bake (`bake: {min, max}`) passes once its checks do, after this
     interval: float = 30.0
     rollback_window: float = 3600.0
     cohort: float = 10.0
     waves: tuple[float, ...] = (100.0,)
     max_failed_hosts: int = 0
     on_inconclusive: str = "fail"  # fail: roll back (fail safe) | hold: exit 5, hosts left as they are
+
+    @property
+    def adaptive(self) -> bool:
+        return self.bake_min is not None
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,12 @@ class ReportSpec:
     @property
     def measures(self) -> bool:
         return bool(self.requests or self.errors or self.latency or self.cpu or self.features)
+
+    def counters(self) -> list[tuple[str, Selector]]:
+        """The counters a report reads, under the keys its timeline gives them."""
+        named = [("requests", self.requests), ("errors", self.errors), ("cpu", self.cpu)]
+        named += [(f"feature:{name}", selector) for name, selector in self.features.items()]
+        return [(key, selector) for key, selector in named if selector is not None]
 
 
 @dataclass(frozen=True)
@@ -268,6 +279,8 @@ class StageRun:
     hostname: str | None = None
     lease_until: str | None = None
     last_look_at: str | None = None  # a rollback window's last passing look
+    window_closed_at: str | None = None  # its rollback window was closed early (superseded, rolled back, demo)
+    window_closed_why: str | None = None
 
 
 class RollbackStatus(StrEnum):

@@ -21,11 +21,11 @@ from .errors import BusyError, Inconclusive, NeedsHuman, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
-from .health.sources import source_for
 from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
 from .locks import EnvironmentLock, is_stale, whoami
+from .metrics import MetricSource, source_for
 from .model import (
     Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
     StageSpec,
@@ -55,7 +55,7 @@ class _Stage:
     env: Environment
     deployer: Deployer
     lock: EnvironmentLock
-    metrics: object | None = None  # the environment's metric source
+    metrics: MetricSource | None = None  # the environment's metric source
 
 
 class Pipeline:
@@ -76,9 +76,17 @@ class Pipeline:
     # -- where a release stands --
 
     def passed_stages(self, version: str) -> set[str]:
+        """Stages whose latest run passed (or was skipped), and whose environment has not rolled
+        the release back since: after a rollback, promotion starts again from the first stage
+        on that environment, never straight to `full`."""
+        rolled_back: dict[str, str] = {}
+        for rollback in self.store.rollbacks():
+            if version in rollback.releases:
+                rolled_back[rollback.environment] = max(rolled_back.get(rollback.environment, ""), rollback.started_at)
         latest: dict[str, RunStatus] = {}
         for run in self.store.stage_runs(version):
-            latest[run.stage] = run.status
+            undone = run.finished_at is not None and run.finished_at <= rolled_back.get(run.environment, "")
+            latest[run.stage] = RunStatus.ROLLED_BACK if undone else run.status
         return {stage for stage, status in latest.items() if status in (RunStatus.PASSED, RunStatus.SKIPPED)}
 
     def next_stage(self, version: str) -> str | None:
@@ -235,7 +243,26 @@ class Pipeline:
         self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
-        return CheckTarget.of(stage.env, stage.release.version, cohort, stage.deployer.fleet, stage.metrics)
+        return CheckTarget.of(stage.env, stage.release.version, cohort, stage.deployer.current_versions(),
+                              stage.deployer.fleet, stage.metrics)
+
+    def _look(self, stage: _Stage, gate: Gate, target: CheckTarget) -> GateResult:
+        """One look at the checks; what they saw is stored, and a check that does not apply
+        is journaled once with why."""
+        result = gate.evaluate(target)
+        unseen = [r for r in result.not_applicable() if r.check not in gate.memory.setdefault("not_applicable", [])]
+        with self.store.transaction():
+            self.store.save_check_memory(stage.run.id, gate.memory)
+            for check in unseen:
+                gate.memory["not_applicable"].append(check.check)
+                self.journal.record(
+                    "check.not_applicable", f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
+                    release=stage.release.version, stage=stage.spec.name, environment=stage.env.name,
+                    data={"check": check.check, "reason": check.summary},
+                )
+            if unseen:
+                self.store.save_check_memory(stage.run.id, gate.memory)
+        return result
 
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version
@@ -243,7 +270,7 @@ class Pipeline:
         scope = gray_cohort(env.name, env.hosts, spec.cohort) if spec.name == "gray" else stable_order(env.name, env.hosts)
         done = [h for h in scope if current[h.name] == version]
         waves = split_waves([h for h in scope if current[h.name] != version], spec.waves)
-        gate = Gate(spec.checks)
+        gate = Gate(spec.checks, self.store.check_memory(stage.run.id))
         failed: dict[str, str] = {}
         for number, wave in enumerate(waves, 1):
             self.interrupts.check()
@@ -264,7 +291,7 @@ class Pipeline:
                     + "; ".join(f"{host}: {why}" for host, why in sorted(outcome.failed.items())[:5])
                 )
             if number < len(waves) and spec.checks:
-                result = gate.evaluate(self._target(stage, done))
+                result = self._look(stage, gate, self._target(stage, done))
                 self._record_checks(stage, result)
                 if result.verdict is Verdict.FAIL:
                     raise _StageFailure(f"checks failed after wave {number}: {_failing(result)}")
@@ -278,33 +305,41 @@ class Pipeline:
         self._bake(stage, gate, done)
 
     def _bake(self, stage: _Stage, gate: Gate, cohort: list[Host]) -> None:
+        """Look at the checks every interval: fail at the first failing round; pass at the end of a
+        fixed bake, or, with an adaptive one (`bake: {min, max}`), at the first round after
+        `min` in which every check passed; a bake that ends undecided holds or fails safe."""
         from .report.timeline import record_if_due
 
         spec = stage.spec
+        length = (f"{format_duration(spec.bake_min)} to {format_duration(spec.bake)}, until every check decides"
+                  if spec.adaptive else format_duration(spec.bake))
         self.journal.record(
             "bake.started",
-            f"{spec.name}: baking {format_duration(spec.bake)}, checking {len(spec.checks)} check(s) every "
+            f"{spec.name}: baking {length}, checking {len(spec.checks)} check(s) every "
             f"{format_duration(spec.interval)} on {len(cohort)} host(s)",
             release=stage.release.version, stage=spec.name, environment=stage.env.name,
+            data={"min": spec.bake_min if spec.adaptive else spec.bake, "max": spec.bake},
         )
-        deadline = time.monotonic() + spec.bake
+        started = time.monotonic()
+        deadline, earliest = started + spec.bake, started + (spec.bake_min if spec.adaptive else spec.bake)
         target = self._target(stage, cohort)
         while True:
             record_if_due(self.config, self.store)
-            result = gate.evaluate(target)
+            result = self._look(stage, gate, target)
             if result.verdict is Verdict.FAIL:
                 self._record_checks(stage, result)
                 raise _StageFailure(f"checks failed: {_failing(result)}")
             self.journal.note(f"  checks: {result.verdict}: {result.summary()}", environment=stage.env.name)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline or (result.verdict is Verdict.PASS and now >= earliest):
                 break
-            self.interrupts.wait(min(spec.interval, remaining))
+            self.interrupts.wait(min(spec.interval, deadline - now))
         self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
             if spec.on_inconclusive == "hold":
                 raise _Held(result.summary())
-            raise _StageFailure(f"checks still inconclusive when the bake ended (fail safe): {result.summary()}")
+            raise _StageFailure("the checks had not decided when the bake ended after "
+                                f"{time.monotonic() - started:.0f}s (fail safe): {result.summary()}")
 
     def _hold(self, stage: _Stage, why: str) -> None:
         """Neither pass nor roll back: the hosts keep the release; promote again or roll back."""

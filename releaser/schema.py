@@ -43,16 +43,17 @@ def parse_duration(text: Any) -> float:
     return total
 
 
-def parse_percent(text: Any) -> float:
-    """'10%' -> 10.0; the value must be above 0 and at most 100."""
+def parse_percent(text: Any, allow_zero: bool = False) -> float:
+    """'10%' -> 10.0; the value must be above 0 (or 0 itself, when allowed) and at most 100."""
     if isinstance(text, str) and text.strip().endswith("%"):
         try:
             value = float(text.strip()[:-1])
         except ValueError:
             value = None
-        if value is not None and 0 < value <= 100:
+        if value is not None and (0 < value or (allow_zero and value == 0)) and value <= 100:
             return value
-    raise ValueError(f"expected a percentage above 0% and at most 100% like 10%, got {shown(text)}")
+    lowest = "from 0%" if allow_zero else "above 0%"
+    raise ValueError(f"expected a percentage {lowest} and at most 100% like 10%, got {shown(text)}")
 
 
 def format_duration(seconds: float) -> str:
@@ -101,6 +102,14 @@ def fill_template(template: str, values: dict[str, str], quote: Callable[[str], 
         raise ValueError(f"unknown placeholder {{{exc.args[0]}}} (known: {', '.join(sorted(values))})") from None
     except (IndexError, ValueError) as exc:
         raise ValueError(f"bad template {shown(template)}: {exc}") from None
+
+
+def render_template(template: str, host: Any, quote: Callable[[str], str] = str) -> str:
+    """Fill {name}, {address}, {root} and the host's vars into a URL, command or label."""
+    try:
+        return fill_template(template, host.template_values(), quote)
+    except ValueError as exc:
+        raise ValueError(f"{exc} for host {host.name}") from None
 
 
 class Problems(list):
@@ -219,8 +228,8 @@ class Fields:
     def duration(self, key: str, default: Any = None, required: bool = False) -> Any:
         return self._convert(key, default, required, parse_duration)
 
-    def percent(self, key: str, default: Any = None) -> Any:
-        return self._convert(key, default, False, parse_percent)
+    def percent(self, key: str, default: Any = None, allow_zero: bool = False) -> Any:
+        return self._convert(key, default, False, lambda raw: parse_percent(raw, allow_zero))
 
     def mapping(self, key: str, required: bool = False) -> Fields | None:
         raw = self._take(key, required)

@@ -9,7 +9,7 @@ from typing import Callable
 from .locks import is_stale
 from .model import Config, Event
 from .store import Store
-from .watch import armed_windows
+from .watch import open_windows
 
 
 def status_document(config: Config, store: Store) -> dict:
@@ -68,7 +68,7 @@ def status_document(config: Config, store: Store) -> dict:
                 for r in runs_by_release.get(rel.version, [])
             ],
         })
-    windows = [w.to_dict() for w in armed_windows(config, store)]
+    windows = [w.to_dict() for w in open_windows(config, store)]
     reports = [{"release": r.release, "state": str(r.state), "due_at": r.due_at, "sent_at": r.sent_at,
                 "attempts": r.attempts, "last_error": r.last_error, "path": r.path, "message_id": r.message_id}
                for r in store.reports()]

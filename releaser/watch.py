@@ -2,10 +2,14 @@
 release until the window closes (1 hour by default), and a failure rolls them back.
 Each look also records the metric samples effect reports need and sends the reports due.
 
-Windows live in the store (a passed stage run and its stage's `rollback_window`), so any
-`releaser watch` process, started again after a crash or from cron with `--once`, finds
-every armed window. What a check remembered between looks (the judge's evidence) lives in
-the watching process and starts afresh after a restart; that is journaled.
+Windows live in the store (a passed stage run and its stage's `rollback_window`), and so does
+what their checks have seen (the judge's counts, streaks, `for:` starts): any `releaser watch`
+process, a daemon started again after a crash or `--once` from cron, continues the evidence
+and decides as one long-lived process would.
+
+A window ends early, and is closed in the store with why, when no host runs its release any
+more (rolled back), or when another release started a stage on its environment (superseded).
+It is not judged while a promotion or rollback holds its environment.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from .errors import BusyError, ReleaserError
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
-from .health.sources import source_for
+from .journal import Journal
+from .locks import is_stale
+from .metrics import source_for
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts, utcnow
 from .pipeline import Pipeline
 from .store import Store
@@ -29,6 +35,7 @@ class Window:
     run: StageRun
     spec: StageSpec
     closes_at: datetime
+    ending: str | None = None  # why it ends early; the watcher closes it
 
     def to_dict(self) -> dict:
         return {"release": self.run.release, "stage": self.run.stage, "environment": self.run.environment,
@@ -36,25 +43,46 @@ class Window:
 
 
 def armed_windows(config: Config, store: Store) -> list[Window]:
-    """The newest passed stage of each release per environment whose window is open and
-    whose release still runs on some host there."""
+    """The newest passed stage of each release per environment whose window is open; those
+    that should end early (see the module's text) carry why in `ending`."""
     now = datetime.now(timezone.utc)
+    runs = store.stage_runs()
     newest: dict[tuple[str, str], Window] = {}
-    for run in store.stage_runs():
-        if run.status is not RunStatus.PASSED or not run.finished_at or run.stage not in config.stage_names():
+    for run in runs:
+        if (run.status is not RunStatus.PASSED or not run.finished_at or run.window_closed_at
+                or run.stage not in config.stage_names()):
             continue
         spec = config.stage(run.stage)
         closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
-        if closes > now and any(s.version == run.release for s in store.host_states(run.environment).values()):
+        if closes > now:
             newest[(run.environment, run.release)] = Window(run, spec, closes)
+    for (environment, release), window in newest.items():
+        later = [r for r in runs if r.environment == environment and r.release != release
+                 and r.id > window.run.id and r.status is not RunStatus.SKIPPED]
+        if later:
+            window.ending = f"superseded: {later[-1].release} started {later[-1].stage} on {environment}"
+        elif not any(s.version == release for s in store.host_states(environment).values()):
+            window.ending = f"no host of {environment} runs {release} any more"
     return list(newest.values())
+
+
+def open_windows(config: Config, store: Store) -> list[Window]:
+    return [w for w in armed_windows(config, store) if w.ending is None]
+
+
+def close_window(store: Store, journal: Journal, run: StageRun, why: str) -> None:
+    """Close a run's rollback window before its time, journaled."""
+    with store.transaction():
+        store.close_window(run.id, why)
+        journal.record("window.closed", f"{run.stage}: stopped watching {run.release} on {run.environment}: {why}",
+                       release=run.release, stage=run.stage, environment=run.environment,
+                       data={"run": run.id, "reason": why})
 
 
 class Watcher:
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
-        self._gates: dict[int, Gate] = {}
         self._failed: set[str] = set()
         from .report.outbox import Outbox  # the report's libraries load only where a watch runs
 
@@ -66,39 +94,60 @@ class Watcher:
         from .report.timeline import record_if_due
 
         self._aside("recording metric samples", lambda: record_if_due(self.config, self.store), None)
-        windows, rolled_back, alarms = armed_windows(self.config, self.store), [], []
-        for window in windows:
+        outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": []}
+        windows = []
+        for window in armed_windows(self.config, self.store):
+            if window.ending is not None:
+                self.close(window.run, window.ending)
+                outcomes["closed"].append(window.run.release)
+                continue
+            windows.append(window)
             outcome = self._look(window)
-            if outcome == "rolled_back":
-                rolled_back.append(window.run.release)
-            elif outcome == "alarm":
-                alarms.append(window.run.release)
+            if outcome in outcomes:
+                outcomes[outcome].append(window.run.release)
         reports = [asdict(outcome) for outcome in self._aside("sending due reports", self.outbox.send_due, [])]
-        return {"windows": [w.to_dict() for w in windows],
-                "rolled_back": rolled_back, "alarms": alarms, "reports": reports}
+        return {"windows": [w.to_dict() for w in windows], **outcomes, "reports": reports}
+
+    def close(self, run: StageRun, why: str) -> None:
+        close_window(self.store, self.journal, run, why)
 
     def _look(self, window: Window) -> str:
         run, spec = window.run, window.spec
         env = self.config.environments[run.environment]
-        if run.id not in self._gates:
-            self._gates[run.id] = Gate(spec.checks)
+        held = self.store.get_lock(env.name)
+        if held is not None and not is_stale(held):
+            return "paused"  # a promotion or rollback works on the environment: its hosts are changing
+        memory = self.store.check_memory(run.id) or {}
+        if "watching" not in memory:
+            memory["watching"] = utcnow()
             self.journal.record(
                 "window.watching", f"{run.stage}: watching {run.release} on {env.name} until "
                 f"{window.closes_at.isoformat(timespec='seconds')}", release=run.release, stage=run.stage,
                 environment=env.name, data={"run": run.id},
             )
-        states = self.store.host_states(env.name)
-        cohort = tuple(h for h in env.hosts if states.get(h.name) and states[h.name].version == run.release)
+        running = {name: state.version for name, state in self.store.host_states(env.name).items()}
+        cohort = tuple(h for h in env.hosts if running.get(h.name) == run.release)
+        gate = Gate(spec.checks, memory)
         with Fleet(env, transport_for(env)) as fleet:
-            target = CheckTarget.of(env, run.release, cohort, fleet, source_for(env.metrics))
-            result = self._gates[run.id].evaluate(target)
-        if result.verdict is not Verdict.FAIL:
+            result = gate.evaluate(CheckTarget.of(env, run.release, cohort, running, fleet, source_for(env.metrics)))
+        blind = [r for r in result.results if r.blind]
+        if blind and not memory.get("blind"):
+            memory["blind"] = utcnow()
+            self.journal.record(
+                "window.blind", f"{run.stage}: the checks of {run.release} on {env.name} cannot see: "
+                + "; ".join(f"{r.check}: {r.summary}" for r in blind), release=run.release, stage=run.stage,
+                environment=env.name, data={"run": run.id, "checks": [r.check for r in blind]},
+            )
+        elif not blind:
+            memory.pop("blind", None)
+        with self.store.transaction():
+            self.store.save_check_memory(run.id, memory)
             if result.verdict is Verdict.PASS:
                 self.store.set_last_look(run.id, utcnow())
-            return "ok"
+        if result.verdict is not Verdict.FAIL:
+            return "blind" if blind else "ok"
         why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
         fault_at = self.store.get_stage_run(run.id).last_look_at or run.finished_at
-        self._gates.pop(run.id, None)
         try:
             rolled = self.pipeline.roll_back_window(run, why, fault_at)
         except BusyError as busy:
@@ -107,10 +156,10 @@ class Watcher:
         if not rolled.complete:
             self._alarm(window, f"the rollback of {run.release} on {env.name} could not finish: {rolled.hosts_left()}; "
                                 "`releaser resume` finishes it")
-            return "alarm"
+            return "alarms"
         if datetime.now(timezone.utc) > window.closes_at:
             self._alarm(window, f"the rollback of {run.release} finished after its window closed")
-            return "alarm"
+            return "alarms"
         return "rolled_back"
 
     def _aside(self, what: str, job, fallback):

@@ -81,6 +81,10 @@ CASES = {
     "ssh options on a local environment": ("environments.yaml", "  dev:\n    playbook: app", "  dev:\n    playbook: app\n    ssh: {user: deploy}", "environments.dev.ssh", "need `transport: ssh`", "ssh: {user"),
     "bad host key policy": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    transport: ssh\n    root: /srv/shop\n    ssh: {host_key_policy: yes-please}\n    playbook: app", "environments.prod.ssh.host_key_policy", "expected one of verify, accept-new", "ssh: {host_key_policy"),
     "relative remote root": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    transport: ssh\n    root: srv/shop\n    playbook: app", "environments.prod.root", "absolute path", "root: srv/shop"),
+    "adaptive bake, min above max": ("environments.yaml", "bake: 10s", "bake: {min: 5m, max: 1m}", "pipeline[0].bake", "min (5m) is longer than max (1m)", "bake: {min"),
+    "adaptive bake without max": ("environments.yaml", "bake: 10s", "bake: {min: 5m}", "pipeline[0].bake.max", "required", "bake: {min"),
+    "threshold max of NaN": ("healthchecks/basic.yaml", "    type: http\n    url: \"http://{address}:{PORT}/health\"", "    type: threshold\n    query: up\n    max: .nan", "checks[0].max", "finite number", "max: .nan"),
+    "canary bound below 1": ("healthchecks/basic.yaml", "    type: http\n    url: \"http://{address}:{PORT}/health\"", "    type: canary\n    requests: r\n    errors: e\n    bound: {errors: {ratio: 0.5}}", "checks[0].bound.errors.ratio", "at least 1", "bound: {errors"),
     "bad host var name": ("environments.yaml", 'vars: {PORT: "8080"}', 'vars: {1PORT: "8080"}', "environments.prod.vars.1PORT", "variable names", "vars: {1PORT"),
 }
 
@@ -105,6 +109,14 @@ def test_the_base_configuration_is_valid(tmp_path):
     assert [h.name for h in config.environments["prod"].hosts] == ["web-1", "web-2"]
     assert config.stage("full").waves == (50.0, 100.0)
     assert config.environments["prod"].parallel == 10
+    assert config.stage("selftest").bake == 10 and not config.stage("selftest").adaptive
+
+
+def test_an_adaptive_bake_reads_min_and_max(tmp_path):
+    root = write_project(tmp_path)
+    (root / "environments.yaml").write_text(CONFIG.replace("bake: 10s", "bake: {min: 2m, max: 30m}"))
+    spec = load_config(root / "environments.yaml").stage("selftest")
+    assert spec.adaptive and (spec.bake_min, spec.bake) == (120.0, 1800.0)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

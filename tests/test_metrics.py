@@ -13,7 +13,8 @@ import pytest
 from releaser.demo.sandbox import free_ports
 from releaser.demo.traffic import Traffic
 from releaser.health.base import CheckTarget, Verdict
-from releaser.health.sources import MetricsUnavailable, ScrapeSource, Selector, counter_increase
+from releaser.metrics import MetricsUnavailable, Selector, counter_increase
+from releaser.metrics.scrape import ScrapeSource
 from releaser.health.threshold import ThresholdCheck
 from releaser.model import Environment, Host, MetricsSpec
 

@@ -95,7 +95,7 @@ def test_prometheus_stopped_mid_bake_is_inconclusive_then_fails_safe(fleet):
     pipeline.run("1.1.0", to_stage="test")
     stopper = threading.Thread(target=lambda: (_wait_for(events, "bake.started", "1.1.0"), prometheus.stop()))
     stopper.start()
-    with pytest.raises(StageFailed, match="inconclusive when the bake ended"):
+    with pytest.raises(StageFailed, match="had not decided when the bake ended"):
         pipeline.promote("1.1.0")  # gray: a good release, but nobody can see that it is
     stopper.join()
     assert "no data" in _stage_failure(store, "1.1.0") and "did not answer" in _stage_failure(store, "1.1.0")
@@ -127,7 +127,8 @@ def test_canary_judge_on_prometheus_catches_the_bad_release(fleet):
 
 
 def test_prometheus_source_with_basic_auth_from_the_environment(tmp_path, monkeypatch):
-    from releaser.health.sources import MetricsUnavailable, PrometheusSource
+    from releaser.metrics import MetricsUnavailable
+    from releaser.metrics.prometheus import PrometheusSource
     from releaser.model import MetricsSpec
 
     prometheus = Prometheus(tmp_path / "prometheus", [], users={"releaser": "s3cret-pw"})

@@ -13,7 +13,8 @@ import pytest
 from releaser.config import load_config
 from releaser.journal import Journal
 from releaser.model import Event, Release, RunStatus, Sample
-from releaser.report.compute import build, quantile
+from releaser.metrics.histogram import Histogram
+from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
 from releaser.store import SqliteStore
@@ -99,12 +100,14 @@ def by_key(document: dict) -> dict:
 
 
 def test_quantile_interpolates_like_histogram_quantile():
-    buckets = {0.1: 50.0, 0.5: 90.0, 1.0: 100.0, float("inf"): 100.0}
-    assert quantile(buckets, 0.5) == pytest.approx(0.1)
-    assert quantile(buckets, 0.95) == pytest.approx(0.75)
-    assert quantile(buckets, 0.25) == pytest.approx(0.05)
-    assert quantile({0.1: 0.0, float("inf"): 10.0}, 0.5) == 0.1  # beyond the last bound: that bound
-    assert quantile({}, 0.5) is None and quantile({0.1: 0.0}, 0.5) is None
+    latency = Histogram({0.1: 50.0, 0.5: 90.0, 1.0: 100.0, float("inf"): 100.0})
+    assert latency.quantile(0.5) == pytest.approx(0.1)
+    assert latency.quantile(0.95) == pytest.approx(0.75)
+    assert latency.quantile(0.25) == pytest.approx(0.05)
+    assert Histogram({0.1: 0.0, float("inf"): 10.0}).quantile(0.5) == 0.1  # beyond the last bound: that bound
+    assert Histogram().quantile(0.5) is None and Histogram({0.1: 0.0}).quantile(0.5) is None
+    assert Histogram.from_counters(latency.counters()).buckets == latency.buckets
+    assert latency.above(0.1) == 50.0 and latency.bound_exceeded_by(0.05) == 0.5
 
 
 def test_report_numbers_match_the_hand_computed_values(tmp_path):

@@ -19,6 +19,7 @@ from ..pipeline import Pipeline
 from ..releases import create_release
 from ..report.outbox import Outbox
 from ..store import open_store
+from ..watch import close_window, open_windows
 from . import sandbox
 from .traffic import Traffic
 
@@ -46,7 +47,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
             )
         with Traffic(layout):
             chapters = (
-                ("1.0.0", "the first install: selftest, test, then all of prod (no baseline yet for a canary)"),
+                ("1.0.0", "the first install: no host runs an earlier release, so gray has no baseline to compare"),
                 ("1.1.0", "a good release: selftest -> test -> gray (10% of prod) -> full, in waves"),
                 ("1.2.0", "a bad release: it breaks batch orders, which only production traffic places"),
             )
@@ -54,18 +55,15 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                 say(f"\n== {version}: {story}", "cyan")
                 chapter_started = time.monotonic()
                 try:
-                    if version == "1.0.0":
-                        pipeline.run(version, to_stage="test")
-                        pipeline.promote(version, "full", force=True,
-                                         reason="first install: no baseline to judge a gray cohort against")
-                    else:
-                        pipeline.run(version)
+                    pipeline.run(version)
                 except StageFailed as exc:
                     say(f"   caught: {exc}", "yellow")
                 timings[version] = round(time.monotonic() - chapter_started, 1)
                 say(f"   {version} took {timings[version]:.1f}s", "cyan")
             report = _effect_report(config, store, journal, say)
     finally:
+        for window in open_windows(config, store):
+            close_window(store, journal, window.run, "the demo stopped its sandbox's apps")
         sandbox.stop_apps(directory)
         if notifier:
             notifier.close()

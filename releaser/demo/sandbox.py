@@ -65,7 +65,7 @@ pipeline:
     environment: prod
     cohort: 10%
     checks: [demo-canary]    # the sequential judge: cohort vs the same-time baseline
-    bake: 5s
+    bake: {{min: 3s, max: 90s}}  # passes once the judge has shown the cohort no worse, fails once it is worse
     interval: 1s
   - stage: full
     environment: prod
@@ -87,6 +87,25 @@ report:
     cpu: process_cpu_seconds_total
   features:                  # usage of each feature a release declares
     batch-order: 'demo_feature_used_total{{feature="batch-order"}}'
+"""
+
+# The sandbox's cohort is one host seeing 10 requests a second: its canary may show "no worse"
+# with an absolute margin of 5% of requests (production keeps the default, 0.1%).
+CANARY = """\
+# The canary judge for the demo app: the gray cohort against the rest of prod, at the same time.
+description: Error ratio and latency of the cohort compared with the baseline, judged sequentially.
+checks:
+  - name: canary
+    type: canary
+    requests: 'demo_http_requests_total{path=~"/api/.*"}'
+    errors: 'demo_http_requests_total{path=~"/api/.*", code=~"5.."}'
+    latency: demo_http_request_duration_seconds
+    alpha: 0.01
+    tolerance: 1.2
+    min_requests: 20
+    bound:                 # what a pass must show: the cohort no worse than this
+      errors: {ratio: 1.5, margin: 5%}
+      latency: {ratio: 1.5}
 """
 
 ENVIRONMENT = """\
@@ -143,10 +162,10 @@ def build(directory: Path, python: str) -> dict[str, list[int]]:
     (directory / "environments.yaml").write_text(
         CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments))
     )
-    for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml"),
-                       ("healthchecks", "demo-canary.yaml")):
+    for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml")):
         (directory / kind).mkdir(exist_ok=True)
         shutil.copyfile(shipped_file(kind, name), directory / kind / name)
+    (directory / "healthchecks" / "demo-canary.yaml").write_text(CANARY)
     (directory / "artifacts").mkdir(exist_ok=True)
     for version, spec in RELEASES.items():
         write_artifact(directory / "artifacts" / f"demo-app-{version}.tar.gz", {**spec["app"], "version": version})

@@ -1,7 +1,8 @@
 """The check interface. A check looks at a stage's target and returns a verdict.
 
-Verdicts are three-valued on purpose: a check that cannot see (no data, unreachable
-metrics) is INCONCLUSIVE, which never counts as a pass.
+A check that cannot see (no data, unreachable metrics) is INCONCLUSIVE, which never counts
+as a pass. A comparison with nothing to compare against (no baseline on a first install) is
+NOT_APPLICABLE: it neither passes nor holds the gate, and says why.
 """
 
 from __future__ import annotations
@@ -9,17 +10,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..fleet import Fleet
 from ..model import Environment, Host
-from ..schema import Fields, fill_template
+from ..schema import Fields, render_template
+
+if TYPE_CHECKING:
+    from ..fleet import Fleet
+    from ..metrics import MetricSource
 
 
 class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"
 
 
 @dataclass
@@ -28,41 +33,39 @@ class CheckResult:
     verdict: Verdict
     summary: str
     hosts: dict[str, str] = field(default_factory=dict)
+    blind: bool = False  # it could not see at all (metrics unreadable, every host unreachable)
 
     def to_dict(self) -> dict:
-        return {"check": self.check, "verdict": str(self.verdict), "summary": self.summary, "hosts": self.hosts}
+        return {"check": self.check, "verdict": str(self.verdict), "summary": self.summary, "hosts": self.hosts,
+                **({"blind": True} if self.blind else {})}
 
 
 @dataclass(frozen=True)
 class CheckTarget:
-    """What a check looks at: the cohort now running the release, and the baseline beside it.
-    `fleet` is the stage's open fleet, for checks that run commands on the hosts."""
+    """What a check looks at: the cohort now running the release, and the baseline beside it
+    (the hosts running an earlier release). `fleet` is the stage's open fleet, for checks that
+    run commands on the hosts."""
 
     environment: Environment
     release: str
     cohort: tuple[Host, ...]
     baseline: tuple[Host, ...] = ()
     fleet: Fleet | None = None
-    metrics: object | None = None  # the environment's metric source (health.sources)
+    metrics: MetricSource | None = None
 
     @classmethod
-    def of(cls, environment: Environment, release: str, cohort, fleet: Fleet | None, metrics) -> CheckTarget:
-        """The cohort given, the rest of the environment as its baseline."""
+    def of(cls, environment: Environment, release: str, cohort, running: dict[str, str | None],
+           fleet: Fleet | None, metrics: MetricSource | None) -> CheckTarget:
+        """The cohort given; as its baseline, the other hosts that run some other release
+        (`running`: what each host runs; hosts running nothing serve no one)."""
         names = {h.name for h in cohort}
-        baseline = tuple(h for h in environment.hosts if h.name not in names)
+        baseline = tuple(h for h in environment.hosts
+                         if h.name not in names and running.get(h.name) not in (None, release))
         return cls(environment, release, tuple(cohort), baseline, fleet, metrics)
 
     def scope(self, name: str) -> tuple[Host, ...]:
         """cohort, baseline or environment."""
         return {"cohort": self.cohort, "baseline": self.baseline, "environment": self.cohort + self.baseline}[name]
-
-
-def render_template(template: str, host: Host, quote: Callable[[str], str] = str) -> str:
-    """Fill {name}, {address}, {root} and host vars into a check's URL or command."""
-    try:
-        return fill_template(template, host.template_values(), quote)
-    except ValueError as exc:
-        raise ValueError(f"{exc} for host {host.name}") from None
 
 
 class Check(ABC):

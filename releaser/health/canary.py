@@ -1,34 +1,44 @@
 """The canary check: the cohort against the same-time baseline, judged sequentially.
 
 It reads request and error counters and, optionally, a latency histogram, for every host of
-the cohort (running the release) and of the baseline (the rest of the environment, still on
-the last good release), adds up what each group served since the check's first look, and asks
-the judge (health.judge) whether the cohort is worse: more errors per request, or more
-requests slower than the baseline's p95 bucket. `alpha` bounds the chance of a false alarm over
-every look of the stage, shared between the metrics.
+the cohort (running the release) and of the baseline (the hosts still running an earlier
+release), adds up what each group served since the evidence started (kept in the check's
+memory, which the store keeps between looks and processes), and asks the judge
+(health.judge) two questions per metric: is the cohort shown to be worse (more errors per
+request, or more requests slower than the baseline's p95 bucket), and is it shown to be no
+worse than the bound? It fails on the first, passes when every metric has the second, and is
+inconclusive until then. `alpha` bounds the chance of a wrong decision either way over every
+look; a regression's alpha is shared between the metrics.
+
+With no baseline (a first install: no host runs an earlier release) there is nothing to
+compare, and the check says it does not apply.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
+from ..metrics import MetricsUnavailable, Selector, counter_increase, read_selector
 from ..model import Environment
 from ..schema import Fields
 from .base import Check, CheckResult, CheckTarget, Verdict
-from .judge import Comparison, judge
-from .sources import MetricsUnavailable, Selector, counter_increase, read_selector
+from .judge import Bound, Comparison, Judgement, judge
 
 SLOW_SHARE = 0.05  # the latency bound: the highest bucket the baseline exceeds this often
+DEFAULT_BOUNDS = {"errors": Bound(1.5, 0.001), "latency": Bound(1.5, 0.0)}
 
 
 class CanaryCheck(Check):
     type = "canary"
 
     def __init__(self, name: str, requests: Selector, errors: Selector | None = None, latency: str | None = None,
-                 alpha: float = 0.01, tolerance: float = 1.2, min_requests: int = 100, failure_threshold: int = 1):
+                 alpha: float = 0.01, tolerance: float = 1.2, min_requests: int = 100, failure_threshold: int = 1,
+                 bounds: dict[str, Bound] | None = None):
         super().__init__(name, failure_threshold)
         self.requests, self.errors, self.latency = requests, errors, latency
         self.alpha, self.tolerance, self.min_requests = alpha, tolerance, min_requests
+        self.bounds = {**DEFAULT_BOUNDS, **(bounds or {})}
 
     @classmethod
     def from_fields(cls, name: str, fields: Fields) -> CanaryCheck:
@@ -41,6 +51,7 @@ class CanaryCheck(Check):
             tolerance=fields.number("tolerance", 1.2),
             min_requests=fields.int("min_requests", 100, minimum=1),
             failure_threshold=fields.int("failure_threshold", 1, minimum=1),
+            bounds=_read_bounds(fields),
         )
         if not 0 < check.alpha < 1:
             fields.problem("alpha", f"must be between 0 and 1, got {check.alpha}")
@@ -58,57 +69,95 @@ class CanaryCheck(Check):
         return []
 
     def evaluate(self, target: CheckTarget, memory: dict) -> CheckResult:
-        if not target.cohort or not target.baseline:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no cohort or no baseline to compare")
+        if not target.cohort:
+            return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no host runs the release yet")
+        if not target.baseline:
+            return CheckResult(self.name, Verdict.NOT_APPLICABLE,
+                               f"not applicable: no host of {target.environment.name} runs an earlier release to "
+                               "compare with (a first install)")
         selectors = {"requests": self.requests, **({"errors": self.errors} if self.errors else {})}
         hosts = list(target.cohort + target.baseline)
         try:
             if target.metrics is None:
                 raise MetricsUnavailable("no metric source")
-            now = target.metrics.totals(hosts, selectors, self.latency)
+            now = target.metrics.readings(hosts, selectors, self.latency)
         except MetricsUnavailable as exc:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"NODATA: {exc}")
-        if "bound" not in memory and self.latency:
+            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"NODATA: cannot read the metrics: {exc}", blind=True)
+        started = memory.setdefault("started", time.time())
+        if memory.get("bound") is None and self.latency:
             memory["bound"] = _slow_bound([now[h.name] for h in target.baseline])
         served = _accumulate(memory, now)
         cohort = {h.name for h in target.cohort}
         comparisons = []
         if self.errors:
-            comparisons.append(_compare("error ratio", served, cohort, "errors"))
+            comparisons.append(("errors", _compare("error ratio", served, cohort, "errors")))
         if self.latency and memory.get("bound") is not None:
-            comparisons.append(_compare(f"requests slower than {memory['bound']:g}s", served, cohort, "slow"))
-        verdicts = [judge(c, self.alpha / len(comparisons), self.tolerance, self.min_requests) for c in comparisons]
-        summary = "; ".join(v.explanation for v in verdicts) or "NODATA: no latency histogram yet"
-        decisions = {v.decision for v in verdicts} or {"nodata"}
+            comparisons.append(("latency", _compare(f"requests slower than {memory['bound']:g}s", served, cohort, "slow")))
+        if not comparisons:
+            return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no latency histogram yet")
+        elapsed = max(time.time() - started, 0.0)
+        shown = memory.setdefault("shown", [])
+        judgements = [self._judge(kind, c, len(comparisons), elapsed, shown) for kind, c in comparisons]
+        summary = "; ".join(j.explanation for j in judgements)
+        decisions = {j.decision for j in judgements}
         if "fail" in decisions:
             return CheckResult(self.name, Verdict.FAIL, summary)
-        if "nodata" in decisions:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, summary)
-        return CheckResult(self.name, Verdict.PASS, summary)
+        if decisions == {"pass"}:
+            return CheckResult(self.name, Verdict.PASS, summary)
+        return CheckResult(self.name, Verdict.INCONCLUSIVE, summary)
+
+    def _judge(self, kind: str, comparison: Comparison, metrics: int, elapsed: float, shown: list) -> Judgement:
+        """Judge one metric; a pass once shown stays shown (the evidence is valid at any
+        look), while a regression is still looked for at every look."""
+        verdict = judge(comparison, self.alpha / metrics, self.alpha, self.tolerance, self.bounds[kind],
+                        self.min_requests, elapsed)
+        if verdict.decision == "pass" and kind not in shown:
+            shown.append(kind)
+        elif verdict.decision in ("inconclusive", "nodata") and kind in shown:
+            verdict.decision = "pass"
+            verdict.explanation += " (no worse than the bound was shown earlier; still watched for a regression)"
+        return verdict
 
 
-def _slow_bound(baseline: list[dict]) -> float | None:
+def _read_bounds(fields: Fields) -> dict[str, Bound]:
+    """`bound: {errors: {ratio: 1.5, margin: 0.1%}, latency: {ratio: 1.5}}`"""
+    section = fields.mapping("bound")
+    if section is None:
+        return {}
+    bounds = {}
+    for kind in DEFAULT_BOUNDS:
+        one = section.mapping(kind)
+        if one is None:
+            continue
+        default = DEFAULT_BOUNDS[kind]
+        ratio, margin = one.number("ratio", default.ratio), one.percent("margin", default.margin * 100, allow_zero=True)
+        if ratio < 1:
+            one.problem("ratio", f"must be at least 1 (x the baseline), got {ratio:g}")
+        one.finish()
+        bounds[kind] = Bound(max(ratio, 1.0), min(margin, 99.0) / 100)
+    section.finish()
+    return bounds
+
+
+def _slow_bound(baseline: list) -> float | None:
     """The highest finite bucket bound that at least SLOW_SHARE of baseline requests exceed."""
-    buckets: dict[float, float] = {}
-    for values in baseline:
-        for key, value in values.items():
-            if isinstance(key, tuple):
-                buckets[key[1]] = buckets.get(key[1], 0.0) + value
-    total = buckets.get(math.inf, 0.0)
-    if total <= 0:
-        return None
-    eligible = [bound for bound, count in buckets.items() if bound != math.inf and (total - count) / total >= SLOW_SHARE]
-    return max(eligible) if eligible else min(b for b in buckets if b != math.inf)
+    from ..metrics import Histogram
+
+    merged = Histogram()
+    for reading in baseline:
+        merged.merge(reading.histogram)
+    return merged.bound_exceeded_by(SLOW_SHARE)
 
 
-def _accumulate(memory: dict, now: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Per host, what was served since the first look (requests, errors, slow), across restarts."""
+def _accumulate(memory: dict, now: dict) -> dict[str, dict[str, float]]:
+    """Per host, what was served since the evidence started (requests, errors, slow), across
+    process restarts of the apps (a counter that went down counts from zero)."""
     bound = memory.get("bound")
     last, served = memory.setdefault("last", {}), memory.setdefault("served", {})
-    for host, values in now.items():
-        current = {"requests": values.get("requests", 0.0), "errors": values.get("errors", 0.0)}
-        if bound is not None:
-            current["slow"] = values.get(("le", math.inf), 0.0) - values.get(("le", bound), 0.0)
+    for host, reading in now.items():
+        current = {"requests": reading.counters.get("requests", 0.0), "errors": reading.counters.get("errors", 0.0)}
+        if bound is not None and reading.histogram is not None:
+            current["slow"] = reading.histogram.above(bound)
         before = last.get(host)
         total = served.setdefault(host, {key: 0.0 for key in current})
         if before is not None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shlex
 
 from ..playbook import check_script
-from ..schema import Fields
-from .base import Check, CheckResult, CheckTarget, Verdict, render_template
+from ..schema import Fields, render_template
+from .base import Check, CheckResult, CheckTarget, Verdict
 
 
 class CommandCheck(Check):
@@ -44,5 +44,6 @@ class CommandCheck(Check):
                 f"{host}: {why}" for host, why in sorted(failing.items())[:5])
             return CheckResult(self.name, Verdict.FAIL, summary, failing)
         if unreachable:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"{len(unreachable)} hosts unreachable", unreachable)
+            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"{len(unreachable)} hosts unreachable", unreachable,
+                               blind=len(unreachable) == len(results))
         return CheckResult(self.name, Verdict.PASS, f"{len(results)} hosts passed")

@@ -1,4 +1,10 @@
-"""The gate: evaluate a stage's checks together, counting consecutive failures per check."""
+"""The gate: evaluate a stage's checks together, counting consecutive failures per check.
+
+What the checks have seen lives in `memory`, a plain JSON-able dict the caller keeps in the
+store between looks: each check's own memory (the judge's counts, a threshold's `for:` start),
+its failure streak, and since when it fails. So a look from a new process (cron's `watch
+--once`, a restarted daemon) decides exactly as one long-lived process would.
+"""
 
 from __future__ import annotations
 
@@ -20,33 +26,40 @@ class GateResult:
     def failing(self) -> list[CheckResult]:
         return [r for r in self.results if r.verdict is Verdict.FAIL]
 
+    def not_applicable(self) -> list[CheckResult]:
+        return [r for r in self.results if r.verdict is Verdict.NOT_APPLICABLE]
+
 
 class Gate:
     """FAIL once any check has failed `failure_threshold` times in a row; a check failing
-    fewer times so far, or one that cannot see, makes the round INCONCLUSIVE."""
+    fewer times so far, or one that cannot see, makes the round INCONCLUSIVE. A check that
+    does not apply (nothing to compare with) neither passes nor holds the round."""
 
-    def __init__(self, checks: tuple[Check, ...] | list[Check]):
+    def __init__(self, checks: tuple[Check, ...] | list[Check], memory: dict | None = None):
         self.checks = list(checks)
-        self._streaks = {check.name: 0 for check in self.checks}
-        self._memory: dict[str, dict] = {check.name: {} for check in self.checks}
-        self._since: dict[str, float] = {}
+        self.memory = memory if memory is not None else {}
+        self.memory.setdefault("started", time.time())
+        self._states = self.memory.setdefault("checks", {})
 
     def evaluate(self, target: CheckTarget) -> GateResult:
-        results, verdict, failing_for = [], Verdict.PASS, 0.0
+        results, verdict, failing_for, now = [], Verdict.PASS, 0.0, time.time()
         for check in self.checks:
-            result = check.evaluate(target, self._memory[check.name])
-            results.append(result)
+            state = self._states.setdefault(check.name, {"seen": {}, "streak": 0})
+            result = check.evaluate(target, state["seen"])
             if result.verdict is Verdict.FAIL:
-                self._streaks[check.name] += 1
-                since = self._since.setdefault(check.name, time.monotonic())
-                failing_for = max(failing_for, time.monotonic() - since)
-                if self._streaks[check.name] >= check.failure_threshold:
+                state["streak"] += 1
+                failing_for = max(failing_for, now - state.setdefault("failing_since", now))
+                if state["streak"] >= check.failure_threshold:
+                    results.append(result)
                     verdict = Verdict.FAIL
                     continue
-                result = CheckResult(check.name, Verdict.INCONCLUSIVE, f"failing, {result.summary}", result.hosts)
+                result = CheckResult(check.name, Verdict.INCONCLUSIVE,
+                                     f"failing {state['streak']} of {check.failure_threshold} looks in a row: "
+                                     f"{result.summary}", result.hosts)
             else:
-                self._streaks[check.name] = 0
-                self._since.pop(check.name, None)
+                state["streak"] = 0
+                state.pop("failing_since", None)
+            results.append(result)
             if result.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.PASS:
                 verdict = Verdict.INCONCLUSIVE
         return GateResult(verdict, results, failing_for)

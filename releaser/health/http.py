@@ -6,10 +6,10 @@ import time
 
 import requests
 
-from ..fleet import fan_out
+from ..fanout import fan_out
 from ..model import Host
-from ..schema import Fields, shown
-from .base import Check, CheckResult, CheckTarget, Verdict, render_template
+from ..schema import Fields, render_template, shown
+from .base import Check, CheckResult, CheckTarget, Verdict
 
 
 class HttpCheck(Check):

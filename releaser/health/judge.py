@@ -1,21 +1,28 @@
-"""The sequential canary judge: is the cohort worse than the same-time baseline?
+"""The sequential canary judge, in both directions: is the cohort worse than the same-time
+baseline, or is it shown to be no worse than a stated bound?
 
 Events (failed requests, or requests slower than a latency bound) arrive in the cohort and in
-the baseline in proportion to their traffic. Under "no regression" each event lands in the
-cohort with probability p0, from the cohort's share of requests pi and a tolerated relative risk
-r0 (default 1.2: host-to-host differences are not regressions):
+the baseline in proportion to their traffic. When the cohort's event rate is r times the
+baseline's, each event lands in the cohort with probability
 
-    p0 = pi * r0 / (pi * r0 + 1 - pi)
+    p(r) = pi * r / (pi * r + 1 - pi)        (pi: the cohort's share of the requests)
 
-After x of E events landed in the cohort, the evidence against "no regression" is a likelihood
-ratio averaged over a grid of worse relative risks r_k = r0 * m_k:
+After x of E events landed in the cohort, the evidence against a hypothesis r = r0 in favour
+of a grid of alternatives r_k is the likelihood ratio averaged over the grid:
 
-    LR = mean_k  (p_k / p0)^x * ((1 - p_k) / (1 - p0))^(E - x)
+    LR = mean_k  (p(r_k) / p(r0))^x * ((1 - p(r_k)) / (1 - p(r0)))^(E - x)
 
-Under the null this is a nonnegative martingale in the events, so by Ville's inequality the chance
-that it EVER reaches 1/alpha is at most alpha: the judge may look at every interval, for as long
-as the rollback window lasts, without inflating false alarms (Lindon et al., KDD 2022). Too
-little traffic is NODATA, which is inconclusive, never a pass.
+Under r0 (and anything on the far side of it) this is a nonnegative supermartingale in the
+events, so by Ville's inequality the chance that it EVER reaches 1/alpha is at most alpha: the
+judge may look at every interval, for as long as the window lasts (Lindon et al., KDD 2022).
+
+- FAIL (a regression) needs evidence against "r <= tolerance" (alternatives above it).
+- PASS needs evidence against "worse than the bound": against "r >= bound" (alternatives below
+  it) or, for rates near zero where events are too rare to compare, against "the cohort's own
+  event ratio >= margin" (each request an event with that chance). The bound holds if either
+  is shown, so alpha is split between the two.
+- Otherwise the verdict is INCONCLUSIVE, and says how much more traffic would decide it if the
+  rates stay as they are. Too little traffic on either side is NODATA: never a pass.
 
 Functions take numpy arrays as well as numbers, so the benchmark judges thousands of simulated
 runs with the very code the check uses.
@@ -26,33 +33,72 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-ALTERNATIVES = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of r0 the evidence is mixed over
+WORSE = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of the tolerance, for evidence of a regression
+BETTER = (0.85, 0.7, 0.5, 0.3, 0.1)  # multiples of the bound, for evidence of no regression
+BELOW = (0.5, 0.25, 0.1, 0.01)  # multiples of the margin, for evidence of a near-zero rate
 
 
-def null_share(pi, r0):
-    """The cohort's share of events when its rate is r0 times the baseline's."""
+def _log_mixture(x, n, p0, pk):
+    """log mean_k (pk/p0)^x ((1-pk)/(1-p0))^(n-x), stable for large counts."""
     import numpy as np  # here, not at import: commands that judge nothing start faster
 
-    pi = np.asarray(pi, dtype=float)
-    return pi * r0 / (pi * r0 + 1.0 - pi)
-
-
-def log_evidence(x, events, pi, r0: float = 1.2):
-    """log LR for x of `events` events in the cohort, the cohort carrying `pi` of the traffic."""
-    import numpy as np
-
-    x, events, pi = (np.asarray(a, dtype=float) for a in (x, events, pi))
-    pi = np.clip(pi, 1e-12, 1 - 1e-12)
-    p0 = null_share(pi, r0)[..., None]
-    pk = null_share(pi[..., None], r0 * np.array(ALTERNATIVES))
-    terms = x[..., None] * np.log(pk / p0) + (events - x)[..., None] * np.log((1 - pk) / (1 - p0))
+    terms = x[..., None] * np.log(pk / p0) + (n - x)[..., None] * np.log((1 - pk) / (1 - p0))
     top = terms.max(axis=-1, keepdims=True)
     return (top + np.log(np.exp(terms - top).mean(axis=-1, keepdims=True)))[..., 0]
 
 
+def _share(pi, r):
+    return pi * r / (pi * r + 1.0 - pi)
+
+
+def _arrays(*values):
+    import numpy as np
+
+    return (np.asarray(v, dtype=float) for v in values)
+
+
+def evidence_of_regression(x, events, pi, tolerance: float = 1.2):
+    """log LR against "the cohort's rate is at most `tolerance` x the baseline's"."""
+    import numpy as np
+
+    x, events, pi = _arrays(x, events, pi)
+    pi = np.clip(pi, 1e-12, 1 - 1e-12)
+    return _log_mixture(x, events, _share(pi, tolerance)[..., None], _share(pi[..., None], tolerance * np.array(WORSE)))
+
+
+def evidence_within(x, events, pi, bound: float = 1.5):
+    """log LR against "the cohort's rate is at least `bound` x the baseline's"."""
+    import numpy as np
+
+    x, events, pi = _arrays(x, events, pi)
+    pi = np.clip(pi, 1e-12, 1 - 1e-12)
+    return _log_mixture(x, events, _share(pi, bound)[..., None], _share(pi[..., None], bound * np.array(BETTER)))
+
+
+def evidence_below(x, requests, margin: float):
+    """log LR against "at least `margin` of the cohort's requests are events"."""
+    import numpy as np
+
+    x, requests = _arrays(x, requests)
+    p0 = np.full(x.shape, min(max(margin, 1e-12), 1 - 1e-12))
+    return _log_mixture(x, requests, p0[..., None], p0[..., None] * np.array(BELOW))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a pass must show: the cohort's event ratio is below `ratio` x the baseline's, or
+    below `margin` (a share of requests; 0: no absolute margin)."""
+
+    ratio: float = 1.5
+    margin: float = 0.0
+
+    def words(self) -> str:
+        return f"x{self.ratio:g} the baseline" + (f" or {self.margin:.2%} of requests" if self.margin else "")
+
+
 @dataclass
 class Comparison:
-    """One metric's cumulative counts since the cohort got the release."""
+    """One metric's counts since the evidence started: requests and events on each side."""
 
     metric: str
     cohort_requests: float
@@ -68,38 +114,106 @@ class Comparison:
     def baseline_ratio(self) -> float:
         return self.baseline_events / self.baseline_requests if self.baseline_requests else float("nan")
 
+    def scaled(self, factor: float) -> Comparison:
+        return Comparison(self.metric, *(factor * v for v in (self.cohort_requests, self.cohort_events,
+                                                                self.baseline_requests, self.baseline_events)))
+
 
 @dataclass
-class Verdict:
+class Judgement:
     metric: str
-    decision: str  # fail | pass | nodata
-    evidence: float  # the likelihood ratio
-    threshold: float  # 1 / alpha
+    decision: str  # fail | pass | inconclusive | nodata
     effect: float  # the cohort's rate relative to the baseline's
     explanation: str
+    more_requests: float | None = None  # inconclusive: cohort requests still needed at the current rates
 
 
-def judge(comparison: Comparison, alpha: float, r0: float = 1.2, min_requests: float = 100) -> Verdict:
-    """Decide one metric; explain it in words."""
-    c = comparison
-    threshold = 1.0 / alpha
+@dataclass(frozen=True)
+class Evidence:
+    """The three evidences of one comparison (log likelihood ratios)."""
+
+    regression: float
+    within: float
+    below: float
+
+    @classmethod
+    def of(cls, c: Comparison, tolerance: float, bound: Bound) -> Evidence:
+        pi = c.cohort_requests / (c.cohort_requests + c.baseline_requests)
+        events = c.cohort_events + c.baseline_events
+        below = float(evidence_below(c.cohort_events, c.cohort_requests, bound.margin)) if bound.margin else -math.inf
+        return cls(float(evidence_of_regression(c.cohort_events, events, pi, tolerance)),
+                   float(evidence_within(c.cohort_events, events, pi, bound.ratio)), below)
+
+
+def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float = 1.2, bound: Bound = Bound(),
+          min_requests: float = 100, elapsed: float | None = None) -> Judgement:
+    """Decide one metric and explain it in words. `elapsed`: seconds the counts took, to say
+    how long the rest may take."""
     counts = (f"cohort {_ratio(c.cohort_events, c.cohort_requests)} vs baseline "
               f"{_ratio(c.baseline_events, c.baseline_requests)}")
-    if c.cohort_requests < min_requests or c.baseline_requests < min_requests:
-        return Verdict(c.metric, "nodata", 1.0, threshold, float("nan"),
-                       f"{c.metric}: NODATA, fewer than {min_requests:.0f} requests so far ({counts})")
-    pi = c.cohort_requests / (c.cohort_requests + c.baseline_requests)
-    events = c.cohort_events + c.baseline_events
-    evidence = math.exp(min(709.0, float(log_evidence(c.cohort_events, events, pi, r0))))  # inf-safe
-    effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (float("inf") if c.cohort_events else 1.0)
-    worse = evidence >= threshold
-    explanation = (
-        f"{c.metric}: {counts}, relative risk {effect:.2f}; evidence {evidence:.3g} "
-        f"{'>=' if worse else '<'} {threshold:.3g} (1/alpha, tolerating x{r0:g}) => "
-        + ("regression" if worse else "no regression shown")
-    )
-    return Verdict(c.metric, "fail" if worse else "pass", evidence, threshold, effect, explanation)
+    short = [f"the {side} served {served:,.0f} requests" for side, served in
+             (("cohort", c.cohort_requests), ("baseline", c.baseline_requests)) if served < min_requests]
+    if short:
+        return Judgement(c.metric, "nodata", math.nan,
+                         f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)")
+    effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (math.inf if c.cohort_events else 1.0)
+    head = f"{c.metric}: {counts}" + (f", x{effect:.2f}" if c.cohort_events or c.baseline_events else "")
+    fail_at, pass_at = math.log(1 / alpha_fail), math.log((2 if bound.margin else 1) / alpha_pass)
+    evidence = Evidence.of(c, tolerance, bound)
+    if evidence.regression >= fail_at:
+        return Judgement(c.metric, "fail", effect, f"{head}: worse than x{tolerance:g} the baseline, shown with "
+                         f"evidence {_lr(evidence.regression)} >= {_lr(fail_at)} => regression")
+    if max(evidence.within, evidence.below) >= pass_at:
+        shown_by = (f"below x{bound.ratio:g} the baseline" if evidence.within >= pass_at
+                    else f"below {bound.margin:.2%} of requests")
+        return Judgement(c.metric, "pass", effect, f"{head}: {shown_by}, shown with evidence "
+                         f"{_lr(max(evidence.within, evidence.below))} >= {_lr(pass_at)} => no regression")
+    more, outcome = _more_requests(c, tolerance, bound, fail_at, pass_at)
+    if more is None:
+        need = (f"at these rates no amount of traffic decides between worse than x{tolerance:g} "
+                f"and no worse than {bound.words()}")
+    else:
+        need = f"about {more:,.0f} more cohort requests" + (
+            f" (~{_duration(more / c.cohort_requests * elapsed)} at the current rate)" if elapsed else "")
+        need += f" would {outcome} if the rates stay as they are"
+    return Judgement(c.metric, "inconclusive", effect, f"{head}: not decided yet; {need}", more)
+
+
+def _more_requests(c: Comparison, tolerance: float, bound: Bound, fail_at: float,
+                   pass_at: float) -> tuple[float | None, str]:
+    """How many more cohort requests, at the current rates, until a decision, and which; None
+    when more than a thousand times what was seen."""
+
+    def decision(factor: float) -> str | None:
+        e = Evidence.of(c.scaled(factor), tolerance, bound)
+        if e.regression >= fail_at:
+            return f"show a regression (worse than x{tolerance:g})"
+        if max(e.within, e.below) >= pass_at:
+            return f"show it no worse than {bound.words()}"
+        return None
+
+    low, high = 1.0, 2.0
+    while decision(high) is None:
+        low, high = high, high * 2
+        if high > 1024:
+            return None, ""
+    for _ in range(12):
+        middle = (low + high) / 2
+        low, high = (low, middle) if decision(middle) else (middle, high)
+    return (high - 1) * c.cohort_requests, decision(high) or ""
 
 
 def _ratio(events: float, requests: float) -> str:
-    return f"{events / requests:.3%} ({events:.0f}/{requests:.0f})" if requests else "no data (0 requests)"
+    return f"{events / requests:.3%} ({events:,.0f}/{requests:,.0f})" if requests else "no data (0 requests)"
+
+
+def _lr(log_value: float) -> str:
+    return f"{math.exp(min(709.0, log_value)):.3g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))}s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

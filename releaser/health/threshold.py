@@ -18,8 +18,8 @@ from string import Template
 
 from ..model import Environment
 from ..schema import Fields
-from .base import Check, CheckResult, CheckTarget, Verdict, render_template
-from .sources import MetricsUnavailable, PrometheusSource, Selector, counter_increase, promql_regex, read_selector
+from ..metrics import MetricsUnavailable, Selector, counter_increase, promql_regex, read_selector
+from .base import Check, CheckResult, CheckTarget, Verdict
 
 SCOPES = ("cohort", "baseline", "environment")
 
@@ -63,55 +63,52 @@ class ThresholdCheck(Check):
         if not hosts:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no hosts in the {self.scope_name}")
         try:
-            if isinstance(target.metrics, PrometheusSource):
-                value = self._from_prometheus(target, hosts)
-            elif target.metrics is not None:
-                value = self._from_scrape(target, hosts, memory)
-            else:
+            if target.metrics is None:
                 raise MetricsUnavailable("no metric source")
+            values = self._promql(target, hosts) if self.query is not None else self._scraped(target, hosts, memory)
         except MetricsUnavailable as exc:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data: {exc}")
-        if value is None or math.isnan(value):
+            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data: {exc}", blind=True)
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data for the {self.scope_name} (no samples or no traffic)")
-        return self._judge(value, memory)
+        return self._judge(values, memory)
 
-    def _judge(self, value: float, memory: dict) -> CheckResult:
+    def _judge(self, values: list[float], memory: dict) -> CheckResult:
+        """Every series must lie within the bounds: the largest against `max`, the smallest against `min`."""
         bounds = " and ".join(
             f"{word} {limit:g}" for word, limit in (("max", self.maximum), ("min", self.minimum)) if limit is not None
         )
-        breached = (self.maximum is not None and value > self.maximum) or (self.minimum is not None and value < self.minimum)
-        if not breached:
+        high, low = max(values), min(values)
+        above = self.maximum is not None and high > self.maximum
+        below = self.minimum is not None and low < self.minimum
+        shown_value = high if above or (not below and self.maximum is not None) else low
+        series = f"{len(values)} series, " if len(values) > 1 else ""
+        if not (above or below):
             memory.pop("since", None)
-            return CheckResult(self.name, Verdict.PASS, f"{self.scope_name} {value:.4g} within {bounds}")
-        now = time.monotonic()
-        held = now - memory.setdefault("since", now)
+            return CheckResult(self.name, Verdict.PASS, f"{self.scope_name} {series}{shown_value:.4g} within {bounds}")
+        now = time.time()
+        held = max(0.0, now - memory.setdefault("since", now))
+        what = f"{self.scope_name} {series}{shown_value:.4g} outside {bounds}"
         if held >= self.hold_for:
-            return CheckResult(self.name, Verdict.FAIL, f"{self.scope_name} {value:.4g} outside {bounds}"
-                               + (f" for {held:.0f}s" if self.hold_for else ""))
-        return CheckResult(self.name, Verdict.INCONCLUSIVE,
-                           f"{self.scope_name} {value:.4g} outside {bounds} for {held:.0f}s of {self.hold_for:g}s")
+            return CheckResult(self.name, Verdict.FAIL, what + (f" for {held:.0f}s" if self.hold_for else ""))
+        return CheckResult(self.name, Verdict.INCONCLUSIVE, f"{what} for {held:.0f}s of {self.hold_for:g}s")
 
-    def _from_prometheus(self, target: CheckTarget, hosts) -> float | None:
-        spec = target.metrics.spec
-        instances = "|".join(promql_regex(render_template(spec.instance, h)) for h in hosts)
+    def _promql(self, target: CheckTarget, hosts) -> list[float]:
         expr = Template(self.query).safe_substitute(
-            instances=instances, hosts="|".join(promql_regex(h.name) for h in hosts),
+            instances=target.metrics.instances(list(hosts)), hosts="|".join(promql_regex(h.name) for h in hosts),
             environment=target.environment.name, release=target.release,
         )
-        series = target.metrics.query(expr)
-        values = [s.value for s in series if not math.isnan(s.value)]
-        if not values:
-            return None
-        return max(values) if self.maximum is not None else min(values)
+        return [s.value for s in target.metrics.query(expr)]
 
-    def _from_scrape(self, target: CheckTarget, hosts, memory: dict) -> float | None:
-        samples = target.metrics.scrape_all(list(hosts))
+    def _scraped(self, target: CheckTarget, hosts, memory: dict) -> list[float]:
+        """The scope's summed gauge, or the ratio of two counters' increase since the last look."""
+        selectors = {"value": self.metric, **({"per": self.per} if self.per else {})}
+        readings = target.metrics.readings(list(hosts), selectors)
         if self.per is None:
-            return math.fsum(self.metric.total(s) for s in samples.values())
+            return [math.fsum(r.counters["value"] for r in readings.values())]
         last = memory.get("last", {})
-        now = {host: (self.metric.total(s), self.per.total(s)) for host, s in samples.items()}
+        now = {host: (r.counters["value"], r.counters["per"]) for host, r in readings.items()}
         memory["last"] = now
         num = math.fsum(counter_increase(last.get(h, (None, None))[0], v[0]) for h, v in now.items())
         den = math.fsum(counter_increase(last.get(h, (None, None))[1], v[1]) for h, v in now.items())
-        return num / den if den > 0 else None
-
+        return [num / den] if den > 0 else []

@@ -4,12 +4,11 @@ words come from report.words, the layout from report.render."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import UsageError
-from ..health.sources import MetricsUnavailable
+from ..metrics import MetricsUnavailable
 from ..model import Config, Event, RunStatus, parse_ts
 from ..store import Store
 from .timeline import Timeline, timeline
@@ -35,26 +34,6 @@ METRICS = (
 UNCHANGED_PERCENT = 2.0  # a relative change below this is "unchanged": noise, not news
 
 
-def quantile(buckets: dict[float, float], q: float) -> float | None:
-    """The q-quantile of cumulative histogram buckets, interpolated inside the bucket that
-    holds it, as Prometheus's histogram_quantile does; None without observations."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower
-            if count == below:
-                return bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
-        lower, below = bound, count
-    return lower
-
-
 def window_values(line: Timeline) -> dict[str, float | None]:
     """Every metric of METRICS over one window (None where it was not measured)."""
     values: dict[str, float | None] = {m.key: None for m in METRICS}
@@ -65,8 +44,8 @@ def window_values(line: Timeline) -> dict[str, float | None]:
         if errors is not None and requests[0] > 0:
             values["error_rate"] = errors[0] / requests[0]
     values["availability"] = line.availability()
-    buckets = line.buckets()
-    values["p50"], values["p95"] = quantile(buckets, 0.5), quantile(buckets, 0.95)
+    latency = line.histogram()
+    values["p50"], values["p95"] = latency.quantile(0.5), latency.quantile(0.95)
     cpu = line.total("cpu")
     if cpu and cpu[1] > 0 and line.hosts:
         values["cpu"] = cpu[0] / cpu[1] / line.hosts

@@ -11,9 +11,11 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ..fleet import fan_out
-from ..health.sources import PrometheusSource, ScrapeSource, Selector, counter_increase, promql_regex
-from ..health.base import render_template
+from ..fanout import fan_out
+from ..metrics import Selector, counter_increase
+from ..metrics.histogram import Histogram, bucket_key
+from ..metrics.prometheus import PrometheusSource
+from ..metrics.scrape import ScrapeSource, histogram_of
 from ..model import Config, Environment, ReleaseStatus, ReportSpec, ReportState, Sample, parse_ts
 from ..store import Store
 
@@ -42,14 +44,11 @@ class Timeline:
             return None
         return math.fsum(s.counters[key] for s in measured), math.fsum(s.seconds for s in measured)
 
-    def buckets(self) -> dict[float, float]:
-        """Cumulative histogram buckets summed over the window."""
-        result: dict[float, float] = {}
+    def histogram(self) -> Histogram:
+        """The latency histogram summed over the window."""
+        result = Histogram()
         for step in self.steps:
-            for key, value in step.counters.items():
-                if key.startswith("le:"):
-                    bound = float(key[3:])
-                    result[bound] = result.get(bound, 0.0) + value
+            result.merge(Histogram.from_counters(step.counters))
         return result
 
     def availability(self) -> float | None:
@@ -79,23 +78,16 @@ def _index(start: float, step: float, ts: float, count: int) -> int:
 def extract(samples: dict, spec: ReportSpec) -> dict[str, float]:
     """The counters a report needs, from one host's scraped samples. A selector that matches
     nothing is left out (no data), except errors where requests were counted: that is 0 errors."""
-    wanted: list[tuple[str, Selector | None]] = [("requests", spec.requests), ("errors", spec.errors),
-                                                 ("cpu", spec.cpu)]
-    wanted += [(f"feature:{name}", selector) for name, selector in spec.features.items()]
     values: dict[str, float] = {}
-    for key, selector in wanted:
-        if selector is None:
-            continue
+    for key, selector in spec.counters():
         matched = [v for (name, labels), v in samples.items() if selector.matches(name, labels)]
         if matched:
             values[key] = math.fsum(matched)
     if spec.errors is not None and "requests" in values:
         values.setdefault("errors", 0.0)
-    if spec.latency:
-        for (name, labels), value in samples.items():
-            if name == f"{spec.latency}_bucket":
-                key = f"le:{float(dict(labels)['le'])!r}"
-                values[key] = values.get(key, 0.0) + value
+    histogram = histogram_of(samples, spec.latency) if spec.latency else None
+    if histogram is not None:
+        values.update(histogram.counters())
     return values
 
 
@@ -174,7 +166,7 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
                     step: float) -> Timeline:
     """One range query per metric; each point is the increase over the step that ends at it."""
     steps = empty_steps(start, end, step)
-    pattern = "|".join(promql_regex(render_template(source.spec.instance, h)) for h in env.hosts)
+    pattern = source.instances(env.hosts)
     span = f"{max(1, round(step * 1000))}ms"
     first, last_ = steps[0].end, steps[-1].end
 
@@ -185,14 +177,12 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
                 if math.isfinite(value):
                     steps[_index(start, step, ts, len(steps))].counters[key] = value
 
-    counters = [("requests", spec.requests), ("errors", spec.errors), ("cpu", spec.cpu)]
-    counters += [(f"feature:{name}", selector) for name, selector in spec.features.items()]
-    for key, selector in counters:
-        if selector is not None:
-            fill(f"sum(increase({selector.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
+    for key, selector in spec.counters():
+        fill(f"sum(increase({selector.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
     if spec.latency:
         bucket = Selector(f"{spec.latency}_bucket", ()).promql(pattern)
-        fill(f"sum by (le) (increase({bucket}[{span}]))", lambda labels: f"le:{float(labels['le'])!r}")
+        fill(f"sum by (le) (increase({bucket}[{span}]))",
+             lambda labels: bucket_key(float(labels["le"])))
     for series in source.query_range(f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{span}]))', first, last_, step):
         for ts, value in series.points:
             one = steps[_index(start, step, ts, len(steps))]
@@ -206,7 +196,7 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
 
 def timeline(store: Store, env: Environment, spec: ReportSpec, start: float, end: float) -> Timeline:
     """The environment's timeline over [start, end] from wherever its metrics live;
-    health.sources.MetricsUnavailable when the Prometheus server cannot answer."""
+    metrics.MetricsUnavailable when the Prometheus server cannot answer."""
     step = min(spec.resolution, max(end - start, 1.0))
     if env.metrics is None or end <= start:
         return Timeline(start, end, step, empty_steps(start, max(end, start + step), step), len(env.hosts))

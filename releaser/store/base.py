@@ -16,7 +16,7 @@ from ..model import (
     StageRun,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreError(NeedsHuman):
@@ -82,6 +82,17 @@ class Store(ABC):
     @abstractmethod
     def set_last_look(self, run_id: int, at: str) -> None:
         """A look at the run's rollback window found its checks passing at `at`."""
+
+    @abstractmethod
+    def close_window(self, run_id: int, why: str) -> None:
+        """Close the run's rollback window before its time (kept if it was closed already)."""
+
+    @abstractmethod
+    def check_memory(self, run_id: int) -> dict | None:
+        """What the run's checks have seen so far (see health.gate), or None."""
+
+    @abstractmethod
+    def save_check_memory(self, run_id: int, memory: dict) -> None: ...
 
     # -- rollbacks --
 

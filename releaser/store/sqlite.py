@@ -147,6 +147,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rollbacks_environment ON rollbacks(environment);
     """,
+    # 5: what checks have seen, kept between looks and processes; rollback windows that were closed
+    """
+    CREATE TABLE check_memory (
+        stage_run_id INTEGER PRIMARY KEY REFERENCES stage_runs(id),
+        memory TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    ALTER TABLE stage_runs ADD COLUMN window_closed_at TEXT;
+    ALTER TABLE stage_runs ADD COLUMN window_closed_why TEXT;
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -352,6 +362,21 @@ class SqliteStore(Store):
 
     def set_last_look(self, run_id: int, at: str) -> None:
         self._db.execute("UPDATE stage_runs SET last_look_at = ? WHERE id = ?", (at, run_id))
+
+    def close_window(self, run_id: int, why: str) -> None:
+        self._db.execute("UPDATE stage_runs SET window_closed_at = ?, window_closed_why = ? WHERE id = ?"
+                         " AND window_closed_at IS NULL", (utcnow(), why, run_id))
+
+    def check_memory(self, run_id: int) -> dict | None:
+        row = self._db.execute("SELECT memory FROM check_memory WHERE stage_run_id = ?", (run_id,)).fetchone()
+        return json.loads(row["memory"]) if row else None
+
+    def save_check_memory(self, run_id: int, memory: dict) -> None:
+        self._db.execute(
+            "INSERT INTO check_memory(stage_run_id, memory, updated_at) VALUES (?, ?, ?) ON CONFLICT(stage_run_id)"
+            " DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at",
+            (run_id, json.dumps(memory, separators=(",", ":")), utcnow()),
+        )
 
     # -- rollbacks --
 
