@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -11,10 +12,10 @@ import pytest
 
 from releaser.config import load_config
 from releaser.demo import sandbox
-from releaser.demo.traffic import Traffic
+from releaser.demo.traffic import OTHER_PATHS, PROD_PATHS, Traffic
 from releaser.errors import StageFailed
 from releaser.journal import Journal
-from releaser.model import ReleaseStatus
+from releaser.model import ReleaseStatus, RunStatus
 from releaser.pipeline import Pipeline
 from releaser.releases import create_release
 from releaser.store import open_store
@@ -54,7 +55,10 @@ def fleet(tmp_path, request):
             head = text.index(f"  - stage: {stage}")
             block_end = text.find("  - stage:", head + 5)
             block = text[head:block_end if block_end > 0 else len(text)]
-            text = text.replace(block, re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block).replace("bake: 5s", "bake: 6s"))
+            new = re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block)
+            if "canary" not in checks:  # a threshold decides at once: a fixed bake
+                new = re.sub(r"bake: \{[^}]*\}", "bake: 6s", new)
+            text = text.replace(block, new)
         config.write_text(text)
         (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
         loaded = load_config(config)
@@ -64,8 +68,8 @@ def fleet(tmp_path, request):
         for version, spec in sandbox.RELEASES.items():
             create_release(store, pipeline.journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
                            spec["notes"], tuple(spec["features"]))
-        with Traffic(layout, rate=10):
-            yield pipeline, store, prometheus, events
+        with Traffic(layout, rate=10) as traffic:
+            yield pipeline, store, prometheus, events, traffic
     finally:
         sandbox.stop_apps(directory)
         prometheus.stop()
@@ -78,7 +82,7 @@ def _stage_failure(store, version: str) -> str:
 
 
 def test_threshold_on_prometheus_passes_good_and_rolls_back_bad(fleet):
-    pipeline, store, prometheus, _ = fleet
+    pipeline, store, prometheus, _, _ = fleet
     pipeline.run("1.0.0")
     pipeline.run("1.1.0")
     assert store.get_release("1.1.0").status is ReleaseStatus.LIVE
@@ -90,7 +94,7 @@ def test_threshold_on_prometheus_passes_good_and_rolls_back_bad(fleet):
 
 
 def test_prometheus_stopped_mid_bake_is_inconclusive_then_fails_safe(fleet):
-    pipeline, store, prometheus, events = fleet
+    pipeline, store, prometheus, events, _ = fleet
     pipeline.run("1.0.0")
     pipeline.run("1.1.0", to_stage="test")
     stopper = threading.Thread(target=lambda: (_wait_for(events, "bake.started", "1.1.0"), prometheus.stop()))
@@ -114,9 +118,9 @@ def _wait_for(events, kind, release, timeout=60):
 
 @pytest.mark.parametrize("fleet", ["demo-canary"], indirect=True)
 def test_canary_judge_on_prometheus_catches_the_bad_release(fleet):
-    pipeline, store, _, _ = fleet
-    pipeline.run("1.0.0", to_stage="test")
-    pipeline.promote("1.0.0", "full", force=True, reason="first install")
+    pipeline, store, _, events, _ = fleet
+    pipeline.run("1.0.0")  # a first install, unforced: the canary does not apply, and says so
+    assert any(e.kind == "check.not_applicable" and e.release == "1.0.0" for e in events)
     pipeline.run("1.1.0")
     assert store.get_release("1.1.0").status is ReleaseStatus.LIVE
     with pytest.raises(StageFailed, match="gray of 1.2.0 failed"):
@@ -149,3 +153,77 @@ def test_prometheus_source_with_basic_auth_from_the_environment(tmp_path, monkey
             PrometheusSource(spec).query("vector(")
     finally:
         prometheus.stop()
+
+
+FOR_REGRESSION = """\
+checks:
+  - name: errors-for
+    type: threshold
+    scope: cohort
+    query: >
+      1 - sum(rate(demo_http_requests_total{code=~"2..", instance=~"$instances"}[10s]))
+      / sum(rate(demo_http_requests_total{instance=~"$instances"}[10s]))
+    max: 0.05
+    for: 3s
+"""
+
+
+def _cli(directory, *args):
+    from click.testing import CliRunner
+
+    from releaser.cli import cli
+
+    return CliRunner(env={"NO_COLOR": "1"}).invoke(cli, ["-C", str(directory), *args], catch_exceptions=False)
+
+
+def _gray_checks(directory, checks: str) -> None:
+    config = directory / "environments.yaml"
+    text = config.read_text()
+    head = text.index("  - stage: gray")
+    end = text.index("  - stage: full")
+    config.write_text(text[:head] + re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", text[head:end]) + text[end:])
+
+
+def _cron_until_rolled_back(directory, release: str, limit: float = 120) -> list[dict]:
+    """`watch --once` every second, each a fresh process state, until one rolls `release` back."""
+    looks = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        result = _cli(directory, "watch", "--once", "--json")
+        looks.append(json.loads(result.stdout))
+        if release in looks[-1]["rolled_back"]:
+            assert result.exit_code == 1
+            return looks
+        time.sleep(1)
+    raise AssertionError(f"{len(looks)} cron looks never rolled {release} back: {looks[-1]}")
+
+
+@pytest.mark.parametrize("fleet", ["demo-canary"], indirect=True)
+def test_cron_watch_once_catches_for_and_canary_regressions(fleet):
+    """A bad release passes gray while no user places batch orders; then they do. `watch --once`
+    from a cron-like loop, remembering nothing itself, catches the regression in the window:
+    first a threshold with `for: 3s`, then (re-promoted from gray, never straight to full) the
+    canary judge, whose counts continue from look to look in the store."""
+    pipeline, store, _, _, traffic = fleet
+    directory = pipeline.config.path.parent
+    (directory / "healthchecks" / "errors-for.yaml").write_text(FOR_REGRESSION)
+    pipeline.run("1.0.0")
+    pipeline.run("1.1.0")
+    for checks in ("errors-for", "demo-canary"):
+        _gray_checks(directory, checks)
+        traffic.paths["prod"] = OTHER_PATHS  # nobody places batch orders: 1.2.0 looks healthy
+        promoted = _cli(directory, "run", "1.2.0", "--to", "gray", "--json")
+        assert promoted.exit_code == 0, promoted.stderr
+        assert [r for r in store.stage_runs("1.2.0") if r.stage == "gray"][-1].status is RunStatus.PASSED
+        traffic.paths["prod"] = PROD_PATHS  # now they do
+        looks = _cron_until_rolled_back(directory, "1.2.0")
+        reason = next(e.message for e in reversed(store.events(release="1.2.0")) if e.kind == "rollback.started")
+        if checks == "errors-for":
+            assert len(looks) >= 2 and re.search(r"errors-for: cohort .* outside max 0.05 for \d+s", reason)
+        else:
+            assert "canary: error ratio: cohort" in reason and "=> regression" in reason
+        assert {s.version for s in store.host_states("prod").values()} == {"1.1.0"}
+        run = [r for r in store.stage_runs("1.2.0") if r.stage == "gray"][-1]
+        watching = [e for e in store.events(release="1.2.0") if e.kind == "window.watching" and e.data["run"] == run.id]
+        assert len(watching) == 1  # announced by the first look; the later ones continued it
+    assert [r.stage for r in store.stage_runs("1.2.0")] == ["selftest", "test", "gray", "gray"]

@@ -38,6 +38,35 @@ def test_four_stages_end_to_end_over_ssh(ssh_project):
     assert (project.dir / "hosts" / "web-7" / "shared" / "running").read_text() == "1.1.0\n"
 
 
+CANARY = """\
+checks:
+  - name: canary
+    type: canary
+    requests: app_requests_total
+    errors: 'app_requests_total{code=~"5.."}'
+"""
+
+
+def test_a_first_install_over_ssh_runs_every_stage_and_says_why_the_canary_does_not_apply(ssh_project):
+    """`run v1` on an empty fleet: at gray no host runs an earlier release, so the canary has
+    nothing to compare; it says so, the journal records why, and the other checks decide."""
+    project = ssh_project
+    (project.dir / "healthchecks" / "canary.yaml").write_text(CANARY)
+    config = project.dir / "environments.yaml"
+    text = config.read_text()
+    gray = text.index("  - stage: gray")
+    text = text[:gray] + text[gray:].replace("checks: [health]", "checks: [health, canary]", 1)
+    text = text.replace("  prod:\n", "  prod:\n    metrics: {source: scrape, scrape_url: 'http://{address}:9/metrics'}\n")
+    config.write_text(text)
+    project.register("1.0.0")
+    proc = project.cli("run", "1.0.0", "--json", check=True)
+    assert [r["status"] for r in json.loads(proc.stdout)["runs"]] == ["passed"] * 4
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    why = [e for e in events if e["kind"] == "check.not_applicable"]
+    assert len(why) == 1 and why[0]["stage"] == "gray" and "no host of prod runs an earlier release" in why[0]["message"]
+
+
 def test_changed_host_key_is_refused_with_its_fingerprint(ssh_project):
     project = ssh_project
     project.register("1.0.0")

@@ -221,3 +221,26 @@ def test_a_lost_database_beside_hosts_with_records_is_refused_then_rebuilt(proje
     assert hosts["test"]["hosts"]["test-2"]["version"] == "1.0.0"
     project.cli("promote", "1.1.0", check=True)
     assert project.current("dev-1") == "1.1.0"
+
+
+def test_a_release_rolled_back_in_full_starts_again_at_gray(tmp_path):
+    """gray passed, full failed and rolled prod back: the next promotion is gray again (the
+    cohort no longer runs the release), never straight to full; selftest stays passed."""
+    from releaser.config import load_config
+    from releaser.journal import Journal
+    from releaser.model import Cause, Release, RunStatus
+    from releaser.pipeline import Pipeline
+    from tests.test_config import write_project
+
+    config = load_config(write_project(tmp_path / "project") / "environments.yaml")
+    store = SqliteStore(tmp_path / "state.db")
+    pipeline = Pipeline(config, store, Journal(store))
+    store.add_release(Release("2.0", "a.tar.gz", "0" * 64, 1))
+    store.start_stage_run("2.0", "selftest", "dev", "me", RunStatus.PASSED)
+    store.start_stage_run("2.0", "gray", "prod", "me", RunStatus.PASSED)
+    assert pipeline.next_stage("2.0") == "full"
+    full = store.start_stage_run("2.0", "full", "prod", "me")
+    store.start_rollback("prod", Cause.STAGE, ["2.0"], "checks failed", full.id)
+    store.set_stage_run_status(full.id, RunStatus.ROLLED_BACK, "checks failed")
+    assert pipeline.passed_stages("2.0") == {"selftest"}
+    assert pipeline.next_stage("2.0") == "gray"

@@ -13,10 +13,13 @@ OTHER_PATHS = (("/api/items", 1.0),)
 
 
 class Traffic:
-    """One thread per environment sending `rate` requests per second to each of its hosts."""
+    """One thread per environment sending `rate` requests per second to each of its hosts, on
+    `paths` (weighted) per environment: by default only prod's users place batch orders."""
 
-    def __init__(self, targets: dict[str, list[int]], rate: float = 10.0):
+    def __init__(self, targets: dict[str, list[int]], rate: float = 10.0,
+                 paths: dict[str, tuple[tuple[str, float], ...]] | None = None):
         self.targets, self.rate = targets, rate
+        self.paths = {env: PROD_PATHS if env == "prod" else OTHER_PATHS for env in targets} | (paths or {})
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, args=(env, ports), name=f"traffic-{env}", daemon=True)
@@ -34,11 +37,11 @@ class Traffic:
             thread.join()
 
     def _loop(self, env: str, ports: list[int]) -> None:
-        paths = PROD_PATHS if env == "prod" else OTHER_PATHS
-        names, weights = [p for p, _ in paths], [w for _, w in paths]
         pause = 1.0 / self.rate
         while not self._stop.is_set():
             started = time.monotonic()
+            paths = self.paths[env]  # read at every round: a test may change what users do
+            names, weights = [p for p, _ in paths], [w for _, w in paths]
             for port in ports:
                 _get(port, random.choices(names, weights)[0])
             self._stop.wait(max(0.0, pause - (time.monotonic() - started)))
