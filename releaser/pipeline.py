@@ -250,18 +250,17 @@ class Pipeline:
         """One look at the checks; what they saw is stored, and a check that does not apply
         is journaled once with why."""
         result = gate.evaluate(target)
-        unseen = [r for r in result.not_applicable() if r.check not in gate.memory.setdefault("not_applicable", [])]
+        noted = gate.memory.setdefault("not_applicable", [])
+        unseen = [r for r in result.not_applicable() if r.check not in noted]
+        noted.extend(r.check for r in unseen)
         with self.store.transaction():
             self.store.save_check_memory(stage.run.id, gate.memory)
             for check in unseen:
-                gate.memory["not_applicable"].append(check.check)
                 self.journal.record(
                     "check.not_applicable", f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
                     release=stage.release.version, stage=stage.spec.name, environment=stage.env.name,
                     data={"check": check.check, "reason": check.summary},
                 )
-            if unseen:
-                self.store.save_check_memory(stage.run.id, gate.memory)
         return result
 
     def _deploy_and_bake(self, stage: _Stage) -> None:

@@ -78,15 +78,24 @@ def test_scrape_threshold_on_error_ratio(apps):
     bad_memory, good_memory = {}, {}
     # no traffic yet: no data, which is never a pass
     assert check.evaluate(bad, bad_memory).verdict is Verdict.INCONCLUSIVE
+    assert check.evaluate(good, good_memory).verdict is Verdict.INCONCLUSIVE
     with Traffic({"prod": list(ports.values())}, rate=50):
-        time.sleep(1.5)
-        assert check.evaluate(good, good_memory).verdict is Verdict.PASS
+        # a share within its bound is a pass once enough requests were counted to show it
+        looks = [check.evaluate(good, good_memory)]
+        deadline = time.monotonic() + 30
+        while looks[-1].verdict is not Verdict.PASS and time.monotonic() < deadline:
+            time.sleep(0.2)
+            looks.append(check.evaluate(good, good_memory))
+        assert looks[-1].verdict is Verdict.PASS and "shown on" in looks[-1].summary, looks[-1].summary
+        assert good_memory["counted"][1] >= 100  # no pass on a handful of requests
+        assert all(look.verdict is Verdict.INCONCLUSIVE for look in looks[:-1])
+        assert any("not yet shown on" in look.summary for look in looks)
         result = check.evaluate(bad, bad_memory)
     assert result.verdict is Verdict.FAIL, result.summary
     assert "cohort" in result.summary and "max 0.05" in result.summary
     # the baseline scope of the bad target is the good host
-    assert ThresholdCheck("b", metric=check.metric, per=check.per, scope="baseline", maximum=0.05).evaluate(
-        bad, {}).verdict is Verdict.PASS
+    baseline = ThresholdCheck("b", metric=check.metric, per=check.per, scope="baseline", maximum=0.05).evaluate(bad, {})
+    assert baseline.verdict is Verdict.INCONCLUSIVE and baseline.summary.startswith("baseline 0 within max 0.05")
 
 
 def test_threshold_for_holds_before_failing(apps):

@@ -102,3 +102,26 @@ def test_a_rollback_that_cannot_finish_raises_an_alarm(project):
     assert "web-2" in alarm["message"]
     status = project.status()["environments"]["prod"]
     assert not status["consistent"]  # and the store says so
+
+
+def test_a_window_whose_checks_cannot_see_says_so_once(project):
+    """The metrics of prod become unreadable (the exporter gone on every host): the window is
+    reported blind, journaled once, and nothing is rolled back on no evidence."""
+    live(project, "1.0.0")
+    (project.dir / "healthchecks" / "blind.yaml").write_text(
+        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n")
+    config = project.dir / "environments.yaml"
+    text = config.read_text()
+    full = text.index("  - stage: full")
+    text = text[:full] + text[full:].replace("checks: [health]", "checks: [health, blind]", 1)
+    prod = text.index("  prod:\n")
+    text = text[:prod] + "  prod:\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n" + text[prod + 8:]
+    config.write_text(text)
+    for _ in range(2):
+        proc = project.cli("watch", "--once", "--json")
+        assert proc.returncode == 0, proc.stderr
+        look = json.loads(proc.stdout)
+        assert look["blind"] == ["1.0.0"] and look["rolled_back"] == []
+    events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+    blind = [e for e in events if e["kind"] == "window.blind"]
+    assert len(blind) == 1 and "errors: no data" in blind[0]["message"] and blind[0]["stage"] == "full"
