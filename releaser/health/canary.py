@@ -73,8 +73,8 @@ class CanaryCheck(Check):
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no host runs the release yet")
         if not target.baseline:
             return CheckResult(self.name, Verdict.NOT_APPLICABLE,
-                               f"not applicable: no host of {target.environment.name} runs an earlier release to "
-                               "compare with (a first install)")
+                               f"no host of {target.environment.name} runs an earlier release to compare with "
+                               "(a first install)")
         selectors = {"requests": self.requests, **({"errors": self.errors} if self.errors else {})}
         hosts = list(target.cohort + target.baseline)
         try:

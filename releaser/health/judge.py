@@ -157,7 +157,9 @@ def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float 
         return Judgement(c.metric, "nodata", math.nan,
                          f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)")
     effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (math.inf if c.cohort_events else 1.0)
-    head = f"{c.metric}: {counts}" + (f", x{effect:.2f}" if c.cohort_events or c.baseline_events else "")
+    relative = "" if not (c.cohort_events or c.baseline_events) else (
+        ", events only in the cohort" if math.isinf(effect) else f", x{effect:.2f}")
+    head = f"{c.metric}: {counts}{relative}"
     fail_at, pass_at = math.log(1 / alpha_fail), math.log((2 if bound.margin else 1) / alpha_pass)
     evidence = Evidence.of(c, tolerance, bound)
     if evidence.regression >= fail_at:
