@@ -19,7 +19,7 @@ from tests.fuzzcases import (
     run_command_case, run_config_case, write_files,
 )
 
-CONFIG_CASES = int(os.environ.get("RELEASER_FUZZ_CONFIG_CASES", "600"))
+CONFIG_CASES = int(os.environ.get("RELEASER_FUZZ_CONFIG_CASES", "450"))
 CLI_CASES = int(os.environ.get("RELEASER_FUZZ_CLI_CASES", "500"))
 
 

@@ -1,14 +1,13 @@
 """The gate: evaluate a stage's checks together, counting consecutive failures per check.
 
 What the checks have seen lives in `memory`, a plain JSON-able dict the caller keeps in the
-store between looks: each check's own memory (the judge's counts, a threshold's `for:` start),
-its failure streak, and since when it fails. So a look from a new process (cron's `watch
---once`, a restarted daemon) decides exactly as one long-lived process would.
+store between looks: each check's own memory (the judge's counts, a threshold's `for:` start)
+and its failure streak. So a look from a new process (cron's `watch --once`, a restarted
+daemon) decides exactly as one long-lived process would.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from .base import Check, CheckResult, CheckTarget, Verdict
@@ -18,7 +17,6 @@ from .base import Check, CheckResult, CheckTarget, Verdict
 class GateResult:
     verdict: Verdict
     results: list[CheckResult]
-    failing_for: float = 0.0  # seconds since the first failing look of the checks that fail now
 
     def summary(self) -> str:
         return "; ".join(f"{r.check}: {r.verdict} ({r.summary})" for r in self.results) or "no checks"
@@ -38,17 +36,15 @@ class Gate:
     def __init__(self, checks: tuple[Check, ...] | list[Check], memory: dict | None = None):
         self.checks = list(checks)
         self.memory = memory if memory is not None else {}
-        self.memory.setdefault("started", time.time())
         self._states = self.memory.setdefault("checks", {})
 
     def evaluate(self, target: CheckTarget) -> GateResult:
-        results, verdict, failing_for, now = [], Verdict.PASS, 0.0, time.time()
+        results, verdict = [], Verdict.PASS
         for check in self.checks:
             state = self._states.setdefault(check.name, {"seen": {}, "streak": 0})
             result = check.evaluate(target, state["seen"])
             if result.verdict is Verdict.FAIL:
                 state["streak"] += 1
-                failing_for = max(failing_for, now - state.setdefault("failing_since", now))
                 if state["streak"] >= check.failure_threshold:
                     results.append(result)
                     verdict = Verdict.FAIL
@@ -58,8 +54,7 @@ class Gate:
                                      f"{result.summary}", result.hosts)
             else:
                 state["streak"] = 0
-                state.pop("failing_since", None)
             results.append(result)
             if result.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.PASS:
                 verdict = Verdict.INCONCLUSIVE
-        return GateResult(verdict, results, failing_for)
+        return GateResult(verdict, results)
