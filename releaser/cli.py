@@ -1,5 +1,5 @@
-"""Thin click commands: parse, call, print. Human text goes to stderr; --json puts one
-JSON document on stdout. Exit codes: 0 ok, 1 stage failed and rolled back, 2 usage or
+"""Thin click commands: parse, call, print. Results go to stdout, progress and logs to
+stderr; --json puts one JSON document on stdout. Exit codes: 0 ok, 1 stage failed and rolled back, 2 usage or
 config error, 3 busy, 4 needs a human, 5 inconclusive."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__, secrets
-from .config import DEFAULT_CONFIG, load_config, register_secrets
 from .errors import (
     EXIT_NEEDS_HUMAN,
     EXIT_STAGE_FAILED,
@@ -28,15 +28,12 @@ from .errors import (
     UsageError,
 )
 from .interrupts import Interrupts
-from .journal import Journal
-from .model import STAGE_ORDER, Event
-from .notify import open_journal
-from .pipeline import Pipeline
-from .releases import check_artifact, create_release, validate_release_id
-from .schema import check_text
-from .status import history_document, status_document
-from .store import StoreMissing, open_store
-from .yamlsrc import read_text
+from .model import DEFAULT_CONFIG, STAGE_ORDER
+
+if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
+    from .journal import Journal
+    from .model import Event
+    from .pipeline import Pipeline
 
 INTERRUPTS = Interrupts()  # signals while a command acts on hosts: see interrupts.py
 
@@ -44,18 +41,37 @@ INTERRUPTS = Interrupts()  # signals while a command acts on hosts: see interrup
 class App:
     """Per-invocation context: where the config is, how to print, lazily opened state."""
 
-    def __init__(self, directory: str | None, config_file: str | None):
-        self.directory = Path(directory) if directory else None
+    def __init__(self, config_file: str | None = None):
         self.config_file = config_file
         self.json = False
+        self.quiet = False  # progress off; results and errors still shown
+        self.verbose = False
+        self.color = not os.environ.get("NO_COLOR")
         self._config = None
         self._store = None
         self._journal = None
         self._notifier = None
         self._started = time.monotonic()
 
+    def apply(self, directory: str | None, config_file: str | None, as_json: bool | None, quiet: bool | None,
+              verbose: bool | None, no_color: bool | None) -> None:
+        """Global options, from before the command or after it (after wins)."""
+        if directory:
+            try:
+                os.chdir(directory)
+            except OSError as exc:
+                raise UsageError(f"-C {directory}: {exc.strerror}") from None
+        self.config_file = config_file or self.config_file
+        self.json = bool(as_json) if as_json is not None else self.json
+        self.quiet = bool(quiet) if quiet is not None else self.quiet
+        self.verbose = bool(verbose) if verbose is not None else self.verbose
+        if no_color:
+            self.color = False
+
     def config(self):
         if self._config is None:
+            from .config import load_config, register_secrets
+
             self._config = load_config(Path(self.config_file or DEFAULT_CONFIG))
             register_secrets(self._config)
         return self._config
@@ -63,6 +79,8 @@ class App:
     def store(self, read_only: bool = False):
         """The state; a command that only reads creates no database (StoreMissing instead)."""
         if self._store is None:
+            from .store import open_store
+
             config = self.config()
             self._store = open_store(config.state_backend, config.state_path, config.state_wait, create=not read_only)
         return self._store
@@ -70,6 +88,8 @@ class App:
     def existing_store(self):
         """The state if a database exists, else None (and none is created): for commands that
         act on what earlier commands recorded."""
+        from .store import StoreMissing
+
         try:
             return self.store(read_only=True)
         except StoreMissing:
@@ -84,11 +104,15 @@ class App:
 
     def journal(self) -> Journal:
         if self._journal is None:
+            from .notify import open_journal
+
             config = self.config()
             self._journal, self._notifier = open_journal(self.store(), self.show_event, config.project, config.webhooks)
         return self._journal
 
     def pipeline(self) -> Pipeline:
+        from .pipeline import Pipeline
+
         return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None,
                         interrupts=INTERRUPTS)
 
@@ -99,14 +123,33 @@ class App:
 
     def tick(self, phase: str, done: int, failed: int, total: int, seconds: float) -> None:
         line = f"  {phase}: {done}/{total} hosts done, {failed} failed, {total - done} pending, {seconds:.1f}s"
-        click.echo("\r\x1b[K" + _styled(line, "red" if failed else None), err=True, nl=False)
+        click.echo("\r\x1b[K" + self._styled(line, "red" if failed else None, sys.stderr), err=True, nl=False)
         if done == total:
             click.echo("\r\x1b[K", err=True, nl=False)
 
     # -- output --
 
     def say(self, text: str, color: str | None = None) -> None:
-        click.echo(_styled(printable(secrets.scrub(text)), color), err=True)
+        """Progress and logs: stderr (silenced by --quiet)."""
+        if not self.quiet:
+            click.echo(self._styled(printable(secrets.scrub(text)), color, sys.stderr), err=True)
+
+    def warn(self, text: str, color: str | None = "red") -> None:
+        """An error or warning: stderr, even with --quiet."""
+        click.echo(self._styled(printable(secrets.scrub(text)), color, sys.stderr), err=True)
+
+    def result(self, text: str, color: str | None = None) -> None:
+        """What the command answers (status, history, findings, paths): stdout, unless --json
+        holds stdout for its one document (then stderr)."""
+        stream = sys.stderr if self.json else sys.stdout
+        if self.json and self.quiet:
+            return
+        click.echo(self._styled(printable(secrets.scrub(text)), color, stream), err=self.json)
+
+    def _styled(self, text: str, color: str | None, stream) -> str:
+        if color and self.color and stream.isatty():
+            return click.style(text, fg=color)
+        return text
 
     def show_event(self, event: Event) -> None:
         color = None
@@ -138,23 +181,32 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-def _styled(text: str, color: str | None) -> str:
-    if color and not os.environ.get("NO_COLOR") and sys.stderr.isatty():
-        return click.style(text, fg=color)
-    return text
+def global_options(fn):
+    """-C, -c, --json, --quiet, --verbose, --no-color: taken before the command or after it."""
+    for option in reversed((
+        click.option("-C", "chdir", type=click.Path(file_okay=False), help="Run as if started in DIR."),
+        click.option("-c", "config_path", type=click.Path(dir_okay=False),
+                     help=f"Configuration file (default {DEFAULT_CONFIG})."),
+        click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document on stdout."),
+        click.option("-q", "--quiet", is_flag=True, default=None, help="No progress; results and errors only."),
+        click.option("-v", "--verbose", is_flag=True, default=None, help="Full verdicts and every progress line."),
+        click.option("--no-color", is_flag=True, default=None, help="No colors (NO_COLOR is honoured too)."),
+    )):
+        fn = option(fn)
+    return fn
 
 
 def command(group, name=None, **kwargs):
-    """A subcommand that takes --json and turns releaser errors into exit codes."""
+    """A subcommand that takes the global options and turns releaser errors into exit codes."""
 
     def decorate(fn):
         @group.command(name, **kwargs)
-        @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+        @global_options
         @click.pass_obj
         @functools.wraps(fn)
-        def wrapper(app: App, as_json: bool, **params):
-            app.json = as_json
+        def wrapper(app: App, chdir, config_path, as_json, quiet, verbose, no_color, **params):
             try:
+                app.apply(chdir, config_path, as_json, quiet, verbose, no_color)
                 return fn(app, **params)
             except ReleaserError as exc:
                 _fail(app, exc)
@@ -169,11 +221,11 @@ def command(group, name=None, **kwargs):
 def _fail(app: App, exc: ReleaserError) -> None:
     kind = type(exc).__name__
     if isinstance(exc, ConfigError):
-        app.say(f"configuration error{'s' if len(exc.problems) > 1 else ''}:", "red")
+        app.warn(f"configuration error{'s' if len(exc.problems) > 1 else ''}:")
         for problem in exc.problems:
-            app.say(f"  {problem}")
+            app.warn(f"  {problem}", None)
     else:
-        app.say(f"error: {exc}", "red")
+        app.warn(f"error: {exc}")
     if app.json:
         document = {"ok": False, "exit_code": exc.exit_code, "error": {"kind": kind, "message": str(exc)}}
         if isinstance(exc, ConfigError):
@@ -183,18 +235,17 @@ def _fail(app: App, exc: ReleaserError) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-C", "directory", type=click.Path(file_okay=False), help="Run as if started in DIR.")
-@click.option("-c", "config_file", type=click.Path(dir_okay=False), help=f"Configuration file (default {DEFAULT_CONFIG}).")
-@click.version_option(__version__, prog_name="releaser")
+@global_options
+@click.version_option(__version__, "-V", "--version", prog_name="releaser")
 @click.pass_context
-def cli(ctx: click.Context, directory: str | None, config_file: str | None) -> None:
+def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json: bool | None,
+        quiet: bool | None, verbose: bool | None, no_color: bool | None) -> None:
     """Promote releases through selftest -> test -> gray -> full, with automatic rollback."""
-    if directory:
-        try:
-            os.chdir(directory)
-        except OSError as exc:
-            raise click.UsageError(f"-C {directory}: {exc.strerror}") from None
-    ctx.obj = App(directory, config_file)
+    app = ctx.obj = App()
+    try:
+        app.apply(chdir, config_path, as_json, quiet, verbose, no_color)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 # -- configuration --
@@ -205,7 +256,7 @@ def validate(app: App) -> None:
     """Check environments.yaml, its playbooks and check sets; exit 2 on any problem."""
     config = app.config()
     hosts = sum(len(env.hosts) for env in config.environments.values())
-    app.say(
+    app.result(
         f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s), "
         f"pipeline {' -> '.join(config.stage_names())}",
         "green",
@@ -225,7 +276,7 @@ def init(app: App, directory: str) -> None:
 
     written = scaffold(Path(directory))
     for path in written:
-        app.say(f"wrote {path}")
+        app.result(f"wrote {path}")
     app.say("next: edit environments.yaml, then `releaser validate`")
     app.emit({"ok": True, "written": [str(p) for p in written]})
 
@@ -248,6 +299,9 @@ def release_create(
     app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...], url: str | None
 ) -> None:
     """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
+    from .releases import check_artifact, create_release
+    from .yamlsrc import read_text
+
     validate_release_id(version)
     notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
     for feature in features:
@@ -311,7 +365,7 @@ def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
     runs = app.pipeline().resume(roll_back) if app.existing_store() else []
     if not runs:
-        app.say("nothing to resume")
+        app.result("nothing to resume")
     app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
 
 
@@ -326,7 +380,7 @@ def state_rebuild(app: App) -> None:
     rebuilt = app.pipeline().rebuild()
     for env, hosts in rebuilt.items():
         versions = sorted({v or "nothing" for v in hosts.values()})
-        app.say(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")
+        app.result(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")
     app.emit({"ok": True, "environments": rebuilt})
 
 
@@ -367,7 +421,7 @@ def watch(app: App, once: bool, interval: str) -> None:
     if not 0.1 <= pause <= 86400:
         raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
     if once and app.existing_store() is None:
-        app.say("no rollback window is open")
+        app.result("no rollback window is open")
         app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
                   "reports": []})
         return
@@ -386,7 +440,7 @@ def watch(app: App, once: bool, interval: str) -> None:
         closed += result["closed"]
         if once:
             if not result["windows"]:
-                app.say("no rollback window is open")
+                app.result("no rollback window is open")
             break
         stop.wait(pause)
     if stop.is_set():
@@ -428,7 +482,7 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
             raise UsageError("--send delivers every format; leave out --out and --format")
     store = app.existing_store() if due_now else app.recorded_state(_unknown_release(target))
     if store is None:
-        app.say("no report is due")
+        app.result("no report is due")
         app.emit({"ok": True, "due": [], "sent": []})
         return
     outbox = Outbox(config, store, app.journal())
@@ -441,13 +495,13 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
             else:
                 _document, rendered = produce(config, store, item.release)
                 path = write_copies(config, item.release, rendered)
-                app.say(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+                app.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
         for outcome in outcomes:
-            app.say(f"{outcome.release}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
+            app.result(f"{outcome.release}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
                     + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
                     "red" if outcome.needs_human else None)
         if not due:
-            app.say("no report is due")
+            app.result("no report is due")
         app.emit({"ok": not any(o.needs_human for o in outcomes), "due": [i.release for i in due],
                   "sent": [asdict(o) for o in outcomes]})
         if any(o.needs_human for o in outcomes):
@@ -455,7 +509,7 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
         return
     if send:
         outcome = outbox.send(target, force=force)
-        app.say(f"{target}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
+        app.result(f"{target}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
                 + (f" ({outcome.path})" if outcome.path else ""), "red" if outcome.needs_human else None)
         app.emit({"ok": not outcome.needs_human, **asdict(outcome)})
         if outcome.needs_human:
@@ -469,7 +523,7 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
                                             else "the release has not passed its last stage"), "yellow")
     if out is None:
         path = write_copies(config, target, rendered)
-        app.say(f"wrote {path} (and report.md, report.json beside it)")
+        app.result(f"wrote {path} (and report.md, report.json beside it)")
         app.emit({"ok": True, "path": str(path), "preview": document["preview"], "report": json.loads(rendered.json)})
         return
     if out == "-" and app.json:
@@ -485,12 +539,14 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
                 handle.write(text)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
-        app.say(f"wrote {out}")
+        app.result(f"wrote {out}")
 
 
 def _plain_option(option: str, value: str) -> None:
     """An option value that is shown on terminals and in reports: one line, no control characters."""
     try:
+        from .schema import check_text
+
         check_text(value)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
@@ -509,7 +565,8 @@ def _unknown_release(version: str) -> str:
 @command(cli)
 def status(app: App) -> None:
     """What every host runs, the locks, and every release's stages."""
-    from .status import print_status
+    from .status import print_status, status_document
+    from .store import StoreMissing, open_store
 
     try:
         store = app.store(read_only=True)
@@ -520,7 +577,7 @@ def status(app: App) -> None:
     if app.json:
         app.emit(document)
     else:
-        print_status(document, app.say)
+        print_status(document, app.result)
 
 
 @command(cli)
@@ -529,6 +586,9 @@ def status(app: App) -> None:
 @click.option("--limit", type=click.IntRange(min=1, max=10**9), default=None, help="Only the newest N events.")
 def history(app: App, release_id: str | None, environment: str | None, limit: int | None) -> None:
     """The journal: every state change, oldest first."""
+    from .status import history_document
+    from .store import StoreMissing
+
     try:
         events = app.store(read_only=True).events(release=release_id, environment=environment, limit=limit)
     except StoreMissing as missing:
@@ -539,7 +599,7 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
         return
     for event in events:
         scope = "/".join(x for x in (event.environment, event.release, event.stage, event.host) if x)
-        app.say(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
+        app.result(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
 
 
 # -- the sandbox --
@@ -581,3 +641,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def validate_release_id(version: str) -> str:
+    """A release id as typed on the command line (see releases.validate_release_id)."""
+    from .releases import validate_release_id as validate
+
+    return validate(version)

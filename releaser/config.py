@@ -26,7 +26,6 @@ from .schema import Fields, Problems, check_text, fill_template, format_duration
 from .transport import TRANSPORTS
 from .yamlsrc import load_yaml
 
-DEFAULT_CONFIG = "environments.yaml"
 PLAYBOOK_DIR = "playbooks"
 CHECKS_DIR = "healthchecks"
 HOOKS = ("prepare", "restart", "verify", "version")

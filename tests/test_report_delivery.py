@@ -59,7 +59,7 @@ def test_report_due_send_mails_the_report_once_with_its_attachments(live, smtp):
     second = json.loads(live.cli("report", "due", "--send", "--json", check=True).stdout)
     assert second["due"] == [] and second["sent"] == []
     again = live.cli("report", "1.0.0", "--send", check=True)
-    assert "already sent" in again.stderr
+    assert "already sent" in again.stdout
     assert len(smtp.messages) == 1
 
     mail = smtp.messages[0]
@@ -77,7 +77,7 @@ def test_report_due_send_mails_the_report_once_with_its_attachments(live, smtp):
     assert "# Release 1.0.0 of shop" in attachments["report-1.0.0.md"].get_content()
     copy = live.dir / ".releaser" / "reports" / "1.0.0"
     assert {p.name for p in copy.iterdir()} == {"report.html", "report.md", "report.json"}
-    assert PASSWORD not in (live.cli("history").stderr + json.dumps(live.status()) + (copy / "report.html").read_text())
+    assert PASSWORD not in (live.cli("history").stdout + json.dumps(live.status()) + (copy / "report.html").read_text())
     assert any(e["kind"] == "report.sent" for e in json.loads(live.cli("history", "--json").stdout)["events"])
 
 
@@ -114,11 +114,11 @@ def test_killed_at_the_commit_point_is_never_sent_twice(live, smtp):
     assert len(smtp.messages) == 1  # the server took it; the sender never heard
     smtp.mailbox.data_delay = 0.0
     rerun = live.cli("report", "due", "--send", check=4)
-    assert "unconfirmed" in rerun.stderr and "Message-ID" in rerun.stderr
+    assert "unconfirmed" in rerun.stdout and "Message-ID" in rerun.stdout
     live.cli("report", "due", "--send", check=True)  # no longer due: asked of a human, not guessed
     [report] = live.status()["reports"]
     assert report["state"] == "unconfirmed" and "--send --force" in report["last_error"]
-    assert "UNCONFIRMED" in live.cli("status").stderr
+    assert "UNCONFIRMED" in live.cli("status").stdout
     assert len(smtp.messages) == 1
     live.cli("report", "1.0.0", "--send", "--force", check=True)  # the operator decides to resend
     assert len(smtp.messages) == 2
@@ -128,10 +128,10 @@ def test_killed_at_the_commit_point_is_never_sent_twice(live, smtp):
 def test_a_report_that_cannot_be_sent_stays_due_and_says_why(live, smtp):
     os.environ["SMTP_PASSWORD"] = "wrong"
     failed = live.cli("report", "due", "--send", check=4)
-    assert "login refused" in failed.stderr
+    assert "login refused" in failed.stdout
     [report] = live.status()["reports"]
     assert report["state"] == "scheduled" and "login refused" in report["last_error"] and report["attempts"] == 1
-    assert "not sent yet: login refused" in live.cli("status").stderr
+    assert "not sent yet: login refused" in live.cli("status").stdout
     os.environ["SMTP_PASSWORD"] = PASSWORD
     pausing = json.loads(live.cli("report", "due", "--send", "--json", check=True).stdout)
     assert pausing["due"] == []  # the next try waits a minute (then 2, 4 ... up to an hour)
@@ -142,7 +142,7 @@ def test_a_report_that_cannot_be_sent_stays_due_and_says_why(live, smtp):
 def test_smtp_down_is_retried_then_stays_due(live, smtp):
     smtp.stop()
     failed = live.cli("report", "due", "--send", check=4)
-    assert "ConnectionRefusedError" in failed.stderr
+    assert "ConnectionRefusedError" in failed.stdout
     assert live.status()["reports"][0]["state"] == "scheduled"
 
 

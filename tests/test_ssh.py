@@ -127,7 +127,7 @@ def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):
     assert all(state["version"] == "1.0.0" for state in hosts.values())
     assert hosts[victim.name]["last"]["status"] == "failed" and "unreachable" in hosts[victim.name]["last"]["detail"]
     assert {hosts[h.name]["last"]["action"] for h in first_wave} == {"rollback"}
-    human = project.cli("status").stderr
+    human = project.cli("status").stdout
     assert victim.name in human and "unreachable" in human
     events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
     failed = [e for e in events if e["kind"] == "host.failed"]

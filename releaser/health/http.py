@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import requests
-
 from ..fanout import fan_out
 from ..model import Host
 from ..schema import Fields, render_template, shown
@@ -56,6 +54,8 @@ class HttpCheck(Check):
 
     def _probe(self, host: Host) -> str | None:
         """None when healthy, else what was wrong."""
+        import requests  # here, not at import: commands that check nothing start faster
+
         url = render_template(self.url, host)
         started = time.monotonic()
         try:
