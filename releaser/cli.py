@@ -542,6 +542,13 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
         app.result(f"wrote {out}")
 
 
+def validate_release_id(version: str) -> str:
+    """A release id as typed on the command line (see releases.validate_release_id)."""
+    from .releases import validate_release_id as validate
+
+    return validate(version)
+
+
 def _plain_option(option: str, value: str) -> None:
     """An option value that is shown on terminals and in reports: one line, no control characters."""
     try:
@@ -641,10 +648,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def validate_release_id(version: str) -> str:
-    """A release id as typed on the command line (see releases.validate_release_id)."""
-    from .releases import validate_release_id as validate
-
-    return validate(version)
