@@ -173,6 +173,21 @@ def _webhook_url(fields: Fields) -> tuple[str | None, str | None]:
     return url, url_env
 
 
+def _timezone(fields: Fields) -> str | None:
+    """`report.timezone`: an IANA zone name that this machine's zone database knows."""
+    name = fields.str("timezone")
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fields.problem("timezone", f"unknown time zone {shown(name)} (expected a name such as Asia/Shanghai or UTC)")
+        return None
+    return name
+
+
 def _report(top: Fields, environment: Environment | None, base: Path) -> ReportSpec:
     """The `report:` section; every key has a default, so a pipeline always schedules reports."""
     fields = top.mapping("report")
@@ -192,6 +207,7 @@ def _report(top: Fields, environment: Environment | None, base: Path) -> ReportS
         window=fields.duration("window", ReportSpec.window),
         step=fields.duration("step"),
         language=fields.str("language", "en", choices=REPORT_LANGUAGES) or "en",
+        timezone=_timezone(fields),
         rollback_sla=fields.duration("rollback_sla", ReportSpec.rollback_sla),
         requests=read_selector(metrics, "requests"),
         errors=read_selector(metrics, "errors"),

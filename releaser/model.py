@@ -153,6 +153,7 @@ class ReportSpec:
     window: float = 3 * 86400.0  # each of before and after
     step: float | None = None  # chart resolution; None: window / 72, at least 1 minute
     language: str = "en"  # en | zh-CN
+    timezone: str | None = None  # an IANA name for the report's times; None: the machine's
     rollback_sla: float = 3600.0
     requests: Selector | None = None  # counters
     errors: Selector | None = None

@@ -136,19 +136,23 @@ def test_keep_releases_never_removes_current_or_previous(project):
 
 def test_second_promotion_is_refused_while_the_environment_is_locked(project):
     project.register("1.0.0")
-    project.write_config(bake="6s")
-    first = project.spawn("promote", "1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    project.register("1.1.0")
+    project.write_config(bake="1h")  # the holder bakes until the test stops it: no race with the clock
+    first = project.spawn("promote", "1.1.0")
     try:
         _wait_for_event(project, "bake.started")
-        second = project.cli("promote", "1.0.0", "--json")
+        second = project.cli("promote", "1.1.0", "--json")
         assert second.returncode == 3
         assert "locked by" in second.stderr and f"pid {first.pid}" in second.stderr
         assert json.loads(second.stdout)["exit_code"] == 3
         lock = project.status()["environments"]["dev"]["lock"]
-        assert lock["pid"] == first.pid and lock["command"] == "promote 1.0.0 --to selftest"
+        assert lock["pid"] == first.pid and lock["command"] == "promote 1.1.0 --to selftest"
     finally:
-        assert first.wait(timeout=60) == 0
+        first.send_signal(signal.SIGTERM)  # ends the bake like a failed stage: rolled back, lock released
+        assert first.wait(timeout=60) == 1
     assert project.status()["environments"]["dev"]["lock"] is None
+    assert project.current("dev-1") == "1.0.0"
 
 
 def test_unlock_clears_a_lock_and_journals_it(project):

@@ -152,12 +152,16 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     rendered = render(document)
     assert "p95 response time fell from 750 ms to 416 ms (-45%)" in rendered.markdown
     assert "error rate fell from 1.00% to 0.50% (-0.50 pp)" in rendered.markdown
-    assert "The new feature batch-order is used 86,400 times a day." in rendered.markdown
-    assert "| batch-order | no data | 86,400 |" in rendered.markdown
+    # An hour measured is not a day: the counts and how long they were measured, never "a day".
+    assert "The new feature batch-order was used 3,600 times in 1 h." in rendered.markdown
+    assert "| batch-order | no data | 3,600 times in 1 h |" in rendered.markdown
+    assert "| Request volume | 72,000 in 1 h | 72,000 in 1 h | unchanged |" in rendered.markdown
+    assert "a day" not in rendered.markdown.split("## Words used here")[0]
     assert "each was rolled back automatically within the 1 h SLA (the slowest took 12.5 s)" in rendered.markdown
     assert "Preview: this report is due on" in rendered.markdown
     as_json = json.loads(rendered.json)
-    assert as_json["metrics"] == document["metrics"] and as_json["summary"][0].startswith("Release 2.0.0 of shop")
+    assert as_json["metrics"] == document["metrics"] and as_json["summary"][0].startswith("Healthy: faster, fewer errors")
+    assert as_json["summary"][1].startswith("Release 2.0.0 of shop has been live")
     assert len(rendered.charts) == 7  # six metrics and the feature
     assert all(png.startswith(b"\x89PNG") for png in rendered.charts.values())
     assert rendered.html.count("data:image/png;base64,") == 7
@@ -167,11 +171,11 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
 def test_the_whole_report_in_simplified_chinese(tmp_path):
     config, store, now = fixed_store(tmp_path, language="zh-CN")
     rendered = render(build(config, store, "2.0.0", now=now))
-    assert "p95 响应时间从 750 毫秒 降至 416 毫秒（-45%）" in rendered.markdown
-    assert "错误率从 1.00% 降至 0.50%（-0.50 个百分点）" in rendered.markdown
-    assert "新功能 batch-order 每天被使用 86,400 次。" in rendered.markdown
-    assert "| batch-order | 无数据 | 86,400 |" in rendered.markdown
-    assert rendered.subject == "[shop] 版本 2.0.0 发布效果报告"
+    assert "p95响应时间从750毫秒降至416毫秒（-45%）" in rendered.markdown
+    assert "错误率从1.00%降至0.50%（-0.50个百分点）" in rendered.markdown
+    assert "新功能batch-order在1小时内被使用3,600次。" in rendered.markdown
+    assert "| batch-order | 无数据 | 在1小时内被使用3,600次 |" in rendered.markdown
+    assert rendered.subject == "【shop】版本2.0.0发布效果报告"
     assert '<html lang="zh-CN">' in rendered.html
     for english in ("fell", "rose", "no data", "Summary", "Incidents", "Before and after", "a day"):
         assert english not in rendered.markdown and english not in rendered.html, english
@@ -217,8 +221,12 @@ def test_the_after_window_ends_when_the_next_release_starts_rolling_out(tmp_path
     store.add_release(Release("2.1.0", "/b.tgz", "ee", 1))
     store.start_stage_run("2.1.0", "gray", "prod", "bob")
     document = build(config, store, "2.0.0", now=now)
-    assert document["windows"]["after"]["cut_short_by"] == {"by": "release", "release": "2.1.0"}
-    assert "the window after ends early, when 2.1.0 started rolling out" in render(document).markdown
+    assert document["windows"]["after"]["cut_short_by"] == {
+        "by": "release", "release": "2.1.0", "at": store.stage_runs("2.1.0")[0].started_at}
+    markdown = render(document).markdown
+    assert "the window after ends early, when 2.1.0 started rolling out" in markdown
+    assert "Release 2.0.0 of shop was live for all users of prod from" in markdown  # no longer "has been"
+    assert "when 2.1.0 started rolling out." in markdown and "has been live" not in markdown
 
 
 def test_the_after_window_ends_when_the_release_is_rolled_back(tmp_path):
@@ -228,7 +236,8 @@ def test_the_after_window_ends_when_the_release_is_rolled_back(tmp_path):
     document = build(config, store, "2.0.0", now=now)
     assert document["windows"]["after"]["cut_short_by"] == {"by": "rollback", "at": rolled.ts}
     markdown = render(document).markdown
-    assert "The release was rolled back on" in markdown and "the release was rolled back on" in markdown
+    assert "and was rolled back on" in markdown and "the release was rolled back on" in markdown
+    assert "has been live" not in markdown
 
 
 def test_report_is_scheduled_when_the_last_stage_passes(project):

@@ -1,36 +1,86 @@
-"""One small PNG chart per metric: the window before (blue) and after (green) the release,
-the rollout shaded between them. The images hold numbers and dates only; every word is in
-the report's text, so a chart reads the same in any language and needs no extra fonts."""
+"""One chart per metric: the window before the release (blue), the rollout (a shaded band
+labelled with the versions) and the window after (green), each window's average as a dashed
+line. Every chart of a report shares one time axis, shown in the report's time zone; values are
+plain numbers (no offsets, no scientific notation). PNGs at twice the displayed size, so they
+stay sharp on high-density screens and when printed."""
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from datetime import datetime, timezone
+from datetime import datetime
+
+from .words import DAY, Words
 
 BEFORE, AFTER, ROLLOUT = "#3b6fb6", "#2e9e5b", "#d9d9d9"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
-NUMERIC_DATES = ["%Y", "%m-%d", "%m-%d", "%H:%M", "%H:%M", "%H:%M:%S"]  # no month names: no language
-NUMERIC_OFFSETS = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]
+WIDTH_INCHES, HEIGHT_INCHES, DPI = 7.5, 2.5, 192  # 1440 x 480 pixels, shown at 720 x 240
+DISPLAY_WIDTH = 720
+DATE_FORMATS = ["%Y", "%Y-%m", "%m-%d", "%m-%d %H:%M", "%H:%M", "%H:%M:%S"]  # no month names: no language
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Noto Sans CJK JP")
 
 
-def _times(points: list[dict]) -> list[datetime]:
-    return [datetime.fromtimestamp(p["t"], timezone.utc) for p in points]
+@functools.cache
+def _cjk_font() -> str | None:
+    """A font with Chinese glyphs that matplotlib can find, or None."""
+    from matplotlib import font_manager
+
+    for family in CJK_FONTS:
+        try:
+            font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+            return family
+        except ValueError:
+            continue
+    return None
 
 
-def _values(points: list[dict], key: str, feature: bool, scale: float) -> list[float]:
-    result = []
-    for point in points:
+def _moment(iso: str | None, zone) -> datetime | None:
+    return datetime.fromisoformat(iso).astimezone(zone) if iso else None
+
+
+def time_span(report: dict, zone) -> tuple[datetime, datetime] | None:
+    """The one time axis of every chart: from the window before to the end of the window after."""
+    edges = [_moment(w[edge], zone) for w in report["windows"].values() if w for edge in ("start", "end")]
+    edges += [_moment(report["rollout"][key], zone) for key in ("started_at", "live_at") if report["rollout"][key]]
+    edges = [e for e in edges if e is not None]
+    return (min(edges), max(edges)) if len(edges) > 1 and min(edges) < max(edges) else None
+
+
+def _series(report: dict, name: str, key: str, feature: bool, scale: float, zone) -> tuple[list, list[float]]:
+    times, values = [], []
+    for point in report["series"][name]:
         value = point["features"].get(key) if feature else point.get(key)
-        result.append(math.nan if value is None else value * scale)
-    return result
+        times.append(datetime.fromtimestamp(point["t"], zone))
+        values.append(math.nan if value is None else value * scale)
+    return times, values
 
 
-def chart(report: dict, key: str, unit: str, feature: bool = False) -> bytes | None:
+def _averages(report: dict, key: str, feature: bool, scale: float) -> dict[str, float | None]:
+    """Each window's value as the table shows it, in the chart's unit (volumes per second)."""
+    if feature:
+        item = next(f for f in report["features"] if f["name"] == key)
+        return {side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
+                for side in ("before", "after")}
+    item = next(m for m in report["metrics"] if m["key"] == key)
+    per = DAY if key == "requests" else 1.0
+    return {side: None if item[side] is None else item[side] / per * scale for side in ("before", "after")}
+
+
+def _plain(value: float, _position=None) -> str:
+    """1,250 not 1.25e3; 0.5 not 5e-1."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def chart(report: dict, key: str, unit: str, words: Words, feature: bool = False) -> bytes | None:
     """A PNG of one metric over both windows, or None when neither window has a value."""
-    series = report["series"]
+    zone = words.zone
     scale = SCALE.get(unit, 1.0)
-    lines = {name: (_times(series[name]), _values(series[name], key, feature, scale)) for name in ("before", "after")}
+    lines = {name: _series(report, name, key, feature, scale, zone) for name in ("before", "after")}
     if all(all(math.isnan(v) for v in values) for _, values in lines.values()):
         return None
     import matplotlib
@@ -38,29 +88,58 @@ def chart(report: dict, key: str, unit: str, feature: bool = False) -> bytes | N
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    figure, axes = plt.subplots(figsize=(7.5, 2.2), dpi=96)
-    try:
-        for name, color in (("before", BEFORE), ("after", AFTER)):
-            times, values = lines[name]
-            if times:
-                axes.plot(times, values, color=color, linewidth=1.6, marker="." if len(times) < 30 else None)
-        rollout = report["rollout"]
-        if rollout["started_at"] and rollout["live_at"]:
-            axes.axvspan(datetime.fromisoformat(rollout["started_at"]), datetime.fromisoformat(rollout["live_at"]),
-                         color=ROLLOUT, alpha=0.7, linewidth=0)
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
-        axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, formats=NUMERIC_DATES,
-                                                                   offset_formats=NUMERIC_OFFSETS))
-        axes.tick_params(labelsize=8)
-        axes.grid(alpha=0.3)
-        axes.set_ylim(bottom=0)
-        for side in ("top", "right"):
-            axes.spines[side].set_visible(False)
-        figure.tight_layout()
-        out = io.BytesIO()
-        figure.savefig(out, format="png")
-        return out.getvalue()
-    finally:
-        plt.close(figure)
+    fonts = ["DejaVu Sans"] + ([_cjk_font()] if words.language == "zh-CN" and _cjk_font() else [])
+    drawable = words.language != "zh-CN" or len(fonts) > 1  # else signs that need no Chinese glyphs
+
+    def label(key: str, sign: str) -> str:
+        return words(key) if drawable else sign
+
+    versions = {"before": report["release"].get("previous") or label("l.before", "-"),
+                "after": report["release"]["version"]}
+    mean_label = label("l.mean", "x\u0304")
+    with matplotlib.rc_context({"font.family": fonts, "axes.unicode_minus": False}):
+        figure, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
+        try:
+            averages = _averages(report, key, feature, scale)
+            top = 0.0
+            for name, color in (("before", BEFORE), ("after", AFTER)):
+                times, values = lines[name]
+                if not times:
+                    continue
+                axes.plot(times, values, color=color, linewidth=1.4, label=versions[name],
+                          marker="." if len(times) < 60 else None, markersize=4, clip_on=False)
+                top = max([top, *(v for v in values if not math.isnan(v))])
+                if averages[name] is not None:
+                    axes.hlines(averages[name], times[0], times[-1], colors=color, linestyles="dashed", linewidth=1.0)
+                    top = max(top, averages[name])
+            if any(v is not None for v in averages.values()):
+                axes.plot([], [], color="#777777", linestyle="dashed", linewidth=1.0, label=mean_label)
+            rollout = report["rollout"]
+            if rollout["started_at"] and rollout["live_at"]:
+                start, end = _moment(rollout["started_at"], zone), _moment(rollout["live_at"], zone)
+                axes.axvspan(start, end, color=ROLLOUT, alpha=0.7, linewidth=0)
+                axes.text(start + (end - start) / 2, 0.98, f"{versions['before']} \u2192 {versions['after']}",
+                          transform=axes.get_xaxis_transform(), ha="center", va="top", fontsize=7, color="#555555")
+            span = time_span(report, zone)
+            if span:
+                axes.set_xlim(*span)
+            locator = mdates.AutoDateLocator(minticks=3, maxticks=8, tz=zone)
+            axes.xaxis.set_major_locator(locator)
+            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
+                locator, tz=zone, formats=DATE_FORMATS, zero_formats=DATE_FORMATS, show_offset=False))
+            axes.yaxis.set_major_formatter(FuncFormatter(_plain))
+            axes.set_ylim(0, top * 1.35 if top > 0 else 1.0)  # headroom: the legend and the band's label
+            axes.tick_params(labelsize=8)
+            axes.grid(alpha=0.3)
+            axes.legend(loc="upper left", ncol=3, fontsize=7, frameon=False)
+            for side in ("top", "right"):
+                axes.spines[side].set_visible(False)
+            figure.subplots_adjust(left=0.1, right=0.98, top=0.96, bottom=0.13)  # the same plot area in
+            # every chart, so that their time axes line up one under the other
+            out = io.BytesIO()
+            figure.savefig(out, format="png")
+            return out.getvalue()
+        finally:
+            plt.close(figure)

@@ -4,6 +4,7 @@ words come from report.words, the layout from report.render."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -11,6 +12,7 @@ from ..errors import UsageError
 from ..metrics import MetricsUnavailable
 from ..model import Config, Event, RunStatus, parse_ts
 from ..store import Store
+from . import noise
 from .timeline import Timeline, timeline
 
 DAY = 86400.0
@@ -31,7 +33,6 @@ METRICS = (
     Metric("p95", "seconds", "lower"),
     Metric("cpu", "ratio", "lower"),
 )
-UNCHANGED_PERCENT = 2.0  # a relative change below this is "unchanged": noise, not news
 
 
 def window_values(line: Timeline) -> dict[str, float | None]:
@@ -53,40 +54,41 @@ def window_values(line: Timeline) -> dict[str, float | None]:
 
 
 def step_values(line: Timeline) -> list[dict]:
-    """The same metrics step by step, for the charts (rates per second, usage per day)."""
+    """The same metrics step by step, for the charts and the noise test (volumes and feature
+    usage per second)."""
     points = []
     for step in line.steps:
         one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
         values = window_values(one)
         values["requests"] = None if values["requests"] is None else values["requests"] / DAY
-        values["features"] = {key[8:]: step.counters[key] / step.seconds * DAY
+        values["features"] = {key[8:]: step.counters[key] / step.seconds
                               for key in step.counters if key.startswith("feature:") and step.seconds > 0}
         points.append({"t": step.end, **values})
     return points
 
 
-def change(metric: Metric, before: float | None, after: float | None) -> dict:
-    """Before, after, the difference and its direction: up, down, same; better, worse or neither.
-    Whether a share moved is judged on its bad side (unavailability for availability), where
-    99.9% -> 99.95% halves what users suffered."""
+def change(metric: Metric, before: float | None, after: float | None, before_steps: list[float] = (),
+           after_steps: list[float] = ()) -> dict:
+    """Before, after, the difference, and whether it is a change at all (report.noise decides on
+    the windows' per-step values): direction up, down or same; better, worse or neither."""
     result = {"key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
-              "change": None, "change_percent": None, "direction": None, "assessment": None}
+              "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
     if before is None or after is None:
         return result
     result["change"] = after - before
-    result["change_percent"] = _relative(before, after)
-    bad_before, bad_after = (1 - before, 1 - after) if metric.better == "higher" and metric.unit == "ratio" else (before, after)
-    moved = _relative(bad_before, bad_after)
-    same = bad_before == bad_after or (moved is not None and abs(moved) < UNCHANGED_PERCENT)
-    result["direction"] = "same" if same else ("up" if after > before else "down")
-    if not same and metric.better:
+    result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
+    verdict = noise.judge(before, after, list(before_steps), list(after_steps),
+                          bad_side=metric.better == "higher" and metric.unit == "ratio")
+    result["noise"] = {"p_value": verdict.p_value, "steps": list(verdict.steps), "why": verdict.why}
+    result["direction"] = "same" if not verdict.changed else ("up" if after > before else "down")
+    if verdict.changed and metric.better:
         improved = (after < before) == (metric.better == "lower")
         result["assessment"] = "better" if improved else "worse"
     return result
 
 
-def _relative(before: float, after: float) -> float | None:
-    return (after - before) / abs(before) * 100 if before != 0 else None
+def _steps_of(points: list[dict], key: str) -> list[float]:
+    return [p[key] for p in points if p.get(key) is not None]
 
 
 def _ts(value: float) -> str:
@@ -127,23 +129,38 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
 
     features = []
     for name in dict.fromkeys([*release.features, *spec.features]):
-        usage = {}
+        feature = {"name": name, "declared": name in release.features, "measured": name in spec.features}
         for window_name, line in lines.items():
             total = line.total(f"feature:{name}") if line else None
-            usage[window_name] = total[0] / total[1] * DAY if total and total[1] > 0 else None
-        features.append({"name": name, "declared": name in release.features, "measured": name in spec.features,
-                         "before_per_day": usage["before"], "after_per_day": usage["after"]})
+            counted = total is not None and total[1] > 0
+            feature[f"{window_name}_total"] = total[0] if counted else None
+            feature[f"{window_name}_seconds"] = total[1] if counted else None
+            feature[f"{window_name}_per_day"] = total[0] / total[1] * DAY if counted else None
+        features.append(feature)
+    series = {name: step_values(line) if line else [] for name, line in lines.items()}
+    metrics = []
+    for metric in METRICS:
+        item = change(metric, values["before"][metric.key], values["after"][metric.key],
+                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key))
+        if metric.key == "requests":  # a volume is told as what was counted, over how long
+            for window_name, line in lines.items():
+                total = line.total("requests") if line else None
+                item[f"{window_name}_total"] = total[0] if total and total[1] > 0 else None
+                item[f"{window_name}_seconds"] = total[1] if total and total[1] > 0 else None
+        metrics.append(item)
 
     incidents = [_incident(event, spec.rollback_sla) for event in store.events(release=version)
                  if event.kind == "incident"]
     return {
-        "format": 1,
+        "format": 2,
         "project": config.project,
         "language": spec.language,
+        "timezone": spec.timezone or local_zone(),
         "generated_at": _ts(now),
         "preview": due_at is None or now < due_at,
         "due_at": _ts(due_at) if due_at else None,
-        "release": {"version": release.version, "notes": release.notes, "features": list(release.features),
+        "release": {"version": release.version, "previous": _previous(store, version, env.name),
+                    "notes": release.notes, "features": list(release.features),
                     "status": str(release.status), "created_at": release.created_at, "created_by": release.created_by},
         "environment": {"name": env.name, "hosts": len(env.hosts),
                         "source": env.metrics.source if env.metrics else None},
@@ -153,13 +170,14 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
         "rollout": {"started_at": _ts(rollout_start) if rollout_start else None,
                     "live_at": _ts(live_at) if live_at else None},
         "window_seconds": spec.window,
+        "step_seconds": spec.resolution,
         "windows": windows,
-        "metrics": [change(m, values["before"][m.key], values["after"][m.key]) for m in METRICS],
+        "metrics": metrics,
         "features": features,
         "incidents": incidents,
         "sla": {"rollback_seconds": spec.rollback_sla,
                 "met": all(i["within_sla"] for i in incidents) if incidents else None},
-        "series": {name: step_values(line) if line else [] for name, line in lines.items()},
+        "series": series,
         "problems": problems,
     }
 
@@ -177,7 +195,7 @@ def _windows(store: Store, version: str, environment: str, length: float, rollou
         for run in store.stage_runs():
             started = parse_ts(run.started_at).timestamp()
             if run.release != version and run.environment == environment and live_at < started < end:
-                end, cut = started, {"by": "release", "release": run.release}
+                end, cut = started, {"by": "release", "release": run.release, "at": run.started_at}
                 break
         for event in store.events(environment=environment):
             at = parse_ts(event.ts).timestamp()
@@ -188,6 +206,32 @@ def _windows(store: Store, version: str, environment: str, length: float, rollou
             end, cut = now, None
         windows["after"] = {"start": live_at, "end": max(end, live_at), "cut_short_by": cut}
     return windows
+
+
+def local_zone() -> str:
+    """The machine's time zone as an IANA name (TZ, else /etc/localtime's target), else UTC."""
+    import os
+    from zoneinfo import ZoneInfo
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(os.path.realpath("/etc/localtime").partition("/zoneinfo/")[2])
+    except OSError:
+        pass
+    for name in candidates:
+        try:
+            if name and ZoneInfo(name):
+                return name
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            continue
+    return "UTC"
+
+
+def _previous(store: Store, version: str, environment: str) -> str | None:
+    """The release most of the environment's hosts ran before `version` came."""
+    before = Counter(d.from_version for d in store.deployments(environment=environment)
+                     if d.action == "deploy" and d.to_version == version and d.from_version not in (None, version))
+    return before.most_common(1)[0][0] if before else None
 
 
 def _incident(event: Event, sla: float) -> dict:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .charts import chart
+from .charts import DISPLAY_WIDTH, chart
 from .compute import METRICS
 from .words import Words
 
@@ -53,11 +53,16 @@ class Rendered:
 
 
 def render(report: dict) -> Rendered:
-    words = Words(report["language"])
+    words = words_for(report)
     report = {**report, "summary": words.summary(report)}
     charts = _charts(report, words)
+    measured = {name: words.seconds((window or {}).get("observed_seconds") or 0.0)
+                for name, window in report["windows"].items()}
     context = {"r": report, "w": words, "rows": _metric_rows(report, words), "features": _feature_rows(report, words),
-               "windows": _windows(report, words), "charts": charts}
+               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report["step_seconds"]),
+               "zone": (report.get("timezone") or "UTC").removeprefix("Etc/"), "chart_width": DISPLAY_WIDTH,
+               "before": words("before_measured", seconds=measured["before"]),
+               "after": words("after_measured", seconds=measured["after"])}
     images = {cid: png for cid, _caption, png in charts}
     data_uri = {cid: "data:image/png;base64," + base64.b64encode(png).decode() for cid, png in images.items()}
     html = _templates().get_template("report.html.j2")
@@ -71,21 +76,28 @@ def render(report: dict) -> Rendered:
     )
 
 
+def words_for(report: dict) -> Words:
+    """The report's language and time zone; times to the second when its windows are short."""
+    return Words(report["language"], report.get("timezone") or "UTC", precise=report["window_seconds"] < 3600)
+
+
 def _metric_rows(report: dict, words: Words) -> list[dict]:
-    return [{"name": words.metric_name(m["key"], heading=True), "before": words.value(m["unit"], m["before"]),
-             "after": words.value(m["unit"], m["after"]), "change": words.change(m),
+    return [{"name": words.metric_name(m["key"], heading=True), "before": words.metric_value(m, "before"),
+             "after": words.metric_value(m, "after"),
+             "change": words("judged", change=words.change(m), judgement=words(m["assessment"])) if m["assessment"]
+             else words.change(m),
              "assessment": m["assessment"], "judgement": words(m["assessment"]) if m["assessment"] else "",
              "sentence": words.delta(m)} for m in report["metrics"]]
 
 
 def _feature_rows(report: dict, words: Words) -> list[dict]:
-    def per_day(value):
-        return words("no_data") if value is None else words.number(value)
+    def used(feature: dict, side: str) -> str:
+        if not feature["measured"]:
+            return words("not_measured")
+        return words.volume(feature[f"{side}_total"], feature[f"{side}_seconds"], feature[f"{side}_per_day"],
+                            uses=True)
 
-    return [{"name": f["name"],
-             "before": per_day(f["before_per_day"]) if f["measured"] else words("not_measured"),
-             "after": per_day(f["after_per_day"]) if f["measured"] else words("not_measured")}
-            for f in report["features"]]
+    return [{"name": f["name"], "before": used(f, "before"), "after": used(f, "after")} for f in report["features"]]
 
 
 def _windows(report: dict, words: Words) -> str:
@@ -95,14 +107,13 @@ def _windows(report: dict, words: Words) -> str:
         if window is None:
             spans[name] = words("no_data")
             continue
-        spans[name] = words("window_span", start=words.when(window["start"]), end=words.when(window["end"]),
-                            observed=words.seconds(window["observed_seconds"]))
+        spans[name] = words("window_span", start=words.when(window["start"]), end=words.when(window["end"]))
         cut = window["cut_short_by"]
         if cut:
-            spans[name] += " — " + (words("cut_short", next=cut["release"]) if cut["by"] == "release"
-                                    else words("cut_by_rollback", at=words.when(cut["at"])))
+            spans[name] += words("dash") + (words("cut_short", next=cut["release"]) if cut["by"] == "release"
+                                            else words("cut_by_rollback", at=words.when(cut["at"])))
     rollout = report["rollout"]
-    between = f"{words.when(rollout['started_at'])} – {words.when(rollout['live_at'])}"
+    between = words("span", start=words.when(rollout["started_at"]), end=words.when(rollout["live_at"]))
     return words("windows", before=spans["before"], after=spans["after"], rollout=between)
 
 
@@ -111,12 +122,13 @@ def _charts(report: dict, words: Words) -> list[tuple[str, str, bytes]]:
     result = []
     for metric in METRICS:
         unit = "requests" if metric.key == "requests" else metric.unit
-        png = chart(report, metric.key, metric.unit)
+        png = chart(report, metric.key, metric.unit, words)
         if png:
-            caption = f"{words.metric_name(metric.key, heading=True)} ({words(f'u.{unit}')})"
+            caption = words("caption", name=words.metric_name(metric.key, heading=True), unit=words(f"u.{unit}"))
             result.append((f"chart-{metric.key}", caption, png))
     for index, feature in enumerate(report["features"]):
-        png = chart(report, feature["name"], "per_day", feature=True) if feature["measured"] else None
+        png = chart(report, feature["name"], "per_second", words, feature=True) if feature["measured"] else None
         if png:
-            result.append((f"chart-feature-{index}", f"{feature['name']} ({words('u.feature')})", png))
+            result.append((f"chart-feature-{index}", words("caption", name=feature["name"], unit=words("u.feature")),
+                           png))
     return result

@@ -1,9 +1,15 @@
 """The words of a report, in English or Simplified Chinese: labels, values with their units,
-and the sentences that say what changed. One language per report, never mixed."""
+and the sentences that say what changed. One language per report, never mixed; Chinese text
+uses full-width punctuation and no spaces around Chinese characters. Times are shown in the
+report's time zone."""
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from .noise import MIN_CHANGE_PERCENT, MIN_STEPS, SIGNIFICANCE
+
+DAY = 86400.0
 
 TEXT = {
     "en": {
@@ -18,57 +24,107 @@ TEXT = {
         "stage": "Stage", "environment": "Environment", "status": "Result", "by": "Promoted by",
         "started": "Started", "finished": "Finished",
         "metrics": "Before and after",
-        "metric": "Metric", "before": "Before", "after": "After", "change": "Change",
+        "metric": "Metric", "change": "Change",
+        "before_measured": "Before ({seconds} measured)", "after_measured": "After ({seconds} measured)",
         "windows": "Before: {before}. After: {after}. The rollout itself ({rollout}) is left out.",
-        "window_span": "{start} to {end} ({observed} measured)",
+        "window_span": "{start} to {end}",
+        "span": "{start} to {end}",
         "cut_short": "the window after ends early, when {next} started rolling out",
         "cut_by_rollback": "the window after ends early: the release was rolled back on {at}",
-        "s.rolled_back": "The release was rolled back on {at}; the figures after it cover the time it ran.",
         "charts": "Over time",
-        "chart_note": "Blue: before the release. Green: after. Grey band: the rollout.",
+        "chart_note": "Each chart: the window before the release, the rollout (shaded), the window after; "
+                      "dashed lines are each window's average. Times in {zone}.",
+        "caption": "{name} ({unit})",
         "feature_usage": "Feature usage",
-        "feature": "Feature", "uses_before": "Before (a day)", "uses_after": "After (a day)",
+        "feature": "Feature",
         "not_measured": "no usage query configured",
         "incidents": "Incidents",
         "no_incidents": "No incidents: nothing had to be rolled back.",
-        "when": "When", "reason": "Why", "detect": "Time to detect", "rollback": "Time to roll back", "sla": "Within the {sla} SLA",
+        "when": "When", "reason": "Why", "detect": "Time to detect", "rollback": "Time to roll back",
+        "sla": "Within the {sla} SLA",
         "yes": "yes", "no": "no",
         "no_data": "no data",
+        "unchanged": "unchanged",
         "problems": "Missing data",
         "generated": "Written by releaser on {at}.",
+        "glossary": "Words used here",
+        "g.p50": "p50 (median) response time: half of the requests were answered faster than this.",
+        "g.p95": "p95 response time: 95 of every 100 requests were answered faster than this; "
+                 "the slowest 5 took longer.",
+        "g.pp": "pp (percentage points): the difference between two percentages; 1.00% to 1.50% is +0.50 pp.",
+        "g.noise": "unchanged: a difference is called a change (better or worse) only when it is at least "
+                   "{percent}% and larger than the noise: a rank test (Mann-Whitney) of the values of the "
+                   "window's {step} steps before against those after must give p < {alpha}, with at least "
+                   "{steps} measured steps on each side.",
         "m.requests": "request volume", "m.error_rate": "error rate", "m.availability": "availability",
         "m.p50": "median response time (p50)", "m.p95": "p95 response time", "m.cpu": "CPU use per host",
+        # the verdict, first line of the summary
+        "v.healthy": "Healthy: {parts}.",
+        "v.attention": "Needs a look: {parts}.",
+        "v.rolled_back": "Rolled back after {duration} live for all users{cause}.",
+        "v.rolled_back_early": "Rolled back at {stage}{cause}: it never reached all users.",
+        "v.not_live": "Not rolled out to all users: its last stage, {stage}, {status}.",
+        "v.cause": ": {reason}",
+        "p.faster": "faster", "p.slower": "slower", "p.as_fast": "as fast as before",
+        "p.fewer_errors": "fewer errors", "p.more_errors": "more errors", "p.same_errors": "no more errors",
+        "p.more_available": "more available", "p.less_available": "less available",
+        "p.no_incidents": "no incidents",
+        "p.incidents_ok": "{count} incident{s}, each rolled back within the SLA",
+        "p.incidents_late": "{count} incident{s}, {late} rolled back later than the SLA",
+        "p.join": ", ",
+        # what happened to the release
         "s.live": "Release {version} of {project} has been live for all users of {environment} since {live}.",
+        "s.superseded": "Release {version} of {project} was live for all users of {environment} from {live} "
+                        "until {until}, when {next} started rolling out.",
+        "s.rolled_back": "Release {version} of {project} reached all users of {environment} on {live} and was "
+                         "rolled back on {at}; the figures after it cover the time it ran.",
+        "s.rolled_back_later": "Release {version} of {project} reached all users of {environment} on {live}; "
+                               "it has since been rolled back.",
+        "s.short": "These figures cover only {before} before and {after} after the rollout: too short for "
+                   "daily rates, so volumes are the counts measured.",
         "s.compared": "Compared with the {window} before it:",
-        "s.nothing_changed": "Compared with the {window} before it, nothing measured changed noticeably.",
+        "s.nothing_changed": "Compared with the {window} before it, nothing measured changed beyond its "
+                             "usual noise.",
         "s.no_metrics": "There are no measurements to compare: no metrics were available for these windows.",
-        "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no window after it to compare.",
-        "s.feature_new": "The new feature {name} is used {count} times a day.",
-        "s.feature": "The feature {name} is used {count} times a day ({before} before).",
-        "s.incidents_ok": "There {were} {count} incident{s}; each was rolled back automatically within the {sla} SLA (the slowest took {slowest}).",
-        "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA to roll back.",
+        "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no "
+                      "window after it to compare.",
+        "s.feature_new": "The new feature {name} is used {count}.",
+        "s.feature": "The feature {name} is used {count} ({before} before).",
+        "s.feature_new_short": "The new feature {name} was used {count}.",
+        "s.feature_short": "The feature {name} was used {count} ({before} before).",
+        "s.incidents_ok": "There {were} {count} incident{s}; each was rolled back automatically within the "
+                          "{sla} SLA (the slowest took {slowest}).",
+        "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
+                           "to roll back.",
         "s.missing": "No data for: {names}.",
         "d.down": "{name} fell from {before} to {after} ({percent})",
         "d.up": "{name} rose from {before} to {after} ({percent})",
+        "d.volume_down": "{name} fell by {percent} ({before} before, {after} after)",
+        "d.volume_up": "{name} rose by {percent} ({before} before, {after} after)",
         "d.same": "{name} stayed at {after}",
         "d.new": "{name}: no data before the release, {after} after",
         "d.gone": "{name}: {before} before the release, no data after",
         "d.none": "{name}: no data",
         "per_day": "{value} a day",
-        "better": "better", "worse": "worse",
-        "join": "; ", "end": ".",
+        "times_per_day": "{value} times a day",
+        "counted": "{value} in {seconds}",
+        "times_counted": "{value} times in {seconds}",
+        "better": "better", "worse": "worse", "judged": "{change} ({judgement})", "label": "{name}: {value}",
+        "join": "; ", "end": ".", "dash": " — ",
         "day": "{n} day{s}", "hour": "{n} h", "minute": "{n} min", "second": "{n} s", "ms": "{n} ms",
+        "unit_join": " ",
         "list": ", ", "points": "{n} pp",
         "st.running": "running", "st.rolling_back": "rolling back", "st.passed": "passed",
         "st.rolled_back": "rolled back", "st.rollback_failed": "rollback failed", "st.skipped": "skipped (forced)",
-        "st.held": "held",
-        "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses a day",
+        "st.held": "held", "st.registered": "not started",
+        "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses per second",
+        "l.before": "before", "l.after": "after", "l.mean": "average",
     },
     "zh-CN": {
-        "title": "{project} 版本 {version}：发布效果",
-        "subject": "[{project}] 版本 {version} 发布效果报告",
-        "preview": "预览：本报告将于 {due} 正式发出；发布后的观察窗口尚未结束。",
-        "not_live": "预览：{version} 尚未完成全量发布，因此还没有发布后的数据。",
+        "title": "{project}版本{version}：发布效果",
+        "subject": "【{project}】版本{version}发布效果报告",
+        "preview": "预览：本报告将于{due}正式发出；发布后的观察窗口尚未结束。",
+        "not_live": "预览：{version}尚未完成全量发布，因此还没有发布后的数据。",
         "summary": "摘要",
         "release": "本次发布",
         "version": "版本", "notes": "说明", "features": "新功能", "none": "无",
@@ -76,61 +132,113 @@ TEXT = {
         "stage": "阶段", "environment": "环境", "status": "结果", "by": "执行人",
         "started": "开始", "finished": "结束",
         "metrics": "发布前后对比",
-        "metric": "指标", "before": "发布前", "after": "发布后", "change": "变化",
+        "metric": "指标", "change": "变化",
+        "before_measured": "发布前（实测{seconds}）", "after_measured": "发布后（实测{seconds}）",
         "windows": "发布前：{before}。发布后：{after}。发布过程本身（{rollout}）不计入。",
-        "window_span": "{start} 至 {end}（有数据 {observed}）",
-        "cut_short": "因 {next} 开始发布，发布后窗口提前结束",
-        "cut_by_rollback": "该版本已于 {at} 回滚，发布后窗口提前结束",
-        "s.rolled_back": "该版本已于 {at} 回滚；发布后的数据只涵盖其运行期间。",
+        "window_span": "{start}至{end}",
+        "span": "{start}至{end}",
+        "cut_short": "因{next}开始发布，发布后窗口提前结束",
+        "cut_by_rollback": "该版本已于{at}回滚，发布后窗口提前结束",
         "charts": "随时间变化",
-        "chart_note": "蓝色：发布前。绿色：发布后。灰色区域：发布过程。",
+        "chart_note": "每张图依次为：发布前窗口、发布过程（阴影）、发布后窗口；虚线为各窗口的平均值。时间为{zone}。",
+        "caption": "{name}（{unit}）",
         "feature_usage": "功能使用情况",
-        "feature": "功能", "uses_before": "发布前（每天）", "uses_after": "发布后（每天）",
+        "feature": "功能",
         "not_measured": "未配置使用量查询",
         "incidents": "故障",
         "no_incidents": "没有故障：无需回滚。",
-        "when": "时间", "reason": "原因", "detect": "发现用时", "rollback": "回滚用时", "sla": "是否在 {sla} SLA 内",
+        "when": "时间", "reason": "原因", "detect": "发现用时", "rollback": "回滚用时", "sla": "是否在{sla}SLA内",
         "yes": "是", "no": "否",
         "no_data": "无数据",
+        "unchanged": "无明显变化",
         "problems": "缺失的数据",
-        "generated": "由 releaser 于 {at} 生成。",
+        "generated": "由releaser于{at}生成。",
+        "glossary": "术语说明",
+        "g.p50": "p50（中位数）响应时间：一半的请求比这更快得到响应。",
+        "g.p95": "p95响应时间：每100个请求中有95个比这更快得到响应，最慢的5个更久。",
+        "g.pp": "个百分点：两个百分比之差；从1.00%到1.50%即上升0.50个百分点。",
+        "g.noise": "无明显变化：只有当差异至少为{percent}%且超出正常波动时才视为变化（改善或变差）："
+                   "对发布前后窗口中每{step}一个数据点做秩检验（Mann-Whitney），p值须小于{alpha}，"
+                   "且每侧至少有{steps}个数据点。",
         "m.requests": "请求量", "m.error_rate": "错误率", "m.availability": "可用性",
-        "m.p50": "响应时间中位数（p50）", "m.p95": "p95 响应时间", "m.cpu": "单台主机 CPU 使用率",
-        "s.live": "{project} 版本 {version} 自 {live} 起已对 {environment} 的全部用户上线。",
-        "s.compared": "与发布前 {window} 相比：",
-        "s.nothing_changed": "与发布前 {window} 相比，各项指标没有明显变化。",
+        "m.p50": "响应时间中位数（p50）", "m.p95": "p95响应时间", "m.cpu": "单台主机CPU使用率",
+        "v.healthy": "健康：{parts}。",
+        "v.attention": "需要关注：{parts}。",
+        "v.rolled_back": "全量上线{duration}后已回滚{cause}。",
+        "v.rolled_back_early": "在{stage}阶段已回滚{cause}，未触达全部用户。",
+        "v.not_live": "未全量发布：最后阶段{stage}{status}。",
+        "v.cause": "，原因：{reason}",
+        "p.faster": "响应更快", "p.slower": "响应变慢", "p.as_fast": "响应速度不变",
+        "p.fewer_errors": "错误减少", "p.more_errors": "错误增多", "p.same_errors": "错误没有增加",
+        "p.more_available": "可用性提高", "p.less_available": "可用性下降",
+        "p.no_incidents": "无故障",
+        "p.incidents_ok": "{count}次故障，均在SLA内回滚",
+        "p.incidents_late": "{count}次故障，其中{late}次回滚超出SLA",
+        "p.join": "，",
+        "s.live": "{project}版本{version}自{live}起已对{environment}的全部用户上线。",
+        "s.superseded": "{project}版本{version}自{live}起对{environment}的全部用户上线，"
+                        "直到{until}{next}开始发布。",
+        "s.rolled_back": "{project}版本{version}于{live}对{environment}的全部用户上线，于{at}回滚；"
+                         "发布后的数据只涵盖其运行期间。",
+        "s.rolled_back_later": "{project}版本{version}于{live}对{environment}的全部用户上线，之后已回滚。",
+        "s.short": "这些数据只涵盖发布前{before}和发布后{after}，时间太短，无法折算为每天的数量，因此给出的是实测总数。",
+        "s.compared": "与发布前{window}相比：",
+        "s.nothing_changed": "与发布前{window}相比，各项指标均未超出正常波动。",
         "s.no_metrics": "没有可对比的数据：这两个时间窗口内没有可用的指标。",
-        "s.not_live": "{version} 未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
-        "s.feature_new": "新功能 {name} 每天被使用 {count} 次。",
-        "s.feature": "功能 {name} 每天被使用 {count} 次（发布前为 {before}）。",
-        "s.incidents_ok": "共发生 {count} 次故障，均在 {sla} SLA 内自动回滚（最慢一次用时 {slowest}）。",
-        "s.incidents_bad": "共发生 {count} 次故障，其中 {late} 次回滚超过了 {sla} SLA。",
+        "s.not_live": "{version}未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
+        "s.feature_new": "新功能{name}{count}。",
+        "s.feature": "功能{name}{count}（发布前{before}）。",
+        "s.feature_new_short": "新功能{name}{count}。",
+        "s.feature_short": "功能{name}{count}（发布前{before}）。",
+        "s.incidents_ok": "共发生{count}次故障，均在{sla}SLA内自动回滚（最慢一次用时{slowest}）。",
+        "s.incidents_bad": "共发生{count}次故障，其中{late}次回滚超过了{sla}SLA。",
         "s.missing": "以下指标无数据：{names}。",
-        "d.down": "{name}从 {before} 降至 {after}（{percent}）",
-        "d.up": "{name}从 {before} 升至 {after}（{percent}）",
-        "d.same": "{name}保持在 {after}",
-        "d.new": "{name}：发布前无数据，发布后为 {after}",
-        "d.gone": "{name}：发布前为 {before}，发布后无数据",
+        "d.down": "{name}从{before}降至{after}（{percent}）",
+        "d.up": "{name}从{before}升至{after}（{percent}）",
+        "d.volume_down": "{name}下降{percent}（发布前{before}，发布后{after}）",
+        "d.volume_up": "{name}上升{percent}（发布前{before}，发布后{after}）",
+        "d.same": "{name}保持在{after}",
+        "d.new": "{name}：发布前无数据，发布后为{after}",
+        "d.gone": "{name}：发布前为{before}，发布后无数据",
         "d.none": "{name}：无数据",
-        "per_day": "每天 {value}",
-        "better": "改善", "worse": "变差",
-        "join": "；", "end": "。",
-        "day": "{n} 天", "hour": "{n} 小时", "minute": "{n} 分钟", "second": "{n} 秒", "ms": "{n} 毫秒",
-        "list": "、", "points": "{n} 个百分点",
+        "per_day": "每天{value}",
+        "times_per_day": "每天被使用{value}次",
+        "counted": "{seconds}内{value}",
+        "times_counted": "在{seconds}内被使用{value}次",
+        "better": "改善", "worse": "变差", "judged": "{change}（{judgement}）", "label": "{name}：{value}",
+        "join": "；", "end": "。", "dash": "——",
+        "day": "{n}天", "hour": "{n}小时", "minute": "{n}分钟", "second": "{n}秒", "ms": "{n}毫秒",
+        "unit_join": "",
+        "list": "、", "points": "{n}个百分点",
         "st.running": "进行中", "st.rolling_back": "回滚中", "st.passed": "通过",
         "st.rolled_back": "已回滚", "st.rollback_failed": "回滚失败", "st.skipped": "已跳过（强制）",
-        "st.held": "暂停",
-        "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每天使用次数",
+        "st.held": "暂停", "st.registered": "未开始",
+        "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每秒使用次数",
+        "l.before": "发布前", "l.after": "发布后", "l.mean": "平均值",
     },
 }
 
 
-class Words:
-    """Formats numbers and writes sentences in one language."""
+def zone_label(moment: datetime) -> str:
+    """UTC, UTC+8, UTC+5:30: an offset reads the same in every language (abbreviations do not)."""
+    offset = moment.utcoffset()
+    minutes = round(offset.total_seconds() / 60) if offset is not None else 0
+    if minutes == 0:
+        return "UTC"
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
-    def __init__(self, language: str):
+
+class Words:
+    """Formats numbers and times and writes sentences in one language."""
+
+    def __init__(self, language: str, timezone: str = "UTC", precise: bool = False):
+        from zoneinfo import ZoneInfo
+
         self.language = language
         self.text = TEXT[language]
+        self.zone = ZoneInfo(timezone)
+        self.precise = precise  # seconds in times: for windows shorter than an hour
 
     def __call__(self, key: str, **values) -> str:
         return self.text[key].format(**values)
@@ -151,7 +259,7 @@ class Words:
         return f"{value:.2f}%" if value >= 0.01 else f"{value:.2g}%"
 
     def seconds(self, value: float) -> str:
-        """A response time or a short duration: 850 ms, 1.2 s, 3 min 5 s, 1 h 10 min, 3 days."""
+        """A response time or a duration: 850 ms, 1.2 s, 3 min 5 s, 1 h 10 min, 3 days."""
         if value < 1:
             return self("ms", n=f"{value * 1000:.3g}")
         if value < 60:
@@ -163,7 +271,7 @@ class Words:
                 parts.append(self(key, n=count, s="" if count == 1 else "s"))
             elif parts:
                 break
-        return " ".join(parts)
+        return self("unit_join").join(parts)
 
     def value(self, unit: str, value: float | None) -> str:
         if value is None:
@@ -174,10 +282,27 @@ class Words:
             return self.percent(value)
         return self("per_day", value=self.number(value))
 
+    def volume(self, total: float | None, seconds: float | None, per_day: float | None, uses: bool = False) -> str:
+        """A count over a window: a rate a day when the window measured covers a day, else the
+        count itself and how long it was measured ("52 in 7 s"): never a day made of seconds."""
+        if total is None or not seconds:
+            return self("no_data")
+        if seconds >= DAY and per_day is not None:
+            return self("times_per_day" if uses else "per_day", value=self.number(per_day))
+        return self("times_counted" if uses else "counted", value=self.number(total), seconds=self.seconds(seconds))
+
+    def metric_value(self, item: dict, side: str) -> str:
+        if item["key"] == "requests" and f"{side}_total" in item:
+            return self.volume(item[f"{side}_total"], item[f"{side}_seconds"], item[side])
+        return self.value(item["unit"], item[side])
+
     def change(self, item: dict) -> str:
-        """A metric's change: relative (-33%), or in percentage points for shares (+0.25 pp)."""
+        """A metric's change: 'unchanged' within the noise, else relative (-33%) or, for shares,
+        percentage points (+0.25 pp)."""
         if item["change"] is None:
             return "—"
+        if item["direction"] == "same":
+            return self("unchanged")
         if item["unit"] == "ratio":
             points = item["change"] * 100
             return self("points", n=f"{points:+.2f}" if abs(points) < 10 else f"{points:+.1f}")
@@ -189,7 +314,8 @@ class Words:
     def when(self, iso: str | None) -> str:
         if not iso:
             return "—"
-        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+        moment = datetime.fromisoformat(iso).astimezone(self.zone)
+        return moment.strftime("%Y-%m-%d %H:%M:%S" if self.precise else "%Y-%m-%d %H:%M") + " " + zone_label(moment)
 
     def metric_name(self, key: str, heading: bool = False) -> str:
         """In a sentence ('p95 response time fell'), or as a heading ('Error rate')."""
@@ -201,7 +327,7 @@ class Words:
     def delta(self, item: dict) -> str:
         """What one metric did: 'p95 response time fell from 1.2 s to 800 ms (-33%)'."""
         name = self.metric_name(item["key"])
-        before, after = self.value(item["unit"], item["before"]), self.value(item["unit"], item["after"])
+        before, after = self.metric_value(item, "before"), self.metric_value(item, "after")
         if item["before"] is None and item["after"] is None:
             return self("d.none", name=name)
         if item["before"] is None:
@@ -210,21 +336,79 @@ class Words:
             return self("d.gone", name=name, before=before)
         if item["direction"] == "same":
             return self("d.same", name=name, after=after)
-        return self(f"d.{item['direction']}", name=name, before=before, after=after, percent=self.change(item))
+        counted = item["key"] == "requests" and (item.get("after_seconds") or DAY) < DAY
+        key = f"d.volume_{item['direction']}" if counted else f"d.{item['direction']}"
+        percent = self.change(item)
+        if counted:
+            percent = percent.lstrip("+-")
+        return self(key, name=name, before=before, after=after, percent=percent)
+
+    def verdict(self, report: dict) -> str:
+        """The one line an account manager reads first."""
+        incidents, stages = report["incidents"], report["stages"]
+        cut = (report["windows"]["after"] or {}).get("cut_short_by") or {}
+        cause = ""
+        if incidents and incidents[-1]["reason"]:
+            cause = self("v.cause", reason=incidents[-1]["reason"])
+        if not report["rollout"]["live_at"]:
+            last = stages[-1] if stages else {"stage": "—", "status": "registered"}
+            if last["status"] == "rolled_back":
+                return self("v.rolled_back_early", stage=last["stage"], cause=cause)
+            return self("v.not_live", stage=last["stage"], status=self.text.get(f"st.{last['status']}", last["status"]))
+        if cut.get("by") == "rollback":
+            live = datetime.fromisoformat(report["rollout"]["live_at"])
+            duration = (datetime.fromisoformat(cut["at"]) - live).total_seconds()
+            return self("v.rolled_back", duration=self.seconds(max(duration, 0.0)), cause=cause)
+        metrics = {m["key"]: m for m in report["metrics"]}
+        parts, worse = [], False
+        speed = next((metrics[k] for k in ("p95", "p50") if metrics[k]["direction"] is not None), None)
+        for item, words in ((speed, ("p.faster", "p.slower", "p.as_fast")),
+                            (metrics["error_rate"], ("p.fewer_errors", "p.more_errors", "p.same_errors")),
+                            (metrics["availability"], ("p.more_available", "p.less_available", None))):
+            if item is None or item["direction"] is None:
+                continue
+            chosen = {"better": words[0], "worse": words[1]}.get(item["assessment"], words[2])
+            worse = worse or item["assessment"] == "worse"
+            if chosen:
+                parts.append(self(chosen))
+        late = [i for i in incidents if not i["within_sla"]]
+        plural = {"count": len(incidents), "s": "" if len(incidents) == 1 else "s", "late": len(late)}
+        parts.append(self("p.no_incidents") if not incidents
+                     else self("p.incidents_late" if late else "p.incidents_ok", **plural))
+        return self("v.attention" if worse or late else "v.healthy", parts=self("p.join").join(parts))
+
+    def story(self, report: dict) -> str | None:
+        """What became of the release, in the tense that matches it."""
+        release, rollout = report["release"], report["rollout"]
+        if not rollout["live_at"]:
+            return None
+        names = {"version": release["version"], "project": report["project"],
+                 "environment": report["environment"]["name"], "live": self.when(rollout["live_at"])}
+        cut = (report["windows"]["after"] or {}).get("cut_short_by") or {}
+        if cut.get("by") == "rollback":
+            return self("s.rolled_back", at=self.when(cut["at"]), **names)
+        if cut.get("by") == "release":
+            return self("s.superseded", until=self.when(cut.get("at")), next=cut["release"], **names)
+        if release["status"] in ("rolled_back", "failed"):
+            return self("s.rolled_back_later", **names)
+        return self("s.live", **names)
 
     def summary(self, report: dict) -> list[str]:
-        """The plain-words paragraph at the top, one sentence per item."""
-        release, lines = report["release"], []
+        """The plain-words paragraph at the top: the verdict, then one sentence per item."""
+        release, lines = report["release"], [self.verdict(report)]
+        story = self.story(report)
+        if story:
+            lines.append(story)
+        observed = {name: (w or {}).get("observed_seconds") or 0.0 for name, w in report["windows"].items()}
         window = self.seconds(report["window_seconds"])
-        if report["rollout"]["live_at"]:
-            lines.append(self("s.live", version=release["version"], project=report["project"],
-                              environment=report["environment"]["name"], live=self.when(report["rollout"]["live_at"])))
-        cut = (report["windows"]["after"] or {}).get("cut_short_by")
-        if cut and cut["by"] == "rollback":
-            lines.append(self("s.rolled_back", at=self.when(cut["at"])))
         compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
+        if compared and min(observed.values()) < DAY:
+            lines.append(self("s.short", before=self.seconds(observed["before"]),
+                              after=self.seconds(observed["after"])))
+        first = ("error_rate", "availability")  # what users suffer leads whenever it moved
         moved = sorted((m for m in compared if m["direction"] != "same"),
-                       key=lambda m: -abs(m["change_percent"] or 0))
+                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
+                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
         if not report["rollout"]["live_at"]:
             last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
             status = self.text.get(f"st.{last['status']}", last["status"])
@@ -234,17 +418,21 @@ class Words:
         elif not moved:
             lines.append(self("s.nothing_changed", window=window))
         else:
-            lines.append(self("s.compared", window=window) + " "
-                         + self("join").join(self.delta(m) for m in moved[:4]) + self("end"))
+            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
+                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
         for feature in report["features"]:
-            if feature["after_per_day"] is None:
+            if feature.get("after_total") is None:
                 continue
-            count = self.number(feature["after_per_day"])
-            if feature["before_per_day"] is None:
-                lines.append(self("s.feature_new", name=feature["name"], count=count))
+            short = (feature["after_seconds"] or 0) < DAY
+            count = self.volume(feature["after_total"], feature["after_seconds"], feature["after_per_day"], uses=True)
+            if feature.get("before_total") is None:
+                lines.append(self("s.feature_new_short" if short else "s.feature_new", name=feature["name"],
+                                  count=count))
             else:
-                lines.append(self("s.feature", name=feature["name"], count=count,
-                                  before=self.number(feature["before_per_day"])))
+                before = self.volume(feature["before_total"], feature["before_seconds"], feature["before_per_day"],
+                                     uses=True)
+                lines.append(self("s.feature_short" if short else "s.feature", name=feature["name"], count=count,
+                                  before=before))
         incidents = report["incidents"]
         sla = self.seconds(report["sla"]["rollback_seconds"])
         if not incidents:
@@ -262,3 +450,8 @@ class Words:
         if missing and compared:
             lines.append(self("s.missing", names=self("list").join(missing)))
         return lines
+
+    def glossary(self, step_seconds: float) -> list[str]:
+        return [self("g.p50"), self("g.p95"), self("g.pp"),
+                self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(step_seconds),
+                     alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
