@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from .errors import (
     UsageError,
 )
 from .interrupts import Interrupts
+from .terminal import Collapser, printable, shown_time, summarised
 from .model import DEFAULT_CONFIG, STAGE_ORDER
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
@@ -52,6 +52,8 @@ class App:
         self._journal = None
         self._notifier = None
         self._started = time.monotonic()
+        self._progress: Collapser | None = None
+        self._last_width = 0
 
     def apply(self, directory: str | None, config_file: str | None, as_json: bool | None, quiet: bool | None,
               verbose: bool | None, no_color: bool | None) -> None:
@@ -117,6 +119,11 @@ class App:
                         interrupts=INTERRUPTS)
 
     @property
+    def tty(self) -> bool:
+        """Results go to a person at a terminal (relative times, summarised verdicts)."""
+        return sys.stdout.isatty() and not self.json
+
+    @property
     def live(self) -> bool:
         """Live per-host progress only on a terminal; CI logs get the plain per-phase lines."""
         return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
@@ -152,6 +159,8 @@ class App:
         return text
 
     def show_event(self, event: Event) -> None:
+        """A journal event or a progress note as it happens. On a terminal, long verdicts are
+        summarised (all of them with --verbose) and identical notes in a row collapse into one."""
         color = None
         if event.kind.endswith(("failed", "failed.")) or event.kind in ("checks.fail", "host.failed"):
             color = "red"
@@ -159,26 +168,72 @@ class App:
             color = "green"
         elif event.kind.startswith(("rollback", "reconcile", "lock")):
             color = "yellow"
-        self.say(f"[{time.monotonic() - self._started:6.1f}s] {event.message}", color)
+        if self.quiet:
+            return
+        tty = sys.stderr.isatty()
+        message = event.message if self.verbose or not tty else summarised(event.message)
+        if self._progress is None:
+            self._progress = Collapser(self._progress_line, tty)
+        self._progress.line(message, color, repeatable=event.kind == "note" and not self.verbose)
+
+    def _progress_line(self, text: str, color: str | None, rewrite: bool) -> None:
+        line = f"[{time.monotonic() - self._started:6.1f}s] {text}"
+        if rewrite:  # the line above is the same note: count it in place (as many rows as it took)
+            import shutil
+
+            rows = -(-self._last_width // max(1, shutil.get_terminal_size().columns))
+            click.echo("\x1b[1A\r\x1b[K" * max(1, rows), err=True, nl=False)
+        self._last_width = len(line)
+        self.say(line, color)
 
     def emit(self, document: dict) -> None:
         if self.json:
             click.echo(json.dumps(secrets.scrub_data(document), indent=2, default=str))
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.flush()
         if self._notifier is not None:
             self._notifier.close()
         if self._store is not None:
             self._store.close()
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+def _completion_config(ctx: click.Context):
+    """The configuration the command line being completed names (-C, -c), or None: completion
+    never fails and never writes."""
+    from .config import load_config
+
+    def given(name: str):  # a global option, after the command or before it
+        return ctx.params.get(name) or ctx.find_root().params.get(name)
+
+    try:
+        return load_config(Path(given("chdir") or ".") / (given("config_path") or DEFAULT_CONFIG))
+    except Exception:  # noqa: BLE001 - a half-typed command line completes to nothing
+        return None
 
 
-def printable(text: str) -> str:
-    """Text for a terminal: control characters (escape sequences, carriage returns) shown
-    escaped, so that a host name or a server's reply cannot repaint the screen."""
-    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+def complete_environments(ctx: click.Context, _param, incomplete: str) -> list[str]:
+    config = _completion_config(ctx)
+    return [name for name in (config.environments if config else ()) if name.startswith(incomplete)]
+
+
+def complete_releases(ctx: click.Context, _param, incomplete: str) -> list[str]:
+    """Registered releases, newest first, from the state database (read only)."""
+    from .store import open_store
+
+    config = _completion_config(ctx)
+    if config is None:
+        return []
+    try:
+        store = open_store(config.state_backend, config.state_path, config.state_wait, create=False)
+        try:
+            versions = [r.version for r in reversed(store.list_releases())]
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - no state yet, or a locked one: nothing to offer
+        return []
+    return [v for v in versions if v.startswith(incomplete)]
 
 
 def global_options(fn):
@@ -196,11 +251,24 @@ def global_options(fn):
     return fn
 
 
-def command(group, name=None, **kwargs):
-    """A subcommand that takes the global options and turns releaser errors into exit codes."""
+EXIT_MEANINGS = {
+    0: "ok",
+    1: "the stage failed and was rolled back",
+    2: "usage or configuration error; nothing was changed",
+    3: "busy: another process holds the environment",
+    4: "a rollback could not finish, or the state needs a human (the message says what fixes it)",
+    5: "inconclusive: held, nothing rolled back",
+}
+
+
+def command(group, name=None, examples: tuple[str, ...] = (), exits: tuple[int, ...] = (0, 2), **kwargs):
+    """A subcommand that takes the global options and turns releaser errors into exit codes; its
+    --help ends with `examples` and the meaning of each of its exit codes."""
+    epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in examples) + "\n\n" if examples else ""
+    epilog += "\b\nExit codes:\n" + "\n".join(f"  {code}  {EXIT_MEANINGS[code]}" for code in exits)
 
     def decorate(fn):
-        @group.command(name, **kwargs)
+        @group.command(name, epilog=epilog, **kwargs)
         @global_options
         @click.pass_obj
         @functools.wraps(fn)
@@ -251,7 +319,7 @@ def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json:
 # -- configuration --
 
 
-@command(cli)
+@command(cli, examples=("releaser validate", "releaser -c staging.yaml validate --json"))
 def validate(app: App) -> None:
     """Check environments.yaml, its playbooks and check sets; exit 2 on any problem."""
     config = app.config()
@@ -268,7 +336,7 @@ def validate(app: App) -> None:
                     for s in config.pipeline]})
 
 
-@command(cli)
+@command(cli, examples=("releaser init", "releaser init deploy/ && cd deploy && releaser validate"))
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
 def init(app: App, directory: str) -> None:
     """Scaffold a working configuration in an empty DIRECTORY."""
@@ -289,7 +357,9 @@ def release() -> None:
     """Register releases."""
 
 
-@command(release, "create")
+@command(release, "create", examples=(
+    "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
+    "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz"))
 @click.argument("version")
 @click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
 @click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
@@ -316,11 +386,74 @@ def release_create(
     app.emit({"ok": True, "created": created, "release": asdict(rel)})
 
 
+@command(release, "list", examples=("releaser release list", "releaser release list --json"))
+def release_list(app: App) -> None:
+    """Every registered release, newest first: its status, why it failed or was rolled back,
+    and where it runs."""
+    document = _status(app)
+    releases = list(reversed(document["releases"]))
+    for rel in releases:
+        where = ", ".join(rel["runs_on"]) or "-"
+        app.result(f"{rel['version']:<16} {rel['status']:<12} runs on {where:<20} registered "
+                   f"{shown_time(rel['created_at'], app.tty)} by {rel['created_by']}")
+        if rel["reason"]:
+            app.result(f"{'':<16} why: {rel['reason'] if app.verbose or not app.tty else summarised(rel['reason'])}")
+    if not releases:
+        app.result("no release is registered yet; `releaser release create VERSION --artifact FILE` registers one")
+    app.emit({"ok": True, "releases": releases})
+
+
+@command(release, "show", examples=("releaser release show 2.4.0",))
+@click.argument("version", shell_complete=complete_releases)
+def release_show(app: App, version: str) -> None:
+    """One release: its artifact, notes and features, every stage it ran, where it runs, its report."""
+    validate_release_id(version)
+    document = _status(app)
+    rel = next((r for r in document["releases"] if r["version"] == version), None)
+    if rel is None:
+        raise UsageError(_unknown_release(version))
+    stored = app.store(read_only=True).get_release(version)
+    report = next((r for r in document["reports"] if r["release"] == version), None)
+    hosts = {env: [h for h, state in e["hosts"].items() if state["version"] == version]
+             for env, e in document["environments"].items()}
+    shown = {**rel, "artifact": stored.artifact, "size": stored.size, "url": stored.url, "notes": stored.notes,
+             "hosts": {env: names for env, names in hosts.items() if names}, "report": report}
+    app.result(f"{version}: {rel['status']}" + (f" — {rel['reason']}" if rel["reason"] else ""))
+    app.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
+    app.result(f"  features  {', '.join(rel['features']) or '-'}")
+    app.result(f"  by        {rel['created_by']}, {shown_time(rel['created_at'], app.tty)}")
+    for stage in rel["stages"]:
+        app.result(f"  {stage['stage']:<9} {stage['status']:<12} on {stage['environment']:<8} "
+                   f"{shown_time(stage['started_at'], app.tty)} -> {shown_time(stage['finished_at'], app.tty)}"
+                   + (f"  forced: {stage['reason']}" if stage["forced"] else ""))
+    for env, names in shown["hosts"].items():
+        app.result(f"  runs on   {env}: {len(names)} host(s) ({', '.join(names)})")
+    if report:
+        app.result(f"  report    {report['state']}" + (f", {report['path']}" if report["path"] else ""))
+    for line in stored.notes.strip().splitlines():
+        app.result(f"  | {line}")
+    app.emit({"ok": True, "release": shown})
+
+
+def _status(app: App) -> dict:
+    """The status document (an empty one when there is no state yet)."""
+    from .status import status_document
+    from .store import StoreMissing, open_store
+
+    try:
+        store = app.store(read_only=True)
+    except StoreMissing as missing:
+        app.say(f"note: {missing}", "yellow")
+        store = app._store = open_store("sqlite", Path(":memory:"))
+    return status_document(app.config(), store)
+
+
 # -- promotion --
 
 
-@command(cli)
-@click.argument("version")
+@command(cli, examples=("releaser promote 2.4.0", "releaser promote 2.4.0 --to gray --force --reason \"hotfix INC-42\""),
+         exits=(0, 1, 2, 3, 4, 5))
+@click.argument("version", shell_complete=complete_releases)
 @click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="The stage to run (default: the next one).")
 @click.option("--force", is_flag=True, help="Allow skipping stages that have not passed.")
 @click.option("--reason", default="", help="Why (required with --force; journaled).")
@@ -332,8 +465,8 @@ def promote(app: App, version: str, to_stage: str | None, force: bool, reason: s
     app.emit({"ok": True, "release": version, "runs": [asdict(run)] if run else []})
 
 
-@command(cli)
-@click.argument("version")
+@command(cli, examples=("releaser run 2.4.0", "releaser run 2.4.0 --to gray"), exits=(0, 1, 2, 3, 4, 5))
+@click.argument("version", shell_complete=complete_releases)
 @click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="Stop after this stage (default: the last).")
 def run(app: App, version: str, to_stage: str | None) -> None:
     """Run every remaining stage of VERSION, in order."""
@@ -343,23 +476,38 @@ def run(app: App, version: str, to_stage: str | None) -> None:
     app.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
 
 
-@command(cli)
-@click.argument("environment")
-@click.option("--to", "to_version", help="The release to go back to (default: each host's previous one).")
-@click.option("--reason", required=True, help="Why (journaled).")
-def rollback(app: App, environment: str, to_version: str | None, reason: str) -> None:
-    """Roll ENVIRONMENT back by hand."""
+@command(cli, examples=("releaser rollback prod --dry-run", "releaser rollback prod --reason \"customer report\"",
+                        "releaser rollback prod --to 2.3.1 --reason \"INC-42\""), exits=(0, 2, 3, 4))
+@click.argument("environment", shell_complete=complete_environments)
+@click.option("--to", "to_version", shell_complete=complete_releases,
+              help="The release to go back to (default: each host's previous one).")
+@click.option("--reason", default="", help="Why (required, journaled).")
+@click.option("--dry-run", is_flag=True, help="Ask the hosts and print the plan; change nothing.")
+def rollback(app: App, environment: str, to_version: str | None, reason: str, dry_run: bool) -> None:
+    """Roll ENVIRONMENT back by hand: every host to the release it ran before (or --to VERSION)."""
     if to_version:
         validate_release_id(to_version)
     known = app.config().environments
     if environment not in known:
         raise UsageError(f"unknown environment {environment!r} (known: {', '.join(known)})")
+    if not dry_run and not reason.strip():
+        raise UsageError("rollback needs --reason TEXT, which is journaled (or --dry-run to see the plan)")
     app.recorded_state(f"nothing to roll back on {environment}: releaser has recorded no deployment there")
+    if dry_run:
+        plan = app.pipeline().rollback_plan(environment, to_version)
+        moving = {host: step for host, step in plan.items() if step["to"]}
+        for host, step in plan.items():
+            app.result(f"  {host:<16} {step['runs'] or '-':<14} -> {step['to']}" if step["to"]
+                       else f"  {host:<16} {step['runs'] or '-':<14}    stays")
+        app.result(f"{environment}: {len(moving)} of {len(plan)} host(s) would be switched back; nothing was changed"
+                   if moving else f"{environment}: nothing to roll back")
+        app.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan})
+        return
     switched = app.pipeline().rollback(environment, to_version, reason)
     app.emit({"ok": True, "environment": environment, "switched": switched})
 
 
-@command(cli)
+@command(cli, examples=("releaser resume", "releaser resume --rollback"), exits=(0, 1, 2, 3, 4))
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
@@ -374,7 +522,7 @@ def state() -> None:
     """The state database."""
 
 
-@command(state, "rebuild")
+@command(state, "rebuild", examples=("releaser state rebuild",), exits=(0, 2, 3, 4))
 def state_rebuild(app: App) -> None:
     """Rebuild what every host runs from the hosts' own records (after the state database was lost)."""
     rebuilt = app.pipeline().rebuild()
@@ -384,8 +532,8 @@ def state_rebuild(app: App) -> None:
     app.emit({"ok": True, "environments": rebuilt})
 
 
-@command(cli)
-@click.argument("environment")
+@command(cli, examples=("releaser unlock prod --force --reason \"holder wedged\"",))
+@click.argument("environment", shell_complete=complete_environments)
 @click.option("--force", is_flag=True, required=True, help="Required: this clears a lock another process may hold.")
 @click.option("--reason", required=True, help="Why (journaled).")
 def unlock(app: App, environment: str, force: bool, reason: str) -> None:
@@ -405,7 +553,8 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
     app.emit({"ok": True, "environment": environment, "cleared": held is not None})
 
 
-@command(cli)
+@command(cli, examples=("releaser watch", "* * * * *  releaser -C /srv/deploy watch --once --quiet   # cron"),
+         exits=(0, 1, 2, 4))
 @click.option("--once", is_flag=True, help="Look once at every armed window and exit (for cron and CI schedules).")
 @click.option("--interval", default="30s", show_default=True, help="Time between looks.")
 def watch(app: App, once: bool, interval: str) -> None:
@@ -425,7 +574,7 @@ def watch(app: App, once: bool, interval: str) -> None:
         app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
                   "reports": []})
         return
-    watcher = Watcher(app.pipeline())
+    watcher = Watcher(app.pipeline(), None if once else pause)
     rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
     stop = threading.Event()
     # A signal ends the watch between looks, never in the middle of a rollback.
@@ -444,6 +593,7 @@ def watch(app: App, once: bool, interval: str) -> None:
             break
         stop.wait(pause)
     if stop.is_set():
+        watcher.beat(stopped=True)
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
     app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
               "rolled_back": rolled_back, "alarms": alarms, "blind": result["blind"] if looks else [],
@@ -457,8 +607,9 @@ def watch(app: App, once: bool, interval: str) -> None:
 # -- effect reports --
 
 
-@command(cli)
-@click.argument("target", metavar="VERSION|due")
+@command(cli, examples=("releaser report 2.4.0", "releaser report 2.4.0 --format md --out -", "releaser report due --send"),
+         exits=(0, 2, 4))
+@click.argument("target", metavar="VERSION|due", shell_complete=complete_releases)
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]),
               help="Write this format to --out, or to stdout (default with --out: from its name, else html).")
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), help="Write one format here ('-': stdout).")
@@ -569,27 +720,22 @@ def _unknown_release(version: str) -> str:
 # -- looking --
 
 
-@command(cli)
+@command(cli, examples=("releaser status", "releaser status --json | jq '.environments.prod.current'"))
 def status(app: App) -> None:
-    """What every host runs, the locks, and every release's stages."""
-    from .status import print_status, status_document
-    from .store import StoreMissing, open_store
+    """Which release each environment runs and on which hosts, every release's stages and why
+    one failed, locks, rollback windows and whether a watch keeps them, effect reports."""
+    from .status import print_status
 
-    try:
-        store = app.store(read_only=True)
-    except StoreMissing as missing:
-        app.say(f"note: {missing}", "yellow")
-        store = app._store = open_store("sqlite", Path(":memory:"))
-    document = status_document(app.config(), store)
+    document = _status(app)
     if app.json:
         app.emit(document)
     else:
-        print_status(document, app.result)
+        print_status(document, app.result, relative=app.tty, verbose=app.verbose or not app.tty)
 
 
-@command(cli)
-@click.option("--release", "release_id", help="Only this release.")
-@click.option("--env", "environment", help="Only this environment.")
+@command(cli, examples=("releaser history --release 2.4.0", "releaser history --env prod --limit 20 | less"))
+@click.option("--release", "release_id", shell_complete=complete_releases, help="Only this release.")
+@click.option("--env", "environment", shell_complete=complete_environments, help="Only this environment.")
 @click.option("--limit", type=click.IntRange(min=1, max=10**9), default=None, help="Only the newest N events.")
 def history(app: App, release_id: str | None, environment: str | None, limit: int | None) -> None:
     """The journal: every state change, oldest first."""
@@ -606,13 +752,24 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
         return
     for event in events:
         scope = "/".join(x for x in (event.environment, event.release, event.stage, event.host) if x)
-        app.result(f"{event.ts}  {event.kind:<20} {scope:<28} {event.message}")
+        message = summarised(event.message) if app.tty and not app.verbose else event.message
+        app.result(f"{shown_time(event.ts)}  {event.kind:<20} {scope:<28} {message}")
+
+
+@command(cli, "completion", examples=('eval "$(releaser completion bash)"   # in ~/.bashrc',
+                                     'releaser completion fish > ~/.config/fish/completions/releaser.fish'))
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(app: App, shell: str) -> None:
+    """Print the shell completion script: commands, options, environments and release versions."""
+    from click.shell_completion import get_completion_class
+
+    click.echo(get_completion_class(shell)(cli, {}, "releaser", "_RELEASER_COMPLETE").source())
 
 
 # -- the sandbox --
 
 
-@command(cli)
+@command(cli, examples=("releaser demo", "releaser demo --dir /tmp/sandbox"))
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to build the sandbox (default: a temp dir).")
 def demo(app: App, directory: str | None) -> None:
     """Build a sandbox fleet on this machine and run three releases through it."""

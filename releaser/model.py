@@ -405,6 +405,7 @@ class Report:
     sent_at: str | None = None
     path: str = ""
     updated_at: str = ""
+    delivered_to: int | None = None  # recipients it was mailed to; 0: written only (no recipients)
 
 
 @dataclass

@@ -512,41 +512,19 @@ class Pipeline:
 
     def rollback(self, env_name: str, to_version: str | None, reason: str) -> dict[str, str]:
         """Roll an environment back by hand; returns {host: version switched to}."""
-        env = self.config.environments.get(env_name)
-        if env is None:
-            raise UsageError(f"unknown environment {env_name!r} (known: {', '.join(self.config.environments)})")
+        env = self._rollback_environment(env_name, to_version)
         if not reason.strip():
             raise UsageError("rollback needs --reason TEXT, which is journaled")
-        if to_version is not None:
-            self._release(to_version)
-        if not self.store.host_states(env.name):
-            raise UsageError(f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
-                             "(if the state was lost, `releaser state rebuild` reads it back from the hosts)")
         with self.interrupts.armed(), self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet:
             for item in [*self.store.rollbacks(env.name), *self.store.stage_runs()]:
                 if item.environment == env.name and item.status.open:
                     self._refuse_live_owner(item)
             deployer = self._deployer(env, fleet)
             views = deployer.ask_every_host("roll back")
-            plan, releases = {}, set()
-            for name, view in views.items():
-                for version in view.running:
-                    if version != to_version:
-                        releases.add(version)
-                target = to_version or (view.previous(view.current) if view.current else None)
-                if target is None:
-                    raise UsageError(f"{name} has no earlier release on record; name one with --to VERSION")
-                if view.running - {target}:
-                    plan[name] = target
-            if to_version is None and len(set(plan.values())) > 1:
-                raise UsageError(
-                    f"the hosts of {env.name} would roll back to different releases "
-                    f"({', '.join(sorted(set(plan.values())))}); name one with --to VERSION"
-                )
+            plan, releases = _manual_plan(env.name, views, to_version)
             if not plan:
                 self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
                 return {}
-            releases -= set(plan.values())
             with self.store.transaction():
                 for item in self.store.rollbacks(env.name):
                     if item.status.open:
@@ -560,6 +538,47 @@ class Pipeline:
             if not result.complete:
                 self._conclude(result, f"manual rollback of {env.name}")
             return {h: plan[h] for h in result.switched}
+
+    def rollback_plan(self, env_name: str, to_version: str | None) -> dict[str, dict[str, str | None]]:
+        """What `rollback` would do, from asking the hosts, changing nothing (no lock, no journal):
+        {host: {"runs": version, "to": version or None when it stays}}."""
+        env = self._rollback_environment(env_name, to_version)
+        with self._fleet(env) as fleet:
+            views = self._deployer(env, fleet).ask_every_host("plan a rollback")
+        plan, _releases = _manual_plan(env.name, views, to_version)
+        return {name: {"runs": view.current, "to": plan.get(name)} for name, view in views.items()}
+
+    def _rollback_environment(self, env_name: str, to_version: str | None):
+        env = self.config.environments.get(env_name)
+        if env is None:
+            raise UsageError(f"unknown environment {env_name!r} (known: {', '.join(self.config.environments)})")
+        if to_version is not None:
+            self._release(to_version)
+        if not self.store.host_states(env.name):
+            raise UsageError(f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
+                             "(if the state was lost, `releaser state rebuild` reads it back from the hosts)")
+        return env
+
+
+def _manual_plan(env_name: str, views: dict, to_version: str | None) -> tuple[dict[str, str], set[str]]:
+    """({host: target}, the releases taken away) of a rollback by hand: every host back to the
+    release it ran before its current one, or to `to_version`; one target for the environment."""
+    plan, releases = {}, set()
+    for name, view in views.items():
+        for version in view.running:
+            if version != to_version:
+                releases.add(version)
+        target = to_version or (view.previous(view.current) if view.current else None)
+        if target is None:
+            raise UsageError(f"{name} has no earlier release on record; name one with --to VERSION")
+        if view.running - {target}:
+            plan[name] = target
+    if to_version is None and len(set(plan.values())) > 1:
+        raise UsageError(
+            f"the hosts of {env_name} would roll back to different releases "
+            f"({', '.join(sorted(set(plan.values())))}); name one with --to VERSION"
+        )
+    return plan, releases - set(plan.values())
 
 
 def _failing(result: GateResult) -> str:

@@ -1,4 +1,8 @@
-"""The documents behind `status` and `history`, and their human rendering."""
+"""The documents behind `status` and `history`, and their human rendering.
+
+A release's status as stored (registered, promoting, live, rolled_back, failed) is refined for
+reading: a live release that no host of the last stage's environment runs any more is
+`superseded`. Times are ISO 8601 in the documents; people get terminal.shown_time's one format."""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ from dataclasses import asdict
 from typing import Callable
 
 from .locks import is_stale
-from .model import Config, Event
+from .model import Config, Event, RunStatus
 from .store import Store
-from .watch import open_windows
+from .terminal import shown_time, summarised
+from .watch import open_windows, watchers
+
+CLOSED_RUN = (RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED, RunStatus.HELD)
 
 
 def status_document(config: Config, store: Store) -> dict:
     runs = store.stage_runs()
     environments = {}
+    running_anywhere: dict[str, set[str]] = {}
     for name, env in config.environments.items():
         states = store.host_states(name)
         last = {dep.host: dep for dep in store.deployments(environment=name)}
@@ -32,11 +40,17 @@ def status_document(config: Config, store: Store) -> dict:
             for host in env.hosts
         }
         versions = Counter(h["version"] for h in hosts.values())
+        for host in hosts.values():
+            if host["version"]:
+                running_anywhere.setdefault(host["version"], set()).add(name)
         lock = store.get_lock(name)
         open_runs = [r for r in runs if r.environment == name and r.status.open]
         open_rollbacks = [r for r in store.rollbacks(name) if r.status.open]
         in_doubt = {host: h["doubt"] for host, h in hosts.items() if h["doubt"]}
+        current, count = versions.most_common(1)[0] if versions else (None, 0)
         environments[name] = {
+            "current": current,  # what most of its hosts run
+            "current_hosts": count,
             "hosts": hosts,
             "versions": {str(v): n for v, n in versions.items()},
             "consistent": len(versions) == 1 and not in_doubt and not open_rollbacks,
@@ -50,14 +64,22 @@ def status_document(config: Config, store: Store) -> dict:
             "interrupted": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
                             for r in open_runs],
         }
+    last_env = config.pipeline[-1].environment if config.pipeline else None
+    rollbacks = store.rollbacks()
     releases = []
     runs_by_release: dict[str, list] = {}
     for run in runs:
         runs_by_release.setdefault(run.release, []).append(run)
     for rel in store.list_releases():
+        own = runs_by_release.get(rel.version, [])
+        status = str(rel.status)
+        if status == "live" and last_env and last_env not in running_anywhere.get(rel.version, set()):
+            status = "superseded"
         releases.append({
             "version": rel.version,
-            "status": str(rel.status),
+            "status": status,
+            "reason": _why(rel.version, status, own, rollbacks),
+            "runs_on": sorted(running_anywhere.get(rel.version, set())),
             "sha256": rel.sha256,
             "features": rel.features,
             "created_at": rel.created_at,
@@ -65,57 +87,105 @@ def status_document(config: Config, store: Store) -> dict:
             "stages": [
                 {"stage": r.stage, "environment": r.environment, "status": str(r.status), "started_at": r.started_at,
                  "finished_at": r.finished_at, "reason": r.reason, "forced": r.forced, "run": r.id}
-                for r in runs_by_release.get(rel.version, [])
+                for r in own
             ],
         })
     windows = [w.to_dict() for w in open_windows(config, store)]
     reports = [{"release": r.release, "state": str(r.state), "due_at": r.due_at, "sent_at": r.sent_at,
-                "attempts": r.attempts, "last_error": r.last_error, "path": r.path, "message_id": r.message_id}
+                "attempts": r.attempts, "last_error": r.last_error, "path": r.path, "message_id": r.message_id,
+                "delivered_to": r.delivered_to}
                for r in store.reports()]
-    return {"environments": environments, "releases": releases, "windows": windows, "reports": reports}
+    watching = watchers(store)
+    return {"environments": environments, "releases": releases, "windows": windows,
+            "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
+            "reports": reports}
 
 
-def print_status(document: dict, say: Callable[..., None]) -> None:
+def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
+    """Why a release failed, was rolled back or is held: the rollback's reason, else its stage's."""
+    if status not in ("rolled_back", "failed") and not any(r.status is RunStatus.HELD for r in runs[-1:]):
+        return ""
+    for rollback in reversed(rollbacks):
+        if version in rollback.releases and rollback.reason:
+            return rollback.reason
+    for run in reversed(runs):
+        if run.status in CLOSED_RUN and run.reason:
+            return run.reason
+    return ""
+
+
+# -- people --
+
+
+def print_status(document: dict, say: Callable[..., None], relative: bool = False, verbose: bool = False) -> None:
+    def when(iso: str | None) -> str:
+        return shown_time(iso, relative)
+
     for name, env in document["environments"].items():
-        versions = ", ".join(f"{v} x{n}" for v, n in env["versions"].items())
-        flag = "" if len(env["versions"]) == 1 else "  MIXED VERSIONS"
+        total = len(env["hosts"])
+        current = f"{env['current']} on {env['current_hosts']}/{total} hosts" if env["current"] else "nothing deployed"
+        others = ", ".join(f"{v} x{n}" for v, n in env["versions"].items() if v != str(env["current"]))
+        flag = "" if len(env["versions"]) == 1 else f"  MIXED VERSIONS (also {others})"
         flag += "" if not env["in_doubt"] else f"  {len(env['in_doubt'])} HOST(S) IN DOUBT"
-        say(f"{name}: {versions}{flag}", None if env["consistent"] else "yellow")
+        say(f"{name}: {current}{flag}", None if env["consistent"] else "yellow")
         for host, state in env["hosts"].items():
             line = f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})"
             last = state["last"]
             if last and last["status"] not in ("switched",):
-                line += f"  last {last['action']} to {last['to']}: {last['status']} {last['detail']}"
+                line += f"  last {last['action']} to {last['to']}: {last['status']} {(last['detail'] if verbose else summarised(last['detail']))}"
             if state["doubt"]:
                 line += f"  IN DOUBT: {state['doubt']}"
             say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
         if env["lock"]:
             lock = env["lock"]
-            say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']}: {lock['command']}"
-                + (" (stale)" if lock["stale"] else ""), "yellow")
+            say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']} since {when(lock['acquired_at'])}: "
+                f"{lock['command']}" + (" (stale)" if lock["stale"] else ""), "yellow")
         for run in env["interrupted"]:
             say(f"  unfinished: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
         for rollback in env["rollbacks"]:
             left = "; ".join(f"{h}: {why}" for h, why in sorted(rollback["left"].items())) or "interrupted"
             say(f"  unfinished rollback {rollback['rollback']} of {', '.join(rollback['releases'])} ({rollback['cause']}): "
                 f"{left}; `releaser resume` finishes it", "red")
-    for window in document["windows"]:
-        say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
-            f"{window['closes_at']}; `releaser watch` keeps it armed")
-    for item in document["reports"]:
-        if item["state"] == "sent":
-            line, color = f"sent {item['sent_at']}" + (f" ({item['last_error']})" if item["last_error"] else ""), None
-        elif item["state"] == "unconfirmed":
-            line, color = f"UNCONFIRMED: {item['last_error']}", "red"
-        else:
-            line = f"due {item['due_at']}" + (f"; not sent yet: {item['last_error']}" if item["last_error"] else "")
-            color = "yellow" if item["last_error"] else None
-        say(f"effect report of {item['release']}: {line}", color)
     if document["releases"]:
         say("releases:")
     for rel in document["releases"]:
         stages = " -> ".join(f"{s['stage']}:{s['status']}" for s in rel["stages"]) or "no stage run yet"
-        say(f"  {rel['version']:<14} {rel['status']:<12} {stages}")
+        color = {"rolled_back": "yellow", "failed": "red", "live": "green"}.get(rel["status"])
+        say(f"  {rel['version']:<14} {rel['status']:<12} {stages}", color)
+        if rel["reason"]:
+            say(f"  {'':<14} why: {rel['reason'] if verbose else summarised(rel['reason'])}", color)
+    _print_watch(document, say, when)
+    for item in document["reports"]:
+        if item["state"] == "sent":
+            to = item["delivered_to"]
+            delivery = ("written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent")
+            line, color = f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else ""), None
+            line += f": {item['path']}" if item["path"] else ""
+        elif item["state"] == "unconfirmed":
+            line, color = f"UNCONFIRMED: {item['last_error']}", "red"
+        else:
+            line = f"due {when(item['due_at'])}" + (f"; not sent yet: {item['last_error']}" if item["last_error"] else "")
+            color = "yellow" if item["last_error"] else None
+        say(f"effect report of {item['release']}: {line}", color)
+
+
+def _print_watch(document: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:
+    """The rollback windows, and whether anything watches them."""
+    windows, watch = document["windows"], document["watch"]
+    for window in windows:
+        say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
+            f"{when(window['closes_at'])}")
+    alive = [w for w in watch["watchers"] if w["alive"]]
+    if alive:
+        for w in alive:
+            say(f"watch: running, pid {w['pid']} on {w['hostname']} (every {w['interval']:g}s), "
+                f"last look {shown_time(w['at'], True)}")
+    elif windows:
+        last = watch["watchers"][0] if watch["watchers"] else None
+        seen = f"; last look {shown_time(last['at'], True)} ({'--once' if last['mode'] == 'once' else 'a daemon'})" \
+            if last else "; no watch has ever run here"
+        say(f"watch: NOT running{seen}. Nothing rolls these windows back: start `releaser watch`, or run "
+            "`releaser watch --once` every minute from cron", "yellow")
 
 
 def history_document(events: list[Event]) -> dict:

@@ -14,6 +14,8 @@ It is not judged while a promotion or rollback holds its environment.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -22,7 +24,7 @@ from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .journal import Journal
-from .locks import is_stale
+from .locks import is_stale, whoami
 from .metrics import source_for
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts, utcnow
 from .pipeline import Pipeline
@@ -70,6 +72,30 @@ def open_windows(config: Config, store: Store) -> list[Window]:
     return [w for w in armed_windows(config, store) if w.ending is None]
 
 
+def watchers(store: Store, now: datetime | None = None) -> list[dict]:
+    """What each watcher last said of itself, with `alive`: a daemon whose process runs (on this
+    machine) or that looked within three of its intervals (elsewhere), not stopped; `--once`
+    records are never alive, only recent or not. Newest look first."""
+    from .locks import pid_alive
+
+    now = now or datetime.now(timezone.utc)
+    result = []
+    for name, beat in store.heartbeats().items():
+        if not name.startswith("watch:"):
+            continue
+        age = (now - parse_ts(beat["at"])).total_seconds()
+        alive = False
+        if beat.get("interval") and not beat.get("stopped_at"):
+            recent = age <= 3 * beat["interval"] + 30
+            if beat["hostname"] == socket.gethostname():  # its pid says; a long rollback may delay a look
+                alive = pid_alive(beat["pid"]) and (recent or age <= 900)
+            else:
+                alive = recent
+        result.append({**beat, "name": name, "alive": alive, "seconds_since_look": round(age, 1),
+                       "mode": "daemon" if beat.get("interval") else "once"})
+    return sorted(result, key=lambda b: b["seconds_since_look"])
+
+
 def close_window(store: Store, journal: Journal, run: StageRun, why: str) -> None:
     """Close a run's rollback window before its time, journaled."""
     with store.transaction():
@@ -80,9 +106,12 @@ def close_window(store: Store, journal: Journal, run: StageRun, why: str) -> Non
 
 
 class Watcher:
-    def __init__(self, pipeline: Pipeline):
+    def __init__(self, pipeline: Pipeline, interval: float | None = None):
+        """`interval`: seconds between looks of a daemon; None: one look (`watch --once`)."""
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
+        self.interval = interval
+        self.started_at = utcnow()
         self._failed: set[str] = set()
         from .report.outbox import Outbox  # the report's libraries load only where a watch runs
 
@@ -106,7 +135,19 @@ class Watcher:
             if outcome in outcomes:
                 outcomes[outcome].append(window.run.release)
         reports = [asdict(outcome) for outcome in self._aside("sending due reports", self.outbox.send_due, [])]
+        self.beat(windows=len(windows))
         return {"windows": [w.to_dict() for w in windows], **outcomes, "reports": reports}
+
+    def beat(self, stopped: bool = False, windows: int | None = None) -> None:
+        """Tell `status` this watcher is alive (or has stopped). A cron `--once` shares one record
+        per machine; each daemon has its own."""
+        host, pid = socket.gethostname(), os.getpid()
+        name = f"watch:{host}:" + ("once" if self.interval is None else str(pid))
+        data = {"pid": pid, "hostname": host, "owner": whoami(), "started_at": self.started_at,
+                "interval": self.interval, "windows": windows}
+        if stopped:
+            data["stopped_at"] = utcnow()
+        self._aside("recording that watch is alive", lambda: self.store.beat(name, data), None)
 
     def close(self, run: StageRun, why: str) -> None:
         close_window(self.store, self.journal, run, why)

@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..terminal import span
+
 WORSE = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of the tolerance, for evidence of a regression
 BETTER = (0.85, 0.7, 0.5, 0.3, 0.1)  # multiples of the bound, for evidence of no regression
 BELOW = (0.5, 0.25, 0.1, 0.01)  # multiples of the margin, for evidence of a near-zero rate
@@ -176,7 +178,7 @@ def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float 
                 f"and no worse than {bound.words()}")
     else:
         need = f"about {more:,.0f} more cohort requests" + (
-            f" (~{_duration(more / c.cohort_requests * elapsed)} at the current rate)" if elapsed else "")
+            f" (~{span(max(1.0, more / c.cohort_requests * elapsed))} at the current rate)" if elapsed else "")
         need += f" would {outcome} if the rates stay as they are"
     return Judgement(c.metric, "inconclusive", effect, f"{head}: not decided yet; {need}", more)
 
@@ -213,9 +215,3 @@ def _lr(log_value: float) -> str:
     return f"{math.exp(min(709.0, log_value)):.3g}"
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))}s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"

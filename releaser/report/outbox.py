@@ -155,7 +155,8 @@ class Outbox:
             return Outcome(version, "failed", str(exc), path)
         detail = "; ".join(f"refused {r}: {why}" for r, why in refused.items())
         with self.store.transaction():
-            self.store.update_report(version, state=ReportState.SENT, sent_at=utcnow(), last_error=detail)
+            self.store.update_report(version, state=ReportState.SENT, sent_at=utcnow(), last_error=detail,
+                                     delivered_to=len([r for r in recipients if r not in refused]))
             self.journal.record(
                 "report.sent",
                 f"the effect report of {version} was " + (f"mailed to {', '.join(r for r in recipients if r not in refused)}"

@@ -16,7 +16,7 @@ from ..model import (
     StageRun,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StoreError(NeedsHuman):
@@ -206,7 +206,18 @@ class Store(ABC):
 
     @abstractmethod
     def update_report(self, release: str, **changes) -> None:
-        """Set the given fields (state, attempts, last_error, sent_at, path); stamps updated_at."""
+        """Set the given fields (state, attempts, last_error, sent_at, path, delivered_to); stamps
+        updated_at."""
+
+    # -- heartbeats: long-lived processes (watch) say they are alive, for `status` --
+
+    @abstractmethod
+    def beat(self, name: str, data: dict) -> None:
+        """Record that the process `name` is alive now, with what it says of itself."""
+
+    @abstractmethod
+    def heartbeats(self) -> dict[str, dict]:
+        """name -> the last data each beat with, plus `at` (when)."""
 
     # -- metric samples releaser read itself (the scrape source keeps no history) --
 

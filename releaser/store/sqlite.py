@@ -157,6 +157,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE stage_runs ADD COLUMN window_closed_at TEXT;
     ALTER TABLE stage_runs ADD COLUMN window_closed_why TEXT;
     """,
+    # 6: to how many recipients a report was mailed (0: written only)
+    "ALTER TABLE reports ADD COLUMN delivered_to INTEGER",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -580,13 +582,24 @@ class SqliteStore(Store):
         return [_report(r) for r in self._db.execute("SELECT * FROM reports ORDER BY due_at, release")]
 
     def update_report(self, release: str, **changes) -> None:
-        allowed = {"state", "attempts", "last_error", "sent_at", "path"}
+        allowed = {"state", "attempts", "last_error", "sent_at", "path", "delivered_to"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"cannot update report fields {sorted(set(changes) - allowed)}")
         columns = ", ".join(f"{name} = ?" for name in changes)
         values = [str(v) if isinstance(v, ReportState) else v for v in changes.values()]
         self._db.execute(f"UPDATE reports SET {columns}, updated_at = ? WHERE release = ?",  # noqa: S608 - checked names
                          (*values, utcnow(), release))
+
+    # -- heartbeats --
+
+    def beat(self, name: str, data: dict) -> None:
+        with self.transaction():
+            self._db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                             "excluded.value", (f"heartbeat:{name}", json.dumps({**data, "at": utcnow()})))
+
+    def heartbeats(self) -> dict[str, dict]:
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'heartbeat:%' ORDER BY key")
+        return {key.removeprefix("heartbeat:"): json.loads(value) for key, value in rows}
 
     # -- samples --
 
