@@ -345,7 +345,8 @@ def init(app: App, directory: str) -> None:
     written = scaffold(Path(directory))
     for path in written:
         app.result(f"wrote {path}")
-    app.say("next: edit environments.yaml, then `releaser validate`")
+    app.say("next: `releaser validate`, then register a release (`releaser release create 0.1.0 --artifact "
+            "app.tar.gz`) and `releaser run 0.1.0`; every key is documented in environments.example.yaml")
     app.emit({"ok": True, "written": [str(p) for p in written]})
 
 

@@ -82,6 +82,7 @@ def load_config(path: Path) -> Config:
     env_defaults = {
         "parallel": defaults.int("parallel", 50, minimum=1),
         "command_timeout": defaults.duration("command_timeout", 600.0),
+        "slow_after": defaults.duration("slow_after", 20.0),
     }
     stage_defaults = {
         "bake": _read_bake(defaults, (None, 300.0)),
@@ -302,6 +303,9 @@ class _Loader:
         env_vars = fields.scalar_map("vars")
         parallel = fields.int("parallel", defaults["parallel"], minimum=1)
         command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
+        slow_after = fields.duration("slow_after", defaults["slow_after"])
+        if slow_after <= 0:
+            fields.problem("slow_after", "must be longer than 0s")
         artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
         metrics = self._metrics(fields)
         report_to = []
@@ -334,7 +338,7 @@ class _Loader:
             _check_metric_templates(metrics, fields, hosts)
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env))
+                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after)
 
     def _metrics(self, parent: Fields) -> MetricsSpec | None:
         fields = parent.mapping("metrics")

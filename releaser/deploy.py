@@ -91,8 +91,23 @@ class Deployer:
 
         return self.fleet.run(
             "prepare", hosts, script, None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
-            timeout=session_timeout(self.env.command_timeout), stoppable=stoppable,
+            timeout=session_timeout(self.env.command_timeout), stoppable=stoppable, on_slow=self._look_into("prepare"),
         )
+
+    def _look_into(self, phase: str):
+        """For a phase still running on a host past `slow_after`: say which hook it is in, how
+        much it wrote, what it waits for, and what to do if it should have returned."""
+        def look(host: Host, session, seconds: float) -> None:
+            stalls = pb.parse_stalls(session.run(pb.stall_script(host), 15).stdout)
+            limit = f"it is stopped at command_timeout ({self.env.command_timeout:g}s)"
+            if stalls:
+                message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}. If it should " \
+                          f"have returned: {pb.HUNG_FIX}"
+            else:
+                message = f"{host.name}: {phase} still running after {seconds:.0f}s (uploading, or waiting for " \
+                          f"another phase on the host); {limit}"
+            self.journal.note(message, environment=self.env.name, host=host.name)
+        return look
 
     def _deployments(self, hosts: list[Host], action: str, current: dict[str, str | None], targets: dict[str, str],
                      run_id: int | None, status: str) -> dict[str, Deployment]:
@@ -128,8 +143,9 @@ class Deployer:
             body = pb.switch_script(self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name]))
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
-        results = self.fleet.run("switch" if action == "deploy" else "rollback", hosts, script,
-                                 timeout=session_timeout(self.env.command_timeout), stoppable=action == "deploy")
+        phase = "switch" if action == "deploy" else "rollback"
+        results = self.fleet.run(phase, hosts, script, timeout=session_timeout(self.env.command_timeout),
+                                 stoppable=action == "deploy", on_slow=self._look_into(phase))
         with self.store.transaction():
             for host in hosts:
                 dep, result = deps[host.name], results[host.name]

@@ -12,6 +12,9 @@ from .model import Environment, Host
 from .transport.base import Session, Transport, tail
 
 
+WHY_LINES = 3
+
+
 @dataclass
 class HostResult:
     """What one phase did on one host."""
@@ -26,10 +29,14 @@ class HostResult:
     started: bool = False  # the script was sent: the host may have acted on it
 
     def why(self) -> str:
+        """The script's own exit status and the tail of what it said last (its stderr, else
+        its stdout): up to WHY_LINES lines."""
         if self.error:
             return self.error
-        last = (self.stderr.strip() or self.stdout.strip()).splitlines()[-1:] or [""]
-        return f"exit {self.exit_code}: {last[0]}" if last[0] else f"exit {self.exit_code}"
+        said = [line.strip() for line in (self.stderr.strip() or self.stdout.strip()).splitlines() if line.strip()]
+        said = [line for line in said if not line.startswith("RELEASER_")]  # releaser's own markers
+        shown = " | ".join(said[-WHY_LINES:])
+        return f"exit {self.exit_code}: {shown}" if shown else f"exit {self.exit_code}"
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +54,7 @@ class HostResult:
 Upload = tuple[str, str]  # (local path, remote path)
 ProgressFn = Callable[[str, "dict[str, HostResult]", float], None]  # phase, results, seconds
 TickFn = Callable[[str, int, int, int, float], None]  # phase, done, failed, total, seconds: per host
+SlowFn = Callable[[Host, Session, float], None]  # a host whose phase still runs, its session, seconds
 
 
 class Fleet:
@@ -85,16 +93,20 @@ class Fleet:
         timeout: float | None = None,
         quiet: bool = False,
         stoppable: bool = False,
+        on_slow: SlowFn | None = None,
     ) -> dict[str, HostResult]:
         """One script per host (after its uploads), at most `parallel` hosts at once.
         `quiet` phases (health checks while baking) report no progress; in `stoppable` ones
-        (a deploy's), hosts not yet started stay untouched once the fleet is stopping."""
+        (a deploy's), hosts not yet started stay untouched once the fleet is stopping.
+        `on_slow` is called for each host whose script still runs after the environment's
+        `slow_after`, and again each time that doubles."""
 
         timeout = timeout or self.environment.command_timeout
         phase_started = time.monotonic()
         hosts = list(hosts)
         counts = {"done": 0, "failed": 0}
         counting = threading.Lock()
+        running: dict[str, tuple[Host, Session, float]] = {}
 
         def one(host: Host) -> HostResult:
             started, sent = time.monotonic(), False
@@ -106,7 +118,13 @@ class Fleet:
                     session.put(local_path, remote_path)
                 script = script_for(host)
                 sent = True
-                result = session.run(script, timeout)
+                with counting:
+                    running[host.name] = (host, session, time.monotonic())
+                try:
+                    result = session.run(script, timeout)
+                finally:
+                    with counting:
+                        running.pop(host.name, None)
             except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
                 self._sessions.pop(host.name, None)
                 outcome = HostResult(host.name, False, None, time.monotonic() - started,
@@ -123,11 +141,38 @@ class Fleet:
                     self.tick(phase, counts["done"], counts["failed"], len(hosts), time.monotonic() - phase_started)
             return outcome
 
-        outcomes = fan_out(hosts, one, self.environment.parallel)
+        finished = threading.Event()
+        watchdog = None
+        if on_slow is not None:
+            watchdog = threading.Thread(target=self._watch_slow, args=(running, counting, finished, on_slow),
+                                        name="slow-phases", daemon=True)
+            watchdog.start()
+        try:
+            outcomes = fan_out(hosts, one, self.environment.parallel)
+        finally:
+            finished.set()
+            if watchdog is not None:
+                watchdog.join()
         results = {o.item.name: o.value for o in outcomes if o.value is not None}
         if self.progress and results and not quiet:
             self.progress(phase, results, time.monotonic() - phase_started)
         return results
+
+    def _watch_slow(self, running: dict, lock: threading.Lock, finished: threading.Event, on_slow: SlowFn) -> None:
+        """Look into hosts whose script runs past slow_after, 2x, 4x... of it (each host once per
+        threshold); a look that fails is not worth more than the phase it looks at."""
+        threshold = self.environment.slow_after
+        seen: dict[str, float] = {}
+        while not finished.wait(min(1.0, threshold / 4)):
+            now = time.monotonic()
+            with lock:
+                slow = [(h, s, now - t) for h, s, t in running.values() if now - t >= seen.get(h.name, threshold)]
+            for host, session, seconds in slow:
+                seen[host.name] = max(seen.get(host.name, threshold), seconds) * 2
+                try:
+                    on_slow(host, session, seconds)
+                except Exception:  # noqa: BLE001 - best effort: the phase itself decides the outcome
+                    pass
 
     def close(self) -> None:
         for session in self._sessions.values():

@@ -85,6 +85,7 @@ class Environment:
     metrics: MetricsSpec | None = None
     report_to: tuple[str, ...] = ()  # who receives the effect reports of releases here
     pass_env: tuple[str, ...] = ()  # local transport: names of releaser's environment hooks also get
+    slow_after: float = 20.0  # a phase running this long on a host is looked into, and again at each doubling
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import uuid
+from dataclasses import dataclass
 
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
 from .model import Host, Playbook
@@ -93,13 +94,18 @@ def _hook(playbook: Playbook, name: str, directory: str) -> str:
     return f"(cd {directory} && {runner} -euo pipefail -c {q(script)})"
 
 
+def _marked(name: str) -> str:
+    """Tell the runner which hook runs now (for a slow or hung phase's message)."""
+    return f'printf %s {q(name)} > "${{RELEASER_STEP_FILE:-/dev/null}}" 2>/dev/null || true\n'
+
+
 def _step(playbook: Playbook, name: str, directory: str, done: str) -> str:
     """Run a hook; record `done` after it, or `failed` (which hook, its status) and exit with
     the hook's own status, its stderr being the last thing the phase said."""
     hook = _hook(playbook, name, directory)
     if not hook:
         return ""
-    return f"""if {hook}; then _rec {done}; else
+    return _marked(name) + f"""if {hook}; then _rec {done}; else
   rc=$?; _rec failed "" "{name} exit $rc"; exit $rc
 fi
 """
@@ -212,7 +218,7 @@ served=$(_safe "$served"); served=${{served:-?}}
 def _served_check(playbook: Playbook, release: str) -> str:
     if not playbook.hooks.get("version"):
         return ""
-    return _served(playbook) + f"""_rec served "$served"
+    return _marked("version") + _served(playbook) + f"""_rec served "$served"
 if [ "$served" != {q(release)} ]; then
   echo "releaser: after the restart the app serves $served, not {release}" >&2
   _rec failed "" version
@@ -253,6 +259,61 @@ fi
 """
 
 
+# What to do about a hook that does not return, in releaser's words on the host and the controller.
+HUNG_FIX = ("a hook must return: run a server it starts in the background with its input and output "
+            "redirected, e.g. nohup CMD </dev/null >>LOG 2>&1 &")
+STALL_MARKER = "RELEASER_STALL"
+PROC_MARKER = "RELEASER_PROC"
+
+
+def stall_script(host: Host) -> str:
+    """For each phase still running on the host: its hook, how long it ran, how much it wrote,
+    and the processes of its session (what it waits for). Changes nothing."""
+    phases = q((host.root.rstrip("/") or "") + "/.releaser/phases")
+    return f"""for p in {phases}/*.pid; do
+  [ -f "$p" ] || continue
+  f=${{p%.pid}}; sid=$(cat "$p" 2>/dev/null); [ -n "$sid" ] && kill -0 "$sid" 2>/dev/null || continue
+  step=$(cat "$f.step" 2>/dev/null || true)
+  now=$(date +%s); began=$(stat -c %Y "$p")
+  said=$(cat "$f.out" "$f.err" 2>/dev/null | grep -v '^RELEASER_' | wc -c)  # the hooks' words, not the record's
+  echo "{STALL_MARKER} $(( now - began )) $said 0 ${{step:-?}}"
+  ps -o pid=,etimes=,args= --sid "$sid" 2>/dev/null | sed 's/^/{PROC_MARKER} /'
+done
+"""
+
+
+@dataclass
+class Stall:
+    """A phase still running on a host, as `stall_script` saw it."""
+
+    seconds: int
+    output_bytes: int
+    hook: str
+    processes: list[str]  # 'sleep 300 (pid 4242, 31s)': what the hook waits for
+
+    def describe(self, host: str) -> str:
+        said = "no output yet" if not self.output_bytes else f"{self.output_bytes} bytes of output"
+        waiting = f"; it waits for: {', '.join(self.processes[:3])}" if self.processes else ""
+        return f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}{waiting}"
+
+
+# The runner's own processes in a phase's session, left out of what a hook waits for.
+_OWN_PROCESSES = ("bash -c exec 9>>", "timeout -k ", "bash -euo pipefail -c ", "sudo -n -E bash")
+
+
+def parse_stalls(stdout: str) -> list[Stall]:
+    stalls: list[Stall] = []
+    for line in stdout.splitlines():
+        if line.startswith(STALL_MARKER + " "):
+            seconds, out, err, hook = (line.split(" ", 4) + ["?"])[1:5]
+            stalls.append(Stall(int(seconds), int(out) + int(err), hook, []))
+        elif line.startswith(PROC_MARKER + " ") and stalls:
+            pid, elapsed, args = (line[len(PROC_MARKER) + 1:].split(None, 2) + ["", ""])[:3]
+            if args and not args.startswith(_OWN_PROCESSES) and not args.endswith(".sh"):
+                stalls[-1].processes.append(f"{args[:80]} (pid {pid}, {elapsed}s)")
+    return stalls
+
+
 # The runner: under the host's phase lock, in its own session, the script with a time limit;
 # `begin` and `end` (with the exit status) go to the record whatever the script did.
 _RUNNER = r"""exec 9>>"$1/""" + LOCK + r""""
@@ -267,9 +328,17 @@ _end() {
   printf '""" + RECORD_MARKER + r""" %s\n' "$line"
 }
 _end "$@" begin
-timeout -k 5 "$3" bash "$2.sh" 9>&-
+echo $$ > "$2.pid"
+RELEASER_STEP_FILE="$2.step" timeout -k 5 "$3" bash "$2.sh" 9>&-
 rc=$?
-case "$rc" in 124|137) echo "releaser: timed out after $3s" >&2 ;; esac
+case "$rc" in
+  124|137)
+    if [ -s "$2.step" ]; then
+      echo "releaser: the $(cat "$2.step") hook did not return within $3s (command_timeout); """ + HUNG_FIX + r"""" >&2
+    else
+      echo "releaser: timed out after $3s" >&2
+    fi ;;
+esac
 _end "$@" end "$rc"
 exit "$rc"
 """
@@ -294,6 +363,6 @@ wait $!
 rc=$?
 cat "$f.out"
 cat "$f.err" >&2
-rm -f "$f.sh" "$f.out" "$f.err"
+rm -f "$f.sh" "$f.out" "$f.err" "$f.step" "$f.pid"
 exit "$rc"
 """

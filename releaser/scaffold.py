@@ -9,37 +9,48 @@ from .errors import UsageError
 
 FILES = {
     "environments.yaml": """\
-# See `releaser validate` and the documented example environments.example.yaml.
+# A starter pipeline on this machine: six local hosts, each a directory with its own port.
+# Every key is documented in environments.example.yaml beside this file (`releaser validate`
+# checks this one). To go to real hosts, give an environment `transport: ssh` and addresses.
 project: myapp
 defaults:
-  bake: 2m
+  bake: 2m                     # how long each stage watches its checks
   interval: 15s
 environments:
   dev:
-    transport: local           # each host is a directory on this machine
+    transport: local           # each host is a directory on this machine (hosts/<name>)
     playbook: app
-    hosts: [dev-1]
+    hosts:
+      - {name: dev-1, vars: {PORT: "18101"}}
   test:
     transport: local
     playbook: app
-    hosts: [test-1]
+    hosts:
+      - {name: test-1, vars: {PORT: "18111"}}
   prod:
     transport: local
     playbook: app
-    hosts: [prod-1, prod-2, prod-3, prod-4]
+    hosts:                     # one port each: they share this machine
+      - {name: prod-1, vars: {PORT: "18121"}}
+      - {name: prod-2, vars: {PORT: "18122"}}
+      - {name: prod-3, vars: {PORT: "18123"}}
+      - {name: prod-4, vars: {PORT: "18124"}}
 pipeline:
   - stage: selftest
     environment: dev
     bake: 10s
+    checks: [basic]            # healthchecks/basic.yaml
   - stage: test
     environment: test
+    checks: [basic]
   - stage: gray
     environment: prod
     cohort: 10%
-    # checks: [basic]          # healthchecks/basic.yaml, once your app serves /health
+    checks: [basic]
   - stage: full
     environment: prod
     waves: [50%, 100%]
+    checks: [basic]
 # The effect report, 3 days after full rollout, written under .releaser/reports/. Give prod a
 # `metrics:` source, name your metrics here, and add `mail:` and prod's `report_to:` to mail it
 # (see environments.example.yaml).
@@ -52,27 +63,45 @@ report:
 # How to deploy on one host. releaser unpacks the artifact into releases/<id>, links the
 # shared paths, runs `prepare` there, switches `current` atomically, then runs `restart`
 # and `verify` in current/. Hooks are bash with RELEASER_ROOT, RELEASER_HOST,
-# RELEASER_RELEASE, RELEASER_PHASE and the host's vars exported.
+# RELEASER_RELEASE, RELEASER_PHASE and the host's vars (PORT) exported.
+#
+# Until your app is wired in, `restart` serves the release's files on the host's port, so the
+# pipeline runs as written. Replace it with your service's restart (systemctl restart myapp).
 keep_releases: 5
 shared: [logs]
 hooks:
   prepare: |
     echo "preparing $RELEASER_RELEASE on $RELEASER_HOST"
   restart: |
-    echo "restart your service here (systemctl restart myapp, ...)"
+    pidfile="$RELEASER_ROOT/shared/app.pid"
+    if [ -f "$pidfile" ]; then
+      kill "$(cat "$pidfile")" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+    fi
+    # A hook must return: a server runs in the background, its input and output redirected
+    # (without them the phase waits for it until command_timeout).
+    nohup python3 -m http.server --bind 127.0.0.1 --directory "$RELEASER_ROOT/current" "$PORT" \\
+      </dev/null >>"$RELEASER_ROOT/shared/logs/app.log" 2>&1 &
+    echo $! > "$pidfile"
   verify: |
-    test -f REVISION
+    for _ in $(seq 1 100); do
+      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/REVISION" && exit 0
+      sleep 0.1
+    done
+    echo "nothing answered on port $PORT within 10s" >&2
+    exit 1
 """,
     "healthchecks/basic.yaml": """\
 # Checks a stage can name in `checks:`. Placeholders: {name}, {address}, {root}, host vars.
 checks:
   - name: health
     type: http
-    url: "http://{address}:8080/health"
+    url: "http://{address}:{PORT}/REVISION"   # your app's /health, once it has one
     expect_status: [200]
     timeout: 2s
 """,
 }
+DOCUMENTATION = "environments.example.yaml"  # every key, documented; shipped with the package
 
 
 def scaffold(directory: Path) -> list[Path]:
@@ -84,10 +113,15 @@ def scaffold(directory: Path) -> list[Path]:
     if clashes or linked:
         raise UsageError(f"{directory} already has {', '.join(sorted(clashes + linked))}; "
                          "init writes only into a fresh directory")
+    from .shipped import shipped_file
+
     written = []
+    files = dict(FILES)
+    if not os.path.lexists(directory / DOCUMENTATION):
+        files[DOCUMENTATION] = shipped_file(".", DOCUMENTATION).read_text(encoding="utf-8")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for name, text in FILES.items():
+        for name, text in files.items():
             path = directory / name
             path.parent.mkdir(exist_ok=True)
             with open(path, "x", encoding="utf-8") as handle:  # O_EXCL: never through a planted link

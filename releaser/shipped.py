@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def shipped_file(kind: str, name: str) -> Path:
-    """kind is 'playbooks' or 'healthchecks'; name a file in it."""
+    """kind is 'playbooks', 'healthchecks' or '.' (the documented example configuration); name a
+    file in it."""
     package = Path(__file__).resolve().parent
     for base in (package / "_shipped" / kind, package.parent / kind):
         if (base / name).is_file():

@@ -15,6 +15,16 @@ def tail(text: str, limit: int = TAIL_CHARS) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
+HELD_GRACE = 2.0  # seconds a script's output may stay open after it exited
+
+
+def held_output(exit_code: int) -> str:
+    """Why a script that exited did not let go of the connection, and what to do about it."""
+    return (f"\nreleaser: the script ended (exit {exit_code}) but a process it started in the background still "
+            "holds its output, so the connection cannot finish; start it with its input and output redirected, "
+            "e.g. nohup CMD </dev/null >>LOG 2>&1 &")
+
+
 @dataclass
 class CommandResult:
     exit_code: int
@@ -22,10 +32,11 @@ class CommandResult:
     stderr: str
     duration: float
     timed_out: bool = False
+    held: bool = False  # the script exited but a background process kept its output open
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.held
 
 
 class Session(ABC):

@@ -10,11 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 from ..model import Host
-from .base import CommandResult, Session, Transport
+from .base import HELD_GRACE, CommandResult, Session, Transport, held_output
 
 
 # What a script run on this machine keeps of releaser's own environment: enough to find
@@ -34,28 +35,68 @@ class LocalSession(Session):
         self.env = hook_environment() if env is None else env
 
     def run(self, script: str, timeout: float) -> CommandResult:
+        """Like ssh: the script's output is read until every process holding it lets go, and a
+        background process that keeps it open past HELD_GRACE after the script exited is named
+        (the reading goes on, discarded, so that process never meets a closed pipe)."""
         started = time.monotonic()
         proc = subprocess.Popen(
             ["bash", "-s"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
             start_new_session=True,
             env=self.env,
         )
+        out, err = _Reader(proc.stdout), _Reader(proc.stderr)
         try:
-            out, err = proc.communicate(script, timeout=timeout)
-            return CommandResult(proc.returncode, out, err, time.monotonic() - started)
+            proc.stdin.write(script.encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # the script exited before reading all of itself
+            pass
+        try:
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
-            out, err = proc.communicate()
-            err += f"\nreleaser: command timed out after {timeout:g}s"
-            return CommandResult(-1, out, err, time.monotonic() - started, timed_out=True)
+            proc.wait()
+            for reader in (out, err):
+                reader.finish(HELD_GRACE)
+            return CommandResult(-1, out.text(), err.text() + f"\nreleaser: command timed out after {timeout:g}s",
+                                 time.monotonic() - started, timed_out=True)
+        deadline = time.monotonic() + HELD_GRACE
+        ended = [reader.finish(deadline - time.monotonic()) for reader in (out, err)]
+        held = not all(ended)
+        return CommandResult(proc.returncode, out.text(), err.text() + (held_output(proc.returncode) if held else ""),
+                             time.monotonic() - started, held=held)
 
     def put(self, local_path: str, remote_path: str) -> None:
         Path(remote_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_path, remote_path)
+
+
+class _Reader:
+    """Reads a pipe to its end in a thread of its own."""
+
+    def __init__(self, pipe):
+        self.pipe, self.chunks, self.keep = pipe, [], True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for chunk in iter(lambda: self.pipe.read1(65536), b""):
+            if self.keep:
+                self.chunks.append(chunk)
+        self.pipe.close()
+
+    def finish(self, grace: float) -> bool:
+        """True when the pipe ended within `grace` seconds; else what came so far is kept and the
+        rest is read and dropped."""
+        self.thread.join(max(0.0, grace))
+        ended = not self.thread.is_alive()
+        self.keep = ended
+        return ended
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
 
 
 def _kill_group(pid: int) -> None:

@@ -24,7 +24,7 @@ from paramiko.ssh_exception import AuthenticationException, BadHostKeyException,
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..model import Host, SshOptions
-from .base import CommandResult, Notify, Session, Transport
+from .base import HELD_GRACE, CommandResult, Notify, Session, Transport, held_output
 
 _KNOWN_HOSTS_WRITE = threading.Lock()
 _KILL_GRACE = 5  # seconds between the remote TERM and KILL of a command past its timeout
@@ -92,23 +92,37 @@ class SshSession(Session):
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = started + timeout + _KILL_GRACE + 5
-            # Block on the channel (no polling: fifty hosts polling would fight over the GIL).
+            exited_at = None
+            # Block on the channel, waking once a second to notice an exit status that came
+            # without the end of the output: a background process the script started holds it.
             # stderr is buffered by paramiko meanwhile; scripts write little of it.
             while True:
-                channel.settimeout(max(0.01, deadline - time.monotonic()))
+                now = time.monotonic()
+                if exited_at is None and channel.exit_status_ready():
+                    exited_at = now
+                if exited_at is not None and now - exited_at >= HELD_GRACE:
+                    _drain_stderr(channel, err)
+                    code = channel.recv_exit_status()
+                    return CommandResult(code, out.decode(errors="replace"),
+                                         err.decode(errors="replace") + held_output(code), now - started, held=True)
+                if now >= deadline:
+                    _drain_stderr(channel, err)
+                    return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
+                                         + f"\nreleaser: no answer after {timeout:g}s", now - started, timed_out=True)
+                channel.settimeout(max(0.01, min(deadline - now, 1.0 if exited_at is None
+                                                 else exited_at + HELD_GRACE - now)))
                 try:
                     chunk = channel.recv(65536)
                 except socket.timeout:
-                    chunk = None
-                if chunk is None or (not chunk and not channel.status_event.wait(max(0.0, deadline - time.monotonic()))):
-                    _drain_stderr(channel, err)
-                    return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
-                                         + f"\nreleaser: no answer after {timeout:g}s", time.monotonic() - started,
-                                         timed_out=True)
+                    continue
                 if not chunk:
                     break
                 out += chunk
             _drain_stderr(channel, err)
+            if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
+                                     + f"\nreleaser: no answer after {timeout:g}s", time.monotonic() - started,
+                                     timed_out=True)
             code = channel.recv_exit_status()
             timed_out = code in (124, 137) and time.monotonic() - started >= timeout
             text_err = err.decode(errors="replace")
