@@ -51,17 +51,21 @@ class Mailbox:
         self.rcpt_delay = 0.0
         self.data_delay = 0.0
         self.rcpt_reached = threading.Event()
+        self.rcpt_handled = threading.Semaphore(0)  # released as each RCPT handler ends
         self.data_reached = threading.Event()
         self.sessions_done = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
         self.rcpt_reached.set()
-        if self.rcpt_delay:
-            await asyncio.sleep(self.rcpt_delay)
-        if address in self.refuse:
-            return "550 5.1.1 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        try:  # released however the handler ends: returned, or cancelled with its connection
+            if self.rcpt_delay:
+                await asyncio.sleep(self.rcpt_delay)
+            if address in self.refuse:
+                return "550 5.1.1 no such mailbox"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+        finally:
+            self.rcpt_handled.release()
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         """Queue the message, then (with data_delay) be slow to say so: the reply a sender

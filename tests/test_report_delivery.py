@@ -100,7 +100,9 @@ def test_killed_before_the_commit_point_is_sent_by_the_next_run(live, smtp):
     assert live.status()["reports"][0]["state"] == "sending"
     smtp.mailbox.rcpt_delay = 0.0
     live.cli("report", "due", "--send", check=True)
-    time.sleep(3.5)  # the killed session's handler finishes: it must not deliver anything
+    # both sessions' RCPT handlers have ended (the killed one's with its connection): that session
+    # has nothing left to deliver, and it must not have delivered anything
+    assert all(smtp.mailbox.rcpt_handled.acquire(timeout=30) for _ in range(2))
     assert len(smtp.messages) == 1
     assert live.status()["reports"][0]["state"] == "sent"
 
