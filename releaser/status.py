@@ -14,7 +14,7 @@ from .locks import is_stale
 from .model import Config, Event, RunStatus
 from .store import Store
 from .terminal import shown_time, summarised
-from .watch import open_windows, watchers
+from .windows import open_windows, watchers
 
 CLOSED_RUN = (RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED, RunStatus.HELD)
 

@@ -43,25 +43,19 @@ def _line(node) -> int:
     return node.start_mark.line + 1
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (five times faster: every command reads the configuration);
+# it stops at 1,000 levels of nesting itself, and the node tree is checked against MAX_DEPTH.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_BaseLoader):
     """A safe loader that records line numbers (1-based), refuses duplicate and non-scalar
     keys, bounds nesting and alias expansion, and reads dates as plain strings."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
 
     def get_single_node(self):  # noqa: D102 - PyYAML hook
         node = super().get_single_node()
         if node is not None:
-            _expanded_size(node, {}, set())
+            _expanded_size(node, {}, set(), 1)
         return node
 
     def construct_object(self, node, deep=False):  # noqa: D102 - PyYAML hook
@@ -116,8 +110,11 @@ _LineLoader.yaml_implicit_resolvers = {
 }
 
 
-def _expanded_size(node, sizes: dict, open_nodes: set) -> int:
-    """How many nodes `node` stands for once aliases are expanded (each alias counts in full)."""
+def _expanded_size(node, sizes: dict, open_nodes: set, depth: int) -> int:
+    """How many nodes `node` stands for once aliases are expanded (each alias counts in full);
+    refuses nesting deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise _Refused(_line(node), f"nested deeper than {MAX_DEPTH} levels")
     key = id(node)
     if key in sizes:
         return sizes[key]
@@ -128,7 +125,7 @@ def _expanded_size(node, sizes: dict, open_nodes: set) -> int:
         open_nodes.add(key)
         children = [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else node.value
         for child in children:
-            size += _expanded_size(child, sizes, open_nodes)
+            size += _expanded_size(child, sizes, open_nodes, depth + (not isinstance(child, ScalarNode)))
             if size > MAX_NODES:
                 raise _Refused(_line(node), f"expands to more than {MAX_NODES} values (through aliases?)")
         open_nodes.discard(key)
@@ -187,7 +184,7 @@ def load_yaml(path: Path, display_name: str | None = None):
         raise ConfigError([ConfigProblem(name, refused.line, refused.key, refused.message)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+        line = min(mark.line + 1, text.count("\n") + 1) if mark else None  # libyaml may point past the end
         message = f"invalid YAML: {exc.problem or exc.context}"
         raise ConfigError([ConfigProblem(name, line, "", message)]) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow

@@ -19,7 +19,7 @@ from ..pipeline import Pipeline
 from ..releases import create_release
 from ..report.outbox import Outbox
 from ..store import open_store
-from ..watch import close_window, open_windows
+from ..windows import close_window, open_windows
 from . import sandbox
 from .traffic import Traffic
 
@@ -58,6 +58,8 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                     pipeline.run(version)
                 except StageFailed as exc:
                     say(f"   caught: {exc}", "yellow")
+                if version == "1.1.0":
+                    _serve_a_while(config, store, say)
                 timings[version] = round(time.monotonic() - chapter_started, 1)
                 say(f"   {version} took {timings[version]:.1f}s", "cyan")
             report = _effect_report(config, store, journal, say)
@@ -79,6 +81,22 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     say(f"  releaser -C {directory} report 1.2.0      a report of any release, at any time")
     say(f"  {directory}/environments.yaml, playbooks/, healthchecks/   the configuration used")
     return {"dir": str(directory), "seconds": seconds, "releases": statuses, "chapters": timings, "report": report}
+
+
+AFTER_SECONDS = 8.0  # how long 1.1.0 serves everyone before 1.2.0 comes: its report's window after
+
+
+def _serve_a_while(config, store, say: Say) -> None:
+    """Let the good release serve all of prod for a few seconds, recording its metrics as
+    `releaser watch` does between releases: the effect report compares enough of them to tell
+    a change from noise."""
+    from ..report.timeline import record_if_due
+
+    say(f"   1.1.0 serves all of prod; releaser records its metrics for {AFTER_SECONDS:g}s (the report's window after)")
+    until = time.monotonic() + AFTER_SECONDS
+    while time.monotonic() < until:
+        record_if_due(config, store)
+        time.sleep(0.5)
 
 
 def _effect_report(config, store, journal, say: Say) -> str:

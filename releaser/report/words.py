@@ -357,8 +357,10 @@ class Words:
             return self("v.not_live", stage=last["stage"], status=self.text.get(f"st.{last['status']}", last["status"]))
         if cut.get("by") == "rollback":
             live = datetime.fromisoformat(report["rollout"]["live_at"])
-            duration = (datetime.fromisoformat(cut["at"]) - live).total_seconds()
-            return self("v.rolled_back", duration=self.seconds(max(duration, 0.0)), cause=cause)
+            duration = max((datetime.fromisoformat(cut["at"]) - live).total_seconds(), 0.0)
+            if duration >= 60:  # minutes are precise enough for how long it was live
+                duration = round(duration / 60) * 60
+            return self("v.rolled_back", duration=self.seconds(duration), cause=cause)
         metrics = {m["key"]: m for m in report["metrics"]}
         parts, worse = [], False
         speed = next((metrics[k] for k in ("p95", "p50") if metrics[k]["direction"] is not None), None)
