@@ -28,7 +28,7 @@ from .errors import (
 )
 from .interrupts import Interrupts
 from .terminal import Collapser, printable, shown_time, summarised
-from .model import DEFAULT_CONFIG, STAGE_ORDER
+from .names import DEFAULT_CONFIG, STAGE_ORDER
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
     from .journal import Journal

@@ -19,8 +19,9 @@ from .health import CHECK_TYPES, Check
 from .health.base import render_template
 from .metrics.selector import Selector, read_selector
 from .model import (
-    STAGE_ORDER, Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
+    Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
+from .names import STAGE_ORDER
 from .notify import DEFAULT_EVENTS
 from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, shown
 from .transport import TRANSPORTS

@@ -119,11 +119,14 @@ class HostView:
         return self.served is None or self.served == self.current
 
     def previous(self, release: str) -> str | None:
-        """What the host ran before it last switched to `release`: its rollback target."""
-        for step in reversed(self.steps):
-            if step.step == "switched" and step.release == release and step.previous and step.previous != release:
-                return step.previous
-        return None
+        """What the host ran before `release` was last deployed to it: its rollback target. A
+        rollback that brought `release` back does not count: what it came back from is the
+        release that was rolled back, never a target."""
+        switches = [s for s in reversed(self.steps)
+                    if s.step == "switched" and s.release == release and s.previous and s.previous != release]
+        deployed = [s for s in switches if s.action == "deploy"]
+        latest = (deployed or switches)[:1]
+        return latest[0].previous if latest else None
 
     @property
     def carries_record(self) -> bool:

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from .metrics.selector import Selector
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-STAGE_ORDER = ("selftest", "test", "gray", "full")
-DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
 
 
 def utcnow() -> str:

@@ -7,8 +7,6 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .model import parse_ts
-
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 SUMMARY_WIDTH = 160
 
@@ -38,7 +36,7 @@ def shown_time(iso: str | None, relative: bool = False, now: datetime | None = N
     """Local time with its UTC offset (2026-11-30 22:55:35 UTC+8); relative: '3m ago', 'in 42m'."""
     if not iso:
         return "-"
-    moment = parse_ts(iso)
+    moment = datetime.fromisoformat(iso)
     if relative:
         seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
         return f"{span(abs(seconds))} ago" if seconds >= 0 else f"in {span(-seconds)}"

@@ -26,7 +26,7 @@ def _wait(predicate, what: str, timeout: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_status_names_the_current_release_superseded_ones_and_why_one_failed(project):
+def test_status_names_the_current_release_superseded_ones_and_why_one_failed_and_rollback_plans(project):
     with (project.dir / "environments.yaml").open("a") as config:
         config.write("report:\n  delay: 0s\n  window: 1m\n")
     for version in ("1.0.0", "1.1.0"):
@@ -62,6 +62,17 @@ def test_status_names_the_current_release_superseded_ones_and_why_one_failed(pro
     assert "runs on   dev: 1 host(s) (dev-1)" in shown
     assert project.cli("release", "show", "9.9.9").returncode == 2
 
+    # rollback --dry-run: the plan from asking the hosts, and nothing changed
+    events = len(json.loads(project.cli("history", "--json", check=True).stdout)["events"])
+    plan = project.cli("rollback", "prod", "--dry-run", check=True)
+    assert f"prod: {len(HOSTS['prod'])} of {len(HOSTS['prod'])} host(s) would be switched back" in plan.stdout
+    assert "1.1.0          -> 1.0.0" in plan.stdout  # not to 1.2.0, which the hosts were rolled back from
+    document = json.loads(project.cli("rollback", "prod", "--dry-run", "--json", check=True).stdout)
+    assert document["plan"][HOSTS["prod"][1]] == {"runs": "1.1.0", "to": "1.0.0"}
+    assert set(project.env_versions("prod").values()) == {"1.1.0"}
+    assert len(json.loads(project.cli("history", "--json", check=True).stdout)["events"]) == events
+    assert project.cli("rollback", "prod").returncode == 2  # without --dry-run, a reason is needed
+
 
 def test_status_tells_whether_a_watch_is_running(project):
     project.register("1.0.0")
@@ -81,21 +92,6 @@ def test_status_tells_whether_a_watch_is_running(project):
     document = project.status()
     assert document["watch"]["running"] is False
     assert "watch: NOT running" in project.cli("status", check=True).stdout
-
-
-def test_rollback_dry_run_prints_the_plan_and_changes_nothing(project):
-    for version in ("1.0.0", "1.1.0"):
-        project.register(version)
-        project.cli("run", version, check=True)
-    events = len(json.loads(project.cli("history", "--json", check=True).stdout)["events"])
-    plan = project.cli("rollback", "prod", "--dry-run", check=True)
-    assert f"prod: {len(HOSTS['prod'])} of {len(HOSTS['prod'])} host(s) would be switched back" in plan.stdout
-    assert "1.1.0          -> 1.0.0" in plan.stdout
-    document = json.loads(project.cli("rollback", "prod", "--dry-run", "--json", check=True).stdout)
-    assert document["plan"]["web-1"] == {"runs": "1.1.0", "to": "1.0.0"}
-    assert set(project.env_versions("prod").values()) == {"1.1.0"}
-    assert len(json.loads(project.cli("history", "--json", check=True).stdout)["events"]) == events
-    assert project.cli("rollback", "prod").returncode == 2  # without --dry-run, a reason is needed
 
 
 def test_every_command_has_examples_and_exit_codes_in_its_help():

@@ -83,7 +83,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     return {"dir": str(directory), "seconds": seconds, "releases": statuses, "chapters": timings, "report": report}
 
 
-AFTER_SECONDS = 8.0  # how long 1.1.0 serves everyone before 1.2.0 comes: its report's window after
+AFTER_SECONDS = 5.0  # how long 1.1.0 serves everyone before 1.2.0 comes: its report's window after
 
 
 def _serve_a_while(config, store, say: Say) -> None:

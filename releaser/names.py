@@ -1,0 +1,5 @@
+"""The project's fixed names, in a module that imports nothing: the CLI's help needs them
+before it needs anything else."""
+
+STAGE_ORDER = ("selftest", "test", "gray", "full")
+DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
