@@ -45,7 +45,7 @@ def test_demo_end_to_end_and_again(tmp_path):
     proc = run_demo(directory)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["releases"] == {"1.0.0": "live", "1.1.0": "live", "1.2.0": "rolled_back"}
+    assert summary["releases"] == {"1.0.0": "superseded", "1.1.0": "live", "1.2.0": "rolled_back"}
     assert "SECONDS" in proc.stderr  # it says the bake times are seconds
     assert "where to look next" in proc.stderr
     # the judge's verdict on the bad release is shown and explained
@@ -91,7 +91,7 @@ def test_demo_end_to_end_and_again(tmp_path):
     with busy(os.cpu_count() or 2):
         again = run_demo(directory)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["releases"] == {"1.0.0": "live", "1.1.0": "live", "1.2.0": "rolled_back"}
+    assert json.loads(again.stdout)["releases"] == {"1.0.0": "superseded", "1.1.0": "live", "1.2.0": "rolled_back"}
     assert "=> regression" in again.stderr
     assert demo_processes(directory) == []
 

@@ -70,7 +70,13 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
         if notifier:
             notifier.close()
         store.close()
-    statuses = {rel.version: str(rel.status) for rel in open_store(config.state_backend, config.state_path).list_releases()}
+    from ..status import status_document  # the statuses `releaser status` shows (1.0.0: superseded)
+
+    final = open_store(config.state_backend, config.state_path)
+    try:
+        statuses = {rel["version"]: rel["status"] for rel in status_document(config, final)["releases"]}
+    finally:
+        final.close()
     seconds = round(time.monotonic() - started, 1)
     say(f"\ndone in {seconds:.1f}s: " + ", ".join(f"{v} {s}" for v, s in statuses.items()), "green")
     say("where to look next:")
