@@ -355,7 +355,7 @@ def init(app: App, directory: str) -> None:
 
 @cli.group()
 def release() -> None:
-    """Register releases."""
+    """Register, list and show releases."""
 
 
 @command(release, "create", examples=(
