@@ -123,6 +123,10 @@ class App:
         """Results go to a person at a terminal (relative times, summarised verdicts)."""
         return sys.stdout.isatty() and not self.json
 
+    def told(self, verdict: str) -> str:
+        """A verdict as results show it: summarised at a terminal, whole with --verbose or in a pipe."""
+        return verdict if self.verbose or not self.tty else summarised(verdict)
+
     @property
     def live(self) -> bool:
         """Live per-host progress only on a terminal; CI logs get the plain per-phase lines."""
@@ -398,7 +402,7 @@ def release_list(app: App) -> None:
         app.result(f"{rel['version']:<16} {rel['status']:<12} runs on {where:<20} registered "
                    f"{shown_time(rel['created_at'], app.tty)} by {rel['created_by']}")
         if rel["reason"]:
-            app.result(f"{'':<16} why: {rel['reason'] if app.verbose or not app.tty else summarised(rel['reason'])}")
+            app.result(f"{'':<16} why: {app.told(rel['reason'])}")
     if not releases:
         app.result("no release is registered yet; `releaser release create VERSION --artifact FILE` registers one")
     app.emit({"ok": True, "releases": releases})
@@ -731,7 +735,7 @@ def status(app: App) -> None:
     if app.json:
         app.emit(document)
     else:
-        print_status(document, app.result, relative=app.tty, verbose=app.verbose or not app.tty)
+        print_status(document, app.result, relative=app.tty, told=app.told)
 
 
 @command(cli, examples=("releaser history --release 2.4.0", "releaser history --env prod --limit 20 | less"))
@@ -753,8 +757,7 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
         return
     for event in events:
         scope = "/".join(x for x in (event.environment, event.release, event.stage, event.host) if x)
-        message = summarised(event.message) if app.tty and not app.verbose else event.message
-        app.result(f"{shown_time(event.ts)}  {event.kind:<20} {scope:<28} {message}")
+        app.result(f"{shown_time(event.ts)}  {event.kind:<20} {scope:<28} {app.told(event.message)}")
 
 
 @command(cli, "completion", examples=('eval "$(releaser completion bash)"   # in ~/.bashrc',

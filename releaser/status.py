@@ -103,7 +103,8 @@ def status_document(config: Config, store: Store) -> dict:
 
 def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
     """Why a release failed, was rolled back or is held: the rollback's reason, else its stage's."""
-    if status not in ("rolled_back", "failed") and not any(r.status is RunStatus.HELD for r in runs[-1:]):
+    held = bool(runs) and runs[-1].status is RunStatus.HELD
+    if status not in ("rolled_back", "failed") and not held:
         return ""
     for rollback in reversed(rollbacks):
         if version in rollback.releases and rollback.reason:
@@ -117,7 +118,9 @@ def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
 # -- people --
 
 
-def print_status(document: dict, say: Callable[..., None], relative: bool = False, verbose: bool = False) -> None:
+def print_status(document: dict, say: Callable[..., None], relative: bool = False,
+                 told: Callable[[str], str] = summarised) -> None:
+    """`told` shows a verdict (summarised or whole, as the caller's terminal and options say)."""
     def when(iso: str | None) -> str:
         return shown_time(iso, relative)
 
@@ -132,7 +135,7 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
             line = f"  {host:<16} {state['version'] or '-':<14} (previous {state['previous'] or '-'})"
             last = state["last"]
             if last and last["status"] not in ("switched",):
-                line += f"  last {last['action']} to {last['to']}: {last['status']} {(last['detail'] if verbose else summarised(last['detail']))}"
+                line += f"  last {last['action']} to {last['to']}: {last['status']} {told(last['detail'])}"
             if state["doubt"]:
                 line += f"  IN DOUBT: {state['doubt']}"
             say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
@@ -153,7 +156,7 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
         color = {"rolled_back": "yellow", "failed": "red", "live": "green"}.get(rel["status"])
         say(f"  {rel['version']:<14} {rel['status']:<12} {stages}", color)
         if rel["reason"]:
-            say(f"  {'':<14} why: {rel['reason'] if verbose else summarised(rel['reason'])}", color)
+            say(f"  {'':<14} why: {told(rel['reason'])}", color)
     _print_watch(document, say, when)
     for item in document["reports"]:
         if item["state"] == "sent":

@@ -41,9 +41,17 @@ def shown_time(iso: str | None, relative: bool = False, now: datetime | None = N
         seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
         return f"{span(abs(seconds))} ago" if seconds >= 0 else f"in {span(-seconds)}"
     local = moment.astimezone()
-    offset = local.strftime("%z")
-    zone = "UTC" if offset == "+0000" else f"UTC{offset[:3]}" + (f":{offset[3:]}" if offset[3:] != "00" else "")
-    return f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+    return f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
+
+
+def zone_label(moment: datetime) -> str:
+    """UTC, UTC+8, UTC+5:30: an offset reads the same in every language (abbreviations do not)."""
+    offset = moment.utcoffset()
+    minutes = round(offset.total_seconds() / 60) if offset is not None else 0
+    if minutes == 0:
+        return "UTC"
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
 def span(seconds: float) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..terminal import zone_label
 from .noise import MIN_CHANGE_PERCENT, MIN_STEPS, SIGNIFICANCE
 
 DAY = 86400.0
@@ -217,16 +218,6 @@ TEXT = {
         "l.before": "发布前", "l.after": "发布后", "l.mean": "平均值",
     },
 }
-
-
-def zone_label(moment: datetime) -> str:
-    """UTC, UTC+8, UTC+5:30: an offset reads the same in every language (abbreviations do not)."""
-    offset = moment.utcoffset()
-    minutes = round(offset.total_seconds() / 60) if offset is not None else 0
-    if minutes == 0:
-        return "UTC"
-    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
-    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
 class Words:

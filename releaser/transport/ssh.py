@@ -93,8 +93,9 @@ class SshSession(Session):
             out, err = bytearray(), bytearray()
             deadline = started + timeout + _KILL_GRACE + 5
             exited_at = None
-            # Block on the channel, waking once a second to notice an exit status that came
-            # without the end of the output: a background process the script started holds it.
+            # Block on the channel, waking once a second to notice an exit status after which the
+            # output neither ends nor moves for HELD_GRACE: a background process the script
+            # started holds it.
             # stderr is buffered by paramiko meanwhile; scripts write little of it.
             while True:
                 now = time.monotonic()
@@ -118,6 +119,8 @@ class SshSession(Session):
                 if not chunk:
                     break
                 out += chunk
+                if exited_at is not None:  # output still flowing after the exit: not held (yet)
+                    exited_at = time.monotonic()
             _drain_stderr(channel, err)
             if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
                 return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
