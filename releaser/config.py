@@ -11,20 +11,16 @@ from pathlib import Path
 
 import re
 from dataclasses import replace
-from email.utils import parseaddr
 
 from . import secrets
 from .errors import ConfigError, ConfigProblem
-from .health import CHECK_TYPES, Check
-from .health.base import render_template
+from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
     Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
-from .names import STAGE_ORDER
-from .notify import DEFAULT_EVENTS
-from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, shown
-from .transport import TRANSPORTS
+from .names import DEFAULT_EVENTS, STAGE_ORDER, TRANSPORTS
+from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, render_template, shown
 from .yamlsrc import load_yaml
 
 PLAYBOOK_DIR = "playbooks"
@@ -44,6 +40,13 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_ADDRESS = re.compile(r"[A-Za-z0-9._:-]{1,253}|\[[0-9A-Fa-f:.]+\]")
 _SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
 _JUMP = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?")
+
+
+def _is_address(text: str) -> bool:
+    """An e-mail address, bare or as `Name <address>`."""
+    from email.utils import parseaddr  # with socket and the email package: only for configurations that mail
+
+    return bool(_ADDRESS.fullmatch(parseaddr(text)[1]))
 
 
 def display(path: Path) -> str:
@@ -254,7 +257,7 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
         else:
             fields.problem("smtp", f"expected host or host:port, got {shown(server)}")
     sender = fields.str("from", required=True) or ""
-    if sender and not _ADDRESS.fullmatch(parseaddr(sender)[1]):
+    if sender and not _is_address(sender):
         fields.problem("from", f"expected an e-mail address, got {shown(sender)}")
     ca_file = fields.str("ca_file")
     spec = MailSpec(
@@ -311,7 +314,7 @@ class _Loader:
         metrics = self._metrics(fields)
         report_to = []
         for item, line, key in fields.items("report_to"):
-            if not isinstance(item, str) or not _plain(item) or not _ADDRESS.fullmatch(parseaddr(item)[1]):
+            if not isinstance(item, str) or not _plain(item) or not _is_address(item):
                 self.problems.add(fields.file, line, key, f"expected an e-mail address, got {shown(item)}")
             else:
                 report_to.append(item)
@@ -496,7 +499,7 @@ class _Loader:
                 check_fields.problem("name", f"duplicate check {check_name!r} (first at line {names[check_name]})")
             names[check_name] = check_fields.line_of("name")
             if check_name and check_type:
-                check = CHECK_TYPES[check_type].from_fields(check_name, check_fields)
+                check = check_class(check_type).from_fields(check_name, check_fields)
                 check.origin = check_fields  # for template errors, reported per environment
                 checks.append(check)
             check_fields.finish()

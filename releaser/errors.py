@@ -26,6 +26,8 @@ class UsageError(ReleaserError):
 
 @dataclass(frozen=True)
 class ConfigProblem:
+    """One thing wrong in a configuration file, at its line and key."""
+
     file: str
     line: int | None
     key: str

@@ -11,6 +11,8 @@ R = TypeVar("R")
 
 @dataclass
 class Outcome(Generic[T, R]):
+    """What one item's call returned, or the exception it raised."""
+
     item: T
     value: R | None = None
     error: BaseException | None = None

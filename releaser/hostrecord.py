@@ -25,6 +25,8 @@ UNKNOWN = "?"  # the version hook ran but could not tell
 
 @dataclass(frozen=True)
 class Step:
+    """One line of a host's own record: a step of a phase (begin, switched, ..., end) and its facts."""
+
     op: str
     step: str
     action: str = ""

@@ -6,15 +6,14 @@ or when it was taken on this machine by a process that no longer exists (kill -9
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from .journal import Journal
 from .model import Claim, Lock, utcnow
+from .processes import is_stale, this_machine, whoami
 from .store import Store
 
 DEFAULT_LEASE = 300.0
@@ -22,29 +21,6 @@ DEFAULT_LEASE = 300.0
 
 def _lease_until(seconds: float) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_stale(lock: Lock) -> bool:
-    if datetime.fromisoformat(lock.lease_until) < datetime.now(timezone.utc):
-        return True
-    return lock.hostname == socket.gethostname() and not pid_alive(lock.pid)
-
-
-def whoami() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return "unknown"
 
 
 class EnvironmentLock:
@@ -62,7 +38,7 @@ class EnvironmentLock:
             environment=self.environment,
             owner=whoami(),
             pid=os.getpid(),
-            hostname=socket.gethostname(),
+            hostname=this_machine(),
             command=self.command,
             acquired_at=utcnow(),
             lease_until=_lease_until(self.lease),
@@ -83,7 +59,7 @@ class EnvironmentLock:
 
     def claim(self) -> Claim:
         """This holder, for the runs it works on: their lease is renewed with the lock's."""
-        return Claim(whoami(), os.getpid(), socket.gethostname(), self.token, _lease_until(self.lease))
+        return Claim(whoami(), os.getpid(), this_machine(), self.token, _lease_until(self.lease))
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.lease / 3):

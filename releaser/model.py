@@ -46,6 +46,8 @@ class SshOptions:
 
 @dataclass(frozen=True)
 class Host:
+    """A machine of an environment; `root` holds its releases, `vars` fill its templates."""
+
     name: str
     address: str
     root: str
@@ -73,6 +75,8 @@ class MetricsSpec:
 
 @dataclass(frozen=True)
 class Environment:
+    """A named set of hosts, how releaser reaches them and how their releases are switched."""
+
     name: str
     transport: str
     playbook: str
@@ -94,6 +98,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Playbook:
+    """The hooks that install, switch and check a release on a host, and what they share."""
+
     name: str
     file: str
     hooks: dict[str, str]
@@ -104,6 +110,8 @@ class Playbook:
 
 @dataclass(frozen=True)
 class StageSpec:
+    """One stage of the pipeline: where it deploys, to how many, and the checks it bakes with."""
+
     name: str
     environment: str
     checks: tuple[Check, ...] = ()
@@ -123,6 +131,8 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class Webhook:
+    """Where events are posted (a URL, or the environment variable holding it)."""
+
     url: str | None
     url_env: str | None
     format: str = "json"  # json | slack
@@ -179,6 +189,8 @@ class ReportSpec:
 
 @dataclass(frozen=True)
 class Config:
+    """A configuration file, checked and resolved: every environment, stage, playbook and check."""
+
     path: Path
     project: str
     state_backend: str
@@ -241,6 +253,8 @@ class RunStatus(StrEnum):
 
 @dataclass
 class Release:
+    """A registered artifact with its version, digest and where it has got to."""
+
     version: str
     artifact: str
     sha256: str
@@ -266,6 +280,8 @@ class Claim:
 
 @dataclass
 class StageRun:
+    """One release's run of one stage, and the rollback window that follows it."""
+
     id: int
     release: str
     stage: str
@@ -348,6 +364,8 @@ class Deployment:
 
 @dataclass
 class HostState:
+    """What the store knows a host runs, and what it ran before."""
+
     environment: str
     host: str
     version: str | None
@@ -358,6 +376,8 @@ class HostState:
 
 @dataclass
 class Event:
+    """One journal entry: a state change, said before it is tried and after it ends."""
+
     kind: str
     message: str
     environment: str | None = None
@@ -371,6 +391,8 @@ class Event:
 
 @dataclass
 class Lock:
+    """Who holds an environment, and until when their lease runs."""
+
     environment: str
     owner: str
     pid: int

@@ -3,3 +3,6 @@ before it needs anything else."""
 
 STAGE_ORDER = ("selftest", "test", "gray", "full")
 DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
+TRANSPORTS = ("local", "ssh")
+DEFAULT_EVENTS = ("stage.started", "stage.passed", "stage.failed", "stage.held", "rollback.done", "rollback.failed",
+                  "alarm")  # what a webhook is sent unless it lists its events

@@ -16,10 +16,9 @@ from urllib.parse import urlsplit
 from . import secrets
 from .journal import Journal, Sink
 from .model import Event, Webhook
+from .names import DEFAULT_EVENTS
 from .store import Store
 
-DEFAULT_EVENTS = ("stage.started", "stage.passed", "stage.failed", "stage.held", "rollback.done", "rollback.failed",
-                  "alarm")
 _ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback.done": ":leftwards_arrow_with_hook:",
           "rollback.failed": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:"}
 

@@ -8,8 +8,6 @@ whose process died, from what the hosts really run.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,14 +22,15 @@ from .health.gate import Gate, GateResult
 from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
-from .locks import EnvironmentLock, is_stale, whoami
+from .locks import EnvironmentLock
 from .metrics import MetricSource, source_for
 from .model import (
     Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
     StageSpec,
 )
 from .releases import verify_artifact
-from .rollback import RollbackResult, Rollbacks, owner_alive
+from .processes import is_stale, owner_alive, whoami
+from .rollback import RollbackResult, Rollbacks
 from .schema import format_duration
 from .store import Store
 from .transport import Transport, transport_for
@@ -489,7 +488,7 @@ class Pipeline:
                              source_for(env.metrics)), views)
 
     def _refuse_live_owner(self, item: StageRun | RollbackRun) -> None:
-        if owner_alive(item.pid, item.hostname, item.lease_until, (os.getpid(), socket.gethostname())):
+        if owner_alive(item.pid, item.hostname, item.lease_until):
             what = f"run {item.id}" if isinstance(item, StageRun) else f"rollback {item.id}"
             raise BusyError(
                 f"{what} on {item.environment} is still being worked on by pid {item.pid} on {item.hostname}; "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .journal import Journal
-from .locks import whoami
+from .processes import whoami
 from .model import RELEASE_ID, Release, utcnow
 from .store import Store
 

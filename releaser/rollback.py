@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from .deploy import Deployer
 from .hostrecord import HostView
 from .journal import Journal
-from .locks import pid_alive
 from .model import Cause, Claim, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun, parse_ts, utcnow
 from .store import Store
 
@@ -180,13 +178,3 @@ def incident_message(rollback: RollbackRun, finished: str) -> str:
     detect = "" if data["time_to_detect"] is None else f"detected {data['time_to_detect']:.1f}s after the fault could be seen, "
     return f"{', '.join(rollback.releases)} on {rollback.environment} ({rollback.cause}): {detect}rolled back in " \
            f"{data['time_to_rollback']:.1f}s: {rollback.reason}"
-
-
-def owner_alive(pid: int | None, hostname: str | None, lease_until: str | None, me: tuple[int, str]) -> bool:
-    """Whether the process recorded as working on a run may still be at it: on this machine,
-    its pid exists; elsewhere, its lease has not run out."""
-    if pid is None or hostname is None or (pid, hostname) == me:
-        return False
-    if hostname == me[1]:
-        return pid_alive(pid)
-    return lease_until is not None and parse_ts(lease_until) > datetime.now(timezone.utc)

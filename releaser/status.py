@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Callable
 
-from .locks import is_stale
 from .model import Config, Event, RunStatus
+from .processes import is_stale
 from .store import Store
 from .terminal import shown_time, summarised
 from .windows import open_windows, watchers

@@ -14,7 +14,6 @@ while a promotion or rollback holds its environment.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -22,7 +21,7 @@ from .errors import BusyError, ReleaserError
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
-from .locks import is_stale, whoami
+from .processes import is_stale, this_machine, whoami
 from .metrics import source_for
 from .model import StageRun, utcnow
 from .pipeline import Pipeline
@@ -66,7 +65,7 @@ class Watcher:
     def beat(self, stopped: bool = False, windows: int | None = None) -> None:
         """Tell `status` this watcher is alive (or has stopped). A cron `--once` shares one record
         per machine; each daemon has its own."""
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid = this_machine(), os.getpid()
         name = f"watch:{host}:" + ("once" if self.interval is None else str(pid))
         data = {"pid": pid, "hostname": host, "owner": whoami(), "started_at": self.started_at,
                 "interval": self.interval, "windows": windows}

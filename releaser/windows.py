@@ -8,18 +8,22 @@ more (rolled back), or when another release started a stage on its environment (
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from .journal import Journal
-from .locks import pid_alive
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
+from .processes import pid_alive, this_machine
 from .store import Store
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 
 @dataclass
 class Window:
+    """An open rollback window: a passed stage run whose checks are still watched."""
+
     run: StageRun
     spec: StageSpec
     closes_at: datetime
@@ -71,7 +75,7 @@ def watchers(store: Store, now: datetime | None = None) -> list[dict]:
         alive = False
         if beat.get("interval") and not beat.get("stopped_at"):
             recent = age <= 3 * beat["interval"] + 30
-            if beat["hostname"] == socket.gethostname():  # its pid says; a long rollback may delay a look
+            if beat["hostname"] == this_machine():  # its pid says; a long rollback may delay a look
                 alive = pid_alive(beat["pid"]) and (recent or age <= 900)
             else:
                 alive = recent

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from releaser.locks import pid_alive
+from releaser.processes import pid_alive
 
 
 def run_demo(directory) -> subprocess.CompletedProcess:

@@ -10,7 +10,8 @@ import pytest
 
 from releaser.errors import BusyError, NeedsHuman
 from releaser.journal import Journal
-from releaser.locks import EnvironmentLock, is_stale
+from releaser.locks import EnvironmentLock
+from releaser.processes import is_stale
 from releaser.model import Deployment, Event, Lock, Release, ReleaseStatus, RunStatus
 from releaser.store import SCHEMA_VERSION, SqliteStore
 

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ..errors import UsageError
-from ..locks import pid_alive
+from ..processes import pid_alive
 from ..shipped import shipped_file
 
 MARKER = ".releaser-demo"

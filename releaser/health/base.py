@@ -29,6 +29,8 @@ class Verdict(StrEnum):
 
 @dataclass
 class CheckResult:
+    """A check's verdict on a target, in words, with what each host showed."""
+
     check: str
     verdict: Verdict
     summary: str

@@ -123,6 +123,8 @@ class Comparison:
 
 @dataclass
 class Judgement:
+    """The canary judge's conclusion on one comparison, with the figures behind it."""
+
     metric: str
     decision: str  # fail | pass | inconclusive | nodata
     effect: float  # the cohort's rate relative to the baseline's

@@ -31,12 +31,16 @@ class Reading:
 
 @dataclass(frozen=True)
 class Series:
+    """One labelled series of a PromQL query's answer."""
+
     labels: dict
     value: float
 
 
 @dataclass(frozen=True)
 class RangeSeries:
+    """One labelled series of a range query: (time, value) points."""
+
     labels: dict
     points: list[tuple[float, float]]
 

@@ -2,9 +2,9 @@
 only when an environment uses it (the ssh one brings paramiko)."""
 
 from ..model import Environment
+from ..names import TRANSPORTS
 from .base import CommandResult, Notify, Session, Transport
 
-TRANSPORTS = ("local", "ssh")
 
 
 def transport_for(environment: Environment, notify: Notify | None = None) -> Transport:

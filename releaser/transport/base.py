@@ -27,6 +27,8 @@ def held_output(exit_code: int) -> str:
 
 @dataclass
 class CommandResult:
+    """How a script ended on a host: exit status, output, and whether it timed out or held its output."""
+
     exit_code: int
     stdout: str
     stderr: str

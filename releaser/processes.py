@@ -1,0 +1,53 @@
+"""Whether a process recorded in the store may still be at work: its pid, on this machine;
+its lease, elsewhere. Light: `status` imports it."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from .model import Lock, parse_ts
+
+
+def this_machine() -> str:
+    """The host name records carry (socket.gethostname() without importing socket)."""
+    return os.uname().nodename
+
+
+def whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_running(lease_until: str | None) -> bool:
+    return lease_until is not None and parse_ts(lease_until) > datetime.now(timezone.utc)
+
+
+def is_stale(lock: Lock) -> bool:
+    """A lock whose lease ran out, or that a process of this machine took and no longer exists (kill -9)."""
+    if not lease_running(lock.lease_until):
+        return True
+    return lock.hostname == this_machine() and not pid_alive(lock.pid)
+
+
+def owner_alive(pid: int | None, hostname: str | None, lease_until: str | None) -> bool:
+    """Whether the process recorded as working on a run, other than this one, may still be at it."""
+    if pid is None or hostname is None or (pid, hostname) == (os.getpid(), this_machine()):
+        return False
+    if hostname == this_machine():
+        return pid_alive(pid)
+    return lease_running(lease_until)
