@@ -240,19 +240,22 @@ def complete_releases(ctx: click.Context, _param, incomplete: str) -> list[str]:
     return [v for v in versions if v.startswith(incomplete)]
 
 
-def global_options(fn):
-    """-C, -c, --json, --quiet, --verbose, --no-color: taken before the command or after it."""
-    for option in reversed((
-        click.option("-C", "chdir", type=click.Path(file_okay=False), help="Run as if started in DIR."),
-        click.option("-c", "config_path", type=click.Path(dir_okay=False),
-                     help=f"Configuration file (default {DEFAULT_CONFIG})."),
-        click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document on stdout."),
-        click.option("-q", "--quiet", is_flag=True, default=None, help="No progress; results and errors only."),
-        click.option("-v", "--verbose", is_flag=True, default=None, help="Full verdicts and every progress line."),
-        click.option("--no-color", is_flag=True, default=None, help="No colors (NO_COLOR is honoured too)."),
-    )):
-        fn = option(fn)
-    return fn
+# -C, -c, --json, --quiet, --verbose, --no-color: taken before the command or after it. One set of
+# option objects serves every command (click only reads them), built once: start-up is paid per run.
+GLOBAL_OPTIONS = (
+    click.Option(["-C", "chdir"], type=click.Path(file_okay=False), help="Run as if started in DIR."),
+    click.Option(["-c", "config_path"], type=click.Path(dir_okay=False),
+                 help=f"Configuration file (default {DEFAULT_CONFIG})."),
+    click.Option(["--json", "as_json"], is_flag=True, default=None, help="Print one JSON document on stdout."),
+    click.Option(["-q", "--quiet"], is_flag=True, default=None, help="No progress; results and errors only."),
+    click.Option(["-v", "--verbose"], is_flag=True, default=None, help="Full verdicts and every progress line."),
+    click.Option(["--no-color"], is_flag=True, default=None, help="No colors (NO_COLOR is honoured too)."),
+)
+
+
+def global_options(command: click.Command) -> click.Command:
+    command.params.extend(GLOBAL_OPTIONS)
+    return command
 
 
 EXIT_MEANINGS = {
@@ -272,8 +275,8 @@ def command(group, name=None, examples: tuple[str, ...] = (), exits: tuple[int, 
     epilog += "\b\nExit codes:\n" + "\n".join(f"  {code}  {EXIT_MEANINGS[code]}" for code in exits)
 
     def decorate(fn):
-        @group.command(name, epilog=epilog, **kwargs)
         @global_options
+        @group.command(name, epilog=epilog, **kwargs)
         @click.pass_obj
         @functools.wraps(fn)
         def wrapper(app: App, chdir, config_path, as_json, quiet, verbose, no_color, **params):
@@ -306,8 +309,8 @@ def _fail(app: App, exc: ReleaserError) -> None:
     sys.exit(exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="releaser")
 @click.pass_context
 def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json: bool | None,

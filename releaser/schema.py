@@ -7,7 +7,6 @@ over a file reports every problem in it.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import string
@@ -170,6 +169,8 @@ class Fields:
     def finish(self) -> None:
         for key in self.data:
             if key not in self._known:
+                import difflib  # only when a key is unknown
+
                 nearest = difflib.get_close_matches(str(key), sorted(self._known), n=1, cutoff=0.6)
                 self.problem(str(key), f"unknown key (did you mean `{nearest[0]}`?)" if nearest else "unknown key")
 
