@@ -17,9 +17,10 @@ from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
+    RouterSpec,
     Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
-from .names import DEFAULT_EVENTS, STAGE_ORDER, TRANSPORTS
+from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
 from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, render_template, shown
 from .yamlsrc import load_yaml
 
@@ -39,6 +40,11 @@ _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_ADDRESS = re.compile(r"[A-Za-z0-9._:-]{1,253}|\[[0-9A-Fa-f:.]+\]")
 _SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
+# What reaches the router's configuration: plain names, and keys nginx reads as plain strings.
+_COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}")
+_HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
+_USER_KEY = re.compile(r"[A-Za-z0-9._@:+=/-]{1,128}")
+_BACKEND = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 _JUMP = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?")
 
 
@@ -340,9 +346,71 @@ class _Loader:
             fields.problem("hosts", "an environment needs at least one host")
         if metrics is not None:
             _check_metric_templates(metrics, fields, hosts)
+        router = self._router(fields, transport, ssh, hosts)
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after)
+                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after, router)
+
+    def _router(self, parent: Fields, transport: str | None, ssh: SshOptions, hosts: list[Host]) -> RouterSpec | None:
+        """`router:`: the load balancer in front of the environment (see releaser/router/)."""
+        fields = parent.mapping("router")
+        if fields is None:
+            return None
+        kind = fields.str("type", "nginx", choices=ROUTER_TYPES) or "nginx"
+        router_hosts: list[Host] = []
+        if not isinstance(fields.data.get("hosts"), list):
+            fields.str("hosts", "local", choices=("local",))  # this machine
+        else:
+            for item, line, key in fields.items("hosts"):
+                host = self._host(item, line, key, fields, transport, "/", {}, ssh)
+                if host is not None:
+                    router_hosts.append(host)
+        paths = {}
+        for key, default in (("file", None), ("pid_file", RouterSpec.pid_file)):
+            path = fields.str(key, default, required=default is None)
+            if path and not path.startswith("/"):
+                if transport != "local" or router_hosts:
+                    fields.problem(key, f"a path on the router must be absolute, got {shown(path)}")
+                path = str((self.base / path).resolve())
+            paths[key] = path or ""
+        backend = fields.str("backend", RouterSpec.backend) or RouterSpec.backend
+        for host in hosts:
+            try:
+                value = render_template(backend, host)
+            except ValueError as exc:
+                fields.problem("backend", str(exc))
+                break
+            if not _BACKEND.fullmatch(value):
+                fields.problem("backend", f"expected host:port, got {shown(value)} (host {host.name})")
+                break
+        spec = RouterSpec(
+            type=kind, hosts=tuple(router_hosts), file=paths["file"], backend=backend, key=self._user_key(fields),
+            without_key=fields.str("without_key", "stable", choices=("stable", "address")) or "stable",
+            test=fields.str("test", RouterSpec.test) or RouterSpec.test,
+            reload=fields.str("reload", RouterSpec.reload) or RouterSpec.reload,
+            pid_file=paths["pid_file"], drain_timeout=fields.duration("drain_timeout", RouterSpec.drain_timeout),
+        )
+        fields.finish()
+        return spec
+
+    def _user_key(self, router: Fields) -> tuple[str, str]:
+        """`key: address`, `key: {cookie: NAME}` or `key: {header: NAME}`."""
+        if router.data.get("key", "address") == "address":
+            return ("address", "")
+        fields = router.mapping("key")
+        if fields is None:
+            return ("address", "")
+        cookie, header = fields.str("cookie"), fields.str("header")
+        fields.finish()
+        if (cookie is None) == (header is None):
+            router.problem("key", "expected address, {cookie: NAME} or {header: NAME}")
+        elif cookie is not None and not _COOKIE.fullmatch(cookie):
+            fields.problem("cookie", f"a cookie name is letters, digits and '_', got {shown(cookie)}")
+        elif header is not None and not _HEADER.fullmatch(header):
+            fields.problem("header", f"a header name is letters, digits and '-', got {shown(header)}")
+        else:
+            return ("cookie", cookie) if cookie is not None else ("header", header or "")
+        return ("address", "")
 
     def _metrics(self, parent: Fields) -> MetricsSpec | None:
         fields = parent.mapping("metrics")
@@ -545,6 +613,7 @@ class _Loader:
                 fields.problem("cohort", "only the gray stage takes a cohort")
             cohort = fields.percent("cohort", cohort)
             waves = self._waves(fields)
+            users, allow = self._users(fields, name, environment)
             bake = _read_bake(fields, defaults["bake"])
             spec = StageSpec(
                 name=name or "?",
@@ -558,6 +627,8 @@ class _Loader:
                 waves=waves,
                 max_failed_hosts=fields.int("max_failed_hosts", 0, minimum=0),
                 on_inconclusive=fields.str("on_inconclusive", "fail", choices=("fail", "hold")) or "fail",
+                users=users,
+                allow=allow,
             )
             if spec.interval <= 0:
                 fields.problem("interval", "must be longer than 0s")
@@ -567,6 +638,49 @@ class _Loader:
         if "gray" in by_name and "full" in by_name and by_name["gray"].environment != by_name["full"].environment:
             top.problem("pipeline", "gray and full must run on the same environment (gray is a cohort of it)")
         return stages
+
+    def _users(self, fields: Fields, stage: str | None, environment: Environment | None) -> tuple[tuple, tuple]:
+        """`users: 10%`, `users: [1%, 10%]` or `users: {steps: [...], allow: [KEY, ...]}`:
+        (steps, allowed keys) of a gray stage by users."""
+        if not fields.has("users"):
+            return (), ()
+        if stage != "gray":
+            fields.problem("users", "only the gray stage takes users")
+            return (), ()
+        if environment is not None and environment.router is None:
+            fields.problem("users", f"a gray by users needs a router on {environment.name} (router: in environments)")
+        raw = fields.data.get("users")
+        section = fields.mapping("users") if isinstance(raw, dict) else None
+        if section is not None:
+            listed = section.items("steps", required=True)
+        elif isinstance(raw, list):
+            listed = fields.items("users")
+        else:
+            value = fields.percent("users")
+            listed = [] if value is None else [(f"{value:g}%", fields.line_of("users"), fields.key_path("users"))]
+        steps: list[float] = []
+        for item, line, where in listed:
+            try:
+                value = parse_percent(item)
+            except ValueError as exc:
+                self.problems.add(fields.file, line, where, str(exc))
+                continue
+            if not 0 < value < 100:
+                self.problems.add(fields.file, line, where, f"a step is more than 0% and less than 100%, got {value:g}%")
+            elif steps and value <= steps[-1]:
+                self.problems.add(fields.file, line, where, f"steps must grow: {value:g}% after {steps[-1]:g}%")
+            else:
+                steps.append(value)
+        allow: list[str] = []
+        if section is not None:
+            for item, line, where in section.items("allow"):
+                if not isinstance(item, (str, int)) or not _USER_KEY.fullmatch(str(item)):
+                    self.problems.add(fields.file, line, where, "a user key is 1 to 128 letters, digits or "
+                                      f"'._@:+=/-', got {shown(item)}")
+                else:
+                    allow.append(str(item))
+            section.finish()
+        return tuple(steps), tuple(allow)
 
     def _waves(self, fields: Fields) -> tuple[float, ...]:
         waves: list[float] = []

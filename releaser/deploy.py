@@ -6,11 +6,16 @@ the lines it appended to the host's own record, so a dropped connection loses no
 host whose phase cannot be read back is `unknown` and the store marks it in doubt until it is
 asked again. The store hears of every phase before it starts (deployment `preparing` /
 `switching`, journal `*.started`) and of its outcome after.
+
+With a router in front of the environment, every host is drained before its switch (restart and
+verify) and put back in rotation after, on the side of what it then runs; hosts that are every
+host in rotation switch in two halves, so that some host always serves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import playbook as pb
 from .errors import NeedsHuman
@@ -19,6 +24,9 @@ from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
 from .model import Deployment, Environment, Host, Playbook, Release
 from .store import Store
+
+if TYPE_CHECKING:
+    from .router.keeper import RouteKeeper
 
 SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `current` moved
 OPEN = ("preparing", "switching", "unknown")  # deployment statuses whose outcome the hosts know better
@@ -40,9 +48,11 @@ def session_timeout(command_timeout: float) -> float:
 
 
 class Deployer:
-    def __init__(self, environment: Environment, playbook: Playbook, store: Store, journal: Journal, fleet: Fleet):
+    def __init__(self, environment: Environment, playbook: Playbook, store: Store, journal: Journal, fleet: Fleet,
+                 routes: RouteKeeper | None = None):
         self.env, self.playbook = environment, playbook
         self.store, self.journal, self.fleet = store, journal, fleet
+        self.routes = routes
 
     # -- what the store believes --
 
@@ -130,6 +140,8 @@ class Deployer:
         targets = {h.name: deps[h.name].to_version for h in hosts}
         versions = sorted(set(targets.values()))
         tag = {"environment": self.env.name, "stage": stage, "release": versions[0] if len(versions) == 1 else None}
+        batches = self.routes.batches([h.name for h in hosts]) if self.routes else [[h.name for h in hosts]]
+        self._drain(batches[0], action)  # a deploy whose drain is refused has touched no host
         with self.store.transaction():
             for host in hosts:
                 self.store.update_deployment(deps[host.name].id, "switching")
@@ -144,21 +156,27 @@ class Deployer:
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
         phase = "switch" if action == "deploy" else "rollback"
-        results = self.fleet.run(phase, hosts, script, timeout=session_timeout(self.env.command_timeout),
-                                 stoppable=action == "deploy", on_slow=self._look_into(phase))
+        for number, batch in enumerate(batches):
+            if number:
+                self._drain(batch, action)
+            group = [h for h in hosts if h.name in batch]
+            results = self.fleet.run(phase, group, script, timeout=session_timeout(self.env.command_timeout),
+                                     stoppable=action == "deploy", on_slow=self._look_into(phase))
+            with self.store.transaction():
+                for host in group:
+                    dep, result = deps[host.name], results[host.name]
+                    status, why = self._settle(dep, result, outcome_of(steps_in(result.stdout), dep.op))
+                    if status == "switched":
+                        outcome.ok.append(host.name)
+                    else:
+                        outcome.failed[host.name] = why
+                        if status == "unknown":
+                            outcome.unknown[host.name] = why
+                        kind = "host.failed" if action == "deploy" else "host.rollback_failed"
+                        self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
+                                            **{**tag, "release": dep.to_version})
+            self._back_in_rotation(batch, set(outcome.failed), action)
         with self.store.transaction():
-            for host in hosts:
-                dep, result = deps[host.name], results[host.name]
-                status, why = self._settle(dep, result, outcome_of(steps_in(result.stdout), dep.op))
-                if status == "switched":
-                    outcome.ok.append(host.name)
-                else:
-                    outcome.failed[host.name] = why
-                    if status == "unknown":
-                        outcome.unknown[host.name] = why
-                    kind = "host.failed" if action == "deploy" else "host.rollback_failed"
-                    self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
-                                        **{**tag, "release": dep.to_version})
             self.journal.record(
                 "switch.finished",
                 f"  {action}: {len(outcome.ok)}/{len(hosts)} host(s) switched"
@@ -167,6 +185,31 @@ class Deployer:
                       "run": run}, **tag,
             )
         return outcome
+
+    def _drain(self, hosts: list[str], action: str) -> None:
+        """Out of rotation before the switch. A deploy stops on a refused route; a rollback goes on
+        without (the router keeps its last route, journaled): its hosts matter more."""
+        from .router.keeper import RouteRefused
+
+        if self.routes is None:
+            return
+        try:
+            self.routes.drain(hosts)
+        except RouteRefused:
+            if action == "deploy":
+                raise
+
+    def _back_in_rotation(self, hosts: list[str], failed: set[str], action: str) -> None:
+        """Switched hosts back in rotation, on the side of what they now run; failed ones stay out."""
+        from .router.keeper import RouteRefused
+
+        if self.routes is None:
+            return
+        try:
+            self.routes.settle(self.current_versions(), hosts, failed)
+        except RouteRefused:
+            if action == "deploy":
+                raise
 
     def _settle(self, dep: Deployment, result: HostResult, phase: PhaseOutcome | None) -> tuple[str, str]:
         """Record one host's switch outcome (deployment and host state); (status, why)."""

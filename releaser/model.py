@@ -74,6 +74,22 @@ class MetricsSpec:
 
 
 @dataclass(frozen=True)
+class RouterSpec:
+    """The load balancer(s) in front of an environment, and how releaser drives them."""
+
+    type: str  # nginx (see names.ROUTER_TYPES)
+    hosts: tuple[Host, ...]  # where it runs, reached by the environment's transport; empty: this machine
+    file: str  # the file releaser owns there (an include)
+    backend: str = "{address}:80"  # an app host as the router reaches it, a template
+    key: tuple[str, str] = ("address", "")  # how users are told apart: (cookie | header | address, name)
+    without_key: str = "stable"  # requests without the key: stable | address (split by client address)
+    test: str = "nginx -t"
+    reload: str = "nginx -s reload"
+    pid_file: str = "/run/nginx.pid"
+    drain_timeout: float = 30.0  # how long a drained host's requests may take to finish
+
+
+@dataclass(frozen=True)
 class Environment:
     """A named set of hosts, how releaser reaches them and how their releases are switched."""
 
@@ -88,6 +104,7 @@ class Environment:
     report_to: tuple[str, ...] = ()  # who receives the effect reports of releases here
     pass_env: tuple[str, ...] = ()  # local transport: names of releaser's environment hooks also get
     slow_after: float = 20.0  # a phase running this long on a host is looked into, and again at each doubling
+    router: RouterSpec | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -123,6 +140,8 @@ class StageSpec:
     waves: tuple[float, ...] = (100.0,)
     max_failed_hosts: int = 0
     on_inconclusive: str = "fail"  # fail: roll back (fail safe) | hold: exit 5, hosts left as they are
+    users: tuple[float, ...] = ()  # with a router: the shares of users the new release gets, each step baked
+    allow: tuple[str, ...] = ()  # with a router: user keys that always get the new release
 
     @property
     def adaptive(self) -> bool:

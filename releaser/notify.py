@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from . import secrets
 from .journal import Journal, Sink
 from .model import Event, Webhook
-from .names import DEFAULT_EVENTS
 from .store import Store
 
 _ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback.done": ":leftwards_arrow_with_hook:",

@@ -31,6 +31,7 @@ from .model import (
 from .releases import verify_artifact
 from .processes import is_stale, owner_alive, whoami
 from .rollback import RollbackResult, Rollbacks
+from .router.keeper import RouteRefused
 from .schema import format_duration
 from .store import Store
 from .transport import Transport, transport_for
@@ -176,7 +177,12 @@ class Pipeline:
         return EnvironmentLock(self.store, self.journal, environment, command)
 
     def _deployer(self, env: Environment, fleet: Fleet) -> Deployer:
-        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet)
+        routes = None
+        if env.router is not None:
+            from .router.keeper import RouteKeeper
+
+            routes = RouteKeeper(env, self.store, self.journal, fleet)
+        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes)
 
     def _refuse_open_runs(self, env: Environment) -> None:
         for run in self.store.stage_runs():
@@ -235,7 +241,7 @@ class Pipeline:
             self._deploy_and_bake(stage)
         except _Held as held:
             self._hold(stage, str(held))
-        except _StageFailure as exc:
+        except (_StageFailure, RouteRefused) as exc:
             self._fail(stage, str(exc), Cause.STAGE)
         except Interrupted as exc:
             self._fail(stage, str(exc), Cause.SIGNAL)
@@ -269,6 +275,9 @@ class Pipeline:
         done = [h for h in scope if current[h.name] == version]
         waves = split_waves([h for h in scope if current[h.name] != version], spec.waves)
         gate = Gate(spec.checks, self.store.check_memory(stage.run.id))
+        routes = stage.deployer.routes
+        if routes is not None:  # by users: nobody on the new side before the first step
+            routes.begin(version, current, 0.0 if spec.users else None)
         failed: dict[str, str] = {}
         for number, wave in enumerate(waves, 1):
             self.interrupts.check()
@@ -300,7 +309,13 @@ class Pipeline:
                 f"{env.name} runs mixed versions until they are fixed: {', '.join(sorted(failed))}",
                 release=version, stage=spec.name, environment=env.name, data={"failed": failed},
             )
-        self._bake(stage, gate, done)
+        if routes is None or not spec.users:
+            self._bake(stage, gate, done)
+            return
+        for number, share in enumerate(spec.users, 1):  # gray by users: each step baked and judged
+            self.interrupts.check()
+            routes.step(share, spec.allow, f"{spec.name} step {number}/{len(spec.users)}")
+            self._bake(stage, gate, done)
 
     def _bake(self, stage: _Stage, gate: Gate, cohort: list[Host]) -> None:
         """Look at the checks every interval: fail at the first failing round; pass at the end of a
@@ -441,6 +456,8 @@ class Pipeline:
                 self._refuse_live_owner(item)
             with self.interrupts.armed(), self._lock(env.name, f"resume {env.name}") as lock, self._fleet(env) as fleet:
                 deployer = self._deployer(env, fleet)
+                if deployer.routes is not None:
+                    deployer.routes.reapply()
                 views = deployer.ask()
                 pending: list[RollbackRun] = []
                 for rollback in rollbacks:

@@ -16,7 +16,7 @@ from ..model import (
     StageRun,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class StoreError(NeedsHuman):
@@ -218,6 +218,16 @@ class Store(ABC):
     @abstractmethod
     def heartbeats(self) -> dict[str, dict]:
         """name -> the last data each beat with, plus `at` (when)."""
+
+    # -- routes: what an environment's router is told (releaser/router/) --
+
+    @abstractmethod
+    def save_route(self, environment: str, route: dict, applied: bool, why: str) -> None:
+        """Store the route meant for the router (applied False: being put live, or refused)."""
+
+    @abstractmethod
+    def get_route(self, environment: str) -> dict | None:
+        """{"route": dict, "applied": bool, "why": str, "updated_at": str}, or None before any."""
 
     # -- metric samples releaser read itself (the scrape source keeps no history) --
 

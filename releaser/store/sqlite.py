@@ -159,6 +159,16 @@ MIGRATIONS: list[str] = [
     """,
     # 6: to how many recipients a report was mailed (0: written only)
     "ALTER TABLE reports ADD COLUMN delivered_to INTEGER",
+    # 7: the route each environment's router is told
+    """
+    CREATE TABLE routes (
+        environment TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        why TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -600,6 +610,24 @@ class SqliteStore(Store):
     def heartbeats(self) -> dict[str, dict]:
         rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'heartbeat:%' ORDER BY key")
         return {key.removeprefix("heartbeat:"): json.loads(value) for key, value in rows}
+
+    # -- routes --
+
+    def save_route(self, environment: str, route: dict, applied: bool, why: str) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO routes(environment, route, applied, why, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(environment) DO UPDATE SET route = excluded.route, applied = excluded.applied, "
+                "why = excluded.why, updated_at = excluded.updated_at",
+                (environment, json.dumps(route), int(applied), why, utcnow()),
+            )
+
+    def get_route(self, environment: str) -> dict | None:
+        row = self._db.execute("SELECT route, applied, why, updated_at FROM routes WHERE environment = ?",
+                               (environment,)).fetchone()
+        if row is None:
+            return None
+        return {"route": json.loads(row[0]), "applied": bool(row[1]), "why": row[2], "updated_at": row[3]}
 
     # -- samples --
 
