@@ -63,6 +63,7 @@ def status_document(config: Config, store: Store) -> dict:
             },
             "interrupted": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
                             for r in open_runs],
+            "route": _route(env, store),
         }
     last_env = config.pipeline[-1].environment if config.pipeline else None
     rollbacks = store.rollbacks()
@@ -99,6 +100,20 @@ def status_document(config: Config, store: Store) -> dict:
     return {"environments": environments, "releases": releases, "windows": windows,
             "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
             "reports": reports}
+
+
+def _route(env, store: Store) -> dict | None:
+    """The route the environment's router holds (or was being given), in words too."""
+    if env.router is None:
+        return None
+    from .router.route import Route
+
+    stored = store.get_route(env.name)
+    route = Route.from_dict(stored["route"]) if stored else Route()
+    hosts = [h.name for h in env.hosts]
+    return {**route.to_dict(), "users_on_new": route.effective_share(hosts), "text": route.describe(hosts),
+            "applied": stored["applied"] if stored else None, "why": stored["why"] if stored else "",
+            "updated_at": stored["updated_at"] if stored else None}
 
 
 def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
@@ -139,6 +154,13 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
             if state["doubt"]:
                 line += f"  IN DOUBT: {state['doubt']}"
             say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
+        route = env.get("route")
+        if route is not None:
+            if route["applied"] is False:
+                say(f"  router: NOT CONFIRMED ({route['why']}): meant to send {route['text']}; `releaser resume` "
+                    "puts it live", "red")
+            else:
+                say(f"  router: {route['text']}" + ("" if route["applied"] else " (releaser has not changed it yet)"))
         if env["lock"]:
             lock = env["lock"]
             say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']} since {when(lock['acquired_at'])}: "

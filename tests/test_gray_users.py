@@ -87,8 +87,9 @@ class Gate(Check):
 
 
 class Users:
-    """Users with a cookie each, asking the site through nginx in a loop; every answer is kept
-    as (user, version or None for a failed request)."""
+    """Users with a cookie each, asking the site through nginx in a loop over keep-alive
+    connections, as browsers do (a connection nginx closed while idle is reopened and the
+    request sent again, once); every answer is kept as (user, version or None, error)."""
 
     def __init__(self, port: int, names: list[str], paths: tuple[str, ...] = ("/api/items",)):
         self.port, self.names, self.paths = port, names, paths
@@ -97,27 +98,42 @@ class Users:
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._loop, args=(names[i::4],), daemon=True) for i in range(4)]
 
-    def ask(self, user: str | None, path: str = "/api/items") -> tuple[str | None, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def ask(self, user: str | None, path: str = "/api/items",
+            conn: http.client.HTTPConnection | None = None) -> tuple[str | None, str]:
+        """One request (on `conn` if given, else on a connection of its own)."""
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request("GET", path, headers={"Cookie": f"uid={user}"} if user else {})
-            response = conn.getresponse()
-            body = response.read()
+            for attempt in (1, 2):
+                reused = conn.sock is not None
+                try:
+                    conn.request("GET", path, headers={"Cookie": f"uid={user}"} if user else {})
+                    response = conn.getresponse()
+                    body = response.read()
+                    break
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                    conn.close()
+                    if not reused or attempt == 2:
+                        return None, repr(exc)
             if response.status != 200:
                 return None, f"{response.status} {body[:80]!r}"
             return json.loads(body)["version"], ""
         except OSError as exc:
+            conn.close()
             return None, repr(exc)
         finally:
-            conn.close()
+            if own:
+                conn.close()
 
     def _loop(self, names: list[str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self.stop.is_set():
             for user in names:
                 for path in self.paths:
-                    version, error = self.ask(user, path)
+                    version, error = self.ask(user, path, conn)
                     with self.lock:
                         self.answers.append((user, version, error))
+        conn.close()
 
     def __enter__(self) -> Users:
         for thread in self.threads:
@@ -260,4 +276,63 @@ def test_a_bad_release_is_routed_back_before_its_hosts_are_switched(shop):
     assert back < switched_back  # every user on the stable side first, then the hosts
     assert events[back].data["route"]["share"] == 0.0
     assert {users.ask(f"user-{i}", "/api/items")[0] for i in range(200)} == {"1.1.0"}
-    assert store.get_route("prod")["applied"]
+    from releaser.status import status_document
+
+    route = status_document(pipeline.config, store)["environments"]["prod"]["route"]
+    assert route["applied"] and route["users_on_new"] == 0 and route["text"].startswith("every user to the stable side")
+
+
+def route_in_file(nginx: Nginx) -> dict:
+    """The route the file on the router holds (its RELEASER_ROUTE header line)."""
+    line = next(line for line in nginx.route.read_text().splitlines() if "RELEASER_ROUTE " in line)
+    return json.loads(line.split("RELEASER_ROUTE ", 1)[1])
+
+
+def test_a_route_nginx_refuses_mid_stage_fails_it_and_rolls_back(shop):
+    pipeline, nginx, gate = shop
+    store = pipeline.store
+    gate.opened.set()
+    pipeline.run("1.0.0")
+    gate.opened.clear()
+    thread, outcome = run_in_thread(pipeline, "1.1.0")
+    wait_for(store, "switch.started", 3)  # 1.0.0: gray and full's two waves; then 1.1.0's cohort
+    held = nginx.route.read_text()
+    nginx.conf.write_text(nginx.conf.read_text().replace("worker_processes 1;", "worker_processes 1;\nbroken;"))
+    thread.join(timeout=300)
+    assert isinstance(outcome.get("error"), StageFailed), outcome
+    assert nginx.route.read_text() == held  # every later route was refused: the file is as it was, nothing reloaded
+    refused = [e for e in store.events() if e.kind == "route.failed"]
+    assert refused and all("broken" in e.message for e in refused)
+    assert {v.version for v in store.host_states("prod").values()} == {"1.0.0"}  # the cohort is back
+    assert {Users(nginx.port, []).ask(f"u{i}")[0] for i in range(100)} == {"1.0.0"}
+    from releaser.status import status_document
+
+    route = status_document(pipeline.config, store)["environments"]["prod"]["route"]
+    assert route["applied"] is False  # status says the router did not take what releaser meant
+
+
+def test_kill_during_a_route_change_then_resume_restores_a_consistent_route(shop):
+    import os
+    import subprocess
+
+    pipeline, nginx, gate = shop
+    store = pipeline.store
+    gate.opened.set()
+    pipeline.run("1.0.0")
+    root = pipeline.config.base_dir
+    # killed right after its second route change (the drain of the gray cohort) is stored and journaled
+    killed = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "promote", "1.1.0"],
+                            env={**os.environ, "RELEASER_FAILPOINT": "route.changing#2:KILL"},
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert store.get_route("prod")["applied"] is False  # journaled and stored, never confirmed
+    resumed = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    stored = store.get_route("prod")
+    assert stored["applied"] and route_in_file(nginx) == stored["route"]
+    assert stored["route"]["drained"] == [] and stored["route"]["share"] == 10.0
+    reapplied = [e for e in store.events() if e.kind == "route.changing" and "not confirmed" in e.message]
+    assert len(reapplied) == 1
+    versions = {Users(nginx.port, []).ask(f"user-{i}")[0] for i in range(300)}
+    assert versions == {"1.0.0", "1.1.0"}  # gray by users again, on a router that matches the store
