@@ -80,7 +80,7 @@ class Rollbacks:
         """Ask the hosts, plan, switch back; finish the records. Never raises for a host."""
         started = time.monotonic()
         if self.deployer.routes is not None:  # the instant part: no user reaches the release any more
-            self.deployer.routes.to_stable(rollback.reason)
+            self.deployer.routes.to_stable(f"rollback {rollback.id} ({rollback.cause})")
         stage_run = self.store.get_stage_run(rollback.stage_run_id) if rollback.stage_run_id else None
         stage = stage_run.stage if stage_run else None
         views = views or self.deployer.ask()

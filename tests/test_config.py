@@ -53,6 +53,11 @@ checks:
     url: "http://{address}:{PORT}/health"
 """
 
+# prod with a router and a gray stage by users (RULE), as one edit of CONFIG
+_ROUTED_GRAY = ("      - name: web-2\npipeline:\n  - stage: selftest\n    environment: dev\n    bake: 10s\n"
+                "  - stage: gray\n    environment: prod\n    cohort: 10%")
+_ROUTED_GRAY = (_ROUTED_GRAY, _ROUTED_GRAY.replace("pipeline:", "    router: {file: /etc/nginx/r.conf}\npipeline:")
+                + "\n    RULE")
 # name: (file, text to replace, replacement, expected key, words of the message, text of the line it names)
 CASES = {
     "unknown top-level key": ("environments.yaml", "project: shop", "project: shop\nprojct: typo", "projct", "unknown key", "projct:"),
@@ -85,6 +90,12 @@ CASES = {
     "adaptive bake without max": ("environments.yaml", "bake: 10s", "bake: {min: 5m}", "pipeline[0].bake.max", "required", "bake: {min"),
     "threshold max of NaN": ("healthchecks/basic.yaml", "    type: http\n    url: \"http://{address}:{PORT}/health\"", "    type: threshold\n    query: up\n    max: .nan", "checks[0].max", "finite number", "max: .nan"),
     "canary bound below 1": ("healthchecks/basic.yaml", "    type: http\n    url: \"http://{address}:{PORT}/health\"", "    type: canary\n    requests: r\n    errors: e\n    bound: {errors: {ratio: 0.5}}", "checks[0].bound.errors.ratio", "at least 1", "bound: {errors"),
+    "router cookie name": ("environments.yaml", "      - name: web-2\npipeline:", "      - name: web-2\n    router: {file: /etc/nginx/r.conf, key: {cookie: \"u;id\"}}\npipeline:", "environments.prod.router.key.cookie", "a cookie name", "router: {file"),
+    "router backend not host:port": ("environments.yaml", "      - name: web-2\npipeline:", "      - name: web-2\n    router: {file: /etc/nginx/r.conf, backend: \"{address}\"}\npipeline:", "environments.prod.router.backend", "expected host:port", "router: {file"),
+    "users outside gray": ("environments.yaml", "    bake: 10s", "    bake: 10s\n    users: 10%", "pipeline[0].users", "only the gray stage", "users: 10%"),
+    "users without a router": ("environments.yaml", "    cohort: 10%", "    cohort: 10%\n    users: [1%, 10%]", "pipeline[1].users", "needs a router on prod", "users: [1%"),
+    "users step of 100%": ("environments.yaml", _ROUTED_GRAY[0], _ROUTED_GRAY[1].replace("RULE", "users: [10%, 100%]"), "pipeline[1].users[1]", "less than 100%", "users: [10%, 100%]"),
+    "allowed user key with a quote": ("environments.yaml", _ROUTED_GRAY[0], _ROUTED_GRAY[1].replace("RULE", "users: {steps: [10%], allow: [qa, 'x\"y']}"), "pipeline[1].users.allow[1]", "a user key", "users: {steps"),
     "bad host var name": ("environments.yaml", 'vars: {PORT: "8080"}', 'vars: {1PORT: "8080"}', "environments.prod.vars.1PORT", "variable names", "vars: {1PORT"),
 }
 

@@ -50,6 +50,7 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert "where to look next" in proc.stderr
     # the judge's verdict on the bad release is shown and explained
     assert "canary: error ratio: cohort" in proc.stderr and "=> regression" in proc.stderr
+    assert "prod is behind nginx" in proc.stderr  # the test command installs nginx
     assert demo_processes(directory) == []
 
     status = json.loads(subprocess.run(
@@ -71,6 +72,14 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert [e["release"] for e in not_applicable] == ["1.0.0"] and "first install" in not_applicable[0]["message"]
     passes = [e for e in history if e["kind"] == "checks.pass" and e["release"] == "1.1.0" and e["stage"] == "gray"]
     assert "=> no regression" in passes[0]["message"]  # a pass is evidence, shown by the judge
+    # gray by users: 10% of prod's users went to 1.2.0, and its rollback sent them all back before any switch
+    assert any(e["kind"] == "route.changed" and e["release"] == "1.2.0" and e["data"]["route"]["share"] == 10.0
+               for e in history)
+    failed = max(i for i, e in enumerate(history) if e["kind"] == "stage.failed" and e["release"] == "1.2.0")
+    back = next(i for i in range(failed, len(history)) if history[i]["kind"] == "route.changed")
+    assert back < next(i for i in range(failed, len(history)) if history[i]["kind"] == "switch.started")
+    assert history[back]["data"]["route"]["share"] == 0.0
+    assert status["environments"]["prod"]["route"]["users_on_new"] == 0.0
     # the demo closed the windows it opened: nothing is watched, and a look rolls nothing back
     assert status["windows"] == []
     look = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(directory), "watch", "--once", "--json"],

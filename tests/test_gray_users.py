@@ -11,7 +11,6 @@ import sys
 import threading
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +25,7 @@ from releaser.router.nginx import NginxRouter, variable
 from releaser.router.route import Route
 from releaser.shipped import shipped_file
 from releaser.store import SqliteStore
-from tests.nginx import NGINX, Nginx
+from tests.nginx import nginx_in
 
 HOSTS = 10
 
@@ -156,8 +155,6 @@ class Users:
 
 @pytest.fixture
 def shop(tmp_path):
-    if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed: the test command installs Debian's nginx")
     root = tmp_path / "shop"
     for kind, name in (("playbooks", "demo-app.yaml"),):
         (root / kind).mkdir(parents=True)
@@ -165,14 +162,13 @@ def shop(tmp_path):
     (root / "healthchecks").mkdir()
     (root / "healthchecks" / "health.yaml").write_text(CHECKS)
     ports = free_ports(HOSTS)
-    nginx = Nginx(tmp_path / "nginx", variable("prod"), "")
+    nginx = nginx_in(tmp_path / "nginx", variable("prod"))
     hosts = "\n".join(f'      - {{name: web-{i}, vars: {{PORT: "{port}"}}}}' for i, port in enumerate(ports, 1))
     (root / "environments.yaml").write_text(CONFIG.format(python=json.dumps(sys.executable), hosts=hosts,
                                                           router=nginx.router_section()))
     config = load_config(root / "environments.yaml")
     env = config.environments["prod"]
-    nginx.route.write_text(NginxRouter(env.router, env).render(Route()))
-    nginx.start()
+    nginx.start(NginxRouter(env.router, env).render(Route()))
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         write_artifact(root / f"app-{version}.tar.gz", {**RELEASES[version]["app"], "version": version})
     store = SqliteStore(root / ".releaser" / "state.db")
@@ -282,7 +278,7 @@ def test_a_bad_release_is_routed_back_before_its_hosts_are_switched(shop):
     assert route["applied"] and route["users_on_new"] == 0 and route["text"].startswith("every user to the stable side")
 
 
-def route_in_file(nginx: Nginx) -> dict:
+def route_in_file(nginx) -> dict:
     """The route the file on the router holds (its RELEASER_ROUTE header line)."""
     line = next(line for line in nginx.route.read_text().splitlines() if "RELEASER_ROUTE " in line)
     return json.loads(line.split("RELEASER_ROUTE ", 1)[1])

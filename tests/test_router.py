@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ from releaser.router.route import Route
 from releaser.store import SqliteStore
 from releaser.fleet import Fleet
 from releaser.transport.local import LocalTransport
-from tests.nginx import NGINX, Nginx
+from tests.nginx import nginx_in
 
 HOSTS = [f"web-{i}" for i in range(1, 11)]
 
@@ -105,15 +104,12 @@ class Backends:
 
 @pytest.fixture
 def lab(tmp_path):
-    if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed: the test command installs Debian's nginx")
     backends = Backends(HOSTS)
-    nginx = Nginx(tmp_path / "nginx", variable("prod"), "")
+    nginx = nginx_in(tmp_path / "nginx", variable("prod"))
     spec = RouterSpec("nginx", (), str(nginx.route), "127.0.0.1:{PORT}", ("cookie", "uid"), "stable",
                       f"{nginx.command} -t -q", f"{nginx.command} -s reload", str(nginx.pid_file), 10.0)
     env = environment(backends.ports, spec)
-    nginx.route.write_text(NginxRouter(spec, env).render(Route()))
-    nginx.start()
+    nginx.start(NginxRouter(spec, env).render(Route()))
     store = SqliteStore(tmp_path / "state.db")
     fleet = Fleet(env, LocalTransport(env))
     keeper = RouteKeeper(env, store, Journal(store), fleet)

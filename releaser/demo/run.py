@@ -21,7 +21,10 @@ from ..report.outbox import Outbox
 from ..store import open_store
 from ..windows import close_window, open_windows
 from . import sandbox
-from .traffic import Traffic
+from ..router.nginx import NginxRouter, variable
+from ..router.route import Route
+from .nginx import SandboxNginx, nginx_binary
+from .traffic import USERS, Traffic
 
 Say = Callable[..., None]
 
@@ -29,12 +32,22 @@ Say = Callable[..., None]
 def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None = None) -> dict:
     started = time.monotonic()
     directory = sandbox.prepare_directory(directory or Path(tempfile.mkdtemp(prefix="releaser-demo-")))
-    layout = sandbox.build(directory, sys.executable)
+    binary = nginx_binary()
+    router = SandboxNginx(directory / "nginx", variable("prod"), binary) if binary else None
+    layout = sandbox.build(directory, sys.executable, router)
     counts = ", ".join(f"{len(ports)} {env}" for env, ports in layout.items())
     say(f"releaser demo: a sandbox fleet of {sum(map(len, layout.values()))} hosts ({counts}) in {directory}")
     say("  each host is a directory with its own demo app process on 127.0.0.1; synthetic users send traffic")
     say("  bake times are SECONDS in this sandbox (production bakes for minutes)")
     config = load_config(directory / "environments.yaml")
+    if router is not None:
+        prod = config.environments["prod"]
+        router.start(NginxRouter(prod.router, prod).render(Route()))
+        say(f"  prod is behind nginx on 127.0.0.1:{router.port}: its gray goes to 10% of its {USERS} users (by a "
+            "cookie), every host is drained before its switch, a rollback routes users back first")
+    else:
+        say("  nginx is not installed: prod's gray goes to 10% of its hosts, not of its users "
+            "(apt-get install nginx for gray by users)", "yellow")
     store = open_store(config.state_backend, config.state_path)
     journal, notifier = open_journal(store, sink, config.project, config.webhooks)
     pipeline = Pipeline(config, store, journal, tick=tick)
@@ -45,7 +58,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
                 store, journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
                 spec["notes"], tuple(spec["features"]),
             )
-        with Traffic(layout):
+        with Traffic(layout, routed={"prod": router.port} if router else None):
             chapters = (
                 ("1.0.0", "the first install: no host runs an earlier release, so gray has no baseline to compare"),
                 ("1.1.0", "a good release: selftest -> test -> gray (10% of prod) -> full, in waves"),

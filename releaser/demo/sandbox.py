@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..processes import pid_alive
 from ..shipped import shipped_file
+from .nginx import SandboxNginx
 
 MARKER = ".releaser-demo"
 LAYOUT = {"dev": 1, "test": 2, "prod": 10}
@@ -64,7 +65,7 @@ pipeline:
   - stage: gray
     environment: prod
     cohort: 10%
-    checks: [demo-canary]    # the sequential judge: cohort vs the same-time baseline
+{users}    checks: [demo-canary]    # the sequential judge: cohort vs the same-time baseline
     bake: {{min: 3s, max: 90s}}  # passes once the judge has shown the cohort no worse, fails once it is worse
     interval: 1s
   - stage: full
@@ -148,8 +149,12 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def build(directory: Path, python: str) -> dict[str, list[int]]:
-    """Write the sandbox; returns the app ports of each environment."""
+USERS = "    users: 10%               # behind nginx: 10% of prod's users (by a cookie); in steps: [1%, 10%]\n"
+
+
+def build(directory: Path, python: str, router: SandboxNginx | None = None) -> dict[str, list[int]]:
+    """Write the sandbox; returns the app ports of each environment. With `router`, prod is
+    behind that nginx and its gray goes to a share of users."""
     ports = iter(free_ports(sum(LAYOUT.values())))
     layout = {env: [next(ports) for _ in range(count)] for env, count in LAYOUT.items()}
     environments = []
@@ -158,9 +163,13 @@ def build(directory: Path, python: str) -> dict[str, list[int]]:
             f"      - {{name: {env}-{i}, vars: {{PORT: \"{port}\"}}}}" for i, port in enumerate(env_ports, 1)
         )
         metrics = METRICS if env == "prod" else ""
-        environments.append(ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts, metrics=metrics))
+        section = ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts, metrics=metrics)
+        if env == "prod" and router is not None:
+            section += "\n" + router.router_section().rstrip("\n")
+        environments.append(section)
     (directory / "environments.yaml").write_text(
-        CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments))
+        CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments),
+                      users=USERS if router is not None else "")
     )
     for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml")):
         (directory / kind).mkdir(exist_ok=True)
@@ -185,14 +194,14 @@ def write_artifact(path: Path, behaviour: dict) -> None:
 
 
 def stop_apps(directory: Path) -> int:
-    """Stop every demo app process of the sandbox; returns how many were running."""
+    """Stop every demo app process of the sandbox, and its nginx; returns how many were running."""
     stopped = []
-    for pidfile in (directory / "hosts").glob("*/shared/app.pid"):
+    for pidfile in [*(directory / "hosts").glob("*/shared/app.pid"), directory / "nginx" / "nginx.pid"]:
         try:
             pid = int(pidfile.read_text().strip())
             os.kill(pid, signal.SIGTERM)
             stopped.append(pid)
-        except (ValueError, ProcessLookupError, PermissionError):
+        except (ValueError, OSError):  # gone already, or never started
             pass
     deadline = time.monotonic() + 5
     for pid in stopped:

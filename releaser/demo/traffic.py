@@ -12,13 +12,18 @@ PROD_PATHS = (("/api/items", 0.6), ("/api/orders/batch", 0.4))
 OTHER_PATHS = (("/api/items", 1.0),)
 
 
+USERS = 1000  # distinct users of an environment behind a router, each with its cookie
+
+
 class Traffic:
     """One thread per environment sending `rate` requests per second to each of its hosts, on
-    `paths` (weighted) per environment: by default only prod's users place batch orders."""
+    `paths` (weighted) per environment: by default only prod's users place batch orders. An
+    environment in `routed` (its router's port) gets as many requests through the router, each
+    from one of USERS users known by a `uid` cookie."""
 
     def __init__(self, targets: dict[str, list[int]], rate: float = 10.0,
-                 paths: dict[str, tuple[tuple[str, float], ...]] | None = None):
-        self.targets, self.rate = targets, rate
+                 paths: dict[str, tuple[tuple[str, float], ...]] | None = None, routed: dict[str, int] | None = None):
+        self.targets, self.rate, self.routed = targets, rate, routed or {}
         self.paths = {env: PROD_PATHS if env == "prod" else OTHER_PATHS for env in targets} | (paths or {})
         self._stop = threading.Event()
         self._threads = [
@@ -43,14 +48,17 @@ class Traffic:
             paths = self.paths[env]  # read at every round: a test may change what users do
             names, weights = [p for p, _ in paths], [w for _, w in paths]
             for port in ports:
-                _get(port, random.choices(names, weights)[0])
+                if env in self.routed:
+                    _get(self.routed[env], random.choices(names, weights)[0], f"uid=user-{random.randrange(USERS)}")
+                else:
+                    _get(port, random.choices(names, weights)[0])
             self._stop.wait(max(0.0, pause - (time.monotonic() - started)))
 
 
-def _get(port: int, path: str) -> None:
+def _get(port: int, path: str, cookie: str | None = None) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
         conn.getresponse().read()
     except OSError:
         pass  # a host restarting: the next request will find it
