@@ -1,222 +1,25 @@
 """Gray by users through a real nginx in front of real demo app processes (local transport):
 the share of users, stickiness, the allow list, a full rollout under load without a failed
-request, and a bad release caught at gray and routed back before its hosts are switched."""
+request, a bad release caught at gray and routed back before its hosts are switched, a route
+nginx refuses mid-stage, and kill -9 during a route change then resume."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import shutil
 import sys
-import threading
 from collections import defaultdict
-from dataclasses import replace
 
 import pytest
 
-from releaser.config import load_config
-from releaser.demo.sandbox import RELEASES, free_ports, write_artifact
 from releaser.errors import StageFailed
-from releaser.health.base import Check, CheckResult, CheckTarget, Verdict
-from releaser.journal import Journal
-from releaser.pipeline import Pipeline
-from releaser.releases import create_release
-from releaser.router.nginx import NginxRouter, variable
-from releaser.router.route import Route
-from releaser.shipped import shipped_file
-from releaser.store import SqliteStore
-from tests.nginx import nginx_in
-
-HOSTS = 10
-
-CONFIG = """\
-project: shop
-environments:
-  prod:
-    transport: local
-    playbook: demo-app
-    root: hosts/{{host}}
-    vars: {{PYTHON: {python}}}
-    hosts:
-{hosts}
-{router}
-pipeline:
-  - stage: gray
-    environment: prod
-    cohort: 10%
-    users: {{steps: [10%], allow: [qa-1]}}
-    checks: [health]
-    bake: {{min: 0s, max: 120s}}
-    interval: 200ms
-  - stage: full
-    environment: prod
-    waves: [50%, 100%]
-    checks: [health]
-    bake: {{min: 0s, max: 120s}}
-    interval: 200ms
-"""
-
-CHECKS = """\
-checks:
-  - name: health
-    type: http
-    url: "http://127.0.0.1:{PORT}/health"
-    expect_status: [200]
-    timeout: 2s
-"""
-
-
-class Gate(Check):
-    """Holds a bake (inconclusive) until the test opens it: the test measures meanwhile."""
-
-    type = "gate"
-
-    def __init__(self):
-        super().__init__("gate")
-        self.opened = threading.Event()
-
-    @classmethod
-    def from_fields(cls, name, fields):  # pragma: no cover - never configured
-        raise NotImplementedError
-
-    def evaluate(self, target: CheckTarget, memory: dict) -> CheckResult:
-        if self.opened.is_set():
-            return CheckResult(self.name, Verdict.PASS, "opened")
-        return CheckResult(self.name, Verdict.INCONCLUSIVE, "held by the test")
-
-
-class Users:
-    """Users with a cookie each, asking the site through nginx in a loop over keep-alive
-    connections, as browsers do (a connection nginx closed while idle is reopened and the
-    request sent again, once); every answer is kept as (user, version or None, error)."""
-
-    def __init__(self, port: int, names: list[str], paths: tuple[str, ...] = ("/api/items",)):
-        self.port, self.names, self.paths = port, names, paths
-        self.answers: list[tuple[str, str | None, str]] = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._loop, args=(names[i::4],), daemon=True) for i in range(4)]
-
-    def ask(self, user: str | None, path: str = "/api/items",
-            conn: http.client.HTTPConnection | None = None) -> tuple[str | None, str]:
-        """One request (on `conn` if given, else on a connection of its own)."""
-        own = conn is None
-        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            for attempt in (1, 2):
-                reused = conn.sock is not None
-                try:
-                    conn.request("GET", path, headers={"Cookie": f"uid={user}"} if user else {})
-                    response = conn.getresponse()
-                    body = response.read()
-                    break
-                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                    conn.close()
-                    if not reused or attempt == 2:
-                        return None, repr(exc)
-            if response.status != 200:
-                return None, f"{response.status} {body[:80]!r}"
-            return json.loads(body)["version"], ""
-        except OSError as exc:
-            conn.close()
-            return None, repr(exc)
-        finally:
-            if own:
-                conn.close()
-
-    def _loop(self, names: list[str]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        while not self.stop.is_set():
-            for user in names:
-                for path in self.paths:
-                    version, error = self.ask(user, path, conn)
-                    with self.lock:
-                        self.answers.append((user, version, error))
-        conn.close()
-
-    def __enter__(self) -> Users:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-
-    def mark(self) -> int:
-        with self.lock:
-            return len(self.answers)
-
-    def since(self, mark: int) -> list[tuple[str, str | None, str]]:
-        with self.lock:
-            return list(self.answers[mark:])
+from tests.shop import Shop, Users, run_in_thread, wait_for
 
 
 @pytest.fixture
 def shop(tmp_path):
-    root = tmp_path / "shop"
-    for kind, name in (("playbooks", "demo-app.yaml"),):
-        (root / kind).mkdir(parents=True)
-        shutil.copyfile(shipped_file(kind, name), root / kind / name)
-    (root / "healthchecks").mkdir()
-    (root / "healthchecks" / "health.yaml").write_text(CHECKS)
-    ports = free_ports(HOSTS)
-    nginx = nginx_in(tmp_path / "nginx", variable("prod"))
-    hosts = "\n".join(f'      - {{name: web-{i}, vars: {{PORT: "{port}"}}}}' for i, port in enumerate(ports, 1))
-    (root / "environments.yaml").write_text(CONFIG.format(python=json.dumps(sys.executable), hosts=hosts,
-                                                          router=nginx.router_section()))
-    config = load_config(root / "environments.yaml")
-    env = config.environments["prod"]
-    nginx.start(NginxRouter(env.router, env).render(Route()))
-    for version in ("1.0.0", "1.1.0", "1.2.0"):
-        write_artifact(root / f"app-{version}.tar.gz", {**RELEASES[version]["app"], "version": version})
-    store = SqliteStore(root / ".releaser" / "state.db")
-    journal = Journal(store)
-    for version in ("1.0.0", "1.1.0", "1.2.0"):
-        create_release(store, journal, version, root / f"app-{version}.tar.gz")
-    gate = Gate()
-    gray = config.stage("gray")
-    config = replace(config, pipeline=(replace(gray, checks=gray.checks + (gate,)), config.stage("full")))
-    pipeline = Pipeline(config, store, journal)
-    yield pipeline, nginx, gate
-    nginx.stop()
-    for pidfile in root.glob("hosts/*/shared/app.pid"):
-        try:
-            import os
-            import signal
-
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (ValueError, ProcessLookupError):
-            pass
-    store.close()
-
-
-def wait_for(store, kind: str, count: int = 1, timeout: float = 120) -> None:
-    """Until `count` events of `kind` are journaled (polling the store: the pipeline runs in
-    another thread of this process)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(1 for e in store.events() if e.kind == kind) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {count} {kind} event(s) within {timeout}s")
-
-
-def run_in_thread(pipeline: Pipeline, version: str) -> tuple[threading.Thread, dict]:
-    outcome: dict = {}
-
-    def work():
-        try:
-            outcome["runs"] = pipeline.run(version)
-        except Exception as exc:  # noqa: BLE001 - the test reads it
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    return thread, outcome
+    shop = Shop.create(tmp_path)
+    yield shop.pipeline, shop.nginx, shop.gate
+    shop.close()
 
 
 def test_gray_by_users_is_sticky_and_the_full_rollout_drops_no_request(shop):
