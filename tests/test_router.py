@@ -9,13 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from releaser.fleet import Fleet
 from releaser.journal import Journal
 from releaser.model import Environment, Host, RouterSpec
 from releaser.router.keeper import RouteKeeper, RouteRefused
 from releaser.router.nginx import NginxRouter, variable
 from releaser.router.route import Route
 from releaser.store import SqliteStore
-from releaser.fleet import Fleet
 from releaser.transport.local import LocalTransport
 from tests.nginx import nginx_in
 
@@ -192,3 +192,42 @@ def test_a_route_the_configuration_test_refuses_changes_nothing(lab):
     assert "web-1" in sides and len(sides) > 2  # nginx still runs the earlier route
     failed = [e for e in keeper.store.events() if e.kind == "route.failed"]
     assert failed and "broken" in failed[0].message
+
+
+def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
+    """The router's host is reached like the environment's hosts: over real sshd (here the
+    sshd host is this machine, so its nginx is the one the test started)."""
+    from releaser.model import SshOptions
+    from releaser.transport.ssh import SshTransport
+
+    ssh_fleet.heal()
+    options = SshOptions(user=ssh_fleet.user, port=ssh_fleet.port, identity_file=str(ssh_fleet.identity),
+                         known_hosts=str(ssh_fleet.known_hosts), config_file="/dev/null")
+    backends = Backends(HOSTS)
+    nginx = nginx_in(tmp_path / "nginx", variable("prod"))
+    router_host = Host("lb-1", ssh_fleet.addresses[0], "/", ssh=options)
+    spec = RouterSpec("nginx", (router_host,), str(nginx.route), "127.0.0.1:{PORT}", ("header", "X-User"), "stable",
+                      f"{nginx.command} -t -q", f"{nginx.command} -s reload", str(nginx.pid_file), 10.0)
+    hosts = tuple(Host(name, "127.0.0.1", "/tmp", vars={"PORT": str(port)}, ssh=options)
+                  for name, port in backends.ports.items())
+    env = Environment("prod", "ssh", "app", hosts, router=spec)
+    nginx.start(NginxRouter(spec, env).render(Route()))
+    store = SqliteStore(tmp_path / "state.db")
+    fleet = Fleet(env, SshTransport(env))
+    try:
+        keeper = RouteKeeper(env, store, Journal(store), fleet)
+        keeper.change(Route("1.1.0", new=("web-1",), share=20.0), "over ssh")
+
+        def by_header(user: str) -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+            conn.request("GET", "/", headers={"X-User": user})
+            return conn.getresponse().read().decode()
+        share = sum(by_header(f"user-{i}") == "web-1" for i in range(1000)) / 10
+        assert 16.5 <= share <= 23.5, share
+        changed = [e for e in store.events() if e.kind == "route.changed"]
+        assert len(changed) == 1 and keeper.applied()
+    finally:
+        fleet.close()
+        nginx.stop()
+        backends.close()
+        store.close()
