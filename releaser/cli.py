@@ -343,13 +343,15 @@ def validate(app: App) -> None:
                     for s in config.pipeline]})
 
 
-@command(cli, examples=("releaser init", "releaser init deploy/ && cd deploy && releaser validate"))
+@command(cli, examples=("releaser init", "releaser init deploy/ && cd deploy && releaser validate",
+                        "releaser init --router nginx   # prod behind nginx, gray to 10% of users"))
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
-def init(app: App, directory: str) -> None:
+@click.option("--router", type=click.Choice(["nginx"]), help="Put prod behind this load balancer (gray by users).")
+def init(app: App, directory: str, router: str | None) -> None:
     """Scaffold a working configuration in an empty DIRECTORY."""
     from .scaffold import scaffold
 
-    written = scaffold(Path(directory))
+    written = scaffold(Path(directory), router)
     for path in written:
         app.result(f"wrote {path}")
     app.say("next: `releaser validate`, then register a release (`releaser release create 0.1.0 --artifact "

@@ -103,9 +103,34 @@ checks:
 }
 DOCUMENTATION = "environments.example.yaml"  # every key, documented; shipped with the package
 
+# `init --router nginx`: prod behind nginx, its gray to 10% of users.
+ROUTER = """\
+    router:                    # nginx in front of prod: gray by users, drained switches (README)
+      type: nginx
+      hosts: local             # the nginx of this machine
+      file: nginx/prod.conf    # the include releaser owns (nginx/site.conf includes it)
+      key: {cookie: uid}       # how users are told apart
+      backend: "127.0.0.1:{PORT}"
+"""
+USERS = "    users: 10%                 # of prod's users, by their cookie\n"
+SITE = """\
+# The site: include it in nginx's http {{}} (as root), then load it:
+#   ln -s {directory}/nginx/site.conf /etc/nginx/conf.d/myapp.conf && nginx -t && nginx -s reload
+# releaser rewrites prod.conf at every route change; this file is yours.
+include {directory}/nginx/prod.conf;
+server {{
+    listen 127.0.0.1:18180;
+    location / {{
+        proxy_pass http://$releaser_prod;
+        proxy_next_upstream error timeout http_502;
+    }}
+}}
+"""
 
-def scaffold(directory: Path) -> list[Path]:
-    """Write the starter files; refuses to overwrite anything, and to write through a link."""
+
+def scaffold(directory: Path, router: str | None = None) -> list[Path]:
+    """Write the starter files; refuses to overwrite anything, and to write through a link.
+    With `router` (nginx), prod is behind it: its site and first route are written too."""
     if os.path.lexists(directory) and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory")
     clashes = [name for name in FILES if os.path.lexists(directory / name)]
@@ -117,6 +142,12 @@ def scaffold(directory: Path) -> list[Path]:
 
     written = []
     files = dict(FILES)
+    if router is not None:
+        config = files["environments.yaml"]
+        config = config.replace('      - {name: prod-4, vars: {PORT: "18124"}}\n',
+                                '      - {name: prod-4, vars: {PORT: "18124"}}\n' + ROUTER)
+        files["environments.yaml"] = config.replace("    cohort: 10%\n", "    cohort: 10%\n" + USERS)
+        files["nginx/site.conf"] = SITE.format(directory=directory.resolve())
     if not os.path.lexists(directory / DOCUMENTATION):
         files[DOCUMENTATION] = shipped_file(".", DOCUMENTATION).read_text(encoding="utf-8")
     try:
@@ -127,6 +158,21 @@ def scaffold(directory: Path) -> list[Path]:
             with open(path, "x", encoding="utf-8") as handle:  # O_EXCL: never through a planted link
                 handle.write(text)
             written.append(path)
+        if router is not None:
+            written.append(_first_route(directory))
     except OSError as exc:
         raise UsageError(f"cannot write into {directory}: {exc.strerror or exc}") from None
     return written
+
+
+def _first_route(directory: Path) -> Path:
+    """nginx/prod.conf with every host on the stable side: nginx needs the include to start."""
+    from .config import load_config
+    from .router.base import router_for
+    from .router.route import Route
+
+    prod = load_config(directory / "environments.yaml").environments["prod"]
+    path = directory / "nginx" / "prod.conf"
+    with open(path, "x", encoding="utf-8") as handle:
+        handle.write(router_for(prod.router, prod).render(Route()))
+    return path

@@ -199,3 +199,22 @@ def test_bad_percentages(text):
     with pytest.raises(ValueError):
         parse_percent(text)
 
+
+
+def test_init_scaffolds_a_router(tmp_path):
+    """`init --router nginx`: prod behind nginx with its gray by users; the site it writes, with
+    the first route, passes `nginx -t`."""
+    from tests.nginx import nginx_in
+
+    root = tmp_path / "new"
+    root.mkdir()
+    assert releaser(root, "init", "--router", "nginx").returncode == 0
+    assert releaser(root, "validate").returncode == 0
+    config = load_config(root / "environments.yaml")
+    assert config.environments["prod"].router.key == ("cookie", "uid") and config.stage("gray").users == (10.0,)
+    nginx = nginx_in(tmp_path / "nginx", "unused")  # only its binary and a prefix of its own
+    main = tmp_path / "main.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{ include {root}/nginx/site.conf; }}\n")
+    proc = subprocess.run([nginx.binary, "-p", str(tmp_path), "-c", str(main), "-t"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
