@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.shop import Shop, Users, run_in_thread, wait_for
 
 @pytest.fixture
 def shop(tmp_path):
-    shop = Shop.create(tmp_path)
+    shop = Shop.create(tmp_path, hosts=5)  # a cohort of one and two waves, as with ten: quicker
     yield shop.pipeline, shop.nginx, shop.gate
     shop.close()
 
@@ -33,7 +34,9 @@ def test_gray_by_users_is_sticky_and_the_full_rollout_drops_no_request(shop):
         thread, outcome = run_in_thread(pipeline, "1.1.0")
         wait_for(store, "bake.started", 3)  # 1.0.0's gray and full, then 1.1.0's gray step
         during_gray = users.mark()
-        split = {f"shopper-{i}": users.ask(f"shopper-{i}")[0] for i in range(1500)}
+        with ThreadPoolExecutor(4) as pool:  # 1,000 distinct users, each asked once
+            shoppers = [f"shopper-{i}" for i in range(1000)]
+            split = dict(zip(shoppers, (version for version, _ in pool.map(users.ask, shoppers))))
         assert users.ask("qa-1")[0] == "1.1.0"  # the allow list
         assert {users.ask(None)[0] for _ in range(30)} == {"1.0.0"}  # no key: the stable side
         share = 100 * sum(1 for v in split.values() if v == "1.1.0") / len(split)
@@ -75,10 +78,14 @@ def test_a_bad_release_is_routed_back_before_its_hosts_are_switched(shop):
     assert back < switched_back  # every user on the stable side first, then the hosts
     assert events[back].data["route"]["share"] == 0.0
     assert {users.ask(f"user-{i}", "/api/items")[0] for i in range(200)} == {"1.1.0"}
-    from releaser.status import status_document
+    from releaser.status import print_status, status_document
 
-    route = status_document(pipeline.config, store)["environments"]["prod"]["route"]
+    document = status_document(pipeline.config, store)
+    route = document["environments"]["prod"]["route"]
     assert route["applied"] and route["users_on_new"] == 0 and route["text"].startswith("every user to the stable side")
+    said = []
+    print_status(document, lambda text, *_: said.append(text))
+    assert f"  router: every user to the stable side ({len(pipeline.config.environments['prod'].hosts)} hosts)" in said
 
 
 def route_in_file(nginx) -> dict:
@@ -94,7 +101,7 @@ def test_a_route_nginx_refuses_mid_stage_fails_it_and_rolls_back(shop):
     pipeline.run("1.0.0")
     gate.opened.clear()
     thread, outcome = run_in_thread(pipeline, "1.1.0")
-    wait_for(store, "switch.started", 3)  # 1.0.0: gray and full's two waves; then 1.1.0's cohort
+    wait_for(store, "switch.started", 4)  # 1.0.0: gray and full's two waves; then 1.1.0's cohort
     held = nginx.route.read_text()
     nginx.conf.write_text(nginx.conf.read_text().replace("worker_processes 1;", "worker_processes 1;\nbroken;"))
     thread.join(timeout=300)

@@ -231,3 +231,15 @@ def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
         nginx.stop()
         backends.close()
         store.close()
+
+
+def test_without_nginx_pid_the_route_is_reloaded_and_said_unconfirmed(lab, tmp_path):
+    keeper, nginx, _ = lab
+    from dataclasses import replace
+
+    env = replace(keeper.env, router=replace(keeper.spec, pid_file=str(tmp_path / "no-such.pid")))
+    blind = RouteKeeper(env, keeper.store, keeper.journal, keeper.fleet)
+    blind.change(Route("1.1.0", new=("web-1",), share=100.0), "no pid file")
+    changed = [e for e in keeper.store.events() if e.kind == "route.changed"][-1]
+    assert "not confirmed live" in changed.message and changed.data["unconfirmed"]
+    assert blind.applied()

@@ -139,13 +139,16 @@ class RouteKeeper:
         figures = {name: dict(_FIGURE.findall(result.stdout)) for name, result in results.items()}
         live_ms = max((int(f.get("RELEASER_ROUTE_LIVE", 0) or 0) for f in figures.values()), default=0)
         unfinished = {h: f["RELEASER_ROUTE_DRAIN_TIMEOUT"] for h, f in figures.items() if "RELEASER_ROUTE_DRAIN_TIMEOUT" in f}
+        unconfirmed = {h: f["RELEASER_ROUTE_UNCONFIRMED"] for h, f in figures.items() if "RELEASER_ROUTE_UNCONFIRMED" in f}
         with self.store.transaction():
             self.store.save_route(self.env.name, route.to_dict(), applied=True, why=why)
             self.journal.record(
                 "route.changed", f"  route: {described} (live in {seconds:.2f}s)"
-                + (f"; requests still held after {self.spec.drain_timeout:g}s on {', '.join(unfinished)}" if unfinished else ""),
+                + (f"; requests still held after {self.spec.drain_timeout:g}s on {', '.join(unfinished)}" if unfinished else "")
+                + (f"; reloaded but not confirmed live on {', '.join(unconfirmed)}: "
+                   f"{next(iter(unconfirmed.values()))}" if unconfirmed else ""),
                 data={"route": route.to_dict(), "why": why, "seconds": round(seconds, 3), "live_ms": live_ms,
-                      "drain_unfinished": unfinished}, **tag,
+                      "drain_unfinished": unfinished, "unconfirmed": unconfirmed}, **tag,
             )
         return route
 
