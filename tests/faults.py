@@ -18,7 +18,7 @@ import tarfile
 import time
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.sshd import SshFleet
@@ -106,18 +106,34 @@ class Lab:
     versions: int = 0
     resume_in_process: bool = False
     layout: dict[str, int] = field(default_factory=lambda: dict(ENVIRONMENTS))
+    nginx: object = None  # with `routed`: the nginx in front of prod (releaser.demo.nginx.SandboxNginx)
 
     @classmethod
-    def create(cls, base: Path, prod_hosts: int = ENVIRONMENTS["prod"]) -> Lab:
-        """A lab of real sshd hosts; `prod_hosts` (at least 3: gray takes one, full two waves)."""
+    def create(cls, base: Path, prod_hosts: int = ENVIRONMENTS["prod"], routed: bool = False) -> Lab:
+        """A lab of real sshd hosts; `prod_hosts` (at least 3: gray takes one, full two waves);
+        `routed`: prod behind a real nginx, its gray by users."""
         layout = {**ENVIRONMENTS, "prod": prod_hosts}
         fleet = SshFleet(base / "sshd", sum(layout.values()), per_sshd=1)
         lab = cls(base / "project", fleet, layout=layout)
         lab.port = fleet.port + 1  # the apps listen on the hosts' own addresses: one port fits all
+        if routed:
+            from releaser.router.nginx import variable
+            from tests.nginx import nginx_in
+
+            lab.nginx = nginx_in(base / "nginx", variable("prod"))
         lab.write()
+        if routed:
+            from releaser.config import load_config
+            from releaser.router.nginx import NginxRouter
+            from releaser.router.route import Route
+
+            prod = load_config(lab.base / "environments.yaml").environments["prod"]
+            lab.nginx.start(NginxRouter(prod.router, prod).render(Route()))
         return lab
 
     def close(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
         for root in (self.base / "hosts").glob("*"):
             pidfile = root / "shared" / "app.pid"
             if pidfile.exists():
@@ -148,10 +164,13 @@ class Lab:
                 f"    command_timeout: 8s\n    vars: {{PORT: \"{self.port}\"}}\n"
                 f"    ssh: {self.fleet.ssh_options(connect_timeout='2s', auth_timeout='3s')}\n"
                 f"    hosts: [{', '.join(hosts)}]"
+                + ("\n" + self.nginx.router_section(backend="{address}:{PORT}").rstrip("\n")
+                   if env == "prod" and self.nginx is not None else "")
             )
         stages = "".join(
             f"  - stage: {stage}\n    environment: {env}\n    checks: [app]\n    bake: 200ms\n    interval: 100ms\n"
             + ("    waves: [50%, 100%]\n" if stage == "full" else "")
+            + ("    users: [10%]\n" if stage == "gray" and self.nginx is not None else "")
             for stage, env in STAGES.items()
         )
         (self.base / "environments.yaml").write_text(
@@ -306,6 +325,24 @@ class Lab:
                     found.append(f"{host}: the last phase in its record ended {last}")
             if state["interrupted"] or state["rollbacks"] or state["lock"]:
                 found.append(f"{env}: unfinished: {state['interrupted']} {state['rollbacks']} lock={state['lock']}")
+            if state.get("route") is not None:
+                found += self._route_problems(state["route"], actual)
+        return found
+
+    def _route_problems(self, route: dict, actual: dict[str, str | None]) -> list[str]:
+        """The router holds what the store says, confirmed, nobody left drained, and its new
+        side is exactly the hosts running its release."""
+        found = []
+        marker = next(line for line in self.nginx.route.read_text().splitlines() if "RELEASER_ROUTE " in line)
+        held = json.loads(marker.split("RELEASER_ROUTE ", 1)[1])
+        stored = {key: route[key] for key in ("release", "new", "drained", "share", "allow")}
+        if route["applied"] is False or (route["applied"] and held != stored):
+            found.append(f"the router holds {held}, the store {stored} (applied {route['applied']})")
+        if route["drained"]:
+            found.append(f"hosts left out of rotation: {route['drained']}")
+        running = sorted(h for h, v in actual.items() if route["release"] and v == route["release"])
+        if sorted(route["new"]) != running:
+            found.append(f"the new side is {route['new']} but {running} run {route['release']}")
         return found
 
 
@@ -453,9 +490,10 @@ def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
     return Outcome(str(point), signal_name, stopped.returncode, code, seconds, problems)
 
 
-def families() -> list[Family]:
+def families(routed: bool = False) -> list[Family]:
     """The runs the matrix stops: a promotion of each stage, a stage's rollback, a rollback
-    window's, a manual rollback, and `resume --rollback` of a promotion killed mid-switch."""
+    window's, a manual rollback, and `resume --rollback` of a promotion killed mid-switch; on a
+    routed lab, prod's: gray by users, full with drained switches, a bad release routed back."""
     def sicken_test(lab: Lab) -> None:
         version = lab.new_release()
         lab.run("promote", version, "--to", "test", "--force", "--reason", "fault matrix")
@@ -480,6 +518,13 @@ def families() -> list[Family]:
     promote = [Family(f"promote {name}", ["promote", "{version}", "--to", name, "--force", "--reason", "matrix"],
                       covers=stage - {"stage.passed"} | {"report.scheduled"} if name == "full" else stage)
                for name in STAGES]
+    routes = frozenset({"route.changing", "route.changed"})
+    if routed:
+        return [
+            *(replace(family, covers=family.covers | routes) for family in promote[2:]),
+            Family("gray rollback", ["promote", "{version}", "--to", "gray", "--force", "--reason", "matrix"],
+                   sick=True, covers=rollback | routes | {"stage.failed"}),
+        ]
     return [
         *promote,
         Family("stage rollback", ["promote", "{version}", "--to", "test", "--force", "--reason", "matrix"], sick=True,
