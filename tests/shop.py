@@ -101,7 +101,7 @@ class Users:
         self.answers: list[tuple[str, str | None, str]] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._loop, args=(names[i::4],), daemon=True) for i in range(4)]
+        self.threads = [threading.Thread(target=self._loop, args=(names[i::2],), daemon=True) for i in range(2)]
 
     def ask(self, user: str | None, path: str = "/api/items",
             conn: http.client.HTTPConnection | None = None) -> tuple[str | None, str]:

@@ -21,7 +21,7 @@ FAMILIES = {family.name: family for family in families()}
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab.create(tmp_path_factory.mktemp("faults"), prod_hosts=5)  # bench/faults runs the 9 of prod
+    lab = Lab.create(tmp_path_factory.mktemp("faults"), prod_hosts=3)  # gray 1, full 1 + 1; bench/faults: 9
     lab.resume_in_process = True
     lab.run("run", lab.new_release())
     yield lab

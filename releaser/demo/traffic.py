@@ -43,24 +43,27 @@ class Traffic:
 
     def _loop(self, env: str, ports: list[int]) -> None:
         pause = 1.0 / self.rate
+        router = http.client.HTTPConnection("127.0.0.1", self.routed[env], timeout=2) if env in self.routed else None
         while not self._stop.is_set():
             started = time.monotonic()
             paths = self.paths[env]  # read at every round: a test may change what users do
             names, weights = [p for p, _ in paths], [w for _, w in paths]
             for port in ports:
-                if env in self.routed:
-                    _get(self.routed[env], random.choices(names, weights)[0], f"uid=user-{random.randrange(USERS)}")
+                path = random.choices(names, weights)[0]
+                if router is not None:  # one kept-alive connection, as a browser keeps one
+                    _ask(router, path, f"uid=user-{random.randrange(USERS)}")
                 else:
-                    _get(port, random.choices(names, weights)[0])
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+                    _ask(conn, path)
+                    conn.close()
             self._stop.wait(max(0.0, pause - (time.monotonic() - started)))
+        if router is not None:
+            router.close()
 
 
-def _get(port: int, path: str, cookie: str | None = None) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+def _ask(conn: http.client.HTTPConnection, path: str, cookie: str | None = None) -> None:
     try:
         conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
         conn.getresponse().read()
-    except OSError:
-        pass  # a host restarting: the next request will find it
-    finally:
-        conn.close()
+    except (OSError, http.client.HTTPException):
+        conn.close()  # a host restarting, or nginx closing an idle connection: the next request reconnects
