@@ -175,7 +175,7 @@ class Deployer:
                         kind = "host.failed" if action == "deploy" else "host.rollback_failed"
                         self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
                                             **{**tag, "release": dep.to_version})
-            self._back_in_rotation(batch, set(outcome.failed), action)
+            self.back_in_rotation(batch, set(outcome.failed), action)
         with self.store.transaction():
             self.journal.record(
                 "switch.finished",
@@ -199,7 +199,7 @@ class Deployer:
             if action == "deploy":
                 raise
 
-    def _back_in_rotation(self, hosts: list[str], failed: set[str], action: str) -> None:
+    def back_in_rotation(self, hosts: list[str], failed: set[str], action: str) -> None:
         """Switched hosts back in rotation, on the side of what they now run; failed ones stay out."""
         from .router.keeper import RouteRefused
 

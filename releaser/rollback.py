@@ -101,6 +101,8 @@ class Rollbacks:
         outcome = self.deployer.switch_back(targets, rollback.stage_run_id, {v: r for v, r in releases.items() if r},
                                             stage, f"rollback-{rollback.id}")
         left.update(outcome.failed)
+        # hosts a stopped deploy drained but never switched are back in rotation too
+        self.deployer.back_in_rotation([h.name for h in self.env.hosts], set(left), "rollback")
         result = RollbackResult(rollback, outcome.ok, left, time.monotonic() - started)
         self._finish(rollback, stage_run, result, tag)
         result.rollback = self.store.get_rollback(rollback.id)
