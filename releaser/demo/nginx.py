@@ -36,13 +36,8 @@ http {{
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Debian's nginx is in /usr/sbin, which a non-root PATH may lack."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 
 
 class SandboxNginx:
@@ -50,7 +45,9 @@ class SandboxNginx:
 
     def __init__(self, prefix: Path, variable: str, binary: str, port: int | None = None):
         self.prefix, self.binary = prefix, binary
-        self.port = port or free_port()
+        from .sandbox import free_ports  # sandbox imports this module
+
+        self.port = port or free_ports(1)[0]
         self.route = prefix / "releaser" / "route.conf"
         self.conf = prefix / "nginx.conf"
         self.pid_file = prefix / "nginx.pid"
