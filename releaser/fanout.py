@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, TypeVar
 
+from .model import Record
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass
-class Outcome(Generic[T, R]):
+@dataclass(repr=False)
+class Outcome(Record, Generic[T, R]):
     """What one item's call returned, or the exception it raised."""
 
     item: T

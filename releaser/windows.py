@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
+from .model import Config, Record, RunStatus, StageRun, StageSpec, parse_ts
 from .processes import pid_alive, this_machine
 from .store import Store
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .journal import Journal
 
 
-@dataclass
-class Window:
+@dataclass(repr=False)
+class Window(Record):
     """An open rollback window: a passed stage run whose checks are still watched."""
 
     run: StageRun

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-from ..model import Environment, Host
+from ..model import Environment, Host, Record
 from ..schema import Fields, render_template
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ class Verdict(StrEnum):
     NOT_APPLICABLE = "not applicable"
 
 
-@dataclass
-class CheckResult:
+@dataclass(repr=False)
+class CheckResult(Record):
     """A check's verdict on a target, in words, with what each host showed."""
 
     check: str
@@ -42,8 +42,8 @@ class CheckResult:
                 **({"blind": True} if self.blind else {})}
 
 
-@dataclass(frozen=True)
-class CheckTarget:
+@dataclass(frozen=True, repr=False)
+class CheckTarget(Record):
     """What a check looks at: the cohort now running the release, and the baseline beside it
     (the hosts running an earlier release). `fleet` is the stage's open fleet, for checks that
     run commands on the hosts."""

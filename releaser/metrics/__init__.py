@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..model import Host, MetricsSpec
+from ..model import Host, MetricsSpec, Record
 from .histogram import Histogram
 from .selector import Selector, counter_increase, promql_regex, read_selector
 
@@ -20,8 +20,8 @@ class MetricsUnavailable(Exception):
     """The source could not answer; whatever asked is inconclusive."""
 
 
-@dataclass
-class Reading:
+@dataclass(repr=False)
+class Reading(Record):
     """One host's cumulative counters now (each selector's summed value) and, when asked
     for, its latency histogram."""
 
@@ -29,16 +29,16 @@ class Reading:
     histogram: Histogram | None = None
 
 
-@dataclass(frozen=True)
-class Series:
+@dataclass(frozen=True, repr=False)
+class Series(Record):
     """One labelled series of a PromQL query's answer."""
 
     labels: dict
     value: float
 
 
-@dataclass(frozen=True)
-class RangeSeries:
+@dataclass(frozen=True, repr=False)
+class RangeSeries(Record):
     """One labelled series of a range query: (time, value) points."""
 
     labels: dict

@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..model import Record
 from ..schema import Fields, shown
 
 # one scrape: (metric name, sorted label pairs) -> value
@@ -15,8 +16,8 @@ _SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
-@dataclass(frozen=True)
-class Selector:
+@dataclass(frozen=True, repr=False)
+class Selector(Record):
     """`name{label="v", other=~"re"}`: which samples of a scrape to add up."""
 
     name: str
