@@ -84,7 +84,7 @@ class App:
             from .store import open_store
 
             config = self.config()
-            self._store = open_store(config.state_backend, config.state_path, config.state_wait, create=not read_only)
+            self._store = open_store(config, create=not read_only)
         return self._store
 
     def existing_store(self):
@@ -230,7 +230,7 @@ def complete_releases(ctx: click.Context, _param, incomplete: str) -> list[str]:
     if config is None:
         return []
     try:
-        store = open_store(config.state_backend, config.state_path, config.state_wait, create=False)
+        store = open_store(config, create=False)
         try:
             versions = [r.version for r in reversed(store.list_releases())]
         finally:
@@ -448,13 +448,13 @@ def release_show(app: App, version: str) -> None:
 def _status(app: App) -> dict:
     """The status document (an empty one when there is no state yet)."""
     from .status import status_document
-    from .store import StoreMissing, open_store
+    from .store import StoreMissing, memory_store
 
     try:
         store = app.store(read_only=True)
     except StoreMissing as missing:
         app.say(f"note: {missing}", "yellow")
-        store = app._store = open_store("sqlite", Path(":memory:"))
+        store = app._store = memory_store()
     return status_document(app.config(), store)
 
 
@@ -540,6 +540,39 @@ def state_rebuild(app: App) -> None:
         versions = sorted({v or "nothing" for v in hosts.values()})
         app.result(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")
     app.emit({"ok": True, "environments": rebuilt})
+
+
+@command(state, "migrate", examples=("RELEASER_DATABASE_URL=postgresql://releaser@db/releaser releaser state migrate "
+                                      "--to postgresql",), exits=(0, 2, 3, 4))
+@click.option("--to", "backend", type=click.Choice(["postgresql"]), required=True, help="Where the state goes.")
+@click.option("--url-env", default="RELEASER_DATABASE_URL", show_default=True,
+              help="The variable holding the PostgreSQL URL (the password stays there).")
+def state_migrate(app: App, backend: str, url_env: str) -> None:
+    """Move the state from SQLite to PostgreSQL: every release, run, host and journal event, ids
+    kept, compared row by row. Then set `state: {backend: postgresql}`; the SQLite file refuses
+    further use, so no runner keeps writing to it."""
+    from . import secrets
+    from .journal import Journal
+    from .processes import is_stale
+    from .store.move import move_state
+    from .store.postgresql import PostgresStore
+
+    config = app.config()
+    if config.state_backend != "sqlite":
+        raise UsageError(f"the state of {config.path} is already on {config.state_backend}")
+    source = app.store()
+    target = PostgresStore(secrets.read_env(url_env), config.state_wait, variable=f"${url_env}")
+    try:
+        copied = move_state(source, target, is_stale)
+        Journal(target).record("state.moved", f"state moved from {config.state_path} to {target.where}: "
+                               f"{sum(copied.values())} rows", data={"from": str(config.state_path), "rows": copied})
+    finally:
+        target.close()
+    app.result(f"moved {sum(copied.values())} rows to {target.where}, each compared with the original "
+               f"({', '.join(f'{t} {n}' for t, n in copied.items() if n)})")
+    app.result(f"next: set `state: {{backend: postgresql{'' if url_env == 'RELEASER_DATABASE_URL' else ', url_env: ' + url_env}}}` "
+               f"in {config.path.name}; {config.state_path.name} now refuses use")
+    app.emit({"ok": True, "to": target.where, "rows": copied})
 
 
 @command(cli, examples=("releaser unlock prod --force --reason \"holder wedged\"",))

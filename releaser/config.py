@@ -27,7 +27,8 @@ from .yamlsrc import load_yaml
 PLAYBOOK_DIR = "playbooks"
 CHECKS_DIR = "healthchecks"
 HOOKS = ("prepare", "restart", "verify", "version")
-STATE_BACKENDS = ("sqlite",)
+STATE_BACKENDS = ("sqlite", "postgresql")
+DEFAULT_URL_ENV = "RELEASER_DATABASE_URL"
 ARTIFACT_MODES = ("push", "pull")
 METRIC_SOURCES = ("scrape", "prometheus")
 HOST_KEY_POLICIES = ("verify", "accept-new")
@@ -79,13 +80,20 @@ def load_config(path: Path) -> Config:
 
     project = top.str("project", required=True) or "app"
     state = top.mapping("state")
-    backend, state_path, state_wait = "sqlite", ".releaser/state.db", 10.0
+    backend, state_path, state_wait, url_env = "sqlite", ".releaser/state.db", 10.0, DEFAULT_URL_ENV
     if state is not None:
         backend = state.str("backend", "sqlite", choices=STATE_BACKENDS)
-        state_path = state.str("path", state_path)
+        if backend == "postgresql":
+            url_env = env_name(state, "url_env") or DEFAULT_URL_ENV
+            for key in ("url", "path"):
+                if state.has(key):
+                    state.problem(key, "a PostgreSQL state is named by `url_env`, the variable holding its URL "
+                                       "(the password stays there)")
+        else:
+            state_path = state.str("path", state_path)
+            if (path.parent / state_path).is_dir() or state_path.endswith("/"):
+                state.problem("path", f"expected the path of a database file, got the directory {shown(state_path)}")
         state_wait = state.duration("wait", state_wait)
-        if (path.parent / state_path).is_dir() or state_path.endswith("/"):
-            state.problem("path", f"expected the path of a database file, got the directory {shown(state_path)}")
         state.finish()
 
     defaults = top.mapping("defaults") or Fields({}, top.file, "defaults", problems)
@@ -126,6 +134,7 @@ def load_config(path: Path) -> Config:
         state_backend=backend,
         state_path=(path.parent / state_path).resolve(),
         state_wait=state_wait,
+        state_url_env=url_env,
         environments=environments,
         pipeline=tuple(pipeline),
         playbooks=loader.playbooks,

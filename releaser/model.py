@@ -231,6 +231,7 @@ class Config(Record):
     webhooks: tuple[Webhook, ...] = ()
     report: ReportSpec = field(default_factory=ReportSpec)
     state_wait: float = 10.0  # how long a write waits for another process holding the state's lock
+    state_url_env: str = "RELEASER_DATABASE_URL"  # postgresql: the variable holding the state's URL
 
     @property
     def base_dir(self) -> Path:

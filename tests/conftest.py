@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import PostgresServer
 from tests.sshd import SshFleet
 from tests.tarballs import tar_gz
 
@@ -84,6 +85,7 @@ class Project:
     dir: Path
     health: HealthServer
     stage_options: dict[str, str] = field(default_factory=dict)
+    state_url: str | None = None  # the state on PostgreSQL (its URL, read from RELEASER_DATABASE_URL)
 
     def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms",
                      ssh: SshFleet | None = None, ssh_extra: dict | None = None, command_timeout: str = "20s",
@@ -113,7 +115,8 @@ class Project:
                 f"  - stage: {stage}\n    environment: {env}\n    checks: [{checks}]\n"
                 f"    bake: {bake}\n    interval: 100ms\n{extra}"
             )
-        config = "project: shop\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + "".join(stages)
+        state = "state: {backend: postgresql}\n" if self.state_url else ""
+        config = f"project: shop\n{state}environments:\n" + "\n".join(envs) + "\npipeline:\n" + "".join(stages)
         (self.dir / "environments.yaml").write_text(config)
         for env, hosts in HOSTS.items():
             for host in hosts:
@@ -135,17 +138,21 @@ class Project:
     def cli(self, *args: str, check: bool | int = False, timeout: float = 120) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
+            capture_output=True, text=True, timeout=timeout, env=self.environ(),
         )
         expected = 0 if check is True else check
         if check is not False and proc.returncode != expected:
             raise AssertionError(f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def environ(self) -> dict[str, str]:
+        """The variables releaser runs with: no colour, and the state's URL when it is on PostgreSQL."""
+        return {**os.environ, "NO_COLOR": "1", **({"RELEASER_DATABASE_URL": self.state_url} if self.state_url else {})}
+
     def spawn(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ(),
         )
 
     def register(self, version: str, **kwargs) -> None:
@@ -177,9 +184,28 @@ def ssh_fleet(tmp_path_factory):
     fleet.close()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this test process; each test takes a database of its own."""
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def project(tmp_path, health) -> Project:
-    proj = Project(tmp_path / "proj", health)
+    return make_project(tmp_path, health)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_project(request, tmp_path, health) -> Project:
+    """The project, with its state on each backend in turn."""
+    url = request.getfixturevalue("postgres").database() if request.param == "postgresql" else None
+    return make_project(tmp_path, health, url)
+
+
+def make_project(tmp_path: Path, health: HealthServer, state_url: str | None = None) -> Project:
+    proj = Project(tmp_path / "proj", health, state_url=state_url)
     proj.dir.mkdir()
     (proj.dir / "playbooks").mkdir()
     (proj.dir / "playbooks" / "app.yaml").write_text(PLAYBOOK)

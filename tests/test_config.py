@@ -96,6 +96,9 @@ CASES = {
     "users without a router": ("environments.yaml", "    cohort: 10%", "    cohort: 10%\n    users: [1%, 10%]", "pipeline[1].users", "needs a router on prod", "users: [1%"),
     "users step of 100%": ("environments.yaml", _ROUTED_GRAY[0], _ROUTED_GRAY[1].replace("RULE", "users: [10%, 100%]"), "pipeline[1].users[1]", "less than 100%", "users: [10%, 100%]"),
     "allowed user key with a quote": ("environments.yaml", _ROUTED_GRAY[0], _ROUTED_GRAY[1].replace("RULE", "users: {steps: [10%], allow: [qa, 'x\"y']}"), "pipeline[1].users.allow[1]", "a user key", "users: {steps"),
+    "state URL written in the file": ("environments.yaml", "project: shop", "project: shop\nstate: {backend: postgresql, url: \"postgresql://u:pw@db/x\"}", "state.url", "named by `url_env`", "state: {backend"),
+    "state URL variable badly named": ("environments.yaml", "project: shop", "project: shop\nstate: {backend: postgresql, url_env: db-url}", "state.url_env", "name of an environment variable", "state: {backend"),
+    "unknown state backend": ("environments.yaml", "project: shop", "project: shop\nstate: {backend: mysql}", "state.backend", "expected one of sqlite, postgresql", "state: {backend"),
     "bad host var name": ("environments.yaml", 'vars: {PORT: "8080"}', 'vars: {1PORT: "8080"}', "environments.prod.vars.1PORT", "variable names", "vars: {1PORT"),
 }
 

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import HOSTS
 
 
-def test_happy_path_through_all_stages(project):
+def test_happy_path_through_all_stages(any_project):
+    project = any_project
     project.register("1.0.0")
     proc = project.cli("run", "1.0.0", "--json", check=True)
     runs = json.loads(proc.stdout)["runs"]
@@ -67,8 +68,10 @@ def test_promote_runs_one_stage_at_a_time_and_refuses_to_skip(project):
 FAILURES = {"selftest": "dev-1", "test": "test-2", "gray": None, "full": None}
 
 
-@pytest.mark.parametrize("stage", ["selftest", "test", "gray", "full"])
-def test_failing_check_at_each_stage_rolls_back(project, stage):
+@pytest.mark.parametrize("any_project,stage", [*(("sqlite", s) for s in FAILURES), ("postgresql", "full")],
+                         indirect=["any_project"])
+def test_failing_check_at_each_stage_rolls_back(any_project, stage):
+    project = any_project
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     names = ["selftest", "test", "gray", "full"]
@@ -108,7 +111,8 @@ def test_failed_prepare_step_rolls_back_the_hosts_that_switched(project):
     assert (project.dir / "hosts" / "dev-1" / "shared" / "running").read_text().strip() == "1.0.0"
 
 
-def test_manual_rollback(project):
+def test_manual_rollback(any_project):
+    project = any_project
     for version in ("1.0.0", "1.1.0"):
         project.register(version)
         project.cli("run", version, check=True)
@@ -134,7 +138,8 @@ def test_keep_releases_never_removes_current_or_previous(project):
     assert project.current("dev-1") == "1.4.0"
 
 
-def test_second_promotion_is_refused_while_the_environment_is_locked(project):
+def test_second_promotion_is_refused_while_the_environment_is_locked(any_project):
+    project = any_project
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0")
@@ -172,8 +177,10 @@ def test_unlock_clears_a_lock_and_journals_it(project):
         holder.wait()
 
 
-@pytest.mark.parametrize("roll_back", [False, True])
-def test_kill_9_mid_stage_then_resume_ends_consistent(project, roll_back):
+@pytest.mark.parametrize("any_project,roll_back", [("sqlite", False), ("sqlite", True), ("postgresql", True)],
+                         indirect=["any_project"])
+def test_kill_9_mid_stage_then_resume_ends_consistent(any_project, roll_back):
+    project = any_project
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     project.register("1.1.0")

@@ -62,7 +62,7 @@ def fleet(tmp_path, request):
         config.write_text(text)
         (directory / "healthchecks" / "errors.yaml").write_text(ERRORS)
         loaded = load_config(config)
-        store = open_store(loaded.state_backend, loaded.state_path)
+        store = open_store(loaded)
         events = []
         pipeline = Pipeline(loaded, store, Journal(store, events.append))
         for version, spec in sandbox.RELEASES.items():

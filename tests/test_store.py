@@ -1,7 +1,9 @@
-"""The SQLite store: round trips, the versioned schema, WAL, and the lock semantics."""
+"""The store on both backends (SQLite, and a real PostgreSQL): round trips, the versioned schema,
+transactions and the lock semantics; and each backend's own faults, through the CLI."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,13 +16,20 @@ from releaser.locks import EnvironmentLock
 from releaser.processes import is_stale
 from releaser.model import Deployment, Event, Lock, Release, ReleaseStatus, RunStatus
 from releaser.store import SCHEMA_VERSION, SqliteStore
+from releaser.store.postgresql import PostgresStore
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(tmp_path / "state.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    s = new_store(request.param, tmp_path, request)
     yield s
     s.close()
+
+
+def new_store(backend: str, tmp_path, request):
+    if backend == "sqlite":
+        return SqliteStore(tmp_path / "state.db")
+    return PostgresStore(request.getfixturevalue("postgres").database())
 
 
 def test_release_round_trip(store):
@@ -32,7 +41,9 @@ def test_release_round_trip(store):
     assert got.created_at.endswith("+00:00")
     store.set_release_status("2.4.0", ReleaseStatus.LIVE)
     assert store.get_release("2.4.0").status is ReleaseStatus.LIVE
-    with pytest.raises(sqlite3.IntegrityError):
+    import psycopg
+
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
         store.add_release(rel)
 
 
@@ -82,6 +93,38 @@ def test_schema_is_versioned_wal_and_reopens(tmp_path):
     again.close()
 
 
+def test_postgres_schema_reopens_and_a_newer_one_is_refused(postgres):
+    import psycopg
+
+    url = postgres.database()
+    first = PostgresStore(url)
+    first.append_event(Event(kind="k", message="kept", data={"n": 1}))
+    first.close()
+    again = PostgresStore(url)
+    assert again.schema_version() == SCHEMA_VERSION and [e.data for e in again.events()] == [{"n": 1}]
+    again.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(NeedsHuman, match="newer than this releaser"):
+        PostgresStore(url)
+
+
+def test_postgres_types_hold_what_sqlite_holds(postgres):
+    """Sizes past 2 GiB, sample times to the microsecond, a read-only open of an empty database."""
+    from releaser.model import Sample
+    from releaser.store import StoreMissing
+
+    url = postgres.database()
+    with pytest.raises(StoreMissing):
+        PostgresStore(url, create=False)
+    store = PostgresStore(url)
+    store.add_release(Release("big", "/a", "ff", 5 * 2**30))
+    store.add_samples([Sample("prod", "a", 1764740000.123456, {"requests": 1.5})])
+    assert store.get_release("big").size == 5 * 2**30
+    assert store.samples("prod", 0, 2e9)[0].ts == 1764740000.123456
+    store.close()
+
+
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "state.db"
     SqliteStore(path).close()
@@ -115,7 +158,8 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store, tmp_path):
 
 
 def test_an_older_schema_is_upgraded_in_place(tmp_path):
-    from releaser.store.sqlite import MIGRATIONS, _statements
+    from releaser.store.migrations import MIGRATIONS
+    from releaser.store.sql import _statements
 
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path)
@@ -245,3 +289,113 @@ def test_a_release_rolled_back_in_full_starts_again_at_gray(tmp_path):
     store.set_stage_run_status(full.id, RunStatus.ROLLED_BACK, "checks failed")
     assert pipeline.passed_stages("2.0") == {"selftest"}
     assert pipeline.next_stage("2.0") == "gray"
+
+
+# -- PostgreSQL's own faults, through the CLI --
+
+
+def _on_postgres(project, url):
+    project.state_url = url
+    project.write_config()
+
+
+def test_postgres_locked_refuses_writers_lets_readers_read_and_never_shows_the_password(project, postgres):
+    import psycopg
+
+    from releaser.store.postgresql import WRITER_LOCK
+    from tests.postgres import PASSWORD
+
+    _on_postgres(project, postgres.database())
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace("state: {backend: postgresql}", "state: {backend: postgresql, wait: 1s}"))
+    project.register("1.0.0")
+    with psycopg.connect(project.state_url, autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))  # another runner is writing
+        assert project.cli("status", "--json").returncode == 0
+        refused = project.cli("promote", "1.0.0")
+        assert refused.returncode == 4, refused.stderr
+        assert "is locked by another process (waited 1s)" in refused.stderr and "Traceback" not in refused.stderr
+        assert project.current("dev-1") is None
+        holder.execute("ROLLBACK")
+    project.cli("promote", "1.0.0", check=True)
+    assert project.current("dev-1") == "1.0.0"
+
+    for url, words in ((postgres.url("nosuchdb"), "nosuchdb"), (postgres.url("postgres", "wrong-Pw-123"), "password"),
+                       (f"postgresql://releaser:{PASSWORD}@127.0.0.1:1/x", "127.0.0.1:1/x")):
+        project.state_url = url
+        proc = project.cli("promote", "1.0.0")
+        assert proc.returncode == 4 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert PASSWORD not in proc.stderr + proc.stdout and "wrong-Pw-123" not in proc.stderr + proc.stdout
+    project.state_url = None
+    proc = project.cli("status")  # the variable is not set
+    assert proc.returncode == 4 and "$RELEASER_DATABASE_URL is not set" in proc.stderr, proc.stderr
+
+
+def test_state_migrate_moves_every_row_and_the_team_goes_on_from_postgres(project, postgres):
+    """A populated SQLite state (a full rollout, a failed gray rolled back, reports, check memory,
+    samples, heartbeats) moves to PostgreSQL: every row of every table equal, ids kept; the next
+    promotion continues from there; the old file refuses use; a second move is refused."""
+    import psycopg
+
+    from releaser.store.move import TABLES, _rows
+
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    project.register("1.1.0", fail_on=("web-1",))
+    project.cli("run", "1.1.0", check=1)
+    url = postgres.database()
+    before = SqliteStore(project.dir / ".releaser" / "state.db")
+    before.beat("watch", {"pid": 1})
+    original = {table: _rows(before, table) for table in TABLES}
+    before.close()
+    assert original["events"] and original["rollbacks"] and original["check_memory"] and original["reports"]
+
+    project.state_url = url  # the variable is set; the configuration still says SQLite
+    moved = project.cli("state", "migrate", "--to", "postgresql", "--json", check=True)
+    assert json.loads(moved.stdout)["rows"]["events"] == len(original["events"])
+    assert "pg-secret" not in moved.stdout + moved.stderr
+
+    target = PostgresStore(url)
+    copied = {table: _rows(target, table) for table in TABLES}
+    for table in TABLES:
+        want = [row for row in original[table] if table != "meta" or row["key"] != "schema_version"]
+        got = [row for row in copied[table] if table != "meta" or row["key"] != "schema_version"]
+        if table == "events":
+            got = got[:-1]  # and one more: state.moved, journaled in the new home
+        assert got == want, table
+    assert copied["events"][-1]["kind"] == "state.moved"
+    target.close()
+
+    old = project.cli("status")
+    assert old.returncode == 4 and "was moved to PostgreSQL" in old.stderr, old.stderr
+    assert project.cli("state", "migrate", "--to", "postgresql").returncode == 4
+
+    project.write_config()  # now with `state: {backend: postgresql}`
+    status = project.status()
+    assert [r["version"] for r in status["releases"]] == ["1.0.0", "1.1.0"]
+    project.register("1.2.0")
+    project.cli("promote", "1.2.0", check=True)
+    assert project.current("dev-1") == "1.2.0"
+    with psycopg.connect(url) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == sorted(set(ids)) and len(ids) > len(original["events"]) + 1
+
+
+def test_state_migrate_refuses_while_an_environment_is_held(project, postgres):
+    from tests.shop import wait_for
+
+    project.write_config(bake="120s")
+    project.register("1.0.0")
+    project.state_url = postgres.database()
+    holder = project.spawn("promote", "1.0.0")  # selftest holds dev through its bake
+    store = SqliteStore(project.dir / ".releaser" / "state.db")
+    try:
+        wait_for(store, "stage.started")
+        proc = project.cli("state", "migrate", "--to", "postgresql")
+        assert proc.returncode == 3 and "holds an environment: dev" in proc.stderr, proc.stderr
+    finally:
+        holder.terminate()
+        holder.wait(timeout=60)
+        store.close()
+    assert project.cli("state", "migrate", "--to", "postgresql").returncode == 0

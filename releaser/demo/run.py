@@ -48,7 +48,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     else:
         say("  nginx is not installed: prod's gray goes to 10% of its hosts, not of its users "
             "(apt-get install nginx for gray by users)", "yellow")
-    store = open_store(config.state_backend, config.state_path)
+    store = open_store(config)
     journal, notifier = open_journal(store, sink, config.project, config.webhooks)
     pipeline = Pipeline(config, store, journal, tick=tick)
     timings: dict[str, float] = {}
@@ -85,7 +85,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
         store.close()
     from ..status import status_document  # the statuses `releaser status` shows (1.0.0: superseded)
 
-    final = open_store(config.state_backend, config.state_path)
+    final = open_store(config)
     try:
         statuses = {rel["version"]: rel["status"] for rel in status_document(config, final)["releases"]}
     finally:

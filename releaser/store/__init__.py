@@ -1,17 +1,32 @@
 """Durable state. `open_store` picks the backend the configuration names."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import SCHEMA_VERSION, Store, StoreError, StoreMissing
 from .sqlite import SqliteStore
 
-
-def open_store(backend: str, location: Path, wait: float = 10.0, create: bool = True) -> Store:
-    """Open the state; `wait` bounds how long a write waits for another process's lock;
-    without `create`, a missing database raises StoreMissing instead of being made."""
-    if backend == "sqlite":
-        return SqliteStore(location, wait=wait, create=create)
-    raise ValueError(f"unknown state backend {backend!r}")
+if TYPE_CHECKING:
+    from ..model import Config
 
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreError", "StoreMissing", "open_store"]
+def open_store(config: Config, create: bool = True) -> Store:
+    """The state the configuration names. Without `create`, a state with nothing recorded yet
+    raises StoreMissing instead of being made; writes wait `state.wait` for another process."""
+    if config.state_backend == "postgresql":
+        from .. import secrets
+        from .postgresql import PostgresStore
+
+        url = secrets.read_env(config.state_url_env)
+        return PostgresStore(url, config.state_wait, create=create, variable=f"${config.state_url_env}")
+    return SqliteStore(config.state_path, wait=config.state_wait, create=create)
+
+
+def memory_store() -> Store:
+    """An empty state that lives only in this process (a command that looks where nothing is recorded)."""
+    return SqliteStore(Path(":memory:"))
+
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreError", "StoreMissing", "memory_store", "open_store"]

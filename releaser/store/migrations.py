@@ -1,0 +1,162 @@
+"""The versioned schema both backends share, written in the SQL they both speak.
+
+Each entry upgrades the schema by one version; never edit an entry once released. A backend
+may translate column types (see PostgresStore._ddl), nothing else.
+"""
+
+from .base import SCHEMA_VERSION
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE releases (
+        version TEXT PRIMARY KEY,
+        artifact TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        features TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE stage_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release TEXT NOT NULL REFERENCES releases(version),
+        stage TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        forced INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX stage_runs_release ON stage_runs(release);
+    CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stage_run_id INTEGER REFERENCES stage_runs(id),
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        action TEXT NOT NULL,
+        from_version TEXT,
+        to_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX deployments_run ON deployments(stage_run_id);
+    CREATE INDEX deployments_host ON deployments(environment, host);
+    CREATE TABLE host_state (
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        version TEXT,
+        previous TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment, host)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        environment TEXT,
+        release TEXT,
+        stage TEXT,
+        host TEXT,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_release ON events(release);
+    CREATE TABLE locks (
+        environment TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        hostname TEXT NOT NULL,
+        command TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        lease_until TEXT NOT NULL,
+        token TEXT NOT NULL
+    );
+    """,
+    # 2: pull mode: hosts fetch the artifact from a URL
+    "ALTER TABLE releases ADD COLUMN url TEXT",
+    # 3: effect reports (the outbox) and the metric samples releaser records itself
+    """
+    CREATE TABLE reports (
+        release TEXT PRIMARY KEY REFERENCES releases(version),
+        environment TEXT NOT NULL,
+        live_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        sent_at TEXT,
+        path TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        ts REAL NOT NULL,
+        metric_values TEXT
+    );
+    CREATE INDEX samples_environment_ts ON samples(environment, ts);
+    """,
+    # 4: hosts' own records (phase ids), who works on a run, rollbacks as runs of their own
+    """
+    ALTER TABLE stage_runs ADD COLUMN pid INTEGER;
+    ALTER TABLE stage_runs ADD COLUMN hostname TEXT;
+    ALTER TABLE stage_runs ADD COLUMN lease_until TEXT;
+    ALTER TABLE stage_runs ADD COLUMN lock_token TEXT;
+    ALTER TABLE stage_runs ADD COLUMN last_look_at TEXT;
+    ALTER TABLE deployments ADD COLUMN op TEXT NOT NULL DEFAULT '';
+    ALTER TABLE host_state ADD COLUMN doubt TEXT NOT NULL DEFAULT '';
+    CREATE TABLE rollbacks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        releases TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        stage_run_id INTEGER REFERENCES stage_runs(id),
+        target TEXT,
+        plan TEXT NOT NULL DEFAULT '{}',
+        left_hosts TEXT NOT NULL DEFAULT '{}',
+        fault_at TEXT,
+        detected_at TEXT,
+        finished_at TEXT,
+        owner TEXT NOT NULL DEFAULT '',
+        pid INTEGER,
+        hostname TEXT,
+        lease_until TEXT,
+        lock_token TEXT
+    );
+    CREATE INDEX rollbacks_environment ON rollbacks(environment);
+    """,
+    # 5: what checks have seen, kept between looks and processes; rollback windows that were closed
+    """
+    CREATE TABLE check_memory (
+        stage_run_id INTEGER PRIMARY KEY REFERENCES stage_runs(id),
+        memory TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    ALTER TABLE stage_runs ADD COLUMN window_closed_at TEXT;
+    ALTER TABLE stage_runs ADD COLUMN window_closed_why TEXT;
+    """,
+    # 6: to how many recipients a report was mailed (0: written only)
+    "ALTER TABLE reports ADD COLUMN delivered_to INTEGER",
+    # 7: the route each environment's router is told
+    """
+    CREATE TABLE routes (
+        environment TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        why TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
