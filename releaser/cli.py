@@ -615,7 +615,7 @@ def watch(app: App, once: bool, interval: str) -> None:
     if once and app.existing_store() is None:
         app.result("no rollback window is open")
         app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
-                  "reports": []})
+                  "elsewhere": [], "reports": []})
         return
     watcher = Watcher(app.pipeline(), None if once else pause)
     rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
@@ -631,15 +631,19 @@ def watch(app: App, once: bool, interval: str) -> None:
         reports += result["reports"]
         closed += result["closed"]
         if once:
-            if not result["windows"]:
+            if result["elsewhere"]:
+                app.result(f"{len(result['elsewhere'])} window(s) watched by another watch: "
+                           + ", ".join(result["elsewhere"]))
+            elif not result["windows"]:
                 app.result("no rollback window is open")
             break
         stop.wait(pause)
     if stop.is_set():
-        watcher.beat(stopped=True)
+        watcher.stop()
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
     app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
               "rolled_back": rolled_back, "alarms": alarms, "blind": result["blind"] if looks else [],
+              "elsewhere": result["elsewhere"] if looks else [],
               "closed": closed, "reports": reports})
     if alarms:
         sys.exit(EXIT_NEEDS_HUMAN)

@@ -9,6 +9,12 @@ and decides as one long-lived process would.
 
 Which windows are open, and when one ends early, is windows.py's. A window is not judged
 while a promotion or rollback holds its environment.
+
+Several `watch` processes (daemons on two machines, a cron `--once`) share one state: each
+window is looked at by one of them at a time. A daemon holds a lease on each window it
+watches (a lock named `window:<run>` in the store, renewed while it runs); another process
+leaves that window alone until the lease is released, or runs out because its holder died,
+and then takes it over (journaled). A `--once` look holds the lease for that look only.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from datetime import datetime, timezone
 
 from .errors import BusyError, ReleaserError
 from .fleet import Fleet
+from .locks import EnvironmentLock
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .processes import is_stale, this_machine, whoami
@@ -37,6 +44,7 @@ class Watcher:
         self.interval = interval
         self.started_at = utcnow()
         self._failed: set[str] = set()
+        self._leases: dict[int, EnvironmentLock] = {}  # run id -> the lease this daemon holds on its window
         from .report.outbox import Outbox  # the report's libraries load only where a watch runs
 
         self.outbox = Outbox(self.config, self.store, self.journal)
@@ -47,20 +55,58 @@ class Watcher:
         from .report.timeline import record_if_due
 
         self._aside("recording metric samples", lambda: record_if_due(self.config, self.store), None)
-        outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": []}
+        outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": [],
+                                          "elsewhere": []}
         windows = []
-        for window in armed_windows(self.config, self.store):
-            if window.ending is not None:
-                self.close(window.run, window.ending)
-                outcomes["closed"].append(window.run.release)
+        armed = armed_windows(self.config, self.store)
+        for run_id in set(self._leases) - {w.run.id for w in armed}:
+            self._let_go(run_id)
+        for window in armed:
+            if not self._hold(window):
+                outcomes["elsewhere"].append(window.run.release)
                 continue
-            windows.append(window)
-            outcome = self._look(window)
-            if outcome in outcomes:
-                outcomes[outcome].append(window.run.release)
+            try:
+                if window.ending is not None:
+                    self.close(window.run, window.ending)
+                    outcomes["closed"].append(window.run.release)
+                    self._let_go(window.run.id)
+                    continue
+                windows.append(window)
+                outcome = self._look(window)
+                if outcome in outcomes:
+                    outcomes[outcome].append(window.run.release)
+            finally:
+                if self.interval is None:
+                    self._let_go(window.run.id)
         reports = [asdict(outcome) for outcome in self._aside("sending due reports", self.outbox.send_due, [])]
         self.beat(windows=len(windows))
         return {"windows": [w.to_dict() for w in windows], **outcomes, "reports": reports}
+
+    def stop(self) -> None:
+        """Let go of every window this daemon watches (another watch takes them at its next look)."""
+        for run_id in list(self._leases):
+            self._let_go(run_id)
+        self.beat(stopped=True)
+
+    def _hold(self, window: Window) -> bool:
+        """Whether this process watches the window now: it holds its lease, or has just taken it."""
+        run_id = window.run.id
+        if run_id in self._leases:
+            return True
+        lease = max(60.0, 4 * (self.interval or 0))
+        lock = EnvironmentLock(self.store, self.journal, f"window:{run_id}",
+                               f"watch {window.run.release} {window.run.stage} on {window.run.environment}", lease)
+        try:
+            lock.__enter__()
+        except BusyError:
+            return False
+        self._leases[run_id] = lock
+        return True
+
+    def _let_go(self, run_id: int) -> None:
+        lock = self._leases.pop(run_id, None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
     def beat(self, stopped: bool = False, windows: int | None = None) -> None:
         """Tell `status` this watcher is alive (or has stopped). A cron `--once` shares one record
