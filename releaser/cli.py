@@ -262,9 +262,9 @@ EXIT_MEANINGS = {
     0: "ok",
     1: "the stage failed and was rolled back",
     2: "usage or configuration error; nothing was changed",
-    3: "busy: another process holds the environment",
+    3: "refused: another process holds the environment, a freeze, or a rejected approval",
     4: "a rollback could not finish, or the state needs a human (the message says what fixes it)",
-    5: "inconclusive: held, nothing rolled back",
+    5: "held: the checks were inconclusive, or the stage awaits approval; nothing rolled back",
 }
 
 
@@ -465,25 +465,78 @@ def _status(app: App) -> dict:
          exits=(0, 1, 2, 3, 4, 5))
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="The stage to run (default: the next one).")
-@click.option("--force", is_flag=True, help="Allow skipping stages that have not passed.")
+@click.option("--force", is_flag=True, help="Allow skipping stages that have not passed, or promoting during a freeze.")
 @click.option("--reason", default="", help="Why (required with --force; journaled).")
-def promote(app: App, version: str, to_stage: str | None, force: bool, reason: str) -> None:
+@click.option("--wait", is_flag=True, help="A stage that needs approval: wait for the decision instead of exiting 5.")
+def promote(app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> None:
     """Run the next stage of VERSION (or --to STAGE)."""
     validate_release_id(version)
     app.recorded_state(_unknown_release(version))
-    run = app.pipeline().promote(version, to_stage, force=force, reason=reason)
+    run = app.pipeline().promote(version, to_stage, force=force, reason=reason, wait=wait)
     app.emit({"ok": True, "release": version, "runs": [asdict(run)] if run else []})
 
 
 @command(cli, examples=("releaser run 2.4.0", "releaser run 2.4.0 --to gray"), exits=(0, 1, 2, 3, 4, 5))
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="Stop after this stage (default: the last).")
-def run(app: App, version: str, to_stage: str | None) -> None:
+@click.option("--force", is_flag=True, help="Promote during a freeze (needs --reason; journaled).")
+@click.option("--reason", default="", help="Why (required with --force; journaled).")
+@click.option("--wait", is_flag=True, help="Wait for the approval a stage needs instead of exiting 5.")
+def run(app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> None:
     """Run every remaining stage of VERSION, in order."""
     validate_release_id(version)
     app.recorded_state(_unknown_release(version))
-    runs = app.pipeline().run(version, to_stage)
+    if force and not reason.strip():
+        raise UsageError("--force needs --reason TEXT, which is journaled")
+    runs = app.pipeline().run(version, to_stage, force=force, reason=reason, wait=wait)
     app.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
+
+
+def _decide(app: App, version: str, stage: str | None, reason: str, approve: bool) -> None:
+    from .decisions import decide
+
+    validate_release_id(version)
+    store = app.recorded_state(_unknown_release(version))
+    request = decide(store, app.journal(), version, stage, approve, reason)
+    app.result(f"{request.stage} of {version}: {request.state} by {request.decided_by}")
+    app.emit({"ok": True, "release": version, "stage": request.stage, "state": request.state,
+              "by": request.decided_by, "requested_by": request.requested_by})
+
+
+@command(cli, examples=("releaser approve 2.4.0 --reason \"canary numbers look right\"",
+                        "RELEASER_ACTOR=alice releaser approve 2.4.0 --stage full --reason \"CAB-118\""),
+         exits=(0, 2, 3))
+@click.argument("version", shell_complete=complete_releases)
+@click.option("--stage", type=click.Choice(STAGE_ORDER), help="The stage (default: the one awaiting approval).")
+@click.option("--reason", required=True, help="Why (journaled).")
+def approve(app: App, version: str, stage: str | None, reason: str) -> None:
+    """Approve the stage of VERSION that awaits approval; a waiting or later `promote` runs it."""
+    _decide(app, version, stage, reason, approve=True)
+
+
+@command(cli, examples=("releaser reject 2.4.0 --reason \"error budget spent this week\"",), exits=(0, 2, 3))
+@click.argument("version", shell_complete=complete_releases)
+@click.option("--stage", type=click.Choice(STAGE_ORDER), help="The stage (default: the one awaiting approval).")
+@click.option("--reason", required=True, help="Why (journaled).")
+def reject(app: App, version: str, stage: str | None, reason: str) -> None:
+    """Reject the stage of VERSION that awaits approval; its promotion exits 3."""
+    _decide(app, version, stage, reason, approve=False)
+
+
+@command(cli, examples=("releaser abort 2.4.0 --reason \"support reports checkout errors\"",), exits=(0, 2, 3, 4))
+@click.argument("version", shell_complete=complete_releases)
+@click.option("--reason", required=True, help="Why (journaled).")
+def abort(app: App, version: str, reason: str) -> None:
+    """Roll back the promotion of VERSION in progress, from any runner: the process running it
+    rolls its stage back (or this one does, when that process is gone); waits for the outcome."""
+    validate_release_id(version)
+    app.recorded_state(_unknown_release(version))
+    run = app.pipeline().abort(version, reason)
+    if run is None:
+        app.result(f"{version}: approval requests cancelled; nothing had started")
+    else:
+        app.result(f"{run.stage} of {version} on {run.environment}: {run.status}")
+    app.emit({"ok": True, "release": version, "run": asdict(run) if run else None})
 
 
 @command(cli, examples=("releaser rollback prod --dry-run", "releaser rollback prod --reason \"customer report\"",

@@ -17,11 +17,13 @@ from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
-    RouterSpec,
+    Approval, RouterSpec,
     Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
 from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
-from .schema import Fields, Problems, check_text, fill_template, format_duration, parse_percent, render_template, shown
+from .schema import (
+    Fields, Problems, check_text, fill_template, format_duration, known_zone, parse_percent, render_template, shown,
+)
 from .yamlsrc import load_yaml
 
 PLAYBOOK_DIR = "playbooks"
@@ -124,6 +126,7 @@ def load_config(path: Path) -> Config:
     if not pipeline and top.has("pipeline") and isinstance(top.data["pipeline"], list):
         top.problem("pipeline", "a pipeline needs at least one stage")
     webhooks = _webhooks(top)
+    freezes = _freezes(top, set(environments))
     report = _report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
     top.finish()
     if problems:
@@ -135,6 +138,7 @@ def load_config(path: Path) -> Config:
         state_path=(path.parent / state_path).resolve(),
         state_wait=state_wait,
         state_url_env=url_env,
+        freezes=freezes,
         environments=environments,
         pipeline=tuple(pipeline),
         playbooks=loader.playbooks,
@@ -160,6 +164,31 @@ def register_secrets(config: Config) -> None:
         if hook is not None:
             secrets.read_env(hook.url_env, url=True)
             secrets.register_url_password(hook.url)
+
+
+def _approval(fields: Fields) -> Approval | None:
+    """`approval: {required: true, approvers: [alice, bob], not_by_promoter: true}` on a stage."""
+    section = fields.mapping("approval")
+    if section is None:
+        return None
+    required = section.bool("required", True)
+    approvers = []
+    for name, line, key in section.items("approvers"):
+        if not isinstance(name, str) or not name.strip() or not _plain(name) or len(name) > 100:
+            section.problems.add(section.file, line, key, f"expected a user name, got {shown(str(name))}")
+        else:
+            approvers.append(name.strip())
+    approval = Approval(tuple(approvers), section.bool("not_by_promoter", False))
+    section.finish()
+    return approval if required else None
+
+
+def _freezes(top: Fields, environments: set[str]) -> tuple:
+    if not top.has("freeze"):
+        return ()
+    from .freezes import read_freezes
+
+    return read_freezes(top, environments)
 
 
 def _webhooks(top: Fields) -> tuple[Webhook, ...]:
@@ -198,11 +227,7 @@ def _timezone(fields: Fields) -> str | None:
     name = fields.str("timezone")
     if name is None:
         return None
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not known_zone(name):
         fields.problem("timezone", f"unknown time zone {shown(name)} (expected a name such as Asia/Shanghai or UTC)")
         return None
     return name
@@ -638,6 +663,7 @@ class _Loader:
                 on_inconclusive=fields.str("on_inconclusive", "fail", choices=("fail", "hold")) or "fail",
                 users=users,
                 allow=allow,
+                approval=_approval(fields),
             )
             if spec.interval <= 0:
                 fields.problem("interval", "must be longer than 0s")

@@ -52,6 +52,12 @@ class BusyError(ReleaserError):
     exit_code = EXIT_BUSY
 
 
+class Refused(ReleaserError):
+    """Not now, or not by you: a freeze, a rejected approval, an approver who may not approve."""
+
+    exit_code = EXIT_BUSY
+
+
 class StageFailed(ReleaserError):
     """A stage failed and its hosts were rolled back."""
 
@@ -66,5 +72,11 @@ class NeedsHuman(ReleaserError):
 
 class Inconclusive(ReleaserError):
     """The checks could not decide and the stage holds: nothing was rolled back."""
+
+    exit_code = EXIT_INCONCLUSIVE
+
+
+class AwaitingApproval(ReleaserError):
+    """The stage waits for an approval: nothing ran; promote again (or --wait) once it is given."""
 
     exit_code = EXIT_INCONCLUSIVE

@@ -137,6 +137,14 @@ class Playbook(Record):
 
 
 @dataclass(frozen=True, repr=False)
+class Approval(Record):
+    """Who must approve a stage before it runs."""
+
+    approvers: tuple[str, ...] = ()  # () for anyone
+    not_by_promoter: bool = False  # the one who asked for the stage may not approve it
+
+
+@dataclass(frozen=True, repr=False)
 class StageSpec(Record):
     """One stage of the pipeline: where it deploys, to how many, and the checks it bakes with."""
 
@@ -153,6 +161,7 @@ class StageSpec(Record):
     on_inconclusive: str = "fail"  # fail: roll back (fail safe) | hold: exit 5, hosts left as they are
     users: tuple[float, ...] = ()  # with a router: the shares of users the new release gets, each step baked
     allow: tuple[str, ...] = ()  # with a router: user keys that always get the new release
+    approval: Approval | None = None  # the stage waits for an approval before it starts
 
     @property
     def adaptive(self) -> bool:
@@ -218,6 +227,20 @@ class ReportSpec(Record):
 
 
 @dataclass(frozen=True, repr=False)
+class Freeze(Record):
+    """A time when promotions are refused (rollbacks never are): once, from `start` to `end`
+    (ISO local times), or every week (`start` and `end` as "Fri 18:00"), in `timezone`."""
+
+    name: str
+    start: str
+    end: str
+    weekly: bool
+    timezone: str
+    environments: tuple[str, ...] = ()  # () for every environment
+    line: str = ""  # where it is written (file:line), for the message that names it
+
+
+@dataclass(frozen=True, repr=False)
 class Config(Record):
     """A configuration file, checked and resolved: every environment, stage, playbook and check."""
 
@@ -232,6 +255,7 @@ class Config(Record):
     report: ReportSpec = field(default_factory=ReportSpec)
     state_wait: float = 10.0  # how long a write waits for another process holding the state's lock
     state_url_env: str = "RELEASER_DATABASE_URL"  # postgresql: the variable holding the state's URL
+    freezes: tuple[Freeze, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -329,6 +353,26 @@ class StageRun(Record):
     last_look_at: str | None = None  # a rollback window's last passing look
     window_closed_at: str | None = None  # its rollback window was closed early (superseded, rolled back, demo)
     window_closed_why: str | None = None
+    abort_by: str | None = None  # `releaser abort`, from any runner: who asked the run to roll back
+    abort_reason: str | None = None
+
+
+@dataclass(repr=False)
+class ApprovalRequest(Record):
+    """A stage that needs approval, asked for by a promotion, and what became of it."""
+
+    id: int
+    release: str
+    stage: str
+    state: str  # awaiting | approved | rejected | used (a stage run started with it) | cancelled
+    requested_by: str
+    requested_at: str
+    approvers: list[str] = field(default_factory=list)
+    not_by_promoter: bool = False
+    decided_by: str | None = None
+    decided_at: str | None = None
+    reason: str = ""
+    stage_run_id: int | None = None
 
 
 class RollbackStatus(StrEnum):
@@ -350,6 +394,7 @@ class Cause(StrEnum):
     SIGNAL = "signal"  # SIGTERM, SIGINT or SIGHUP stopped the stage
     MANUAL = "manual"  # `releaser rollback`
     RESUME = "resume"  # `releaser resume --rollback` of an interrupted stage
+    ABORT = "abort"  # `releaser abort`, from any runner
 
 
 @dataclass(repr=False)

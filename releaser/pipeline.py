@@ -14,8 +14,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .cohort import gray_cohort, split_waves, stable_order
+from .decisions import AbortListener, approved, cancel_requests
 from .deploy import Deployer
-from .errors import BusyError, Inconclusive, NeedsHuman, StageFailed, UsageError
+from .errors import BusyError, Inconclusive, NeedsHuman, Refused, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate, GateResult
@@ -56,6 +57,10 @@ class _Stage:
     deployer: Deployer
     lock: EnvironmentLock
     metrics: MetricSource | None = None  # the environment's metric source
+    aborted: tuple[str, str] | None = None  # who asked `releaser abort`, and why
+
+    def abort(self, by: str, reason: str) -> None:
+        self.aborted = (by, reason)
 
 
 class Pipeline:
@@ -101,13 +106,15 @@ class Pipeline:
 
     # -- promote and run --
 
-    def promote(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "") -> StageRun | None:
-        """Run one stage: the next one, or `to_stage`, which may skip stages only when forced.
+    def promote(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "",
+                wait: bool = False) -> StageRun | None:
+        """Run one stage: the next one, or `to_stage`, which may skip stages (or a freeze) only when
+        forced. A stage that needs approval asks for it and stops, or with `wait` waits for it.
         A signal from here on ends it like a failed stage (see interrupts.py)."""
         with self.interrupts.armed():
-            return self._promote(version, to_stage, force, reason)
+            return self._promote(version, to_stage, force, reason, wait)
 
-    def _promote(self, version: str, to_stage: str | None, force: bool, reason: str) -> StageRun | None:
+    def _promote(self, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> StageRun | None:
         release = self._release(version)
         names = self.config.stage_names()
         if to_stage is not None and to_stage not in names:
@@ -138,6 +145,8 @@ class Pipeline:
                 f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "
                 f"register it with `releaser release create {version} --artifact FILE --url URL`"
             )
+        self._refuse_frozen(env, version, stage, force, reason)
+        approval = approved(self.store, self.journal, spec, version, wait, self.interrupts)
         self.interrupts.check()
         with self._lock(env.name, f"promote {version} --to {stage}") as lock, self._fleet(env) as fleet:
             self._refuse_open_runs(env)
@@ -151,6 +160,8 @@ class Pipeline:
                                         release=version, stage=name, data={"reason": reason})
                 run = self.store.start_stage_run(version, stage, env.name, whoami(), forced=bool(skipped),
                                                  reason=reason, claim=lock.claim())
+                if approval is not None and not self.store.use_approval(approval.id, run.id):
+                    raise Refused(f"the approval of {stage} for {version} was withdrawn before the stage started")
                 self.store.set_release_status(version, ReleaseStatus.PROMOTING)
                 self.journal.record(
                     "stage.started", f"{stage}: promoting {version} on {env.name}", release=version, stage=stage,
@@ -159,8 +170,10 @@ class Pipeline:
             self._execute(_Stage(release, spec, run, env, deployer, lock, source_for(env.metrics)))
         return self.store.get_stage_run(run.id)
 
-    def run(self, version: str, to_stage: str | None = None) -> list[StageRun]:
-        """Promote stage after stage through `to_stage` (default: the last one)."""
+    def run(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "",
+            wait: bool = False) -> list[StageRun]:
+        """Promote stage after stage through `to_stage` (default: the last one); `force` with a
+        reason promotes through a freeze, `wait` waits for each approval a stage needs."""
         names = self.config.stage_names()
         to_stage = to_stage or names[-1]
         if to_stage not in names:
@@ -168,7 +181,7 @@ class Pipeline:
         runs = []
         with self.interrupts.armed():  # a signal between two stages stops before the next one starts
             while (stage := self.next_stage(version)) is not None and names.index(stage) <= names.index(to_stage):
-                runs.append(self.promote(version, stage))
+                runs.append(self.promote(version, stage, force=force, reason=reason, wait=wait))
         return runs
 
     # -- one stage --
@@ -183,6 +196,24 @@ class Pipeline:
 
             routes = RouteKeeper(env, self.store, self.journal, fleet)
         return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes)
+
+    def _refuse_frozen(self, env: Environment, version: str, stage: str, force: bool, reason: str) -> None:
+        """A freeze refuses the promotion (exit 3), unless forced with a reason, which is journaled."""
+        if not self.config.freezes:
+            return
+        from .freezes import frozen
+
+        held = frozen(self.config.freezes, env.name)
+        if held is None:
+            return
+        if not force:
+            raise Refused(f"{env.name} is frozen: {held.describe()} ({held.freeze.line}); promote after it, or "
+                            "pass --force --reason TEXT to override (journaled)")
+        self.journal.record(
+            "freeze.overridden", f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze "
+            f"{held.describe()}: {reason}", release=version, stage=stage, environment=env.name,
+            data={"freeze": held.freeze.name, "by": whoami(), "reason": reason, "until": held.until.isoformat()},
+        )
 
     def _refuse_open_runs(self, env: Environment) -> None:
         for run in self.store.stage_runs():
@@ -236,15 +267,20 @@ class Pipeline:
         Callers arm the interrupts: a signal fails the stage through the rollback path."""
         started = time.monotonic()
         try:
-            if views is not None:
-                stage.deployer.reconcile(views)
-            self._deploy_and_bake(stage)
+            with AbortListener(self.store, stage.run.id, self.interrupts, stage.abort) as listener:
+                if views is not None:
+                    stage.deployer.reconcile(views)
+                self._deploy_and_bake(stage)
+                listener.last_look()  # an abort asked before the stage passes is never lost
         except _Held as held:
             self._hold(stage, str(held))
         except (_StageFailure, RouteRefused) as exc:
             self._fail(stage, str(exc), Cause.STAGE)
         except Interrupted as exc:
-            self._fail(stage, str(exc), Cause.SIGNAL)
+            if stage.aborted is not None:
+                self._fail(stage, "aborted by {}: {}".format(*stage.aborted), Cause.ABORT)
+            else:
+                self._fail(stage, str(exc), Cause.SIGNAL)
         self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
@@ -496,6 +532,50 @@ class Pipeline:
             if run is not None and run.status is RunStatus.ROLLED_BACK:
                 raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
+
+    def abort(self, version: str, reason: str) -> StageRun | None:
+        """Roll back the promotion of `version` in progress, whichever runner works on it: its
+        process is asked (through the store) and rolls the stage back at its next safe point; a
+        run whose process died is rolled back here. Approval requests still open are cancelled.
+        Returns the run as it ended (None when only requests were cancelled)."""
+        if not reason.strip():
+            raise UsageError("abort needs --reason TEXT, which is journaled")
+        self._release(version)
+        cancelled = cancel_requests(self.store, self.journal, version, reason)
+        runs = [r for r in self.store.stage_runs(version) if r.status.open]
+        if not runs:
+            if cancelled:
+                return None
+            raise UsageError(f"no promotion of {version} is in progress; `releaser rollback ENV --reason TEXT` "
+                             "rolls back a release that is out")
+        run = runs[-1]
+        if owner_alive(run.pid, run.hostname, run.lease_until):
+            with self.store.transaction():
+                if not self.store.request_abort(run.id, whoami(), reason):
+                    raise Refused(f"{run.stage} of {version} ended before the abort reached it "
+                                  f"({self.store.get_stage_run(run.id).status}); `releaser rollback {run.environment} "
+                                  "--reason TEXT` rolls back a release that is out")
+                self.journal.record("abort.requested", f"{run.stage}: {whoami()} asks pid {run.pid} on "
+                                    f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
+                                    release=version, stage=run.stage, environment=run.environment,
+                                    data={"run": run.id, "by": whoami(), "reason": reason})
+            while (current := self.store.get_stage_run(run.id)).status.open:
+                if not owner_alive(current.pid, current.hostname, current.lease_until):
+                    break  # its process died on the way: roll back here
+                self.interrupts.wait(1.0)
+            else:
+                if current.status is RunStatus.PASSED:
+                    raise Refused(f"{run.stage} of {version} passed before the abort reached it; "
+                                  f"`releaser rollback {run.environment} --reason TEXT` rolls it back")
+                return current
+        self.journal.record("abort.requested", f"{run.stage}: {whoami()} rolls {version} back on {run.environment} "
+                            f"(its runner is gone): {reason}", release=version, stage=run.stage,
+                            environment=run.environment, data={"run": run.id, "by": whoami(), "reason": reason})
+        try:
+            self.resume(roll_back=True)
+        except StageFailed:
+            pass  # rolled back: what was asked
+        return self.store.get_stage_run(run.id)
 
     def _finish_run(self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock,
                     views: dict[str, HostView]) -> None:

@@ -15,6 +15,11 @@ def this_machine() -> str:
 
 
 def whoami() -> str:
+    """Who acts: $RELEASER_ACTOR (a CI job names the person or pipeline behind it), else the OS
+    user. It is recorded, not authenticated: approvals are as trustworthy as who may run releaser."""
+    actor = os.environ.get("RELEASER_ACTOR", "").strip()
+    if actor:
+        return actor[:100]
     import getpass
 
     try:

@@ -111,6 +111,17 @@ def render_template(template: str, host: Any, quote: Callable[[str], str] = str)
         raise ValueError(f"{exc} for host {host.name}") from None
 
 
+def known_zone(name: str) -> bool:
+    """Whether this machine's zone database knows the IANA time zone `name`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 class Problems(list):
     """The problems found so far in one validation pass."""
 

@@ -97,9 +97,27 @@ def status_document(config: Config, store: Store) -> dict:
                 "delivered_to": r.delivered_to}
                for r in store.reports()]
     watching = watchers(store)
+    approvals = [{"release": a.release, "stage": a.stage, "requested_by": a.requested_by,
+                  "requested_at": a.requested_at, "approvers": a.approvers, "not_by_promoter": a.not_by_promoter,
+                  "state": a.state} for a in store.approvals(state="awaiting")]
     return {"environments": environments, "releases": releases, "windows": windows,
             "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
-            "reports": reports}
+            "reports": reports, "approvals": approvals, "freezes": _freezes(config)}
+
+
+def _freezes(config: Config) -> list[dict]:
+    """The freezes in force now, and on which environments."""
+    if not config.freezes:
+        return []
+    from .freezes import frozen
+
+    held = []
+    for name in config.environments:
+        now = frozen(config.freezes, name)
+        if now is not None:
+            held.append({"environment": name, "freeze": now.freeze.name, "until": now.until.isoformat(),
+                         "text": now.describe()})
+    return held
 
 
 def _route(env, store: Store) -> dict | None:
@@ -179,6 +197,15 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
         say(f"  {rel['version']:<14} {rel['status']:<12} {stages}", color)
         if rel["reason"]:
             say(f"  {'':<14} why: {told(rel['reason'])}", color)
+    for item in document["approvals"]:
+        who = " or ".join(item["approvers"]) or "anyone"
+        if item["not_by_promoter"]:
+            who += f" but {item['requested_by']}"
+        say(f"awaiting approval: {item['stage']} of {item['release']}, asked by {item['requested_by']} "
+            f"{when(item['requested_at'])}; {who} may `releaser approve {item['release']} --reason TEXT`", "yellow")
+    for item in document["freezes"]:
+        say(f"frozen: {item['environment']}: {item['text']}; rollbacks go on, promotions need --force --reason",
+            "yellow")
     _print_watch(document, say, when)
     for item in document["reports"]:
         if item["state"] == "sent":

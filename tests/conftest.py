@@ -135,24 +135,27 @@ class Project:
         path.write_bytes(tar_gz(files))
         return path
 
-    def cli(self, *args: str, check: bool | int = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool | int = False, timeout: float = 120,
+            actor: str | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            capture_output=True, text=True, timeout=timeout, env=self.environ(),
+            capture_output=True, text=True, timeout=timeout, env=self.environ(actor),
         )
         expected = 0 if check is True else check
         if check is not False and proc.returncode != expected:
             raise AssertionError(f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def environ(self) -> dict[str, str]:
-        """The variables releaser runs with: no colour, and the state's URL when it is on PostgreSQL."""
-        return {**os.environ, "NO_COLOR": "1", **({"RELEASER_DATABASE_URL": self.state_url} if self.state_url else {})}
+    def environ(self, actor: str | None = None) -> dict[str, str]:
+        """The variables releaser runs with: no colour, the state's URL when it is on PostgreSQL,
+        and who acts (RELEASER_ACTOR) when given."""
+        return {**os.environ, "NO_COLOR": "1", **({"RELEASER_DATABASE_URL": self.state_url} if self.state_url else {}),
+                **({"RELEASER_ACTOR": actor} if actor else {})}
 
-    def spawn(self, *args: str) -> subprocess.Popen:
+    def spawn(self, *args: str, actor: str | None = None) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ(actor),
         )
 
     def register(self, version: str, **kwargs) -> None:

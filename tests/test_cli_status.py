@@ -112,7 +112,7 @@ def test_every_command_has_examples_and_exit_codes_in_its_help():
         assert "Exit codes:\n    0  ok" in text and "2  usage or configuration error" in text, path
     promote = dict(found)[("promote",)]
     with click.Context(promote, info_name="promote") as ctx:
-        assert "5  inconclusive: held" in promote.get_help(ctx)
+        assert "5  held: the checks were inconclusive, or the stage awaits approval" in promote.get_help(ctx)
 
 
 def test_completion_offers_environments_and_release_versions(project):

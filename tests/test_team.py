@@ -107,3 +107,169 @@ def test_eight_runners_racing_give_one_winner_per_environment(team):
     runs = [(r.release, r.stage) for r in store.stage_runs() if r.stage in ("selftest", "gray")]
     assert sorted(runs) == [("1.0.0", "gray"), ("1.0.0", "selftest"), ("1.1.0", "selftest")]
     store.close()
+
+
+def _gated(project):
+    """The restart hook waits at a gate file the test opens: a runner held mid-stage, on purpose."""
+    gate = project.dir / "gate"
+    playbook = project.dir / "playbooks" / "app.yaml"
+    playbook.write_text(playbook.read_text().replace(
+        '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
+        f'    while [ ! -e {gate} ]; do sleep 0.05; done\n'))
+    gate.touch()
+    return gate
+
+
+def _approval_on_full(project, rule: str) -> None:
+    project.stage_options["full"] = f"    approval: {rule}\n"
+    project.write_config()
+
+
+def test_approval_stops_the_stage_until_an_approver_decides_from_another_process(team):
+    _approval_on_full(team, "{approvers: [lead, ops], not_by_promoter: true}")
+    team.register("1.0.0")
+    team.cli("run", "1.0.0", "--to", "gray", check=True, actor="ci")
+    asked = team.cli("promote", "1.0.0", actor="ci")
+    assert asked.returncode == 5 and "awaiting approval" in asked.stderr and "lead or ops" in asked.stderr
+    awaiting = team.status()["approvals"]
+    assert [(a["release"], a["stage"], a["requested_by"], a["approvers"]) for a in awaiting] == [
+        ("1.0.0", "full", "ci", ["lead", "ops"])]
+    refused = team.cli("approve", "1.0.0", "--reason", "looks fine", actor="ci")
+    assert refused.returncode == 3 and "approvers are lead, ops" in refused.stderr
+    assert set(team.env_versions("prod").values()) != {"1.0.0"}  # full has not run
+
+    waiting = team.spawn("promote", "1.0.0", "--wait", actor="ci")
+    store = PostgresStore(team.state_url)
+    try:
+        wait_for(store, "approval.requested")  # asked once: the waiting runner uses the same request
+        team.cli("approve", "1.0.0", "--stage", "full", "--reason", "CAB-118", check=True, actor="lead")
+        assert waiting.wait(timeout=120) == 0, waiting.communicate()
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert set(team.env_versions("prod").values()) == {"1.0.0"}
+    kinds = [(e.kind, e.data.get("by")) for e in store.events(release="1.0.0") if e.kind.startswith("approval.")]
+    assert kinds == [("approval.requested", "ci"), ("approval.granted", "lead")]
+    assert [a.state for a in store.approvals("1.0.0")] == ["used"] and team.status()["approvals"] == []
+
+    # the promoter may not approve its own request; a rejection ends the waiting runner with exit 3
+    team.register("1.1.0")
+    team.cli("run", "1.1.0", "--to", "gray", check=True, actor="lead")
+    waiting = team.spawn("promote", "1.1.0", "--wait", actor="lead")
+    try:
+        _until(lambda: len(store.approvals("1.1.0", "awaiting")) == 1)
+        own = team.cli("approve", "1.1.0", "--reason", "mine", actor="lead")
+        assert own.returncode == 3 and "may not approve it too" in own.stderr
+        team.cli("reject", "1.1.0", "--reason", "error budget spent", check=True, actor="ops")
+        _, err = waiting.communicate(timeout=120)
+        assert waiting.returncode == 3 and "rejected by ops: error budget spent" in err
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert list(team.env_versions("prod").values()).count("1.1.0") == 1  # its gray cohort only: full never ran
+    store.close()
+
+
+def test_abort_from_another_runner_rolls_the_stage_back(team):
+    gate = _gated(team)
+    team.register("1.0.0")
+    team.cli("run", "1.0.0", check=True)
+    team.register("1.1.0")
+    team.cli("run", "1.1.0", "--to", "test", check=True)
+    gate.unlink()
+    store = PostgresStore(team.state_url)
+    switches = sum(e.kind == "switch.started" for e in store.events())
+    runner = team.spawn("promote", "1.1.0", actor="ci")  # gray, held at the gate mid-switch
+    try:
+        wait_for(store, "switch.started", count=switches + 1)
+        aborting = team.spawn("abort", "1.1.0", "--reason", "support sees checkout errors", actor="alice")
+        wait_for(store, "abort.requested")
+        gate.touch()
+        assert aborting.wait(timeout=120) == 0, aborting.communicate()
+        assert "gray of 1.1.0 on prod: rolled_back" in aborting.communicate()[0]
+        assert runner.wait(timeout=120) == 1
+    finally:
+        for process in (runner,):
+            if process.poll() is None:
+                process.kill()
+    assert set(team.env_versions("prod").values()) == {"1.0.0"}
+    failed = next(e for e in store.events(release="1.1.0") if e.kind == "stage.failed")
+    assert failed.data["cause"] == "abort" and "aborted by alice: support sees checkout errors" in failed.message
+
+    # a runner killed mid-stage: the abort rolls back itself
+    gate.unlink()
+    switches = sum(e.kind == "switch.started" for e in store.events())
+    runner = team.spawn("promote", "1.1.0", actor="ci")
+    wait_for(store, "switch.started", count=switches + 1)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    gate.touch()
+    team.cli("abort", "1.1.0", "--reason", "the runner died", check=True, actor="alice")
+    assert set(team.env_versions("prod").values()) == {"1.0.0"}
+    assert team.cli("abort", "1.1.0", "--reason", "again").returncode == 2  # nothing in progress
+    store.close()
+
+
+def test_freeze_windows_once_and_weekly_across_zones_and_dst():
+    from datetime import datetime, timezone
+
+    from releaser.freezes import frozen
+    from releaser.model import Freeze
+
+    weekend = Freeze("weekend", "Fri 18:00", "Mon 08:00", True, "Europe/Berlin", ("prod",))
+    year_end = Freeze("year-end", "2026-12-20 00:00", "2027-01-04 08:00", False, "Asia/Shanghai")
+
+    def at(text):
+        return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+    assert frozen((weekend,), "prod", at("2026-12-04T16:59:00+00:00")) is None  # Fri 17:59 in Berlin
+    held = frozen((weekend,), "prod", at("2026-12-04T17:00:00+00:00"))  # Fri 18:00 in Berlin
+    assert held.until == at("2026-12-07T07:00:00+00:00")  # Mon 08:00 CET
+    assert frozen((weekend,), "dev", at("2026-12-05T12:00:00+00:00")) is None  # other environments are free
+    assert frozen((weekend,), "prod", at("2026-12-07T07:00:00+00:00")) is None  # Mon 08:00: over
+    # a weekend across the spring change of clocks ends at 08:00 local, summer time
+    assert frozen((weekend,), "prod", at("2027-03-27T12:00:00+00:00")).until == at("2027-03-29T06:00:00+00:00")
+    # once, in another zone: 2026-12-19 16:00 UTC is 2026-12-20 00:00 in Shanghai
+    assert frozen((year_end,), "dev", at("2026-12-19T15:59:00+00:00")) is None
+    assert frozen((year_end,), "dev", at("2026-12-19T16:00:00+00:00")).until == at("2027-01-04T00:00:00+00:00")
+    # of two freezes, the one that ends last is named
+    both = frozen((weekend, year_end), "prod", at("2027-01-02T12:00:00+00:00"))
+    assert both.freeze.name == "weekend" and both.until == at("2027-01-04T07:00:00+00:00")
+
+
+def test_a_freeze_refuses_promotions_not_rollbacks_and_force_is_journaled(project):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", "--to", "test", check=True)
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text() + (
+        "freeze:\n  - name: year-end\n    from: 2020-12-20 00:00\n    until: 2099-01-04 08:00\n"
+        "    timezone: Asia/Shanghai\n    environments: [prod, test]\n"))
+    project.register("1.1.0")
+    refused = project.cli("promote", "1.0.0")
+    assert refused.returncode == 3 and "prod is frozen: year-end" in refused.stderr, refused.stderr
+    assert "environments.yaml:" in refused.stderr and "--force --reason" in refused.stderr
+    assert project.cli("run", "1.1.0").returncode == 3  # selftest on dev runs; test is frozen
+    assert project.current("dev-1") == "1.1.0" and project.current("test-1") == "1.0.0"
+    assert "frozen: prod: year-end" in project.cli("status", check=True).stdout
+    project.cli("rollback", "dev", "--reason", "never frozen", check=True)  # the way back is always open
+    project.cli("promote", "1.0.0", "--force", "--reason", "INC-7 hotfix, CAB approved", check=True, actor="ops")
+    override = [e for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+                if e["kind"] == "freeze.overridden"]
+    assert len(override) == 1 and override[0]["data"]["by"] == "ops" and "INC-7" in override[0]["data"]["reason"]
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-19, timezone: UTC}\n", "freeze[0].until", "before it starts"),
+    ("freeze:\n  - {name: x, weekly: {from: Fri 18:00, until: Funday 08:00}, timezone: UTC}\n",
+     "freeze[0].weekly.until", "a day and a time"),
+    ("freeze:\n  - {name: x, from: 2026-12-20 00:00, until: 2026-12-21 00:00}\n", "freeze[0].timezone", "required"),
+    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: Mars/Olympus}\n", "freeze[0].timezone",
+     "unknown time zone"),
+    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: UTC, environments: [staging]}\n",
+     "freeze[0].environments[0]", "unknown environment"),
+])
+def test_bad_freezes_are_named_at_their_line(project, text, key, words):
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text() + text)
+    proc = project.cli("validate")
+    assert proc.returncode == 2 and key in proc.stderr and words in proc.stderr, proc.stderr

@@ -12,11 +12,11 @@ from typing import Callable
 
 from ..errors import NeedsHuman
 from ..model import (
-    Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun, RunStatus, Sample,
-    StageRun,
+    ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun,
+    RunStatus, Sample, StageRun,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class StoreError(NeedsHuman):
@@ -189,6 +189,33 @@ class Store(ABC):
     @abstractmethod
     def force_unlock(self, environment: str) -> Lock | None:
         """Remove whatever lock is held; returns it."""
+
+    # -- approvals and aborts: decisions people take from any runner --
+
+    @abstractmethod
+    def request_approval(self, release: str, stage: str, by: str, approvers: list[str],
+                         not_by_promoter: bool) -> tuple[ApprovalRequest, bool]:
+        """The open request (awaiting or approved) for the stage, or a new awaiting one; True when new."""
+
+    @abstractmethod
+    def approval(self, request_id: int) -> ApprovalRequest | None: ...
+
+    @abstractmethod
+    def approvals(self, release: str | None = None, state: str | None = None) -> list[ApprovalRequest]:
+        """Oldest first."""
+
+    @abstractmethod
+    def decide_approval(self, request_id: int, state: str, by: str, reason: str, expect: str) -> bool:
+        """Move the request from `expect` to `state` (approved, rejected, used, cancelled); False when
+        it was no longer in `expect` (another runner decided first)."""
+
+    @abstractmethod
+    def use_approval(self, request_id: int, stage_run_id: int) -> bool:
+        """Spend an approved request on the stage run it started; False when it was not approved."""
+
+    @abstractmethod
+    def request_abort(self, run_id: int, by: str, reason: str) -> bool:
+        """Ask the open run to roll back; False when it is no longer open or was asked already."""
 
     # -- effect reports: the outbox --
 

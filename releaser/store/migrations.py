@@ -157,6 +157,25 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 8: approvals asked for and given, and aborts asked of a running stage from any runner
+    """
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release TEXT NOT NULL REFERENCES releases(version),
+        stage TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        approvers TEXT NOT NULL DEFAULT '[]',
+        not_by_promoter INTEGER NOT NULL DEFAULT 0,
+        decided_by TEXT,
+        decided_at TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        stage_run_id INTEGER REFERENCES stage_runs(id)
+    );
+    CREATE INDEX approvals_release ON approvals(release, stage);
+    ALTER TABLE stage_runs ADD COLUMN abort_by TEXT;
+    ALTER TABLE stage_runs ADD COLUMN abort_reason TEXT;
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
-

@@ -17,9 +17,9 @@ from .base import StoreError
 from .sql import SqlStore
 
 # parents before the rows that refer to them
-TABLES = ("releases", "stage_runs", "rollbacks", "deployments", "check_memory", "host_state", "events", "locks",
-          "reports", "samples", "routes", "meta")
-WITH_IDS = ("stage_runs", "rollbacks", "deployments", "events", "samples")
+TABLES = ("releases", "stage_runs", "rollbacks", "deployments", "check_memory", "approvals", "host_state", "events",
+          "locks", "reports", "samples", "routes", "meta")
+WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples")
 MOVED_KEY = "moved_to"
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import BusyError
 from ..model import (
-    Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
+    ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
     RollbackStatus, RunStatus, Sample, StageRun, utcnow,
 )
 from .base import SCHEMA_VERSION, Store, StoreError
@@ -374,6 +374,52 @@ class SqlStore(Store):
             self._db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
             return held
 
+    # -- approvals and aborts --
+
+    def request_approval(self, release, stage, by, approvers, not_by_promoter):
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT * FROM approvals WHERE release = ? AND stage = ? AND state IN ('awaiting', 'approved')"
+                " ORDER BY id DESC LIMIT 1", (release, stage)).fetchone()
+            if row is not None:
+                return _approval(row), False
+            request_id = self._insert(
+                "INSERT INTO approvals(release, stage, state, requested_by, requested_at, approvers, not_by_promoter)"
+                " VALUES (?, ?, 'awaiting', ?, ?, ?, ?)",
+                (release, stage, by, utcnow(), json.dumps(approvers), int(not_by_promoter)))
+            return self.approval(request_id), True
+
+    def approval(self, request_id: int) -> ApprovalRequest | None:
+        row = self._db.execute("SELECT * FROM approvals WHERE id = ?", (request_id,)).fetchone()
+        return _approval(row) if row else None
+
+    def approvals(self, release: str | None = None, state: str | None = None) -> list[ApprovalRequest]:
+        clauses, args = [], []
+        for column, value in (("release", release), ("state", state)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [_approval(r) for r in self._db.execute(f"SELECT * FROM approvals {where} ORDER BY id", args)]  # noqa: S608
+
+    def decide_approval(self, request_id: int, state: str, by: str, reason: str, expect: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND state = ?",
+            (state, by, utcnow(), reason, request_id, expect))
+        return cursor.rowcount == 1
+
+    def use_approval(self, request_id: int, stage_run_id: int) -> bool:
+        cursor = self._db.execute(
+            "UPDATE approvals SET state = 'used', stage_run_id = ? WHERE id = ? AND state = 'approved'",
+            (stage_run_id, request_id))
+        return cursor.rowcount == 1
+
+    def request_abort(self, run_id: int, by: str, reason: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE stage_runs SET abort_by = ?, abort_reason = ? WHERE id = ? AND abort_by IS NULL"
+            " AND finished_at IS NULL", (by, reason, run_id))
+        return cursor.rowcount == 1
+
     # -- effect reports --
 
     def schedule_report(self, report: Report) -> Report:
@@ -493,6 +539,13 @@ def _rollback(row: Any) -> RollbackRun:
     data["status"] = RollbackStatus(data["status"])
     data["cause"] = Cause(data["cause"])
     return RollbackRun(**data)
+
+
+def _approval(row: Any) -> ApprovalRequest:
+    data = dict(row)
+    data["approvers"] = json.loads(data["approvers"])
+    data["not_by_promoter"] = bool(data["not_by_promoter"])
+    return ApprovalRequest(**data)
 
 
 def _claim_values(claim: Claim | None) -> tuple:
