@@ -77,12 +77,7 @@ def test_eight_runners_racing_give_one_winner_per_environment(team):
     """Eight processes at once: four promote 1.0.0 to gray (prod), four promote 1.1.0 to
     selftest (dev). The winners hold their environments at a gate until every loser has
     answered: exactly one winner per environment, exit 3 naming the holder for the others."""
-    gate = team.dir / "gate"
-    playbook = team.dir / "playbooks" / "app.yaml"
-    playbook.write_text(playbook.read_text().replace(
-        '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
-        f'    while [ ! -e {gate} ]; do sleep 0.05; done\n'))
-    gate.touch()
+    gate = _gated(team)
     team.register("1.0.0")
     team.cli("run", "1.0.0", "--to", "test", check=True)
     team.register("1.1.0")
