@@ -649,11 +649,16 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
     app.emit({"ok": True, "environment": environment, "cleared": held is not None})
 
 
-@command(cli, examples=("releaser watch", "* * * * *  releaser -C /srv/deploy watch --once --quiet   # cron"),
+@command(cli, examples=("releaser watch", "* * * * *  releaser -C /srv/deploy watch --once --quiet   # cron",
+                        "RELEASER_ALERT_TOKEN=... releaser watch --listen 127.0.0.1:9095   # Alertmanager's webhook"),
          exits=(0, 1, 2, 4))
 @click.option("--once", is_flag=True, help="Look once at every armed window and exit (for cron and CI schedules).")
 @click.option("--interval", default="30s", show_default=True, help="Time between looks.")
-def watch(app: App, once: bool, interval: str) -> None:
+@click.option("--listen", metavar="HOST:PORT", help="Also receive Alertmanager's webhook here: firing alerts that "
+              "match an environment's `alerts:` roll it back.")
+@click.option("--token-env", default="RELEASER_ALERT_TOKEN", show_default=True,
+              help="The variable holding the bearer token Alertmanager must send (with --listen).")
+def watch(app: App, once: bool, interval: str, listen: str | None, token_env: str) -> None:
     """Keep rollback windows armed: re-run the checks of every stage still inside its window and
     roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
     from .schema import parse_duration
@@ -665,6 +670,8 @@ def watch(app: App, once: bool, interval: str) -> None:
         raise UsageError(f"--interval: {exc}") from None
     if not 0.1 <= pause <= 86400:
         raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
+    if listen and once:
+        raise UsageError("--listen needs a daemon: it cannot go with --once")
     if once and app.existing_store() is None:
         app.result("no rollback window is open")
         app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
@@ -672,25 +679,36 @@ def watch(app: App, once: bool, interval: str) -> None:
         return
     watcher = Watcher(app.pipeline(), None if once else pause)
     rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
-    stop = threading.Event()
+    stop, wake = threading.Event(), threading.Event()
+
+    def end(*_) -> None:
+        stop.set()
+        wake.set()
+
     # A signal ends the watch between looks, never in the middle of a rollback.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set():
-        result = watcher.look_once()
-        looks += 1
-        rolled_back += result["rolled_back"]
-        alarms += result["alarms"]
-        reports += result["reports"]
-        closed += result["closed"]
-        if once:
-            if result["elsewhere"]:
-                app.result(f"{len(result['elsewhere'])} window(s) watched by another watch: "
-                           + ", ".join(result["elsewhere"]))
-            elif not result["windows"]:
-                app.result("no rollback window is open")
-            break
-        stop.wait(pause)
+        signal.signal(signum, end)
+    receiver = _alert_receiver(app, listen, token_env, wake) if listen else None
+    try:
+        while not stop.is_set():
+            result = watcher.look_once()
+            looks += 1
+            rolled_back += result["rolled_back"]
+            alarms += result["alarms"]
+            reports += result["reports"]
+            closed += result["closed"]
+            if once:
+                if result["elsewhere"]:
+                    app.result(f"{len(result['elsewhere'])} window(s) watched by another watch: "
+                               + ", ".join(result["elsewhere"]))
+                elif not result["windows"]:
+                    app.result("no rollback window is open")
+                break
+            wake.wait(pause)  # an alert wakes the watch at once
+            wake.clear()
+    finally:
+        if receiver is not None:
+            receiver.stop()
     if stop.is_set():
         watcher.stop()
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
@@ -702,6 +720,30 @@ def watch(app: App, once: bool, interval: str) -> None:
         sys.exit(EXIT_NEEDS_HUMAN)
     if rolled_back:
         sys.exit(EXIT_STAGE_FAILED)
+
+
+def _alert_receiver(app: App, listen: str, token_env: str, wake: threading.Event):
+    """Alertmanager's webhook endpoint for `watch --listen`: what it receives wakes the watch."""
+    from . import secrets
+    from .alerts import AlertReceiver, parse_address
+
+    try:
+        address = parse_address(listen)
+    except ValueError as exc:
+        raise UsageError(f"--listen: {exc}") from None
+    token = secrets.read_env(token_env)
+    if len(token) < 16:
+        raise UsageError(f"--listen needs a bearer token of at least 16 characters in ${token_env}: Alertmanager "
+                         "sends it (http_config.authorization.credentials), anything else is refused")
+    config = app.config()
+    if not any(env.alerts for env in config.environments.values()):
+        app.warn("no environment has `alerts:`: notifications will be accepted and roll nothing back")
+    try:
+        receiver = AlertReceiver(address, token, app.store(), config.environments, lambda _new: wake.set())
+    except OSError as exc:
+        raise UsageError(f"--listen {listen}: {exc.strerror}") from None
+    app.say(f"receiving Alertmanager's webhook on http://{listen}/alerts")
+    return receiver.start()
 
 
 # -- effect reports --

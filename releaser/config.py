@@ -17,12 +17,12 @@ from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
-    Approval, RouterSpec,
+    AlertRule, Approval, RouterSpec,
     Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
 from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
 from .schema import (
-    Fields, Problems, check_text, fill_template, format_duration, known_zone, parse_percent, render_template, shown,
+    ENV_NAME, Fields, Problems, check_text, fill_template, format_duration, known_zone, parse_percent, render_template, shown,
 )
 from .yamlsrc import load_yaml
 
@@ -40,7 +40,6 @@ MAIL_SECURITY = ("starttls", "ssl", "none")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 SAFE_NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_ADDRESS = re.compile(r"[A-Za-z0-9._:-]{1,253}|\[[0-9A-Fa-f:.]+\]")
 _SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
 # What reaches the router's configuration: plain names, and keys nginx reads as plain strings.
@@ -86,7 +85,7 @@ def load_config(path: Path) -> Config:
     if state is not None:
         backend = state.str("backend", "sqlite", choices=STATE_BACKENDS)
         if backend == "postgresql":
-            url_env = env_name(state, "url_env") or DEFAULT_URL_ENV
+            url_env = state.env_name("url_env") or DEFAULT_URL_ENV
             for key in ("url", "path"):
                 if state.has(key):
                     state.problem(key, "a PostgreSQL state is named by `url_env`, the variable holding its URL "
@@ -166,6 +165,21 @@ def register_secrets(config: Config) -> None:
             secrets.register_url_password(hook.url)
 
 
+def _alert_rule(parent: Fields) -> AlertRule | None:
+    """`alerts: {match: '{service="shop", env="prod"}', rollback: true}`: the firing alerts that
+    roll this environment back (received by `releaser watch --listen`)."""
+    fields = parent.mapping("alerts")
+    if fields is None:
+        return None
+    match = read_selector(fields, "match", required=True, named=False)
+    rollback = fields.bool("rollback", True)
+    if match is not None and not match.matchers:
+        fields.problem("match", "give at least one label matcher: an empty one would match every alert")
+        match = None
+    fields.finish()
+    return AlertRule(match, rollback) if match is not None else None
+
+
 def _approval(fields: Fields) -> Approval | None:
     """`approval: {required: true, approvers: [alice, bob], not_by_promoter: true}` on a stage."""
     section = fields.mapping("approval")
@@ -214,7 +228,7 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
 
 
 def _webhook_url(fields: Fields) -> tuple[str | None, str | None]:
-    url, url_env = fields.str("url"), env_name(fields, "url_env")
+    url, url_env = fields.str("url"), fields.env_name("url_env")
     if (url is None) == (url_env is None):
         fields.problem("url", "give exactly one of url and url_env (the name of a variable holding the URL)")
     elif url is not None and not url.startswith(("http://", "https://")):
@@ -302,7 +316,7 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
     ca_file = fields.str("ca_file")
     spec = MailSpec(
         host=host or server, port=port, sender=sender, security=security,
-        username_env=env_name(fields, "username_env"), password_env=env_name(fields, "password_env"),
+        username_env=fields.env_name("username_env"), password_env=fields.env_name("password_env"),
         ca_file=str((base / os.path.expanduser(ca_file)).resolve()) if ca_file else None,
         timeout=fields.duration("timeout", 30.0),
     )
@@ -360,7 +374,7 @@ class _Loader:
                 report_to.append(item)
         pass_env = []
         for item, line, key in fields.items("pass_env"):
-            if not isinstance(item, str) or not _ENV_NAME.fullmatch(item):
+            if not isinstance(item, str) or not ENV_NAME.fullmatch(item):
                 self.problems.add(fields.file, line, key, f"expected an environment variable name, got {shown(item)}")
             else:
                 pass_env.append(item)
@@ -381,9 +395,10 @@ class _Loader:
         if metrics is not None:
             _check_metric_templates(metrics, fields, hosts)
         router = self._router(fields, transport, ssh, hosts)
+        alerts = _alert_rule(fields)
         fields.finish()
         return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after, router)
+                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after, router, alerts)
 
     def _router(self, parent: Fields, transport: str | None, ssh: SshOptions, hosts: list[Host]) -> RouterSpec | None:
         """`router:`: the load balancer in front of the environment (see releaser/router/)."""
@@ -457,9 +472,9 @@ class _Loader:
             instance=fields.str("instance", MetricsSpec.instance),
             scrape_url=fields.str("scrape_url", MetricsSpec.scrape_url),
             timeout=fields.duration("timeout", 5.0),
-            bearer_env=env_name(fields, "bearer_env"),
-            username_env=env_name(fields, "username_env"),
-            password_env=env_name(fields, "password_env"),
+            bearer_env=fields.env_name("bearer_env"),
+            username_env=fields.env_name("username_env"),
+            password_env=fields.env_name("password_env"),
         )
         if spec.url and not spec.url.startswith(("http://", "https://")):
             fields.problem("url", f"expected an http:// or https:// URL, got {shown(spec.url)}")
@@ -764,15 +779,6 @@ def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]
             if key == "scrape_url" and not value.startswith(("http://", "https://")):
                 section.problem(key, f"expected an http:// or https:// URL, got {shown(value)} (host {host.name})")
                 break
-
-
-def env_name(fields: Fields, key: str) -> str | None:
-    """A key naming an environment variable (where a secret is read from)."""
-    name = fields.str(key)
-    if name is not None and not _ENV_NAME.fullmatch(name):
-        fields.problem(key, f"expected the name of an environment variable, got {shown(name)}")
-        return None
-    return name
 
 
 def _plain(text: str) -> bool:

@@ -101,6 +101,14 @@ class RouterSpec(Record):
 
 
 @dataclass(frozen=True, repr=False)
+class AlertRule(Record):
+    """Which firing alerts (Alertmanager's webhook, to `watch --listen`) concern an environment."""
+
+    match: Selector  # label matchers only: {service="shop", env="prod"}
+    rollback: bool = True  # roll back what is in progress or in its window; False: journal the alert only
+
+
+@dataclass(frozen=True, repr=False)
 class Environment(Record):
     """A named set of hosts, how releaser reaches them and how their releases are switched."""
 
@@ -116,6 +124,7 @@ class Environment(Record):
     pass_env: tuple[str, ...] = ()  # local transport: names of releaser's environment hooks also get
     slow_after: float = 20.0  # a phase running this long on a host is looked into, and again at each doubling
     router: RouterSpec | None = None
+    alerts: AlertRule | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -375,6 +384,22 @@ class ApprovalRequest(Record):
     stage_run_id: int | None = None
 
 
+@dataclass(repr=False)
+class AlertRecord(Record):
+    """An alert group firing for an environment, as Alertmanager sent it, and what releaser did."""
+
+    group_key: str
+    environment: str
+    starts_at: str  # the earliest start of its firing alerts: one episode
+    alertname: str
+    labels: dict[str, str]
+    summary: str = ""
+    state: str = "pending"  # pending | done
+    outcome: str = ""
+    received_at: str = ""
+    id: int | None = None
+
+
 class RollbackStatus(StrEnum):
     RUNNING = "running"
     INCOMPLETE = "incomplete"  # hosts were left (unreachable, or their switch failed): `resume` goes on
@@ -395,6 +420,7 @@ class Cause(StrEnum):
     MANUAL = "manual"  # `releaser rollback`
     RESUME = "resume"  # `releaser resume --rollback` of an interrupted stage
     ABORT = "abort"  # `releaser abort`, from any runner
+    ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
 
 
 @dataclass(repr=False)

@@ -461,16 +461,16 @@ class Pipeline:
             "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"
         )
 
-    def roll_back_window(self, run: StageRun, why: str, fault_at: str) -> RollbackResult:
-        """Roll back a release whose stage passed (a check failed inside its rollback window).
-        Raises BusyError when the environment is locked."""
+    def roll_back_window(self, run: StageRun, why: str, fault_at: str, cause: Cause = Cause.WINDOW) -> RollbackResult:
+        """Roll back a release whose stage passed (a check failed inside its rollback window, or an
+        alert fired). Raises BusyError when the environment is locked."""
         env = self.config.environments[run.environment]
         with self._lock(env.name, f"watch: roll back {run.release}") as lock, self._fleet(env) as fleet:
             current = self.store.get_stage_run(run.id)
             if current is None or current.status is not RunStatus.PASSED:
                 raise BusyError(f"run {run.id} is no longer passed ({current.status if current else 'gone'})")
             rollbacks = Rollbacks(self.store, self.journal, self._deployer(env, fleet))
-            rollback = rollbacks.begin(Cause.WINDOW, [run.release], why, lock.claim(), current, fault_at=fault_at)
+            rollback = rollbacks.begin(cause, [run.release], why, lock.claim(), current, fault_at=fault_at)
             return rollbacks.carry_out(rollback)
 
     # -- recovery --

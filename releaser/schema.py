@@ -122,6 +122,9 @@ def known_zone(name: str) -> bool:
     return True
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class Problems(list):
     """The problems found so far in one validation pass."""
 
@@ -201,6 +204,14 @@ class Fields:
             return value
 
         return self._convert(key, default, required, convert)
+
+    def env_name(self, key: str) -> str | None:
+        """A key naming an environment variable (where a secret is read from)."""
+        name = self.str(key)
+        if name is not None and not ENV_NAME.fullmatch(name):
+            self.problem(key, f"expected the name of an environment variable, got {shown(name)}")
+            return None
+        return name
 
     def int(self, key: str, default: Any = None, minimum: int | None = None, required: bool = False,
             maximum: int = MAX_COUNT) -> Any:

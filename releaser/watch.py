@@ -28,9 +28,9 @@ from .fleet import Fleet
 from .locks import EnvironmentLock
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
-from .processes import is_stale, this_machine, whoami
+from .processes import is_stale, owner_alive, this_machine, whoami
 from .metrics import source_for
-from .model import StageRun, utcnow
+from .model import AlertRecord, Cause, StageRun, utcnow
 from .pipeline import Pipeline
 from .transport import transport_for
 from .windows import Window, armed_windows, close_window
@@ -57,6 +57,9 @@ class Watcher:
         self._aside("recording metric samples", lambda: record_if_due(self.config, self.store), None)
         outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": [],
                                           "elsewhere": []}
+        for alert in self.store.alerts("pending"):
+            if self._on_alert(alert) == "rolled_back":
+                outcomes["rolled_back"].append(alert.environment)
         windows = []
         armed = armed_windows(self.config, self.store)
         for run_id in set(self._leases) - {w.run.id for w in armed}:
@@ -172,6 +175,48 @@ class Watcher:
             self._alarm(window, f"the rollback of {run.release} finished after its window closed")
             return "alarms"
         return "rolled_back"
+
+    def _on_alert(self, alert: AlertRecord) -> str:
+        """Act on a firing alert group: abort the promotion in progress on its environment, or roll
+        back the release inside its rollback window; else only journal it. Returns what it did."""
+        env = self.config.environments.get(alert.environment)
+        why = f"alert {alert.alertname} firing" + (f": {alert.summary}" if alert.summary else "")
+        scope = {"environment": alert.environment, "data": {"alert": alert.id, "group": alert.group_key,
+                                                            "labels": alert.labels, "starts_at": alert.starts_at}}
+        if env is None or env.alerts is None or not env.alerts.rollback:
+            return self._settle(alert, "journaled only (the environment does not roll back on alerts)", why, scope)
+        running = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
+        if running:
+            run = running[-1]
+            with self.store.transaction():
+                asked = self.store.request_abort(run.id, f"alert {alert.alertname}", why)
+                if asked:
+                    self.journal.record("abort.requested", f"{run.stage}: {why}; {run.release} is rolled back on "
+                                        f"{env.name}", release=run.release, stage=run.stage, environment=env.name,
+                                        data={"run": run.id, "by": "alert", "reason": why})
+            if not owner_alive(run.pid, run.hostname, run.lease_until):
+                self.pipeline.abort(run.release, why)
+            return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
+        windows = [w for w in armed_windows(self.config, self.store) if w.run.environment == env.name and w.ending is None]
+        if not windows:
+            return self._settle(alert, f"nothing to roll back: no promotion in progress and no rollback window open "
+                                       f"on {env.name}", why, scope)
+        run = max(windows, key=lambda w: w.run.finished_at or "").run
+        try:
+            rolled = self.pipeline.roll_back_window(run, why, alert.starts_at, Cause.ALERT)
+        except BusyError as busy:
+            self.journal.note(f"{why} on {env.name}, but {busy}; trying again next look")
+            return "busy"
+        self._settle(alert, f"rolled back {run.release}" + ("" if rolled.complete else
+                            f", not on {rolled.hosts_left()}"), why, scope, release=run.release)
+        return "rolled_back" if rolled.complete else "alarms"
+
+    def _settle(self, alert: AlertRecord, outcome: str, why: str, scope: dict, release: str | None = None) -> str:
+        with self.store.transaction():
+            if self.store.settle_alert(alert.id, outcome):
+                self.journal.record("alert.firing", f"{why}: {outcome}", release=release,
+                                    **{**scope, "data": {**scope["data"], "outcome": outcome}})
+        return outcome
 
     def _aside(self, what: str, job, fallback):
         """A job besides the windows (samples, reports): its failure is journaled (once per

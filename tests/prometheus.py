@@ -16,8 +16,9 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 class Prometheus:
     def __init__(self, base: Path, targets: list[str], interval: str = "1s", users: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()):
-        """`users`: name -> password required by basic auth on the HTTP API (none by default)."""
+                 extra_args: tuple[str, ...] = (), extra_config: str = ""):
+        """`users`: name -> password required by basic auth on the HTTP API (none by default);
+        `extra_config`: more of prometheus.yml (rule files, alerting)."""
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.port = free_ports(1)[0]
@@ -25,7 +26,7 @@ class Prometheus:
         quoted = ", ".join(f"'{t}'" for t in targets)
         (base / "prometheus.yml").write_text(
             f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-            f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{quoted}]\n"
+            f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{quoted}]\n" + extra_config
         )
         self.auth = None
         self.args = []

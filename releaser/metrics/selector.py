@@ -12,13 +12,14 @@ from ..schema import Fields, shown
 # one scrape: (metric name, sorted label pairs) -> value
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$")
+_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
 @dataclass(frozen=True, repr=False)
 class Selector(Record):
-    """`name{label="v", other=~"re"}`: which samples of a scrape to add up."""
+    """`name{label="v", other=~"re"}`: which samples of a scrape to add up; `{label="v"}` (no
+    name) matches label sets alone, as an alert's."""
 
     name: str
     matchers: tuple[tuple[str, str, str], ...]
@@ -26,7 +27,7 @@ class Selector(Record):
     @classmethod
     def parse(cls, text: str) -> Selector:
         match = _SELECTOR.match(text or "")
-        if not match:
+        if not match or not (match.group(1) or match.group(2)):
             raise ValueError(f"expected a metric selector like name{{label=\"value\"}}, got {shown(text)}")
         body, matchers, pos = match.group(2) or "", [], 0
         while pos < len(body.rstrip()):
@@ -38,12 +39,13 @@ class Selector(Record):
                 re.compile(value)
             matchers.append((label, op, value))
             pos = item.end()
-        return cls(match.group(1), tuple(matchers))
+        return cls(match.group(1) or "", tuple(matchers))
 
     def matches(self, name: str, labels: tuple[tuple[str, str], ...]) -> bool:
-        if name != self.name:
-            return False
-        values = dict(labels)
+        return name == self.name and self.matches_labels(dict(labels))
+
+    def matches_labels(self, values: dict[str, str]) -> bool:
+        """Whether a label set passes every matcher (a missing label reads as "", as in PromQL)."""
         for label, op, wanted in self.matchers:
             value = values.get(label, "")
             ok = {"=": value == wanted, "!=": value != wanted,
@@ -62,16 +64,24 @@ class Selector(Record):
         return math.fsum(v for (name, labels), v in samples.items() if self.matches(name, labels))
 
 
-def read_selector(fields: Fields, key: str, required: bool = False) -> Selector | None:
-    """A selector-valued configuration key; a malformed one is a problem at its line."""
+def read_selector(fields: Fields, key: str, required: bool = False, named: bool = True) -> Selector | None:
+    """A selector-valued configuration key (with a metric name, unless not `named`: label
+    matchers alone); a malformed one is a problem at its line."""
     text = fields.str(key, required=required)
     if text is None:
         return None
     try:
-        return Selector.parse(text)
+        selector = Selector.parse(text)
     except (ValueError, re.error) as exc:
         fields.problem(key, str(exc))
         return None
+    if named and not selector.name:
+        fields.problem(key, f"expected a metric name before the label matchers, got {shown(text)}")
+        return None
+    if not named and selector.name:
+        fields.problem(key, f"expected label matchers alone, such as {{service=\"shop\"}}, got {shown(text)}")
+        return None
+    return selector
 
 
 def counter_increase(before: float | None, after: float) -> float:

@@ -12,11 +12,11 @@ from typing import Callable
 
 from ..errors import NeedsHuman
 from ..model import (
-    ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun,
+    AlertRecord, ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun,
     RunStatus, Sample, StageRun,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class StoreError(NeedsHuman):
@@ -216,6 +216,21 @@ class Store(ABC):
     @abstractmethod
     def request_abort(self, run_id: int, by: str, reason: str) -> bool:
         """Ask the open run to roll back; False when it is no longer open or was asked already."""
+
+    # -- alerts: Alertmanager's notifications, acted on once per firing episode --
+
+    @abstractmethod
+    def record_alert(self, alert: AlertRecord) -> bool:
+        """Keep a firing alert group for an environment; False when that episode (group, environment,
+        start) was recorded already (Alertmanager repeats its notifications)."""
+
+    @abstractmethod
+    def alerts(self, state: str | None = None) -> list[AlertRecord]:
+        """Oldest first; `pending` ones are still to be acted on."""
+
+    @abstractmethod
+    def settle_alert(self, alert_id: int, outcome: str) -> bool:
+        """Mark a pending alert acted on; False when another process did first."""
 
     # -- effect reports: the outbox --
 

@@ -177,5 +177,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE stage_runs ADD COLUMN abort_by TEXT;
     ALTER TABLE stage_runs ADD COLUMN abort_reason TEXT;
     """,
+    # 9: alerts received from Alertmanager, one row per firing episode of a group and environment
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_key TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT '',
+        UNIQUE (group_key, environment, starts_at)
+    );
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

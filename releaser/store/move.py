@@ -18,8 +18,8 @@ from .sql import SqlStore
 
 # parents before the rows that refer to them
 TABLES = ("releases", "stage_runs", "rollbacks", "deployments", "check_memory", "approvals", "host_state", "events",
-          "locks", "reports", "samples", "routes", "meta")
-WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples")
+          "locks", "reports", "samples", "routes", "alerts", "meta")
+WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples", "alerts")
 MOVED_KEY = "moved_to"
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import BusyError
 from ..model import (
-    ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
+    AlertRecord, ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
     RollbackStatus, RunStatus, Sample, StageRun, utcnow,
 )
 from .base import SCHEMA_VERSION, Store, StoreError
@@ -418,6 +418,35 @@ class SqlStore(Store):
         cursor = self._db.execute(
             "UPDATE stage_runs SET abort_by = ?, abort_reason = ? WHERE id = ? AND abort_by IS NULL"
             " AND finished_at IS NULL", (by, reason, run_id))
+        return cursor.rowcount == 1
+
+    # -- alerts --
+
+    def record_alert(self, alert: AlertRecord) -> bool:
+        with self.transaction():
+            known = self._db.execute(
+                "SELECT 1 FROM alerts WHERE group_key = ? AND environment = ? AND starts_at = ?",
+                (alert.group_key, alert.environment, alert.starts_at)).fetchone()
+            if known:
+                return False
+            alert.received_at = alert.received_at or utcnow()
+            alert.id = self._insert(
+                "INSERT INTO alerts(group_key, environment, starts_at, received_at, alertname, labels, summary, state,"
+                " outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (alert.group_key, alert.environment, alert.starts_at, alert.received_at, alert.alertname,
+                 json.dumps(alert.labels, sort_keys=True), alert.summary, alert.state, alert.outcome))
+            return True
+
+    def alerts(self, state: str | None = None) -> list[AlertRecord]:
+        if state is None:
+            rows = self._db.execute("SELECT * FROM alerts ORDER BY id")
+        else:
+            rows = self._db.execute("SELECT * FROM alerts WHERE state = ? ORDER BY id", (state,))
+        return [AlertRecord(**{**dict(r), "labels": json.loads(r["labels"])}) for r in rows]
+
+    def settle_alert(self, alert_id: int, outcome: str) -> bool:
+        cursor = self._db.execute("UPDATE alerts SET state = 'done', outcome = ? WHERE id = ? AND state = 'pending'",
+                                  (outcome, alert_id))
         return cursor.rowcount == 1
 
     # -- effect reports --
