@@ -31,6 +31,7 @@ CHECKS_DIR = "healthchecks"
 HOOKS = ("prepare", "restart", "verify", "version")
 STATE_BACKENDS = ("sqlite", "postgresql")
 DEFAULT_URL_ENV = "RELEASER_DATABASE_URL"
+WEBHOOK_FORMATS = ("json", "slack", "dingtalk", "wecom", "feishu")
 ARTIFACT_MODES = ("push", "pull")
 METRIC_SOURCES = ("scrape", "prometheus")
 HOST_KEY_POLICIES = ("verify", "accept-new")
@@ -162,6 +163,7 @@ def register_secrets(config: Config) -> None:
     for hook in (*config.webhooks, config.report.webhook):
         if hook is not None:
             secrets.read_env(hook.url_env, url=True)
+            secrets.read_env(hook.secret_env)
             secrets.register_url_password(hook.url)
 
 
@@ -220,8 +222,9 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
                                      f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}")
             else:
                 events.append(event)
-        hooks.append(Webhook(url, url_env, fields.str("format", "json", choices=("json", "slack")),
-                             tuple(events) or DEFAULT_EVENTS, fields.duration("timeout", 5.0)))
+        fmt, secret_env = _webhook_format(fields)
+        hooks.append(Webhook(url, url_env, fmt, tuple(events) or DEFAULT_EVENTS, fields.duration("timeout", 5.0),
+                             secret_env))
         fields.finish()
     section.finish()
     return tuple(hooks)
@@ -234,6 +237,17 @@ def _webhook_url(fields: Fields) -> tuple[str | None, str | None]:
     elif url is not None and not url.startswith(("http://", "https://")):
         fields.problem("url", f"expected an http:// or https:// URL, got {shown(url)}")
     return url, url_env
+
+
+def _webhook_format(fields: Fields) -> tuple[str, str | None]:
+    """`format` (json, slack, or a chat robot: dingtalk, wecom, feishu) and the variable holding
+    the robot's signing secret (`secret_env`, DingTalk and Feishu)."""
+    fmt = fields.str("format", "json", choices=WEBHOOK_FORMATS) or "json"
+    secret_env = fields.env_name("secret_env")
+    if secret_env and fmt not in ("dingtalk", "feishu"):
+        fields.problem("secret_env", "only DingTalk and Feishu robots sign their requests" + (
+            " (a WeCom robot is authorised by the key in its URL: give it with url_env)" if fmt == "wecom" else ""))
+    return fmt, secret_env
 
 
 def _timezone(fields: Fields) -> str | None:
@@ -331,8 +345,8 @@ def _report_webhook(parent: Fields) -> Webhook | None:
     if fields is None:
         return None
     url, url_env = _webhook_url(fields)
-    hook = Webhook(url, url_env, fields.str("format", "json", choices=("json", "slack")), ("report.sent",),
-                   fields.duration("timeout", 10.0))
+    fmt, secret_env = _webhook_format(fields)
+    hook = Webhook(url, url_env, fmt, ("report.sent",), fields.duration("timeout", 10.0), secret_env)
     fields.finish()
     return hook
 

@@ -183,9 +183,10 @@ class Webhook(Record):
 
     url: str | None
     url_env: str | None
-    format: str = "json"  # json | slack
+    format: str = "json"  # json | slack | dingtalk | wecom | feishu
     events: tuple[str, ...] = ()
     timeout: float = 5.0
+    secret_env: str | None = None  # DingTalk and Feishu: the variable holding the robot's signing secret
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,4 +1,5 @@
-"""Webhook notifications of stage start, pass, fail, rollback and alarms.
+"""Webhook notifications of stage start, pass, fail, rollback and alarms: as JSON, or as a
+message in the team's chat (Slack, DingTalk, WeCom, Feishu; see chat.py).
 
 Deliveries happen on a background thread, retried with tenacity, so that a slow or broken
 receiver never delays a rollback. URLs may carry tokens: they are never logged (only their
@@ -34,11 +35,44 @@ def redact(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}/…"
 
 
-def payload(project: str, hook: Webhook, event: Event) -> dict:
+class Refused(Exception):
+    """The receiver answered 200 but did not take the message (a chat robot's error code)."""
+
+
+def event_text(project: str, hook: Webhook, event: Event) -> str:
+    """An event in one line, as a chat shows it."""
+    scope = " ".join(x for x in (event.environment, event.release) if x)
     if hook.format == "slack":
-        scope = " ".join(x for x in (event.environment, event.release) if x)
-        return {"text": f"{_ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()}
-    return {"project": project, **asdict(event)}
+        return f"{_ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()
+    return f"[{project}] {scope}: {event.message}"
+
+
+def deliver(hook: Webhook, text: str, document: dict, headers: dict[str, str] | None = None) -> None:
+    """Post to the hook, retried: `document` as JSON, or `text` in a chat's own message (Slack,
+    DingTalk, WeCom, Feishu; signed when the hook has a secret). Raises when it did not arrive."""
+    import requests  # on the notifier's thread: commands that notify nothing start faster
+    from tenacity import Retrying, stop_after_attempt, wait_random_exponential
+
+    from . import chat
+
+    for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5),
+                            reraise=True):
+        with attempt:
+            url = webhook_url(hook)
+            if hook.format in chat.FORMATS:  # signed anew at each attempt: the signature carries the time
+                url, body = chat.request(hook.format, url, text, secrets.read_env(hook.secret_env))
+            else:
+                body = {"text": text} if hook.format == "slack" else document
+            response = requests.post(url, json=body, timeout=hook.timeout, headers=headers or {})
+            response.raise_for_status()
+            if hook.format in chat.FORMATS:
+                try:
+                    answer = response.json()
+                except ValueError:
+                    answer = None
+                refused = chat.refusal(hook.format, answer)
+                if refused:
+                    raise Refused(refused)
 
 
 class Notifier:
@@ -68,21 +102,14 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 - reported, never raised
                 if self.on_failure:
                     self.on_failure(
-                        f"notification of {event.kind} to {redact(webhook_url(hook))} failed: {type(exc).__name__}",
+                        f"notification of {event.kind} to {redact(webhook_url(hook))} failed: "
+                        f"{exc if isinstance(exc, Refused) else type(exc).__name__}",
                         {"event": event.id, "kind": event.kind,
                          "error": secrets.scrub(str(exc).replace(webhook_url(hook), "<url>"))[:200]},
                     )
 
     def _post(self, hook: Webhook, event: Event) -> None:
-        import requests  # on the notifier's thread: commands that notify nothing start faster
-        from tenacity import Retrying, stop_after_attempt, wait_random_exponential
-
-        for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5),
-                                reraise=True):
-            with attempt:
-                response = requests.post(webhook_url(hook), json=payload(self.project, hook, event),
-                                         timeout=hook.timeout)
-                response.raise_for_status()
+        deliver(hook, event_text(self.project, hook, event), {"project": self.project, **asdict(event)})
 
 
 def open_journal(store: Store, sink: Sink | None, project: str, webhooks: tuple[Webhook, ...]) -> tuple[Journal, Notifier | None]:

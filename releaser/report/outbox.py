@@ -31,7 +31,7 @@ from ..errors import BusyError, UsageError
 from ..journal import Journal
 from ..locks import EnvironmentLock
 from ..model import Config, Report, ReportState, utcnow
-from ..notify import redact, webhook_url
+from ..notify import Refused, deliver, redact, webhook_url
 from ..store import Store
 from .compute import build
 from .mail import MailNotSent, MailUncertain, compose, send
@@ -209,19 +209,11 @@ class Outbox:
         hook = self.config.report.webhook
         if hook is None:
             return
-        url = webhook_url(hook)
-        body = ({"text": f"{subject}: {path}"} if hook.format == "slack"
-                else {"project": self.config.project, "release": report.release, "path": path,
-                      "message_id": report.message_id, "report": document})
-
-        @retry(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True)
-        def post() -> None:
-            response = requests.post(url, json=body, timeout=hook.timeout,
-                                     headers={"Idempotency-Key": report.message_id.strip("<>")})
-            response.raise_for_status()
-
+        body = {"project": self.config.project, "release": report.release, "path": path,
+                "message_id": report.message_id, "report": document}
         try:
-            post()
-        except requests.RequestException as exc:
-            self.journal.record("report.webhook_failed", f"report of {report.release}: webhook {redact(url)} failed: "
-                                f"{type(exc).__name__}", release=report.release)
+            deliver(hook, f"{subject}: {path}", body, headers={"Idempotency-Key": report.message_id.strip("<>")})
+        except (requests.RequestException, Refused) as exc:
+            self.journal.record("report.webhook_failed", f"report of {report.release}: webhook "
+                                f"{redact(webhook_url(hook))} failed: "
+                                f"{exc if isinstance(exc, Refused) else type(exc).__name__}", release=report.release)
