@@ -250,3 +250,23 @@ def test_the_alertmanager_check_fails_on_a_firing_alert_and_never_passes_blind(t
         alertmanager.stop()
     blind = check.evaluate(None, {})
     assert blind.verdict is Verdict.INCONCLUSIVE and blind.blind and "cannot read Alertmanager" in blind.summary
+
+
+def test_an_alert_recorded_before_a_crash_is_acted_on_by_the_next_watch(project):
+    """The receiver stores an alert before it answers 200; a watch killed before acting on it
+    leaves it pending, and the next look (here `watch --once`) rolls back all the same."""
+    from releaser.model import AlertRecord
+
+    _with_alert_rule(project)
+    for version in ("1.0.0", "1.1.0"):
+        project.register(version)
+        project.cli("run", version, check=True)
+    store = SqliteStore(project.dir / ".releaser" / "state.db")
+    assert store.record_alert(AlertRecord("{}:{alertname=\"X\"}", "prod", "2026-12-03T06:00:00.000+00:00",
+                                          "CheckoutErrors", {"alertname": "CheckoutErrors"}, "errors"))
+    proc = project.cli("watch", "--once", "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["rolled_back"] == ["prod"], proc.stderr
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    assert [a.state for a in store.alerts()] == ["done"]
+    assert project.cli("watch", "--once").returncode == 0  # acted on once
+    store.close()
