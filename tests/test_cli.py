@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from releaser.cli import cli
 from tests.test_config import write_project
 
-HEAVY = ("matplotlib", "numpy", "jinja2", "paramiko", "fabric", "requests")
+HEAVY = ("matplotlib", "numpy", "jinja2", "paramiko", "fabric", "requests", "psycopg")
 # What only promotions need: reading state and configuration must not pay for them.
 RUNTIME = ("releaser.pipeline", "releaser.journal", "releaser.locks", "releaser.transport", "releaser.playbook",
-           "releaser.notify", "email", "socket")
+           "releaser.notify", "releaser.decisions", "releaser.freezes", "releaser.alerts", "email", "socket")
 
 
 def invoke(*args: str):
