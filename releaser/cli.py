@@ -662,6 +662,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
     """Keep rollback windows armed: re-run the checks of every stage still inside its window and
     roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
     from .schema import parse_duration
+    from .store import StoreError
     from .watch import Watcher
 
     try:
@@ -691,7 +692,16 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
     receiver = _alert_receiver(app, listen, token_env, wake) if listen else None
     try:
         while not stop.is_set():
-            result = watcher.look_once()
+            try:
+                result = watcher.look_once()
+            except StoreError as exc:
+                if once:
+                    raise
+                # a daemon outlives a state that is briefly away (a database restarting, the network)
+                app.warn(f"watch: {exc}; looking again in {interval}")
+                wake.wait(pause)
+                wake.clear()
+                continue
             looks += 1
             rolled_back += result["rolled_back"]
             alarms += result["alarms"]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from .journal import Journal
 from .model import Claim, Lock, utcnow
 from .processes import is_stale, this_machine, whoami
-from .store import Store
+from .store import Store, StoreError
 
 DEFAULT_LEASE = 300.0
 
@@ -63,7 +63,10 @@ class EnvironmentLock:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.lease / 3):
-            self.store.renew_lock(self.environment, self.token, _lease_until(self.lease))
+            try:
+                self.store.renew_lock(self.environment, self.token, _lease_until(self.lease))
+            except StoreError:
+                continue  # the state is briefly away: the lease has two more renewals before it runs out
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()

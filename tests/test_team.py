@@ -268,3 +268,27 @@ def test_bad_freezes_are_named_at_their_line(project, text, key, words):
     config.write_text(config.read_text() + text)
     proc = project.cli("validate")
     assert proc.returncode == 2 and key in proc.stderr and words in proc.stderr, proc.stderr
+
+
+def test_a_watch_daemon_outlives_a_database_restart(team, postgres):
+    """The state's server restarts (a failover): every connection is cut. The daemon says so,
+    reconnects at its next look, keeps its windows and rolls back a failure after it."""
+    for version in ("1.0.0", "1.1.0"):
+        team.register(version)
+        team.cli("run", version, check=True)
+    store = PostgresStore(team.state_url)
+    daemon = team.spawn("watch", "--interval", "200ms")
+    try:
+        wait_for(store, "window.watching", count=3)
+        store.close()
+        postgres.restart()
+        store = PostgresStore(team.state_url)
+        (team.dir / "hosts" / "web-4" / "current" / "FAIL_ON").write_text("web-4\n")
+        wait_for(store, "rollback.done")
+        assert daemon.poll() is None  # still watching
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+    assert "looking again in 200ms" in err and "Traceback" not in err, err
+    assert set(team.env_versions("prod").values()) == {"1.0.0"}
+    store.close()

@@ -68,6 +68,10 @@ class _Connection:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def broken(self) -> bool:
+        return self._conn.broken or self._conn.closed
+
 
 def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
@@ -123,6 +127,9 @@ class PostgresStore(SqlStore):
 
     def _insert(self, sql: str, parameters: tuple) -> int:
         return self._db.execute(sql + " RETURNING id", parameters).fetchone()["id"]
+
+    def _broken(self, conn: _Connection) -> bool:
+        return conn.broken
 
     def _ddl(self, statement: str) -> str:
         for pattern, spelled in _TYPES:

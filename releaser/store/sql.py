@@ -55,11 +55,21 @@ class SqlStore(Store):
         """A migration's statement as this backend spells it."""
         return statement
 
+    def _broken(self, conn: Any) -> bool:
+        """Whether a connection can no longer be used (a server's): the next use opens another."""
+        return False
+
     # -- plumbing --
 
     @property
     def _db(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not self._local.depth and self._broken(conn):
+            with self._guard:  # the server restarted or the network dropped: a new connection
+                self._connections.remove(conn)
+            self._local.conn = None
+            conn.close()
+            conn = None
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
@@ -84,7 +94,10 @@ class SqlStore(Store):
         try:
             yield
         except BaseException:
-            db.execute("ROLLBACK")
+            try:
+                db.execute("ROLLBACK")
+            except StoreError:
+                pass  # the connection is gone, and the transaction with it: the first error says why
             raise
         else:
             db.execute("COMMIT")
