@@ -129,6 +129,7 @@ def test_approval_stops_the_stage_until_an_approver_decides_from_another_process
     awaiting = team.status()["approvals"]
     assert [(a["release"], a["stage"], a["requested_by"], a["approvers"]) for a in awaiting] == [
         ("1.0.0", "full", "ci", ["lead", "ops"])]
+    assert "awaiting approval: full of 1.0.0, asked by ci" in team.cli("status", check=True).stdout
     refused = team.cli("approve", "1.0.0", "--reason", "looks fine", actor="ci")
     assert refused.returncode == 3 and "approvers are lead, ops" in refused.stderr
     assert set(team.env_versions("prod").values()) != {"1.0.0"}  # full has not run
