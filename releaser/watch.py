@@ -23,7 +23,7 @@ import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from .errors import BusyError, ReleaserError
+from .errors import BusyError, NeedsHuman, ReleaserError
 from .fleet import Fleet
 from .locks import EnvironmentLock
 from .health.base import CheckTarget, Verdict
@@ -58,8 +58,9 @@ class Watcher:
         outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": [],
                                           "elsewhere": []}
         for alert in self.store.alerts("pending"):
-            if self._on_alert(alert) == "rolled_back":
-                outcomes["rolled_back"].append(alert.environment)
+            acted = self._on_alert(alert)
+            if acted in ("rolled_back", "alarms"):
+                outcomes[acted].append(alert.environment)
         windows = []
         armed = armed_windows(self.config, self.store)
         for run_id in set(self._leases) - {w.run.id for w in armed}:
@@ -195,7 +196,14 @@ class Watcher:
                                         f"{env.name}", release=run.release, stage=run.stage, environment=env.name,
                                         data={"run": run.id, "by": "alert", "reason": why})
             if not owner_alive(run.pid, run.hostname, run.lease_until):
-                self.pipeline.abort(run.release, why)
+                try:  # its runner is gone: the rollback is this process's to do
+                    self.pipeline.abort(run.release, why)
+                except NeedsHuman as exc:
+                    self._settle(alert, f"the rollback of {run.release} could not finish", why, scope,
+                                 release=run.release)
+                    self.journal.record("alarm", str(exc), release=run.release, stage=run.stage,
+                                        environment=env.name)
+                    return "alarms"
             return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
         windows = [w for w in armed_windows(self.config, self.store) if w.run.environment == env.name and w.ending is None]
         if not windows:
