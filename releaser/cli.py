@@ -604,17 +604,16 @@ def state_migrate(app: App, backend: str, url_env: str) -> None:
     """Move the state from SQLite to PostgreSQL: every release, run, host and journal event, ids
     kept, compared row by row. Then set `state: {backend: postgresql}`; the SQLite file refuses
     further use, so no runner keeps writing to it."""
-    from . import secrets
     from .journal import Journal
     from .processes import is_stale
+    from .store import open_postgres
     from .store.move import move_state
-    from .store.postgresql import PostgresStore
 
     config = app.config()
     if config.state_backend != "sqlite":
         raise UsageError(f"the state of {config.path} is already on {config.state_backend}")
     source = app.store()
-    target = PostgresStore(secrets.read_env(url_env), config.state_wait, variable=f"${url_env}")
+    target = open_postgres(url_env, config.state_wait)
     try:
         copied = move_state(source, target, is_stale)
         Journal(target).record("state.moved", f"state moved from {config.state_path} to {target.where}: "

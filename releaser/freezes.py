@@ -108,10 +108,9 @@ def _weekly_time(fields: Fields, key: str) -> str | None:
     if text is None:
         return None
     try:
-        _week_minute(text)
         day, _, clock = text.strip().partition(" ")
         hours, minutes = (int(part) for part in clock.split(":"))
-        if not (0 <= hours < 24 and 0 <= minutes < 60):
+        if day[:3].lower() not in DAYS or not (0 <= hours < 24 and 0 <= minutes < 60):
             raise ValueError
     except ValueError:
         fields.problem(key, f"expected a day and a time such as \"Fri 18:00\", got {shown(text)}")

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .cohort import gray_cohort, split_waves, stable_order
-from .decisions import AbortListener, approved, cancel_requests
+from .decisions import POLL, AbortListener, approved, cancel_requests
 from .deploy import Deployer
 from .errors import BusyError, Inconclusive, NeedsHuman, Refused, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
@@ -533,13 +533,15 @@ class Pipeline:
                 raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
 
-    def abort(self, version: str, reason: str) -> StageRun | None:
+    def abort(self, version: str, reason: str, by: str | None = None, wait: bool = True) -> StageRun | None:
         """Roll back the promotion of `version` in progress, whichever runner works on it: its
         process is asked (through the store) and rolls the stage back at its next safe point; a
         run whose process died is rolled back here. Approval requests still open are cancelled.
-        Returns the run as it ended (None when only requests were cancelled)."""
+        Returns the run as it ended, or as it is when not `wait`ing for its runner (None when only
+        requests were cancelled). `by`: who asks (default: whoever runs releaser)."""
         if not reason.strip():
             raise UsageError("abort needs --reason TEXT, which is journaled")
+        by = by or whoami()
         self._release(version)
         cancelled = cancel_requests(self.store, self.journal, version, reason)
         runs = [r for r in self.store.stage_runs(version) if r.status.open]
@@ -551,26 +553,28 @@ class Pipeline:
         run = runs[-1]
         if owner_alive(run.pid, run.hostname, run.lease_until):
             with self.store.transaction():
-                if not self.store.request_abort(run.id, whoami(), reason):
+                if not self.store.request_abort(run.id, by, reason):
                     raise Refused(f"{run.stage} of {version} ended before the abort reached it "
                                   f"({self.store.get_stage_run(run.id).status}); `releaser rollback {run.environment} "
                                   "--reason TEXT` rolls back a release that is out")
-                self.journal.record("abort.requested", f"{run.stage}: {whoami()} asks pid {run.pid} on "
+                self.journal.record("abort.requested", f"{run.stage}: {by} asks pid {run.pid} on "
                                     f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
                                     release=version, stage=run.stage, environment=run.environment,
-                                    data={"run": run.id, "by": whoami(), "reason": reason})
+                                    data={"run": run.id, "by": by, "reason": reason})
+            if not wait:
+                return self.store.get_stage_run(run.id)
             while (current := self.store.get_stage_run(run.id)).status.open:
                 if not owner_alive(current.pid, current.hostname, current.lease_until):
                     break  # its process died on the way: roll back here
-                self.interrupts.wait(1.0)
+                self.interrupts.wait(POLL)
             else:
                 if current.status is RunStatus.PASSED:
                     raise Refused(f"{run.stage} of {version} passed before the abort reached it; "
                                   f"`releaser rollback {run.environment} --reason TEXT` rolls it back")
                 return current
-        self.journal.record("abort.requested", f"{run.stage}: {whoami()} rolls {version} back on {run.environment} "
+        self.journal.record("abort.requested", f"{run.stage}: {by} rolls {version} back on {run.environment} "
                             f"(its runner is gone): {reason}", release=version, stage=run.stage,
-                            environment=run.environment, data={"run": run.id, "by": whoami(), "reason": reason})
+                            environment=run.environment, data={"run": run.id, "by": by, "reason": reason})
         try:
             self.resume(roll_back=True)
         except StageFailed:

@@ -23,12 +23,12 @@ import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from .errors import BusyError, NeedsHuman, ReleaserError
+from .errors import BusyError, NeedsHuman, Refused, ReleaserError
 from .fleet import Fleet
 from .locks import EnvironmentLock
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
-from .processes import is_stale, owner_alive, this_machine, whoami
+from .processes import is_stale, this_machine, whoami
 from .metrics import source_for
 from .model import AlertRecord, Cause, StageRun, utcnow
 from .pipeline import Pipeline
@@ -189,21 +189,15 @@ class Watcher:
         running = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
         if running:
             run = running[-1]
-            with self.store.transaction():
-                asked = self.store.request_abort(run.id, f"alert {alert.alertname}", why)
-                if asked:
-                    self.journal.record("abort.requested", f"{run.stage}: {why}; {run.release} is rolled back on "
-                                        f"{env.name}", release=run.release, stage=run.stage, environment=env.name,
-                                        data={"run": run.id, "by": "alert", "reason": why})
-            if not owner_alive(run.pid, run.hostname, run.lease_until):
-                try:  # its runner is gone: the rollback is this process's to do
-                    self.pipeline.abort(run.release, why)
-                except NeedsHuman as exc:
-                    self._settle(alert, f"the rollback of {run.release} could not finish", why, scope,
-                                 release=run.release)
-                    self.journal.record("alarm", str(exc), release=run.release, stage=run.stage,
-                                        environment=env.name)
-                    return "alarms"
+            try:  # its runner rolls back at its next safe point; a runner that is gone, here
+                self.pipeline.abort(run.release, why, by=f"alert {alert.alertname}", wait=False)
+            except Refused:
+                pass  # it ended before the request reached it: nothing left to abort
+            except NeedsHuman as exc:
+                self._settle(alert, f"the rollback of {run.release} could not finish", why, scope,
+                             release=run.release)
+                self.journal.record("alarm", str(exc), release=run.release, stage=run.stage, environment=env.name)
+                return "alarms"
             return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
         windows = [w for w in armed_windows(self.config, self.store) if w.run.environment == env.name and w.ending is None]
         if not windows:

@@ -16,12 +16,16 @@ def open_store(config: Config, create: bool = True) -> Store:
     """The state the configuration names. Without `create`, a state with nothing recorded yet
     raises StoreMissing instead of being made; writes wait `state.wait` for another process."""
     if config.state_backend == "postgresql":
-        from .. import secrets
-        from .postgresql import PostgresStore
-
-        url = secrets.read_env(config.state_url_env)
-        return PostgresStore(url, config.state_wait, create=create, variable=f"${config.state_url_env}")
+        return open_postgres(config.state_url_env, config.state_wait, create)
     return SqliteStore(config.state_path, wait=config.state_wait, create=create)
+
+
+def open_postgres(url_env: str, wait: float, create: bool = True) -> Store:
+    """The PostgreSQL state whose URL the variable `url_env` holds (its password a secret from here on)."""
+    from .. import secrets
+    from .postgresql import PostgresStore
+
+    return PostgresStore(secrets.read_env(url_env), wait, create=create, variable=f"${url_env}")
 
 
 def memory_store() -> Store:
@@ -29,4 +33,5 @@ def memory_store() -> Store:
     return SqliteStore(Path(":memory:"))
 
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreError", "StoreMissing", "memory_store", "open_store"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreError", "StoreMissing", "memory_store", "open_postgres",
+           "open_store"]

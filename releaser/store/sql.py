@@ -284,12 +284,7 @@ class SqlStore(Store):
         )
 
     def deployments(self, stage_run_id=None, environment=None, host=None) -> list[Deployment]:
-        clauses, args = [], []
-        for column, value in (("stage_run_id", stage_run_id), ("environment", environment), ("host", host)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _where(stage_run_id=stage_run_id, environment=environment, host=host)
         rows = self._db.execute(f"SELECT * FROM deployments {where} ORDER BY id", args)  # noqa: S608 - fixed columns
         return [Deployment(**dict(r)) for r in rows]
 
@@ -328,14 +323,7 @@ class SqlStore(Store):
         return event
 
     def events(self, release=None, environment=None, limit=None) -> list[Event]:
-        clauses, args = [], []
-        if release is not None:
-            clauses.append("release = ?")
-            args.append(release)
-        if environment is not None:
-            clauses.append("environment = ?")
-            args.append(environment)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _where(release=release, environment=environment)
         sql = f"SELECT * FROM events {where} ORDER BY id DESC"  # noqa: S608 - fixed columns
         if limit is not None:
             sql += " LIMIT ?"
@@ -407,12 +395,7 @@ class SqlStore(Store):
         return _approval(row) if row else None
 
     def approvals(self, release: str | None = None, state: str | None = None) -> list[ApprovalRequest]:
-        clauses, args = [], []
-        for column, value in (("release", release), ("state", state)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _where(release=release, state=state)
         return [_approval(r) for r in self._db.execute(f"SELECT * FROM approvals {where} ORDER BY id", args)]  # noqa: S608
 
     def decide_approval(self, request_id: int, state: str, by: str, reason: str, expect: str) -> bool:
@@ -581,6 +564,12 @@ def _rollback(row: Any) -> RollbackRun:
     data["status"] = RollbackStatus(data["status"])
     data["cause"] = Cause(data["cause"])
     return RollbackRun(**data)
+
+
+def _where(**columns: Any) -> tuple[str, list]:
+    """`WHERE a = ? AND b = ?` for the columns given a value (fixed names, never user input)."""
+    given = {name: value for name, value in columns.items() if value is not None}
+    return (f"WHERE {' AND '.join(f'{name} = ?' for name in given)}" if given else ""), list(given.values())
 
 
 def _approval(row: Any) -> ApprovalRequest:
