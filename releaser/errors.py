@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .record import Record
+
 EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
@@ -24,8 +26,8 @@ class UsageError(ReleaserError):
     exit_code = EXIT_USAGE
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
+@dataclass(repr=False, eq=False)
+class ConfigProblem(Record, frozen=True):
     """One thing wrong in a configuration file, at its line and key."""
 
     file: str

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, TypeVar
 
-from .model import Record
+from .record import Record
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Outcome(Record, Generic[T, R]):
     """What one item's call returned, or the exception it raised."""
 

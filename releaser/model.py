@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .record import Record
 
 if TYPE_CHECKING:
     from .health.base import Check
@@ -25,22 +27,11 @@ def parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-class Record:
-    """The base of the plain-data classes below: one repr for all of them. A repr generated for
-    each dataclass costs every command about 8 ms of start-up (Python 3.11 compiles each one)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
-        return f"{type(self).__qualname__}({shown})"
-
-
 # --- configuration -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
-class SshOptions(Record):
+@dataclass(repr=False, eq=False)
+class SshOptions(Record, frozen=True):
     """How to reach a host over SSH; environment values, overridden per host."""
 
     user: str | None = None
@@ -55,8 +46,8 @@ class SshOptions(Record):
     keepalive: float = 15.0
 
 
-@dataclass(frozen=True, repr=False)
-class Host(Record):
+@dataclass(repr=False, eq=False)
+class Host(Record, frozen=True):
     """A machine of an environment; `root` holds its releases, `vars` fill its templates."""
 
     name: str
@@ -70,8 +61,8 @@ class Host(Record):
         return {**self.vars, "name": self.name, "address": self.address, "root": self.root}
 
 
-@dataclass(frozen=True, repr=False)
-class MetricsSpec(Record):
+@dataclass(repr=False, eq=False)
+class MetricsSpec(Record, frozen=True):
     """Where an environment's metrics come from."""
 
     source: str = "scrape"  # scrape: each host's /metrics | prometheus: a server's HTTP API
@@ -84,8 +75,8 @@ class MetricsSpec(Record):
     password_env: str | None = None
 
 
-@dataclass(frozen=True, repr=False)
-class RouterSpec(Record):
+@dataclass(repr=False, eq=False)
+class RouterSpec(Record, frozen=True):
     """The load balancer(s) in front of an environment, and how releaser drives them."""
 
     type: str  # nginx (see names.ROUTER_TYPES)
@@ -100,16 +91,16 @@ class RouterSpec(Record):
     drain_timeout: float = 30.0  # how long a drained host's requests may take to finish
 
 
-@dataclass(frozen=True, repr=False)
-class AlertRule(Record):
+@dataclass(repr=False, eq=False)
+class AlertRule(Record, frozen=True):
     """Which firing alerts (Alertmanager's webhook, to `watch --listen`) concern an environment."""
 
     match: Selector  # label matchers only: {service="shop", env="prod"}
     rollback: bool = True  # roll back what is in progress or in its window; False: journal the alert only
 
 
-@dataclass(frozen=True, repr=False)
-class Environment(Record):
+@dataclass(repr=False, eq=False)
+class Environment(Record, frozen=True):
     """A named set of hosts, how releaser reaches them and how their releases are switched."""
 
     name: str
@@ -133,8 +124,8 @@ class Environment(Record):
         raise KeyError(name)
 
 
-@dataclass(frozen=True, repr=False)
-class Playbook(Record):
+@dataclass(repr=False, eq=False)
+class Playbook(Record, frozen=True):
     """The hooks that install, switch and check a release on a host, and what they share."""
 
     name: str
@@ -145,16 +136,16 @@ class Playbook(Record):
     sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
 
 
-@dataclass(frozen=True, repr=False)
-class Approval(Record):
+@dataclass(repr=False, eq=False)
+class Approval(Record, frozen=True):
     """Who must approve a stage before it runs."""
 
     approvers: tuple[str, ...] = ()  # () for anyone
     not_by_promoter: bool = False  # the one who asked for the stage may not approve it
 
 
-@dataclass(frozen=True, repr=False)
-class StageSpec(Record):
+@dataclass(repr=False, eq=False)
+class StageSpec(Record, frozen=True):
     """One stage of the pipeline: where it deploys, to how many, and the checks it bakes with."""
 
     name: str
@@ -177,8 +168,8 @@ class StageSpec(Record):
         return self.bake_min is not None
 
 
-@dataclass(frozen=True, repr=False)
-class Webhook(Record):
+@dataclass(repr=False, eq=False)
+class Webhook(Record, frozen=True):
     """Where events are posted (a URL, or the environment variable holding it)."""
 
     url: str | None
@@ -189,8 +180,8 @@ class Webhook(Record):
     secret_env: str | None = None  # DingTalk and Feishu: the variable holding the robot's signing secret
 
 
-@dataclass(frozen=True, repr=False)
-class MailSpec(Record):
+@dataclass(repr=False, eq=False)
+class MailSpec(Record, frozen=True):
     """How effect reports are mailed. Credentials are names of environment variables."""
 
     host: str
@@ -203,8 +194,8 @@ class MailSpec(Record):
     timeout: float = 30.0
 
 
-@dataclass(frozen=True, repr=False)
-class ReportSpec(Record):
+@dataclass(repr=False, eq=False)
+class ReportSpec(Record, frozen=True):
     """The effect report: when it is written, what it measures, how it is delivered."""
 
     delay: float = 3 * 86400.0  # after the last stage passes
@@ -236,8 +227,8 @@ class ReportSpec(Record):
         return [(key, selector) for key, selector in named if selector is not None]
 
 
-@dataclass(frozen=True, repr=False)
-class Freeze(Record):
+@dataclass(repr=False, eq=False)
+class Freeze(Record, frozen=True):
     """A time when promotions are refused (rollbacks never are): once, from `start` to `end`
     (ISO local times), or every week (`start` and `end` as "Fri 18:00"), in `timezone`."""
 
@@ -250,8 +241,8 @@ class Freeze(Record):
     line: str = ""  # where it is written (file:line), for the message that names it
 
 
-@dataclass(frozen=True, repr=False)
-class Config(Record):
+@dataclass(repr=False, eq=False)
+class Config(Record, frozen=True):
     """A configuration file, checked and resolved: every environment, stage, playbook and check."""
 
     path: Path
@@ -316,7 +307,7 @@ class RunStatus(StrEnum):
         return self in (RunStatus.RUNNING, RunStatus.ROLLING_BACK, RunStatus.ROLLBACK_FAILED)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Release(Record):
     """A registered artifact with its version, digest and where it has got to."""
 
@@ -332,8 +323,8 @@ class Release(Record):
     url: str | None = None  # where hosts fetch the artifact in pull mode
 
 
-@dataclass(frozen=True, repr=False)
-class Claim(Record):
+@dataclass(repr=False, eq=False)
+class Claim(Record, frozen=True):
     """Who works on a run: the process (pid on hostname) and the lease its lock heartbeat renews."""
 
     owner: str
@@ -343,7 +334,7 @@ class Claim(Record):
     lease_until: str
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class StageRun(Record):
     """One release's run of one stage, and the rollback window that follows it."""
 
@@ -367,7 +358,7 @@ class StageRun(Record):
     abort_reason: str | None = None
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class ApprovalRequest(Record):
     """A stage that needs approval, asked for by a promotion, and what became of it."""
 
@@ -385,7 +376,7 @@ class ApprovalRequest(Record):
     stage_run_id: int | None = None
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class AlertRecord(Record):
     """An alert group firing for an environment, as Alertmanager sent it, and what releaser did."""
 
@@ -424,7 +415,7 @@ class Cause(StrEnum):
     ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class RollbackRun(Record):
     """One rollback of one environment, planned and carried out by the one rollback path."""
 
@@ -448,7 +439,7 @@ class RollbackRun(Record):
     lease_until: str | None = None
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Deployment(Record):
     """One host's part of a stage run: deploy (or roll back) from one version to another."""
 
@@ -465,7 +456,7 @@ class Deployment(Record):
     op: str = ""  # the phase id its lines in the host's record carry
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class HostState(Record):
     """What the store knows a host runs, and what it ran before."""
 
@@ -477,7 +468,7 @@ class HostState(Record):
     doubt: str = ""  # why the store cannot vouch for `version` (a switch whose outcome is unknown)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Event(Record):
     """One journal entry: a state change, said before it is tried and after it ends."""
 
@@ -492,7 +483,7 @@ class Event(Record):
     id: int | None = None
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Lock(Record):
     """Who holds an environment, and until when their lease runs."""
 
@@ -514,7 +505,7 @@ class ReportState(StrEnum):
     UNCONFIRMED = "unconfirmed"  # the sender died at the commit point: never re-sent on its own
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Report(Record):
     """The delivery record of one release's effect report (the outbox)."""
 
@@ -532,7 +523,7 @@ class Report(Record):
     delivered_to: int | None = None  # recipients it was mailed to; 0: written only (no recipients)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Sample(Record):
     """What releaser read from one host's /metrics at one time (None: the host did not answer)."""
 

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from .model import Config, Record, RunStatus, StageRun, StageSpec, parse_ts
+from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
 from .processes import pid_alive, this_machine
+from .record import Record
 from .store import Store
 
 if TYPE_CHECKING:
     from .journal import Journal
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Window(Record):
     """An open rollback window: a passed stage run whose checks are still watched."""
 

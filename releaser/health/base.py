@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-from ..model import Environment, Host, Record
+from ..model import Environment, Host
+from ..record import Record
 from ..schema import Fields, render_template
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class Verdict(StrEnum):
     NOT_APPLICABLE = "not applicable"
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class CheckResult(Record):
     """A check's verdict on a target, in words, with what each host showed."""
 
@@ -42,8 +43,8 @@ class CheckResult(Record):
                 **({"blind": True} if self.blind else {})}
 
 
-@dataclass(frozen=True, repr=False)
-class CheckTarget(Record):
+@dataclass(repr=False, eq=False)
+class CheckTarget(Record, frozen=True):
     """What a check looks at: the cohort now running the release, and the baseline beside it
     (the hosts running an earlier release). `fleet` is the stage's open fleet, for checks that
     run commands on the hosts."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..model import Record
+from ..record import Record
 from ..terminal import span
 
 WORSE = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of the tolerance, for evidence of a regression
@@ -87,8 +87,8 @@ def evidence_below(x, requests, margin: float):
     return _log_mixture(x, requests, p0[..., None], p0[..., None] * np.array(BELOW))
 
 
-@dataclass(frozen=True, repr=False)
-class Bound(Record):
+@dataclass(repr=False, eq=False)
+class Bound(Record, frozen=True):
     """What a pass must show: the cohort's event ratio is below `ratio` x the baseline's, or
     below `margin` (a share of requests; 0: no absolute margin)."""
 
@@ -99,7 +99,7 @@ class Bound(Record):
         return f"x{self.ratio:g} the baseline" + (f" or {self.margin:.2%} of requests" if self.margin else "")
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Comparison(Record):
     """One metric's counts since the evidence started: requests and events on each side."""
 
@@ -122,7 +122,7 @@ class Comparison(Record):
                                                                 self.baseline_requests, self.baseline_events)))
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Judgement(Record):
     """The canary judge's conclusion on one comparison, with the figures behind it."""
 
@@ -133,8 +133,8 @@ class Judgement(Record):
     more_requests: float | None = None  # inconclusive: cohort requests still needed at the current rates
 
 
-@dataclass(frozen=True, repr=False)
-class Evidence(Record):
+@dataclass(repr=False, eq=False)
+class Evidence(Record, frozen=True):
     """The three evidences of one comparison (log likelihood ratios)."""
 
     regression: float

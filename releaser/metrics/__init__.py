@@ -11,7 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..model import Host, MetricsSpec, Record
+from ..model import Host, MetricsSpec
+from ..record import Record
 from .histogram import Histogram
 from .selector import Selector, counter_increase, promql_regex, read_selector
 
@@ -20,7 +21,7 @@ class MetricsUnavailable(Exception):
     """The source could not answer; whatever asked is inconclusive."""
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Reading(Record):
     """One host's cumulative counters now (each selector's summed value) and, when asked
     for, its latency histogram."""
@@ -29,16 +30,16 @@ class Reading(Record):
     histogram: Histogram | None = None
 
 
-@dataclass(frozen=True, repr=False)
-class Series(Record):
+@dataclass(repr=False, eq=False)
+class Series(Record, frozen=True):
     """One labelled series of a PromQL query's answer."""
 
     labels: dict
     value: float
 
 
-@dataclass(frozen=True, repr=False)
-class RangeSeries(Record):
+@dataclass(repr=False, eq=False)
+class RangeSeries(Record, frozen=True):
     """One labelled series of a range query: (time, value) points."""
 
     labels: dict

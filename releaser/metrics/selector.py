@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..model import Record
+from ..record import Record
 from ..schema import Fields, shown
 
 # one scrape: (metric name, sorted label pairs) -> value
@@ -16,8 +16,8 @@ _SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
-@dataclass(frozen=True, repr=False)
-class Selector(Record):
+@dataclass(repr=False, eq=False)
+class Selector(Record, frozen=True):
     """`name{label="v", other=~"re"}`: which samples of a scrape to add up; `{label="v"}` (no
     name) matches label sets alone, as an alert's."""
 
