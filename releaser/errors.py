@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .record import Record
 
 EXIT_OK = 0
@@ -26,7 +24,6 @@ class UsageError(ReleaserError):
     exit_code = EXIT_USAGE
 
 
-@dataclass(repr=False, eq=False)
 class ConfigProblem(Record, frozen=True):
     """One thing wrong in a configuration file, at its line and key."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, TypeVar
 
 from .record import Record
@@ -11,7 +10,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass(repr=False, eq=False)
 class Outcome(Record, Generic[T, R]):
     """What one item's call returned, or the exception it raised."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +30,6 @@ def parse_ts(value: str) -> datetime:
 # --- configuration -----------------------------------------------------------------------
 
 
-@dataclass(repr=False, eq=False)
 class SshOptions(Record, frozen=True):
     """How to reach a host over SSH; environment values, overridden per host."""
 
@@ -46,7 +45,6 @@ class SshOptions(Record, frozen=True):
     keepalive: float = 15.0
 
 
-@dataclass(repr=False, eq=False)
 class Host(Record, frozen=True):
     """A machine of an environment; `root` holds its releases, `vars` fill its templates."""
 
@@ -61,7 +59,6 @@ class Host(Record, frozen=True):
         return {**self.vars, "name": self.name, "address": self.address, "root": self.root}
 
 
-@dataclass(repr=False, eq=False)
 class MetricsSpec(Record, frozen=True):
     """Where an environment's metrics come from."""
 
@@ -75,7 +72,6 @@ class MetricsSpec(Record, frozen=True):
     password_env: str | None = None
 
 
-@dataclass(repr=False, eq=False)
 class RouterSpec(Record, frozen=True):
     """The load balancer(s) in front of an environment, and how releaser drives them."""
 
@@ -91,7 +87,6 @@ class RouterSpec(Record, frozen=True):
     drain_timeout: float = 30.0  # how long a drained host's requests may take to finish
 
 
-@dataclass(repr=False, eq=False)
 class AlertRule(Record, frozen=True):
     """Which firing alerts (Alertmanager's webhook, to `watch --listen`) concern an environment."""
 
@@ -99,7 +94,6 @@ class AlertRule(Record, frozen=True):
     rollback: bool = True  # roll back what is in progress or in its window; False: journal the alert only
 
 
-@dataclass(repr=False, eq=False)
 class Environment(Record, frozen=True):
     """A named set of hosts, how releaser reaches them and how their releases are switched."""
 
@@ -124,7 +118,6 @@ class Environment(Record, frozen=True):
         raise KeyError(name)
 
 
-@dataclass(repr=False, eq=False)
 class Playbook(Record, frozen=True):
     """The hooks that install, switch and check a release on a host, and what they share."""
 
@@ -136,7 +129,6 @@ class Playbook(Record, frozen=True):
     sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
 
 
-@dataclass(repr=False, eq=False)
 class Approval(Record, frozen=True):
     """Who must approve a stage before it runs."""
 
@@ -144,7 +136,6 @@ class Approval(Record, frozen=True):
     not_by_promoter: bool = False  # the one who asked for the stage may not approve it
 
 
-@dataclass(repr=False, eq=False)
 class StageSpec(Record, frozen=True):
     """One stage of the pipeline: where it deploys, to how many, and the checks it bakes with."""
 
@@ -168,7 +159,6 @@ class StageSpec(Record, frozen=True):
         return self.bake_min is not None
 
 
-@dataclass(repr=False, eq=False)
 class Webhook(Record, frozen=True):
     """Where events are posted (a URL, or the environment variable holding it)."""
 
@@ -180,7 +170,6 @@ class Webhook(Record, frozen=True):
     secret_env: str | None = None  # DingTalk and Feishu: the variable holding the robot's signing secret
 
 
-@dataclass(repr=False, eq=False)
 class MailSpec(Record, frozen=True):
     """How effect reports are mailed. Credentials are names of environment variables."""
 
@@ -194,7 +183,6 @@ class MailSpec(Record, frozen=True):
     timeout: float = 30.0
 
 
-@dataclass(repr=False, eq=False)
 class ReportSpec(Record, frozen=True):
     """The effect report: when it is written, what it measures, how it is delivered."""
 
@@ -227,7 +215,6 @@ class ReportSpec(Record, frozen=True):
         return [(key, selector) for key, selector in named if selector is not None]
 
 
-@dataclass(repr=False, eq=False)
 class Freeze(Record, frozen=True):
     """A time when promotions are refused (rollbacks never are): once, from `start` to `end`
     (ISO local times), or every week (`start` and `end` as "Fri 18:00"), in `timezone`."""
@@ -241,7 +228,6 @@ class Freeze(Record, frozen=True):
     line: str = ""  # where it is written (file:line), for the message that names it
 
 
-@dataclass(repr=False, eq=False)
 class Config(Record, frozen=True):
     """A configuration file, checked and resolved: every environment, stage, playbook and check."""
 
@@ -307,7 +293,6 @@ class RunStatus(StrEnum):
         return self in (RunStatus.RUNNING, RunStatus.ROLLING_BACK, RunStatus.ROLLBACK_FAILED)
 
 
-@dataclass(repr=False, eq=False)
 class Release(Record):
     """A registered artifact with its version, digest and where it has got to."""
 
@@ -323,7 +308,6 @@ class Release(Record):
     url: str | None = None  # where hosts fetch the artifact in pull mode
 
 
-@dataclass(repr=False, eq=False)
 class Claim(Record, frozen=True):
     """Who works on a run: the process (pid on hostname) and the lease its lock heartbeat renews."""
 
@@ -334,7 +318,6 @@ class Claim(Record, frozen=True):
     lease_until: str
 
 
-@dataclass(repr=False, eq=False)
 class StageRun(Record):
     """One release's run of one stage, and the rollback window that follows it."""
 
@@ -358,7 +341,6 @@ class StageRun(Record):
     abort_reason: str | None = None
 
 
-@dataclass(repr=False, eq=False)
 class ApprovalRequest(Record):
     """A stage that needs approval, asked for by a promotion, and what became of it."""
 
@@ -376,7 +358,6 @@ class ApprovalRequest(Record):
     stage_run_id: int | None = None
 
 
-@dataclass(repr=False, eq=False)
 class AlertRecord(Record):
     """An alert group firing for an environment, as Alertmanager sent it, and what releaser did."""
 
@@ -415,7 +396,6 @@ class Cause(StrEnum):
     ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
 
 
-@dataclass(repr=False, eq=False)
 class RollbackRun(Record):
     """One rollback of one environment, planned and carried out by the one rollback path."""
 
@@ -439,7 +419,6 @@ class RollbackRun(Record):
     lease_until: str | None = None
 
 
-@dataclass(repr=False, eq=False)
 class Deployment(Record):
     """One host's part of a stage run: deploy (or roll back) from one version to another."""
 
@@ -456,7 +435,6 @@ class Deployment(Record):
     op: str = ""  # the phase id its lines in the host's record carry
 
 
-@dataclass(repr=False, eq=False)
 class HostState(Record):
     """What the store knows a host runs, and what it ran before."""
 
@@ -468,7 +446,6 @@ class HostState(Record):
     doubt: str = ""  # why the store cannot vouch for `version` (a switch whose outcome is unknown)
 
 
-@dataclass(repr=False, eq=False)
 class Event(Record):
     """One journal entry: a state change, said before it is tried and after it ends."""
 
@@ -483,7 +460,6 @@ class Event(Record):
     id: int | None = None
 
 
-@dataclass(repr=False, eq=False)
 class Lock(Record):
     """Who holds an environment, and until when their lease runs."""
 
@@ -505,7 +481,6 @@ class ReportState(StrEnum):
     UNCONFIRMED = "unconfirmed"  # the sender died at the commit point: never re-sent on its own
 
 
-@dataclass(repr=False, eq=False)
 class Report(Record):
     """The delivery record of one release's effect report (the outbox)."""
 
@@ -523,7 +498,6 @@ class Report(Record):
     delivered_to: int | None = None  # recipients it was mailed to; 0: written only (no recipients)
 
 
-@dataclass(repr=False, eq=False)
 class Sample(Record):
     """What releaser read from one host's /metrics at one time (None: the host did not answer)."""
 

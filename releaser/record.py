@@ -1,29 +1,61 @@
-"""Record: the base of releaser's plain-data classes."""
+"""Record: the base of releaser's plain-data classes.
+
+A subclass is a dataclass (`class Host(Record, frozen=True): name: str ...`, no decorator) whose
+`__init__`, repr, equality, hash and freezing are Record's own, shared by all. Python 3.11
+compiles every method that `@dataclass` generates with an `exec` of its own, one class at a
+time: generated for the 40 records a command loads, they cost it 15-25 ms of start-up, more than
+everything else releaser imports.
+
+The dataclass rules are kept: arguments by position or keyword in field order, defaults and
+default factories, the same TypeErrors; records are equal when of one class with equal fields;
+a frozen record refuses assignment and deletion and is the only kind that hashes.
+`dataclasses.fields`, `asdict` and `replace` work on records."""
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
+from typing import dataclass_transform
+
+_PLANS: dict[type, tuple[tuple[str, object, object], ...]] = {}
 
 
+@dataclass_transform(field_specifiers=(field,))
 class Record:
-    """The base of the plain-data classes: one repr, one equality, one hash and one way of being
-    frozen for all of them. Python 3.11 compiles each method a dataclass generates with an `exec`
-    of its own; generated for every class, these cost each command 15-20 ms of start-up.
-
-    They keep the dataclass rules: records are equal when of one class with equal fields; a
-    frozen record (`class Host(Record, frozen=True)` under `@dataclass(repr=False, eq=False)`)
-    takes its fields once, in `__init__`, refuses any later assignment or deletion, and is the
-    only kind that hashes."""
+    """The base of a plain-data class: see the module's docstring."""
 
     __slots__ = ()
     _frozen = False
 
     def __init_subclass__(cls, frozen: bool = False, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
+        dataclass(init=False, repr=False, eq=False)(cls)
         if frozen:
             cls._frozen = True
-            cls.__setattr__ = _assign_once  # type: ignore[method-assign,assignment]
+            cls.__setattr__ = _refuse_assignment  # type: ignore[method-assign,assignment]
             cls.__delattr__ = _refuse_deletion  # type: ignore[method-assign,assignment]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        plan = _PLANS.get(type(self))
+        if plan is None:
+            plan = _plan(type(self))
+        if len(args) > len(plan):
+            raise TypeError(f"{type(self).__name__}() takes {len(plan)} arguments but {len(args)} were given")
+        values = self.__dict__  # not setattr: a frozen record refuses that
+        for (name, _, _), value in zip(plan, args):
+            values[name] = value
+        for name, default, factory in plan[len(args):]:
+            if name in kwargs:
+                values[name] = kwargs.pop(name)
+            elif default is not MISSING:
+                values[name] = default
+            elif factory is not MISSING:
+                values[name] = factory()  # type: ignore[operator]
+            else:
+                raise TypeError(f"{type(self).__name__}() missing required argument: {name!r}")
+        for name in kwargs:
+            known = name in values
+            raise TypeError(f"{type(self).__name__}() got {'multiple values for' if known else 'an unexpected keyword'} "
+                            f"argument {name!r}")
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
@@ -43,11 +75,15 @@ class Record:
         return hash(self._compared())
 
 
-def _assign_once(record: Record, name: str, value: object) -> None:
-    """A frozen record's __setattr__: each field once, by __init__."""
-    if name in record.__dict__ or name not in record.__dataclass_fields__:  # type: ignore[attr-defined]
-        raise FrozenInstanceError(f"cannot assign to field {name!r} of a frozen {type(record).__name__}")
-    object.__setattr__(record, name, value)
+def _plan(cls: type) -> tuple[tuple[str, object, object], ...]:
+    """A record class's __init__ parameters in order: (name, default, default factory)."""
+    plan = tuple((f.name, f.default, f.default_factory) for f in fields(cls) if f.init)
+    _PLANS[cls] = plan
+    return plan
+
+
+def _refuse_assignment(record: Record, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r} of a frozen {type(record).__name__}")
 
 
 def _refuse_deletion(record: Record, name: str) -> None:

@@ -8,7 +8,6 @@ more (rolled back), or when another release started a stage on its environment (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from .journal import Journal
 
 
-@dataclass(repr=False, eq=False)
 class Window(Record):
     """An open rollback window: a passed stage run whose checks are still watched."""
 

@@ -51,3 +51,17 @@ def test_records_work_with_the_dataclass_functions_copy_and_pickle():
     assert copy.deepcopy(host) == host
     assert pickle.loads(pickle.dumps(host)) == host
     assert repr(host).startswith("Host(name='web-1', address='10.0.0.1', root='/srv/shop', ")
+
+
+def test_a_record_is_built_as_a_dataclass_would_be():
+    assert Event("stage.started", "started", environment="prod").environment == "prod"
+    first, second = Event("a", "b"), Event("a", "b")
+    assert first.data == {} and first.data is not second.data  # a fresh default from its factory
+    with pytest.raises(TypeError, match="missing required argument: 'message'"):
+        Event("stage.started")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        Event("a", "b", colour="red")
+    with pytest.raises(TypeError, match="multiple values for argument 'kind'"):
+        Event("a", "b", kind="c")
+    with pytest.raises(TypeError, match="takes 9 arguments but 10 were given"):
+        Event(*"abcdefghij")

@@ -8,7 +8,7 @@ NOT_APPLICABLE: it neither passes nor holds the gate, and says why.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -28,7 +28,6 @@ class Verdict(StrEnum):
     NOT_APPLICABLE = "not applicable"
 
 
-@dataclass(repr=False, eq=False)
 class CheckResult(Record):
     """A check's verdict on a target, in words, with what each host showed."""
 
@@ -43,7 +42,6 @@ class CheckResult(Record):
                 **({"blind": True} if self.blind else {})}
 
 
-@dataclass(repr=False, eq=False)
 class CheckTarget(Record, frozen=True):
     """What a check looks at: the cohort now running the release, and the baseline beside it
     (the hosts running an earlier release). `fleet` is the stage's open fleet, for checks that

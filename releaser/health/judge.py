@@ -31,7 +31,6 @@ runs with the very code the check uses.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from ..record import Record
 from ..terminal import span
@@ -87,7 +86,6 @@ def evidence_below(x, requests, margin: float):
     return _log_mixture(x, requests, p0[..., None], p0[..., None] * np.array(BELOW))
 
 
-@dataclass(repr=False, eq=False)
 class Bound(Record, frozen=True):
     """What a pass must show: the cohort's event ratio is below `ratio` x the baseline's, or
     below `margin` (a share of requests; 0: no absolute margin)."""
@@ -99,7 +97,6 @@ class Bound(Record, frozen=True):
         return f"x{self.ratio:g} the baseline" + (f" or {self.margin:.2%} of requests" if self.margin else "")
 
 
-@dataclass(repr=False, eq=False)
 class Comparison(Record):
     """One metric's counts since the evidence started: requests and events on each side."""
 
@@ -122,7 +119,6 @@ class Comparison(Record):
                                                                 self.baseline_requests, self.baseline_events)))
 
 
-@dataclass(repr=False, eq=False)
 class Judgement(Record):
     """The canary judge's conclusion on one comparison, with the figures behind it."""
 
@@ -133,7 +129,6 @@ class Judgement(Record):
     more_requests: float | None = None  # inconclusive: cohort requests still needed at the current rates
 
 
-@dataclass(repr=False, eq=False)
 class Evidence(Record, frozen=True):
     """The three evidences of one comparison (log likelihood ratios)."""
 

@@ -9,7 +9,7 @@ source is built (`source_for`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..model import Host, MetricsSpec
 from ..record import Record
@@ -21,7 +21,6 @@ class MetricsUnavailable(Exception):
     """The source could not answer; whatever asked is inconclusive."""
 
 
-@dataclass(repr=False, eq=False)
 class Reading(Record):
     """One host's cumulative counters now (each selector's summed value) and, when asked
     for, its latency histogram."""
@@ -30,7 +29,6 @@ class Reading(Record):
     histogram: Histogram | None = None
 
 
-@dataclass(repr=False, eq=False)
 class Series(Record, frozen=True):
     """One labelled series of a PromQL query's answer."""
 
@@ -38,7 +36,6 @@ class Series(Record, frozen=True):
     value: float
 
 
-@dataclass(repr=False, eq=False)
 class RangeSeries(Record, frozen=True):
     """One labelled series of a range query: (time, value) points."""
 

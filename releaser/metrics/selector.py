@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 from ..record import Record
 from ..schema import Fields, shown
@@ -16,7 +15,6 @@ _SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
-@dataclass(repr=False, eq=False)
 class Selector(Record, frozen=True):
     """`name{label="v", other=~"re"}`: which samples of a scrape to add up; `{label="v"}` (no
     name) matches label sets alone, as an alert's."""
