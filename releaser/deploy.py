@@ -14,7 +14,7 @@ host in rotation switch in two halves, so that some host always serves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from . import playbook as pb
@@ -23,6 +23,7 @@ from .fleet import Fleet, HostResult
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
 from .model import Deployment, Environment, Host, Playbook, Release
+from .record import Record
 from .store import Store
 
 if TYPE_CHECKING:
@@ -32,8 +33,7 @@ SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `c
 OPEN = ("preparing", "switching", "unknown")  # deployment statuses whose outcome the hosts know better
 
 
-@dataclass
-class ChangeOutcome:
+class ChangeOutcome(Record):
     """Per host: ok, or why not. `unknown` hosts (also in `failed`) could not say what they did."""
 
     ok: list[str] = field(default_factory=list)

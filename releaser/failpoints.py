@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 
 from .model import Event
+from .record import Record
 
 VARIABLE = "RELEASER_FAILPOINT"
 
 
-@dataclass
-class Failpoint:
+class Failpoint(Record):
     kind: str
     stage: str | None
     nth: int

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .fanout import fan_out
 from .model import Environment, Host
+from .record import Record
 from .transport.base import Session, Transport, tail
 
 
 WHY_LINES = 3
 
 
-@dataclass
-class HostResult:
+class HostResult(Record):
     """What one phase did on one host."""
 
     host: str

@@ -8,11 +8,11 @@ some `environments` or all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from .model import Freeze
+from .record import Record
 
 if TYPE_CHECKING:
     from .schema import Fields
@@ -21,8 +21,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEK = 7 * 24 * 60
 
 
-@dataclass(frozen=True)
-class Frozen:
+class Frozen(Record, frozen=True):
     """A freeze in force: which, and until when."""
 
     freeze: Freeze

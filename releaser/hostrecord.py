@@ -15,7 +15,9 @@ can lose.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from .record import Record
 
 RECORD_MARKER = "RELEASER_RECORD"
 CURRENT_MARKER = "RELEASER_CURRENT"
@@ -23,8 +25,7 @@ SERVED_MARKER = "RELEASER_SERVED"
 UNKNOWN = "?"  # the version hook ran but could not tell
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Record, frozen=True):
     """One line of a host's own record: a step of a phase (begin, switched, ..., end) and its facts."""
 
     op: str
@@ -51,8 +52,7 @@ class Step:
             return None  # a torn last line (the host died mid-write) or a line not ours
 
 
-@dataclass(frozen=True)
-class PhaseOutcome:
+class PhaseOutcome(Record, frozen=True):
     """What one phase did on one host, as its record tells."""
 
     switched: bool  # `current` moved to the phase's release
@@ -93,8 +93,7 @@ def outcome_of(steps: list[Step], op: str) -> PhaseOutcome | None:
     )
 
 
-@dataclass
-class HostView:
+class HostView(Record):
     """What one host really runs: `current`, its own record, and the version its app serves."""
 
     host: str

@@ -9,7 +9,6 @@ whose process died, from what the hosts really run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -31,6 +30,7 @@ from .model import (
 )
 from .releases import verify_artifact
 from .processes import is_stale, owner_alive, whoami
+from .record import Record
 from .rollback import RollbackResult, Rollbacks
 from .router.keeper import RouteRefused
 from .schema import format_duration
@@ -46,8 +46,7 @@ class _Held(Exception):
     """Raised when the bake ends inconclusive and the stage is configured to hold."""
 
 
-@dataclass
-class _Stage:
+class _Stage(Record):
     """Everything one stage run works with."""
 
     release: Release

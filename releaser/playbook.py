@@ -17,10 +17,10 @@ import json
 import os
 import shlex
 import uuid
-from dataclasses import dataclass
 
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
 from .model import Host, Playbook
+from .record import Record
 
 EXIT_CHECKSUM = 65
 EXIT_NOT_PREPARED = 66
@@ -282,8 +282,7 @@ done
 """
 
 
-@dataclass
-class Stall:
+class Stall(Record):
     """A phase still running on a host, as `stall_script` saw it."""
 
     seconds: int

@@ -21,17 +21,17 @@ targets already planned, so it never overshoots to an older release.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .deploy import Deployer
 from .hostrecord import HostView
 from .journal import Journal
 from .model import Cause, Claim, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun, parse_ts, utcnow
+from .record import Record
 from .store import Store
 
 
-@dataclass
-class RollbackResult:
+class RollbackResult(Record):
     rollback: RollbackRun
     switched: list[str] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # host -> why it still may serve a rolled-back release

@@ -8,13 +8,12 @@ daemon) decides exactly as one long-lived process would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from ..record import Record
 from .base import Check, CheckResult, CheckTarget, Verdict
 
 
-@dataclass
-class GateResult:
+class GateResult(Record):
     verdict: Verdict
     results: list[CheckResult]
 

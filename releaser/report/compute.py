@@ -5,12 +5,12 @@ words come from report.words, the layout from report.render."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import UsageError
 from ..metrics import MetricsUnavailable
 from ..model import Config, Event, RunStatus, parse_ts
+from ..record import Record
 from ..store import Store
 from . import noise
 from .timeline import Timeline, timeline
@@ -18,8 +18,7 @@ from .timeline import Timeline, timeline
 DAY = 86400.0
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(Record, frozen=True):
     key: str
     unit: str  # per_day | ratio | seconds
     better: str | None  # lower | higher | None (neither: volume)

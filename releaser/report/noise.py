@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+
+from ..record import Record
 
 MIN_CHANGE_PERCENT = 2.0
 SIGNIFICANCE = 0.01
 MIN_STEPS = 5
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Record, frozen=True):
     changed: bool
     p_value: float | None  # None: not tested (too few steps, or no spread at all)
     steps: tuple[int, int]  # measured steps before, after

@@ -18,7 +18,6 @@ scheduled -> sending -> committing -> sent:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import make_msgid, parseaddr
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..journal import Journal
 from ..locks import EnvironmentLock
 from ..model import Config, Report, ReportState, utcnow
 from ..notify import Refused, deliver, redact, webhook_url
+from ..record import Record
 from ..store import Store
 from .compute import build
 from .mail import MailNotSent, MailUncertain, compose, send
@@ -75,8 +75,7 @@ def produce(config: Config, store: Store, version: str) -> tuple[dict, Rendered]
     return document, render(document)
 
 
-@dataclass
-class Outcome:
+class Outcome(Record):
     release: str
     state: str  # sent | failed | unconfirmed | skipped
     detail: str = ""

@@ -9,9 +9,10 @@ import base64
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from ..record import Record
 from .charts import DISPLAY_WIDTH, chart
 from .compute import METRICS
 from .words import Words
@@ -42,8 +43,7 @@ def _templates():
     return templates
 
 
-@dataclass
-class Rendered:
+class Rendered(Record):
     subject: str
     html: str  # charts as data: URIs, a file that stands alone
     markdown: str

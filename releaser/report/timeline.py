@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..fanout import fan_out
 from ..metrics import Selector, counter_increase
@@ -17,11 +17,11 @@ from ..metrics.histogram import Histogram, bucket_key
 from ..metrics.prometheus import PrometheusSource
 from ..metrics.scrape import ScrapeSource, histogram_of
 from ..model import Config, Environment, ReleaseStatus, ReportSpec, ReportState, Sample, parse_ts
+from ..record import Record
 from ..store import Store
 
 
-@dataclass
-class Step:
+class Step(Record):
     end: float  # epoch seconds; the step covers (end - length, end]
     seconds: float = 0.0  # how much of the step was observed (per host, on average)
     counters: dict[str, float] = field(default_factory=dict)  # requests, errors, cpu, feature:NAME, le:BOUND
@@ -29,8 +29,7 @@ class Step:
     looks: float = 0.0  # how many observations `up` stands for (its weight)
 
 
-@dataclass
-class Timeline:
+class Timeline(Record):
     start: float
     end: float
     step: float

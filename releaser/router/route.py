@@ -9,12 +9,13 @@ the route never sends anyone to nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterable
 
+from ..record import Record
 
-@dataclass(frozen=True)
-class Route:
+
+class Route(Record, frozen=True):
     """One environment's route, as stored, journaled and written to its router."""
 
     release: str | None = None  # what the new side runs; None: no rollout, one side

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Callable
 
 from ..model import Environment, Host
+from ..record import Record
 
 TAIL_CHARS = 2000
 
@@ -25,8 +25,7 @@ def held_output(exit_code: int) -> str:
             "e.g. nohup CMD </dev/null >>LOG 2>&1 &")
 
 
-@dataclass
-class CommandResult:
+class CommandResult(Record):
     """How a script ended on a host: exit status, output, and whether it timed out or held its output."""
 
     exit_code: int
