@@ -3,13 +3,13 @@
 A subclass is a dataclass (`class Host(Record, frozen=True): name: str ...`, no decorator) whose
 `__init__`, repr, equality, hash and freezing are Record's own, shared by all. Python 3.11
 compiles every method that `@dataclass` generates with an `exec` of its own, one class at a
-time: generated for the 40 records a command loads, they cost it 15-25 ms of start-up, more than
-everything else releaser imports.
+time: generated for the 40 records a light command loads, they cost it 15-20 ms of start-up
+(bench/RESULTS.md).
 
 The dataclass rules are kept: arguments by position or keyword in field order, defaults and
-default factories, the same TypeErrors; records are equal when of one class with equal fields;
-a frozen record refuses assignment and deletion and is the only kind that hashes.
-`dataclasses.fields`, `asdict` and `replace` work on records."""
+default factories, a TypeError for a missing, unknown or repeated argument; records are equal
+when of one class with equal fields; a frozen record refuses assignment and deletion and is the
+only kind that hashes. `dataclasses.fields`, `asdict` and `replace` work on records."""
 
 from __future__ import annotations
 
