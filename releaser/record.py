@@ -16,34 +16,31 @@ from __future__ import annotations
 from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import dataclass_transform
 
-_PLANS: dict[type, tuple[tuple[str, object, object], ...]] = {}
-
-
 @dataclass_transform(field_specifiers=(field,))
 class Record:
     """The base of a plain-data class: see the module's docstring."""
 
     __slots__ = ()
     _frozen = False
+    _parameters: tuple[tuple[str, object, object], ...] = ()  # __init__'s: (name, default, default factory)
 
     def __init_subclass__(cls, frozen: bool = False, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         dataclass(init=False, repr=False, eq=False)(cls)
+        cls._parameters = tuple((f.name, f.default, f.default_factory) for f in fields(cls) if f.init)
         if frozen:
             cls._frozen = True
             cls.__setattr__ = _refuse_assignment  # type: ignore[method-assign,assignment]
             cls.__delattr__ = _refuse_deletion  # type: ignore[method-assign,assignment]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        plan = _PLANS.get(type(self))
-        if plan is None:
-            plan = _plan(type(self))
-        if len(args) > len(plan):
-            raise TypeError(f"{type(self).__name__}() takes {len(plan)} arguments but {len(args)} were given")
+        parameters = self._parameters
+        if len(args) > len(parameters):
+            raise TypeError(f"{type(self).__name__}() takes {len(parameters)} arguments but {len(args)} were given")
         values = self.__dict__  # not setattr: a frozen record refuses that
-        for (name, _, _), value in zip(plan, args):
+        for (name, _, _), value in zip(parameters, args):
             values[name] = value
-        for name, default, factory in plan[len(args):]:
+        for name, default, factory in parameters[len(args):]:
             if name in kwargs:
                 values[name] = kwargs.pop(name)
             elif default is not MISSING:
@@ -52,10 +49,10 @@ class Record:
                 values[name] = factory()  # type: ignore[operator]
             else:
                 raise TypeError(f"{type(self).__name__}() missing required argument: {name!r}")
-        for name in kwargs:
-            known = name in values
-            raise TypeError(f"{type(self).__name__}() got {'multiple values for' if known else 'an unexpected keyword'} "
-                            f"argument {name!r}")
+        if kwargs:
+            name = next(iter(kwargs))
+            problem = "multiple values for" if name in values else "an unexpected keyword"
+            raise TypeError(f"{type(self).__name__}() got {problem} argument {name!r}")
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
@@ -73,13 +70,6 @@ class Record:
         if not self._frozen:
             raise TypeError(f"unhashable type: {type(self).__name__!r}")
         return hash(self._compared())
-
-
-def _plan(cls: type) -> tuple[tuple[str, object, object], ...]:
-    """A record class's __init__ parameters in order: (name, default, default factory)."""
-    plan = tuple((f.name, f.default, f.default_factory) for f in fields(cls) if f.init)
-    _PLANS[cls] = plan
-    return plan
 
 
 def _refuse_assignment(record: Record, name: str, value: object) -> None:
