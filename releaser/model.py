@@ -394,6 +394,12 @@ class Cause(StrEnum):
     RESUME = "resume"  # `releaser resume --rollback` of an interrupted stage
     ABORT = "abort"  # `releaser abort`, from any runner
     ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
+    UNPROVEN = "unproven"  # the bake ended before the checks decided: failed safe, no fault shown
+
+    @property
+    def fault(self) -> bool:
+        """Whether the rollback answers a fault (an incident), not a lack of evidence."""
+        return self is not Cause.UNPROVEN
 
 
 class RollbackRun(Record):

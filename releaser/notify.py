@@ -20,7 +20,8 @@ from .model import Event, Webhook
 from .store import Store
 
 _ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback.done": ":leftwards_arrow_with_hook:",
-          "rollback.failed": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:"}
+          "rollback.incomplete": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:",
+          "bake.too_short": ":hourglass:"}
 
 OnFailure = Callable[[str, dict], None]
 

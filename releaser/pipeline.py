@@ -8,7 +8,9 @@ whose process died, from what the hosts really run.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -17,7 +19,7 @@ from .decisions import POLL, AbortListener, approved, cancel_requests
 from .deploy import Deployer
 from .errors import BusyError, Inconclusive, NeedsHuman, Refused, StageFailed, UsageError
 from .fleet import Fleet, HostResult, TickFn
-from .health.base import CheckTarget, Verdict
+from .health.base import CheckResult, CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
@@ -34,12 +36,18 @@ from .record import Record
 from .rollback import RollbackResult, Rollbacks
 from .router.keeper import RouteRefused
 from .schema import format_duration
+from .terminal import span
 from .store import Store
 from .transport import Transport, transport_for
 
 
 class _StageFailure(Exception):
     """Raised inside a stage to send it to rollback; never leaves this module."""
+
+
+class _Unproven(_StageFailure):
+    """Raised when the bake ends before the checks decided: the stage fails safe, but nothing
+    was shown wrong with the release (no incident)."""
 
 
 class _Held(Exception):
@@ -273,6 +281,8 @@ class Pipeline:
                 listener.last_look()  # an abort asked before the stage passes is never lost
         except _Held as held:
             self._hold(stage, str(held))
+        except _Unproven as exc:
+            self._fail(stage, str(exc), Cause.UNPROVEN)
         except (_StageFailure, RouteRefused) as exc:
             self._fail(stage, str(exc), Cause.STAGE)
         except Interrupted as exc:
@@ -371,9 +381,11 @@ class Pipeline:
         started = time.monotonic()
         deadline, earliest = started + spec.bake, started + (spec.bake_min if spec.adaptive else spec.bake)
         target = self._target(stage, cohort)
+        forecast = ForecastNotes(gate.memory)
         while True:
             record_if_due(self.config, self.store)
-            result = self._look(stage, gate, target)
+            left = max(deadline - time.monotonic(), 0.0)
+            result = self._look(stage, gate, replace(target, bake_left=left))
             if result.verdict is Verdict.FAIL:
                 self._record_checks(stage, result)
                 raise _StageFailure(f"checks failed: {_failing(result)}")
@@ -381,13 +393,29 @@ class Pipeline:
             now = time.monotonic()
             if now >= deadline or (result.verdict is Verdict.PASS and now >= earliest):
                 break
+            for check in forecast.too_slow(result, deadline - now):
+                self._forecast(stage, check, deadline - now)
             self.interrupts.wait(min(spec.interval, deadline - now))
         self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
             if spec.on_inconclusive == "hold":
                 raise _Held(result.summary())
-            raise _StageFailure("the checks had not decided when the bake ended after "
-                                f"{time.monotonic() - started:.0f}s (fail safe): {result.summary()}")
+            raise _Unproven(_unproven(result, time.monotonic() - started))
+
+    def _forecast(self, stage: _Stage, check: CheckResult, left: float) -> None:
+        """Say at once that a check will not decide before the bake ends, and what would help."""
+        spec = stage.spec
+        needs = "no amount of traffic at the current rates decides it" if math.isinf(check.needs or 0.0) else \
+            f"it needs about {span(check.needs or 0.0)} more at the current rate"
+        ending = "hold (exit 5)" if spec.on_inconclusive == "hold" else "fail safe and roll back"
+        self.journal.record(
+            "bake.too_short",
+            f"{spec.name}: {check.check} will not decide in time: {needs}, but the bake ends in {span(left)}, "
+            f"and an undecided bake would {ending}; to decide in time: {check.advice}",
+            release=stage.release.version, stage=spec.name, environment=stage.env.name,
+            data={"check": check.check, "needs_seconds": None if math.isinf(check.needs or 0.0) else
+                  round(check.needs or 0.0), "left_seconds": round(left), "summary": check.summary},
+        )
 
     def _hold(self, stage: _Stage, why: str) -> None:
         """Neither pass nor roll back: the hosts keep the release; promote again or roll back."""
@@ -682,3 +710,29 @@ def _manual_plan(env_name: str, views: dict, to_version: str | None) -> tuple[di
 
 def _failing(result: GateResult) -> str:
     return "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
+
+
+def _unproven(result: GateResult, seconds: float) -> str:
+    """Why a bake that ended undecided failed safe: how long it had, how long it needed, what
+    would decide it."""
+    undecided = [r for r in result.results if r.verdict is Verdict.INCONCLUSIVE]
+    needs = [r.needs for r in undecided if r.needs is not None]
+    needed = "" if not needs else " (no amount of traffic at these rates would decide)" if math.isinf(max(needs)) \
+        else f" (needed about {span(seconds + max(needs))})"
+    advice = "; ".join(f"{r.check}: {r.advice}" for r in undecided if r.advice)
+    return (f"not enough evidence in {span(seconds)}{needed}, failed safe: {result.summary()}"
+            + (f"; to decide in time: {advice}" if advice else ""))
+
+
+class ForecastNotes:
+    """Which checks were already said to be too slow for the bake, kept in the stage's check
+    memory so a resumed stage does not say it twice."""
+
+    def __init__(self, memory: dict):
+        self.said: list[str] = memory.setdefault("too_slow", [])
+
+    def too_slow(self, result: GateResult, left: float) -> list[CheckResult]:
+        slow = [r for r in result.results if r.verdict is Verdict.INCONCLUSIVE and r.needs is not None
+                and r.needs > left and r.check not in self.said]
+        self.said.extend(r.check for r in slow)
+        return slow

@@ -10,7 +10,8 @@ rollback window, a signal, a manual `releaser rollback`, `resume` of an interrup
    of the releases goes back to what it ran before that release (its record says; or the
    release named by hand), journaled `rollback.planned`; switch exactly those hosts back with
    the deploy's own switch.
-3. Done: `rollback.done`, the stage run and the releases `rolled_back`, and one `incident`.
+3. Done: `rollback.done`, the stage run and the releases `rolled_back`, and one `incident`
+   (none when the stage failed safe for want of evidence: nothing was shown wrong).
    Hosts left (unreachable, or their switch failed): `rollback.incomplete`; the rollback and
    its stage run stay open, the releases are `failed`, and `resume` carries it out again.
 
@@ -157,8 +158,9 @@ class Rollbacks:
                 f"rolled back {len(result.switched)} host(s) of {self.env.name} in {result.seconds:.1f}s",
                 data={"rollback": rollback.id, "hosts": result.switched, "seconds": round(result.seconds, 3)}, **tag,
             )
-            self.journal.record("incident", incident_message(rollback, finished), data=incident_data(rollback, finished,
-                                result.switched), **tag)
+            if rollback.cause.fault:  # a stage that failed safe for want of evidence is no incident
+                self.journal.record("incident", incident_message(rollback, finished),
+                                    data=incident_data(rollback, finished, result.switched), **tag)
 
 
 def incident_data(rollback: RollbackRun, finished: str, hosts: list[str]) -> dict:

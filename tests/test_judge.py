@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -140,14 +141,16 @@ def canary(**kwargs):
 def test_canary_passes_on_evidence_and_fails_on_a_regression():
     source, memory = FakeSource(), {}
     check = canary(min_requests=50)
+    baking = replace(target(source), bake_left=3600.0)  # errors common enough to compare by the bake's end
     serve(source, 0, (0, 0))
-    assert check.evaluate(target(source), memory).verdict is Verdict.INCONCLUSIVE  # nothing served yet
+    assert check.evaluate(baking, memory).verdict is Verdict.INCONCLUSIVE  # nothing served yet
     serve(source, 3000, (15, 15))
-    first = check.evaluate(target(source), memory)
+    first = check.evaluate(baking, memory)
     assert first.verdict is Verdict.INCONCLUSIVE and "more cohort requests" in first.summary
+    assert first.needs is not None and first.needs > 0 and "`bound.errors.margin` (now 4.0%)" in first.advice
     for _ in range(10):
         serve(source, 3000, (15, 15))
-    assert check.evaluate(target(source), memory).verdict is Verdict.PASS
+    assert check.evaluate(baking, memory).verdict is Verdict.PASS
     bad_source, bad_memory = FakeSource(), {}
     serve(bad_source, 0, (0, 0))
     check.evaluate(target(bad_source), bad_memory)
@@ -227,3 +230,62 @@ def test_threshold_checks_every_series_against_min_and_max():
     assert check.evaluate(target(source), {}).verdict is Verdict.INCONCLUSIVE
     source.series = [float("inf")]
     assert check.evaluate(target(source), {}).verdict is Verdict.FAIL
+
+
+def test_a_quiet_service_without_errors_passes_on_the_default_margin():
+    """0 errors on either side: no ratio can ever be shown, so the absolute margin decides; a few
+    hundred requests (minutes at 1 request a second) are enough with the default 3%."""
+    from releaser.health.canary import DEFAULT_BOUNDS
+
+    quiet = Comparison("error ratio", 300, 0, 2700, 0)
+    assert judge(quiet, ALPHA / 2, ALPHA, 1.2, DEFAULT_BOUNDS["errors"], 100, 300.0, 600.0).decision == "pass"
+    early = judge(Comparison("error ratio", 120, 0, 1080, 0), ALPHA / 2, ALPHA, 1.2, DEFAULT_BOUNDS["errors"], 100,
+                  120.0, 600.0)
+    assert early.decision == "inconclusive" and early.more_requests is not None
+
+
+def test_the_margin_decides_only_where_errors_are_too_rare_to_compare():
+    """A doubled error ratio (1% against 0.5%) is far below a 3% margin: where the bake will bring
+    enough errors to compare, the margin must not pass it; where it will not, nothing can tell it."""
+    doubled = Comparison("error ratio", 6000, 60, 54000, 270)
+    bound = Bound(1.5, 0.03)
+    long_bake = judge(doubled, ALPHA / 2, ALPHA, 1.2, bound, 100, elapsed=120.0, left=1680.0)
+    assert long_bake.decision != "pass"
+    assert judge(doubled, ALPHA / 2, ALPHA, 1.2, bound, 100, elapsed=120.0).decision != "pass"  # 30 expected
+    # a quarter of the traffic: 7.5 errors expected in the cohort by the end, which no ratio can tell apart
+    thin = judge(Comparison("error ratio", 1500, 15, 13500, 67), ALPHA / 2, ALPHA, 1.2, bound, 100, 900.0, 0.0)
+    assert thin.decision == "pass"
+    quiet = judge(Comparison("error ratio", 900, 4, 8100, 40), ALPHA / 2, ALPHA, 1.2, bound, 100, 600.0, 300.0)
+    assert quiet.decision == "pass" and "below 3.00% of requests" in quiet.explanation
+
+
+def test_no_events_and_no_margin_names_the_setting_that_decides():
+    verdict = decide(Comparison("error ratio", 5000, 0, 45000, 0), Bound(1.5, 0.0))
+    assert verdict.decision == "inconclusive" and verdict.more_requests is None
+    assert "no amount of traffic decides" in verdict.explanation and "set the bound's `margin`" in verdict.explanation
+
+
+def test_canary_latency_under_the_first_bucket_says_so_and_can_pass():
+    """A service answering every request under the histogram's first bucket: latency is judged
+    against that bucket, says so, and the default latency margin lets it pass."""
+    source, memory = FakeSource(), {}
+    check = CanaryCheck("canary", Selector.parse("requests"), latency="duration", min_requests=50)
+    serve(source, 100, (0, 0), slow_share=0.0, cohort_slow_share=0.0)
+    check.evaluate(target(source), memory)
+    assert memory["bound"] == 0.1 and memory["first_bucket"]
+    for _ in range(5):
+        serve(source, 100, (0, 0), slow_share=0.0, cohort_slow_share=0.0)
+    result = check.evaluate(target(source), memory)
+    assert "the histogram's first bucket" in result.summary
+    assert result.verdict is Verdict.PASS
+
+
+def test_canary_says_how_long_it_needs_and_when_never():
+    source, memory = FakeSource(), {}
+    check = canary(min_requests=50, bounds={"errors": Bound(1.5, 0.0)})
+    serve(source, 0, (0, 0))
+    check.evaluate(target(source), memory)
+    serve(source, 500, (0, 0))
+    never = check.evaluate(target(source), memory)
+    assert never.verdict is Verdict.INCONCLUSIVE and never.needs == math.inf
+    assert never.to_dict()["undecidable"] is True

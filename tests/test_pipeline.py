@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -312,10 +313,71 @@ def test_no_metrics_is_never_a_pass(project, policy):
     stages = project.status()["releases"][0]["stages"]
     if policy == "fail":
         assert proc.returncode == 4  # inconclusive, fail safe; a first install has nothing to roll back to
-        assert "had not decided when the bake ended after" in proc.stderr
+        assert "not enough evidence in" in proc.stderr
     else:
         assert proc.returncode == 5, proc.stderr
         assert json.loads(proc.stdout)["exit_code"] == 5
         assert stages[-1]["status"] == "held" and "no data" in stages[-1]["reason"]
         assert project.current("dev-1") == "1.0.0"  # nothing changed: the host keeps the release
         assert project.status()["environments"]["dev"]["lock"] is None
+
+
+class StillCounters:
+    """Each host's /metrics with counters that never move: a service nobody uses."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = b"requests_total 5\nerrors_total 0\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(project):
+    """No traffic: the canary cannot decide, says so at its first look with the settings that
+    would help, and the bake's end fails safe: rolled back as unproven, not as a fault."""
+    counters = StillCounters()
+    try:
+        (project.dir / "healthchecks" / "judge.yaml").write_text(
+            "checks:\n  - {name: canary, type: canary, requests: requests_total, errors: errors_total}\n")
+        project.write_config(bake="1500ms")
+        config = project.dir / "environments.yaml"
+        gray = "  - stage: gray\n    environment: prod\n    checks: [health"
+        config.write_text(config.read_text().replace(gray + "]\n", gray + ", judge]\n").replace(
+            "  prod:\n    transport: local\n",
+            f"  prod:\n    transport: local\n    metrics: {{source: scrape, scrape_url: "
+            f"'http://127.0.0.1:{counters.httpd.server_address[1]}/metrics/{{name}}'}}\n"))
+        assert project.cli("validate").returncode == 0, project.cli("validate").stderr
+        project.register("1.0.0")
+        project.cli("run", "1.0.0", check=True)  # a first install: nothing to compare with
+        project.register("1.1.0")
+        proc = project.cli("run", "1.1.0", "--to", "gray", "--json")
+        assert proc.returncode == 1, proc.stderr
+        events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+        kinds = [e["kind"] for e in events]
+        forecasts = [e for e in events if e["kind"] == "bake.too_short"]
+        assert len(forecasts) == 1 and "no amount of traffic" in forecasts[0]["message"]
+        assert "a larger `cohort`" in forecasts[0]["message"] and "min_requests" in forecasts[0]["message"]
+        assert kinds.index("bake.too_short") < kinds.index("stage.failed")
+        assert "rollback.done" in kinds and "incident" not in kinds
+        rollback = next(e for e in events if e["kind"] == "rollback.started")
+        assert rollback["data"]["cause"] == "unproven"
+        release = next(r for r in project.status()["releases"] if r["version"] == "1.1.0")
+        assert "not enough evidence in" in release["reason"] and "to decide in time" in release["reason"]
+        assert set(project.env_versions("prod").values()) == {"1.0.0"}
+    finally:
+        counters.close()

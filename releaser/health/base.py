@@ -7,6 +7,7 @@ NOT_APPLICABLE: it neither passes nor holds the gate, and says why.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import field
 from enum import StrEnum
@@ -36,10 +37,14 @@ class CheckResult(Record):
     summary: str
     hosts: dict[str, str] = field(default_factory=dict)
     blind: bool = False  # it could not see at all (metrics unreadable, every host unreachable)
+    needs: float | None = None  # inconclusive: seconds until it decides at the current rates (inf: never)
+    advice: str = ""  # inconclusive: the settings that would let it decide sooner
 
     def to_dict(self) -> dict:
         return {"check": self.check, "verdict": str(self.verdict), "summary": self.summary, "hosts": self.hosts,
-                **({"blind": True} if self.blind else {})}
+                **({"blind": True} if self.blind else {}),
+                **({} if self.needs is None else {"undecidable": True} if math.isinf(self.needs)
+                   else {"needs_seconds": round(self.needs)})}
 
 
 class CheckTarget(Record, frozen=True):
@@ -53,6 +58,7 @@ class CheckTarget(Record, frozen=True):
     baseline: tuple[Host, ...] = ()
     fleet: Fleet | None = None
     metrics: MetricSource | None = None
+    bake_left: float | None = None  # seconds until the stage's bake ends (None outside a bake)
 
     @classmethod
     def of(cls, environment: Environment, release: str, cohort, running: dict[str, str | None],

@@ -26,7 +26,11 @@ from .base import Check, CheckResult, CheckTarget, Verdict
 from .judge import Bound, Comparison, Judgement, judge
 
 SLOW_SHARE = 0.05  # the latency bound: the highest bucket the baseline exceeds this often
-DEFAULT_BOUNDS = {"errors": Bound(1.5, 0.001), "latency": Bound(1.5, 0.0)}
+# What a pass must show by default, chosen from bench/judge (bench/RESULTS.md): a cohort of one
+# host at 1 request a second shows a good release no worse within minutes, a +5 point error
+# ratio or a doubled latency is caught, and where events are common enough to compare (see
+# judge.RARE) the ratio decides, so a doubled error ratio never passes on the margin.
+DEFAULT_BOUNDS = {"errors": Bound(1.5, 0.04), "latency": Bound(2.0, 0.02)}
 
 
 class CanaryCheck(Check):
@@ -83,40 +87,73 @@ class CanaryCheck(Check):
             now = target.metrics.readings(hosts, selectors, self.latency)
         except MetricsUnavailable as exc:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, f"NODATA: cannot read the metrics: {exc}", blind=True)
+        first_look = "started" not in memory  # counts start here: no rate can be told yet
         started = memory.setdefault("started", time.time())
         if memory.get("bound") is None and self.latency:
-            memory["bound"] = _slow_bound([now[h.name] for h in target.baseline])
+            memory["bound"], memory["first_bucket"] = _slow_bound([now[h.name] for h in target.baseline])
         served = _accumulate(memory, now)
         cohort = {h.name for h in target.cohort}
         comparisons = []
         if self.errors:
             comparisons.append(("errors", _compare("error ratio", served, cohort, "errors")))
         if self.latency and memory.get("bound") is not None:
-            comparisons.append(("latency", _compare(f"requests slower than {memory['bound']:g}s", served, cohort, "slow")))
+            slow = f"requests slower than {memory['bound']:g}s"
+            if memory.get("first_bucket"):
+                slow += " (the histogram's first bucket: finer buckets would show smaller slowdowns)"
+            comparisons.append(("latency", _compare(slow, served, cohort, "slow")))
         if not comparisons:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no latency histogram yet")
         elapsed = max(time.time() - started, 0.0)
         shown = memory.setdefault("shown", [])
-        judgements = [self._judge(kind, c, len(comparisons), elapsed, shown) for kind, c in comparisons]
+        judgements = [self._judge(kind, c, len(comparisons), elapsed, target.bake_left, shown)
+                      for kind, c in comparisons]
         summary = "; ".join(j.explanation for j in judgements)
         decisions = {j.decision for j in judgements}
         if "fail" in decisions:
             return CheckResult(self.name, Verdict.FAIL, summary)
         if decisions == {"pass"}:
             return CheckResult(self.name, Verdict.PASS, summary)
-        return CheckResult(self.name, Verdict.INCONCLUSIVE, summary)
+        undecided = [(kind, c, j) for (kind, c), j in zip(comparisons, judgements) if j.decision != "pass"]
+        return CheckResult(self.name, Verdict.INCONCLUSIVE, summary,
+                           needs=None if first_look else self._needs(undecided, elapsed),
+                           advice=self._advice({kind for kind, _c, _j in undecided}))
 
-    def _judge(self, kind: str, comparison: Comparison, metrics: int, elapsed: float, shown: list) -> Judgement:
+    def _judge(self, kind: str, comparison: Comparison, metrics: int, elapsed: float, left: float | None,
+               shown: list) -> Judgement:
         """Judge one metric; a pass once shown stays shown (the evidence is valid at any
         look), while a regression is still looked for at every look."""
         verdict = judge(comparison, self.alpha / metrics, self.alpha, self.tolerance, self.bounds[kind],
-                        self.min_requests, elapsed)
+                        self.min_requests, elapsed, left)
         if verdict.decision == "pass" and kind not in shown:
             shown.append(kind)
         elif verdict.decision in ("inconclusive", "nodata") and kind in shown:
             verdict.decision = "pass"
             verdict.explanation += " (no worse than the bound was shown earlier; still watched for a regression)"
         return verdict
+
+    def _needs(self, undecided: list[tuple[str, Comparison, Judgement]], elapsed: float) -> float | None:
+        """Seconds until every undecided metric decides at the current rates (math.inf: never at
+        these rates); None before a rate can be told."""
+        if elapsed <= 0:
+            return None
+        longest = 0.0
+        for _kind, c, j in undecided:
+            if j.decision == "nodata":
+                short = [(served, self.min_requests - served) for served in (c.cohort_requests, c.baseline_requests)
+                         if served < self.min_requests]
+                needed = max(missing / (served / elapsed) if served > 0 else math.inf for served, missing in short)
+            elif j.more_requests is None:
+                needed = math.inf
+            else:
+                needed = j.more_requests / (c.cohort_requests / elapsed) if c.cohort_requests else math.inf
+            longest = max(longest, needed)
+        return longest
+
+    def _advice(self, kinds: set[str]) -> str:
+        """The settings that would let this check decide sooner, in words."""
+        margins = ", ".join(f"`bound.{kind}.margin` (now {self.bounds[kind].margin:.1%})" for kind in sorted(kinds))
+        return (f"a longer bake (`bake: {{max: ...}}` on the stage), a larger `cohort` (more traffic), a wider "
+                f"{margins}, or a lower `min_requests` (now {self.min_requests}) on the check {self.name}")
 
 
 def _read_bounds(fields: Fields) -> dict[str, Bound]:
@@ -139,14 +176,18 @@ def _read_bounds(fields: Fields) -> dict[str, Bound]:
     return bounds
 
 
-def _slow_bound(baseline: list) -> float | None:
-    """The highest finite bucket bound that at least SLOW_SHARE of baseline requests exceed."""
+def _slow_bound(baseline: list) -> tuple[float | None, bool]:
+    """The highest finite bucket bound that at least SLOW_SHARE of baseline requests exceed, and
+    whether it is only the histogram's first bucket because none is exceeded that often."""
     from ..metrics import Histogram
 
     merged = Histogram()
     for reading in baseline:
         merged.merge(reading.histogram)
-    return merged.bound_exceeded_by(SLOW_SHARE)
+    bound = merged.bound_exceeded_by(SLOW_SHARE)
+    if bound is None:
+        return None, False
+    return bound, merged.above(bound) < SLOW_SHARE * merged.total
 
 
 def _accumulate(memory: dict, now: dict) -> dict[str, dict[str, float]]:

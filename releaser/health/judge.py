@@ -18,9 +18,13 @@ judge may look at every interval, for as long as the window lasts (Lindon et al.
 
 - FAIL (a regression) needs evidence against "r <= tolerance" (alternatives above it).
 - PASS needs evidence against "worse than the bound": against "r >= bound" (alternatives below
-  it) or, for rates near zero where events are too rare to compare, against "the cohort's own
-  event ratio >= margin" (each request an event with that chance). The bound holds if either
-  is shown, so alpha is split between the two.
+  it) or, where events are too rare to compare, against "the cohort's own event ratio >= margin"
+  (each request an event with that chance). The bound holds if either is shown, so alpha is
+  split between the two. "Too rare" means that fewer than RARE events are expected in the cohort
+  by the end of the bake at the baseline's ratio: no ratio can be shown on so few, while on more
+  the ratio decides, and a cohort that doubles a small error ratio cannot pass on the margin.
+  Passing only under that condition passes less often, never wrongly more often: the guarantee
+  holds.
 - Otherwise the verdict is INCONCLUSIVE, and says how much more traffic would decide it if the
   rates stay as they are. Too little traffic on either side is NODATA: never a pass.
 
@@ -38,6 +42,7 @@ from ..terminal import span
 WORSE = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # multiples of the tolerance, for evidence of a regression
 BETTER = (0.85, 0.7, 0.5, 0.3, 0.1)  # multiples of the bound, for evidence of no regression
 BELOW = (0.5, 0.25, 0.1, 0.01)  # multiples of the margin, for evidence of a near-zero rate
+RARE = 30  # fewer cohort events than this expected by the bake's end: too rare for a ratio to decide
 
 
 def _log_mixture(x, n, p0, pk):
@@ -84,6 +89,16 @@ def evidence_below(x, requests, margin: float):
     x, requests = _arrays(x, requests)
     p0 = np.full(x.shape, min(max(margin, 1e-12), 1 - 1e-12))
     return _log_mixture(x, requests, p0[..., None], p0[..., None] * np.array(BELOW))
+
+
+def too_rare(cohort_requests, baseline_events, baseline_requests, stretch=1.0):
+    """Whether events are too rare for a ratio to decide: fewer than RARE expected in the cohort
+    by the bake's end (its requests so far x `stretch`, at the baseline's event ratio)."""
+    import numpy as np
+
+    cohort_requests, baseline_events, baseline_requests, stretch = _arrays(
+        cohort_requests, baseline_events, baseline_requests, stretch)
+    return cohort_requests * stretch * baseline_events / np.maximum(baseline_requests, 1.0) < RARE
 
 
 class Bound(Record, frozen=True):
@@ -137,18 +152,21 @@ class Evidence(Record, frozen=True):
     below: float
 
     @classmethod
-    def of(cls, c: Comparison, tolerance: float, bound: Bound) -> Evidence:
+    def of(cls, c: Comparison, tolerance: float, bound: Bound, stretch: float = 1.0) -> Evidence:
+        """`stretch`: how many times the cohort's requests so far the whole bake will bring."""
         pi = c.cohort_requests / (c.cohort_requests + c.baseline_requests)
         events = c.cohort_events + c.baseline_events
-        below = float(evidence_below(c.cohort_events, c.cohort_requests, bound.margin)) if bound.margin else -math.inf
+        rare = bool(too_rare(c.cohort_requests, c.baseline_events, c.baseline_requests, stretch))
+        below = float(evidence_below(c.cohort_events, c.cohort_requests, bound.margin)) if bound.margin and rare \
+            else -math.inf
         return cls(float(evidence_of_regression(c.cohort_events, events, pi, tolerance)),
                    float(evidence_within(c.cohort_events, events, pi, bound.ratio)), below)
 
 
 def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float = 1.2, bound: Bound = Bound(),
-          min_requests: float = 100, elapsed: float | None = None) -> Judgement:
+          min_requests: float = 100, elapsed: float | None = None, left: float | None = None) -> Judgement:
     """Decide one metric and explain it in words. `elapsed`: seconds the counts took, to say
-    how long the rest may take."""
+    how long the rest may take; `left`: seconds the bake has left (None: no bake ends)."""
     counts = (f"cohort {_ratio(c.cohort_events, c.cohort_requests)} vs baseline "
               f"{_ratio(c.baseline_events, c.baseline_requests)}")
     short = [f"the {side} served {served:,.0f} requests" for side, served in
@@ -161,7 +179,8 @@ def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float 
         ", events only in the cohort" if math.isinf(effect) else f", x{effect:.2f}")
     head = f"{c.metric}: {counts}{relative}"
     fail_at, pass_at = math.log(1 / alpha_fail), math.log((2 if bound.margin else 1) / alpha_pass)
-    evidence = Evidence.of(c, tolerance, bound)
+    stretch = (elapsed + left) / elapsed if elapsed and left is not None else 1.0
+    evidence = Evidence.of(c, tolerance, bound, stretch)
     if evidence.regression >= fail_at:
         return Judgement(c.metric, "fail", effect, f"{head}: worse than x{tolerance:g} the baseline, shown with "
                          f"evidence {_lr(evidence.regression)} >= {_lr(fail_at)} => regression")
@@ -174,6 +193,8 @@ def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float 
     if more is None:
         need = (f"at these rates no amount of traffic decides between worse than x{tolerance:g} "
                 f"and no worse than {bound.words()}")
+        if not (c.cohort_events or c.baseline_events) and not bound.margin:
+            need += " (no events on either side: only a margin can show it no worse; set the bound's `margin`)"
     else:
         need = f"about {more:,.0f} more cohort requests" + (
             f" (~{span(max(1.0, more / c.cohort_requests * elapsed))} at the current rate)" if elapsed else "")
