@@ -22,7 +22,8 @@ from .model import (
 )
 from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
 from .schema import (
-    ENV_NAME, Fields, Problems, check_text, fill_template, format_duration, known_zone, parse_percent, render_template, shown,
+    ENV_NAME, Fields, Problems, check_text, did_you_mean, fill_template, format_duration, known_zone, parse_percent,
+    render_template, shown,
 )
 from .yamlsrc import load_yaml
 
@@ -219,7 +220,8 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
         for event, event_line, event_key in fields.items("events"):
             if event not in DEFAULT_EVENTS:
                 section.problems.add(fields.file, event_line, event_key,
-                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}")
+                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}"
+                                     + did_you_mean(str(event), DEFAULT_EVENTS))
             else:
                 events.append(event)
         fmt, secret_env = _webhook_format(fields)
@@ -609,7 +611,9 @@ class _Loader:
             return []
         path = self.base / CHECKS_DIR / f"{name}.yaml"
         if not path.is_file():
-            self.problems.add(stage.file, line, key, f"check set file {display(path)} not found")
+            known = [p.stem for p in path.parent.glob("*.yaml")] if path.parent.is_dir() else []
+            self.problems.add(stage.file, line, key, f"check set file {display(path)} not found"
+                              + did_you_mean(name, known))
             self.check_sets[name] = None
             return []
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from .errors import UsageError
@@ -30,6 +32,9 @@ environments:
   prod:
     transport: local
     playbook: app
+    metrics:                   # where the canary reads each host's counters
+      source: scrape           # each host's /metrics (or prometheus: a server's API)
+      scrape_url: "http://{address}:{PORT}/metrics"
     hosts:                     # one port each: they share this machine
       - {name: prod-1, vars: {PORT: "18121"}}
       - {name: prod-2, vars: {PORT: "18122"}}
@@ -46,7 +51,8 @@ pipeline:
   - stage: gray
     environment: prod
     cohort: 10%
-    checks: [basic]
+    checks: [basic, canary]    # canary: the cohort against the rest of prod (healthchecks/canary.yaml)
+    bake: {min: 2m, max: 15m}  # passes once every check decided, after 2m; undecided at 15m: fails safe
   - stage: full
     environment: prod
     waves: [50%, 100%]
@@ -65,8 +71,9 @@ report:
 # and `verify` in current/. Hooks are bash with RELEASER_ROOT, RELEASER_HOST,
 # RELEASER_RELEASE, RELEASER_PHASE and the host's vars (PORT) exported.
 #
-# Until your app is wired in, `restart` serves the release's files on the host's port, so the
-# pipeline runs as written. Replace it with your service's restart (systemctl restart myapp).
+# Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,
+# /metrics, /api/...) on the host's port, so the pipeline runs as written. Replace it with your
+# service's restart (systemctl restart myapp).
 keep_releases: 5
 shared: [logs]
 hooks:
@@ -80,12 +87,12 @@ hooks:
     fi
     # A hook must return: a server runs in the background, its input and output redirected
     # (without them the phase waits for it until command_timeout).
-    nohup python3 -m http.server --bind 127.0.0.1 --directory "$RELEASER_ROOT/current" "$PORT" \\
+    nohup PYTHON -m releaser.demo.app --root "$RELEASER_ROOT" --port "$PORT" \\
       </dev/null >>"$RELEASER_ROOT/shared/logs/app.log" 2>&1 &
     echo $! > "$pidfile"
   verify: |
     for _ in $(seq 1 100); do
-      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/REVISION" && exit 0
+      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" && exit 0
       sleep 0.1
     done
     echo "nothing answered on port $PORT within 10s" >&2
@@ -96,9 +103,23 @@ hooks:
 checks:
   - name: health
     type: http
-    url: "http://{address}:{PORT}/REVISION"   # your app's /health, once it has one
+    url: "http://{address}:{PORT}/health"     # your app's health endpoint
     expect_status: [200]
     timeout: 2s
+""",
+    "healthchecks/canary.yaml": """\
+# The canary judge on gray: the cohort's error ratio and latency against the rest of prod, at
+# the same time, from counters each host exposes (prod's `metrics:`). Name your service's own
+# metrics here. It needs traffic: at about 1 request a second per host a good release is shown
+# no worse within minutes; with none (the placeholder app gets no requests) it cannot decide,
+# says so at its first look, and the stage fails safe when the bake ends. The bounds are the
+# defaults, documented in environments.example.yaml's check sets.
+checks:
+  - name: canary
+    type: canary
+    requests: 'demo_http_requests_total{path=~"/api/.*"}'          # every request served
+    errors: 'demo_http_requests_total{path=~"/api/.*", code=~"5.."}'  # the failed ones
+    latency: demo_http_request_duration_seconds                     # a histogram: its _bucket series
 """,
 }
 DOCUMENTATION = "environments.example.yaml"  # every key, documented; shipped with the package
@@ -142,6 +163,8 @@ def scaffold(directory: Path, router: str | None = None) -> list[Path]:
 
     written = []
     files = dict(FILES)
+    files["playbooks/app.yaml"] = files["playbooks/app.yaml"].replace("nohup PYTHON", "nohup " + shlex.quote(
+        sys.executable))  # the interpreter releaser runs in, which has the placeholder app
     if router is not None:
         config = files["environments.yaml"]
         config = config.replace('      - {name: prod-4, vars: {PORT: "18124"}}\n',

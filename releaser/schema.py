@@ -64,6 +64,14 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def did_you_mean(value: str, known) -> str:
+    """" (did you mean `x`?)" naming the nearest known name, or "" when none is near."""
+    import difflib  # only when something is unknown
+
+    nearest = difflib.get_close_matches(value, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean `{nearest[0]}`?)" if nearest else ""
+
+
 def shown(value: Any, limit: int = 60) -> str:
     """A configuration value inside a message: repr'd (control characters escaped), clipped."""
     text = repr(value)
@@ -183,10 +191,7 @@ class Fields:
     def finish(self) -> None:
         for key in self.data:
             if key not in self._known:
-                import difflib  # only when a key is unknown
-
-                nearest = difflib.get_close_matches(str(key), sorted(self._known), n=1, cutoff=0.6)
-                self.problem(str(key), f"unknown key (did you mean `{nearest[0]}`?)" if nearest else "unknown key")
+                self.problem(str(key), "unknown key" + did_you_mean(str(key), self._known))
 
     # -- typed readers --
 

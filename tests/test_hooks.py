@@ -118,7 +118,8 @@ def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     ports = re.findall(r'PORT: "(\d+)"', config.read_text())
     assert len(ports) == 6 and len(set(ports)) == 6  # one port per host: they share this machine
     # as written, with bakes of a second instead of minutes
-    config.write_text(re.sub(r"bake: \w+", "bake: 1s", config.read_text()).replace("interval: 15s", "interval: 200ms"))
+    config.write_text(re.sub(r"bake: (\{[^}]*\}|\w+)", "bake: 1s", config.read_text())
+                      .replace("interval: 15s", "interval: 200ms"))
     (tmp_path / "app.tar.gz").write_bytes(tar_gz({"index.html": "hello\n"}))
     releaser("release", "create", "0.1.0", "--artifact", str(tmp_path / "app.tar.gz"))
     try:

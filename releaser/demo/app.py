@@ -5,7 +5,8 @@
     /api/...  the app's endpoints; a release may fail a share of requests on some paths
 
 Run as `python -m releaser.demo.app --root HOST_ROOT --port PORT`; it reads
-HOST_ROOT/current/app.json once at start, as a real app reads its build.
+HOST_ROOT/current/app.json once at start, as a real app reads its build (without one, as the
+placeholder app of `releaser init`: its version from REVISION, every request served well).
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def main() -> None:
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--bind", default="127.0.0.1")
     args = parser.parse_args()
-    behaviour = json.loads((args.root / "current" / "app.json").read_text())
+    build = args.root / "current"
+    behaviour = json.loads((build / "app.json").read_text()) if (build / "app.json").exists() else \
+        {"version": (build / "REVISION").read_text().strip() if (build / "REVISION").exists() else "unknown"}
     server = ThreadingHTTPServer((args.bind, args.port), make_handler(AppState(behaviour)))
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
