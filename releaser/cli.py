@@ -727,7 +727,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
               "closed": closed, "reports": reports})
     if alarms:
         sys.exit(EXIT_NEEDS_HUMAN)
-    if rolled_back:
+    if rolled_back and once:  # a daemon's rollbacks are its job done: a service manager sees a normal stop
         sys.exit(EXIT_STAGE_FAILED)
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from .model import Config, Event, RunStatus
-from .processes import is_stale
+from .processes import is_stale, owner_alive
 from .store import Store
 from .terminal import shown_time, summarised
 from .windows import open_windows, watchers
@@ -45,6 +45,7 @@ def status_document(config: Config, store: Store) -> dict:
                 running_anywhere.setdefault(host["version"], set()).add(name)
         lock = store.get_lock(name)
         open_runs = [r for r in runs if r.environment == name and r.status.open]
+        working = [r for r in open_runs if owner_alive(r.pid, r.hostname, r.lease_until)]
         open_rollbacks = [r for r in store.rollbacks(name) if r.status.open]
         in_doubt = {host: h["doubt"] for host, h in hosts.items() if h["doubt"]}
         current, count = versions.most_common(1)[0] if versions else (None, 0)
@@ -61,8 +62,10 @@ def status_document(config: Config, store: Store) -> dict:
                 "owner": lock.owner, "pid": lock.pid, "hostname": lock.hostname, "command": lock.command,
                 "acquired_at": lock.acquired_at, "lease_until": lock.lease_until, "stale": is_stale(lock),
             },
+            "running": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status), "pid": r.pid,
+                         "hostname": r.hostname} for r in working],
             "interrupted": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
-                            for r in open_runs],
+                            for r in open_runs if r not in working],  # their process is gone: `resume`
             "route": _route(env, store),
         }
     last_env = config.pipeline[-1].environment if config.pipeline else None
@@ -183,6 +186,9 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
             lock = env["lock"]
             say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']} since {when(lock['acquired_at'])}: "
                 f"{lock['command']}" + (" (stale)" if lock["stale"] else ""), "yellow")
+        for run in env["running"]:
+            say(f"  in progress: {run['stage']} of {run['release']} ({run['status']}) by pid {run['pid']} on "
+                f"{run['hostname']}")
         for run in env["interrupted"]:
             say(f"  unfinished: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
         for rollback in env["rollbacks"]:

@@ -173,3 +173,34 @@ def test_long_verdicts_are_summarised_to_what_was_measured_and_concluded():
     assert len(short) <= 160
     assert short.startswith("canary: error ratio: cohort 23.810% (5/21) vs baseline 0.000% (0/197) … => regression")
     assert summarised("checks: pass") == "checks: pass"
+
+
+def test_a_live_promotion_is_in_progress_not_interrupted(project):
+    """A stage whose process is alive and at work is listed as running; only runs whose process
+    is gone are `interrupted` (those are what `resume` is for)."""
+    entered, gate = project.dir / "entered", project.dir / "gate"
+    playbook = project.dir / "playbooks" / "app.yaml"
+    playbook.write_text(playbook.read_text().replace(
+        '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
+        f'    touch {entered}; while [ ! -e {gate} ]; do sleep 0.05; done\n'))
+    project.register("1.0.0")
+    runner = project.spawn("promote", "1.0.0")
+    try:
+        _wait(entered.exists, "the restart hook to start")
+        dev = project.status()["environments"]["dev"]
+        assert dev["interrupted"] == [] and [r["release"] for r in dev["running"]] == ["1.0.0"]
+        assert dev["running"][0]["pid"] == runner.pid
+        assert "in progress: selftest of 1.0.0" in project.cli("status", check=True).stdout
+    finally:
+        gate.touch()
+        runner.communicate(timeout=120)
+    assert runner.returncode == 0
+    gate.unlink()
+    entered.unlink()
+    runner = project.spawn("promote", "1.0.0")
+    _wait(entered.exists, "the test stage's restart hook to start")
+    runner.kill()
+    runner.communicate()
+    gate.touch()  # the detached phase finishes on its own
+    test_env = project.status()["environments"]["test"]
+    assert test_env["running"] == [] and [r["release"] for r in test_env["interrupted"]] == ["1.0.0"]

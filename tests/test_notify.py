@@ -50,3 +50,22 @@ def test_bad_webhook_configuration(project):
     proc = project.cli("validate")
     assert proc.returncode == 2
     assert "notifications.webhooks[0].url" in proc.stderr and "notifications.webhooks[0].events[0]" in proc.stderr
+
+
+def test_every_event_a_webhook_may_subscribe_to_is_journaled_somewhere():
+    """The catalogue a webhook chooses from (`events:`) names only kinds some code journals:
+    a kind offered but never recorded would be a chat that never hears the news."""
+    import ast
+    from pathlib import Path
+
+    import releaser
+    from releaser.names import DEFAULT_EVENTS
+
+    journaled = set()
+    for path in Path(releaser.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                journaled.add(node.args[0].value)
+    assert "rollback.incomplete" in DEFAULT_EVENTS and "bake.too_short" in DEFAULT_EVENTS
+    assert set(DEFAULT_EVENTS) <= journaled, sorted(set(DEFAULT_EVENTS) - journaled)
