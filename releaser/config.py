@@ -25,7 +25,7 @@ from .schema import (
     ENV_NAME, Fields, Problems, check_text, did_you_mean, fill_template, format_duration, known_zone, parse_percent,
     render_template, shown,
 )
-from .yamlsrc import load_yaml
+from .yamlsrc import Mapping, load_yaml
 
 PLAYBOOK_DIR = "playbooks"
 CHECKS_DIR = "healthchecks"
@@ -100,6 +100,7 @@ def load_config(path: Path) -> Config:
         state.finish()
 
     defaults = top.mapping("defaults") or Fields({}, top.file, "defaults", problems)
+    shared = _shared_environment_keys(defaults)
     env_defaults = {
         "parallel": defaults.int("parallel", 50, minimum=1),
         "command_timeout": defaults.duration("command_timeout", 600.0),
@@ -116,6 +117,8 @@ def load_config(path: Path) -> Config:
     env_section = top.mapping("environments", required=True)
     if env_section is not None:
         for name in list(env_section.data):
+            if isinstance(env_section.data[name], dict):
+                env_section.data[name] = _with_defaults(env_section.data[name], shared)
             env_fields = env_section.mapping(str(name), required=True)
             if not SAFE_NAME.fullmatch(str(name)):
                 env_section.problem(str(name), f"an environment name is {SAFE_NAME_RULE}, got {shown(str(name))}")
@@ -206,6 +209,37 @@ def _freezes(top: Fields, environments: set[str]) -> tuple:
     from .freezes import read_freezes
 
     return read_freezes(top, environments)
+
+
+# Keys of an environment that `defaults:` may set for every environment; `ssh` and `vars` merge
+# key by key, the environment's own keys winning.
+SHARED_ENVIRONMENT_KEYS = ("transport", "playbook", "root", "ssh", "vars", "pass_env", "artifacts")
+
+
+def _shared_environment_keys(defaults: Fields) -> dict:
+    """The environment keys `defaults:` sets, as written (each environment reads and checks them)."""
+    shared = Mapping()
+    shared.key_lines = {}
+    for key in SHARED_ENVIRONMENT_KEYS:
+        if defaults.has(key):
+            shared[key] = defaults.raw(key)
+            shared.key_lines[key] = defaults.line_of(key)
+    return shared
+
+
+def _with_defaults(own: dict, shared: dict) -> dict:
+    """An environment's mapping with the shared keys it does not set; line numbers kept, so a
+    problem in a shared value names the line in `defaults:`."""
+    merged = Mapping()
+    merged.line = getattr(own, "line", 0)
+    merged.key_lines = {**getattr(shared, "key_lines", {}), **getattr(own, "key_lines", {})}
+    merged.update(shared)
+    for key, value in own.items():
+        base = shared.get(key)
+        if key in ("ssh", "vars") and isinstance(base, dict) and isinstance(value, dict):
+            value = _with_defaults(value, base)
+        merged[key] = value
+    return merged
 
 
 def _webhooks(top: Fields) -> tuple[Webhook, ...]:

@@ -72,6 +72,7 @@ def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
         **host.vars,
         "RELEASER_ROOT": host.root,
         "RELEASER_HOST": host.name,
+        "RELEASER_ADDRESS": host.address,
         "RELEASER_RELEASE": release,
         "RELEASER_PHASE": phase,
     }
@@ -241,7 +242,7 @@ def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40) ->
         served = _served(playbook) + f'echo "{SERVED_MARKER} $served"\n'
     exports = "\n".join(f"export {name}={q(value)}" for name, value in
                         {**host.vars, "RELEASER_ROOT": host.root, "RELEASER_HOST": host.name,
-                         "RELEASER_PHASE": "probe"}.items())
+                         "RELEASER_ADDRESS": host.address, "RELEASER_PHASE": "probe"}.items())
     return f"""set -u
 {exports}
 {_SAFE}cd {root} 2>/dev/null || {{ echo "{CURRENT_MARKER} "; exit 0; }}

@@ -68,7 +68,7 @@ report:
     "playbooks/app.yaml": """\
 # How to deploy on one host. releaser unpacks the artifact into releases/<id>, links the
 # shared paths, runs `prepare` there, switches `current` atomically, then runs `restart`
-# and `verify` in current/. Hooks are bash with RELEASER_ROOT, RELEASER_HOST,
+# and `verify` in current/. Hooks are bash with RELEASER_ROOT, RELEASER_HOST, RELEASER_ADDRESS,
 # RELEASER_RELEASE, RELEASER_PHASE and the host's vars (PORT) exported.
 #
 # Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,

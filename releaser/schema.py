@@ -134,12 +134,15 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Problems(list):
-    """The problems found so far in one validation pass."""
+    """The problems found so far in one validation pass, each once (two stages sharing a check
+    set would otherwise report its problem twice)."""
 
     def add(self, file: str, line: int | None, key: str, message: str) -> None:
         if len(message) > 300:
             message = message[:299] + "…"
-        self.append(ConfigProblem(file, line, shown(key, 80)[1:-1] if _CONTROL.search(key) else key, message))
+        problem = ConfigProblem(file, line, shown(key, 80)[1:-1] if _CONTROL.search(key) else key, message)
+        if problem not in self:
+            self.append(problem)
 
 
 class Fields:
@@ -169,6 +172,11 @@ class Fields:
 
     def has(self, key: str) -> bool:
         return key in self.data
+
+    def raw(self, key: str) -> Any:
+        """A key's value as written, for another reader to check (the key counts as known)."""
+        self._known.add(key)
+        return self.data.get(key)
 
     def _take(self, key: str, required: bool) -> Any:
         self._known.add(key)

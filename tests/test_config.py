@@ -66,6 +66,7 @@ CASES = {
     "missing required key": ("environments.yaml", "  dev:\n    playbook: app\n", "  dev:\n", "environments.dev.playbook", "required", "  dev:"),
     "missing playbook file": ("environments.yaml", "  prod:\n    playbook: app", "  prod:\n    playbook: nope", "environments.prod.playbook", "playbooks/nope.yaml not found", "playbook: nope"),
     "missing check set": ("environments.yaml", "checks: [basic]", "checks: [absent]", "pipeline[1].checks[0]", "healthchecks/absent.yaml not found", "checks: [absent]"),
+    "check set typo": ("environments.yaml", "checks: [basic]", "checks: [basik]", "pipeline[1].checks[0]", "not found (did you mean `basic`?)", "checks: [basik]"),
     "bad duration": ("environments.yaml", "bake: 10s", "bake: 10 minutes", "pipeline[0].bake", "duration", "bake: 10 minutes"),
     "bare number duration": ("environments.yaml", "bake: 10s", "bake: 10", "pipeline[0].bake", "duration", "bake: 10"),
     "bad percentage": ("environments.yaml", "cohort: 10%", "cohort: 150%", "pipeline[1].cohort", "percentage", "cohort: 150%"),
@@ -167,6 +168,16 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert {"pipeline[0].bake", "pipeline[1].cohort"} <= keys
 
 
+def test_a_problem_of_a_check_set_two_stages_share_is_reported_once(tmp_path):
+    root = write_project(tmp_path)
+    (root / "environments.yaml").write_text(CONFIG.replace("    waves: [50%, 100%]\n", "    waves: [50%, 100%]\n"
+                                                                                      "    checks: [basic]\n"))
+    (root / "healthchecks" / "basic.yaml").write_text(CHECKS.replace("{PORT}", "{PROT}"))
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "environments.yaml")
+    assert len([p for p in info.value.problems if "unknown placeholder {PROT}" in p.message]) == 1
+
+
 def test_missing_configuration_file(tmp_path):
     proc = releaser(tmp_path, "validate")
     assert proc.returncode == 2
@@ -221,3 +232,24 @@ def test_init_scaffolds_a_router(tmp_path):
                     f"http {{ include {root}/nginx/site.conf; }}\n")
     proc = subprocess.run([nginx.binary, "-p", str(tmp_path), "-c", str(main), "-t"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_defaults_set_the_transport_ssh_and_vars_of_every_environment(tmp_path):
+    root = write_project(tmp_path)
+    (root / "environments.yaml").write_text(CONFIG.replace("defaults:\n", "defaults:\n  transport: ssh\n"
+                                                           "  root: /srv/shop\n  ssh: {user: deploy, port: 2222}\n"
+                                                           "  vars: {REGION: eu, PORT: \"80\"}\n").replace(
+        "  dev:\n    playbook: app\n", "  dev:\n    playbook: app\n    ssh: {port: 22}\n"))
+    config = load_config(root / "environments.yaml")
+    dev, prod = config.environments["dev"], config.environments["prod"]
+    assert dev.transport == prod.transport == "ssh"
+    assert (dev.hosts[0].ssh.user, dev.hosts[0].ssh.port) == ("deploy", 22)  # its own key wins, the rest is shared
+    assert (prod.hosts[0].ssh.user, prod.hosts[0].ssh.port) == ("deploy", 2222)
+    assert prod.hosts[0].vars == {"REGION": "eu", "PORT": "8080"} and dev.hosts[0].vars["PORT"] == "80"
+    # a bad shared value is reported at its line in defaults:
+    (root / "environments.yaml").write_text(CONFIG.replace("defaults:\n", "defaults:\n  transport: telnet\n"))
+    proc = releaser(root, "validate", "--json")
+    assert proc.returncode == 2
+    lines = (root / "environments.yaml").read_text().splitlines()
+    problems = json.loads(proc.stdout)["error"]["problems"]
+    assert {p["line"] for p in problems if p["key"].endswith(".transport")} == {lines.index("  transport: telnet") + 1}

@@ -38,7 +38,7 @@ def setup(request, tmp_path):
     book = Playbook(
         "app", "app.yaml",
         {
-            "prepare": 'printf "%s" "$GREETING" > greeting.txt',
+            "prepare": 'printf "%s" "$GREETING" > greeting.txt; printf "%s" "$RELEASER_ADDRESS" > address.txt',
             "restart": 'printf "%s\\n" "$RELEASER_RELEASE" >> "$RELEASER_ROOT/shared/restarts"',
             "verify": 'test "$(cat REVISION)" = "$RELEASER_RELEASE"',
         },
@@ -89,6 +89,7 @@ def test_hostile_paths_and_values_are_quoted(setup, version):
     assert (root / "current" / "app.txt").read_text() == f"app {version}\n"
     assert (root / "current" / "REVISION").read_text() == f"{version}\n"
     assert (root / "current" / "greeting.txt").read_text() == NASTY
+    assert (root / "current" / "address.txt").read_text() == host.address  # hooks know where they run
     assert os.readlink(root / "current" / "log dir") == "../../shared/log dir"
     assert outcome.ok and outcome.switched and outcome.previous is None
     assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
