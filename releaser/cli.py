@@ -326,14 +326,28 @@ def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json:
 # -- configuration --
 
 
-@command(cli, examples=("releaser validate", "releaser -c staging.yaml validate --json"))
-def validate(app: App) -> None:
-    """Check environments.yaml, its playbooks and check sets; exit 2 on any problem."""
+@command(cli, examples=("releaser validate", "releaser validate --connect   # and every host, as a stage would",
+                        "releaser -c staging.yaml validate --json"))
+@click.option("--connect", is_flag=True, help="Also connect to every host and check it can be worked on "
+              "(keys, host keys, the root, sudo); exit 2 for a mistake, 4 for a host out of reach.")
+def validate(app: App, connect: bool) -> None:
+    """Check environments.yaml, its playbooks and check sets, and the SSH files they name; exit 2
+    on any problem."""
+    from .errors import ConfigError
+    from .preflight import check_every_host, local_problems
+
     config = app.config()
+    problems = local_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    if connect:
+        from .transport import transport_for
+
+        check_every_host(config, transport_for)
     hosts = sum(len(env.hosts) for env in config.environments.values())
     app.result(
-        f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s), "
-        f"pipeline {' -> '.join(config.stage_names())}",
+        f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s)"
+        + (" reached and ready" if connect else "") + f", pipeline {' -> '.join(config.stage_names())}",
         "green",
     )
     app.emit({"ok": True, "config": str(config.path), "environments": {

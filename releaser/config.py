@@ -18,7 +18,7 @@ from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
     AlertRule, Approval, RouterSpec,
-    Config, Environment, Host, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
+    Config, Environment, Host, LocalFile, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
 )
 from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
 from .schema import (
@@ -148,6 +148,7 @@ def load_config(path: Path) -> Config:
         playbooks=loader.playbooks,
         webhooks=webhooks,
         report=report,
+        local_files=tuple(loader.local_files.values()),
     )
 
 
@@ -395,6 +396,7 @@ class _Loader:
         self.problems = problems
         self.playbooks: dict[str, Playbook] = {}
         self.check_sets: dict[str, list[Check] | None] = {}
+        self.local_files: dict[str, LocalFile] = {}  # resolved path -> where it was first named
 
     # -- environments --
 
@@ -559,6 +561,8 @@ class _Loader:
         for key in ("identity_file", "known_hosts", "config_file"):
             if changes[key]:
                 changes[key] = str((self.base / os.path.expanduser(changes[key])).resolve())
+                self.local_files.setdefault(changes[key], LocalFile(changes[key], fields.file, fields.line_of(key),
+                                                                    fields.key_path(key)))
         return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
     def _host(self, item, line, key, env: Fields, transport, root_template, env_vars, ssh) -> Host | None:

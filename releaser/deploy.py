@@ -289,8 +289,9 @@ class Deployer:
         views = self.ask()
         unreachable = sorted(name for name, view in views.items() if not view.reachable)
         if unreachable:
+            causes = "".join(f"\n  {name}: {views[name].error}" for name in unreachable)
             raise NeedsHuman(f"cannot ask {', '.join(unreachable)} of {self.env.name} what they run; nothing was "
-                             f"changed: {purpose} when every host of the environment can be reached")
+                             f"changed: {purpose} when every host of the environment can be reached:{causes}")
         return views
 
     def reconcile(self, views: dict[str, HostView]) -> None:

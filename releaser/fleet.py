@@ -83,6 +83,11 @@ class Fleet:
             self._sessions[host.name] = session
         return session
 
+    def open(self, hosts: Iterable[Host]) -> dict[str, BaseException]:
+        """Open the sessions of `hosts` at once (kept for the stage); what kept each host out."""
+        return {o.item.name: o.error for o in fan_out(list(hosts), self._session, self.environment.parallel)
+                if o.error is not None}
+
     def run(
         self,
         phase: str,
@@ -126,8 +131,8 @@ class Fleet:
                         running.pop(host.name, None)
             except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
                 self._sessions.pop(host.name, None)
-                outcome = HostResult(host.name, False, None, time.monotonic() - started,
-                                     error=f"{type(exc).__name__}: {exc}", started=sent)
+                said = str(exc) if isinstance(exc, ConnectionError) else f"{type(exc).__name__}: {exc}"  # ours: sentences
+                outcome = HostResult(host.name, False, None, time.monotonic() - started, error=said, started=sent)
             else:
                 outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout,
                                      result.stderr, started=True)

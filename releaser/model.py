@@ -228,6 +228,16 @@ class Freeze(Record, frozen=True):
     line: str = ""  # where it is written (file:line), for the message that names it
 
 
+class LocalFile(Record, frozen=True):
+    """A file on this machine the configuration names (an SSH key, known_hosts, ssh_config),
+    with where it was written, so that a missing one is reported at its line."""
+
+    path: str
+    file: str
+    line: int | None
+    key: str
+
+
 class Config(Record, frozen=True):
     """A configuration file, checked and resolved: every environment, stage, playbook and check."""
 
@@ -243,6 +253,7 @@ class Config(Record, frozen=True):
     state_wait: float = 10.0  # how long a write waits for another process holding the state's lock
     state_url_env: str = "RELEASER_DATABASE_URL"  # postgresql: the variable holding the state's URL
     freezes: tuple[Freeze, ...] = ()
+    local_files: tuple[LocalFile, ...] = ()  # SSH files named, checked by `validate` and before a stage
 
     @property
     def base_dir(self) -> Path:

@@ -25,6 +25,7 @@ from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
 from .locks import EnvironmentLock
+from .preflight import check_hosts
 from .metrics import MetricSource, source_for
 from .model import (
     Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
@@ -158,6 +159,7 @@ class Pipeline:
         with self._lock(env.name, f"promote {version} --to {stage}") as lock, self._fleet(env) as fleet:
             self._refuse_open_runs(env)
             deployer = self._deployer(env, fleet)
+            check_hosts(self.config, env, deployer.playbook, fleet, self._scope(spec, env), f"{stage} of {version}")
             self._refuse_unknown_hosts(deployer)
             with self.store.transaction():
                 for name in skipped:
@@ -313,10 +315,15 @@ class Pipeline:
                 )
         return result
 
+    @staticmethod
+    def _scope(spec: StageSpec, env: Environment) -> list[Host]:
+        """The hosts a stage deploys to: gray's cohort, or every host in a stable order."""
+        return gray_cohort(env.name, env.hosts, spec.cohort) if spec.name == "gray" else stable_order(env.name, env.hosts)
+
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version
         current = stage.deployer.current_versions()
-        scope = gray_cohort(env.name, env.hosts, spec.cohort) if spec.name == "gray" else stable_order(env.name, env.hosts)
+        scope = self._scope(spec, env)
         done = [h for h in scope if current[h.name] == version]
         waves = split_waves([h for h in scope if current[h.name] != version], spec.waves)
         gate = Gate(spec.checks, self.store.check_memory(stage.run.id))

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,13 @@ LogLevel ERROR
         self.write_known_hosts()
 
     def stop(self, server: Sshd) -> None:
+        """The host is gone: its sshd and every connection it serves (open sessions too)."""
         if server.process and server.process.poll() is None:
+            for child in _children(server.process.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             server.process.terminate()
             server.process.wait(timeout=10)
 
@@ -158,3 +165,17 @@ LogLevel ERROR
         options = {"user": self.user, "port": str(self.port), "identity_file": str(self.identity),
                    "known_hosts": str(self.known_hosts), "config_file": os.devnull, **extra}
         return "{" + ", ".join(f"{k}: \"{v}\"" if k != "port" else f"{k}: {v}" for k, v in options.items()) + "}"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (sshd forks one per connection)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children

@@ -67,15 +67,27 @@ def test_a_first_install_over_ssh_runs_every_stage_and_says_why_the_canary_does_
     assert len(why) == 1 and why[0]["stage"] == "gray" and "no host of prod runs an earlier release" in why[0]["message"]
 
 
+def nothing_recorded(project, version: str = "1.0.0") -> None:
+    """A mistake ended the command before its stage started: no stage run, no rollback, no
+    incident, the release as it was registered."""
+    release = next(r for r in project.status()["releases"] if r["version"] == version)
+    assert release["stages"] == [] and release["status"] == "registered" and not release["reason"]
+    events = json.loads(project.cli("history", "--release", version, "--json", check=True).stdout)["events"]
+    kinds = {e["kind"] for e in events}
+    assert not kinds & {"stage.started", "stage.failed", "rollback.started", "incident"}, kinds
+
+
 def test_changed_host_key_is_refused_with_its_fingerprint(ssh_project):
     project = ssh_project
     project.register("1.0.0")
     server = project.fleet.server_of(address_of(project, "dev-1"))
     project.fleet.rekey(server)
     proc = project.cli("promote", "1.0.0")
-    assert proc.returncode == 1
+    assert proc.returncode == 4, proc.stderr  # a person must look: a reinstalled host, or someone in the middle
     assert "HOST KEY CHANGED" in proc.stderr and "SHA256:" in proc.stderr and "dev-1" in proc.stderr
+    assert "selftest of 1.0.0 did not start" in proc.stderr and "nothing was changed or recorded" in proc.stderr
     assert project.current("dev-1") is None
+    nothing_recorded(project)
 
 
 def test_unknown_host_key_refused_unless_accept_new(ssh_project, tmp_path):
@@ -85,8 +97,10 @@ def test_unknown_host_key_refused_unless_accept_new(ssh_project, tmp_path):
     empty.write_text("")
     project.write_config(ssh=project.fleet, ssh_extra={"known_hosts": str(empty)})
     refused = project.cli("promote", "1.0.0")
-    assert refused.returncode == 1 and "unknown host key ssh-ed25519 SHA256:" in refused.stderr
+    assert refused.returncode == 2 and "unknown host key ssh-ed25519 SHA256:" in refused.stderr
+    assert "releaser validate --connect" in refused.stderr
     assert project.current("dev-1") is None and empty.read_text() == ""
+    nothing_recorded(project)
 
     project.write_config(ssh=project.fleet, ssh_extra={"known_hosts": str(empty), "host_key_policy": "accept-new"})
     project.cli("promote", "1.0.0", check=True)
@@ -94,6 +108,57 @@ def test_unknown_host_key_refused_unless_accept_new(ssh_project, tmp_path):
     assert f"[{address_of(project, 'dev-1')}]:{project.fleet.port} ssh-ed25519" in empty.read_text()
     events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
     assert any(e["kind"] == "hostkey.accepted" and e["host"] == "dev-1" for e in events)
+
+
+def test_a_missing_key_file_is_a_configuration_error_at_its_line(ssh_project, tmp_path):
+    project = ssh_project
+    project.register("1.0.0")
+    project.write_config(ssh=project.fleet, ssh_extra={"identity_file": str(tmp_path / "no_such_key")})
+    config = (project.dir / "environments.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(config, 1) if "no_such_key" in text)
+    checked = project.cli("validate")
+    assert checked.returncode == 2 and f"environments.yaml:{line}: environments.dev.ssh.identity_file:" in checked.stderr
+    assert "no_such_key: no such file on this machine" in checked.stderr
+    proc = project.cli("promote", "1.0.0")
+    assert proc.returncode == 2 and "no_such_key: no such file on this machine" in proc.stderr
+    assert "unreachable" not in proc.stderr
+    nothing_recorded(project)
+
+
+def test_a_key_the_hosts_refuse_names_the_cause_and_changes_nothing(ssh_project, tmp_path):
+    import subprocess
+
+    project = ssh_project
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    project.register("1.1.0")
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    project.write_config(ssh=project.fleet, ssh_extra={"identity_file": str(wrong)})
+    assert project.cli("validate").returncode == 0  # the file is there: only connecting tells
+    connected = project.cli("validate", "--connect")
+    assert connected.returncode == 2 and "authentication failed" in connected.stderr
+    assert all(host in connected.stderr for hosts in HOSTS.values() for host in hosts)
+    proc = project.cli("promote", "1.1.0")
+    assert proc.returncode == 2 and "dev-1: dev-1: authentication failed as" in proc.stderr
+    assert str(wrong) in proc.stderr
+    nothing_recorded(project, "1.1.0")
+    assert project.current("dev-1") == "1.0.0"
+    plan = project.cli("rollback", "dev", "--dry-run")  # each host's cause, not only that it cannot be asked
+    assert plan.returncode == 4 and "dev-1: dev-1: authentication failed as" in plan.stderr
+
+
+def test_a_root_that_cannot_be_written_is_named_before_the_stage(ssh_project):
+    project = ssh_project
+    project.register("1.0.0")
+    project.write_config(ssh=project.fleet)
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace(f'root: "{project.dir}/hosts/{{host}}"', 'root: "/etc/hostname/{host}"',
+                                                 1))
+    proc = project.cli("promote", "1.0.0")
+    assert proc.returncode == 2, proc.stderr
+    assert "the root /etc/hostname/dev-1 cannot be written by" in proc.stderr
+    nothing_recorded(project)
 
 
 def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):

@@ -25,6 +25,16 @@ def held_output(exit_code: int) -> str:
             "e.g. nohup CMD </dev/null >>LOG 2>&1 &")
 
 
+class AccessRefused(ConnectionError):
+    """The host answered but would not let releaser in as configured: a key it refuses, a host
+    key known_hosts does not hold. The configuration's to fix, never worth a retry."""
+
+
+class HostKeyChanged(ConnectionError):
+    """The host offered another key than known_hosts holds: a reinstalled host, or someone in
+    the middle. A person must look before releaser connects."""
+
+
 class CommandResult(Record):
     """How a script ended on a host: exit status, output, and whether it timed out or held its output."""
 

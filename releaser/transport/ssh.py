@@ -24,7 +24,7 @@ from paramiko.ssh_exception import AuthenticationException, BadHostKeyException,
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..model import Host, SshOptions
-from .base import HELD_GRACE, CommandResult, Notify, Session, Transport, held_output
+from .base import HELD_GRACE, AccessRefused, CommandResult, HostKeyChanged, Notify, Session, Transport, held_output
 
 _KNOWN_HOSTS_WRITE = threading.Lock()
 _KILL_GRACE = 5  # seconds between the remote TERM and KILL of a command past its timeout
@@ -81,9 +81,19 @@ class SshSession(Session):
         self.connection, self.host, self.io_timeout = connection, host, io_timeout
         self._sftp: paramiko.SFTPClient | None = None
 
+    def _alive(self) -> None:
+        """Refuse to work on a connection the host dropped (fabric would quietly dial again)."""
+        transport = self.connection.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: the connection was lost")
+
     def run(self, script: str, timeout: float) -> CommandResult:
         started = time.monotonic()
-        channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
+        self._alive()
+        try:
+            channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
+        except (OSError, EOFError, SSHException) as exc:
+            raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
         try:
             # The remote `timeout` ends a hung command on the host itself; the local deadline
             # (a little later) covers a network that stops answering.
@@ -136,6 +146,7 @@ class SshSession(Session):
             channel.close()
 
     def put(self, local_path: str, remote_path: str) -> None:
+        self._alive()
         if self._sftp is None:
             self._sftp = self.connection.sftp()
             self._sftp.get_channel().settimeout(self.io_timeout)  # a stalled upload fails the host
@@ -208,16 +219,18 @@ class SshTransport(Transport):
         try:
             self._open(connection)
         except BadHostKeyException as exc:
-            raise HostKeyError(
+            raise HostKeyChanged(
                 f"{host.name} ({host.address}): HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}, "
                 f"the host offered {fingerprint(exc.key)}; refusing to connect (a reinstalled host, or someone "
                 "in the middle); fix known_hosts after checking"
             ) from None
+        except HostKeyError as exc:
+            raise AccessRefused(str(exc)) from None
         except AuthenticationException as exc:
-            raise ConnectionError(f"{host.name}: authentication failed as {connection.user}: {exc}") from None
+            key = f" with {options.identity_file}" if options.identity_file else " (the SSH agent's and default keys)"
+            raise AccessRefused(f"{host.name}: authentication failed as {connection.user}{key}: {exc}; "
+                                "check `ssh.user` and `ssh.identity_file`") from None
         except (OSError, EOFError, SSHException) as exc:
-            if isinstance(exc, HostKeyError):
-                raise
             raise ConnectionError(f"{host.name} ({host.address}:{connection.port}) unreachable: {exc}") from None
         connection.client.get_transport().set_keepalive(max(1, int(options.keepalive)))
         return SshSession(connection, host, self.environment.command_timeout)
@@ -237,4 +250,4 @@ class SshTransport(Transport):
             raise
 
 
-__all__ = ["HostKeyError", "SshTransport", "fingerprint"]
+__all__ = ["SshTransport", "fingerprint"]
