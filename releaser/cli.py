@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, secrets
+from . import __version__, secrets, streams
 from .errors import (
     EXIT_NEEDS_HUMAN,
     EXIT_STAGE_FAILED,
@@ -27,8 +27,8 @@ from .errors import (
     UsageError,
 )
 from .interrupts import Interrupts
-from .terminal import Collapser, printable, shown_time, summarised
 from .names import DEFAULT_CONFIG, STAGE_ORDER
+from .terminal import Collapser, printable, shown_time, summarised
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
     from .journal import Journal
@@ -930,6 +930,7 @@ def demo(app: App, directory: str | None) -> None:
 
 
 def main() -> None:
+    streams.guard()  # a closed pipe or a lost terminal never ends the work: see streams.py
     INTERRUPTS.install()
     try:
         cli(standalone_mode=False)
@@ -941,9 +942,6 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE if exc.exit_code != 0 else 0)
-    except BrokenPipeError:  # `releaser history | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
     except Exception as exc:  # a bug of ours: one scrubbed line and exit 4, the traceback on request
         if os.environ.get("RELEASER_DEBUG"):
             raise
