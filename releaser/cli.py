@@ -162,9 +162,26 @@ class App:
             return click.style(text, fg=color)
         return text
 
+    def journal_hangup(self) -> None:
+        """A hangup (see interrupts.py) into the journal, once, at the first journal step after it
+        (or a look of `watch`, or the end of the command): the terminal is gone, the work is not."""
+        if self._journal is None or (at := INTERRUPTS.hangup_news()) is None:
+            return
+        import shlex
+        from datetime import UTC, datetime
+
+        when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        command = shlex.join(["releaser", *sys.argv[1:]])
+        self._journal.record(
+            "terminal.hangup", f"the terminal went away (SIGHUP at {shown_time(when)}); `{command}` (pid "
+            f"{os.getpid()}) goes on to its end; what it says from then on is in the journal (`releaser history`)",
+            data={"at": when, "pid": os.getpid(), "command": command},
+        )
+
     def show_event(self, event: Event) -> None:
         """A journal event or a progress note as it happens. On a terminal, long verdicts are
         summarised (all of them with --verbose) and identical notes in a row collapse into one."""
+        self.journal_hangup()
         color = None
         if event.kind.endswith(("failed", "failed.")) or event.kind in ("checks.fail", "host.failed"):
             color = "red"
@@ -195,6 +212,10 @@ class App:
             click.echo(json.dumps(secrets.scrub_data(document), indent=2, default=str))
 
     def close(self) -> None:
+        try:
+            self.journal_hangup()
+        except ReleaserError:  # the state failed the command: its own error is the one to tell
+            pass
         if self._progress is not None:
             self._progress.flush()
         if self._notifier is not None:
@@ -685,8 +706,9 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
         stop.set()
         wake.set()
 
-    # A signal ends the watch between looks, never in the middle of a rollback.
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    # SIGTERM and SIGINT end the watch between looks, never in the middle of a rollback; a hangup
+    # ends nothing: the windows stay watched (see interrupts.py).
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, end)
     receiver = _alert_receiver(app, listen, token_env, wake) if listen else None
     try:
@@ -702,6 +724,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
                 wake.clear()
                 continue
             looks += 1
+            app.journal_hangup()
             rolled_back += result["rolled_back"]
             alarms += result["alarms"]
             reports += result["reports"]

@@ -8,13 +8,17 @@ import errno
 import fcntl
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import termios
 
 import pytest
 
 from releaser.streams import Guarded
+from tests.conftest import HOSTS
+from tests.test_watch import _wait_for, break_host, live
 
 
 def _pipe_stream():
@@ -142,6 +146,56 @@ def test_a_promotion_with_stdout_and_stderr_closed_passes(on_1_0_0):
     proc = _releaser(project, "promote", "1.1.0", preexec_fn=close_both)
     assert proc.wait(timeout=120) == 0
     assert project.current("dev-1") == "1.1.0"
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: the terminal on its stdin becomes its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_terminal_that_hangs_up_mid_promotion_does_not_stop_it(on_1_0_0):
+    project = on_1_0_0
+    terminal, its_end = pty.openpty()
+    proc = _releaser(project, "promote", "1.1.0", failpoint="bake.started:STOP", stdin=its_end, stdout=its_end,
+                     stderr=its_end, start_new_session=True, preexec_fn=_take_terminal)
+    os.close(its_end)
+    _held(proc)
+    assert "promoting 1.1.0 on dev" in _drained(terminal)
+    os.close(terminal)  # the terminal window closes: the kernel hangs it up and sends SIGHUP
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=120) == 0
+    events = _events(project)
+    hangup = next(e for e in events if e["kind"] == "terminal.hangup")
+    assert "promote 1.1.0" in hangup["message"] and hangup["data"]["pid"] == proc.pid
+    assert [e["kind"] for e in events if e["release"] == "1.1.0"][-1] == "stage.passed"
+    assert project.current("dev-1") == "1.1.0"
+
+
+def test_a_hangup_mid_rollback_lets_it_finish_and_output_to_a_pipe_goes_on(on_1_0_0):
+    project = on_1_0_0
+    proc = _releaser(project, "promote", "1.3.0", failpoint="rollback.started:HUP", stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert "rolled back 1 host(s) of dev" in stderr  # a hangup is not a closed pipe: the pipe still reads
+    kinds = _kinds(project)
+    assert kinds.index("rollback.started") < kinds.index("terminal.hangup") < kinds.index("rollback.done")
+    assert project.current("dev-1") == "1.0.0"
+
+
+def test_a_hangup_does_not_stop_watch(project):
+    live(project, "1.0.0", "1.1.0")
+    watcher = project.spawn("watch", "--interval", "200ms")
+    try:
+        _wait_for(project, "window.watching")
+        watcher.send_signal(signal.SIGHUP)
+        _wait_for(project, "terminal.hangup")  # journaled at its next look: it still looks
+        break_host(project, HOSTS["prod"][4])
+        _wait_for(project, "incident", timeout=60)  # and rolls back what fails after the hangup
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=30) == 1  # it rolled something back
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
 
 
 READS = (["history"], ["status"], ["status", "--json"], ["release", "list"], ["release", "show", "1.0.0"],
