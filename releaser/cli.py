@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, secrets
+from . import __version__, secrets, streams
 from .errors import (
     EXIT_NEEDS_HUMAN,
     EXIT_STAGE_FAILED,
@@ -27,8 +27,8 @@ from .errors import (
     UsageError,
 )
 from .interrupts import Interrupts
-from .terminal import Collapser, printable, shown_time, summarised
 from .names import DEFAULT_CONFIG, STAGE_ORDER
+from .terminal import Collapser, printable, shown_time, summarised
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
     from .journal import Journal
@@ -162,9 +162,26 @@ class App:
             return click.style(text, fg=color)
         return text
 
+    def journal_hangup(self) -> None:
+        """A hangup (see interrupts.py) into the journal, once, at the first journal step after it
+        (or a look of `watch`, or the end of the command): the terminal is gone, the work is not."""
+        if self._journal is None or (at := INTERRUPTS.hangup_news()) is None:
+            return
+        import shlex
+        from datetime import UTC, datetime
+
+        when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        command = shlex.join(["releaser", *sys.argv[1:]])
+        self._journal.record(
+            "terminal.hangup", f"the terminal went away (SIGHUP at {shown_time(when)}); `{command}` (pid "
+            f"{os.getpid()}) goes on to its end; what it says from then on is in the journal (`releaser history`)",
+            data={"at": when, "pid": os.getpid(), "command": command},
+        )
+
     def show_event(self, event: Event) -> None:
         """A journal event or a progress note as it happens. On a terminal, long verdicts are
         summarised (all of them with --verbose) and identical notes in a row collapse into one."""
+        self.journal_hangup()
         color = None
         if event.kind.endswith(("failed", "failed.")) or event.kind in ("checks.fail", "host.failed"):
             color = "red"
@@ -195,6 +212,10 @@ class App:
             click.echo(json.dumps(secrets.scrub_data(document), indent=2, default=str))
 
     def close(self) -> None:
+        try:
+            self.journal_hangup()
+        except ReleaserError:  # the state failed the command: its own error is the one to tell
+            pass
         if self._progress is not None:
             self._progress.flush()
         if self._notifier is not None:
@@ -699,8 +720,9 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
         stop.set()
         wake.set()
 
-    # A signal ends the watch between looks, never in the middle of a rollback.
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    # SIGTERM and SIGINT end the watch between looks, never in the middle of a rollback; a hangup
+    # ends nothing: the windows stay watched (see interrupts.py).
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, end)
     receiver = _alert_receiver(app, listen, token_env, wake) if listen else None
     try:
@@ -716,6 +738,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
                 wake.clear()
                 continue
             looks += 1
+            app.journal_hangup()
             rolled_back += result["rolled_back"]
             alarms += result["alarms"]
             reports += result["reports"]
@@ -944,6 +967,7 @@ def demo(app: App, directory: str | None) -> None:
 
 
 def main() -> None:
+    streams.guard()  # a closed pipe or a lost terminal never ends the work: see streams.py
     INTERRUPTS.install()
     try:
         cli(standalone_mode=False)
@@ -955,9 +979,6 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE if exc.exit_code != 0 else 0)
-    except BrokenPipeError:  # `releaser history | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
     except Exception as exc:  # a bug of ours: one scrubbed line and exit 4, the traceback on request
         if os.environ.get("RELEASER_DEBUG"):
             raise

@@ -1,9 +1,10 @@
 """Fault injection at journal steps, for the fault-injection tests and `bench/faults`.
 
 Every state change passes through the journal, so a journal step is the natural place to
-stop the process: `RELEASER_FAILPOINT=KIND[@STAGE][#N]:SIGNAL` sends SIGNAL (KILL, TERM, INT
-or HUP) to this process right after the N-th (default first) event of KIND (in STAGE, if
-given) is durable: at once, or when the transaction it belongs to commits. Unset, it costs one dictionary lookup per event.
+stop the process: `RELEASER_FAILPOINT=KIND[@STAGE][#N]:SIGNAL` sends SIGNAL (KILL, TERM, INT,
+HUP, or STOP to hold it there) to this process right after the N-th (default first) event of
+KIND (in STAGE, if given) is durable: at once, or when the transaction it belongs to commits.
+Unset, it costs one dictionary lookup per event.
 """
 
 from __future__ import annotations

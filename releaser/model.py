@@ -400,7 +400,7 @@ class Cause(StrEnum):
 
     STAGE = "stage"  # a step or a check failed while the stage ran
     WINDOW = "window"  # a check failed inside the rollback window after the stage passed
-    SIGNAL = "signal"  # SIGTERM, SIGINT or SIGHUP stopped the stage
+    SIGNAL = "signal"  # SIGTERM or SIGINT stopped the stage
     MANUAL = "manual"  # `releaser rollback`
     RESUME = "resume"  # `releaser resume --rollback` of an interrupted stage
     ABORT = "abort"  # `releaser abort`, from any runner
