@@ -605,6 +605,26 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
     app.emit({"ok": True, "environment": environment, "switched": switched})
 
 
+@command(cli, examples=("releaser redeploy prod --reason \"app did not come back after the rollback\"",
+                        "releaser redeploy prod --host web-3 --reason \"restart hook fixed\""), exits=(0, 2, 3, 4))
+@click.argument("environment", shell_complete=complete_environments)
+@click.option("--host", "hosts", multiple=True, help="A host to redeploy (repeatable; default: the hosts in doubt).")
+@click.option("--reason", default="", help="Why (required, journaled).")
+def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) -> None:
+    """Put hosts back on what releaser says they run, through the normal switch (restart, verify):
+    the cure for a host in doubt. Exit 4 names the hosts it could not heal."""
+    known = app.config().environments
+    if environment not in known:
+        raise UsageError(f"unknown environment {environment!r} (known: {', '.join(known)})")
+    if not reason.strip():
+        raise UsageError("redeploy needs --reason TEXT, which is journaled")
+    app.recorded_state(f"nothing to redeploy on {environment}: releaser has recorded no deployment there")
+    done = app.pipeline().redeploy(environment, list(hosts), reason)
+    app.result(f"{environment}: redeployed {len(done)} host(s)" + (": " + ", ".join(
+        f"{host} on {version}" for host, version in sorted(done.items())) if done else " (none is in doubt)"))
+    app.emit({"ok": True, "environment": environment, "redeployed": done})
+
+
 @command(cli, examples=("releaser resume", "releaser resume --rollback"), exits=(0, 1, 2, 3, 4))
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:

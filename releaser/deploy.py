@@ -155,7 +155,7 @@ class Deployer:
             body = pb.switch_script(self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name]))
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
-        phase = "switch" if action == "deploy" else "rollback"
+        phase = "switch" if action == "deploy" else action
         for number, batch in enumerate(batches):
             if number:
                 self._drain(batch, action)
@@ -172,7 +172,7 @@ class Deployer:
                         outcome.failed[host.name] = why
                         if status == "unknown":
                             outcome.unknown[host.name] = why
-                        kind = "host.failed" if action == "deploy" else "host.rollback_failed"
+                        kind = "host.rollback_failed" if action == "rollback" else "host.failed"
                         self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
                                             **{**tag, "release": dep.to_version})
             self.back_in_rotation(batch, set(outcome.failed), action)
@@ -240,30 +240,30 @@ class Deployer:
         return "failed", why
 
     def switch_back(self, targets: dict[str, str], run_id: int | None, releases: dict[str, Release],
-                    stage: str | None, run: str) -> ChangeOutcome:
-        """Switch each host to its target with the same switch code path as a deploy. A target
-        no longer unpacked on a host (cleaned up, or a new host) is prepared first from its
-        registered artifact, then switched."""
+                    stage: str | None, run: str, action: str = "rollback") -> ChangeOutcome:
+        """Switch each host to its target with the same switch code path as a deploy (a rollback,
+        or a redeploy onto what the host should run). A target no longer unpacked on a host
+        (cleaned up, or a new host) is prepared first from its registered artifact, then switched."""
         if not targets:
             return ChangeOutcome()
         current = self.current_versions()
         hosts = [h for h in self.env.hosts if h.name in targets]
-        deps = self._deployments(hosts, "rollback", current, targets, run_id, "switching")
-        outcome = self._switch(hosts, deps, "rollback", run, stage, current)
+        deps = self._deployments(hosts, action, current, targets, run_id, "switching")
+        outcome = self._switch(hosts, deps, action, run, stage, current)
         missing = [h for h in hosts if h.name in outcome.failed and outcome.failed[h.name].startswith("not-prepared")]
         for version in sorted({targets[h.name] for h in missing}):
             release = releases.get(version)
             group = [h for h in missing if targets[h.name] == version]
             if release is None:
                 continue
-            again = self._deployments(group, "rollback", current, targets, run_id, "preparing")
+            again = self._deployments(group, action, current, targets, run_id, "preparing")
             prepared = self.prepare(release, group, again, run, stoppable=False)
             ready = [h for h in group if prepared[h.name].ok]
             for host in group:
                 if not prepared[host.name].ok:
                     outcome.failed[host.name] = f"prepare: {prepared[host.name].why()}"
                     self.store.update_deployment(again[host.name].id, "failed", outcome.failed[host.name])
-            second = self._switch(ready, again, "rollback", run, stage, current)
+            second = self._switch(ready, again, action, run, stage, current)
             for name in second.ok:
                 outcome.failed.pop(name, None)
                 outcome.ok.append(name)

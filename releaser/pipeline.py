@@ -513,6 +513,7 @@ class Pipeline:
         """Finish every unfinished rollback, then finish (or, with roll_back, undo) every stage
         run whose process died. Never takes over a run whose owner is alive."""
         finished: list[StageRun] = []
+        doubts: list[str] = []  # hosts the store cannot vouch for once recovered: no success
         for env in self.config.environments.values():
             rollbacks = [r for r in self.store.rollbacks(env.name) if r.status.open]
             runs = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
@@ -521,6 +522,7 @@ class Pipeline:
                 if held is not None and is_stale(held):
                     with self._lock(env.name, f"resume {env.name}"):  # a dead holder's lock is taken over, journaled
                         pass
+                doubts += self._doubts(env)
                 continue
             for item in [*rollbacks, *runs]:
                 self._refuse_live_owner(item)
@@ -562,10 +564,22 @@ class Pipeline:
                     what = (f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}")
                     if not result.complete:
                         self._conclude(result, what)
+                doubts += self._doubts(env)
+        if doubts:
+            raise NeedsHuman("resume could not vouch for every host: " + "; ".join(doubts))
         for run in finished:
             if run is not None and run.status is RunStatus.ROLLED_BACK:
                 raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
+
+    def _doubts(self, env: Environment) -> list[str]:
+        """The hosts of `env` in doubt, each with why and the command that heals it."""
+        doubt = {name: state for name, state in self.store.host_states(env.name).items() if state.doubt}
+        if not doubt:
+            return []
+        return [f"{name} of {env.name} is in doubt ({state.doubt}): `releaser redeploy {env.name} --host {name} "
+                f"--reason TEXT` puts it back on {state.version or 'nothing'} through the normal switch"
+                for name, state in sorted(doubt.items())]
 
     def abort(self, version: str, reason: str, by: str | None = None, wait: bool = True) -> StageRun | None:
         """Roll back the promotion of `version` in progress, whichever runner works on it: its
@@ -672,6 +686,56 @@ class Pipeline:
             if not result.complete:
                 self._conclude(result, f"manual rollback of {env.name}")
             return {h: plan[h] for h in result.switched}
+
+    def redeploy(self, env_name: str, host_names: list[str], reason: str) -> dict[str, str]:
+        """Put hosts back on what the store says they run, through the normal switch (restart,
+        verify, the served version checked), journaled: the cure for a host in doubt. Without
+        `host_names`, every host of the environment in doubt. Returns {host: release}."""
+        env = self.config.environments.get(env_name)
+        if env is None:
+            raise UsageError(f"unknown environment {env_name!r} (known: {', '.join(self.config.environments)})")
+        if not reason.strip():
+            raise UsageError("redeploy needs --reason TEXT, which is journaled")
+        known = {h.name for h in env.hosts}
+        unknown = [name for name in host_names if name not in known]
+        if unknown:
+            raise UsageError(f"{', '.join(unknown)}: no such host in {env.name} (hosts: {', '.join(sorted(known))})")
+        with self.interrupts.armed(), self._lock(env.name, f"redeploy {env.name}") as lock, self._fleet(env) as fleet:
+            self._refuse_open_runs(env)
+            states = self.store.host_states(env.name)
+            chosen = host_names or [h.name for h in env.hosts if h.name in states and states[h.name].doubt]
+            if not chosen:
+                self.journal.note(f"no host of {env.name} is in doubt; name hosts with --host to redeploy them anyway")
+                return {}
+            never = [name for name in chosen if name not in states or states[name].version is None]
+            if never:
+                raise UsageError(f"{', '.join(never)} of {env.name}: releaser has recorded no release there to "
+                                 "redeploy; promote a release instead")
+            targets = {name: states[name].version for name in chosen}
+            run = f"redeploy-{int(time.time())}"
+            self.journal.record(
+                "redeploy.started", f"redeploying {len(targets)} host(s) of {env.name} onto what they should run "
+                f"({', '.join(f'{h}: {v}' for h, v in sorted(targets.items()))}): {reason}", environment=env.name,
+                data={"targets": targets, "reason": reason, "run": run, "by": lock.claim().owner},
+            )
+            deployer = self._deployer(env, fleet)
+            releases = {v: r for v in set(targets.values()) if (r := self.store.get_release(v)) is not None}
+            outcome = deployer.switch_back(targets, None, releases, None, run, action="redeploy")
+            hosts = [h for h in env.hosts if h.name in targets]
+            deployer.reconcile(deployer.ask(hosts))
+            states = self.store.host_states(env.name)
+            left = {**{name: states[name].doubt for name in targets if states[name].doubt}, **outcome.failed}
+            self.journal.record(
+                "redeploy.finished", f"redeployed {len(targets) - len(left)}/{len(targets)} host(s) of {env.name}"
+                + (f"; still in doubt or failed: {'; '.join(f'{h}: {w}' for h, w in sorted(left.items()))}"
+                   if left else ""), environment=env.name, data={"targets": targets, "left": left, "run": run},
+            )
+            if left:
+                raise NeedsHuman(f"the redeploy could not heal {', '.join(sorted(left))} of {env.name}: "
+                                 + "; ".join(f"{h}: {w}" for h, w in sorted(left.items()))
+                                 + "; fix the host or its hooks (see `releaser history --env "
+                                 + f"{env.name}`), then `releaser redeploy {env.name} --reason TEXT` again")
+            return targets
 
     def rollback_plan(self, env_name: str, to_version: str | None) -> dict[str, dict[str, str | None]]:
         """What `rollback` would do, from asking the hosts, changing nothing (no lock, no journal):

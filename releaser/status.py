@@ -56,6 +56,7 @@ def status_document(config: Config, store: Store) -> dict:
             "versions": {str(v): n for v, n in versions.items()},
             "consistent": len(versions) == 1 and not in_doubt and not open_rollbacks,
             "in_doubt": in_doubt,
+            "heal": f"releaser redeploy {name} --reason TEXT" if in_doubt else None,  # what puts them back
             "rollbacks": [{"rollback": r.id, "cause": str(r.cause), "releases": r.releases, "status": str(r.status),
                            "left": r.left, "reason": r.reason, "fix": "releaser resume"} for r in open_rollbacks],
             "lock": None if lock is None else {
@@ -173,7 +174,7 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
             if last and last["status"] not in ("switched",):
                 line += f"  last {last['action']} to {last['to']}: {last['status']} {told(last['detail'])}"
             if state["doubt"]:
-                line += f"  IN DOUBT: {state['doubt']}"
+                line += f"  IN DOUBT: {state['doubt']} (fix: `releaser redeploy {name} --host {host} --reason TEXT`)"
             say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
         route = env.get("route")
         if route is not None:

@@ -381,3 +381,33 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         assert set(project.env_versions("prod").values()) == {"1.0.0"}
     finally:
         counters.close()
+
+
+def test_redeploy_heals_a_host_in_doubt_and_resume_does_not_call_it_fine(project):
+    """A host whose app does not serve what `current` says is in doubt: status and resume name
+    the command that heals it, and `redeploy` puts it back through the normal switch."""
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    (project.dir / "hosts" / "dev-1" / "shared" / "running").write_text("garbage\n")
+    project.cli("state", "rebuild", check=True)  # asks the hosts: dev-1's app serves something else
+    dev = project.status()["environments"]["dev"]
+    assert "the app serves garbage" in dev["in_doubt"]["dev-1"] and dev["heal"] == "releaser redeploy dev --reason TEXT"
+    assert "fix: `releaser redeploy dev --host dev-1 --reason TEXT`" in project.cli("status", check=True).stdout
+    resumed = project.cli("resume")
+    assert resumed.returncode == 4 and "dev-1 of dev is in doubt" in resumed.stderr
+    assert "`releaser redeploy dev --host dev-1 --reason TEXT` puts it back on 1.0.0" in resumed.stderr
+
+    assert project.cli("redeploy", "dev", "--host", "dev-9", "--reason", "x").returncode == 2
+    healed = project.cli("redeploy", "dev", "--reason", "the app lost its state", "--json", check=True)
+    assert json.loads(healed.stdout)["redeployed"] == {"dev-1": "1.0.0"}
+    assert (project.dir / "hosts" / "dev-1" / "shared" / "running").read_text() == "1.0.0\n"  # restarted
+    dev = project.status()["environments"]["dev"]
+    assert dev["in_doubt"] == {} and dev["consistent"] and dev["heal"] is None
+    kinds = [e["kind"] for e in json.loads(project.cli("history", "--env", "dev", "--json", check=True).stdout)["events"]]
+    assert kinds.index("redeploy.started") < kinds.index("switch.started", kinds.index("redeploy.started")) \
+        < kinds.index("redeploy.finished")
+    record = (project.dir / "hosts" / "dev-1" / ".releaser" / "record.jsonl").read_text()
+    assert '"action": "redeploy"' in record
+    assert project.cli("resume").returncode == 0
+    again = project.cli("redeploy", "dev", "--reason", "nothing to do", check=True)
+    assert "none is in doubt" in again.stdout
