@@ -110,7 +110,9 @@ class Deployer:
         def look(host: Host, session, seconds: float) -> None:
             stalls = pb.parse_stalls(session.run(pb.stall_script(host), 15).stdout)
             limit = f"it is stopped at command_timeout ({self.env.command_timeout:g}s)"
-            if stalls:
+            if stalls and all(stall.polling for stall in stalls):
+                message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}"
+            elif stalls:
                 message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}. If it should " \
                           f"have returned: {pb.HUNG_FIX}"
             else:

@@ -27,6 +27,7 @@ EXIT_NOT_PREPARED = 66
 EXIT_SWITCH_MISMATCH = 67
 EXIT_SERVES_OTHER = 69
 EXIT_HOST_BUSY = 75
+EXIT_HELD_OUTPUT = 76  # a hook returned but left a process writing to the phase's output
 
 RECORD = ".releaser/record.jsonl"
 LOCK = ".releaser/lock"
@@ -50,6 +51,10 @@ def _head(op: str, run: str, action: str, release: str) -> str:
     return json.dumps({"op": op, "run": run, "action": action, "release": release})[1:-1]
 
 
+# How to start a server from a hook, in releaser's words on the host and the controller.
+HELD_FIX = "start it with its input and output redirected, e.g. nohup CMD </dev/null >>LOG 2>&1 &"
+
+
 # A record line: printf'd by bash with values that are JSON-safe by construction (the head
 # above; steps and details are releaser's own words; versions read on the host pass _safe).
 _SAFE = r"""_safe() {
@@ -63,6 +68,23 @@ _RECORDER = _SAFE + r"""_rec() {
   printf '%s\n' "$line" >> "$RELEASER_ROOT/""" + RECORD + r""""
   sync "$RELEASER_ROOT/""" + RECORD + r"""" 2>/dev/null || true
   printf '""" + RECORD_MARKER + r""" %s\n' "$line"
+}
+# After a hook returned: a process it left behind that still writes to the phase's output (a
+# daemon started with `&` alone) writes to files removed when the phase ends. Names it, fails.
+_held() {
+  local f="${RELEASER_STEP_FILE%.step}" sid pid fd out err
+  [ -n "${RELEASER_STEP_FILE:-}" ] && [ -e "$f.out" ] || return 0
+  out=$(readlink -f "$f.out"); err=$(readlink -f "$f.err"); sid=$(ps -o sid= -p $$ | tr -d ' ')
+  for pid in $(ps -o pid= --sid "$sid" 2>/dev/null); do
+    case "$pid" in "$$"|"$PPID"|"$sid") continue ;; esac
+    for fd in 1 2; do
+      case "$(readlink "/proc/$pid/fd/$fd" 2>/dev/null)" in "$out"|"$err")
+        echo "releaser: the $1 hook returned but left pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-80)) \
+writing to the phase's output, which is removed when the phase ends; """ + HELD_FIX + r"""" >&2
+        return 1 ;;
+      esac
+    done
+  done
 }
 """
 
@@ -106,7 +128,10 @@ def _step(playbook: Playbook, name: str, directory: str, done: str) -> str:
     hook = _hook(playbook, name, directory)
     if not hook:
         return ""
-    return _marked(name) + f"""if {hook}; then _rec {done}; else
+    return _marked(name) + f"""if {hook}; then
+  _held {q(name)} || {{ _rec failed "" "{name} held output"; exit {EXIT_HELD_OUTPUT}; }}
+  _rec {done}
+else
   rc=$?; _rec failed "" "{name} exit $rc"; exit $rc
 fi
 """
@@ -261,8 +286,7 @@ fi
 
 
 # What to do about a hook that does not return, in releaser's words on the host and the controller.
-HUNG_FIX = ("a hook must return: run a server it starts in the background with its input and output "
-            "redirected, e.g. nohup CMD </dev/null >>LOG 2>&1 &")
+HUNG_FIX = "a hook must return: run a server it starts in the background; " + HELD_FIX
 STALL_MARKER = "RELEASER_STALL"
 PROC_MARKER = "RELEASER_PROC"
 
@@ -290,9 +314,20 @@ class Stall(Record):
     output_bytes: int
     hook: str
     processes: list[str]  # 'sleep 300 (pid 4242, 31s)': what the hook waits for
+    oldest: int = 0  # seconds the longest-lived of those processes has run
+
+    @property
+    def polling(self) -> bool:
+        """Its processes come and go (a loop that waits for something to answer), rather than
+        one that has run about as long as the hook (a server in the foreground, a hung command)."""
+        return bool(self.processes) and self.seconds >= 4 and self.oldest * 4 <= self.seconds
 
     def describe(self, host: str) -> str:
         said = "no output yet" if not self.output_bytes else f"{self.output_bytes} bytes of output"
+        if self.polling:
+            return (f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}; it is busy "
+                    f"with short-lived commands ({', '.join(self.processes[:2])}): a loop still waiting for "
+                    "something to answer")
         waiting = f"; it waits for: {', '.join(self.processes[:3])}" if self.processes else ""
         return f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}{waiting}"
 
@@ -311,6 +346,7 @@ def parse_stalls(stdout: str) -> list[Stall]:
             pid, elapsed, args = (line[len(PROC_MARKER) + 1:].split(None, 2) + ["", ""])[:3]
             if args and not args.startswith(_OWN_PROCESSES) and not args.endswith(".sh"):
                 stalls[-1].processes.append(f"{args[:80]} (pid {pid}, {elapsed}s)")
+                stalls[-1].oldest = max(stalls[-1].oldest, int(elapsed) if elapsed.isdigit() else 0)
     return stalls
 
 

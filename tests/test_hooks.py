@@ -102,6 +102,52 @@ def test_a_background_process_holding_the_connection_is_named_with_the_fix(where
         session.close()
 
 
+RESTART = '''  restart: |
+    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
+    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
+'''
+
+
+def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project):
+    """`restart: server &` without redirects: the phase runs detached on the host, so nothing
+    holds a connection, but the daemon writes to the phase's output, which the phase removes."""
+    marker = f"daemon-{os.getpid()}"
+    project.register("1.0.0")
+    project.cli("promote", "1.0.0", check=True)
+    project.register("1.1.0")
+    _playbook(project, RESTART, RESTART + f'''    if [ "$RELEASER_RELEASE" = 1.1.0 ]; then (exec -a {marker} sleep 300) & fi
+''')
+    try:
+        proc = project.cli("promote", "1.1.0")
+        assert proc.returncode == 1, proc.stderr
+        assert "the restart hook returned but left pid" in proc.stderr and marker in proc.stderr
+        assert "writing to the phase's output, which is removed when the phase ends" in proc.stderr
+        assert "nohup CMD </dev/null >>LOG 2>&1 &" in proc.stderr
+        assert project.current("dev-1") == "1.0.0"  # caught at the first stage, rolled back
+    finally:
+        subprocess.run(["pkill", "-f", marker], check=False)
+    # redirected as the hint says, the same daemon passes
+    _playbook(project, f"(exec -a {marker} sleep 300) &", f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &")
+    try:
+        project.cli("promote", "1.1.0", check=True)
+    finally:
+        subprocess.run(["pkill", "-f", marker], check=False)
+
+
+def test_a_hook_polling_for_readiness_is_not_called_hung(project):
+    project.register("1.0.0")
+    project.write_config(command_timeout="30s")
+    config = project.dir / "environments.yaml"
+    config.write_text(config.read_text().replace("command_timeout: 30s", "command_timeout: 30s\n    slow_after: 1s"))
+    _playbook(project, RESTART, RESTART + '''    for _ in $(seq 1 90); do sleep 0.1; done    # waits for the app, as verify loops do
+''')
+    proc = project.cli("promote", "1.0.0", check=True)
+    slow = [line for line in proc.stderr.splitlines() if "dev-1: the restart hook has been running for" in line]
+    told = [line for line in slow if "a loop still waiting for something to answer" in line]
+    assert told, proc.stderr  # once it has run long enough to tell (4s), while its commands come and go
+    assert not any("nohup" in line for line in told)
+
+
 def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     def releaser(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(tmp_path / "deploy"), *args],
