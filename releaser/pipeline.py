@@ -669,7 +669,7 @@ class Pipeline:
                     self._refuse_live_owner(item)
             deployer = self._deployer(env, fleet)
             views = deployer.ask_every_host("roll back")
-            plan, releases = _manual_plan(env.name, views, to_version)
+            plan, releases = _manual_plan(env.name, views, to_version, self._known_bad())
             if not plan:
                 self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
                 return {}
@@ -743,8 +743,13 @@ class Pipeline:
         env = self._rollback_environment(env_name, to_version)
         with self._fleet(env) as fleet:
             views = self._deployer(env, fleet).ask_every_host("plan a rollback")
-        plan, _releases = _manual_plan(env.name, views, to_version)
+        plan, _releases = _manual_plan(env.name, views, to_version, self._known_bad())
         return {name: {"runs": view.current, "to": plan.get(name)} for name, view in views.items()}
+
+    def _known_bad(self) -> set[str]:
+        """Releases a rollback by hand never goes back to unless named: rolled back, or failed."""
+        return {r.version for r in self.store.list_releases()
+                if r.status in (ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED)}
 
     def _rollback_environment(self, env_name: str, to_version: str | None):
         env = self.config.environments.get(env_name)
@@ -758,17 +763,25 @@ class Pipeline:
         return env
 
 
-def _manual_plan(env_name: str, views: dict, to_version: str | None) -> tuple[dict[str, str], set[str]]:
+def _manual_plan(env_name: str, views: dict, to_version: str | None,
+                 known_bad: set[str] = frozenset()) -> tuple[dict[str, str], set[str]]:
     """({host: target}, the releases taken away) of a rollback by hand: every host back to the
-    release it ran before its current one, or to `to_version`; one target for the environment."""
+    release it ran before its current one, passing over releases known bad (rolled back, or
+    failed), or to `to_version`; one target for the environment."""
     plan, releases = {}, set()
     for name, view in views.items():
         for version in view.running:
             if version != to_version:
                 releases.add(version)
         target = to_version or (view.previous(view.current) if view.current else None)
+        seen = set()
+        while to_version is None and target in known_bad and target not in seen:
+            seen.add(target)
+            target = view.previous(target)
         if target is None:
-            raise UsageError(f"{name} has no earlier release on record; name one with --to VERSION")
+            raise UsageError(f"{name} has no earlier release on record"
+                             + (f" that was not rolled back ({', '.join(sorted(seen))} were)" if seen else "")
+                             + "; name one with --to VERSION")
         if view.running - {target}:
             plan[name] = target
     if to_version is None and len(set(plan.values())) > 1:

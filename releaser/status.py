@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from .model import Config, Event, RunStatus
+from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
 from .store import Store
 from .terminal import shown_time, summarised
@@ -75,11 +76,14 @@ def status_document(config: Config, store: Store) -> dict:
     runs_by_release: dict[str, list] = {}
     for run in runs:
         runs_by_release.setdefault(run.release, []).append(run)
-    for rel in store.list_releases():
+    all_releases = store.list_releases()
+    for rel in all_releases:
         own = runs_by_release.get(rel.version, [])
         status = str(rel.status)
         if status == "live" and last_env and last_env not in running_anywhere.get(rel.version, set()):
             status = "superseded"
+        elif status == "promoting" and not any(r.status.open for r in own) and _overtaken(rel, own, runs):
+            status = "abandoned"  # a newer release went further after it: it will not be promoted on
         releases.append({
             "version": rel.version,
             "status": status,
@@ -122,6 +126,17 @@ def _freezes(config: Config) -> list[dict]:
             held.append({"environment": name, "freeze": now.freeze.name, "until": now.until.isoformat(),
                          "text": now.describe()})
     return held
+
+
+def _overtaken(release, own: list, runs: list) -> bool:
+    """Whether a newer release ran a stage at least as far along the pipeline, after this
+    release's last stage: its promotion was left where it stood."""
+    if not own:
+        return False
+    last = max(own, key=lambda r: r.started_at)
+    reached = STAGE_ORDER.index(last.stage)
+    return any(r.release != release.version and r.started_at > last.started_at and STAGE_ORDER.index(r.stage) >= reached
+               for r in runs)
 
 
 def _route(env, store: Store) -> dict | None:

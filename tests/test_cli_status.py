@@ -204,3 +204,23 @@ def test_a_live_promotion_is_in_progress_not_interrupted(project):
     gate.touch()  # the detached phase finishes on its own
     test_env = project.status()["environments"]["test"]
     assert test_env["running"] == [] and [r["release"] for r in test_env["interrupted"]] == ["1.0.0"]
+
+
+def test_a_rollback_by_hand_passes_over_releases_known_bad_and_overtaken_ones_read_abandoned(project):
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    project.register("1.1.0", fail_on=(HOSTS["prod"][0],))
+    assert project.cli("run", "1.1.0").returncode == 1  # passes selftest and test, rolled back at gray
+    project.register("1.2.0")
+    project.cli("promote", "1.2.0", check=True)  # dev: 1.0.0 -> 1.1.0 -> 1.2.0
+    plan = json.loads(project.cli("rollback", "dev", "--dry-run", "--json", check=True).stdout)["plan"]
+    assert plan["dev-1"] == {"runs": "1.2.0", "to": "1.0.0"}  # not 1.1.0, which was rolled back
+    named = json.loads(project.cli("rollback", "dev", "--dry-run", "--to", "1.1.0", "--json", check=True).stdout)
+    assert named["plan"]["dev-1"]["to"] == "1.1.0"  # unless it is named
+
+    releases = {r["version"]: r["status"] for r in project.status()["releases"]}
+    assert releases["1.2.0"] == "promoting"
+    project.register("1.3.0")
+    project.cli("run", "1.3.0", "--to", "test", check=True)  # a newer release went at least as far
+    releases = {r["version"]: r["status"] for r in project.status()["releases"]}
+    assert releases["1.2.0"] == "abandoned" and releases["1.3.0"] == "promoting"
