@@ -522,6 +522,12 @@ class Pipeline:
                 if held is not None and is_stale(held):
                     with self._lock(env.name, f"resume {env.name}"):  # a dead holder's lock is taken over, journaled
                         pass
+                route = self.store.get_route(env.name) if env.router is not None else None
+                if route is not None and not route["applied"]:  # a route the router refused, or never confirmed
+                    with self.interrupts.armed(), self._lock(env.name, f"resume {env.name}"), self._fleet(env) as fleet:
+                        routes = self._deployer(env, fleet).routes
+                        if routes is not None:
+                            routes.reapply()
                 doubts += self._doubts(env)
                 continue
             for item in [*rollbacks, *runs]:
