@@ -115,10 +115,12 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     document = build(config, store, "2.0.0", now=now)
     metrics = by_key(document)
 
-    # Both hosts serve 10 requests a second in both windows: 20/s = 1,728,000 a day. The restart
+    # Both hosts serve 10 requests a second in both windows: 20/s, 72,000 in the hour. The restart
     # at minute 30 and host b's three silent minutes lose nothing: counters are cumulative.
-    assert metrics["requests"]["before"] == pytest.approx(1_728_000)
-    assert metrics["requests"]["after"] == pytest.approx(1_728_000)
+    assert metrics["requests"]["unit"] == "per_second"
+    assert metrics["requests"]["before"] == pytest.approx(20) and metrics["requests"]["after"] == pytest.approx(20)
+    assert metrics["requests"]["before_total"] == pytest.approx(72_000)
+    assert metrics["requests"]["before_per_day"] is None  # an hour is not a day: no rate a day
     assert metrics["requests"]["direction"] == "same"
     # 6 of 600 failed, then 3 of 600.
     assert metrics["error_rate"]["before"] == pytest.approx(0.01)
@@ -137,10 +139,12 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     # 6 CPU seconds a minute per host = 10% of a core; then 5%.
     assert metrics["cpu"]["before"] == pytest.approx(0.10)
     assert metrics["cpu"]["after"] == pytest.approx(0.05)
-    # 30 batch orders a minute per host = 86,400 a day; none recorded before: no data, not 0.
+    # 30 batch orders a minute per host, 3,600 in the hour (no rate a day from an hour); none
+    # recorded before: no data, not 0.
     feature = document["features"][0]
-    assert feature["name"] == "batch-order" and feature["before_per_day"] is None
-    assert feature["after_per_day"] == pytest.approx(86_400)
+    assert feature["name"] == "batch-order" and feature["before_total"] is None
+    assert feature["after_total"] == pytest.approx(3600) and feature["after_seconds"] == pytest.approx(3600)
+    assert feature["after_per_day"] is None and document["format"] == 3
     # Each window is an hour of observations per host.
     assert document["windows"]["before"]["observed_seconds"] == pytest.approx(3600)
     assert document["windows"]["after"]["observed_seconds"] == pytest.approx(3600)

@@ -107,10 +107,11 @@ def test_windows_seconds_long_show_counts_and_the_time_measured_never_a_day(tmp_
     assert "| Metric | Before (7 s measured) | After (5 s measured) | Change |" in markdown
     assert "These figures cover only 7 s before and 5 s after the rollout" in summary_of(markdown)
     assert "The feature batch-order was used 15 times in 5 s (21 times in 7 s before)." in markdown
-    # Machines still get the rates, per day as before, with what they were computed from.
+    # Machines get what the words say: the counts, how long, the mean rate a second; no rate a day.
     requests = by_key(document)["requests"]
-    assert requests["before"] == pytest.approx(100 * 86400) and requests["before_total"] == 700
-    assert requests["after_seconds"] == pytest.approx(5)
+    assert requests["before"] == pytest.approx(100) and requests["before_total"] == 700
+    assert requests["after_seconds"] == pytest.approx(5) and requests["after_per_day"] is None
+    assert document["features"][0]["after_total"] == 15 and document["features"][0]["after_per_day"] is None
 
 
 def test_changes_within_the_noise_are_unchanged(tmp_path):

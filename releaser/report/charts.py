@@ -11,7 +11,7 @@ import io
 import math
 from datetime import datetime
 
-from .words import DAY, Words
+from .words import Words
 
 BEFORE, AFTER, ROLLOUT = "#3b6fb6", "#2e9e5b", "#d9d9d9"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
@@ -63,8 +63,7 @@ def _averages(report: dict, key: str, feature: bool, scale: float) -> dict[str, 
         return {side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
                 for side in ("before", "after")}
     item = next(m for m in report["metrics"] if m["key"] == key)
-    per = DAY if key == "requests" else 1.0
-    return {side: None if item[side] is None else item[side] / per * scale for side in ("before", "after")}
+    return {side: None if item[side] is None else item[side] * scale for side in ("before", "after")}
 
 
 def _plain(value: float, _position=None) -> str:

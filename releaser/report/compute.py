@@ -20,12 +20,12 @@ DAY = 86400.0
 
 class Metric(Record, frozen=True):
     key: str
-    unit: str  # per_day | ratio | seconds
+    unit: str  # per_second | ratio | seconds
     better: str | None  # lower | higher | None (neither: volume)
 
 
 METRICS = (
-    Metric("requests", "per_day", None),
+    Metric("requests", "per_second", None),
     Metric("error_rate", "ratio", "lower"),
     Metric("availability", "ratio", "higher"),
     Metric("p50", "seconds", "lower"),
@@ -39,7 +39,7 @@ def window_values(line: Timeline) -> dict[str, float | None]:
     values: dict[str, float | None] = {m.key: None for m in METRICS}
     requests = line.total("requests")
     if requests and requests[1] > 0:
-        values["requests"] = requests[0] / requests[1] * DAY
+        values["requests"] = requests[0] / requests[1]
         errors = line.total("errors")
         if errors is not None and requests[0] > 0:
             values["error_rate"] = errors[0] / requests[0]
@@ -52,14 +52,28 @@ def window_values(line: Timeline) -> dict[str, float | None]:
     return values
 
 
+def per_day(total: float, seconds: float) -> float | None:
+    """A count as a rate a day, only when what was measured covers a day: never a day made of
+    seconds."""
+    return total / seconds * DAY if seconds >= DAY else None
+
+
+def volume(line: Timeline | None, key: str) -> dict[str, float | None]:
+    """What a window counted of a counter: the total, over how many seconds, and a day's worth
+    when those seconds cover a day (else None)."""
+    counted = line.total(key) if line else None
+    if counted is None or counted[1] <= 0:
+        return {"total": None, "seconds": None, "per_day": None}
+    return {"total": counted[0], "seconds": counted[1], "per_day": per_day(*counted)}
+
+
 def step_values(line: Timeline) -> list[dict]:
     """The same metrics step by step, for the charts and the noise test (volumes and feature
     usage per second)."""
     points = []
     for step in line.steps:
         one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
-        values = window_values(one)
-        values["requests"] = None if values["requests"] is None else values["requests"] / DAY
+        values: dict = window_values(one)
         values["features"] = {key[8:]: step.counters[key] / step.seconds
                               for key in step.counters if key.startswith("feature:") and step.seconds > 0}
         points.append({"t": step.end, **values})
@@ -130,11 +144,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     for name in dict.fromkeys([*release.features, *spec.features]):
         feature = {"name": name, "declared": name in release.features, "measured": name in spec.features}
         for window_name, line in lines.items():
-            total = line.total(f"feature:{name}") if line else None
-            counted = total is not None and total[1] > 0
-            feature[f"{window_name}_total"] = total[0] if counted else None
-            feature[f"{window_name}_seconds"] = total[1] if counted else None
-            feature[f"{window_name}_per_day"] = total[0] / total[1] * DAY if counted else None
+            feature.update({f"{window_name}_{k}": v for k, v in volume(line, f"feature:{name}").items()})
         features.append(feature)
     series = {name: step_values(line) if line else [] for name, line in lines.items()}
     metrics = []
@@ -143,15 +153,13 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
                       _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key))
         if metric.key == "requests":  # a volume is told as what was counted, over how long
             for window_name, line in lines.items():
-                total = line.total("requests") if line else None
-                item[f"{window_name}_total"] = total[0] if total and total[1] > 0 else None
-                item[f"{window_name}_seconds"] = total[1] if total and total[1] > 0 else None
+                item.update({f"{window_name}_{k}": v for k, v in volume(line, "requests").items()})
         metrics.append(item)
 
     incidents = [_incident(event, spec.rollback_sla) for event in store.events(release=version)
                  if event.kind == "incident"]
     return {
-        "format": 2,
+        "format": 3,
         "project": config.project,
         "language": spec.language,
         "timezone": spec.timezone or local_zone(),

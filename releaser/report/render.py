@@ -94,8 +94,7 @@ def _feature_rows(report: dict, words: Words) -> list[dict]:
     def used(feature: dict, side: str) -> str:
         if not feature["measured"]:
             return words("not_measured")
-        return words.volume(feature[f"{side}_total"], feature[f"{side}_seconds"], feature[f"{side}_per_day"],
-                            uses=True)
+        return words.volume(feature, side, uses=True)
 
     return [{"name": f["name"], "before": used(f, "before"), "after": used(f, "after")} for f in report["features"]]
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..terminal import zone_label
+from .compute import DAY
 from .noise import MIN_CHANGE_PERCENT, MIN_STEPS, SIGNIFICANCE
-
-DAY = 86400.0
 
 TEXT = {
     "en": {
@@ -271,20 +270,22 @@ class Words:
             return self.seconds(value)
         if unit == "ratio":
             return self.percent(value)
-        return self("per_day", value=self.number(value))
+        return self.number(value)
 
-    def volume(self, total: float | None, seconds: float | None, per_day: float | None, uses: bool = False) -> str:
-        """A count over a window: a rate a day when the window measured covers a day, else the
-        count itself and how long it was measured ("52 in 7 s"): never a day made of seconds."""
+    def volume(self, counted: dict, side: str, uses: bool = False) -> str:
+        """What a window counted (a metric's or a feature's `{side}_total`, `_seconds`, `_per_day`):
+        a rate a day when the window measured covers a day (compute.per_day), else the count
+        itself and how long it was measured ("52 in 7 s")."""
+        total, seconds, per_day = (counted[f"{side}_{k}"] for k in ("total", "seconds", "per_day"))
         if total is None or not seconds:
             return self("no_data")
-        if seconds >= DAY and per_day is not None:
+        if per_day is not None:
             return self("times_per_day" if uses else "per_day", value=self.number(per_day))
         return self("times_counted" if uses else "counted", value=self.number(total), seconds=self.seconds(seconds))
 
     def metric_value(self, item: dict, side: str) -> str:
-        if item["key"] == "requests" and f"{side}_total" in item:
-            return self.volume(item[f"{side}_total"], item[f"{side}_seconds"], item[side])
+        if f"{side}_total" in item:
+            return self.volume(item, side)
         return self.value(item["unit"], item[side])
 
     def change(self, item: dict) -> str:
@@ -327,7 +328,7 @@ class Words:
             return self("d.gone", name=name, before=before)
         if item["direction"] == "same":
             return self("d.same", name=name, after=after)
-        counted = item["key"] == "requests" and (item.get("after_seconds") or DAY) < DAY
+        counted = "after_total" in item and item["after_per_day"] is None
         key = f"d.volume_{item['direction']}" if counted else f"d.{item['direction']}"
         percent = self.change(item)
         if counted:
@@ -416,14 +417,13 @@ class Words:
         for feature in report["features"]:
             if feature.get("after_total") is None:
                 continue
-            short = (feature["after_seconds"] or 0) < DAY
-            count = self.volume(feature["after_total"], feature["after_seconds"], feature["after_per_day"], uses=True)
+            short = feature["after_per_day"] is None
+            count = self.volume(feature, "after", uses=True)
             if feature.get("before_total") is None:
                 lines.append(self("s.feature_new_short" if short else "s.feature_new", name=feature["name"],
                                   count=count))
             else:
-                before = self.volume(feature["before_total"], feature["before_seconds"], feature["before_per_day"],
-                                     uses=True)
+                before = self.volume(feature, "before", uses=True)
                 lines.append(self("s.feature_short" if short else "s.feature", name=feature["name"], count=count,
                                   before=before))
         incidents = report["incidents"]
