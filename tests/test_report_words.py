@@ -32,9 +32,7 @@ environments:
 pipeline:
   - {{stage: full, environment: prod}}
 report:
-  window: {window}
-  step: {step}
-  language: {language}
+{spans}  language: {language}
 {timezone}  metrics:
     requests: http_requests_total
     errors: 'http_requests_total{{code=~"5.."}}'
@@ -67,14 +65,15 @@ def samples(start: float, seconds: float, steps: list[dict]) -> list[Sample]:
 
 
 def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds: float, language: str = "en",
-            timezone: str | None = None):
+            timezone: str | None = None, configured: bool = False):
     """A release 2.0.0 that passed its one stage, with `before` and `after` recorded a step
-    apart on either side of its rollout. Returns (config, store, live_at, now)."""
+    apart on either side of its rollout. The report's window and step are as long as the data
+    (or, `configured`, left to the defaults: 3 days, an hour). Returns (config, store, live_at, now)."""
     window = step_seconds * max(len(before), len(after))
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
     (tmp_path / "environments.yaml").write_text(CONFIG.format(
-        window=f"{window:g}s", step=f"{step_seconds:g}s", language=language,
+        spans="" if configured else f"  window: {window:g}s\n  step: {step_seconds:g}s\n", language=language,
         timezone=f"  timezone: {timezone}\n" if timezone else ""))
     config = load_config(tmp_path / "environments.yaml")
     store = SqliteStore(config.state_path)

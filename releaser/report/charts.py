@@ -13,7 +13,7 @@ from datetime import datetime
 
 from .words import Words
 
-BEFORE, AFTER, ROLLOUT = "#3b6fb6", "#2e9e5b", "#d9d9d9"
+BEFORE, AFTER, ROLLOUT, BOUND = "#3b6fb6", "#2e9e5b", "#d9d9d9", "#eeeeee"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 7.5, 2.5, 192  # 1440 x 480 pixels, shown at 720 x 240
 DISPLAY_WIDTH = 720
@@ -63,7 +63,21 @@ def _averages(report: dict, key: str, feature: bool, scale: float) -> dict[str, 
         return {side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
                 for side in ("before", "after")}
     item = next(m for m in report["metrics"] if m["key"] == key)
-    return {side: None if item[side] is None else item[side] * scale for side in ("before", "after")}
+    return {side: None if item[side] is None or item.get(f"{side}_bound") else item[side] * scale
+            for side in ("before", "after")}
+
+
+def _bounds(report: dict, key: str, scale: float) -> dict[str, float]:
+    """Where a quantile's values are only bounds (compute.quantile), in the chart's unit: the
+    highest bound some step or window is under, the lowest one some is over."""
+    item = next((m for m in report["metrics"] if m["key"] == key), {})
+    found = [(item[f"{side}_bound"], item[side]) for side in ("before", "after") if item.get(f"{side}_bound")]
+    found += [(kind, point[key]) for name in ("before", "after") for point in report["series"][name]
+              for kind in [point.get("bounds", {}).get(key)] if kind]
+    bounds: dict[str, float] = {}
+    for kind, value in found:
+        bounds[kind] = (max if kind == "under" else min)(bounds.get(kind, value), value)
+    return {kind: value * scale for kind, value in bounds.items()}
 
 
 def _plain(value: float, _position=None) -> str:
@@ -113,6 +127,14 @@ def chart(report: dict, key: str, unit: str, words: Words, feature: bool = False
                 if averages[name] is not None:
                     axes.hlines(averages[name], times[0], times[-1], colors=color, linestyles="dashed", linewidth=1.0)
                     top = max(top, averages[name])
+            bounds = {} if feature else _bounds(report, key, scale)
+            for kind, bound in bounds.items():  # values there are bounds: the band says what they mean
+                axes.axhspan(0 if kind == "under" else bound, bound if kind == "under" else top * 1.35 + bound,
+                             color=BOUND, linewidth=0, zorder=0)
+                axes.text(0.99, bound / 2 if kind == "under" else bound, words(kind, value=words.seconds(bound / scale))
+                          if drawable else ("< " if kind == "under" else "> ") + _plain(bound),
+                          transform=axes.get_yaxis_transform(), ha="right", va="center" if kind == "under" else "bottom",
+                          fontsize=7, color="#555555")
             if any(v is not None for v in averages.values()):
                 axes.plot([], [], color="#777777", linestyle="dashed", linewidth=1.0, label=mean_label)
             rollout = report["rollout"]

@@ -4,11 +4,14 @@ words come from report.words, the layout from report.render."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from ..errors import UsageError
 from ..metrics import MetricsUnavailable
+from ..metrics.histogram import Histogram
 from ..model import Config, Event, RunStatus, parse_ts
 from ..record import Record
 from ..store import Store
@@ -34,9 +37,32 @@ METRICS = (
 )
 
 
-def window_values(line: Timeline) -> dict[str, float | None]:
-    """Every metric of METRICS over one window (None where it was not measured)."""
-    values: dict[str, float | None] = {m.key: None for m in METRICS}
+QUANTILES = {"p50": 0.5, "p95": 0.95}
+
+
+def quantile(latency: Histogram, q: float) -> tuple[float | None, str | None]:
+    """The q-quantile of a latency histogram, and whether it is only a bound: "under" when it
+    falls in the first bucket, where nothing tells how far below its bound it lies (no number is
+    interpolated there), "over" when it lies beyond the last finite bound; the value is then that
+    bound. (None, None) without observations."""
+    value = latency.quantile(q)
+    bounds = sorted(latency.buckets)
+    finite = [b for b in bounds if not math.isinf(b)]
+    if value is None or not finite:
+        return value, None
+    rank = q * latency.buckets[bounds[-1]]
+    if latency.buckets[finite[0]] >= rank:
+        return finite[0], "under"
+    if latency.buckets[finite[-1]] < rank:
+        return finite[-1], "over"
+    return value, None
+
+
+def window_values(line: Timeline) -> dict:
+    """Every metric of METRICS over one window (None where it was not measured), and under
+    "bounds" the quantiles that are only bounds (see quantile)."""
+    values: dict = {m.key: None for m in METRICS}
+    values["bounds"] = {}
     requests = line.total("requests")
     if requests and requests[1] > 0:
         values["requests"] = requests[0] / requests[1]
@@ -45,7 +71,10 @@ def window_values(line: Timeline) -> dict[str, float | None]:
             values["error_rate"] = errors[0] / requests[0]
     values["availability"] = line.availability()
     latency = line.histogram()
-    values["p50"], values["p95"] = latency.quantile(0.5), latency.quantile(0.95)
+    for key, q in QUANTILES.items():
+        values[key], bound = quantile(latency, q)
+        if bound:
+            values["bounds"][key] = bound
     cpu = line.total("cpu")
     if cpu and cpu[1] > 0 and line.hosts:
         values["cpu"] = cpu[0] / cpu[1] / line.hosts
@@ -73,26 +102,37 @@ def step_values(line: Timeline) -> list[dict]:
     points = []
     for step in line.steps:
         one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
-        values: dict = window_values(one)
+        values = window_values(one)
         values["features"] = {key[8:]: step.counters[key] / step.seconds
                               for key in step.counters if key.startswith("feature:") and step.seconds > 0}
         points.append({"t": step.end, **values})
     return points
 
 
-def change(metric: Metric, before: float | None, after: float | None, before_steps: list[float] = (),
-           after_steps: list[float] = ()) -> dict:
+def change(metric: Metric, before: float | None, after: float | None, before_steps: Sequence[float] = (),
+           after_steps: Sequence[float] = (), bounds: tuple[str | None, str | None] = (None, None)) -> dict:
     """Before, after, the difference, and whether it is a change at all (report.noise decides on
-    the windows' per-step values): direction up, down or same; better, worse or neither."""
+    the windows' per-step values): direction up, down or same; better, worse or neither.
+
+    A side that is only a bound (`bounds`: "under" or "over" its value, see quantile) has no
+    difference to give; its bound stands in for it in the noise test, where only the order of
+    the values counts. Two sides beyond the same edge of the buckets cannot be told apart: no
+    direction, `noise.why` both_under or both_over."""
     result = {"key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
+              "before_bound": bounds[0], "after_bound": bounds[1],
               "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
     if before is None or after is None:
         return result
-    result["change"] = after - before
-    result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
+    steps = [len(before_steps), len(after_steps)]
+    if bounds[0] and bounds[0] == bounds[1]:
+        result["noise"] = {"p_value": None, "steps": steps, "why": f"both_{bounds[0]}"}
+        return result
+    if not any(bounds):
+        result["change"] = after - before
+        result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
     verdict = noise.judge(before, after, list(before_steps), list(after_steps),
                           bad_side=metric.better == "higher" and metric.unit == "ratio")
-    result["noise"] = {"p_value": verdict.p_value, "steps": list(verdict.steps), "why": verdict.why}
+    result["noise"] = {"p_value": verdict.p_value, "steps": steps, "why": verdict.why}
     result["direction"] = "same" if not verdict.changed else ("up" if after > before else "down")
     if verdict.changed and metric.better:
         improved = (after < before) == (metric.better == "lower")
@@ -138,7 +178,8 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
         if window is not None:
             window["observed_seconds"] = lines[name].observed if lines[name] else 0.0
             window.update({"start": _ts(window["start"]), "end": _ts(window["end"])})
-    values = {name: window_values(line) if line else {m.key: None for m in METRICS} for name, line in lines.items()}
+    values = {name: window_values(line) if line else {m.key: None for m in METRICS} | {"bounds": {}}
+              for name, line in lines.items()}
 
     features = []
     for name in dict.fromkeys([*release.features, *spec.features]):
@@ -150,7 +191,8 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     metrics = []
     for metric in METRICS:
         item = change(metric, values["before"][metric.key], values["after"][metric.key],
-                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key))
+                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key),
+                      (values["before"]["bounds"].get(metric.key), values["after"]["bounds"].get(metric.key)))
         if metric.key == "requests":  # a volume is told as what was counted, over how long
             for window_name, line in lines.items():
                 item.update({f"{window_name}_{k}": v for k, v in volume(line, "requests").items()})

@@ -59,7 +59,7 @@ def render(report: dict) -> Rendered:
     measured = {name: words.seconds((window or {}).get("observed_seconds") or 0.0)
                 for name, window in report["windows"].items()}
     context = {"r": report, "w": words, "rows": _metric_rows(report, words), "features": _feature_rows(report, words),
-               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report["step_seconds"]),
+               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report),
                "zone": (report.get("timezone") or "UTC").removeprefix("Etc/"), "chart_width": DISPLAY_WIDTH,
                "before": words("before_measured", seconds=measured["before"]),
                "after": words("after_measured", seconds=measured["after"])}
@@ -86,8 +86,7 @@ def _metric_rows(report: dict, words: Words) -> list[dict]:
              "after": words.metric_value(m, "after"),
              "change": words("judged", change=words.change(m), judgement=words(m["assessment"])) if m["assessment"]
              else words.change(m),
-             "assessment": m["assessment"], "judgement": words(m["assessment"]) if m["assessment"] else "",
-             "sentence": words.delta(m)} for m in report["metrics"]]
+             "assessment": m["assessment"]} for m in report["metrics"]]
 
 
 def _feature_rows(report: dict, words: Words) -> list[dict]:

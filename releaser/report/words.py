@@ -56,6 +56,9 @@ TEXT = {
                    "{percent}% and larger than the noise: a rank test (Mann-Whitney) of the values of the "
                    "window's {step} steps before against those after must give p < {alpha}, with at least "
                    "{steps} measured steps on each side.",
+        "g.bound": "under, over (a response time): the latency histogram counts requests in buckets, so a "
+                   "response time in its first bucket is known only to be under that bucket's bound, and one "
+                   "beyond its last bucket only to be over it.",
         "m.requests": "request volume", "m.error_rate": "error rate", "m.availability": "availability",
         "m.p50": "median response time (p50)", "m.p95": "p95 response time", "m.cpu": "CPU use per host",
         # the verdict, first line of the summary
@@ -105,6 +108,15 @@ TEXT = {
         "d.new": "{name}: no data before the release, {after} after",
         "d.gone": "{name}: {before} before the release, no data after",
         "d.none": "{name}: no data",
+        "d.up_bound": "{name} rose from {before} to {after}",
+        "d.down_bound": "{name} fell from {before} to {after}",
+        "s.both_under": "{names} stayed under {value}, before and after the release (the latency histogram "
+                        "tells no finer).",
+        "s.both_over": "{names} stayed over {value}, before and after the release (the latency histogram "
+                       "tells no higher).",
+        "under": "under {value}", "over": "over {value}",
+        "c.both_under": "both under {value}", "c.both_over": "both over {value}",
+        "c.up": "higher", "c.down": "lower", "and": " and ",
         "per_day": "{value} a day",
         "times_per_day": "{value} times a day",
         "counted": "{value} in {seconds}",
@@ -160,6 +172,8 @@ TEXT = {
         "g.noise": "无明显变化：只有当差异至少为{percent}%且超出正常波动时才视为变化（改善或变差）："
                    "对发布前后窗口中每{step}一个数据点做秩检验（Mann-Whitney），p值须小于{alpha}，"
                    "且每侧至少有{steps}个数据点。",
+        "g.bound": "低于、高于（响应时间）：延迟直方图按区间计数，落在第一个区间内的响应时间只能知道低于该区间的上限，"
+                   "超出最后一个区间的只能知道高于它。",
         "m.requests": "请求量", "m.error_rate": "错误率", "m.availability": "可用性",
         "m.p50": "响应时间中位数（p50）", "m.p95": "p95响应时间", "m.cpu": "单台主机CPU使用率",
         "v.healthy": "健康：{parts}。",
@@ -201,6 +215,13 @@ TEXT = {
         "d.new": "{name}：发布前无数据，发布后为{after}",
         "d.gone": "{name}：发布前为{before}，发布后无数据",
         "d.none": "{name}：无数据",
+        "d.up_bound": "{name}从{before}升至{after}",
+        "d.down_bound": "{name}从{before}降至{after}",
+        "s.both_under": "{names}在发布前后均低于{value}（延迟直方图无法区分更细的差别）。",
+        "s.both_over": "{names}在发布前后均高于{value}（延迟直方图无法区分更高的值）。",
+        "under": "低于{value}", "over": "高于{value}",
+        "c.both_under": "均低于{value}", "c.both_over": "均高于{value}",
+        "c.up": "升高", "c.down": "降低", "and": "和",
         "per_day": "每天{value}",
         "times_per_day": "每天被使用{value}次",
         "counted": "{seconds}内{value}",
@@ -286,15 +307,35 @@ class Words:
     def metric_value(self, item: dict, side: str) -> str:
         if f"{side}_total" in item:
             return self.volume(item, side)
+        if item.get(f"{side}_bound"):  # a quantile beyond the histogram's buckets: "under 100 ms"
+            return self(item[f"{side}_bound"], value=self.value(item["unit"], item[side]))
         return self.value(item["unit"], item[side])
+
+    def names(self, names: list[str]) -> str:
+        """'a', 'a and b', 'a, b and c'."""
+        return self("list").join(names[:-1]) + self("and") + names[-1] if len(names) > 1 else names[0]
+
+    @staticmethod
+    def why(item: dict) -> str | None:
+        """Why the noise test said what it did (noise.Verdict.why; both_under, both_over), if it ran."""
+        return (item.get("noise") or {}).get("why")
+
+    def both_bound(self, item: dict) -> str:
+        """The bound both sides of a metric lie beyond: the larger one they are both under, or the
+        smaller one they are both over."""
+        bound = (max if self.why(item) == "both_under" else min)(item["before"], item["after"])
+        return self.value(item["unit"], bound)
 
     def change(self, item: dict) -> str:
         """A metric's change: 'unchanged' within the noise, else relative (-33%) or, for shares,
-        percentage points (+0.25 pp)."""
-        if item["change"] is None:
-            return "—"
+        percentage points (+0.25 pp); higher or lower when a side is only a bound, and what both
+        sides are when the histogram cannot tell them apart ('both under 100 ms')."""
         if item["direction"] == "same":
             return self("unchanged")
+        if self.why(item) in ("both_under", "both_over"):
+            return self(f"c.{self.why(item)}", value=self.both_bound(item))
+        if item["change"] is None:
+            return self(f"c.{item['direction']}") if item["direction"] in ("up", "down") else "—"
         if item["unit"] == "ratio":
             points = item["change"] * 100
             return self("points", n=f"{points:+.2f}" if abs(points) < 10 else f"{points:+.1f}")
@@ -312,7 +353,12 @@ class Words:
     def metric_name(self, key: str, heading: bool = False) -> str:
         """In a sentence ('p95 response time fell'), or as a heading ('Error rate')."""
         name = self(f"m.{key}")
-        return name[:1].upper() + name[1:] if heading and name[1:2].islower() else name
+        return self.capital(name) if heading else name
+
+    @staticmethod
+    def capital(text: str) -> str:
+        """A sentence's first letter in capitals, unless it starts a name such as p95."""
+        return text[:1].upper() + text[1:] if text[1:2].islower() else text
 
     # -- sentences --
 
@@ -328,6 +374,8 @@ class Words:
             return self("d.gone", name=name, before=before)
         if item["direction"] == "same":
             return self("d.same", name=name, after=after)
+        if item["change"] is None:  # a side is only a bound: no difference to give
+            return self(f"d.{item['direction']}_bound", name=name, before=before, after=after)
         counted = "after_total" in item and item["after_per_day"] is None
         key = f"d.volume_{item['direction']}" if counted else f"d.{item['direction']}"
         percent = self.change(item)
@@ -400,7 +448,7 @@ class Words:
             lines.append(self("s.short", before=self.seconds(observed["before"]),
                               after=self.seconds(observed["after"])))
         first = ("error_rate", "availability")  # what users suffer leads whenever it moved
-        moved = sorted((m for m in compared if m["direction"] != "same"),
+        moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
                        key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
                                       -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
         if not report["rollout"]["live_at"]:
@@ -414,6 +462,12 @@ class Words:
         else:
             lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
                          + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+        bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
+        for item in compared:
+            if self.why(item) in ("both_under", "both_over"):
+                bounded.setdefault((self.why(item), self.both_bound(item)), []).append(self.metric_name(item["key"]))
+        for (why, bound), names in bounded.items():
+            lines.append(self.capital(self(f"s.{why}", names=self.names(names), value=bound)))
         for feature in report["features"]:
             if feature.get("after_total") is None:
                 continue
@@ -444,7 +498,11 @@ class Words:
             lines.append(self("s.missing", names=self("list").join(missing)))
         return lines
 
-    def glossary(self, step_seconds: float) -> list[str]:
-        return [self("g.p50"), self("g.p95"), self("g.pp"),
-                self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(step_seconds),
-                     alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
+    def glossary(self, report: dict) -> list[str]:
+        """The words the report uses that need explaining: "under" and "over" only where it uses them."""
+        entries = [self("g.p50"), self("g.p95"), self("g.pp"),
+                   self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(report["step_seconds"]),
+                        alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
+        if any(m.get("before_bound") or m.get("after_bound") for m in report["metrics"]):
+            entries.append(self("g.bound"))
+        return entries
