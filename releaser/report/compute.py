@@ -112,7 +112,8 @@ def step_values(line: Timeline) -> list[dict]:
 def change(metric: Metric, before: float | None, after: float | None, before_steps: Sequence[float] = (),
            after_steps: Sequence[float] = (), bounds: tuple[str | None, str | None] = (None, None)) -> dict:
     """Before, after, the difference, and whether it is a change at all (report.noise decides on
-    the windows' per-step values): direction up, down or same; better, worse or neither.
+    the windows' per-step values): direction up, down or same; better, worse or neither. No
+    direction when too few steps were measured to tell (`noise.why`: too_few_steps).
 
     A side that is only a bound (`bounds`: "under" or "over" its value, see quantile) has no
     difference to give; its bound stands in for it in the noise test, where only the order of
@@ -133,6 +134,8 @@ def change(metric: Metric, before: float | None, after: float | None, before_ste
     verdict = noise.judge(before, after, list(before_steps), list(after_steps),
                           bad_side=metric.better == "higher" and metric.unit == "ratio")
     result["noise"] = {"p_value": verdict.p_value, "steps": steps, "why": verdict.why}
+    if verdict.why == "too_few_steps":  # large enough to matter, too few steps to tell from noise: no direction
+        return result
     result["direction"] = "same" if not verdict.changed else ("up" if after > before else "down")
     if verdict.changed and metric.better:
         improved = (after < before) == (metric.better == "lower")

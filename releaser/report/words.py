@@ -63,6 +63,7 @@ TEXT = {
         "m.p50": "median response time (p50)", "m.p95": "p95 response time", "m.cpu": "CPU use per host",
         # the verdict, first line of the summary
         "v.healthy": "Healthy: {parts}.",
+        "v.too_few": "Too few measurements to judge yet: {parts}.",
         "v.attention": "Needs a look: {parts}.",
         "v.rolled_back": "Rolled back after {duration} live for all users{cause}.",
         "v.rolled_back_early": "Rolled back at {stage}{cause}: it never reached all users.",
@@ -117,6 +118,9 @@ TEXT = {
         "under": "under {value}", "over": "over {value}",
         "c.both_under": "both under {value}", "c.both_over": "both over {value}",
         "c.up": "higher", "c.down": "lower", "and": " and ",
+        "too_few": "too few measurements to tell",
+        "s.too_few": "Too few measurements to tell whether these changed beyond their usual noise: {items}.",
+        "s.too_few_item": "{name} ({before} before, {after} after)",
         "per_day": "{value} a day",
         "times_per_day": "{value} times a day",
         "counted": "{value} in {seconds}",
@@ -177,6 +181,7 @@ TEXT = {
         "m.requests": "请求量", "m.error_rate": "错误率", "m.availability": "可用性",
         "m.p50": "响应时间中位数（p50）", "m.p95": "p95响应时间", "m.cpu": "单台主机CPU使用率",
         "v.healthy": "健康：{parts}。",
+        "v.too_few": "测量太少，尚无法判断：{parts}。",
         "v.attention": "需要关注：{parts}。",
         "v.rolled_back": "全量上线{duration}后已回滚{cause}。",
         "v.rolled_back_early": "在{stage}阶段已回滚{cause}，未触达全部用户。",
@@ -222,6 +227,9 @@ TEXT = {
         "under": "低于{value}", "over": "高于{value}",
         "c.both_under": "均低于{value}", "c.both_over": "均高于{value}",
         "c.up": "升高", "c.down": "降低", "and": "和",
+        "too_few": "测量太少，无法判断",
+        "s.too_few": "测量次数太少，无法判断以下指标的变化是否超出正常波动：{items}。",
+        "s.too_few_item": "{name}（发布前{before}，发布后{after}）",
         "per_day": "每天{value}",
         "times_per_day": "每天被使用{value}次",
         "counted": "{seconds}内{value}",
@@ -332,6 +340,8 @@ class Words:
         sides are when the histogram cannot tell them apart ('both under 100 ms')."""
         if item["direction"] == "same":
             return self("unchanged")
+        if self.why(item) == "too_few_steps":
+            return self("too_few")
         if self.why(item) in ("both_under", "both_over"):
             return self(f"c.{self.why(item)}", value=self.both_bound(item))
         if item["change"] is None:
@@ -402,7 +412,8 @@ class Words:
                 duration = round(duration / 60) * 60
             return self("v.rolled_back", duration=self.seconds(duration), cause=cause)
         metrics = {m["key"]: m for m in report["metrics"]}
-        parts, worse = [], False
+        parts: list[str] = []
+        worse = False
         speed = next((metrics[k] for k in ("p95", "p50") if metrics[k]["direction"] is not None), None)
         for item, words in ((speed, ("p.faster", "p.slower", "p.as_fast")),
                             (metrics["error_rate"], ("p.fewer_errors", "p.more_errors", "p.same_errors")),
@@ -417,7 +428,9 @@ class Words:
         plural = {"count": len(incidents), "s": "" if len(incidents) == 1 else "s", "late": len(late)}
         parts.append(self("p.no_incidents") if not incidents
                      else self("p.incidents_late" if late else "p.incidents_ok", **plural))
-        return self("v.attention" if worse or late else "v.healthy", parts=self("p.join").join(parts))
+        untold = any(self.why(metrics[k]) == "too_few_steps" for k in ("p95", "p50", "error_rate", "availability"))
+        key = "v.attention" if worse or late else "v.too_few" if untold else "v.healthy"
+        return self(key, parts=self("p.join").join(parts))
 
     def story(self, report: dict) -> str | None:
         """What became of the release, in the tense that matches it."""
@@ -451,17 +464,22 @@ class Words:
         moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
                        key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
                                       -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
+        untold = [m for m in compared if self.why(m) == "too_few_steps"]
         if not report["rollout"]["live_at"]:
             last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
             status = self.text.get(f"st.{last['status']}", last["status"])
             lines.append(self("s.not_live", version=release["version"], stage=last["stage"], status=status))
         elif not compared:
             lines.append(self("s.no_metrics"))
-        elif not moved:
+        elif not moved and not untold:
             lines.append(self("s.nothing_changed", window=window))
-        else:
+        elif moved:
             lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
                          + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+        if untold:
+            lines.append(self("s.too_few", items=self("join").join(
+                self("s.too_few_item", name=self.metric_name(m["key"]), before=self.metric_value(m, "before"),
+                     after=self.metric_value(m, "after")) for m in untold)))
         bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
         for item in compared:
             if self.why(item) in ("both_under", "both_over"):
