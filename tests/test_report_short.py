@@ -7,13 +7,18 @@ of them says more than the data does."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from releaser.config import load_config
+from releaser.model import Release
 from releaser.report.compute import build
 from releaser.report.render import render
-from tests.test_report_words import by_key, dataset, step, summary_of
+from releaser.store import SqliteStore
+from tests.test_report_words import CONFIG, by_key, dataset, samples, step, summary_of
 
 LOOK = 30.0  # seconds between two recorded samples
 BEFORE = [step(requests=150, fast=150, cpu=0.3, feature=0)] * 13  # 6 min 30 s
@@ -26,6 +31,10 @@ def short_report(tmp_path: Path, language: str = "en", before: list[dict] = BEFO
     assert config.report.window == 3 * 86400 and config.report.resolution == 3600  # what a new user runs
     document = build(config, store, "2.0.0", now=now)
     return document, render(document)
+
+
+def table_of(markdown: str) -> str:
+    return markdown.split("## Before and after")[1].split("## ")[0]
 
 
 def row(markdown: str, name: str) -> str:
@@ -61,3 +70,73 @@ def test_errors_that_rose_in_too_few_steps_leave_the_verdict_open(tmp_path):
     assert "**Too few measurements to judge yet: no incidents.**" in summary
     assert "Healthy" not in summary and "no more errors" not in summary
     assert "error rate (0% before, 6.00% after)" in summary
+
+
+def test_the_summary_agrees_with_the_table_and_names_the_span_measured(tmp_path):
+    document, rendered = short_report(tmp_path, after=BEFORE)  # the same service on both sides
+    summary = summary_of(rendered.markdown)
+    assert "| Metric | Before (6 min 30 s measured) | After (6 min 30 s measured) | Change |" in rendered.markdown
+    assert "| Request volume | 1,950 in 6 min 30 s | 1,950 in 6 min 30 s | unchanged |" in rendered.markdown
+    # the period compared with is the one measured, not the 3-day window configured
+    assert "Compared with the 6 min 30 s measured before it, nothing measured changed beyond its usual noise." in summary
+    assert "3 days" not in summary
+    assert "no metrics were available" not in summary and "no data" not in table_of(rendered.markdown)
+    assert "**Healthy: no more errors, no incidents.**" in summary
+
+
+def test_the_period_compared_with_in_chinese_is_the_one_measured(tmp_path):
+    _document, rendered = short_report(tmp_path, "zh-CN", after=BEFORE)
+    assert "与发布前实测的6分钟30秒相比，各项指标均未超出正常波动。" in rendered.markdown
+    assert "3天" not in rendered.markdown.split("## 发布前后对比")[0]
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_nothing_measured_after_the_rollout_is_said_in_words(tmp_path, language):
+    config, store, live, _now = dataset(tmp_path, BEFORE, [], LOOK, language=language, configured=True)
+    document = build(config, store, "2.0.0", now=live + 5)  # a report asked for at once: nothing recorded yet
+    assert all(m["after"] is None for m in document["metrics"]) and document["windows"]["after"] is not None
+    markdown = render(document).markdown
+    assert not re.search(r"(?<![\d.])0 ?(ms|毫秒)", markdown)  # never "After (0 ms measured)"
+    summary = markdown.split("\n## ")[1]  # the summary section, in either language
+    if language == "en":
+        assert "| Metric | Before (6 min 30 s measured) | After (nothing measured) | Change |" in markdown
+        assert "**Too few measurements to judge yet: no incidents.**" in summary
+        assert ("Nothing was measured after the rollout, so there is nothing to compare with the 6 min 30 s "
+                "measured before it.") in summary
+        assert "keep releaser watch running" in summary  # what to do about it
+        assert "no metrics were available" not in summary and "Healthy" not in summary
+    else:
+        assert "| 指标 | 发布前（实测6分钟30秒） | 发布后（无实测数据） | 变化 |" in markdown
+        assert "发布后没有测到任何数据，因此无法与发布前实测的6分钟30秒对比。" in summary
+        assert "**测量太少，尚无法判断：无故障。**" in summary and "没有可用的指标" not in summary
+
+
+def test_one_look_after_the_rollout_compares_only_what_it_measured(tmp_path):
+    config, store, live, _now = dataset(tmp_path, BEFORE, [step()], LOOK, configured=True)
+    document = build(config, store, "2.0.0", now=live + 5)  # one look at live_at, the next not taken yet
+    assert by_key(document)["availability"]["after"] == 1.0 and by_key(document)["requests"]["after"] is None
+    markdown = render(document).markdown
+    summary = summary_of(markdown)
+    assert "| Metric | Before (6 min 30 s measured) | After | Change |" in markdown  # looked at, nothing counted
+    assert "nothing measured in both windows (availability) changed beyond its usual noise" in summary
+    assert ("Measured only before the rollout: request volume, error rate, median response time (p50), "
+            "p95 response time, CPU use per host.") in summary
+    assert not re.search(r"(?<![\d.])0 ms", markdown) and "Healthy" not in summary
+
+
+def test_no_window_after_a_release_that_is_not_live(tmp_path):
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
+    (tmp_path / "environments.yaml").write_text(CONFIG.format(spans="", language="en", timezone=""))
+    config = load_config(tmp_path / "environments.yaml")
+    store = SqliteStore(config.state_path)
+    store.add_release(Release("2.0.0", "/a.tgz", "ff", 1, created_by="ci"))
+    store.start_stage_run("2.0.0", "full", "prod", "alice")  # still rolling out
+    started = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
+    store.add_samples(samples(started - len(BEFORE) * LOOK, LOOK, BEFORE))
+    document = build(config, store, "2.0.0", now=started + 60)
+    assert document["windows"]["after"] is None and document["rollout"]["live_at"] is None
+    markdown = render(document).markdown
+    assert "| Metric | Before (6 min 30 s measured) | After (no window: not live) | Change |" in markdown
+    assert "so there is no window after it to compare" in summary_of(markdown)
+    assert not re.search(r"(?<![\d.])0 ms", markdown) and "no metrics were available" not in markdown

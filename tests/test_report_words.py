@@ -84,7 +84,7 @@ def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds:
     rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
     live_at = datetime.fromisoformat(report.live_at).timestamp()
     store.add_samples(samples(rollout_start - len(before) * step_seconds, step_seconds, before)
-                      + samples(live_at, step_seconds, after))
+                      + (samples(live_at, step_seconds, after) if after else []))  # none: nothing measured after
     return config, store, live_at, live_at + window + 1
 
 

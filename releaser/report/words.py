@@ -26,6 +26,8 @@ TEXT = {
         "metrics": "Before and after",
         "metric": "Metric", "change": "Change",
         "before_measured": "Before ({seconds} measured)", "after_measured": "After ({seconds} measured)",
+        "before_unmeasured": "Before (nothing measured)", "after_unmeasured": "After (nothing measured)",
+        "before_plain": "Before", "after_plain": "After", "after_no_window": "After (no window: not live)",
         "windows": "Before: {before}. After: {after}. The rollout itself ({rollout}) is left out.",
         "window_span": "{start} to {end}",
         "span": "{start} to {end}",
@@ -89,7 +91,18 @@ TEXT = {
         "s.compared": "Compared with the {window} before it:",
         "s.nothing_changed": "Compared with the {window} before it, nothing measured changed beyond its "
                              "usual noise.",
+        "s.measured_span": "{span} measured",
+        "s.nothing_changed_in": "Compared with the {window} before it, nothing measured in both windows ({names}) "
+                                "changed beyond its usual noise.",
         "s.no_metrics": "There are no measurements to compare: no metrics were available for these windows.",
+        "s.nothing_after": "Nothing was measured after the rollout, so there is nothing to compare with the "
+                           "{before} measured before it.",
+        "s.nothing_before": "Nothing was measured before the rollout, so there is nothing to compare the "
+                            "{after} measured after it with.",
+        "s.nothing_in_common": "No metric was measured both before and after the rollout, so there is nothing "
+                               "to compare.",
+        "s.scrape_hint": "With a scrape source, releaser records metrics only while a stage bakes and while "
+                         "releaser watch runs: keep releaser watch running to measure the windows.",
         "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no "
                       "window after it to compare.",
         "s.feature_new": "The new feature {name} is used {count}.",
@@ -101,6 +114,8 @@ TEXT = {
         "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
                            "to roll back.",
         "s.missing": "No data for: {names}.",
+        "s.only_before": "Measured only before the rollout: {names}.",
+        "s.only_after": "Measured only after the rollout: {names}.",
         "d.down": "{name} fell from {before} to {after} ({percent})",
         "d.up": "{name} rose from {before} to {after} ({percent})",
         "d.volume_down": "{name} fell by {percent} ({before} before, {after} after)",
@@ -150,6 +165,8 @@ TEXT = {
         "metrics": "发布前后对比",
         "metric": "指标", "change": "变化",
         "before_measured": "发布前（实测{seconds}）", "after_measured": "发布后（实测{seconds}）",
+        "before_unmeasured": "发布前（无实测数据）", "after_unmeasured": "发布后（无实测数据）",
+        "before_plain": "发布前", "after_plain": "发布后", "after_no_window": "发布后（无窗口：未全量上线）",
         "windows": "发布前：{before}。发布后：{after}。发布过程本身（{rollout}）不计入。",
         "window_span": "{start}至{end}",
         "span": "{start}至{end}",
@@ -203,7 +220,14 @@ TEXT = {
         "s.short": "这些数据只涵盖发布前{before}和发布后{after}，时间太短，无法折算为每天的数量，因此给出的是实测总数。",
         "s.compared": "与发布前{window}相比：",
         "s.nothing_changed": "与发布前{window}相比，各项指标均未超出正常波动。",
+        "s.measured_span": "实测的{span}",
+        "s.nothing_changed_in": "与发布前{window}相比，两个窗口都有测量的指标（{names}）均未超出正常波动。",
         "s.no_metrics": "没有可对比的数据：这两个时间窗口内没有可用的指标。",
+        "s.nothing_after": "发布后没有测到任何数据，因此无法与发布前实测的{before}对比。",
+        "s.nothing_before": "发布前没有测到任何数据，因此无法与发布后实测的{after}对比。",
+        "s.nothing_in_common": "没有任何指标在发布前后都有测量，因此无法对比。",
+        "s.scrape_hint": "使用scrape数据源时，releaser只在阶段观察期间和releaser watch运行时记录指标："
+                         "请保持releaser watch运行，以测量这些窗口。",
         "s.not_live": "{version}未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
         "s.feature_new": "新功能{name}{count}。",
         "s.feature": "功能{name}{count}（发布前{before}）。",
@@ -212,6 +236,8 @@ TEXT = {
         "s.incidents_ok": "共发生{count}次故障，均在{sla}SLA内自动回滚（最慢一次用时{slowest}）。",
         "s.incidents_bad": "共发生{count}次故障，其中{late}次回滚超过了{sla}SLA。",
         "s.missing": "以下指标无数据：{names}。",
+        "s.only_before": "仅在发布前有测量：{names}。",
+        "s.only_after": "仅在发布后有测量：{names}。",
         "d.down": "{name}从{before}降至{after}（{percent}）",
         "d.up": "{name}从{before}升至{after}（{percent}）",
         "d.volume_down": "{name}下降{percent}（发布前{before}，发布后{after}）",
@@ -429,6 +455,7 @@ class Words:
         parts.append(self("p.no_incidents") if not incidents
                      else self("p.incidents_late" if late else "p.incidents_ok", **plural))
         untold = any(self.why(metrics[k]) == "too_few_steps" for k in ("p95", "p50", "error_rate", "availability"))
+        untold = untold or not all(self.observed(report, side) for side in ("before", "after"))
         key = "v.attention" if worse or late else "v.too_few" if untold else "v.healthy"
         return self(key, parts=self("p.join").join(parts))
 
@@ -450,42 +477,11 @@ class Words:
 
     def summary(self, report: dict) -> list[str]:
         """The plain-words paragraph at the top: the verdict, then one sentence per item."""
-        release, lines = report["release"], [self.verdict(report)]
+        lines = [self.verdict(report)]
         story = self.story(report)
         if story:
             lines.append(story)
-        observed = {name: (w or {}).get("observed_seconds") or 0.0 for name, w in report["windows"].items()}
-        window = self.seconds(report["window_seconds"])
-        compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
-        if compared and min(observed.values()) < DAY:
-            lines.append(self("s.short", before=self.seconds(observed["before"]),
-                              after=self.seconds(observed["after"])))
-        first = ("error_rate", "availability")  # what users suffer leads whenever it moved
-        moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
-                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
-                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
-        untold = [m for m in compared if self.why(m) == "too_few_steps"]
-        if not report["rollout"]["live_at"]:
-            last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
-            status = self.text.get(f"st.{last['status']}", last["status"])
-            lines.append(self("s.not_live", version=release["version"], stage=last["stage"], status=status))
-        elif not compared:
-            lines.append(self("s.no_metrics"))
-        elif not moved and not untold:
-            lines.append(self("s.nothing_changed", window=window))
-        elif moved:
-            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
-                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
-        if untold:
-            lines.append(self("s.too_few", items=self("join").join(
-                self("s.too_few_item", name=self.metric_name(m["key"]), before=self.metric_value(m, "before"),
-                     after=self.metric_value(m, "after")) for m in untold)))
-        bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
-        for item in compared:
-            if self.why(item) in ("both_under", "both_over"):
-                bounded.setdefault((self.why(item), self.both_bound(item)), []).append(self.metric_name(item["key"]))
-        for (why, bound), names in bounded.items():
-            lines.append(self.capital(self(f"s.{why}", names=self.names(names), value=bound)))
+        lines += self.comparison(report)
         for feature in report["features"]:
             if feature.get("after_total") is None:
                 continue
@@ -511,10 +507,87 @@ class Words:
             else:
                 slowest = max(i["time_to_rollback"] for i in incidents)
                 lines.append(self("s.incidents_ok", slowest=self.seconds(slowest), **plural))
+        compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
         missing = [self.metric_name(m["key"]) for m in report["metrics"] if m["before"] is None and m["after"] is None]
         if missing and compared:
             lines.append(self("s.missing", names=self("list").join(missing)))
         return lines
+
+    def comparison(self, report: dict) -> list[str]:
+        """What the metrics did, in as many sentences as it takes; every one of them agrees with the
+        table: a window without data is said to be so, and the period compared with is the one
+        measured when that is shorter than the configured window (by more than a step)."""
+        release, metrics = report["release"], report["metrics"]
+        if not report["rollout"]["live_at"]:
+            last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
+            status = self.text.get(f"st.{last['status']}", last["status"])
+            return [self("s.not_live", version=release["version"], stage=last["stage"], status=status)]
+        observed = {name: self.seconds(self.observed(report, name)) for name in ("before", "after")}
+        compared = [m for m in metrics if m["before"] is not None and m["after"] is not None]
+        if not compared:
+            measured = tuple(self.measured(report, side) for side in ("before", "after"))
+            key = {(False, False): "s.no_metrics", (True, False): "s.nothing_after",
+                   (False, True): "s.nothing_before", (True, True): "s.nothing_in_common"}[measured]
+            lines = [self(key, **observed)]
+            if report["environment"]["source"] == "scrape" and not all(measured):
+                lines.append(self("s.scrape_hint"))
+            return lines
+        lines = []
+        if 0 < min(self.observed(report, side) for side in ("before", "after")) < DAY:
+            lines.append(self("s.short", **observed))
+        window = self.seconds(report["window_seconds"])
+        if self.observed(report, "before") < report["window_seconds"] - report["step_seconds"]:
+            window = self("s.measured_span", span=observed["before"])
+        first = ("error_rate", "availability")  # what users suffer leads whenever it moved
+        moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
+                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
+                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
+        untold = [m for m in compared if self.why(m) == "too_few_steps"]
+        one_sided = [m for m in metrics if (m["before"] is None) != (m["after"] is None)]
+        if moved:
+            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
+                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+        elif not untold and one_sided:
+            lines.append(self("s.nothing_changed_in", window=window,
+                              names=self("list").join(self.metric_name(m["key"]) for m in compared)))
+        elif not untold:
+            lines.append(self("s.nothing_changed", window=window))
+        if untold:
+            lines.append(self("s.too_few", items=self("join").join(
+                self("s.too_few_item", name=self.metric_name(m["key"]), before=self.metric_value(m, "before"),
+                     after=self.metric_value(m, "after")) for m in untold)))
+        bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
+        for item in compared:
+            if self.why(item) in ("both_under", "both_over"):
+                bounded.setdefault((self.why(item), self.both_bound(item)), []).append(self.metric_name(item["key"]))
+        for (why, bound), names in bounded.items():
+            lines.append(self.capital(self(f"s.{why}", names=self.names(names), value=bound)))
+        for side in ("before", "after"):
+            alone = [self.metric_name(m["key"]) for m in one_sided if m[side] is not None]
+            if alone:
+                lines.append(self(f"s.only_{side}", names=self("list").join(alone)))
+        return lines
+
+    @staticmethod
+    def observed(report: dict, side: str) -> float:
+        """How long a window was measured (seconds; 0 without a window)."""
+        return (report["windows"][side] or {}).get("observed_seconds") or 0.0
+
+    @staticmethod
+    def measured(report: dict, side: str) -> bool:
+        """Whether anything at all was measured in a window: a metric or a feature's usage."""
+        return any(m[side] is not None for m in report["metrics"]) or any(
+            f.get(f"{side}_total") is not None for f in report["features"])
+
+    def heading(self, report: dict, side: str) -> str:
+        """A window's column heading: how long it was measured, that nothing was, or that there is
+        no window after (the release is not live)."""
+        if report["windows"][side] is None and side == "after":
+            return self("after_no_window")
+        if not self.measured(report, side):
+            return self(f"{side}_unmeasured")
+        seconds = self.observed(report, side)
+        return self(f"{side}_measured", seconds=self.seconds(seconds)) if seconds else self(f"{side}_plain")
 
     def glossary(self, report: dict) -> list[str]:
         """The words the report uses that need explaining: "under" and "over" only where it uses them."""
