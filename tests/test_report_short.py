@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -25,10 +26,22 @@ BEFORE = [step(requests=150, fast=150, cpu=0.3, feature=0)] * 13  # 6 min 30 s
 AFTER = [step(requests=150, fast=150, cpu=0.6, feature=2)] * 14  # 7 min
 
 
+def recorded(tmp_path: Path, before: list[dict], after: list[dict], language: str = "en"):
+    """Release 2.0.0 under the default 3-day window and hour-long steps, with samples recorded a
+    LOOK apart: `before` up to a second before its rollout, `after` from a second after it went
+    live (either empty: nothing recorded there). Returns (config, store, live_at, the moment after
+    the last sample)."""
+    config, store, live, _now = dataset(tmp_path, [], [], LOOK, language=language, configured=True)
+    assert config.report.window == 3 * 86400 and config.report.resolution == 3600  # what a new user runs
+    rollout = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
+    store.add_samples((samples(rollout - 1 - len(before) * LOOK, LOOK, before) if before else [])
+                      + (samples(live + 1, LOOK, after) if after else []))
+    return config, store, live, live + 2 + len(after) * LOOK
+
+
 def short_report(tmp_path: Path, language: str = "en", before: list[dict] = BEFORE, after: list[dict] = AFTER):
     """(document, rendered) of a release measured for minutes under the default 3-day window."""
-    config, store, _live, now = dataset(tmp_path, before, after, LOOK, language=language, configured=True)
-    assert config.report.window == 3 * 86400 and config.report.resolution == 3600  # what a new user runs
+    config, store, _live, now = recorded(tmp_path, before, after, language)
     document = build(config, store, "2.0.0", now=now)
     return document, render(document)
 
@@ -73,12 +86,13 @@ def test_errors_that_rose_in_too_few_steps_leave_the_verdict_open(tmp_path):
 
 
 def test_the_summary_agrees_with_the_table_and_names_the_span_measured(tmp_path):
-    document, rendered = short_report(tmp_path, after=BEFORE)  # the same service on both sides
+    _document, rendered = short_report(tmp_path, after=BEFORE)  # the same service on both sides
     summary = summary_of(rendered.markdown)
     assert "| Metric | Before (6 min 30 s measured) | After (6 min 30 s measured) | Change |" in rendered.markdown
     assert "| Request volume | 1,950 in 6 min 30 s | 1,950 in 6 min 30 s | unchanged |" in rendered.markdown
     # the period compared with is the one measured, not the 3-day window configured
-    assert "Compared with the 6 min 30 s measured before it, nothing measured changed beyond its usual noise." in summary
+    assert ("Compared with the 6 min 30 s measured before it, nothing measured changed beyond its usual noise."
+            in summary)
     assert "3 days" not in summary
     assert "no metrics were available" not in summary and "no data" not in table_of(rendered.markdown)
     assert "**Healthy: no more errors, no incidents.**" in summary
@@ -92,7 +106,7 @@ def test_the_period_compared_with_in_chinese_is_the_one_measured(tmp_path):
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 def test_nothing_measured_after_the_rollout_is_said_in_words(tmp_path, language):
-    config, store, live, _now = dataset(tmp_path, BEFORE, [], LOOK, language=language, configured=True)
+    config, store, live, _now = recorded(tmp_path, BEFORE, [], language)
     document = build(config, store, "2.0.0", now=live + 5)  # a report asked for at once: nothing recorded yet
     assert all(m["after"] is None for m in document["metrics"]) and document["windows"]["after"] is not None
     markdown = render(document).markdown
@@ -112,8 +126,9 @@ def test_nothing_measured_after_the_rollout_is_said_in_words(tmp_path, language)
 
 
 def test_one_look_after_the_rollout_compares_only_what_it_measured(tmp_path):
-    config, store, live, _now = dataset(tmp_path, BEFORE, [step()], LOOK, configured=True)
-    document = build(config, store, "2.0.0", now=live + 5)  # one look at live_at, the next not taken yet
+    config, store, live, _now = recorded(tmp_path, BEFORE, [])
+    store.add_samples(samples(live + 1, LOOK, []))
+    document = build(config, store, "2.0.0", now=live + 5)  # one look after it went live, the next not taken yet
     assert by_key(document)["availability"]["after"] == 1.0 and by_key(document)["requests"]["after"] is None
     markdown = render(document).markdown
     summary = summary_of(markdown)
@@ -140,3 +155,95 @@ def test_no_window_after_a_release_that_is_not_live(tmp_path):
     assert "| Metric | Before (6 min 30 s measured) | After (no window: not live) | Change |" in markdown
     assert "so there is no window after it to compare" in summary_of(markdown)
     assert not re.search(r"(?<![\d.])0 ms", markdown) and "no metrics were available" not in markdown
+
+
+def labels_cut(drawn) -> list[str]:
+    """The texts of a chart that do not show whole: outside the picture, or (the rollout's label)
+    outside the plot or over the legend."""
+    drawn.canvas.draw()
+    renderer = drawn.canvas.get_renderer()
+    axes = drawn.axes[0]
+    legend = axes.get_legend()
+    (left, right), (bottom, top) = axes.get_xlim(), axes.get_ylim()
+    ticks = [t for t in axes.get_xticklabels() if left <= t.get_position()[0] <= right]  # the ones drawn
+    ticks += [t for t in axes.get_yticklabels() if bottom <= t.get_position()[1] <= top]
+    texts = [t for t in [*ticks, *axes.texts, *legend.get_texts()] if t.get_visible() and t.get_text()]
+    cut = []
+    for text in texts:
+        box, bounds = text.get_window_extent(renderer), drawn.bbox
+        if "\u2192" in text.get_text():  # the rollout's label: inside the plot, clear of the legend
+            bounds = axes.get_window_extent(renderer)
+            if box.overlaps(legend.get_window_extent(renderer)):
+                cut.append(f"{text.get_text()} (over the legend)")
+        if box.x0 < bounds.x0 - 0.5 or box.x1 > bounds.x1 + 0.5 or box.y0 < bounds.y0 - 0.5 or box.y1 > bounds.y1 + 0.5:
+            cut.append(text.get_text())
+    return cut
+
+
+@pytest.mark.parametrize("before, after", [(BEFORE, AFTER), (BEFORE, []), ([], AFTER)],
+                         ids=["both windows", "nothing after", "nothing before"])
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_charts_span_the_time_measured_and_keep_every_label_whole(tmp_path, before, after, language):
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from releaser.report.charts import figure, time_span
+    from releaser.report.compute import METRICS
+    from releaser.report.render import words_for
+
+    config, store, _live, now = recorded(tmp_path, before, after, language)
+    document = build(config, store, "2.0.0", now=now)
+    rollout = datetime.fromisoformat(document["rollout"]["started_at"]).replace(microsecond=0)
+    start, end = time_span(document, ZoneInfo("UTC"))
+    # the axis spans the minutes measured (and the rollout), not the 3-day windows configured
+    assert start == (rollout - timedelta(seconds=1 + len(before) * LOOK) if before else
+                     datetime.fromisoformat(document["rollout"]["started_at"]))
+    assert end == datetime.fromisoformat(document["windows"]["after"]["measured_to"] if after else
+                                         document["rollout"]["live_at"])
+    assert (end - start).total_seconds() < 15 * 60
+    words = words_for(document)
+    for metric in METRICS:
+        drawn = figure(document, metric.key, metric.unit, words)
+        if drawn is None:
+            continue
+        try:
+            assert drawn.axes[0].get_xlim() == pytest.approx((mdates.date2num(start), mdates.date2num(end)))
+            assert labels_cut(drawn) == [], metric.key
+            marker = [t for t in drawn.axes[0].texts if "\u2192" in t.get_text()]
+            assert [t.get_text() for t in marker] == [f"{words('l.before')} \u2192 2.0.0"]  # whole, never "2."
+            renderer, area = drawn.canvas.get_renderer(), drawn.axes[0].get_window_extent()
+            box = marker[0].get_window_extent(renderer)
+            middle = drawn.axes[0].transData.transform((mdates.date2num(rollout), 0))[0]
+            assert box.x0 - 0.02 * area.width <= middle <= box.x1 + 0.02 * area.width  # over the rollout's band
+            low, high = drawn.axes[0].get_xlim()
+            assert sum(t.get_visible() and bool(t.get_text()) and low <= t.get_position()[0] <= high
+                       for t in drawn.axes[0].get_xticklabels()) >= 2  # the time axis still reads
+        finally:
+            plt.close(drawn)
+    html = render(document).html
+    note = {"en": "Each chart spans only the time measured (6 min 30 s before the release, 7 min after it)",
+            "zh-CN": "每张图只涵盖实测的时间（发布前6分钟30秒，发布后7分钟）"}[language]
+    if before and after:
+        assert note in html
+
+
+def test_the_json_has_the_span_measured_and_no_rate_a_day(tmp_path):
+    from releaser.report.compute import per_day
+
+    _document, rendered = short_report(tmp_path)
+    as_json = json.loads(rendered.json)
+    before = as_json["windows"]["before"]
+    assert before["observed_seconds"] == pytest.approx(390)
+    measured = datetime.fromisoformat(before["measured_to"]) - datetime.fromisoformat(before["measured_from"])
+    assert measured.total_seconds() == pytest.approx(390, abs=1)
+    requests = by_key(as_json)["requests"]
+    # what the table says, 1,950 in 6 min 30 s: the count, the seconds, the mean rate a second; no day
+    assert row(rendered.markdown, "Request volume") == (
+        "| Request volume | 1,950 in 6 min 30 s | 2,100 in 7 min | unchanged |")
+    assert (requests["before_total"], requests["before_seconds"], requests["before_per_day"]) == (1950, 390, None)
+    assert requests["before"] == pytest.approx(5) and requests["unit"] == "per_second"
+    rates_a_day = [value for item in [*as_json["metrics"], *as_json["features"]]
+                   for key, value in item.items() if key.endswith("per_day")]
+    assert len(rates_a_day) == 4 and set(rates_a_day) == {None}  # requests and the feature, before and after
+    assert per_day(2188, 219) is None and per_day(172_800, 2 * 86400) == 86400  # a day from a day or more only
+    assert "a day" not in rendered.markdown.split("## Words used here")[0]

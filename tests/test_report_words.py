@@ -83,8 +83,8 @@ def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds:
     report = schedule(config, store, Journal(store), "2.0.0", "prod")
     rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
     live_at = datetime.fromisoformat(report.live_at).timestamp()
-    store.add_samples(samples(rollout_start - len(before) * step_seconds, step_seconds, before)
-                      + (samples(live_at, step_seconds, after) if after else []))  # none: nothing measured after
+    store.add_samples((samples(rollout_start - len(before) * step_seconds, step_seconds, before) if before else [])
+                      + (samples(live_at, step_seconds, after) if after else []))  # none: nothing measured there
     return config, store, live_at, live_at + window + 1
 
 
@@ -211,7 +211,9 @@ def test_charts_are_sharp_and_share_one_time_axis(tmp_path):
 
     document = build(config, store, "2.0.0", now=now)
     zone = ZoneInfo("UTC")
-    start, end = time_span(document, zone)  # every chart's x-axis: the window before to the window after
+    start, end = time_span(document, zone)  # every chart's x-axis: what was measured, here all of both windows
+    assert start == datetime.fromisoformat(document["windows"]["before"]["measured_from"])
+    assert end == datetime.fromisoformat(document["windows"]["after"]["measured_to"])
     assert start == datetime.fromisoformat(document["windows"]["before"]["start"])
     assert end == datetime.fromisoformat(document["windows"]["after"]["end"])
     assert _plain(7_405_571) == "7,405,571" and _plain(0.00053) == "0.00053" and _plain(12.5) == "12.5"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import UsageError
 from ..metrics import MetricsUnavailable
@@ -119,9 +120,10 @@ def change(metric: Metric, before: float | None, after: float | None, before_ste
     difference to give; its bound stands in for it in the noise test, where only the order of
     the values counts. Two sides beyond the same edge of the buckets cannot be told apart: no
     direction, `noise.why` both_under or both_over."""
-    result = {"key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
-              "before_bound": bounds[0], "after_bound": bounds[1],
-              "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
+    result: dict[str, Any] = {
+        "key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
+        "before_bound": bounds[0], "after_bound": bounds[1],
+        "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
     if before is None or after is None:
         return result
     steps = [len(before_steps), len(after_steps)]
@@ -148,7 +150,7 @@ def _steps_of(points: list[dict], key: str) -> list[float]:
 
 
 def _ts(value: float) -> str:
-    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
 
 
 def build(config: Config, store: Store, version: str, now: float | None = None) -> dict:
@@ -156,7 +158,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     release = store.get_release(version)
     if release is None:
         raise UsageError(f"unknown release {version!r}")
-    now = now if now is not None else datetime.now(timezone.utc).timestamp()
+    now = now if now is not None else datetime.now(UTC).timestamp()
     spec, env = config.report, config.report_environment
     if env is None:
         raise UsageError("the pipeline has no stages: there is no rollout to report on")
@@ -165,7 +167,8 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     on_env = [r for r in runs if r.environment == env.name and r.status is not RunStatus.SKIPPED]
     rollout_start = parse_ts(on_env[0].started_at).timestamp() if on_env else None
     live = [r for r in runs if r.stage == config.pipeline[-1].name and r.status is RunStatus.PASSED]
-    live_at = parse_ts(scheduled.live_at if scheduled else live[-1].finished_at).timestamp() if (scheduled or live) else None
+    live_iso = scheduled.live_at if scheduled else live[-1].finished_at if live else None
+    live_at = parse_ts(live_iso).timestamp() if live_iso else None
     due_at = parse_ts(scheduled.due_at).timestamp() if scheduled else None
 
     windows = _windows(store, version, env.name, spec.window, rollout_start, live_at, now)
@@ -179,8 +182,12 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
             except MetricsUnavailable as exc:
                 problems.append(f"{name}: {exc}")
         if window is not None:
-            window["observed_seconds"] = lines[name].observed if lines[name] else 0.0
-            window.update({"start": _ts(window["start"]), "end": _ts(window["end"])})
+            line = lines[name]
+            window["observed_seconds"] = line.observed if line else 0.0
+            span = line.measured if line else None
+            window.update({"start": _ts(window["start"]), "end": _ts(window["end"]),
+                           "measured_from": _ts(span[0]) if span else None,
+                           "measured_to": _ts(span[1]) if span else None})
     values = {name: window_values(line) if line else {m.key: None for m in METRICS} | {"bounds": {}}
               for name, line in lines.items()}
 

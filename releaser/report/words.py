@@ -34,8 +34,10 @@ TEXT = {
         "cut_short": "the window after ends early, when {next} started rolling out",
         "cut_by_rollback": "the window after ends early: the release was rolled back on {at}",
         "charts": "Over time",
-        "chart_note": "Each chart: the window before the release, the rollout (shaded), the window after; "
-                      "dashed lines are each window's average. Times in {zone}.",
+        "chart_note": "Each chart spans only the time measured ({before} before the release, {after} after it), "
+                      "with the rollout shaded between; dashed lines show each window as a whole, as in the table. "
+                      "Times in {zone}.",
+        "nothing": "nothing",
         "caption": "{name} ({unit})",
         "feature_usage": "Feature usage",
         "feature": "Feature",
@@ -149,7 +151,7 @@ TEXT = {
         "st.rolled_back": "rolled back", "st.rollback_failed": "rollback failed", "st.skipped": "skipped (forced)",
         "st.held": "held", "st.registered": "not started",
         "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses per second",
-        "l.before": "before", "l.after": "after", "l.mean": "average",
+        "l.before": "before", "l.after": "after", "l.mean": "whole window",
     },
     "zh-CN": {
         "title": "{project}版本{version}：发布效果",
@@ -173,7 +175,9 @@ TEXT = {
         "cut_short": "因{next}开始发布，发布后窗口提前结束",
         "cut_by_rollback": "该版本已于{at}回滚，发布后窗口提前结束",
         "charts": "随时间变化",
-        "chart_note": "每张图依次为：发布前窗口、发布过程（阴影）、发布后窗口；虚线为各窗口的平均值。时间为{zone}。",
+        "chart_note": "每张图只涵盖实测的时间（发布前{before}，发布后{after}），中间阴影为发布过程；"
+                      "虚线为各窗口整体的值，与表格一致。时间为{zone}。",
+        "nothing": "无实测数据",
         "caption": "{name}（{unit}）",
         "feature_usage": "功能使用情况",
         "feature": "功能",
@@ -269,7 +273,7 @@ TEXT = {
         "st.rolled_back": "已回滚", "st.rollback_failed": "回滚失败", "st.skipped": "已跳过（强制）",
         "st.held": "暂停", "st.registered": "未开始",
         "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每秒使用次数",
-        "l.before": "发布前", "l.after": "发布后", "l.mean": "平均值",
+        "l.before": "发布前", "l.after": "发布后", "l.mean": "窗口整体",
     },
 }
 
@@ -309,7 +313,8 @@ class Words:
             return self("ms", n=f"{value * 1000:.3g}")
         if value < 60:
             return self("second", n=f"{value:.3g}")
-        parts, rest = [], round(value)
+        parts: list[str] = []
+        rest = round(value)
         for key, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
             if rest >= size and len(parts) < 2:
                 count, rest = divmod(rest, size)
@@ -525,7 +530,7 @@ class Words:
         observed = {name: self.seconds(self.observed(report, name)) for name in ("before", "after")}
         compared = [m for m in metrics if m["before"] is not None and m["after"] is not None]
         if not compared:
-            measured = tuple(self.measured(report, side) for side in ("before", "after"))
+            measured = (self.measured(report, "before"), self.measured(report, "after"))
             key = {(False, False): "s.no_metrics", (True, False): "s.nothing_after",
                    (False, True): "s.nothing_before", (True, True): "s.nothing_in_common"}[measured]
             lines = [self(key, **observed)]
@@ -558,8 +563,9 @@ class Words:
                      after=self.metric_value(m, "after")) for m in untold)))
         bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
         for item in compared:
-            if self.why(item) in ("both_under", "both_over"):
-                bounded.setdefault((self.why(item), self.both_bound(item)), []).append(self.metric_name(item["key"]))
+            why = self.why(item)
+            if why in ("both_under", "both_over"):
+                bounded.setdefault((str(why), self.both_bound(item)), []).append(self.metric_name(item["key"]))
         for (why, bound), names in bounded.items():
             lines.append(self.capital(self(f"s.{why}", names=self.names(names), value=bound)))
         for side in ("before", "after"):
@@ -578,6 +584,12 @@ class Words:
         """Whether anything at all was measured in a window: a metric or a feature's usage."""
         return any(m[side] is not None for m in report["metrics"]) or any(
             f.get(f"{side}_total") is not None for f in report["features"])
+
+    def chart_note(self, report: dict, zone: str) -> str:
+        """What the charts span: the time measured of each window, as the table's headings say."""
+        spans = {side: self.seconds(self.observed(report, side)) if self.measured(report, side) and
+                 self.observed(report, side) else self("nothing") for side in ("before", "after")}
+        return self("chart_note", zone=zone, **spans)
 
     def heading(self, report: dict, side: str) -> str:
         """A window's column heading: how long it was measured, that nothing was, or that there is
