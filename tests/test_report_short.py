@@ -55,6 +55,31 @@ def row(markdown: str, name: str) -> str:
     return next(line for line in markdown.splitlines() if line.startswith("| ") and name in line)
 
 
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_a_service_answering_in_milliseconds_is_under_the_first_bucket_never_a_made_up_number(tmp_path, language):
+    document, rendered = short_report(tmp_path, language)
+    for key in ("p50", "p95"):
+        item = by_key(document)[key]
+        assert (item["before"], item["before_bound"]) == (item["after"], item["after_bound"]) == (0.1, "under")
+        assert item["change"] is None and item["direction"] is None and item["noise"]["why"] == "both_under"
+    assert all(point["bounds"] == {"p50": "under", "p95": "under"}
+               for side in ("before", "after") for point in document["series"][side] if point["p50"] is not None)
+    markdown = rendered.markdown
+    assert not re.search(r"(?<![\d.])(50|95) ?(ms|毫秒)", markdown)  # what interpolating would have made up
+    if language == "en":
+        assert row(markdown, "(p50)") == (
+            "| Median response time (p50) | under 100 ms | under 100 ms | both under 100 ms |")
+        assert row(markdown, "p95") == "| p95 response time | under 100 ms | under 100 ms | both under 100 ms |"
+        assert ("Median response time (p50) and p95 response time stayed under 100 ms, before and after the release "
+                "(the latency histogram tells no finer).") in summary_of(markdown)
+        assert "- under, over (a response time): the latency histogram counts requests in buckets" in markdown
+    else:
+        assert row(markdown, "（p50）") == "| 响应时间中位数（p50） | 低于100毫秒 | 低于100毫秒 | 均低于100毫秒 |"
+        assert "响应时间中位数（p50）和p95响应时间在发布前后均低于100毫秒（延迟直方图无法区分更细的差别）。" in markdown
+        assert "- 低于、高于（响应时间）：" in markdown
+    assert json.loads(rendered.json)["metrics"][3]["before_bound"] == "under"
+
+
 @pytest.mark.parametrize("language, told", [("en", "too few measurements to tell"), ("zh-CN", "测量太少，无法判断")])
 def test_a_large_change_measured_in_too_few_steps_is_not_called_unchanged(tmp_path, language, told):
     document, rendered = short_report(tmp_path, language)
