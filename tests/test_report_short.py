@@ -272,3 +272,23 @@ def test_the_json_has_the_span_measured_and_no_rate_a_day(tmp_path):
     assert len(rates_a_day) == 4 and set(rates_a_day) == {None}  # requests and the feature, before and after
     assert per_day(2188, 219) is None and per_day(172_800, 2 * 86400) == 86400  # a day from a day or more only
     assert "a day" not in rendered.markdown.split("## Words used here")[0]
+
+
+def test_value_labels_of_huge_and_tiny_rates_fit_and_stay_plain(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from releaser.report.charts import figure
+    from releaser.report.render import words_for
+
+    heavy = [step(requests=9e9, fast=9e9, feature=0.001)] * 13  # 300 million requests a second, a rare feature
+    config, store, _live, now = recorded(tmp_path, heavy, heavy)
+    document = build(config, store, "2.0.0", now=now)
+    words = words_for(document)
+    for drawn in (figure(document, "requests", "per_second", words),
+                  figure(document, "batch-order", "per_second", words, feature=True)):
+        try:
+            assert labels_cut(drawn) == []
+            values = [t.get_text() for t in drawn.axes[0].get_yticklabels() if t.get_text()]
+            assert values and not any("e" in v for v in values), values  # 0.00002, never 2e-05
+        finally:
+            plt.close(drawn)

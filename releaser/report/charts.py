@@ -1,8 +1,9 @@
 """One chart per metric: the window before the release (blue), the rollout (a shaded band
-labelled with the versions) and the window after (green), each window's average as a dashed
-line. Every chart of a report shares one time axis, shown in the report's time zone; values are
-plain numbers (no offsets, no scientific notation). PNGs at twice the displayed size, so they
-stay sharp on high-density screens and when printed."""
+labelled with the versions) and the window after (green), each window as a whole (its value in
+the table) as a dashed line. Every chart of a report shares one time axis, which spans what was
+measured, shown in the report's time zone; values are plain numbers (no offsets, no scientific
+notation); every label shows whole. PNGs at twice the displayed size, so they stay sharp on
+high-density screens and when printed."""
 
 from __future__ import annotations
 
@@ -100,11 +101,11 @@ def _plain(value: float, _position=None) -> str:
 
 def chart(report: dict, key: str, unit: str, words: Words, feature: bool = False) -> bytes | None:
     """A PNG of one metric over both windows, or None when neither window has a value."""
-    import matplotlib.pyplot as plt
-
     drawn = figure(report, key, unit, words, feature)
     if drawn is None:
         return None
+    import matplotlib.pyplot as plt  # loaded, on the Agg backend, by figure()
+
     try:
         out = io.BytesIO()
         drawn.savefig(out, format="png")
@@ -211,12 +212,12 @@ def _fit(drawn, axes, legend, marker, middle: datetime | None) -> None:
         if marker.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer)):
             below = to_axes.transform(legend.get_window_extent(renderer))[0][1]
             marker.set_y(below - 0.02)
-    picture = drawn.bbox
+    picture, (left, right), (bottom, top) = drawn.bbox, axes.get_xlim(), axes.get_ylim()
     for tick in axes.get_xticklabels():
         extent = tick.get_window_extent(renderer)
-        if tick.get_text() and (extent.x0 < picture.x0 or extent.x1 > picture.x1):
+        if left <= tick.get_position()[0] <= right and (extent.x0 < picture.x0 or extent.x1 > picture.x1):
             tick.set_visible(False)
-    labels = axes.get_yticklabels()
+    labels = [t for t in axes.get_yticklabels() if bottom <= t.get_position()[1] <= top and t.get_text()]
     while labels and min(t.get_window_extent(renderer).x0 for t in labels) < picture.x0 and \
             labels[0].get_fontsize() > 5:
         for tick in labels:
