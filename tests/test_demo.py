@@ -92,7 +92,7 @@ def test_demo_end_to_end_and_again(tmp_path):
     metrics = {m["key"]: m for m in document["metrics"]}
     assert metrics["requests"]["before"] and metrics["requests"]["after"]
     assert metrics["p95"]["assessment"] == "better"  # 1.1.0 answers faster than 1.0.0
-    assert document["features"][0]["before_per_day"] is None and document["features"][0]["after_per_day"] > 0
+    assert document["features"][0]["before_total"] is None and document["features"][0]["after_total"] > 0
     assert [r["state"] for r in status["reports"] if r["release"] == "1.1.0"] == ["sent"]
 
     # again in the same directory, with every core kept busy: the verdicts rest on counted

@@ -110,15 +110,42 @@ def test_quantile_interpolates_like_histogram_quantile():
     assert latency.above(0.1) == 50.0 and latency.bound_exceeded_by(0.05) == 0.5
 
 
+def test_a_quantile_beyond_the_buckets_is_a_bound_not_a_number():
+    from releaser.report.compute import METRICS, change, quantile
+    from releaser.report.words import Words
+
+    latency = Histogram({0.1: 80.0, 0.5: 99.0, 1.0: 99.0, float("inf"): 100.0})
+    assert latency.quantile(0.5) == pytest.approx(0.0625)  # what interpolating inside the first bucket makes up
+    assert quantile(latency, 0.5) == (0.1, "under")
+    assert quantile(latency, 0.95) == (pytest.approx(0.1 + 0.4 * 15 / 19), None)
+    assert quantile(latency, 0.995) == (1.0, "over")
+    assert quantile(Histogram(), 0.5) == (None, None)
+
+    p95 = next(m for m in METRICS if m.key == "p95")
+    slower = change(p95, 0.1, 0.3, [0.1] * 6, [0.3] * 6, bounds=("under", None))
+    assert slower["change"] is None and slower["change_percent"] is None  # no difference from a bound
+    assert slower["direction"] == "up" and slower["assessment"] == "worse"
+    assert slower["before_bound"] == "under" and slower["after_bound"] is None
+    for language, delta, told in (("en", "p95 response time rose from under 100 ms to 300 ms", "higher"),
+                                  ("zh-CN", "p95响应时间从低于100毫秒升至300毫秒", "升高")):
+        words = Words(language)
+        assert (words.delta(slower), words.change(slower)) == (delta, told)
+    both = change(p95, 0.1, 0.1, [0.1] * 6, [0.1] * 6, bounds=("under", "under"))
+    assert both["direction"] is None and both["noise"]["why"] == "both_under" and both["change"] is None
+    assert Words("en").change(both) == "both under 100 ms" and Words("zh-CN").change(both) == "均低于100毫秒"
+
+
 def test_report_numbers_match_the_hand_computed_values(tmp_path):
     config, store, now = fixed_store(tmp_path)
     document = build(config, store, "2.0.0", now=now)
     metrics = by_key(document)
 
-    # Both hosts serve 10 requests a second in both windows: 20/s = 1,728,000 a day. The restart
+    # Both hosts serve 10 requests a second in both windows: 20/s, 72,000 in the hour. The restart
     # at minute 30 and host b's three silent minutes lose nothing: counters are cumulative.
-    assert metrics["requests"]["before"] == pytest.approx(1_728_000)
-    assert metrics["requests"]["after"] == pytest.approx(1_728_000)
+    assert metrics["requests"]["unit"] == "per_second"
+    assert metrics["requests"]["before"] == pytest.approx(20) and metrics["requests"]["after"] == pytest.approx(20)
+    assert metrics["requests"]["before_total"] == pytest.approx(72_000)
+    assert metrics["requests"]["before_per_day"] is None  # an hour is not a day: no rate a day
     assert metrics["requests"]["direction"] == "same"
     # 6 of 600 failed, then 3 of 600.
     assert metrics["error_rate"]["before"] == pytest.approx(0.01)
@@ -127,20 +154,24 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     # 3 of 122 looks found host b silent; afterwards every look was answered.
     assert metrics["availability"]["before"] == pytest.approx(119 / 122)
     assert metrics["availability"]["after"] == 1.0
-    # Before: half the requests under 0.1 s, 90% under 0.5 s: p50 = 0.1 s, p95 = 0.5 + 0.5 * 0.05/0.1 = 0.75 s.
-    # After: 80% under 0.1 s, 99% under 0.5 s: p50 = 0.1 * 0.5/0.8 = 0.0625 s, p95 = 0.1 + 0.4 * 0.15/0.19.
-    assert metrics["p50"]["before"] == pytest.approx(0.1)
-    assert metrics["p95"]["before"] == pytest.approx(0.75)
-    assert metrics["p50"]["after"] == pytest.approx(0.0625)
+    # Before: half the requests under 0.1 s, 90% under 0.5 s: p50 in the first bucket (under 0.1 s: no
+    # number is made up inside it), p95 = 0.5 + 0.5 * 0.05/0.1 = 0.75 s.
+    # After: 80% under 0.1 s, 99% under 0.5 s: p50 under 0.1 s again, p95 = 0.1 + 0.4 * 0.15/0.19.
+    assert (metrics["p50"]["before"], metrics["p50"]["before_bound"]) == (pytest.approx(0.1), "under")
+    assert (metrics["p50"]["after"], metrics["p50"]["after_bound"]) == (pytest.approx(0.1), "under")
+    assert metrics["p50"]["direction"] is None and metrics["p50"]["noise"]["why"] == "both_under"
+    assert metrics["p95"]["before"] == pytest.approx(0.75) and metrics["p95"]["before_bound"] is None
     assert metrics["p95"]["after"] == pytest.approx(0.1 + 0.4 * 0.15 / 0.19)
     assert metrics["p95"]["change_percent"] == pytest.approx((0.1 + 0.4 * 0.15 / 0.19 - 0.75) / 0.75 * 100)
     # 6 CPU seconds a minute per host = 10% of a core; then 5%.
     assert metrics["cpu"]["before"] == pytest.approx(0.10)
     assert metrics["cpu"]["after"] == pytest.approx(0.05)
-    # 30 batch orders a minute per host = 86,400 a day; none recorded before: no data, not 0.
+    # 30 batch orders a minute per host, 3,600 in the hour (no rate a day from an hour); none
+    # recorded before: no data, not 0.
     feature = document["features"][0]
-    assert feature["name"] == "batch-order" and feature["before_per_day"] is None
-    assert feature["after_per_day"] == pytest.approx(86_400)
+    assert feature["name"] == "batch-order" and feature["before_total"] is None
+    assert feature["after_total"] == pytest.approx(3600) and feature["after_seconds"] == pytest.approx(3600)
+    assert feature["after_per_day"] is None and document["format"] == 3
     # Each window is an hour of observations per host.
     assert document["windows"]["before"]["observed_seconds"] == pytest.approx(3600)
     assert document["windows"]["after"]["observed_seconds"] == pytest.approx(3600)
@@ -156,6 +187,7 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     assert "The new feature batch-order was used 3,600 times in 1 h." in rendered.markdown
     assert "| batch-order | no data | 3,600 times in 1 h |" in rendered.markdown
     assert "| Request volume | 72,000 in 1 h | 72,000 in 1 h | unchanged |" in rendered.markdown
+    assert "| Median response time (p50) | under 100 ms | under 100 ms | both under 100 ms |" in rendered.markdown
     assert "a day" not in rendered.markdown.split("## Words used here")[0]
     assert "each was rolled back automatically within the 1 h SLA (the slowest took 12.5 s)" in rendered.markdown
     assert "Preview: this report is due on" in rendered.markdown
@@ -173,6 +205,8 @@ def test_the_whole_report_in_simplified_chinese(tmp_path):
     rendered = render(build(config, store, "2.0.0", now=now))
     assert "p95响应时间从750毫秒降至416毫秒（-45%）" in rendered.markdown
     assert "错误率从1.00%降至0.50%（-0.50个百分点）" in rendered.markdown
+    assert "| 响应时间中位数（p50） | 低于100毫秒 | 低于100毫秒 | 均低于100毫秒 |" in rendered.markdown
+    assert "响应时间中位数（p50）在发布前后均低于100毫秒（延迟直方图无法区分更细的差别）。" in rendered.markdown
     assert "新功能batch-order在1小时内被使用3,600次。" in rendered.markdown
     assert "| batch-order | 无数据 | 在1小时内被使用3,600次 |" in rendered.markdown
     assert rendered.subject == "【shop】版本2.0.0发布效果报告"

@@ -128,14 +128,15 @@ def test_report_from_prometheus_range_queries(tmp_path, traffic):
     # Ratios of counters scraped together: extrapolation cancels out, up to the edges.
     assert metrics["error_rate"]["before"] == pytest.approx(0.10, abs=0.01)
     assert metrics["error_rate"]["after"] == pytest.approx(0.02, abs=0.01)
-    # 2 hosts x 100 requests a second = 17,280,000 a day.
-    assert metrics["requests"]["before"] == pytest.approx(17_280_000, rel=0.2)
-    assert metrics["requests"]["after"] == pytest.approx(17_280_000, rel=0.2)
+    # 2 hosts x 100 requests a second; 10 s are not a day: no rate a day.
+    assert metrics["requests"]["before"] == pytest.approx(200, rel=0.2)
+    assert metrics["requests"]["after"] == pytest.approx(200, rel=0.2)
+    assert metrics["requests"]["after_per_day"] is None
     assert metrics["availability"]["before"] == 1.0 and metrics["availability"]["after"] == 1.0
     assert metrics["cpu"]["before"] is None  # not configured: no data
     feature = document["features"][0]
-    assert feature["before_per_day"] is None  # the series did not exist before the release
-    assert feature["after_per_day"] == pytest.approx(2 * 20 * 86400, rel=0.2)
+    assert feature["before_total"] is None  # the series did not exist before the release
+    assert feature["after_total"] / feature["after_seconds"] == pytest.approx(2 * 20, rel=0.2)
     assert document["environment"]["source"] == "prometheus" and document["problems"] == []
     assert len(document["series"]["before"]) == 5 and len(document["series"]["after"]) == 5
     markdown = render(document).markdown

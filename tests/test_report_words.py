@@ -32,9 +32,7 @@ environments:
 pipeline:
   - {{stage: full, environment: prod}}
 report:
-  window: {window}
-  step: {step}
-  language: {language}
+{spans}  language: {language}
 {timezone}  metrics:
     requests: http_requests_total
     errors: 'http_requests_total{{code=~"5.."}}'
@@ -67,14 +65,15 @@ def samples(start: float, seconds: float, steps: list[dict]) -> list[Sample]:
 
 
 def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds: float, language: str = "en",
-            timezone: str | None = None):
+            timezone: str | None = None, configured: bool = False):
     """A release 2.0.0 that passed its one stage, with `before` and `after` recorded a step
-    apart on either side of its rollout. Returns (config, store, live_at, now)."""
+    apart on either side of its rollout. The report's window and step are as long as the data
+    (or, `configured`, left to the defaults: 3 days, an hour). Returns (config, store, live_at, now)."""
     window = step_seconds * max(len(before), len(after))
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
     (tmp_path / "environments.yaml").write_text(CONFIG.format(
-        window=f"{window:g}s", step=f"{step_seconds:g}s", language=language,
+        spans="" if configured else f"  window: {window:g}s\n  step: {step_seconds:g}s\n", language=language,
         timezone=f"  timezone: {timezone}\n" if timezone else ""))
     config = load_config(tmp_path / "environments.yaml")
     store = SqliteStore(config.state_path)
@@ -84,8 +83,8 @@ def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds:
     report = schedule(config, store, Journal(store), "2.0.0", "prod")
     rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
     live_at = datetime.fromisoformat(report.live_at).timestamp()
-    store.add_samples(samples(rollout_start - len(before) * step_seconds, step_seconds, before)
-                      + samples(live_at, step_seconds, after))
+    store.add_samples((samples(rollout_start - len(before) * step_seconds, step_seconds, before) if before else [])
+                      + (samples(live_at, step_seconds, after) if after else []))  # none: nothing measured there
     return config, store, live_at, live_at + window + 1
 
 
@@ -107,10 +106,11 @@ def test_windows_seconds_long_show_counts_and_the_time_measured_never_a_day(tmp_
     assert "| Metric | Before (7 s measured) | After (5 s measured) | Change |" in markdown
     assert "These figures cover only 7 s before and 5 s after the rollout" in summary_of(markdown)
     assert "The feature batch-order was used 15 times in 5 s (21 times in 7 s before)." in markdown
-    # Machines still get the rates, per day as before, with what they were computed from.
+    # Machines get what the words say: the counts, how long, the mean rate a second; no rate a day.
     requests = by_key(document)["requests"]
-    assert requests["before"] == pytest.approx(100 * 86400) and requests["before_total"] == 700
-    assert requests["after_seconds"] == pytest.approx(5)
+    assert requests["before"] == pytest.approx(100) and requests["before_total"] == 700
+    assert requests["after_seconds"] == pytest.approx(5) and requests["after_per_day"] is None
+    assert document["features"][0]["after_total"] == 15 and document["features"][0]["after_per_day"] is None
 
 
 def test_changes_within_the_noise_are_unchanged(tmp_path):
@@ -211,7 +211,9 @@ def test_charts_are_sharp_and_share_one_time_axis(tmp_path):
 
     document = build(config, store, "2.0.0", now=now)
     zone = ZoneInfo("UTC")
-    start, end = time_span(document, zone)  # every chart's x-axis: the window before to the window after
+    start, end = time_span(document, zone)  # every chart's x-axis: what was measured, here all of both windows
+    assert start == datetime.fromisoformat(document["windows"]["before"]["measured_from"])
+    assert end == datetime.fromisoformat(document["windows"]["after"]["measured_to"])
     assert start == datetime.fromisoformat(document["windows"]["before"]["start"])
     assert end == datetime.fromisoformat(document["windows"]["after"]["end"])
     assert _plain(7_405_571) == "7,405,571" and _plain(0.00053) == "0.00053" and _plain(12.5) == "12.5"

@@ -1,8 +1,9 @@
 """One chart per metric: the window before the release (blue), the rollout (a shaded band
-labelled with the versions) and the window after (green), each window's average as a dashed
-line. Every chart of a report shares one time axis, shown in the report's time zone; values are
-plain numbers (no offsets, no scientific notation). PNGs at twice the displayed size, so they
-stay sharp on high-density screens and when printed."""
+labelled with the versions) and the window after (green), each window as a whole (its value in
+the table) as a dashed line. Every chart of a report shares one time axis, which spans what was
+measured, shown in the report's time zone; values are plain numbers (no offsets, no scientific
+notation); every label shows whole. PNGs at twice the displayed size, so they stay sharp on
+high-density screens and when printed."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import io
 import math
 from datetime import datetime
 
-from .words import DAY, Words
+from .words import Words
 
-BEFORE, AFTER, ROLLOUT = "#3b6fb6", "#2e9e5b", "#d9d9d9"
+BEFORE, AFTER, ROLLOUT, BOUND = "#3b6fb6", "#2e9e5b", "#d9d9d9", "#eeeeee"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 7.5, 2.5, 192  # 1440 x 480 pixels, shown at 720 x 240
 DISPLAY_WIDTH = 720
@@ -39,11 +40,19 @@ def _moment(iso: str | None, zone) -> datetime | None:
     return datetime.fromisoformat(iso).astimezone(zone) if iso else None
 
 
+def measured_span(report: dict, side: str, zone) -> tuple[datetime, datetime] | None:
+    """The first and the last moment a window was measured, or None."""
+    window = report["windows"][side] or {}
+    start, end = _moment(window.get("measured_from"), zone), _moment(window.get("measured_to"), zone)
+    return (start, end) if start and end else None
+
+
 def time_span(report: dict, zone) -> tuple[datetime, datetime] | None:
-    """The one time axis of every chart: from the window before to the end of the window after."""
-    edges = [_moment(w[edge], zone) for w in report["windows"].values() if w for edge in ("start", "end")]
-    edges += [_moment(report["rollout"][key], zone) for key in ("started_at", "live_at") if report["rollout"][key]]
-    edges = [e for e in edges if e is not None]
+    """The one time axis of every chart: what was measured of the window before, the rollout,
+    and what was measured of the window after (never the empty part of a window configured
+    longer than its data)."""
+    edges = [edge for side in ("before", "after") for edge in measured_span(report, side, zone) or ()]
+    edges += [e for e in (_moment(report["rollout"][key], zone) for key in ("started_at", "live_at")) if e]
     return (min(edges), max(edges)) if len(edges) > 1 and min(edges) < max(edges) else None
 
 
@@ -63,21 +72,51 @@ def _averages(report: dict, key: str, feature: bool, scale: float) -> dict[str, 
         return {side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
                 for side in ("before", "after")}
     item = next(m for m in report["metrics"] if m["key"] == key)
-    per = DAY if key == "requests" else 1.0
-    return {side: None if item[side] is None else item[side] / per * scale for side in ("before", "after")}
+    return {side: None if item[side] is None or item.get(f"{side}_bound") else item[side] * scale
+            for side in ("before", "after")}
+
+
+def _bounds(report: dict, key: str, scale: float) -> dict[str, float]:
+    """Where a quantile's values are only bounds (compute.quantile), in the chart's unit: the
+    highest bound some step or window is under, the lowest one some is over."""
+    item: dict = next((m for m in report["metrics"] if m["key"] == key), {})
+    found = [(item[f"{side}_bound"], item[side]) for side in ("before", "after") if item.get(f"{side}_bound")]
+    found += [(kind, point[key]) for name in ("before", "after") for point in report["series"][name]
+              for kind in [point.get("bounds", {}).get(key)] if kind]
+    bounds: dict[str, float] = {}
+    for kind, value in found:
+        bounds[kind] = (max if kind == "under" else min)(bounds.get(kind, value), value)
+    return {kind: value * scale for kind, value in bounds.items()}
 
 
 def _plain(value: float, _position=None) -> str:
-    """1,250 not 1.25e3; 0.5 not 5e-1."""
+    """1,250 not 1.25e3; 0.5 not 5e-1; 0.00002 not 2e-05."""
     if value == 0:
         return "0"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.4g}"
+    text = f"{value:.4g}"
+    return f"{value:.12f}".rstrip("0").rstrip(".") if "e" in text else text
 
 
 def chart(report: dict, key: str, unit: str, words: Words, feature: bool = False) -> bytes | None:
     """A PNG of one metric over both windows, or None when neither window has a value."""
+    drawn = figure(report, key, unit, words, feature)
+    if drawn is None:
+        return None
+    import matplotlib.pyplot as plt  # loaded, on the Agg backend, by figure()
+
+    try:
+        out = io.BytesIO()
+        drawn.savefig(out, format="png")
+        return out.getvalue()
+    finally:
+        plt.close(drawn)
+
+
+def figure(report: dict, key: str, unit: str, words: Words, feature: bool = False):
+    """The matplotlib Figure of one metric (the caller closes it), or None when neither window
+    has a value."""
     zone = words.zone
     scale = SCALE.get(unit, 1.0)
     lines = {name: _series(report, name, key, feature, scale, zone) for name in ("before", "after")}
@@ -98,48 +137,88 @@ def chart(report: dict, key: str, unit: str, words: Words, feature: bool = False
 
     versions = {"before": report["release"].get("previous") or label("l.before", "-"),
                 "after": report["release"]["version"]}
-    mean_label = label("l.mean", "x\u0304")
     with matplotlib.rc_context({"font.family": fonts, "axes.unicode_minus": False}):
-        figure, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
+        drawn, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
         try:
             averages = _averages(report, key, feature, scale)
-            top = 0.0
+            top = max([0.0, *(v for _, values in lines.values() for v in values if not math.isnan(v)),
+                       *(v for v in averages.values() if v is not None)])
+            ceiling = top * 1.35 if top > 0 else 1.0  # headroom: the legend and the rollout's label
             for name, color in (("before", BEFORE), ("after", AFTER)):
                 times, values = lines[name]
-                if not times:
+                measured = sum(not math.isnan(v) for v in values)
+                if not measured:
                     continue
                 axes.plot(times, values, color=color, linewidth=1.4, label=versions[name],
-                          marker="." if len(times) < 60 else None, markersize=4, clip_on=False)
-                top = max([top, *(v for v in values if not math.isnan(v))])
-                if averages[name] is not None:
-                    axes.hlines(averages[name], times[0], times[-1], colors=color, linestyles="dashed", linewidth=1.0)
-                    top = max(top, averages[name])
+                          marker="." if measured < 60 else None, markersize=4, clip_on=False)
+                first, last = measured_span(report, name, zone) or (times[0], times[-1])
+                average = averages[name]
+                if average is not None:
+                    axes.hlines(average, mdates.date2num(first), mdates.date2num(last), colors=color,
+                                linestyles="dashed", linewidth=1.0)
             if any(v is not None for v in averages.values()):
-                axes.plot([], [], color="#777777", linestyle="dashed", linewidth=1.0, label=mean_label)
-            rollout = report["rollout"]
-            if rollout["started_at"] and rollout["live_at"]:
-                start, end = _moment(rollout["started_at"], zone), _moment(rollout["live_at"], zone)
-                axes.axvspan(start, end, color=ROLLOUT, alpha=0.7, linewidth=0)
-                axes.text(start + (end - start) / 2, 0.98, f"{versions['before']} \u2192 {versions['after']}",
-                          transform=axes.get_xaxis_transform(), ha="center", va="top", fontsize=7, color="#555555")
+                axes.plot([], [], color="#777777", linestyle="dashed", linewidth=1.0, label=label("l.mean", "x\u0304"))
+            for kind, bound in ({} if feature else _bounds(report, key, scale)).items():
+                # values there are only bounds: the band says what they mean
+                axes.axhspan(0 if kind == "under" else bound, bound if kind == "under" else max(ceiling, bound),
+                             color=BOUND, linewidth=0, zorder=0)
+                text = words(kind, value=words.seconds(bound / scale)) if drawable else (
+                    ("< " if kind == "under" else "> ") + _plain(bound))
+                axes.text(0.99, bound / 2 if kind == "under" else bound, text, transform=axes.get_yaxis_transform(),
+                          ha="right", va="center" if kind == "under" else "bottom", fontsize=7, color="#555555")
+            rollout, marker = report["rollout"], None
+            start, end = _moment(rollout["started_at"], zone), _moment(rollout["live_at"], zone)
+            if start and end:
+                axes.axvspan(mdates.date2num(start), mdates.date2num(end), color=ROLLOUT, alpha=0.7, linewidth=0)
+                marker = axes.text(0.5, 0.98, f"{versions['before']} \u2192 {versions['after']}",
+                                   transform=axes.transAxes, ha="center", va="top", fontsize=7, color="#555555")
             span = time_span(report, zone)
             if span:
-                axes.set_xlim(*span)
+                axes.set_xlim(mdates.date2num(span[0]), mdates.date2num(span[1]))
             locator = mdates.AutoDateLocator(minticks=3, maxticks=8, tz=zone)
             axes.xaxis.set_major_locator(locator)
             axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
                 locator, tz=zone, formats=DATE_FORMATS, zero_formats=DATE_FORMATS, show_offset=False))
             axes.yaxis.set_major_formatter(FuncFormatter(_plain))
-            axes.set_ylim(0, top * 1.35 if top > 0 else 1.0)  # headroom: the legend and the band's label
+            axes.set_ylim(0, ceiling)
             axes.tick_params(labelsize=8)
             axes.grid(alpha=0.3)
-            axes.legend(loc="upper left", ncol=3, fontsize=7, frameon=False)
+            legend = axes.legend(loc="upper left", ncol=3, fontsize=7, frameon=False)
             for side in ("top", "right"):
                 axes.spines[side].set_visible(False)
-            figure.subplots_adjust(left=0.1, right=0.98, top=0.96, bottom=0.13)  # the same plot area in
+            drawn.subplots_adjust(left=0.1, right=0.98, top=0.96, bottom=0.13)  # the same plot area in
             # every chart, so that their time axes line up one under the other
-            out = io.BytesIO()
-            figure.savefig(out, format="png")
-            return out.getvalue()
-        finally:
-            plt.close(figure)
+            _fit(drawn, axes, legend, marker, None if start is None or end is None else start + (end - start) / 2)
+            return drawn
+        except BaseException:
+            plt.close(drawn)
+            raise
+
+
+def _fit(drawn, axes, legend, marker, middle: datetime | None) -> None:
+    """Keep every label whole: the rollout's label over the middle of its band but inside the
+    axes, and below the legend where the two would overlap; a time label that would stick out of
+    the picture is left out; value labels shrink until they fit."""
+    import matplotlib.dates as mdates
+
+    drawn.canvas.draw()
+    renderer = drawn.canvas.get_renderer()
+    to_axes = axes.transAxes.inverted()
+    if marker is not None and middle is not None:
+        low, high = axes.get_xlim()
+        width = marker.get_window_extent(renderer).width / axes.get_window_extent(renderer).width
+        x = (mdates.date2num(middle) - low) / (high - low)
+        marker.set_x(min(max(x, width / 2 + 0.01), 1 - width / 2 - 0.01))
+        if marker.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer)):
+            below = to_axes.transform(legend.get_window_extent(renderer))[0][1]
+            marker.set_y(below - 0.02)
+    picture, (left, right), (bottom, top) = drawn.bbox, axes.get_xlim(), axes.get_ylim()
+    for tick in axes.get_xticklabels():
+        extent = tick.get_window_extent(renderer)
+        if left <= tick.get_position()[0] <= right and (extent.x0 < picture.x0 or extent.x1 > picture.x1):
+            tick.set_visible(False)
+    labels = [t for t in axes.get_yticklabels() if bottom <= t.get_position()[1] <= top and t.get_text()]
+    while labels and min(t.get_window_extent(renderer).x0 for t in labels) < picture.x0 and \
+            labels[0].get_fontsize() > 5:
+        for tick in labels:
+            tick.set_fontsize(tick.get_fontsize() - 0.5)

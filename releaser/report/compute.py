@@ -4,11 +4,15 @@ words come from report.words, the layout from report.render."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import UsageError
 from ..metrics import MetricsUnavailable
+from ..metrics.histogram import Histogram
 from ..model import Config, Event, RunStatus, parse_ts
 from ..record import Record
 from ..store import Store
@@ -20,12 +24,12 @@ DAY = 86400.0
 
 class Metric(Record, frozen=True):
     key: str
-    unit: str  # per_day | ratio | seconds
+    unit: str  # per_second | ratio | seconds
     better: str | None  # lower | higher | None (neither: volume)
 
 
 METRICS = (
-    Metric("requests", "per_day", None),
+    Metric("requests", "per_second", None),
     Metric("error_rate", "ratio", "lower"),
     Metric("availability", "ratio", "higher"),
     Metric("p50", "seconds", "lower"),
@@ -34,22 +38,63 @@ METRICS = (
 )
 
 
-def window_values(line: Timeline) -> dict[str, float | None]:
-    """Every metric of METRICS over one window (None where it was not measured)."""
-    values: dict[str, float | None] = {m.key: None for m in METRICS}
+QUANTILES = {"p50": 0.5, "p95": 0.95}
+
+
+def quantile(latency: Histogram, q: float) -> tuple[float | None, str | None]:
+    """The q-quantile of a latency histogram, and whether it is only a bound: "under" when it
+    falls in the first bucket, where nothing tells how far below its bound it lies (no number is
+    interpolated there), "over" when it lies beyond the last finite bound; the value is then that
+    bound. (None, None) without observations."""
+    value = latency.quantile(q)
+    bounds = sorted(latency.buckets)
+    finite = [b for b in bounds if not math.isinf(b)]
+    if value is None or not finite:
+        return value, None
+    rank = q * latency.buckets[bounds[-1]]
+    if latency.buckets[finite[0]] >= rank:
+        return finite[0], "under"
+    if latency.buckets[finite[-1]] < rank:
+        return finite[-1], "over"
+    return value, None
+
+
+def window_values(line: Timeline) -> dict:
+    """Every metric of METRICS over one window (None where it was not measured), and under
+    "bounds" the quantiles that are only bounds (see quantile)."""
+    values: dict = {m.key: None for m in METRICS}
+    values["bounds"] = {}
     requests = line.total("requests")
     if requests and requests[1] > 0:
-        values["requests"] = requests[0] / requests[1] * DAY
+        values["requests"] = requests[0] / requests[1]
         errors = line.total("errors")
         if errors is not None and requests[0] > 0:
             values["error_rate"] = errors[0] / requests[0]
     values["availability"] = line.availability()
     latency = line.histogram()
-    values["p50"], values["p95"] = latency.quantile(0.5), latency.quantile(0.95)
+    for key, q in QUANTILES.items():
+        values[key], bound = quantile(latency, q)
+        if bound:
+            values["bounds"][key] = bound
     cpu = line.total("cpu")
     if cpu and cpu[1] > 0 and line.hosts:
         values["cpu"] = cpu[0] / cpu[1] / line.hosts
     return values
+
+
+def per_day(total: float, seconds: float) -> float | None:
+    """A count as a rate a day, only when what was measured covers a day: never a day made of
+    seconds."""
+    return total / seconds * DAY if seconds >= DAY else None
+
+
+def volume(line: Timeline | None, key: str) -> dict[str, float | None]:
+    """What a window counted of a counter: the total, over how many seconds, and a day's worth
+    when those seconds cover a day (else None)."""
+    counted = line.total(key) if line else None
+    if counted is None or counted[1] <= 0:
+        return {"total": None, "seconds": None, "per_day": None}
+    return {"total": counted[0], "seconds": counted[1], "per_day": per_day(*counted)}
 
 
 def step_values(line: Timeline) -> list[dict]:
@@ -59,26 +104,40 @@ def step_values(line: Timeline) -> list[dict]:
     for step in line.steps:
         one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
         values = window_values(one)
-        values["requests"] = None if values["requests"] is None else values["requests"] / DAY
         values["features"] = {key[8:]: step.counters[key] / step.seconds
                               for key in step.counters if key.startswith("feature:") and step.seconds > 0}
         points.append({"t": step.end, **values})
     return points
 
 
-def change(metric: Metric, before: float | None, after: float | None, before_steps: list[float] = (),
-           after_steps: list[float] = ()) -> dict:
+def change(metric: Metric, before: float | None, after: float | None, before_steps: Sequence[float] = (),
+           after_steps: Sequence[float] = (), bounds: tuple[str | None, str | None] = (None, None)) -> dict:
     """Before, after, the difference, and whether it is a change at all (report.noise decides on
-    the windows' per-step values): direction up, down or same; better, worse or neither."""
-    result = {"key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
-              "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
+    the windows' per-step values): direction up, down or same; better, worse or neither. No
+    direction when too few steps were measured to tell (`noise.why`: too_few_steps).
+
+    A side that is only a bound (`bounds`: "under" or "over" its value, see quantile) has no
+    difference to give; its bound stands in for it in the noise test, where only the order of
+    the values counts. Two sides beyond the same edge of the buckets cannot be told apart: no
+    direction, `noise.why` both_under or both_over."""
+    result: dict[str, Any] = {
+        "key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
+        "before_bound": bounds[0], "after_bound": bounds[1],
+        "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
     if before is None or after is None:
         return result
-    result["change"] = after - before
-    result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
+    steps = [len(before_steps), len(after_steps)]
+    if bounds[0] and bounds[0] == bounds[1]:
+        result["noise"] = {"p_value": None, "steps": steps, "why": f"both_{bounds[0]}"}
+        return result
+    if not any(bounds):
+        result["change"] = after - before
+        result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
     verdict = noise.judge(before, after, list(before_steps), list(after_steps),
                           bad_side=metric.better == "higher" and metric.unit == "ratio")
-    result["noise"] = {"p_value": verdict.p_value, "steps": list(verdict.steps), "why": verdict.why}
+    result["noise"] = {"p_value": verdict.p_value, "steps": steps, "why": verdict.why}
+    if verdict.why == "too_few_steps":  # large enough to matter, too few steps to tell from noise: no direction
+        return result
     result["direction"] = "same" if not verdict.changed else ("up" if after > before else "down")
     if verdict.changed and metric.better:
         improved = (after < before) == (metric.better == "lower")
@@ -91,7 +150,7 @@ def _steps_of(points: list[dict], key: str) -> list[float]:
 
 
 def _ts(value: float) -> str:
-    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
 
 
 def build(config: Config, store: Store, version: str, now: float | None = None) -> dict:
@@ -99,7 +158,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     release = store.get_release(version)
     if release is None:
         raise UsageError(f"unknown release {version!r}")
-    now = now if now is not None else datetime.now(timezone.utc).timestamp()
+    now = now if now is not None else datetime.now(UTC).timestamp()
     spec, env = config.report, config.report_environment
     if env is None:
         raise UsageError("the pipeline has no stages: there is no rollout to report on")
@@ -108,7 +167,8 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     on_env = [r for r in runs if r.environment == env.name and r.status is not RunStatus.SKIPPED]
     rollout_start = parse_ts(on_env[0].started_at).timestamp() if on_env else None
     live = [r for r in runs if r.stage == config.pipeline[-1].name and r.status is RunStatus.PASSED]
-    live_at = parse_ts(scheduled.live_at if scheduled else live[-1].finished_at).timestamp() if (scheduled or live) else None
+    live_iso = scheduled.live_at if scheduled else live[-1].finished_at if live else None
+    live_at = parse_ts(live_iso).timestamp() if live_iso else None
     due_at = parse_ts(scheduled.due_at).timestamp() if scheduled else None
 
     windows = _windows(store, version, env.name, spec.window, rollout_start, live_at, now)
@@ -122,36 +182,36 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
             except MetricsUnavailable as exc:
                 problems.append(f"{name}: {exc}")
         if window is not None:
-            window["observed_seconds"] = lines[name].observed if lines[name] else 0.0
-            window.update({"start": _ts(window["start"]), "end": _ts(window["end"])})
-    values = {name: window_values(line) if line else {m.key: None for m in METRICS} for name, line in lines.items()}
+            line = lines[name]
+            window["observed_seconds"] = line.observed if line else 0.0
+            span = line.measured if line else None
+            window.update({"start": _ts(window["start"]), "end": _ts(window["end"]),
+                           "measured_from": _ts(span[0]) if span else None,
+                           "measured_to": _ts(span[1]) if span else None})
+    values = {name: window_values(line) if line else {m.key: None for m in METRICS} | {"bounds": {}}
+              for name, line in lines.items()}
 
     features = []
     for name in dict.fromkeys([*release.features, *spec.features]):
         feature = {"name": name, "declared": name in release.features, "measured": name in spec.features}
         for window_name, line in lines.items():
-            total = line.total(f"feature:{name}") if line else None
-            counted = total is not None and total[1] > 0
-            feature[f"{window_name}_total"] = total[0] if counted else None
-            feature[f"{window_name}_seconds"] = total[1] if counted else None
-            feature[f"{window_name}_per_day"] = total[0] / total[1] * DAY if counted else None
+            feature.update({f"{window_name}_{k}": v for k, v in volume(line, f"feature:{name}").items()})
         features.append(feature)
     series = {name: step_values(line) if line else [] for name, line in lines.items()}
     metrics = []
     for metric in METRICS:
         item = change(metric, values["before"][metric.key], values["after"][metric.key],
-                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key))
+                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key),
+                      (values["before"]["bounds"].get(metric.key), values["after"]["bounds"].get(metric.key)))
         if metric.key == "requests":  # a volume is told as what was counted, over how long
             for window_name, line in lines.items():
-                total = line.total("requests") if line else None
-                item[f"{window_name}_total"] = total[0] if total and total[1] > 0 else None
-                item[f"{window_name}_seconds"] = total[1] if total and total[1] > 0 else None
+                item.update({f"{window_name}_{k}": v for k, v in volume(line, "requests").items()})
         metrics.append(item)
 
     incidents = [_incident(event, spec.rollback_sla) for event in store.events(release=version)
                  if event.kind == "incident"]
     return {
-        "format": 2,
+        "format": 3,
         "project": config.project,
         "language": spec.language,
         "timezone": spec.timezone or local_zone(),

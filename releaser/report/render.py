@@ -56,13 +56,10 @@ def render(report: dict) -> Rendered:
     words = words_for(report)
     report = {**report, "summary": words.summary(report)}
     charts = _charts(report, words)
-    measured = {name: words.seconds((window or {}).get("observed_seconds") or 0.0)
-                for name, window in report["windows"].items()}
     context = {"r": report, "w": words, "rows": _metric_rows(report, words), "features": _feature_rows(report, words),
-               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report["step_seconds"]),
+               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report),
                "zone": (report.get("timezone") or "UTC").removeprefix("Etc/"), "chart_width": DISPLAY_WIDTH,
-               "before": words("before_measured", seconds=measured["before"]),
-               "after": words("after_measured", seconds=measured["after"])}
+               "before": words.heading(report, "before"), "after": words.heading(report, "after")}
     images = {cid: png for cid, _caption, png in charts}
     data_uri = {cid: "data:image/png;base64," + base64.b64encode(png).decode() for cid, png in images.items()}
     html = _templates().get_template("report.html.j2")
@@ -86,16 +83,14 @@ def _metric_rows(report: dict, words: Words) -> list[dict]:
              "after": words.metric_value(m, "after"),
              "change": words("judged", change=words.change(m), judgement=words(m["assessment"])) if m["assessment"]
              else words.change(m),
-             "assessment": m["assessment"], "judgement": words(m["assessment"]) if m["assessment"] else "",
-             "sentence": words.delta(m)} for m in report["metrics"]]
+             "assessment": m["assessment"]} for m in report["metrics"]]
 
 
 def _feature_rows(report: dict, words: Words) -> list[dict]:
     def used(feature: dict, side: str) -> str:
         if not feature["measured"]:
             return words("not_measured")
-        return words.volume(feature[f"{side}_total"], feature[f"{side}_seconds"], feature[f"{side}_per_day"],
-                            uses=True)
+        return words.volume(feature, side, uses=True)
 
     return [{"name": f["name"], "before": used(f, "before"), "after": used(f, "after")} for f in report["features"]]
 

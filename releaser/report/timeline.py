@@ -35,6 +35,7 @@ class Timeline(Record):
     step: float
     steps: list[Step]
     hosts: int  # hosts of the environment
+    measured: tuple[float, float] | None = None  # the first and the last moment measured; None: nothing
 
     def total(self, key: str) -> tuple[float, float] | None:
         """(sum of a counter's increases, seconds observed while it was measured); None: no data."""
@@ -137,9 +138,8 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
     host_seconds = [0.0] * len(steps)
     last: dict[str, Sample] = {}
     reporting: set[str] = set()
-    for sample in sorted(samples, key=lambda s: s.ts):
-        if not start <= sample.ts <= end:
-            continue
+    looked = sorted((s for s in samples if start <= s.ts <= end), key=lambda s: s.ts)
+    for sample in looked:
         index = _index(start, step, sample.ts, len(steps))
         answered[index][1] += 1
         if sample.values is None:
@@ -158,7 +158,7 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
         step_.seconds = host_seconds[index] / len(reporting) if reporting else 0.0
         answers, observations = answered[index]
         step_.up, step_.looks = (answers / observations if observations else None), observations
-    return Timeline(start, end, step, steps, hosts)
+    return Timeline(start, end, step, steps, hosts, (looked[0].ts, looked[-1].ts) if looked else None)
 
 
 def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec, start: float, end: float,
@@ -190,7 +190,9 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
         if spec.errors is not None and "requests" in step_.counters:
             step_.counters.setdefault("errors", 0.0)
         step_.seconds = step if (step_.counters or step_.up is not None) else 0.0
-    return Timeline(start, end, step, steps, len(env.hosts))
+    measured = [s.end for s in steps if s.seconds]  # each point covers the step before it
+    covered = (max(start, measured[0] - step), measured[-1]) if measured else None
+    return Timeline(start, end, step, steps, len(env.hosts), covered)
 
 
 def timeline(store: Store, env: Environment, spec: ReportSpec, start: float, end: float) -> Timeline:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..terminal import zone_label
+from .compute import DAY
 from .noise import MIN_CHANGE_PERCENT, MIN_STEPS, SIGNIFICANCE
-
-DAY = 86400.0
 
 TEXT = {
     "en": {
@@ -27,14 +26,18 @@ TEXT = {
         "metrics": "Before and after",
         "metric": "Metric", "change": "Change",
         "before_measured": "Before ({seconds} measured)", "after_measured": "After ({seconds} measured)",
+        "before_unmeasured": "Before (nothing measured)", "after_unmeasured": "After (nothing measured)",
+        "before_plain": "Before", "after_plain": "After", "after_no_window": "After (no window: not live)",
         "windows": "Before: {before}. After: {after}. The rollout itself ({rollout}) is left out.",
         "window_span": "{start} to {end}",
         "span": "{start} to {end}",
         "cut_short": "the window after ends early, when {next} started rolling out",
         "cut_by_rollback": "the window after ends early: the release was rolled back on {at}",
         "charts": "Over time",
-        "chart_note": "Each chart: the window before the release, the rollout (shaded), the window after; "
-                      "dashed lines are each window's average. Times in {zone}.",
+        "chart_note": "Each chart spans only the time measured ({before} before the release, {after} after it), "
+                      "with the rollout shaded between; dashed lines show each window as a whole, as in the table. "
+                      "Times in {zone}.",
+        "nothing": "nothing",
         "caption": "{name} ({unit})",
         "feature_usage": "Feature usage",
         "feature": "Feature",
@@ -57,10 +60,14 @@ TEXT = {
                    "{percent}% and larger than the noise: a rank test (Mann-Whitney) of the values of the "
                    "window's {step} steps before against those after must give p < {alpha}, with at least "
                    "{steps} measured steps on each side.",
+        "g.bound": "under, over (a response time): the latency histogram counts requests in buckets, so a "
+                   "response time in its first bucket is known only to be under that bucket's bound, and one "
+                   "beyond its last bucket only to be over it.",
         "m.requests": "request volume", "m.error_rate": "error rate", "m.availability": "availability",
         "m.p50": "median response time (p50)", "m.p95": "p95 response time", "m.cpu": "CPU use per host",
         # the verdict, first line of the summary
         "v.healthy": "Healthy: {parts}.",
+        "v.too_few": "Too few measurements to judge yet: {parts}.",
         "v.attention": "Needs a look: {parts}.",
         "v.rolled_back": "Rolled back after {duration} live for all users{cause}.",
         "v.rolled_back_early": "Rolled back at {stage}{cause}: it never reached all users.",
@@ -86,7 +93,18 @@ TEXT = {
         "s.compared": "Compared with the {window} before it:",
         "s.nothing_changed": "Compared with the {window} before it, nothing measured changed beyond its "
                              "usual noise.",
+        "s.measured_span": "{span} measured",
+        "s.nothing_changed_in": "Compared with the {window} before it, nothing measured in both windows ({names}) "
+                                "changed beyond its usual noise.",
         "s.no_metrics": "There are no measurements to compare: no metrics were available for these windows.",
+        "s.nothing_after": "Nothing was measured after the rollout, so there is nothing to compare with the "
+                           "{before} measured before it.",
+        "s.nothing_before": "Nothing was measured before the rollout, so there is nothing to compare the "
+                            "{after} measured after it with.",
+        "s.nothing_in_common": "No metric was measured both before and after the rollout, so there is nothing "
+                               "to compare.",
+        "s.scrape_hint": "With a scrape source, releaser records metrics only while a stage bakes and while "
+                         "releaser watch runs: keep releaser watch running to measure the windows.",
         "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no "
                       "window after it to compare.",
         "s.feature_new": "The new feature {name} is used {count}.",
@@ -98,6 +116,8 @@ TEXT = {
         "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
                            "to roll back.",
         "s.missing": "No data for: {names}.",
+        "s.only_before": "Measured only before the rollout: {names}.",
+        "s.only_after": "Measured only after the rollout: {names}.",
         "d.down": "{name} fell from {before} to {after} ({percent})",
         "d.up": "{name} rose from {before} to {after} ({percent})",
         "d.volume_down": "{name} fell by {percent} ({before} before, {after} after)",
@@ -106,6 +126,18 @@ TEXT = {
         "d.new": "{name}: no data before the release, {after} after",
         "d.gone": "{name}: {before} before the release, no data after",
         "d.none": "{name}: no data",
+        "d.up_bound": "{name} rose from {before} to {after}",
+        "d.down_bound": "{name} fell from {before} to {after}",
+        "s.both_under": "{names} stayed under {value}, before and after the release (the latency histogram "
+                        "tells no finer).",
+        "s.both_over": "{names} stayed over {value}, before and after the release (the latency histogram "
+                       "tells no higher).",
+        "under": "under {value}", "over": "over {value}",
+        "c.both_under": "both under {value}", "c.both_over": "both over {value}",
+        "c.up": "higher", "c.down": "lower", "and": " and ",
+        "too_few": "too few measurements to tell",
+        "s.too_few": "Too few measurements to tell whether these changed beyond their usual noise: {items}.",
+        "s.too_few_item": "{name} ({before} before, {after} after)",
         "per_day": "{value} a day",
         "times_per_day": "{value} times a day",
         "counted": "{value} in {seconds}",
@@ -119,7 +151,7 @@ TEXT = {
         "st.rolled_back": "rolled back", "st.rollback_failed": "rollback failed", "st.skipped": "skipped (forced)",
         "st.held": "held", "st.registered": "not started",
         "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses per second",
-        "l.before": "before", "l.after": "after", "l.mean": "average",
+        "l.before": "before", "l.after": "after", "l.mean": "whole window",
     },
     "zh-CN": {
         "title": "{project}版本{version}：发布效果",
@@ -135,13 +167,17 @@ TEXT = {
         "metrics": "发布前后对比",
         "metric": "指标", "change": "变化",
         "before_measured": "发布前（实测{seconds}）", "after_measured": "发布后（实测{seconds}）",
+        "before_unmeasured": "发布前（无实测数据）", "after_unmeasured": "发布后（无实测数据）",
+        "before_plain": "发布前", "after_plain": "发布后", "after_no_window": "发布后（无窗口：未全量上线）",
         "windows": "发布前：{before}。发布后：{after}。发布过程本身（{rollout}）不计入。",
         "window_span": "{start}至{end}",
         "span": "{start}至{end}",
         "cut_short": "因{next}开始发布，发布后窗口提前结束",
         "cut_by_rollback": "该版本已于{at}回滚，发布后窗口提前结束",
         "charts": "随时间变化",
-        "chart_note": "每张图依次为：发布前窗口、发布过程（阴影）、发布后窗口；虚线为各窗口的平均值。时间为{zone}。",
+        "chart_note": "每张图只涵盖实测的时间（发布前{before}，发布后{after}），中间阴影为发布过程；"
+                      "虚线为各窗口整体的值，与表格一致。时间为{zone}。",
+        "nothing": "无实测数据",
         "caption": "{name}（{unit}）",
         "feature_usage": "功能使用情况",
         "feature": "功能",
@@ -161,9 +197,12 @@ TEXT = {
         "g.noise": "无明显变化：只有当差异至少为{percent}%且超出正常波动时才视为变化（改善或变差）："
                    "对发布前后窗口中每{step}一个数据点做秩检验（Mann-Whitney），p值须小于{alpha}，"
                    "且每侧至少有{steps}个数据点。",
+        "g.bound": "低于、高于（响应时间）：延迟直方图按区间计数，落在第一个区间内的响应时间只能知道低于该区间的上限，"
+                   "超出最后一个区间的只能知道高于它。",
         "m.requests": "请求量", "m.error_rate": "错误率", "m.availability": "可用性",
         "m.p50": "响应时间中位数（p50）", "m.p95": "p95响应时间", "m.cpu": "单台主机CPU使用率",
         "v.healthy": "健康：{parts}。",
+        "v.too_few": "测量太少，尚无法判断：{parts}。",
         "v.attention": "需要关注：{parts}。",
         "v.rolled_back": "全量上线{duration}后已回滚{cause}。",
         "v.rolled_back_early": "在{stage}阶段已回滚{cause}，未触达全部用户。",
@@ -185,7 +224,14 @@ TEXT = {
         "s.short": "这些数据只涵盖发布前{before}和发布后{after}，时间太短，无法折算为每天的数量，因此给出的是实测总数。",
         "s.compared": "与发布前{window}相比：",
         "s.nothing_changed": "与发布前{window}相比，各项指标均未超出正常波动。",
+        "s.measured_span": "实测的{span}",
+        "s.nothing_changed_in": "与发布前{window}相比，两个窗口都有测量的指标（{names}）均未超出正常波动。",
         "s.no_metrics": "没有可对比的数据：这两个时间窗口内没有可用的指标。",
+        "s.nothing_after": "发布后没有测到任何数据，因此无法与发布前实测的{before}对比。",
+        "s.nothing_before": "发布前没有测到任何数据，因此无法与发布后实测的{after}对比。",
+        "s.nothing_in_common": "没有任何指标在发布前后都有测量，因此无法对比。",
+        "s.scrape_hint": "使用scrape数据源时，releaser只在阶段观察期间和releaser watch运行时记录指标："
+                         "请保持releaser watch运行，以测量这些窗口。",
         "s.not_live": "{version}未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
         "s.feature_new": "新功能{name}{count}。",
         "s.feature": "功能{name}{count}（发布前{before}）。",
@@ -194,6 +240,8 @@ TEXT = {
         "s.incidents_ok": "共发生{count}次故障，均在{sla}SLA内自动回滚（最慢一次用时{slowest}）。",
         "s.incidents_bad": "共发生{count}次故障，其中{late}次回滚超过了{sla}SLA。",
         "s.missing": "以下指标无数据：{names}。",
+        "s.only_before": "仅在发布前有测量：{names}。",
+        "s.only_after": "仅在发布后有测量：{names}。",
         "d.down": "{name}从{before}降至{after}（{percent}）",
         "d.up": "{name}从{before}升至{after}（{percent}）",
         "d.volume_down": "{name}下降{percent}（发布前{before}，发布后{after}）",
@@ -202,6 +250,16 @@ TEXT = {
         "d.new": "{name}：发布前无数据，发布后为{after}",
         "d.gone": "{name}：发布前为{before}，发布后无数据",
         "d.none": "{name}：无数据",
+        "d.up_bound": "{name}从{before}升至{after}",
+        "d.down_bound": "{name}从{before}降至{after}",
+        "s.both_under": "{names}在发布前后均低于{value}（延迟直方图无法区分更细的差别）。",
+        "s.both_over": "{names}在发布前后均高于{value}（延迟直方图无法区分更高的值）。",
+        "under": "低于{value}", "over": "高于{value}",
+        "c.both_under": "均低于{value}", "c.both_over": "均高于{value}",
+        "c.up": "升高", "c.down": "降低", "and": "和",
+        "too_few": "测量太少，无法判断",
+        "s.too_few": "测量次数太少，无法判断以下指标的变化是否超出正常波动：{items}。",
+        "s.too_few_item": "{name}（发布前{before}，发布后{after}）",
         "per_day": "每天{value}",
         "times_per_day": "每天被使用{value}次",
         "counted": "{seconds}内{value}",
@@ -215,7 +273,7 @@ TEXT = {
         "st.rolled_back": "已回滚", "st.rollback_failed": "回滚失败", "st.skipped": "已跳过（强制）",
         "st.held": "暂停", "st.registered": "未开始",
         "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每秒使用次数",
-        "l.before": "发布前", "l.after": "发布后", "l.mean": "平均值",
+        "l.before": "发布前", "l.after": "发布后", "l.mean": "窗口整体",
     },
 }
 
@@ -255,7 +313,8 @@ class Words:
             return self("ms", n=f"{value * 1000:.3g}")
         if value < 60:
             return self("second", n=f"{value:.3g}")
-        parts, rest = [], round(value)
+        parts: list[str] = []
+        rest = round(value)
         for key, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
             if rest >= size and len(parts) < 2:
                 count, rest = divmod(rest, size)
@@ -271,29 +330,53 @@ class Words:
             return self.seconds(value)
         if unit == "ratio":
             return self.percent(value)
-        return self("per_day", value=self.number(value))
+        return self.number(value)
 
-    def volume(self, total: float | None, seconds: float | None, per_day: float | None, uses: bool = False) -> str:
-        """A count over a window: a rate a day when the window measured covers a day, else the
-        count itself and how long it was measured ("52 in 7 s"): never a day made of seconds."""
+    def volume(self, counted: dict, side: str, uses: bool = False) -> str:
+        """What a window counted (a metric's or a feature's `{side}_total`, `_seconds`, `_per_day`):
+        a rate a day when the window measured covers a day (compute.per_day), else the count
+        itself and how long it was measured ("52 in 7 s")."""
+        total, seconds, per_day = (counted[f"{side}_{k}"] for k in ("total", "seconds", "per_day"))
         if total is None or not seconds:
             return self("no_data")
-        if seconds >= DAY and per_day is not None:
+        if per_day is not None:
             return self("times_per_day" if uses else "per_day", value=self.number(per_day))
         return self("times_counted" if uses else "counted", value=self.number(total), seconds=self.seconds(seconds))
 
     def metric_value(self, item: dict, side: str) -> str:
-        if item["key"] == "requests" and f"{side}_total" in item:
-            return self.volume(item[f"{side}_total"], item[f"{side}_seconds"], item[side])
+        if f"{side}_total" in item:
+            return self.volume(item, side)
+        if item.get(f"{side}_bound"):  # a quantile beyond the histogram's buckets: "under 100 ms"
+            return self(item[f"{side}_bound"], value=self.value(item["unit"], item[side]))
         return self.value(item["unit"], item[side])
+
+    def names(self, names: list[str]) -> str:
+        """'a', 'a and b', 'a, b and c'."""
+        return self("list").join(names[:-1]) + self("and") + names[-1] if len(names) > 1 else names[0]
+
+    @staticmethod
+    def why(item: dict) -> str | None:
+        """Why the noise test said what it did (noise.Verdict.why; both_under, both_over), if it ran."""
+        return (item.get("noise") or {}).get("why")
+
+    def both_bound(self, item: dict) -> str:
+        """The bound both sides of a metric lie beyond: the larger one they are both under, or the
+        smaller one they are both over."""
+        bound = (max if self.why(item) == "both_under" else min)(item["before"], item["after"])
+        return self.value(item["unit"], bound)
 
     def change(self, item: dict) -> str:
         """A metric's change: 'unchanged' within the noise, else relative (-33%) or, for shares,
-        percentage points (+0.25 pp)."""
-        if item["change"] is None:
-            return "—"
+        percentage points (+0.25 pp); higher or lower when a side is only a bound, and what both
+        sides are when the histogram cannot tell them apart ('both under 100 ms')."""
         if item["direction"] == "same":
             return self("unchanged")
+        if self.why(item) == "too_few_steps":
+            return self("too_few")
+        if self.why(item) in ("both_under", "both_over"):
+            return self(f"c.{self.why(item)}", value=self.both_bound(item))
+        if item["change"] is None:
+            return self(f"c.{item['direction']}") if item["direction"] in ("up", "down") else "—"
         if item["unit"] == "ratio":
             points = item["change"] * 100
             return self("points", n=f"{points:+.2f}" if abs(points) < 10 else f"{points:+.1f}")
@@ -311,7 +394,12 @@ class Words:
     def metric_name(self, key: str, heading: bool = False) -> str:
         """In a sentence ('p95 response time fell'), or as a heading ('Error rate')."""
         name = self(f"m.{key}")
-        return name[:1].upper() + name[1:] if heading and name[1:2].islower() else name
+        return self.capital(name) if heading else name
+
+    @staticmethod
+    def capital(text: str) -> str:
+        """A sentence's first letter in capitals, unless it starts a name such as p95."""
+        return text[:1].upper() + text[1:] if text[1:2].islower() else text
 
     # -- sentences --
 
@@ -327,7 +415,9 @@ class Words:
             return self("d.gone", name=name, before=before)
         if item["direction"] == "same":
             return self("d.same", name=name, after=after)
-        counted = item["key"] == "requests" and (item.get("after_seconds") or DAY) < DAY
+        if item["change"] is None:  # a side is only a bound: no difference to give
+            return self(f"d.{item['direction']}_bound", name=name, before=before, after=after)
+        counted = "after_total" in item and item["after_per_day"] is None
         key = f"d.volume_{item['direction']}" if counted else f"d.{item['direction']}"
         percent = self.change(item)
         if counted:
@@ -353,7 +443,8 @@ class Words:
                 duration = round(duration / 60) * 60
             return self("v.rolled_back", duration=self.seconds(duration), cause=cause)
         metrics = {m["key"]: m for m in report["metrics"]}
-        parts, worse = [], False
+        parts: list[str] = []
+        worse = False
         speed = next((metrics[k] for k in ("p95", "p50") if metrics[k]["direction"] is not None), None)
         for item, words in ((speed, ("p.faster", "p.slower", "p.as_fast")),
                             (metrics["error_rate"], ("p.fewer_errors", "p.more_errors", "p.same_errors")),
@@ -368,7 +459,10 @@ class Words:
         plural = {"count": len(incidents), "s": "" if len(incidents) == 1 else "s", "late": len(late)}
         parts.append(self("p.no_incidents") if not incidents
                      else self("p.incidents_late" if late else "p.incidents_ok", **plural))
-        return self("v.attention" if worse or late else "v.healthy", parts=self("p.join").join(parts))
+        untold = any(self.why(metrics[k]) == "too_few_steps" for k in ("p95", "p50", "error_rate", "availability"))
+        untold = untold or not all(self.observed(report, side) for side in ("before", "after"))
+        key = "v.attention" if worse or late else "v.too_few" if untold else "v.healthy"
+        return self(key, parts=self("p.join").join(parts))
 
     def story(self, report: dict) -> str | None:
         """What became of the release, in the tense that matches it."""
@@ -388,42 +482,21 @@ class Words:
 
     def summary(self, report: dict) -> list[str]:
         """The plain-words paragraph at the top: the verdict, then one sentence per item."""
-        release, lines = report["release"], [self.verdict(report)]
+        lines = [self.verdict(report)]
         story = self.story(report)
         if story:
             lines.append(story)
-        observed = {name: (w or {}).get("observed_seconds") or 0.0 for name, w in report["windows"].items()}
-        window = self.seconds(report["window_seconds"])
-        compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
-        if compared and min(observed.values()) < DAY:
-            lines.append(self("s.short", before=self.seconds(observed["before"]),
-                              after=self.seconds(observed["after"])))
-        first = ("error_rate", "availability")  # what users suffer leads whenever it moved
-        moved = sorted((m for m in compared if m["direction"] != "same"),
-                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
-                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
-        if not report["rollout"]["live_at"]:
-            last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
-            status = self.text.get(f"st.{last['status']}", last["status"])
-            lines.append(self("s.not_live", version=release["version"], stage=last["stage"], status=status))
-        elif not compared:
-            lines.append(self("s.no_metrics"))
-        elif not moved:
-            lines.append(self("s.nothing_changed", window=window))
-        else:
-            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
-                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+        lines += self.comparison(report)
         for feature in report["features"]:
             if feature.get("after_total") is None:
                 continue
-            short = (feature["after_seconds"] or 0) < DAY
-            count = self.volume(feature["after_total"], feature["after_seconds"], feature["after_per_day"], uses=True)
+            short = feature["after_per_day"] is None
+            count = self.volume(feature, "after", uses=True)
             if feature.get("before_total") is None:
                 lines.append(self("s.feature_new_short" if short else "s.feature_new", name=feature["name"],
                                   count=count))
             else:
-                before = self.volume(feature["before_total"], feature["before_seconds"], feature["before_per_day"],
-                                     uses=True)
+                before = self.volume(feature, "before", uses=True)
                 lines.append(self("s.feature_short" if short else "s.feature", name=feature["name"], count=count,
                                   before=before))
         incidents = report["incidents"]
@@ -439,12 +512,100 @@ class Words:
             else:
                 slowest = max(i["time_to_rollback"] for i in incidents)
                 lines.append(self("s.incidents_ok", slowest=self.seconds(slowest), **plural))
+        compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
         missing = [self.metric_name(m["key"]) for m in report["metrics"] if m["before"] is None and m["after"] is None]
         if missing and compared:
             lines.append(self("s.missing", names=self("list").join(missing)))
         return lines
 
-    def glossary(self, step_seconds: float) -> list[str]:
-        return [self("g.p50"), self("g.p95"), self("g.pp"),
-                self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(step_seconds),
-                     alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
+    def comparison(self, report: dict) -> list[str]:
+        """What the metrics did, in as many sentences as it takes; every one of them agrees with the
+        table: a window without data is said to be so, and the period compared with is the one
+        measured when that is shorter than the configured window (by more than a step)."""
+        release, metrics = report["release"], report["metrics"]
+        if not report["rollout"]["live_at"]:
+            last = report["stages"][-1] if report["stages"] else {"stage": "—", "status": "registered"}
+            status = self.text.get(f"st.{last['status']}", last["status"])
+            return [self("s.not_live", version=release["version"], stage=last["stage"], status=status)]
+        observed = {name: self.seconds(self.observed(report, name)) for name in ("before", "after")}
+        compared = [m for m in metrics if m["before"] is not None and m["after"] is not None]
+        if not compared:
+            measured = (self.measured(report, "before"), self.measured(report, "after"))
+            key = {(False, False): "s.no_metrics", (True, False): "s.nothing_after",
+                   (False, True): "s.nothing_before", (True, True): "s.nothing_in_common"}[measured]
+            lines = [self(key, **observed)]
+            if report["environment"]["source"] == "scrape" and not all(measured):
+                lines.append(self("s.scrape_hint"))
+            return lines
+        lines = []
+        if 0 < min(self.observed(report, side) for side in ("before", "after")) < DAY:
+            lines.append(self("s.short", **observed))
+        window = self.seconds(report["window_seconds"])
+        if self.observed(report, "before") < report["window_seconds"] - report["step_seconds"]:
+            window = self("s.measured_span", span=observed["before"])
+        first = ("error_rate", "availability")  # what users suffer leads whenever it moved
+        moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
+                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
+                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
+        untold = [m for m in compared if self.why(m) == "too_few_steps"]
+        one_sided = [m for m in metrics if (m["before"] is None) != (m["after"] is None)]
+        if moved:
+            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
+                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+        elif not untold and one_sided:
+            lines.append(self("s.nothing_changed_in", window=window,
+                              names=self("list").join(self.metric_name(m["key"]) for m in compared)))
+        elif not untold:
+            lines.append(self("s.nothing_changed", window=window))
+        if untold:
+            lines.append(self("s.too_few", items=self("join").join(
+                self("s.too_few_item", name=self.metric_name(m["key"]), before=self.metric_value(m, "before"),
+                     after=self.metric_value(m, "after")) for m in untold)))
+        bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
+        for item in compared:
+            why = self.why(item)
+            if why in ("both_under", "both_over"):
+                bounded.setdefault((str(why), self.both_bound(item)), []).append(self.metric_name(item["key"]))
+        for (why, bound), names in bounded.items():
+            lines.append(self.capital(self(f"s.{why}", names=self.names(names), value=bound)))
+        for side in ("before", "after"):
+            alone = [self.metric_name(m["key"]) for m in one_sided if m[side] is not None]
+            if alone:
+                lines.append(self(f"s.only_{side}", names=self("list").join(alone)))
+        return lines
+
+    @staticmethod
+    def observed(report: dict, side: str) -> float:
+        """How long a window was measured (seconds; 0 without a window)."""
+        return (report["windows"][side] or {}).get("observed_seconds") or 0.0
+
+    @staticmethod
+    def measured(report: dict, side: str) -> bool:
+        """Whether anything at all was measured in a window: a metric or a feature's usage."""
+        return any(m[side] is not None for m in report["metrics"]) or any(
+            f.get(f"{side}_total") is not None for f in report["features"])
+
+    def chart_note(self, report: dict, zone: str) -> str:
+        """What the charts span: the time measured of each window, as the table's headings say."""
+        spans = {side: self.seconds(self.observed(report, side)) if self.measured(report, side) and
+                 self.observed(report, side) else self("nothing") for side in ("before", "after")}
+        return self("chart_note", zone=zone, **spans)
+
+    def heading(self, report: dict, side: str) -> str:
+        """A window's column heading: how long it was measured, that nothing was, or that there is
+        no window after (the release is not live)."""
+        if report["windows"][side] is None and side == "after":
+            return self("after_no_window")
+        if not self.measured(report, side):
+            return self(f"{side}_unmeasured")
+        seconds = self.observed(report, side)
+        return self(f"{side}_measured", seconds=self.seconds(seconds)) if seconds else self(f"{side}_plain")
+
+    def glossary(self, report: dict) -> list[str]:
+        """The words the report uses that need explaining: "under" and "over" only where it uses them."""
+        entries = [self("g.p50"), self("g.p95"), self("g.pp"),
+                   self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(report["step_seconds"]),
+                        alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
+        if any(m.get("before_bound") or m.get("after_bound") for m in report["metrics"]):
+            entries.append(self("g.bound"))
+        return entries
