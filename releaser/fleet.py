@@ -131,7 +131,8 @@ class Fleet:
                         running.pop(host.name, None)
             except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
                 self._sessions.pop(host.name, None)
-                said = str(exc) if isinstance(exc, ConnectionError) else f"{type(exc).__name__}: {exc}"  # ours: sentences
+                # a transport's own errors are sentences; anything else says what it is
+                said = str(exc) if isinstance(exc, ConnectionError) else f"{type(exc).__name__}: {exc}"
                 outcome = HostResult(host.name, False, None, time.monotonic() - started, error=said, started=sent)
             else:
                 outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout,

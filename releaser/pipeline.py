@@ -318,7 +318,9 @@ class Pipeline:
     @staticmethod
     def _scope(spec: StageSpec, env: Environment) -> list[Host]:
         """The hosts a stage deploys to: gray's cohort, or every host in a stable order."""
-        return gray_cohort(env.name, env.hosts, spec.cohort) if spec.name == "gray" else stable_order(env.name, env.hosts)
+        if spec.name == "gray":
+            return gray_cohort(env.name, env.hosts, spec.cohort)
+        return stable_order(env.name, env.hosts)
 
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version

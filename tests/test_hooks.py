@@ -115,7 +115,9 @@ def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0")
-    _playbook(project, RESTART, RESTART + f'''    if [ "$RELEASER_RELEASE" = 1.1.0 ]; then (exec -a {marker} sleep 300) & fi
+    _playbook(project, RESTART, RESTART + f'''    if [ "$RELEASER_RELEASE" = 1.1.0 ]; then
+      (exec -a {marker} sleep 300) &
+    fi
 ''')
     try:
         proc = project.cli("promote", "1.1.0")
@@ -127,7 +129,8 @@ def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project
     finally:
         subprocess.run(["pkill", "-f", marker], check=False)
     # redirected as the hint says, the same daemon passes
-    _playbook(project, f"(exec -a {marker} sleep 300) &", f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &")
+    _playbook(project, f"(exec -a {marker} sleep 300) &",
+              f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &")
     try:
         project.cli("promote", "1.1.0", check=True)
     finally:
@@ -139,7 +142,7 @@ def test_a_hook_polling_for_readiness_is_not_called_hung(project):
     project.write_config(command_timeout="30s")
     config = project.dir / "environments.yaml"
     config.write_text(config.read_text().replace("command_timeout: 30s", "command_timeout: 30s\n    slow_after: 1s"))
-    _playbook(project, RESTART, RESTART + '''    for _ in $(seq 1 90); do sleep 0.1; done    # waits for the app, as verify loops do
+    _playbook(project, RESTART, RESTART + '''    for _ in $(seq 1 90); do sleep 0.1; done    # waits for the app
 ''')
     proc = project.cli("promote", "1.0.0", check=True)
     slow = [line for line in proc.stderr.splitlines() if "dev-1: the restart hook has been running for" in line]

@@ -403,7 +403,8 @@ def test_redeploy_heals_a_host_in_doubt_and_resume_does_not_call_it_fine(project
     assert (project.dir / "hosts" / "dev-1" / "shared" / "running").read_text() == "1.0.0\n"  # restarted
     dev = project.status()["environments"]["dev"]
     assert dev["in_doubt"] == {} and dev["consistent"] and dev["heal"] is None
-    kinds = [e["kind"] for e in json.loads(project.cli("history", "--env", "dev", "--json", check=True).stdout)["events"]]
+    history = project.cli("history", "--env", "dev", "--json", check=True)
+    kinds = [e["kind"] for e in json.loads(history.stdout)["events"]]
     assert kinds.index("redeploy.started") < kinds.index("switch.started", kinds.index("redeploy.started")) \
         < kinds.index("redeploy.finished")
     record = (project.dir / "hosts" / "dev-1" / ".releaser" / "record.jsonl").read_text()

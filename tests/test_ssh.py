@@ -117,7 +117,8 @@ def test_a_missing_key_file_is_a_configuration_error_at_its_line(ssh_project, tm
     config = (project.dir / "environments.yaml").read_text().splitlines()
     line = next(i for i, text in enumerate(config, 1) if "no_such_key" in text)
     checked = project.cli("validate")
-    assert checked.returncode == 2 and f"environments.yaml:{line}: environments.dev.ssh.identity_file:" in checked.stderr
+    assert checked.returncode == 2
+    assert f"environments.yaml:{line}: environments.dev.ssh.identity_file:" in checked.stderr
     assert "no_such_key: no such file on this machine" in checked.stderr
     proc = project.cli("promote", "1.0.0")
     assert proc.returncode == 2 and "no_such_key: no such file on this machine" in proc.stderr
@@ -153,8 +154,8 @@ def test_a_root_that_cannot_be_written_is_named_before_the_stage(ssh_project):
     project.register("1.0.0")
     project.write_config(ssh=project.fleet)
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text().replace(f'root: "{project.dir}/hosts/{{host}}"', 'root: "/etc/hostname/{host}"',
-                                                 1))
+    mine = f'root: "{project.dir}/hosts/{{host}}"'
+    config.write_text(config.read_text().replace(mine, 'root: "/etc/hostname/{host}"', 1))
     proc = project.cli("promote", "1.0.0")
     assert proc.returncode == 2, proc.stderr
     assert "the root /etc/hostname/dev-1 cannot be written by" in proc.stderr
