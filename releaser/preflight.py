@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 from shlex import quote as q
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ConfigError, ConfigProblem, NeedsHuman, ReleaserError, UsageError
-from .fleet import Fleet
 from .model import Config, Environment, Host, Playbook
-from .transport.base import AccessRefused, HostKeyChanged, Transport
+
+if TYPE_CHECKING:  # `validate` checks files with none of these loaded
+    from .fleet import Fleet
+    from .transport.base import Transport
 
 MARKER = "RELEASER_PREFLIGHT"
 
@@ -88,6 +90,8 @@ def check_hosts(config: Config, env: Environment, playbook: Playbook, fleet: Fle
 def _is_mistake(exc: BaseException) -> bool:
     """A cause the configuration or the controller can fix: a refused key, an unknown host key.
     A changed host key needs a person to look (exit 4), and so does a host out of reach."""
+    from .transport.base import AccessRefused, HostKeyChanged
+
     if isinstance(exc, HostKeyChanged):
         return False
     return isinstance(exc, (AccessRefused, FileNotFoundError, PermissionError))
@@ -114,6 +118,8 @@ fi
 def check_every_host(config: Config, transports: Callable[[Environment], Transport]) -> int:
     """`validate --connect`: every host of every environment, as a stage would check it. Raises
     with every environment's causes (exit 2 when any is a mistake, else 4); returns the count."""
+    from .fleet import Fleet
+
     failures: list[ReleaserError] = []
     for env in config.environments.values():
         with Fleet(env, transports(env)) as fleet:
