@@ -407,9 +407,8 @@ class Pipeline:
             self.interrupts.wait(min(spec.interval, deadline - now))
         self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
-            if spec.on_inconclusive == "hold":
-                raise _Held(result.summary())
-            raise _Unproven(_unproven(result, time.monotonic() - started))
+            unproven = _unproven(result, time.monotonic() - started)
+            raise _Held(unproven) if spec.on_inconclusive == "hold" else _Unproven(unproven)
 
     def _forecast(self, stage: _Stage, check: CheckResult, left: float) -> None:
         """Say at once that a check will not decide before the bake ends, and what would help."""
@@ -812,7 +811,7 @@ def _unproven(result: GateResult, seconds: float) -> str:
     needed = "" if not needs else " (no amount of traffic at these rates would decide)" if math.isinf(max(needs)) \
         else f" (needed about {span(seconds + max(needs))})"
     advice = "; ".join(f"{r.check}: {r.advice}" for r in undecided if r.advice)
-    return (f"not enough evidence in {span(seconds)}{needed}, failed safe: {result.summary()}"
+    return (f"not enough evidence in {span(seconds)}{needed}: {result.summary()}"
             + (f"; to decide in time: {advice}" if advice else ""))
 
 
