@@ -8,6 +8,8 @@ import signal
 import threading
 import time
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import HOSTS
@@ -322,35 +324,23 @@ def test_no_metrics_is_never_a_pass(project, policy):
         assert project.status()["environments"]["dev"]["lock"] is None
 
 
-class StillCounters:
-    """Each host's /metrics with counters that never move: a service nobody uses."""
+def still_counters(directory: Path):
+    """Each host's /metrics/<name> with counters that never move: a service nobody uses."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                body = b"requests_total 5\nerrors_total 0\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    (directory / "metrics").mkdir(parents=True)
+    for host in HOSTS["prod"]:
+        (directory / "metrics" / host).write_text("requests_total 5\nerrors_total 0\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(project):
     """No traffic: the canary cannot decide, says so at its first look with the settings that
     would help, and the bake's end fails safe: rolled back as unproven, not as a fault."""
-    counters = StillCounters()
+    counters = still_counters(project.dir / "static")
     try:
         (project.dir / "healthchecks" / "judge.yaml").write_text(
             "checks:\n  - {name: canary, type: canary, requests: requests_total, errors: errors_total}\n")
@@ -360,7 +350,7 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         config.write_text(config.read_text().replace(gray + "]\n", gray + ", judge]\n").replace(
             "  prod:\n    transport: local\n",
             f"  prod:\n    transport: local\n    metrics: {{source: scrape, scrape_url: "
-            f"'http://127.0.0.1:{counters.httpd.server_address[1]}/metrics/{{name}}'}}\n"))
+            f"'http://127.0.0.1:{counters.server_address[1]}/metrics/{{name}}'}}\n"))
         assert project.cli("validate").returncode == 0, project.cli("validate").stderr
         project.register("1.0.0")
         project.cli("run", "1.0.0", check=True)  # a first install: nothing to compare with
@@ -380,7 +370,8 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         assert "not enough evidence in" in release["reason"] and "to decide in time" in release["reason"]
         assert set(project.env_versions("prod").values()) == {"1.0.0"}
     finally:
-        counters.close()
+        counters.shutdown()
+        counters.server_close()
 
 
 def test_redeploy_heals_a_host_in_doubt_and_resume_does_not_call_it_fine(project):
