@@ -175,7 +175,11 @@ def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
             if not stat.S_ISDIR(sftp.stat(current).st_mode):
                 raise NotADirectoryError(current)
         except FileNotFoundError:
-            sftp.mkdir(current)
+            try:
+                sftp.mkdir(current)
+            except OSError:  # made meanwhile by another session (hosts sharing a disk): fine if a directory
+                if not stat.S_ISDIR(sftp.stat(current).st_mode):
+                    raise
 
 
 def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
