@@ -343,3 +343,27 @@ def test_hooks_listed_under_sudo_run_through_sudo(ssh_project):
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     assert "bash" in (project.dir / "hosts" / "dev-1" / "shared" / "sudo").read_text()
+
+
+def test_a_directory_another_session_made_meanwhile_is_no_failure():
+    """Two hosts sharing a disk make the same parent at the same moment: SFTP's mkdir then fails
+    with its generic "Failure", although the directory is there."""
+    import stat as stat_module
+    from types import SimpleNamespace
+
+    from releaser.transport.ssh import _sftp_makedirs
+
+    made: set[str] = set()
+
+    class RacingSftp:
+        def stat(self, path):
+            if path not in made:
+                made.add(path)  # the other session makes it right after this look
+                raise FileNotFoundError(path)
+            return SimpleNamespace(st_mode=stat_module.S_IFDIR | 0o755)
+
+        def mkdir(self, path):
+            raise OSError("Failure")
+
+    _sftp_makedirs(RacingSftp(), "/srv/shop/.releaser")  # no exception
+    assert made == {"/srv", "/srv/shop", "/srv/shop/.releaser"}
