@@ -18,10 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -216,14 +218,15 @@ class Webhook:
     """Alertmanager's receiver on loopback: 200 on /hook, 404 anywhere else; counts what came."""
 
     def __init__(self):
-        self.received = 0
+        self.received = self.refused = 0
         webhook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 found = self.path == "/hook"
                 webhook.received += found
+                webhook.refused += not found
                 self.send_response(200 if found else 404)
                 self.end_headers()
 
@@ -254,7 +257,7 @@ class Traffic:
         self._threads = [threading.Thread(target=self._send, args=(host, url), daemon=True)
                          for host, url in targets.items()]
 
-    def __enter__(self) -> Traffic:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -317,11 +320,13 @@ class FieldProject:
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
+                              check=False)
 
     def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         proc = self.cli(*args, timeout=timeout)
-        assert proc.returncode == 0, f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, \
+            f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         return proc
 
     def register(self, version: str, files: dict[str, str]) -> None:
@@ -364,23 +369,28 @@ class FieldProject:
         finally:
             store.close()
 
-    def watch_until(self, until: float, timeout: float = 120) -> None:
-        """Run `releaser watch` (the daemon that records the metrics between releases) until it
-        has recorded a sample at or after `until` (epoch seconds), then stop it as a service
-        manager does."""
-        watch = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "watch",
-                                  "--interval", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "NO_COLOR": "1"})
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """`releaser watch` running, as in production: the daemon that keeps the rollback windows
+        armed and records the metrics (every 2s here) between releases and while they roll out;
+        stopped at the end as a service manager stops it."""
+        self.watch = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "watch",
+                                       "--interval", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env={**os.environ, "NO_COLOR": "1"})
         try:
-            deadline = time.monotonic() + timeout
-            while self.samples_until() < until:
-                assert watch.poll() is None, f"watch exited {watch.returncode}: {watch.communicate()}"
-                assert time.monotonic() < deadline, "watch recorded no sample in time"
-                time.sleep(0.5)
+            yield
         finally:
-            watch.send_signal(signal.SIGTERM)
-            out, err = watch.communicate(timeout=60)
-        assert watch.returncode == 0, err
+            self.watch.send_signal(signal.SIGTERM)
+            _out, err = self.watch.communicate(timeout=60)
+        assert self.watch.returncode == 0, err  # a daemon stopped by a signal, with no alarm open
+
+    def wait_for_sample(self, at: float, timeout: float = 120) -> None:
+        """Until the watch daemon has recorded prod's metrics at or after `at` (epoch seconds)."""
+        deadline = time.monotonic() + timeout
+        while self.samples_until() < at:
+            assert self.watch.poll() is None, f"watch exited {self.watch.returncode}: {self.watch.communicate()}"
+            assert time.monotonic() < deadline, f"no sample recorded after {at} within {timeout}s"
+            time.sleep(0.2)
 
     def stop_services(self) -> None:
         """End every service process this project started: each host's pidfile, then any process
@@ -410,7 +420,7 @@ def starter(base: Path, service: Service, fleet: SshFleet) -> FieldProject:
     the canary's metric names, the report's metrics, and bakes short enough for CI."""
     directory = base / "deploy"
     init = subprocess.run([sys.executable, "-m", "releaser.cli", "init", str(directory)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert init.returncode == 0, init.stderr
     names = [host for hosts in HOSTS.values() for host in hosts]
     addresses = dict(zip(names, fleet.addresses))
@@ -428,7 +438,7 @@ def starter(base: Path, service: Service, fleet: SshFleet) -> FieldProject:
     _edit(config, "    transport: local\n", "    transport: ssh\n", count=2)
     text = config.read_text()
     for name in names:
-        text, found = re.subn(r'\{name: %s, vars: \{PORT: "\d+"\}\}' % re.escape(name),
+        text, found = re.subn(rf'\{{name: {re.escape(name)}, vars: \{{PORT: "\d+"\}}\}}',
                               f'{{name: {name}, address: {addresses[name]}, vars: {{PORT: "{ports[name]}"}}}}', text)
         assert found == 1, f"{name} is not in the starter's environments.yaml"
     config.write_text(text)
@@ -437,8 +447,8 @@ def starter(base: Path, service: Service, fleet: SshFleet) -> FieldProject:
                   "fails safe\n",
           "    bake: {min: 20s, max: 5m}  # shortened for CI ({min: 2m, max: 15m} as shipped), still adaptive:\n"
           "                               # passes once every check decided, after 20s; undecided at 5m: fails safe\n")
-    _edit(config, "  window: 3d\n", "  window: 30s                 # 3d as shipped: shortened for CI\n"
-                                    "  step: 5s\n" + service.report_metrics)
+    _edit(config, "  window: 3d\n", "  window: 20s                 # 3d as shipped: shortened for CI\n"
+                                    "  step: 4s\n" + service.report_metrics)
 
     playbook = directory / "playbooks" / "app.yaml"
     text = playbook.read_text()
