@@ -214,6 +214,10 @@ def alertmanager_release(version: str, webhook: str, kind: str = "good") -> dict
             "flags": "\n".join(flags) + "\n", "NOTES": f"alertmanager {version}\n"}
 
 
+# What each service says when it refuses the `broken` release's configuration (in its log).
+REFUSALS = {"prometheus": "not a valid duration string", "alertmanager": "undefined receiver"}
+
+
 class Webhook:
     """Alertmanager's receiver on loopback: 200 on /hook, 404 anywhere else; counts what came."""
 
@@ -309,7 +313,11 @@ class FieldProject:
     addresses: dict[str, str]  # host -> 127.0.0.x
     ports: dict[str, int]  # host -> the service's port there
     hosts_root: Path
+    release_files: Callable[[str, str], dict[str, str]]  # (version, kind) -> the tarball's files
+    webhook: Webhook | None = None  # alertmanager's receiver
     artifacts: Path = field(init=False)
+    watch: subprocess.Popen | None = field(init=False, default=None)
+    traffics: list[Traffic] = field(init=False, default_factory=list)
 
     def __post_init__(self):
         self.artifacts = self.dir.parent / "artifacts"
@@ -329,10 +337,18 @@ class FieldProject:
             f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         return proc
 
-    def register(self, version: str, files: dict[str, str]) -> None:
+    def register(self, version: str, kind: str = "good") -> None:
+        """Build the release's tarball (see prometheus_release, alertmanager_release) and register it."""
         artifact = self.artifacts / f"{self.service.name}-{version}.tar.gz"
-        artifact.write_bytes(tar_gz(files))
+        artifact.write_bytes(tar_gz(self.release_files(version, kind)))
         self.ok("release", "create", version, "--artifact", str(artifact))
+
+    def traffic(self) -> Traffic:
+        """Quiet traffic to every prod host, stopped by `close` at the latest."""
+        traffic = Traffic({host: self.url(host) for host in self.addresses if host.startswith("prod-")},
+                          self.service.request)
+        self.traffics.append(traffic)
+        return traffic
 
     def events(self, version: str | None = None) -> list[dict]:
         return json.loads(self.ok("history", "--json", *(["--release", version] if version else [])).stdout)["events"]
@@ -377,20 +393,31 @@ class FieldProject:
         self.watch = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "watch",
                                        "--interval", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env={**os.environ, "NO_COLOR": "1"})
-        try:
-            yield
-        finally:
-            self.watch.send_signal(signal.SIGTERM)
-            _out, err = self.watch.communicate(timeout=60)
+        yield
+        self.watch.send_signal(signal.SIGTERM)
+        _out, err = self.watch.communicate(timeout=60)
         assert self.watch.returncode == 0, err  # a daemon stopped by a signal, with no alarm open
 
     def wait_for_sample(self, at: float, timeout: float = 120) -> None:
         """Until the watch daemon has recorded prod's metrics at or after `at` (epoch seconds)."""
+        assert self.watch is not None
         deadline = time.monotonic() + timeout
         while self.samples_until() < at:
             assert self.watch.poll() is None, f"watch exited {self.watch.returncode}: {self.watch.communicate()}"
             assert time.monotonic() < deadline, f"no sample recorded after {at} within {timeout}s"
             time.sleep(0.2)
+
+    def close(self) -> None:
+        """End everything the project started, whatever state a failed test left it in: the
+        traffic threads, the watch daemon, the services on the hosts, the webhook receiver."""
+        for traffic in self.traffics:
+            traffic.stop()
+        if self.watch is not None and self.watch.poll() is None:
+            self.watch.kill()
+            self.watch.communicate(timeout=30)
+        self.stop_services()
+        if self.webhook is not None:
+            self.webhook.close()
 
     def stop_services(self) -> None:
         """End every service process this project started: each host's pidfile, then any process
@@ -414,7 +441,17 @@ class FieldProject:
             time.sleep(0.05)
 
 
-def starter(base: Path, service: Service, fleet: SshFleet) -> FieldProject:
+def field_project(name: str, base: Path, fleet: SshFleet) -> FieldProject:
+    """The starter with `name` (prometheus or alertmanager) as its app."""
+    if name == "prometheus":
+        return starter(base, PROMETHEUS, fleet, prometheus_release)
+    webhook = Webhook()
+    return starter(base, ALERTMANAGER, fleet, lambda version, kind: alertmanager_release(version, webhook.url, kind),
+                   webhook)
+
+
+def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callable[[str, str], dict[str, str]],
+            webhook: Webhook | None = None) -> FieldProject:
     """`releaser init` in base/deploy, then what a user must change: ssh hosts on the fleet's
     loopback addresses (one port each for the service), the playbook's hooks, the health path,
     the canary's metric names, the report's metrics, and bakes short enough for CI."""
@@ -462,4 +499,4 @@ def starter(base: Path, service: Service, fleet: SshFleet) -> FieldProject:
     text = canary.read_text()
     start = text.index("    requests: ")
     canary.write_text(text[:start] + service.canary)
-    return FieldProject(directory, service, addresses, ports, hosts_root)
+    return FieldProject(directory, service, addresses, ports, hosts_root, release_files, webhook)

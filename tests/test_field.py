@@ -5,6 +5,7 @@ with quiet traffic (tests/field.py). Each test runs for both services."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -15,36 +16,23 @@ from tests.field import (
     HOSTS,
     PROMETHEUS,
     RATE,
+    REFUSALS,
     FieldProject,
-    Traffic,
-    Webhook,
-    alertmanager_release,
-    prometheus_release,
-    starter,
+    field_project,
 )
 
 EVERY_STAGE = ["selftest", "test", "gray", "full"]
 
 
 @pytest.fixture(params=["prometheus", "alertmanager"])
-def field(request, tmp_path, ssh_fleet) -> FieldProject:
-    """The starter with the service as its app; every process it started ends with the test."""
+def field(request, tmp_path, ssh_fleet) -> Iterator[FieldProject]:
+    """The starter with the service as its app; everything it started ends with the test."""
     ssh_fleet.heal()
-    if request.param == "prometheus":
-        project = starter(tmp_path, PROMETHEUS, ssh_fleet)
-        project.release = prometheus_release
-    else:
-        webhook = Webhook()
-        request.addfinalizer(webhook.close)
-        project = starter(tmp_path, ALERTMANAGER, ssh_fleet)
-        project.release = lambda version, kind="good": alertmanager_release(version, webhook.url, kind)
-        project.webhook = webhook
-    request.addfinalizer(project.stop_services)
-    return project
-
-
-def traffic(project: FieldProject) -> Traffic:
-    return Traffic({host: project.url(host) for host in HOSTS["prod"]}, project.service.request)
+    project = field_project(request.param, tmp_path, ssh_fleet)
+    try:
+        yield project
+    finally:
+        project.close()
 
 
 def stages(proc) -> list[tuple[str, str]]:
@@ -72,18 +60,18 @@ def live_at(project: FieldProject, version: str) -> float:
 def first_install(project: FieldProject) -> None:
     """1.0.0 through every stage on an empty fleet: at gray the canary has no baseline to judge
     against, says so, and the other checks decide."""
-    project.register("1.0.0", project.release("1.0.0"))
+    project.register("1.0.0")
     assert stages(project.ok("run", "1.0.0", "--json")) == [(stage, "passed") for stage in EVERY_STAGE]
     why = [e for e in project.events("1.0.0") if e["kind"] == "check.not_applicable"]
     assert [(e["stage"], e["data"]["check"]) for e in why] == [("gray", "canary")]
 
 
 def test_a_good_release_passes_every_stage_and_its_report_reads_true(field):
-    with traffic(field) as sent:
+    with field.traffic() as sent:
         first_install(field)
         with field.watching():
             field.wait_for_sample(live_at(field, "1.0.0") + 10)  # 1.1.0's window before: a steady 1.0.0
-            field.register("1.1.0", field.release("1.1.0"))
+            field.register("1.1.0")
             run = field.ok("run", "1.1.0", "--json")
             assert stages(run) == [(stage, "passed") for stage in EVERY_STAGE]
             field.wait_for_sample(live_at(field, "1.1.0") + 22)  # its window after (20s) measured whole
@@ -122,9 +110,9 @@ def test_a_good_release_passes_every_stage_and_its_report_reads_true(field):
 
 
 def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
-    with traffic(field) as sent:
+    with field.traffic() as sent:
         first_install(field)
-        field.register("1.2.0", field.release("1.2.0", "errors"))
+        field.register("1.2.0", "errors")
         run = field.cli("run", "1.2.0", "--json")
     assert run.returncode == 1, run.stderr
     assert json.loads(run.stdout)["error"]["kind"] == "StageFailed"
@@ -151,14 +139,16 @@ def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
 
 
 def test_a_release_that_does_not_start_is_caught_at_selftest(field):
-    field.register("1.0.0", field.release("1.0.0"))
+    field.register("1.0.0")
     assert stages(field.ok("promote", "1.0.0", "--json")) == [("selftest", "passed")]
-    field.register("1.3.0", field.release("1.3.0", "broken"))
+    field.register("1.3.0", "broken")
     proc = field.cli("promote", "1.3.0", "--json")
     assert proc.returncode == 1, proc.stderr
     assert stages_of(field, "1.3.0") == [("selftest", "rolled_back")]
     # the service's own words say why, at the host and hook that failed
-    assert f"dev-1: verify: exit 1: {field.service.name} exited; the end of its log:" in proc.stderr, proc.stderr
+    failed = next(line for line in proc.stderr.splitlines() if line.startswith("error: selftest of 1.3.0 failed"))
+    assert f"dev-1: verify: exit 1: {field.service.name} exited; the end of its log:" in failed, proc.stderr
+    assert REFUSALS[field.service.name] in failed
     # while rolling back, the host that does not serve is named in words, not as "serves ?"
     assert "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?" \
         in proc.stderr and "serves ?" not in proc.stderr
