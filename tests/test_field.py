@@ -139,6 +139,8 @@ def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
 
 
 def test_a_release_that_does_not_start_is_caught_at_selftest(field):
+    checked = field.ok("validate", "--connect")  # the starter as changed: every host reached and ready
+    assert "6 host(s) reached and ready" in checked.stdout, checked.stdout
     field.register("1.0.0")
     assert stages(field.ok("promote", "1.0.0", "--json")) == [("selftest", "passed")]
     field.register("1.3.0", "broken")
