@@ -484,10 +484,15 @@ def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callab
                   "fails safe\n",
           "    bake: {min: 20s, max: 5m}  # shortened for CI ({min: 2m, max: 15m} as shipped), still adaptive:\n"
           "                               # passes once every check decided, after 20s; undecided at 5m: fails safe\n")
-    _edit(config, "  window: 3d\n", "  window: 20s                 # 3d as shipped: shortened for CI\n"
-                                    "  step: 4s\n" + service.report_metrics)
+    _edit(config, "  window: 3d\n", "  window: 20s                  # 3d as shipped: shortened for CI\n"
+                                    "  step: 4s                     # (window / 72, at least 1m, by default)\n"
+                                    + service.report_metrics)
 
     playbook = directory / "playbooks" / "app.yaml"
+    _edit(playbook, "# Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,\n"
+                    "# /metrics, /api/...) on the host's port, so the pipeline runs as written. Replace it with your\n"
+                    "# service's restart (systemctl restart myapp).\n",
+          f"# The app is {service.binary}, its configuration and flags in each release.\n")
     text = playbook.read_text()
     start = text.index("  restart: |\n")
     playbook.write_text(text[:start] + service.playbook())
