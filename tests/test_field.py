@@ -24,11 +24,18 @@ from tests.field import (
 EVERY_STAGE = ["selftest", "test", "gray", "full"]
 
 
-@pytest.fixture(params=["prometheus", "alertmanager"])
-def field(request, tmp_path, ssh_fleet) -> Iterator[FieldProject]:
+@pytest.fixture(scope="module", params=["prometheus", "alertmanager"])
+def service(request) -> str:
+    """Module-scoped, so that pytest orders the tests service by service: pytest-xdist then
+    gives each worker a mix of long and short ones."""
+    return request.param
+
+
+@pytest.fixture
+def field(service, tmp_path, ssh_fleet) -> Iterator[FieldProject]:
     """The starter with the service as its app; everything it started ends with the test."""
     ssh_fleet.heal()
-    project = field_project(request.param, tmp_path, ssh_fleet)
+    project = field_project(service, tmp_path, ssh_fleet)
     try:
         yield project
     finally:
@@ -109,6 +116,27 @@ def test_a_good_release_passes_every_stage_and_its_report_reads_true(field):
         assert requests_[f"{window}_seconds"] > 14  # of the 20s window, measured
 
 
+def test_a_release_that_does_not_start_is_caught_at_selftest(field):
+    checked = field.ok("validate", "--connect")  # the starter as changed: every host reached and ready
+    assert "6 host(s) reached and ready" in checked.stdout, checked.stdout
+    field.register("1.0.0")
+    assert stages(field.ok("promote", "1.0.0", "--json")) == [("selftest", "passed")]
+    field.register("1.3.0", "broken")
+    proc = field.cli("promote", "1.3.0", "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert stages_of(field, "1.3.0") == [("selftest", "rolled_back")]
+    # the service's own words say why, at the host and hook that failed
+    failed = next(line for line in proc.stderr.splitlines() if line.startswith("error: selftest of 1.3.0 failed"))
+    assert f"dev-1: verify: exit 1: {field.service.name} exited; the end of its log:" in failed, proc.stderr
+    assert REFUSALS[field.service.name] in failed
+    # while rolling back, the host that does not serve is named in words, not as "serves ?"
+    assert "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?" \
+        in proc.stderr and "serves ?" not in proc.stderr
+    assert field.store_versions("dev") == {"dev-1": "1.0.0"}
+    assert field.running("dev-1") == "1.0.0"
+    assert requests.get(field.url("dev-1") + field.service.ready, timeout=5).status_code == 200
+
+
 def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
     with field.traffic() as sent:
         first_install(field)
@@ -136,24 +164,3 @@ def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
         assert field.service.request(session, field.url(cohort[0]), cohort[0], 0) == 200
     status = release_status(field, "1.2.0")
     assert status["status"] == "rolled_back" and "regression" in status["reason"], status
-
-
-def test_a_release_that_does_not_start_is_caught_at_selftest(field):
-    checked = field.ok("validate", "--connect")  # the starter as changed: every host reached and ready
-    assert "6 host(s) reached and ready" in checked.stdout, checked.stdout
-    field.register("1.0.0")
-    assert stages(field.ok("promote", "1.0.0", "--json")) == [("selftest", "passed")]
-    field.register("1.3.0", "broken")
-    proc = field.cli("promote", "1.3.0", "--json")
-    assert proc.returncode == 1, proc.stderr
-    assert stages_of(field, "1.3.0") == [("selftest", "rolled_back")]
-    # the service's own words say why, at the host and hook that failed
-    failed = next(line for line in proc.stderr.splitlines() if line.startswith("error: selftest of 1.3.0 failed"))
-    assert f"dev-1: verify: exit 1: {field.service.name} exited; the end of its log:" in failed, proc.stderr
-    assert REFUSALS[field.service.name] in failed
-    # while rolling back, the host that does not serve is named in words, not as "serves ?"
-    assert "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?" \
-        in proc.stderr and "serves ?" not in proc.stderr
-    assert field.store_versions("dev") == {"dev-1": "1.0.0"}
-    assert field.running("dev-1") == "1.0.0"
-    assert requests.get(field.url("dev-1") + field.service.ready, timeout=5).status_code == 200
