@@ -326,12 +326,12 @@ class FieldProject:
     def url(self, host: str) -> str:
         return f"http://{self.addresses[host]}:{self.ports[host]}"
 
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
                               capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
                               check=False)
 
-    def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def ok(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         proc = self.cli(*args, timeout=timeout)
         assert proc.returncode == 0, \
             f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
@@ -482,8 +482,8 @@ def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callab
     _edit(config, "    bake: 10s\n", "    bake: 5s                   # 10s as shipped: shortened for CI\n")
     _edit(config, "    bake: {min: 2m, max: 15m}  # passes once every check decided, after 2m; undecided at 15m: "
                   "fails safe\n",
-          "    bake: {min: 20s, max: 5m}  # shortened for CI ({min: 2m, max: 15m} as shipped), still adaptive:\n"
-          "                               # passes once every check decided, after 20s; undecided at 5m: fails safe\n")
+          "    bake: {min: 20s, max: 15m} # min shortened for CI (2m as shipped), still adaptive: passes once\n"
+          "                               # every check decided, after 20s; undecided at 15m: fails safe\n")
     _edit(config, "  window: 3d\n", "  window: 20s                  # 3d as shipped: shortened for CI\n"
                                     "  step: 4s                     # (window / 72, at least 1m, by default)\n"
                                     + service.report_metrics)
