@@ -50,9 +50,21 @@ class Service:
     config: str  # the configuration file's name in the release
     storage_flag: str  # the flag naming its data directory
     ready: str  # the path that answers 200 once it serves
-    canary: str  # the three metric lines of healthchecks/canary.yaml
-    report_metrics: str  # report.metrics in environments.yaml
+    requests: str  # the metrics the canary and the report read: what it served,
+    errors: str  # what of it failed,
+    latency: str  # and a latency histogram (a name: the canary and the report take no selector for it)
     request: Callable[[requests.Session, str, str, int], int]  # (session, base URL, host, n) -> HTTP status
+
+    def canary(self) -> str:
+        """The metric lines of healthchecks/canary.yaml."""
+        return (f"    requests: '{self.requests}'   # what it served\n"
+                f"    errors: '{self.errors}'   # what of it failed\n"
+                f"    latency: {self.latency}   # a histogram: its _bucket series\n")
+
+    def report_metrics(self) -> str:
+        """report.metrics in environments.yaml."""
+        return (f"  metrics:\n    requests: '{self.requests}'\n    errors: '{self.errors}'\n"
+                f"    latency: {self.latency}\n")
 
     def playbook(self) -> str:
         """The starter's hooks with this service's commands: stop the old process and wait until
@@ -113,17 +125,9 @@ PROMETHEUS = Service(
     config="prometheus.yml",
     storage_flag="--storage.tsdb.path",
     ready="/-/ready",
-    canary="""\
-    requests: 'prometheus_http_requests_total{handler="/api/v1/query"}'            # the queries served
-    errors: 'prometheus_http_requests_total{handler="/api/v1/query", code=~"5.."}'  # the failed ones
-    latency: prometheus_http_request_duration_seconds   # a histogram (every handler: it has no selector)
-""",
-    report_metrics="""\
-  metrics:
-    requests: 'prometheus_http_requests_total{handler="/api/v1/query"}'
-    errors: 'prometheus_http_requests_total{handler="/api/v1/query", code=~"5.."}'
-    latency: prometheus_http_request_duration_seconds
-""",
+    requests='prometheus_http_requests_total{handler="/api/v1/query"}',
+    errors='prometheus_http_requests_total{handler="/api/v1/query", code=~"5.."}',
+    latency="prometheus_http_request_duration_seconds",  # every handler's, /metrics and /-/ready too
     request=_query,
 )
 
@@ -136,17 +140,9 @@ ALERTMANAGER = Service(
     config="alertmanager.yml",
     storage_flag="--storage.path",
     ready="/-/ready",
-    canary="""\
-    requests: 'alertmanager_notification_requests_total{integration="webhook"}'        # notifications sent
-    errors: 'alertmanager_notification_requests_failed_total{integration="webhook"}'   # the failed ones
-    latency: alertmanager_notification_latency_seconds                                 # a histogram
-""",
-    report_metrics="""\
-  metrics:
-    requests: 'alertmanager_notification_requests_total{integration="webhook"}'
-    errors: 'alertmanager_notification_requests_failed_total{integration="webhook"}'
-    latency: alertmanager_notification_latency_seconds
-""",
+    requests='alertmanager_notification_requests_total{integration="webhook"}',
+    errors='alertmanager_notification_requests_failed_total{integration="webhook"}',
+    latency="alertmanager_notification_latency_seconds",
     request=_alert,
 )
 
@@ -172,7 +168,7 @@ def prometheus_release(version: str, kind: str = "good") -> dict[str, str]:
     """good; `errors`: starts and answers /-/ready, but every query times out (503); `broken`:
     a configuration prometheus refuses at start (a duration without its unit)."""
     flags = ["--query.timeout=2m", "--storage.tsdb.retention.time=1d", "--log.level=info"]
-    files = {"prometheus.yml": PROMETHEUS_YML.format(interval="15s", rules=""), "NOTES": f"prometheus {version}\n"}
+    files = {"prometheus.yml": PROMETHEUS_YML.format(interval="15s", rules="")}
     if version != "1.0.0":  # later releases add a recording rule
         files["prometheus.yml"] = PROMETHEUS_YML.format(interval="15s", rules="rule_files: [rules.yml]\n")
         files["rules.yml"] = RULES
@@ -211,7 +207,7 @@ def alertmanager_release(version: str, webhook: str, kind: str = "good") -> dict
     if version != "1.0.0":
         flags.append("--alerts.gc-interval=1m")
     return {"alertmanager.yml": ALERTMANAGER_YML.format(route_to=route_to, url=url),
-            "flags": "\n".join(flags) + "\n", "NOTES": f"alertmanager {version}\n"}
+            "flags": "\n".join(flags) + "\n"}
 
 
 # What each service says when it refuses the `broken` release's configuration (in its log).
@@ -486,7 +482,7 @@ def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callab
           "                               # every check decided, after 20s; undecided at 15m: fails safe\n")
     _edit(config, "  window: 3d\n", "  window: 20s                  # 3d as shipped: shortened for CI\n"
                                     "  step: 4s                     # (window / 72, at least 1m, by default)\n"
-                                    + service.report_metrics)
+                                    + service.report_metrics())
 
     playbook = directory / "playbooks" / "app.yaml"
     _edit(playbook, "# Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,\n"
@@ -503,5 +499,5 @@ def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callab
     canary = directory / "healthchecks" / "canary.yaml"
     text = canary.read_text()
     start = text.index("    requests: ")
-    canary.write_text(text[:start] + service.canary)
+    canary.write_text(text[:start] + service.canary())
     return FieldProject(directory, service, addresses, ports, hosts_root, release_files, webhook)
