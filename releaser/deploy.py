@@ -318,7 +318,7 @@ class Deployer:
                     self.journal.record("reconcile.unreachable", f"{name}: cannot ask what it runs: {view.error}",
                                         environment=self.env.name, host=name, data={"error": view.error})
                     continue
-                doubt = "" if view.settled else f"`current` is {view.current or 'nothing'} but the app serves {view.served}"
+                doubt = view.doubt
                 previous = view.previous(view.current) if view.current else None
                 previous = previous or (state.previous if state and state.version == view.current else None)
                 if (believed, state.previous if state else None, state.doubt if state else "") == \
@@ -326,10 +326,11 @@ class Deployer:
                     continue
                 self.store.set_host_state(self.env.name, name, view.current, previous, doubt)
                 if believed != view.current or doubt:
+                    said = f"the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
                     self.journal.record(
                         "reconcile.corrected",
-                        f"{name}: the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
-                        + (f" ({doubt})" if doubt else ""),
+                        f"{name}: " + (f"in doubt: {doubt}" if believed == view.current
+                                       else said + (f" ({doubt})" if doubt else "")),
                         environment=self.env.name, host=name,
                         data={"believed": believed, "actual": view.current, "served": view.served},
                     )

@@ -119,6 +119,16 @@ class HostView(Record):
         """`current` and the app agree (or the playbook cannot ask the app)."""
         return self.served is None or self.served == self.current
 
+    @property
+    def doubt(self) -> str:
+        """Why the store cannot vouch for what the host runs, in words ("" when it can)."""
+        if self.settled:
+            return ""
+        current = f"`current` is {self.current or 'nothing'}"
+        if self.served == UNKNOWN:
+            return f"{current} but the version hook printed no version: is the app running?"
+        return f"{current} but the app serves {self.served}"
+
     def previous(self, release: str) -> str | None:
         """What the host ran before `release` was last deployed to it: its rollback target. A
         rollback that brought `release` back does not count: what it came back from is the

@@ -71,20 +71,27 @@ _RECORDER = _SAFE + r"""_rec() {
 }
 # After a hook returned: a process it left behind that still writes to the phase's output (a
 # daemon started with `&` alone) writes to files removed when the phase ends. Names it, fails.
+# A child of `nohup CMD </dev/null >>LOG 2>&1 &` holds that output too, from its fork until it
+# applies its redirections, which on a busy machine can be after the hook returned: a process
+# counts only while it still holds the output up to 3s later (no wait when none holds it).
 _held() {
-  local f="${RELEASER_STEP_FILE%.step}" sid pid fd out err
+  local f="${RELEASER_STEP_FILE%.step}" sid pid fd out err held _
   [ -n "${RELEASER_STEP_FILE:-}" ] && [ -e "$f.out" ] || return 0
   out=$(readlink -f "$f.out"); err=$(readlink -f "$f.err"); sid=$(ps -o sid= -p $$ | tr -d ' ')
-  for pid in $(ps -o pid= --sid "$sid" 2>/dev/null); do
-    case "$pid" in "$$"|"$PPID"|"$sid") continue ;; esac
-    for fd in 1 2; do
-      case "$(readlink "/proc/$pid/fd/$fd" 2>/dev/null)" in "$out"|"$err")
-        echo "releaser: the $1 hook returned but left pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-80)) \
-writing to the phase's output, which is removed when the phase ends; """ + HELD_FIX + r"""" >&2
-        return 1 ;;
-      esac
+  for _ in $(seq 30); do
+    held=""
+    for pid in $(ps -o pid= --sid "$sid" 2>/dev/null); do
+      case "$pid" in "$$"|"$PPID"|"$sid") continue ;; esac
+      for fd in 1 2; do
+        case "$(readlink "/proc/$pid/fd/$fd" 2>/dev/null)" in "$out"|"$err") held=$pid ;; esac
+      done
     done
+    [ -n "$held" ] || return 0
+    sleep 0.1
   done
+  echo "releaser: the $1 hook returned but left pid $held ($(ps -o args= -p "$held" 2>/dev/null | cut -c1-80)) \
+writing to the phase's output, which is removed when the phase ends; """ + HELD_FIX + r"""" >&2
+  return 1
 }
 """
 
