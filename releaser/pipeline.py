@@ -490,7 +490,8 @@ class Pipeline:
 
     def _conclude(self, result: RollbackResult, what: str) -> None:
         if result.complete:
-            raise StageFailed(f"{what} and was rolled back ({len(result.switched)} host(s))")
+            raise StageFailed(f"{what} and was rolled back ({len(result.switched)} host(s))"
+                              + (f"; {result.hosts_kept()}" if result.kept else ""))
         raise NeedsHuman(
             f"{what}; the rollback could not finish on {result.hosts_left()}; {result.rollback.environment} may run "
             "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"

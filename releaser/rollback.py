@@ -36,6 +36,7 @@ class RollbackResult(Record):
     rollback: RollbackRun
     switched: list[str] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # host -> why it still may serve a rolled-back release
+    kept: dict[str, str] = field(default_factory=dict)  # host -> the release it keeps: it ran none before (first install)
     seconds: float = 0.0
 
     @property
@@ -44,6 +45,14 @@ class RollbackResult(Record):
 
     def hosts_left(self) -> str:
         return "; ".join(f"{host}: {why}" for host, why in sorted(self.left.items()))
+
+    def hosts_kept(self) -> str:
+        """Hosts of a first install that failed: nothing to go back to, so they keep the release."""
+        if not self.kept:
+            return ""
+        releases = ", ".join(sorted(set(self.kept.values())))
+        return (f"{', '.join(sorted(self.kept))} keep {releases}: nothing ran there before it (a first install); "
+                "promote a fixed release")
 
 
 class Rollbacks:
@@ -86,7 +95,7 @@ class Rollbacks:
         stage = stage_run.stage if stage_run else None
         views = views or self.deployer.ask()
         self.deployer.reconcile(views)
-        targets, left = self.plan(rollback, views)
+        targets, left, kept = self.plan(rollback, views)
         tag = {"environment": self.env.name, "stage": stage,
                "release": rollback.releases[0] if len(rollback.releases) == 1 else None}
         with self.store.transaction():
@@ -95,8 +104,9 @@ class Rollbacks:
                 "rollback.planned",
                 f"rollback {rollback.id}: {len(targets)} host(s) of {self.env.name} serve {', '.join(rollback.releases)}"
                 + (f" -> {', '.join(sorted(set(targets.values())))}" if targets else "")
-                + (f"; cannot be rolled back now: {', '.join(sorted(left))}" if left else ""),
-                data={"rollback": rollback.id, "targets": targets, "left": left}, **tag,
+                + (f"; cannot be rolled back now: {', '.join(sorted(left))}" if left else "")
+                + (f"; nothing to go back to on {', '.join(sorted(kept))} (a first install)" if kept else ""),
+                data={"rollback": rollback.id, "targets": targets, "left": left, "kept": kept}, **tag,
             )
         releases = {v: self.store.get_release(v) for v in set(targets.values())}
         outcome = self.deployer.switch_back(targets, rollback.stage_run_id, {v: r for v, r in releases.items() if r},
@@ -104,17 +114,18 @@ class Rollbacks:
         left.update(outcome.failed)
         # hosts a stopped deploy drained but never switched are back in rotation too
         self.deployer.back_in_rotation([h.name for h in self.env.hosts], set(left), "rollback")
-        result = RollbackResult(rollback, outcome.ok, left, time.monotonic() - started)
+        result = RollbackResult(rollback, outcome.ok, left, kept, time.monotonic() - started)
         self._finish(rollback, stage_run, result, tag)
         result.rollback = self.store.get_rollback(rollback.id)
         return result
 
-    def plan(self, rollback: RollbackRun, views: dict[str, HostView]) -> tuple[dict[str, str], dict[str, str]]:
+    def plan(self, rollback: RollbackRun,
+             views: dict[str, HostView]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         """({host: target} for every host serving a rolled-back release, {host: why} for hosts
         that may serve one but cannot be switched now)."""
         states = self.store.host_states(self.env.name)
         rolled_back = set(rollback.releases)
-        targets, left = {}, {}
+        targets, left, kept = {}, {}, {}
         for host in self.env.hosts:
             view, state = views.get(host.name), states.get(host.name)
             if view is None or not view.reachable:
@@ -126,11 +137,13 @@ class Rollbacks:
                 continue
             target = rollback.target or rollback.plan.get(host.name) or view.previous(serving[0]) or (
                 state.previous if state and state.version == serving[0] else None)
-            if target is None or target in rolled_back:
-                left[host.name] = f"serves {serving[0]} and has no earlier release to roll back to"
-                continue
-            targets[host.name] = target
-        return targets, left
+            if target is None:  # a first install: there is nothing to go back to, now or later
+                kept[host.name] = serving[0]
+            elif target in rolled_back:
+                left[host.name] = f"serves {serving[0]} and its earlier release {target} is rolled back too"
+            else:
+                targets[host.name] = target
+        return targets, left, kept
 
     def _finish(self, rollback: RollbackRun, stage_run: StageRun | None, result: RollbackResult, tag: dict) -> None:
         with self.store.transaction():
@@ -155,8 +168,10 @@ class Rollbacks:
                 self.store.set_release_status(version, ReleaseStatus.ROLLED_BACK)
             self.journal.record(
                 "rollback.done",
-                f"rolled back {len(result.switched)} host(s) of {self.env.name} in {result.seconds:.1f}s",
-                data={"rollback": rollback.id, "hosts": result.switched, "seconds": round(result.seconds, 3)}, **tag,
+                f"rolled back {len(result.switched)} host(s) of {self.env.name} in {result.seconds:.1f}s"
+                + (f"; {result.hosts_kept()}" if result.kept else ""),
+                data={"rollback": rollback.id, "hosts": result.switched, "kept": result.kept,
+                      "seconds": round(result.seconds, 3)}, **tag,
             )
             if rollback.cause.fault:  # a stage that failed safe for want of evidence is no incident
                 self.journal.record("incident", incident_message(rollback, finished),

@@ -314,8 +314,17 @@ def test_no_metrics_is_never_a_pass(project, policy):
     proc = project.cli("promote", "1.0.0", "--json")
     stages = project.status()["releases"][0]["stages"]
     if policy == "fail":
-        assert proc.returncode == 4  # inconclusive, fail safe; a first install has nothing to roll back to
+        # fail safe; a first install has nothing to go back to: the host keeps it, and nobody is stuck
+        assert proc.returncode == 1, proc.stderr
         assert "not enough evidence in" in proc.stderr
+        assert "dev-1 keep 1.0.0: nothing ran there before it (a first install); promote a fixed release" in proc.stderr
+        assert stages[-1]["status"] == "rolled_back" and project.current("dev-1") == "1.0.0"
+        assert project.status()["environments"]["dev"]["rollbacks"] == []  # nothing left open for resume
+        assert project.cli("resume").returncode == 0
+        project.write_config()  # the fix: checks that can see
+        project.register("1.0.1")
+        project.cli("promote", "1.0.1", check=True)
+        assert project.current("dev-1") == "1.0.1"
     else:
         assert proc.returncode == 5, proc.stderr
         assert json.loads(proc.stdout)["exit_code"] == 5
