@@ -110,11 +110,10 @@ class Deployer:
         def look(host: Host, session, seconds: float) -> None:
             stalls = pb.parse_stalls(session.run(pb.stall_script(host), 15).stdout)
             limit = f"it is stopped at command_timeout ({self.env.command_timeout:g}s)"
-            if stalls and all(stall.polling for stall in stalls):
+            if stalls:
                 message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}"
-            elif stalls:
-                message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}. If it should " \
-                          f"have returned: {pb.HUNG_FIX}"
+                if not all(stall.polling for stall in stalls):  # a loop polling for readiness is not hung
+                    message += f". If it should have returned: {pb.HUNG_FIX}"
             else:
                 message = f"{host.name}: {phase} still running after {seconds:.0f}s (uploading, or waiting for " \
                           f"another phase on the host); {limit}"
