@@ -95,7 +95,8 @@ hooks:
       curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" && exit 0
       sleep 0.1
     done
-    echo "nothing answered on port $PORT within 10s" >&2
+    echo "nothing answered on port $PORT within 10s; the end of its log:" >&2
+    tail -n 3 "$RELEASER_ROOT/shared/logs/app.log" >&2 || true
     exit 1
 """,
     "healthchecks/basic.yaml": """\
