@@ -18,9 +18,9 @@ import hmac
 import json
 import re
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
 
 from .model import AlertRecord, Environment
 from .store import Store, StoreError
@@ -49,7 +49,9 @@ def firing_groups(body: bytes, environments: dict[str, Environment]) -> list[Ale
         if not isinstance(alert, dict):
             raise BadPayload(f"alerts[{index}] is not an object")
         labels, annotations = alert.get("labels"), alert.get("annotations", {})
-        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
             raise BadPayload(f"alerts[{index}].labels must map names to strings")
         if not isinstance(annotations, dict):
             raise BadPayload(f"alerts[{index}].annotations must be an object")
@@ -67,8 +69,11 @@ def firing_groups(body: bytes, environments: dict[str, Environment]) -> list[Ale
             continue
         labels, annotations, _ = min(mine, key=lambda a: a[2])
         summary = str(annotations.get("summary") or annotations.get("description") or "")[:300]
-        found.append(AlertRecord(group_key[:500], name, min(a[2] for a in mine), labels.get("alertname", "alert")[:200],
-                                 labels, summary))
+        found.append(
+            AlertRecord(
+                group_key[:500], name, min(a[2] for a in mine), labels.get("alertname", "alert")[:200], labels, summary
+            )
+        )
     return found
 
 
@@ -82,7 +87,7 @@ def _timestamp(value: object, index: int) -> str:
         raise BadPayload(f"alerts[{index}].startsAt is not a time: {value[:40]!r}") from None
     if when.tzinfo is None:
         raise BadPayload(f"alerts[{index}].startsAt has no time zone")
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -96,15 +101,21 @@ def parse_address(text: str) -> tuple[str, int]:
 class AlertReceiver:
     """The webhook endpoint: POST / (or /alerts) with `Authorization: Bearer TOKEN`."""
 
-    def __init__(self, address: tuple[str, int], token: str, store: Store, environments: dict[str, Environment],
-                 received: Callable[[list[AlertRecord]], None]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        token: str,
+        store: Store,
+        environments: dict[str, Environment],
+        received: Callable[[list[AlertRecord]], None],
+    ):
         receiver = self
         self.store, self.environments, self.received = store, environments, received
 
         class Handler(BaseHTTPRequestHandler):
             timeout = 10  # a client that stops sending does not hold the endpoint
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if self.path.split("?")[0] not in ("/", "/alerts"):
                     return self._answer(404, "unknown path: POST / or /alerts")
                 given = self.headers.get("Authorization", "")
@@ -128,7 +139,7 @@ class AlertReceiver:
                     receiver.received(new)
                 return self._answer(200, f"{len(new)} new")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._answer(405, "POST Alertmanager's webhook notifications here")
 
             def _answer(self, code: int, text: str) -> None:

@@ -4,6 +4,7 @@ config error, 3 busy, 4 needs a human, 5 inconclusive."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -55,8 +56,15 @@ class App:
         self._progress: Collapser | None = None
         self._last_width = 0
 
-    def apply(self, directory: str | None, config_file: str | None, as_json: bool | None, quiet: bool | None,
-              verbose: bool | None, no_color: bool | None) -> None:
+    def apply(
+        self,
+        directory: str | None,
+        config_file: str | None,
+        as_json: bool | None,
+        quiet: bool | None,
+        verbose: bool | None,
+        no_color: bool | None,
+    ) -> None:
         """Global options, from before the command or after it (after wins)."""
         if directory:
             try:
@@ -115,8 +123,9 @@ class App:
     def pipeline(self) -> Pipeline:
         from .pipeline import Pipeline
 
-        return Pipeline(self.config(), self.store(), self.journal(), tick=self.tick if self.live else None,
-                        interrupts=INTERRUPTS)
+        return Pipeline(
+            self.config(), self.store(), self.journal(), tick=self.tick if self.live else None, interrupts=INTERRUPTS
+        )
 
     @property
     def tty(self) -> bool:
@@ -173,7 +182,8 @@ class App:
         when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         command = shlex.join(["releaser", *sys.argv[1:]])
         self._journal.record(
-            "terminal.hangup", f"the terminal went away (SIGHUP at {shown_time(when)}); `{command}` (pid "
+            "terminal.hangup",
+            f"the terminal went away (SIGHUP at {shown_time(when)}); `{command}` (pid "
             f"{os.getpid()}) goes on to its end; what it says from then on is in the journal (`releaser history`)",
             data={"at": when, "pid": os.getpid(), "command": command},
         )
@@ -212,10 +222,9 @@ class App:
             click.echo(json.dumps(secrets.scrub_data(document), indent=2, default=str))
 
     def close(self) -> None:
-        try:
+        # the state failed the command: its own error is the one to tell
+        with contextlib.suppress(ReleaserError):
             self.journal_hangup()
-        except ReleaserError:  # the state failed the command: its own error is the one to tell
-            pass
         if self._progress is not None:
             self._progress.flush()
         if self._notifier is not None:
@@ -234,7 +243,7 @@ def _completion_config(ctx: click.Context):
 
     try:
         return load_config(Path(given("chdir") or ".") / (given("config_path") or DEFAULT_CONFIG))
-    except Exception:  # noqa: BLE001 - a half-typed command line completes to nothing
+    except Exception:
         return None
 
 
@@ -256,7 +265,7 @@ def complete_releases(ctx: click.Context, _param, incomplete: str) -> list[str]:
             versions = [r.version for r in reversed(store.list_releases())]
         finally:
             store.close()
-    except Exception:  # noqa: BLE001 - no state yet, or a locked one: nothing to offer
+    except Exception:
         return []
     return [v for v in versions if v.startswith(incomplete)]
 
@@ -265,8 +274,9 @@ def complete_releases(ctx: click.Context, _param, incomplete: str) -> list[str]:
 # option objects serves every command (click only reads them), built once: start-up is paid per run.
 GLOBAL_OPTIONS = (
     click.Option(["-C", "chdir"], type=click.Path(file_okay=False), help="Run as if started in DIR."),
-    click.Option(["-c", "config_path"], type=click.Path(dir_okay=False),
-                 help=f"Configuration file (default {DEFAULT_CONFIG})."),
+    click.Option(
+        ["-c", "config_path"], type=click.Path(dir_okay=False), help=f"Configuration file (default {DEFAULT_CONFIG})."
+    ),
     click.Option(["--json", "as_json"], is_flag=True, default=None, help="Print one JSON document on stdout."),
     click.Option(["-q", "--quiet"], is_flag=True, default=None, help="No progress; results and errors only."),
     click.Option(["-v", "--verbose"], is_flag=True, default=None, help="Full verdicts and every progress line."),
@@ -334,8 +344,15 @@ def _fail(app: App, exc: ReleaserError) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="releaser")
 @click.pass_context
-def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json: bool | None,
-        quiet: bool | None, verbose: bool | None, no_color: bool | None) -> None:
+def cli(
+    ctx: click.Context,
+    chdir: str | None,
+    config_path: str | None,
+    as_json: bool | None,
+    quiet: bool | None,
+    verbose: bool | None,
+    no_color: bool | None,
+) -> None:
     """Promote releases through selftest -> test -> gray -> full, with automatic rollback."""
     app = ctx.obj = App()
     try:
@@ -347,10 +364,20 @@ def cli(ctx: click.Context, chdir: str | None, config_path: str | None, as_json:
 # -- configuration --
 
 
-@command(cli, examples=("releaser validate", "releaser validate --connect   # and every host, as a stage would",
-                        "releaser -c staging.yaml validate --json"))
-@click.option("--connect", is_flag=True, help="Also connect to every host and check it can be worked on "
-              "(keys, host keys, the root, sudo); exit 2 for a mistake, 4 for a host out of reach.")
+@command(
+    cli,
+    examples=(
+        "releaser validate",
+        "releaser validate --connect   # and every host, as a stage would",
+        "releaser -c staging.yaml validate --json",
+    ),
+)
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also connect to every host and check it can be worked on "
+    "(keys, host keys, the root, sudo); exit 2 for a mistake, 4 for a host out of reach.",
+)
 def validate(app: App, connect: bool) -> None:
     """Check environments.yaml, its playbooks and check sets, and the SSH files they name; exit 2
     on any problem."""
@@ -368,18 +395,34 @@ def validate(app: App, connect: bool) -> None:
     hosts = sum(len(env.hosts) for env in config.environments.values())
     app.result(
         f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s)"
-        + (" reached and ready" if connect else "") + f", pipeline {' -> '.join(config.stage_names())}",
+        + (" reached and ready" if connect else "")
+        + f", pipeline {' -> '.join(config.stage_names())}",
         "green",
     )
-    app.emit({"ok": True, "config": str(config.path), "environments": {
-        name: {"transport": env.transport, "hosts": [h.name for h in env.hosts], "playbook": env.playbook}
-        for name, env in config.environments.items()
-    }, "pipeline": [{"stage": s.name, "environment": s.environment, "checks": [c.name for c in s.checks]}
-                    for s in config.pipeline]})
+    app.emit(
+        {
+            "ok": True,
+            "config": str(config.path),
+            "environments": {
+                name: {"transport": env.transport, "hosts": [h.name for h in env.hosts], "playbook": env.playbook}
+                for name, env in config.environments.items()
+            },
+            "pipeline": [
+                {"stage": s.name, "environment": s.environment, "checks": [c.name for c in s.checks]}
+                for s in config.pipeline
+            ],
+        }
+    )
 
 
-@command(cli, examples=("releaser init", "releaser init deploy/ && cd deploy && releaser validate",
-                        "releaser init --router nginx   # prod behind nginx, gray to 10% of users"))
+@command(
+    cli,
+    examples=(
+        "releaser init",
+        "releaser init deploy/ && cd deploy && releaser validate",
+        "releaser init --router nginx   # prod behind nginx, gray to 10% of users",
+    ),
+)
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
 @click.option("--router", type=click.Choice(["nginx"]), help="Put prod behind this load balancer (gray by users).")
 def init(app: App, directory: str, router: str | None) -> None:
@@ -389,8 +432,10 @@ def init(app: App, directory: str, router: str | None) -> None:
     written = scaffold(Path(directory), router)
     for path in written:
         app.result(f"wrote {path}")
-    app.say("next: `releaser validate`, then register a release (`releaser release create 0.1.0 --artifact "
-            "app.tar.gz`) and `releaser run 0.1.0`; every key is documented in environments.example.yaml")
+    app.say(
+        "next: `releaser validate`, then register a release (`releaser release create 0.1.0 --artifact "
+        "app.tar.gz`) and `releaser run 0.1.0`; every key is documented in environments.example.yaml"
+    )
     app.emit({"ok": True, "written": [str(p) for p in written]})
 
 
@@ -402,9 +447,14 @@ def release() -> None:
     """Register, list and show releases."""
 
 
-@command(release, "create", examples=(
-    "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
-    "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz"))
+@command(
+    release,
+    "create",
+    examples=(
+        "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
+        "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz",
+    ),
+)
 @click.argument("version")
 @click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
 @click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
@@ -439,8 +489,10 @@ def release_list(app: App) -> None:
     releases = list(reversed(document["releases"]))
     for rel in releases:
         where = ", ".join(rel["runs_on"]) or "-"
-        app.result(f"{rel['version']:<16} {rel['status']:<12} runs on {where:<20} registered "
-                   f"{shown_time(rel['created_at'], app.tty)} by {rel['created_by']}")
+        app.result(
+            f"{rel['version']:<16} {rel['status']:<12} runs on {where:<20} registered "
+            f"{shown_time(rel['created_at'], app.tty)} by {rel['created_by']}"
+        )
         if rel["reason"]:
             app.result(f"{'':<16} why: {app.told(rel['reason'])}")
     if not releases:
@@ -459,18 +511,29 @@ def release_show(app: App, version: str) -> None:
         raise UsageError(_unknown_release(version))
     stored = app.store(read_only=True).get_release(version)
     report = next((r for r in document["reports"] if r["release"] == version), None)
-    hosts = {env: [h for h, state in e["hosts"].items() if state["version"] == version]
-             for env, e in document["environments"].items()}
-    shown = {**rel, "artifact": stored.artifact, "size": stored.size, "url": stored.url, "notes": stored.notes,
-             "hosts": {env: names for env, names in hosts.items() if names}, "report": report}
+    hosts = {
+        env: [h for h, state in e["hosts"].items() if state["version"] == version]
+        for env, e in document["environments"].items()
+    }
+    shown = {
+        **rel,
+        "artifact": stored.artifact,
+        "size": stored.size,
+        "url": stored.url,
+        "notes": stored.notes,
+        "hosts": {env: names for env, names in hosts.items() if names},
+        "report": report,
+    }
     app.result(f"{version}: {rel['status']}" + (f" — {rel['reason']}" if rel["reason"] else ""))
     app.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
     app.result(f"  features  {', '.join(rel['features']) or '-'}")
     app.result(f"  by        {rel['created_by']}, {shown_time(rel['created_at'], app.tty)}")
     for stage in rel["stages"]:
-        app.result(f"  {stage['stage']:<9} {stage['status']:<12} on {stage['environment']:<8} "
-                   f"{shown_time(stage['started_at'], app.tty)} -> {shown_time(stage['finished_at'], app.tty)}"
-                   + (f"  forced: {stage['reason']}" if stage["forced"] else ""))
+        app.result(
+            f"  {stage['stage']:<9} {stage['status']:<12} on {stage['environment']:<8} "
+            f"{shown_time(stage['started_at'], app.tty)} -> {shown_time(stage['finished_at'], app.tty)}"
+            + (f"  forced: {stage['reason']}" if stage["forced"] else "")
+        )
     for env, names in shown["hosts"].items():
         app.result(f"  runs on   {env}: {len(names)} host(s) ({', '.join(names)})")
     if report:
@@ -496,8 +559,11 @@ def _status(app: App) -> dict:
 # -- promotion --
 
 
-@command(cli, examples=("releaser promote 2.4.0", "releaser promote 2.4.0 --to gray --force --reason \"hotfix INC-42\""),
-         exits=(0, 1, 2, 3, 4, 5))
+@command(
+    cli,
+    examples=("releaser promote 2.4.0", 'releaser promote 2.4.0 --to gray --force --reason "hotfix INC-42"'),
+    exits=(0, 1, 2, 3, 4, 5),
+)
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--to", "to_stage", type=click.Choice(STAGE_ORDER), help="The stage to run (default: the next one).")
 @click.option("--force", is_flag=True, help="Allow skipping stages that have not passed, or promoting during a freeze.")
@@ -534,13 +600,26 @@ def _decide(app: App, version: str, stage: str | None, reason: str, approve: boo
     store = app.recorded_state(_unknown_release(version))
     request = decide(store, app.journal(), version, stage, approve, reason)
     app.result(f"{request.stage} of {version}: {request.state} by {request.decided_by}")
-    app.emit({"ok": True, "release": version, "stage": request.stage, "state": request.state,
-              "by": request.decided_by, "requested_by": request.requested_by})
+    app.emit(
+        {
+            "ok": True,
+            "release": version,
+            "stage": request.stage,
+            "state": request.state,
+            "by": request.decided_by,
+            "requested_by": request.requested_by,
+        }
+    )
 
 
-@command(cli, examples=("releaser approve 2.4.0 --reason \"canary numbers look right\"",
-                        "RELEASER_ACTOR=alice releaser approve 2.4.0 --stage full --reason \"CAB-118\""),
-         exits=(0, 2, 3))
+@command(
+    cli,
+    examples=(
+        'releaser approve 2.4.0 --reason "canary numbers look right"',
+        'RELEASER_ACTOR=alice releaser approve 2.4.0 --stage full --reason "CAB-118"',
+    ),
+    exits=(0, 2, 3),
+)
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--stage", type=click.Choice(STAGE_ORDER), help="The stage (default: the one awaiting approval).")
 @click.option("--reason", required=True, help="Why (journaled).")
@@ -549,7 +628,7 @@ def approve(app: App, version: str, stage: str | None, reason: str) -> None:
     _decide(app, version, stage, reason, approve=True)
 
 
-@command(cli, examples=("releaser reject 2.4.0 --reason \"error budget spent this week\"",), exits=(0, 2, 3))
+@command(cli, examples=('releaser reject 2.4.0 --reason "error budget spent this week"',), exits=(0, 2, 3))
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--stage", type=click.Choice(STAGE_ORDER), help="The stage (default: the one awaiting approval).")
 @click.option("--reason", required=True, help="Why (journaled).")
@@ -558,7 +637,7 @@ def reject(app: App, version: str, stage: str | None, reason: str) -> None:
     _decide(app, version, stage, reason, approve=False)
 
 
-@command(cli, examples=("releaser abort 2.4.0 --reason \"support reports checkout errors\"",), exits=(0, 2, 3, 4))
+@command(cli, examples=('releaser abort 2.4.0 --reason "support reports checkout errors"',), exits=(0, 2, 3, 4))
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--reason", required=True, help="Why (journaled).")
 def abort(app: App, version: str, reason: str) -> None:
@@ -574,11 +653,22 @@ def abort(app: App, version: str, reason: str) -> None:
     app.emit({"ok": True, "release": version, "run": asdict(run) if run else None})
 
 
-@command(cli, examples=("releaser rollback prod --dry-run", "releaser rollback prod --reason \"customer report\"",
-                        "releaser rollback prod --to 2.3.1 --reason \"INC-42\""), exits=(0, 2, 3, 4))
+@command(
+    cli,
+    examples=(
+        "releaser rollback prod --dry-run",
+        'releaser rollback prod --reason "customer report"',
+        'releaser rollback prod --to 2.3.1 --reason "INC-42"',
+    ),
+    exits=(0, 2, 3, 4),
+)
 @click.argument("environment", shell_complete=complete_environments)
-@click.option("--to", "to_version", shell_complete=complete_releases,
-              help="The release to go back to (default: each host's previous one).")
+@click.option(
+    "--to",
+    "to_version",
+    shell_complete=complete_releases,
+    help="The release to go back to (default: each host's previous one).",
+)
 @click.option("--reason", default="", help="Why (required, journaled).")
 @click.option("--dry-run", is_flag=True, help="Ask the hosts and print the plan; change nothing.")
 def rollback(app: App, environment: str, to_version: str | None, reason: str, dry_run: bool) -> None:
@@ -595,18 +685,30 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
         plan = app.pipeline().rollback_plan(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
         for host, step in plan.items():
-            app.result(f"  {host:<16} {step['runs'] or '-':<14} -> {step['to']}" if step["to"]
-                       else f"  {host:<16} {step['runs'] or '-':<14}    stays")
-        app.result(f"{environment}: {len(moving)} of {len(plan)} host(s) would be switched back; nothing was changed"
-                   if moving else f"{environment}: nothing to roll back")
+            app.result(
+                f"  {host:<16} {step['runs'] or '-':<14} -> {step['to']}"
+                if step["to"]
+                else f"  {host:<16} {step['runs'] or '-':<14}    stays"
+            )
+        app.result(
+            f"{environment}: {len(moving)} of {len(plan)} host(s) would be switched back; nothing was changed"
+            if moving
+            else f"{environment}: nothing to roll back"
+        )
         app.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan})
         return
     switched = app.pipeline().rollback(environment, to_version, reason)
     app.emit({"ok": True, "environment": environment, "switched": switched})
 
 
-@command(cli, examples=("releaser redeploy prod --reason \"app did not come back after the rollback\"",
-                        "releaser redeploy prod --host web-3 --reason \"restart hook fixed\""), exits=(0, 2, 3, 4))
+@command(
+    cli,
+    examples=(
+        'releaser redeploy prod --reason "app did not come back after the rollback"',
+        'releaser redeploy prod --host web-3 --reason "restart hook fixed"',
+    ),
+    exits=(0, 2, 3, 4),
+)
 @click.argument("environment", shell_complete=complete_environments)
 @click.option("--host", "hosts", multiple=True, help="A host to redeploy (repeatable; default: the hosts in doubt).")
 @click.option("--reason", default="", help="Why (required, journaled).")
@@ -620,8 +722,14 @@ def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) ->
         raise UsageError("redeploy needs --reason TEXT, which is journaled")
     app.recorded_state(f"nothing to redeploy on {environment}: releaser has recorded no deployment there")
     done = app.pipeline().redeploy(environment, list(hosts), reason)
-    app.result(f"{environment}: redeployed {len(done)} host(s)" + (": " + ", ".join(
-        f"{host} on {version}" for host, version in sorted(done.items())) if done else " (none is in doubt)"))
+    app.result(
+        f"{environment}: redeployed {len(done)} host(s)"
+        + (
+            ": " + ", ".join(f"{host} on {version}" for host, version in sorted(done.items()))
+            if done
+            else " (none is in doubt)"
+        )
+    )
     app.emit({"ok": True, "environment": environment, "redeployed": done})
 
 
@@ -650,11 +758,19 @@ def state_rebuild(app: App) -> None:
     app.emit({"ok": True, "environments": rebuilt})
 
 
-@command(state, "migrate", examples=("RELEASER_DATABASE_URL=postgresql://releaser@db/releaser releaser state migrate "
-                                      "--to postgresql",), exits=(0, 2, 3, 4))
+@command(
+    state,
+    "migrate",
+    examples=("RELEASER_DATABASE_URL=postgresql://releaser@db/releaser releaser state migrate --to postgresql",),
+    exits=(0, 2, 3, 4),
+)
 @click.option("--to", "backend", type=click.Choice(["postgresql"]), required=True, help="Where the state goes.")
-@click.option("--url-env", default="RELEASER_DATABASE_URL", show_default=True,
-              help="The variable holding the PostgreSQL URL (the password stays there).")
+@click.option(
+    "--url-env",
+    default="RELEASER_DATABASE_URL",
+    show_default=True,
+    help="The variable holding the PostgreSQL URL (the password stays there).",
+)
 def state_migrate(app: App, backend: str, url_env: str) -> None:
     """Move the state from SQLite to PostgreSQL: every release, run, host and journal event, ids
     kept, compared row by row. Then set `state: {backend: postgresql}`; the SQLite file refuses
@@ -671,18 +787,26 @@ def state_migrate(app: App, backend: str, url_env: str) -> None:
     target = open_postgres(url_env, config.state_wait)
     try:
         copied = move_state(source, target, is_stale)
-        Journal(target).record("state.moved", f"state moved from {config.state_path} to {target.where}: "
-                               f"{sum(copied.values())} rows", data={"from": str(config.state_path), "rows": copied})
+        Journal(target).record(
+            "state.moved",
+            f"state moved from {config.state_path} to {target.where}: {sum(copied.values())} rows",
+            data={"from": str(config.state_path), "rows": copied},
+        )
     finally:
         target.close()
-    app.result(f"moved {sum(copied.values())} rows to {target.where}, each compared with the original "
-               f"({', '.join(f'{t} {n}' for t, n in copied.items() if n)})")
-    app.result(f"next: set `state: {{backend: postgresql{'' if url_env == 'RELEASER_DATABASE_URL' else ', url_env: ' + url_env}}}` "
-               f"in {config.path.name}; {config.state_path.name} now refuses use")
+    app.result(
+        f"moved {sum(copied.values())} rows to {target.where}, each compared with the original "
+        f"({', '.join(f'{t} {n}' for t, n in copied.items() if n)})"
+    )
+    url_key = "" if url_env == "RELEASER_DATABASE_URL" else f", url_env: {url_env}"
+    app.result(
+        f"next: set `state: {{backend: postgresql{url_key}}}` "
+        f"in {config.path.name}; {config.state_path.name} now refuses use"
+    )
     app.emit({"ok": True, "to": target.where, "rows": copied})
 
 
-@command(cli, examples=("releaser unlock prod --force --reason \"holder wedged\"",))
+@command(cli, examples=('releaser unlock prod --force --reason "holder wedged"',))
 @click.argument("environment", shell_complete=complete_environments)
 @click.option("--force", is_flag=True, required=True, help="Required: this clears a lock another process may hold.")
 @click.option("--reason", required=True, help="Why (journaled).")
@@ -697,21 +821,36 @@ def unlock(app: App, environment: str, force: bool, reason: str) -> None:
         app.say(f"{environment} was not locked")
     else:
         app.journal().record(
-            "lock.cleared", f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: "
-            f"{reason}", environment=environment, data={"reason": reason, "held_by": held.owner, "pid": held.pid},
+            "lock.cleared",
+            f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: {reason}",
+            environment=environment,
+            data={"reason": reason, "held_by": held.owner, "pid": held.pid},
         )
     app.emit({"ok": True, "environment": environment, "cleared": held is not None})
 
 
-@command(cli, examples=("releaser watch", "* * * * *  releaser -C /srv/deploy watch --once --quiet   # cron",
-                        "RELEASER_ALERT_TOKEN=... releaser watch --listen 127.0.0.1:9095   # Alertmanager's webhook"),
-         exits=(0, 1, 2, 4))
+@command(
+    cli,
+    examples=(
+        "releaser watch",
+        "* * * * *  releaser -C /srv/deploy watch --once --quiet   # cron",
+        "RELEASER_ALERT_TOKEN=... releaser watch --listen 127.0.0.1:9095   # Alertmanager's webhook",
+    ),
+    exits=(0, 1, 2, 4),
+)
 @click.option("--once", is_flag=True, help="Look once at every armed window and exit (for cron and CI schedules).")
 @click.option("--interval", default="30s", show_default=True, help="Time between looks.")
-@click.option("--listen", metavar="HOST:PORT", help="Also receive Alertmanager's webhook here: firing alerts that "
-              "match an environment's `alerts:` roll it back.")
-@click.option("--token-env", default="RELEASER_ALERT_TOKEN", show_default=True,
-              help="The variable holding the bearer token Alertmanager must send (with --listen).")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Also receive Alertmanager's webhook here: firing alerts that match an environment's `alerts:` roll it back.",
+)
+@click.option(
+    "--token-env",
+    default="RELEASER_ALERT_TOKEN",
+    show_default=True,
+    help="The variable holding the bearer token Alertmanager must send (with --listen).",
+)
 def watch(app: App, once: bool, interval: str, listen: str | None, token_env: str) -> None:
     """Keep rollback windows armed: re-run the checks of every stage still inside its window and
     roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
@@ -729,8 +868,19 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
         raise UsageError("--listen needs a daemon: it cannot go with --once")
     if once and app.existing_store() is None:
         app.result("no rollback window is open")
-        app.emit({"ok": True, "looks": 0, "windows": [], "rolled_back": [], "alarms": [], "blind": [], "closed": [],
-                  "elsewhere": [], "reports": []})
+        app.emit(
+            {
+                "ok": True,
+                "looks": 0,
+                "windows": [],
+                "rolled_back": [],
+                "alarms": [],
+                "blind": [],
+                "closed": [],
+                "elsewhere": [],
+                "reports": [],
+            }
+        )
         return
     watcher = Watcher(app.pipeline(), None if once else pause)
     rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
@@ -765,8 +915,10 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
             closed += result["closed"]
             if once:
                 if result["elsewhere"]:
-                    app.result(f"{len(result['elsewhere'])} window(s) watched by another watch: "
-                               + ", ".join(result["elsewhere"]))
+                    app.result(
+                        f"{len(result['elsewhere'])} window(s) watched by another watch: "
+                        + ", ".join(result["elsewhere"])
+                    )
                 elif not result["windows"]:
                     app.result("no rollback window is open")
                 break
@@ -778,10 +930,19 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
     if stop.is_set():
         watcher.stop()
         app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
-    app.emit({"ok": not alarms, "looks": looks, "windows": result["windows"] if looks else [],
-              "rolled_back": rolled_back, "alarms": alarms, "blind": result["blind"] if looks else [],
-              "elsewhere": result["elsewhere"] if looks else [],
-              "closed": closed, "reports": reports})
+    app.emit(
+        {
+            "ok": not alarms,
+            "looks": looks,
+            "windows": result["windows"] if looks else [],
+            "rolled_back": rolled_back,
+            "alarms": alarms,
+            "blind": result["blind"] if looks else [],
+            "elsewhere": result["elsewhere"] if looks else [],
+            "closed": closed,
+            "reports": reports,
+        }
+    )
     if alarms:
         sys.exit(EXIT_NEEDS_HUMAN)
     if rolled_back and once:  # a daemon's rollbacks are its job done: a service manager sees a normal stop
@@ -799,8 +960,10 @@ def _alert_receiver(app: App, listen: str, token_env: str, wake: threading.Event
         raise UsageError(f"--listen: {exc}") from None
     token = secrets.read_env(token_env)
     if len(token) < 16:
-        raise UsageError(f"--listen needs a bearer token of at least 16 characters in ${token_env}: Alertmanager "
-                         "sends it (http_config.authorization.credentials), anything else is refused")
+        raise UsageError(
+            f"--listen needs a bearer token of at least 16 characters in ${token_env}: Alertmanager "
+            "sends it (http_config.authorization.credentials), anything else is refused"
+        )
     config = app.config()
     if not any(env.alerts for env in config.environments.values()):
         app.warn("no environment has `alerts:`: notifications will be accepted and roll nothing back")
@@ -815,11 +978,18 @@ def _alert_receiver(app: App, listen: str, token_env: str, wake: threading.Event
 # -- effect reports --
 
 
-@command(cli, examples=("releaser report 2.4.0", "releaser report 2.4.0 --format md --out -", "releaser report due --send"),
-         exits=(0, 2, 4))
+@command(
+    cli,
+    examples=("releaser report 2.4.0", "releaser report 2.4.0 --format md --out -", "releaser report due --send"),
+    exits=(0, 2, 4),
+)
 @click.argument("target", metavar="VERSION|due", shell_complete=complete_releases)
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]),
-              help="Write this format to --out, or to stdout (default with --out: from its name, else html).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json"]),
+    help="Write this format to --out, or to stdout (default with --out: from its name, else html).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), help="Write one format here ('-': stdout).")
 @click.option("--send", is_flag=True, help="Deliver it (mail, webhook, copy under .releaser/reports/).")
 @click.option("--force", is_flag=True, help="With --send: send a report whose delivery is unconfirmed again.")
@@ -856,20 +1026,32 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
                 path = write_copies(config, item.release, rendered)
                 app.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
         for outcome in outcomes:
-            app.result(f"{outcome.release}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
-                    + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
-                    "red" if outcome.needs_human else None)
+            app.result(
+                f"{outcome.release}: {outcome.state}"
+                + (f": {outcome.detail}" if outcome.detail else "")
+                + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
+                "red" if outcome.needs_human else None,
+            )
         if not due:
             app.result("no report is due")
-        app.emit({"ok": not any(o.needs_human for o in outcomes), "due": [i.release for i in due],
-                  "sent": [asdict(o) for o in outcomes]})
+        app.emit(
+            {
+                "ok": not any(o.needs_human for o in outcomes),
+                "due": [i.release for i in due],
+                "sent": [asdict(o) for o in outcomes],
+            }
+        )
         if any(o.needs_human for o in outcomes):
             sys.exit(EXIT_NEEDS_HUMAN)
         return
     if send:
         outcome = outbox.send(target, force=force)
-        app.result(f"{target}: {outcome.state}" + (f": {outcome.detail}" if outcome.detail else "")
-                + (f" ({outcome.path})" if outcome.path else ""), "red" if outcome.needs_human else None)
+        app.result(
+            f"{target}: {outcome.state}"
+            + (f": {outcome.detail}" if outcome.detail else "")
+            + (f" ({outcome.path})" if outcome.path else ""),
+            "red" if outcome.needs_human else None,
+        )
         app.emit({"ok": not outcome.needs_human, **asdict(outcome)})
         if outcome.needs_human:
             sys.exit(EXIT_NEEDS_HUMAN)
@@ -878,8 +1060,15 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
     if fmt and out is None:
         out = "-"
     if document["preview"]:
-        app.say(f"{target}: a preview; " + (f"the report is due {document['due_at']}" if document["due_at"]
-                                            else "the release has not passed its last stage"), "yellow")
+        app.say(
+            f"{target}: a preview; "
+            + (
+                f"the report is due {document['due_at']}"
+                if document["due_at"]
+                else "the release has not passed its last stage"
+            ),
+            "yellow",
+        )
     if out is None:
         path = write_copies(config, target, rendered)
         app.result(f"wrote {path} (and report.md, report.json beside it)")
@@ -893,8 +1082,9 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
         click.echo(text, nl=False)
     else:
         try:  # O_NONBLOCK: a FIFO nobody reads is refused instead of waited on
-            with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644), "w",
-                           encoding="utf-8") as handle:
+            with os.fdopen(
+                os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644), "w", encoding="utf-8"
+            ) as handle:
                 handle.write(text)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
@@ -921,8 +1111,10 @@ def _plain_option(option: str, value: str) -> None:
 
 
 def _unknown_release(version: str) -> str:
-    return f"unknown release {version!r}: nothing is registered yet; register it with " \
-           f"`releaser release create {version} --artifact FILE`"
+    return (
+        f"unknown release {version!r}: nothing is registered yet; register it with "
+        f"`releaser release create {version} --artifact FILE`"
+    )
 
 
 # -- looking --
@@ -963,8 +1155,14 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
         app.result(f"{shown_time(event.ts)}  {event.kind:<20} {scope:<28} {app.told(event.message)}")
 
 
-@command(cli, "completion", examples=('eval "$(releaser completion bash)"   # in ~/.bashrc',
-                                     'releaser completion fish > ~/.config/fish/completions/releaser.fish'))
+@command(
+    cli,
+    "completion",
+    examples=(
+        'eval "$(releaser completion bash)"   # in ~/.bashrc',
+        "releaser completion fish > ~/.config/fish/completions/releaser.fish",
+    ),
+)
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(app: App, shell: str) -> None:
     """Print the shell completion script: commands, options, environments and release versions."""
@@ -977,7 +1175,9 @@ def completion(app: App, shell: str) -> None:
 
 
 @command(cli, examples=("releaser demo", "releaser demo --dir /tmp/sandbox"))
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to build the sandbox (default: a temp dir).")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), help="Where to build the sandbox (default: a temp dir)."
+)
 def demo(app: App, directory: str | None) -> None:
     """Build a sandbox fleet on this machine and run three releases through it."""
     from .demo.run import run_demo
@@ -1003,8 +1203,11 @@ def main() -> None:
         if os.environ.get("RELEASER_DEBUG"):
             raise
         click.echo(printable(secrets.scrub(f"releaser: internal error: {type(exc).__name__}: {exc}")), err=True)
-        click.echo("this is a bug in releaser; RELEASER_DEBUG=1 shows the traceback. State and hosts are as "
-                   "the journal says: `releaser status`, then `releaser resume` if a run is left open.", err=True)
+        click.echo(
+            "this is a bug in releaser; RELEASER_DEBUG=1 shows the traceback. State and hosts are as "
+            "the journal says: `releaser status`, then `releaser resume` if a run is left open.",
+            err=True,
+        )
         sys.exit(EXIT_NEEDS_HUMAN)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from .model import Host
 

@@ -7,23 +7,43 @@ side effects: nothing is written while or after reading configuration.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from . import secrets
 from .errors import ConfigError, ConfigProblem
 from .health import CHECK_TYPES, Check, check_class
 from .metrics.selector import Selector, read_selector
 from .model import (
-    AlertRule, Approval, RouterSpec,
-    Config, Environment, Host, LocalFile, MailSpec, MetricsSpec, Playbook, ReportSpec, SshOptions, StageSpec, Webhook,
+    AlertRule,
+    Approval,
+    Config,
+    Environment,
+    Host,
+    LocalFile,
+    MailSpec,
+    MetricsSpec,
+    Playbook,
+    ReportSpec,
+    RouterSpec,
+    SshOptions,
+    StageSpec,
+    Webhook,
 )
 from .names import DEFAULT_EVENTS, ROUTER_TYPES, STAGE_ORDER, TRANSPORTS
 from .schema import (
-    ENV_NAME, Fields, Problems, check_text, did_you_mean, fill_template, format_duration, known_zone, parse_percent,
-    render_template, shown,
+    ENV_NAME,
+    Fields,
+    Problems,
+    check_text,
+    did_you_mean,
+    fill_template,
+    format_duration,
+    known_zone,
+    parse_percent,
+    render_template,
+    shown,
 )
 from .yamlsrc import Mapping, load_yaml
 
@@ -75,8 +95,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     problems = Problems()
     if not os.path.lexists(path):
-        raise ConfigError([ConfigProblem(display(path), None, "", "file not found; `releaser init` writes a "
-                                         "starting configuration, `-c FILE` names another")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    display(path),
+                    None,
+                    "",
+                    "file not found; `releaser init` writes a starting configuration, `-c FILE` names another",
+                )
+            ]
+        )
     data = load_yaml(path, display(path))
     top = Fields(data, display(path), "", problems, 1)
     loader = _Loader(path.parent, problems)
@@ -90,8 +118,11 @@ def load_config(path: Path) -> Config:
             url_env = state.env_name("url_env") or DEFAULT_URL_ENV
             for key in ("url", "path"):
                 if state.has(key):
-                    state.problem(key, "a PostgreSQL state is named by `url_env`, the variable holding its URL "
-                                       "(the password stays there)")
+                    state.problem(
+                        key,
+                        "a PostgreSQL state is named by `url_env`, the variable holding its URL "
+                        "(the password stays there)",
+                    )
         else:
             state_path = state.str("path", state_path)
             if (path.parent / state_path).is_dir() or state_path.endswith("/"):
@@ -254,14 +285,19 @@ def _webhooks(top: Fields) -> tuple[Webhook, ...]:
         events = []
         for event, event_line, event_key in fields.items("events"):
             if event not in DEFAULT_EVENTS:
-                section.problems.add(fields.file, event_line, event_key,
-                                     f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}"
-                                     + did_you_mean(str(event), DEFAULT_EVENTS))
+                section.problems.add(
+                    fields.file,
+                    event_line,
+                    event_key,
+                    f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}"
+                    + did_you_mean(str(event), DEFAULT_EVENTS),
+                )
             else:
                 events.append(event)
         fmt, secret_env = _webhook_format(fields)
-        hooks.append(Webhook(url, url_env, fmt, tuple(events) or DEFAULT_EVENTS, fields.duration("timeout", 5.0),
-                             secret_env))
+        hooks.append(
+            Webhook(url, url_env, fmt, tuple(events) or DEFAULT_EVENTS, fields.duration("timeout", 5.0), secret_env)
+        )
         fields.finish()
     section.finish()
     return tuple(hooks)
@@ -282,8 +318,11 @@ def _webhook_format(fields: Fields) -> tuple[str, str | None]:
     fmt = fields.str("format", "json", choices=WEBHOOK_FORMATS) or "json"
     secret_env = fields.env_name("secret_env")
     if secret_env and fmt not in ("dingtalk", "feishu"):
-        fields.problem("secret_env", "only DingTalk and Feishu robots sign their requests" + (
-            " (a WeCom robot is authorised by the key in its URL: give it with url_env)" if fmt == "wecom" else ""))
+        fields.problem(
+            "secret_env",
+            "only DingTalk and Feishu robots sign their requests"
+            + (" (a WeCom robot is authorised by the key in its URL: give it with url_env)" if fmt == "wecom" else ""),
+        )
     return fmt, secret_env
 
 
@@ -366,8 +405,12 @@ def _mail(parent: Fields, base: Path) -> MailSpec | None:
         fields.problem("from", f"expected an e-mail address, got {shown(sender)}")
     ca_file = fields.str("ca_file")
     spec = MailSpec(
-        host=host or server, port=port, sender=sender, security=security,
-        username_env=fields.env_name("username_env"), password_env=fields.env_name("password_env"),
+        host=host or server,
+        port=port,
+        sender=sender,
+        security=security,
+        username_env=fields.env_name("username_env"),
+        password_env=fields.env_name("password_env"),
         ca_file=str((base / os.path.expanduser(ca_file)).resolve()) if ca_file else None,
         timeout=fields.duration("timeout", 30.0),
     )
@@ -438,7 +481,9 @@ class _Loader:
             if host is None:
                 continue
             if host.name in seen:
-                self.problems.add(fields.file, line, key, f"duplicate host {host.name!r} (first at line {seen[host.name]})")
+                self.problems.add(
+                    fields.file, line, key, f"duplicate host {host.name!r} (first at line {seen[host.name]})"
+                )
                 continue
             seen[host.name] = line
             hosts.append(host)
@@ -449,8 +494,21 @@ class _Loader:
         router = self._router(fields, transport, ssh, hosts)
         alerts = _alert_rule(fields)
         fields.finish()
-        return Environment(name, transport or "local", playbook or "", tuple(hosts), parallel, command_timeout,
-                           artifacts or "push", metrics, tuple(report_to), tuple(pass_env), slow_after, router, alerts)
+        return Environment(
+            name,
+            transport or "local",
+            playbook or "",
+            tuple(hosts),
+            parallel,
+            command_timeout,
+            artifacts or "push",
+            metrics,
+            tuple(report_to),
+            tuple(pass_env),
+            slow_after,
+            router,
+            alerts,
+        )
 
     def _router(self, parent: Fields, transport: str | None, ssh: SshOptions, hosts: list[Host]) -> RouterSpec | None:
         """`router:`: the load balancer in front of the environment (see releaser/router/)."""
@@ -485,11 +543,16 @@ class _Loader:
                 fields.problem("backend", f"expected host:port, got {shown(value)} (host {host.name})")
                 break
         spec = RouterSpec(
-            type=kind, hosts=tuple(router_hosts), file=paths["file"], backend=backend, key=self._user_key(fields),
+            type=kind,
+            hosts=tuple(router_hosts),
+            file=paths["file"],
+            backend=backend,
+            key=self._user_key(fields),
             without_key=fields.str("without_key", "stable", choices=("stable", "address")) or "stable",
             test=fields.str("test", RouterSpec.test) or RouterSpec.test,
             reload=fields.str("reload", RouterSpec.reload) or RouterSpec.reload,
-            pid_file=paths["pid_file"], drain_timeout=fields.duration("drain_timeout", RouterSpec.drain_timeout),
+            pid_file=paths["pid_file"],
+            drain_timeout=fields.duration("drain_timeout", RouterSpec.drain_timeout),
         )
         fields.finish()
         return spec
@@ -561,8 +624,9 @@ class _Loader:
         for key in ("identity_file", "known_hosts", "config_file"):
             if changes[key]:
                 changes[key] = str((self.base / os.path.expanduser(changes[key])).resolve())
-                self.local_files.setdefault(changes[key], LocalFile(changes[key], fields.file, fields.line_of(key),
-                                                                    fields.key_path(key)))
+                self.local_files.setdefault(
+                    changes[key], LocalFile(changes[key], fields.file, fields.line_of(key), fields.key_path(key))
+                )
         return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
     def _host(self, item, line, key, env: Fields, transport, root_template, env_vars, ssh) -> Host | None:
@@ -617,13 +681,17 @@ class _Loader:
         shared = []
         for item, line, key in fields.items("shared"):
             if not isinstance(item, str) or not item or item.startswith("/") or ".." in item.split("/"):
-                self.problems.add(fields.file, line, key, f"expected a relative path inside the release, got {shown(item)}")
+                self.problems.add(
+                    fields.file, line, key, f"expected a relative path inside the release, got {shown(item)}"
+                )
             else:
                 shared.append(item.rstrip("/"))
         sudo = []
         for item, line, key in fields.items("sudo"):
             if item not in HOOKS:
-                self.problems.add(fields.file, line, key, f"expected a hook name ({', '.join(HOOKS)}), got {shown(item)}")
+                self.problems.add(
+                    fields.file, line, key, f"expected a hook name ({', '.join(HOOKS)}), got {shown(item)}"
+                )
             else:
                 sudo.append(item)
         hooks: dict[str, str] = {}
@@ -650,8 +718,9 @@ class _Loader:
         path = self.base / CHECKS_DIR / f"{name}.yaml"
         if not path.is_file():
             known = [p.stem for p in path.parent.glob("*.yaml")] if path.parent.is_dir() else []
-            self.problems.add(stage.file, line, key, f"check set file {display(path)} not found"
-                              + did_you_mean(name, known))
+            self.problems.add(
+                stage.file, line, key, f"check set file {display(path)} not found" + did_you_mean(name, known)
+            )
             self.check_sets[name] = None
             return []
         try:
@@ -690,7 +759,9 @@ class _Loader:
             name = fields.str("stage", required=True, choices=STAGE_ORDER)
             env_name = fields.str("environment", required=True)
             if env_name is not None and env_name not in environments:
-                fields.problem("environment", f"unknown environment {env_name!r} (known: {', '.join(environments) or 'none'})")
+                fields.problem(
+                    "environment", f"unknown environment {env_name!r} (known: {', '.join(environments) or 'none'})"
+                )
             if name in STAGE_ORDER:
                 index = STAGE_ORDER.index(name)
                 if index <= last_index:
@@ -772,7 +843,9 @@ class _Loader:
                 self.problems.add(fields.file, line, where, str(exc))
                 continue
             if not 0 < value < 100:
-                self.problems.add(fields.file, line, where, f"a step is more than 0% and less than 100%, got {value:g}%")
+                self.problems.add(
+                    fields.file, line, where, f"a step is more than 0% and less than 100%, got {value:g}%"
+                )
             elif steps and value <= steps[-1]:
                 self.problems.add(fields.file, line, where, f"steps must grow: {value:g}% after {steps[-1]:g}%")
             else:
@@ -781,8 +854,12 @@ class _Loader:
         if section is not None:
             for item, line, where in section.items("allow"):
                 if not isinstance(item, (str, int)) or not _USER_KEY.fullmatch(str(item)):
-                    self.problems.add(fields.file, line, where, "a user key is 1 to 128 letters, digits or "
-                                      f"'._@:+=/-', got {shown(item)}")
+                    self.problems.add(
+                        fields.file,
+                        line,
+                        where,
+                        f"a user key is 1 to 128 letters, digits or '._@:+=/-', got {shown(item)}",
+                    )
                 else:
                     allow.append(str(item))
             section.finish()

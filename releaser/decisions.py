@@ -8,7 +8,7 @@ and `releaser abort` on one machine rolls back the stage another machine runs. W
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import AwaitingApproval, Refused, UsageError
 from .interrupts import Interrupts
@@ -20,25 +20,32 @@ from .store import Store
 POLL = 1.0  # seconds between looks at the store while waiting for a decision
 
 
-def approved(store: Store, journal: Journal, spec: StageSpec, version: str, wait: bool,
-             interrupts: Interrupts) -> ApprovalRequest | None:
+def approved(
+    store: Store, journal: Journal, spec: StageSpec, version: str, wait: bool, interrupts: Interrupts
+) -> ApprovalRequest | None:
     """The approved request the stage may start with (None: the stage needs none). Asks for one
     when none is open (journaled); raises AwaitingApproval (exit 5), or with `wait` waits for a
     decision; a rejection raises Refused (exit 3)."""
     if spec.approval is None:
         return None
-    request, new = store.request_approval(version, spec.name, whoami(), list(spec.approval.approvers),
-                                          spec.approval.not_by_promoter)
+    request, new = store.request_approval(
+        version, spec.name, whoami(), list(spec.approval.approvers), spec.approval.not_by_promoter
+    )
     if new:
-        journal.record("approval.requested", f"{spec.name}: {request.requested_by} asks to promote {version}; "
-                       f"awaiting approval by {_who_may(request)}", release=version, stage=spec.name,
-                       data={"request": request.id, "by": request.requested_by, "approvers": request.approvers})
+        journal.record(
+            "approval.requested",
+            f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}",
+            release=version,
+            stage=spec.name,
+            data={"request": request.id, "by": request.requested_by, "approvers": request.approvers},
+        )
     while request.state == "awaiting":
         if not wait:
             raise AwaitingApproval(
                 f"awaiting approval: {spec.name} of {version} needs approval by {_who_may(request)} (asked by "
                 f"{request.requested_by}); `releaser approve {version} --stage {spec.name} --reason TEXT`, then "
-                f"promote again, or promote with --wait")
+                f"promote again, or promote with --wait"
+            )
         interrupts.wait(POLL)
         request = store.approval(request.id)
     if request.state == "rejected":
@@ -48,31 +55,42 @@ def approved(store: Store, journal: Journal, spec: StageSpec, version: str, wait
     return request
 
 
-def decide(store: Store, journal: Journal, version: str, stage: str | None, approve: bool, reason: str) -> ApprovalRequest:
+def decide(
+    store: Store, journal: Journal, version: str, stage: str | None, approve: bool, reason: str
+) -> ApprovalRequest:
     """Approve or reject the request awaiting a decision for `version` (its only one, or `stage`'s)."""
     if not reason.strip():
         raise UsageError("a decision needs --reason TEXT, which is journaled")
     waiting = [r for r in store.approvals(version, "awaiting") if stage is None or r.stage == stage]
     if not waiting:
-        raise UsageError(f"nothing of {version} awaits approval" + (f" for {stage}" if stage else "")
-                         + ": a stage asks for one when `releaser promote` reaches it")
+        raise UsageError(
+            f"nothing of {version} awaits approval"
+            + (f" for {stage}" if stage else "")
+            + ": a stage asks for one when `releaser promote` reaches it"
+        )
     if len(waiting) > 1:
         raise UsageError(f"{version} awaits approval for {', '.join(r.stage for r in waiting)}: name one with --stage")
     request, actor = waiting[0], whoami()
     if request.approvers and actor not in request.approvers:
-        raise Refused(f"{actor} may not decide on {request.stage} of {version}: its approvers are "
-                      f"{', '.join(request.approvers)}")
+        raise Refused(
+            f"{actor} may not decide on {request.stage} of {version}: its approvers are {', '.join(request.approvers)}"
+        )
     if approve and request.not_by_promoter and actor == request.requested_by:
-        raise Refused(f"{actor} asked for {request.stage} of {version} and may not approve it too "
-                      "(not_by_promoter): another approver must")
+        raise Refused(
+            f"{actor} asked for {request.stage} of {version} and may not approve it too "
+            "(not_by_promoter): another approver must"
+        )
     verb = "approved" if approve else "rejected"
     with store.transaction():
         if not store.decide_approval(request.id, verb, actor, reason, expect="awaiting"):
             raise Refused(f"{request.stage} of {version} was decided meanwhile: {store.approval(request.id).state}")
-        journal.record(f"approval.{'granted' if approve else 'rejected'}",
-                       f"{request.stage}: {actor} {verb} {version} (asked by {request.requested_by}): {reason}",
-                       release=version, stage=request.stage,
-                       data={"request": request.id, "by": actor, "reason": reason})
+        journal.record(
+            f"approval.{'granted' if approve else 'rejected'}",
+            f"{request.stage}: {actor} {verb} {version} (asked by {request.requested_by}): {reason}",
+            release=version,
+            stage=request.stage,
+            data={"request": request.id, "by": actor, "reason": reason},
+        )
     return store.approval(request.id)
 
 
@@ -82,9 +100,13 @@ def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -
     for request in [*store.approvals(version, "awaiting"), *store.approvals(version, "approved")]:
         with store.transaction():
             if store.decide_approval(request.id, "cancelled", actor, reason, expect=request.state):
-                journal.record("approval.cancelled", f"{request.stage}: {actor} aborted {version} before it "
-                               f"started: {reason}", release=version, stage=request.stage,
-                               data={"request": request.id, "by": actor, "reason": reason})
+                journal.record(
+                    "approval.cancelled",
+                    f"{request.stage}: {actor} aborted {version} before it started: {reason}",
+                    release=version,
+                    stage=request.stage,
+                    data={"request": request.id, "by": actor, "reason": reason},
+                )
                 cancelled.append(request)
     return cancelled
 
@@ -123,7 +145,7 @@ class AbortListener:
             try:
                 if self._look():
                     return
-            except Exception:  # noqa: BLE001 - the state is briefly unreachable: look again
+            except Exception:  # noqa: S112 - a failed look is retried at the next poll; the run's own error tells
                 continue
 
     def _look(self) -> bool:

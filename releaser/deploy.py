@@ -48,8 +48,15 @@ def session_timeout(command_timeout: float) -> float:
 
 
 class Deployer:
-    def __init__(self, environment: Environment, playbook: Playbook, store: Store, journal: Journal, fleet: Fleet,
-                 routes: RouteKeeper | None = None):
+    def __init__(
+        self,
+        environment: Environment,
+        playbook: Playbook,
+        store: Store,
+        journal: Journal,
+        fleet: Fleet,
+        routes: RouteKeeper | None = None,
+    ):
         self.env, self.playbook = environment, playbook
         self.store, self.journal, self.fleet = store, journal, fleet
         self.routes = routes
@@ -66,10 +73,16 @@ class Deployer:
         """Prepare on every host, then switch the prepared ones (the switch runs restart and verify)."""
         outcome = ChangeOutcome()
         current = self.current_versions()
-        deps = self._deployments(hosts, "deploy", current, {h.name: release.version for h in hosts}, run_id, "preparing")
+        deps = self._deployments(
+            hosts, "deploy", current, {h.name: release.version for h in hosts}, run_id, "preparing"
+        )
         tag = {"environment": self.env.name, "release": release.version, "stage": stage}
-        self.journal.record("prepare.started", f"  prepare {release.version} on {len(hosts)} host(s)",
-                            data={"hosts": [h.name for h in hosts], "run": run_id}, **tag)
+        self.journal.record(
+            "prepare.started",
+            f"  prepare {release.version} on {len(hosts)} host(s)",
+            data={"hosts": [h.name for h in hosts], "run": run_id},
+            **tag,
+        )
         prepared = self.prepare(release, hosts, deps, f"stage-{run_id}")
         with self.store.transaction():
             for name, result in prepared.items():
@@ -79,34 +92,46 @@ class Deployer:
                     self.store.update_deployment(deps[name].id, "failed", why)
                     self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
             ready = [h for h in hosts if prepared[h.name].ok]
-            self.journal.record("prepare.finished", f"  prepared {release.version} on {len(ready)}/{len(hosts)} host(s)",
-                                data={"ok": [h.name for h in ready], "failed": sorted(outcome.failed)}, **tag)
+            self.journal.record(
+                "prepare.finished",
+                f"  prepared {release.version} on {len(ready)}/{len(hosts)} host(s)",
+                data={"ok": [h.name for h in ready], "failed": sorted(outcome.failed)},
+                **tag,
+            )
         switched = self._switch(ready, deps, "deploy", f"stage-{run_id}", stage, current)
         outcome.ok = switched.ok
         outcome.failed.update(switched.failed)
         outcome.unknown = switched.unknown
         return outcome
 
-    def prepare(self, release: Release, hosts: list[Host], deps: dict[str, Deployment], run: str,
-                stoppable: bool = True) -> dict[str, HostResult]:
+    def prepare(
+        self, release: Release, hosts: list[Host], deps: dict[str, Deployment], run: str, stoppable: bool = True
+    ) -> dict[str, HostResult]:
         """Get the artifact onto each host (pushed by the transport, or pulled by the host
         from the release's URL), check its sha256 there, unpack."""
         pull = self.env.artifacts == "pull"
 
         def script(host: Host) -> str:
             op = deps[host.name].op + "p"
-            body = pb.prepare_script(self.playbook, host, release.version, release.sha256, op, run,
-                                     release.url if pull else None)
+            body = pb.prepare_script(
+                self.playbook, host, release.version, release.sha256, op, run, release.url if pull else None
+            )
             return pb.detached(body, host, op, run, "prepare", release.version, self.env.command_timeout)
 
         return self.fleet.run(
-            "prepare", hosts, script, None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
-            timeout=session_timeout(self.env.command_timeout), stoppable=stoppable, on_slow=self._look_into("prepare"),
+            "prepare",
+            hosts,
+            script,
+            None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
+            timeout=session_timeout(self.env.command_timeout),
+            stoppable=stoppable,
+            on_slow=self._look_into("prepare"),
         )
 
     def _look_into(self, phase: str):
         """For a phase still running on a host past `slow_after`: say which hook it is in, how
         much it wrote, what it waits for, and what to do if it should have returned."""
+
         def look(host: Host, session, seconds: float) -> None:
             stalls = pb.parse_stalls(session.run(pb.stall_script(host), 15).stdout)
             limit = f"it is stopped at command_timeout ({self.env.command_timeout:g}s)"
@@ -115,26 +140,54 @@ class Deployer:
                 if not all(stall.polling for stall in stalls):  # a loop polling for readiness is not hung
                     message += f". If it should have returned: {pb.HUNG_FIX}"
             else:
-                message = f"{host.name}: {phase} still running after {seconds:.0f}s (uploading, or waiting for " \
-                          f"another phase on the host); {limit}"
+                message = (
+                    f"{host.name}: {phase} still running after {seconds:.0f}s (uploading, or waiting for "
+                    f"another phase on the host); {limit}"
+                )
             self.journal.note(message, environment=self.env.name, host=host.name)
+
         return look
 
-    def _deployments(self, hosts: list[Host], action: str, current: dict[str, str | None], targets: dict[str, str],
-                     run_id: int | None, status: str) -> dict[str, Deployment]:
+    def _deployments(
+        self,
+        hosts: list[Host],
+        action: str,
+        current: dict[str, str | None],
+        targets: dict[str, str],
+        run_id: int | None,
+        status: str,
+    ) -> dict[str, Deployment]:
         return {
             d.host: d
-            for d in self.store.add_deployments([
-                Deployment(None, run_id, self.env.name, h.name, action, current[h.name], targets[h.name], status,
-                           op=pb.new_op())
-                for h in hosts
-            ])
+            for d in self.store.add_deployments(
+                [
+                    Deployment(
+                        None,
+                        run_id,
+                        self.env.name,
+                        h.name,
+                        action,
+                        current[h.name],
+                        targets[h.name],
+                        status,
+                        op=pb.new_op(),
+                    )
+                    for h in hosts
+                ]
+            )
         }
 
     # -- the switch, for deploy and rollback alike --
 
-    def _switch(self, hosts: list[Host], deps: dict[str, Deployment], action: str, run: str, stage: str | None,
-                current: dict[str, str | None]) -> ChangeOutcome:
+    def _switch(
+        self,
+        hosts: list[Host],
+        deps: dict[str, Deployment],
+        action: str,
+        run: str,
+        stage: str | None,
+        current: dict[str, str | None],
+    ) -> ChangeOutcome:
         outcome = ChangeOutcome()
         if not hosts:
             return outcome
@@ -147,13 +200,17 @@ class Deployer:
             for host in hosts:
                 self.store.update_deployment(deps[host.name].id, "switching")
             self.journal.record(
-                "switch.started", f"  {action}: switching {len(hosts)} host(s) to {', '.join(versions)}",
-                data={"action": action, "targets": targets, "run": run}, **tag,
+                "switch.started",
+                f"  {action}: switching {len(hosts)} host(s) to {', '.join(versions)}",
+                data={"action": action, "targets": targets, "run": run},
+                **tag,
             )
 
         def script(host: Host) -> str:
             dep = deps[host.name]
-            body = pb.switch_script(self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name]))
+            body = pb.switch_script(
+                self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name])
+            )
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
         phase = "switch" if action == "deploy" else action
@@ -161,8 +218,14 @@ class Deployer:
             if number:
                 self._drain(batch, action)
             group = [h for h in hosts if h.name in batch]
-            results = self.fleet.run(phase, group, script, timeout=session_timeout(self.env.command_timeout),
-                                     stoppable=action == "deploy", on_slow=self._look_into(phase))
+            results = self.fleet.run(
+                phase,
+                group,
+                script,
+                timeout=session_timeout(self.env.command_timeout),
+                stoppable=action == "deploy",
+                on_slow=self._look_into(phase),
+            )
             with self.store.transaction():
                 for host in group:
                     dep, result = deps[host.name], results[host.name]
@@ -174,16 +237,29 @@ class Deployer:
                         if status == "unknown":
                             outcome.unknown[host.name] = why
                         kind = "host.rollback_failed" if action == "rollback" else "host.failed"
-                        self.journal.record(kind, f"{host.name}: {why}", host=host.name, data=result.to_dict(),
-                                            **{**tag, "release": dep.to_version})
+                        self.journal.record(
+                            kind,
+                            f"{host.name}: {why}",
+                            host=host.name,
+                            data=result.to_dict(),
+                            **{**tag, "release": dep.to_version},
+                        )
             self.back_in_rotation(batch, set(outcome.failed), action)
         with self.store.transaction():
             self.journal.record(
                 "switch.finished",
                 f"  {action}: {len(outcome.ok)}/{len(hosts)} host(s) switched"
-                + (f"; {len(outcome.unknown)} unknown: {', '.join(sorted(outcome.unknown))}" if outcome.unknown else ""),
-                data={"action": action, "ok": outcome.ok, "failed": outcome.failed, "unknown": sorted(outcome.unknown),
-                      "run": run}, **tag,
+                + (
+                    f"; {len(outcome.unknown)} unknown: {', '.join(sorted(outcome.unknown))}" if outcome.unknown else ""
+                ),
+                data={
+                    "action": action,
+                    "ok": outcome.ok,
+                    "failed": outcome.failed,
+                    "unknown": sorted(outcome.unknown),
+                    "run": run,
+                },
+                **tag,
             )
         return outcome
 
@@ -240,8 +316,15 @@ class Deployer:
         self.store.update_deployment(dep.id, "switched_broken" if phase.switched else "failed", why)
         return "failed", why
 
-    def switch_back(self, targets: dict[str, str], run_id: int | None, releases: dict[str, Release],
-                    stage: str | None, run: str, action: str = "rollback") -> ChangeOutcome:
+    def switch_back(
+        self,
+        targets: dict[str, str],
+        run_id: int | None,
+        releases: dict[str, Release],
+        stage: str | None,
+        run: str,
+        action: str = "rollback",
+    ) -> ChangeOutcome:
         """Switch each host to its target with the same switch code path as a deploy (a rollback,
         or a redeploy onto what the host should run). A target no longer unpacked on a host
         (cleaned up, or a new host) is prepared first from its registered artifact, then switched."""
@@ -278,11 +361,15 @@ class Deployer:
         """What each host really runs: `current`, its record and the version its app serves
         (waiting for a phase still running there), or the error that hid it."""
         hosts = list(hosts or self.env.hosts)
-        results = self.fleet.run("ask", hosts, lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout),
-                                 timeout=session_timeout(self.env.command_timeout), quiet=True)
+        results = self.fleet.run(
+            "ask",
+            hosts,
+            lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout),
+            timeout=session_timeout(self.env.command_timeout),
+            quiet=True,
+        )
         return {
-            name: parse_view(name, r.stdout) if r.ok else HostView(name, error=r.why())
-            for name, r in results.items()
+            name: parse_view(name, r.stdout) if r.ok else HostView(name, error=r.why()) for name, r in results.items()
         }
 
     def ask_every_host(self, purpose: str) -> dict[str, HostView]:
@@ -291,8 +378,10 @@ class Deployer:
         unreachable = sorted(name for name, view in views.items() if not view.reachable)
         if unreachable:
             causes = "".join(f"\n  {name}: {views[name].error}" for name in unreachable)
-            raise NeedsHuman(f"cannot ask {', '.join(unreachable)} of {self.env.name} what they run; nothing was "
-                             f"changed: {purpose} when every host of the environment can be reached:{causes}")
+            raise NeedsHuman(
+                f"cannot ask {', '.join(unreachable)} of {self.env.name} what they run; nothing was "
+                f"changed: {purpose} when every host of the environment can be reached:{causes}"
+            )
         return views
 
     def reconcile(self, views: dict[str, HostView]) -> None:
@@ -314,23 +403,36 @@ class Deployer:
                 state = states.get(name)
                 believed = state.version if state else None
                 if not view.reachable:  # what the store believes stands; a rollback's plan weighs it
-                    self.journal.record("reconcile.unreachable", f"{name}: cannot ask what it runs: {view.error}",
-                                        environment=self.env.name, host=name, data={"error": view.error})
+                    self.journal.record(
+                        "reconcile.unreachable",
+                        f"{name}: cannot ask what it runs: {view.error}",
+                        environment=self.env.name,
+                        host=name,
+                        data={"error": view.error},
+                    )
                     continue
                 doubt = view.doubt
                 previous = view.previous(view.current) if view.current else None
                 previous = previous or (state.previous if state and state.version == view.current else None)
-                if (believed, state.previous if state else None, state.doubt if state else "") == \
-                        (view.current, previous, doubt):
+                if (believed, state.previous if state else None, state.doubt if state else "") == (
+                    view.current,
+                    previous,
+                    doubt,
+                ):
                     continue
                 self.store.set_host_state(self.env.name, name, view.current, previous, doubt)
                 if believed != view.current or doubt:
                     said = f"the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
                     self.journal.record(
                         "reconcile.corrected",
-                        f"{name}: " + (f"in doubt: {doubt}" if believed == view.current
-                                       else said + (f" ({doubt})" if doubt else "")),
-                        environment=self.env.name, host=name,
+                        f"{name}: "
+                        + (
+                            f"in doubt: {doubt}"
+                            if believed == view.current
+                            else said + (f" ({doubt})" if doubt else "")
+                        ),
+                        environment=self.env.name,
+                        host=name,
                         data={"believed": believed, "actual": view.current, "served": view.served},
                     )
 

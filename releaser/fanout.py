@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from .record import Record
 
@@ -29,7 +30,7 @@ def fan_out(items: Iterable[T], work: Callable[[T], R], parallel: int) -> list[O
     def guarded(item: T) -> Outcome[T, R]:
         try:
             return Outcome(item, value=work(item))
-        except Exception as exc:  # noqa: BLE001 - reported per item
+        except Exception as exc:
             return Outcome(item, error=exc)
 
     if len(items) == 1 or parallel <= 1:

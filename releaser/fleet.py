@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .fanout import fan_out
 from .model import Environment, Host
 from .record import Record
 from .transport.base import Session, Transport, tail
-
 
 WHY_LINES = 3
 
@@ -60,8 +60,12 @@ class Fleet:
     """The hosts of one environment during one stage: sessions opened once, reused per phase."""
 
     def __init__(
-        self, environment: Environment, transport: Transport, progress: ProgressFn | None = None,
-        tick: TickFn | None = None, stopping: Callable[[], bool] = lambda: False,
+        self,
+        environment: Environment,
+        transport: Transport,
+        progress: ProgressFn | None = None,
+        tick: TickFn | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ):
         self.environment = environment
         self.transport = transport
@@ -85,8 +89,11 @@ class Fleet:
 
     def open(self, hosts: Iterable[Host]) -> dict[str, BaseException]:
         """Open the sessions of `hosts` at once (kept for the stage); what kept each host out."""
-        return {o.item.name: o.error for o in fan_out(list(hosts), self._session, self.environment.parallel)
-                if o.error is not None}
+        return {
+            o.item.name: o.error
+            for o in fan_out(list(hosts), self._session, self.environment.parallel)
+            if o.error is not None
+        }
 
     def run(
         self,
@@ -129,14 +136,15 @@ class Fleet:
                 finally:
                     with counting:
                         running.pop(host.name, None)
-            except Exception as exc:  # noqa: BLE001 - an unreachable host is a failed host
+            except Exception as exc:
                 self._sessions.pop(host.name, None)
                 # a transport's own errors are sentences; anything else says what it is
                 said = str(exc) if isinstance(exc, ConnectionError) else f"{type(exc).__name__}: {exc}"
                 outcome = HostResult(host.name, False, None, time.monotonic() - started, error=said, started=sent)
             else:
-                outcome = HostResult(host.name, result.ok, result.exit_code, result.duration, result.stdout,
-                                     result.stderr, started=True)
+                outcome = HostResult(
+                    host.name, result.ok, result.exit_code, result.duration, result.stdout, result.stderr, started=True
+                )
                 if result.timed_out:
                     outcome.error = f"timed out after {timeout:g}s"
             if self.tick and not quiet:
@@ -149,8 +157,9 @@ class Fleet:
         finished = threading.Event()
         watchdog = None
         if on_slow is not None:
-            watchdog = threading.Thread(target=self._watch_slow, args=(running, counting, finished, on_slow),
-                                        name="slow-phases", daemon=True)
+            watchdog = threading.Thread(
+                target=self._watch_slow, args=(running, counting, finished, on_slow), name="slow-phases", daemon=True
+            )
             watchdog.start()
         try:
             outcomes = fan_out(hosts, one, self.environment.parallel)
@@ -174,15 +183,11 @@ class Fleet:
                 slow = [(h, s, now - t) for h, s, t in running.values() if now - t >= seen.get(h.name, threshold)]
             for host, session, seconds in slow:
                 seen[host.name] = max(seen.get(host.name, threshold), seconds) * 2
-                try:
+                with contextlib.suppress(Exception):
                     on_slow(host, session, seconds)
-                except Exception:  # noqa: BLE001 - best effort: the phase itself decides the outcome
-                    pass
 
     def close(self) -> None:
         for session in self._sessions.values():
-            try:
+            with contextlib.suppress(Exception):
                 session.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
         self._sessions.clear()

@@ -8,7 +8,7 @@ some `environments` or all.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .model import Freeze
@@ -35,9 +35,16 @@ class Frozen(Record, frozen=True):
 
 def frozen(freezes: tuple[Freeze, ...], environment: str, now: datetime | None = None) -> Frozen | None:
     """The freeze that holds `environment` at `now`, the one ending last if several do."""
-    now = now or datetime.now(timezone.utc)
-    found = [f for f in (_in_force(freeze, now) for freeze in freezes
-                         if not freeze.environments or environment in freeze.environments) if f]
+    now = now or datetime.now(UTC)
+    found = [
+        f
+        for f in (
+            _in_force(freeze, now)
+            for freeze in freezes
+            if not freeze.environments or environment in freeze.environments
+        )
+        if f
+    ]
     return max(found, key=lambda f: f.until) if found else None
 
 
@@ -76,7 +83,9 @@ def read_freezes(top: Fields, environments: set[str]) -> tuple[Freeze, ...]:
         name = fields.str("name", required=True) or key
         zone = fields.str("timezone", required=True) or "UTC"
         if not known_zone(zone):
-            fields.problem("timezone", f"unknown time zone {shown(zone)} (expected a name such as Europe/Berlin or UTC)")
+            fields.problem(
+                "timezone", f"unknown time zone {shown(zone)} (expected a name such as Europe/Berlin or UTC)"
+            )
         envs = []
         for env, env_line, env_key in fields.items("environments"):
             if str(env) not in environments:
@@ -112,7 +121,7 @@ def _weekly_time(fields: Fields, key: str) -> str | None:
         if day[:3].lower() not in DAYS or not (0 <= hours < 24 and 0 <= minutes < 60):
             raise ValueError
     except ValueError:
-        fields.problem(key, f"expected a day and a time such as \"Fri 18:00\", got {shown(text)}")
+        fields.problem(key, f'expected a day and a time such as "Fri 18:00", got {shown(text)}')
         return None
     return f"{day[:3].capitalize()} {hours:02d}:{minutes:02d}"
 
@@ -128,7 +137,9 @@ def _local_time(fields: Fields, key: str) -> str | None:
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is not None:
-        fields.problem(key, f"expected a local date and time such as \"2026-12-24 18:00\" (the zone is "
-                            f"`timezone`), got {shown(text)}")
+        fields.problem(
+            key,
+            f'expected a local date and time such as "2026-12-24 18:00" (the zone is `timezone`), got {shown(text)}',
+        )
         return None
     return parsed.isoformat(sep=" ", timespec="minutes")

@@ -43,10 +43,15 @@ class Step(Record, frozen=True):
         try:
             data = json.loads(text)
             return cls(
-                op=str(data["op"]), step=str(data["step"]), action=str(data.get("action", "")),
-                release=str(data.get("release", "")), previous=data.get("from") or None,
+                op=str(data["op"]),
+                step=str(data["step"]),
+                action=str(data.get("action", "")),
+                release=str(data.get("release", "")),
+                previous=data.get("from") or None,
                 rc=int(data["rc"]) if data.get("rc") not in (None, "") else None,
-                detail=str(data.get("detail", "")), run=str(data.get("run", "")), ts=str(data.get("ts", "")),
+                detail=str(data.get("detail", "")),
+                run=str(data.get("run", "")),
+                ts=str(data.get("ts", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None  # a torn last line (the host died mid-write) or a line not ours
@@ -71,7 +76,7 @@ def steps_in(stdout: str) -> list[Step]:
     steps = []
     for line in stdout.splitlines():
         if line.startswith(RECORD_MARKER + " "):
-            step = Step.parse(line[len(RECORD_MARKER) + 1:])
+            step = Step.parse(line[len(RECORD_MARKER) + 1 :])
             if step is not None:
                 steps.append(step)
     return steps
@@ -87,9 +92,12 @@ def outcome_of(steps: list[Step], op: str) -> PhaseOutcome | None:
     failed = next((s for s in reversed(mine) if s.step == "failed"), None)
     served = next((s for s in reversed(mine) if s.step == "served"), None)
     return PhaseOutcome(
-        switched=switched is not None, previous=switched.previous if switched else None,
-        finished=end is not None, rc=end.rc if end else None,
-        failed_step=failed.detail if failed else None, served=served.release if served else None,
+        switched=switched is not None,
+        previous=switched.previous if switched else None,
+        finished=end is not None,
+        rc=end.rc if end else None,
+        failed_step=failed.detail if failed else None,
+        served=served.release if served else None,
     )
 
 
@@ -133,8 +141,11 @@ class HostView(Record):
         """What the host ran before `release` was last deployed to it: its rollback target. A
         rollback that brought `release` back does not count: what it came back from is the
         release that was rolled back, never a target."""
-        switches = [s for s in reversed(self.steps)
-                    if s.step == "switched" and s.release == release and s.previous and s.previous != release]
+        switches = [
+            s
+            for s in reversed(self.steps)
+            if s.step == "switched" and s.release == release and s.previous and s.previous != release
+        ]
         deployed = [s for s in switches if s.action == "deploy"]
         latest = (deployed or switches)[:1]
         return latest[0].previous if latest else None
@@ -149,7 +160,7 @@ def parse_view(host: str, stdout: str) -> HostView:
     view = HostView(host, steps=steps_in(stdout))
     for line in stdout.splitlines():
         if line.startswith(CURRENT_MARKER):
-            view.current = line[len(CURRENT_MARKER):].strip() or None
+            view.current = line[len(CURRENT_MARKER) :].strip() or None
         elif line.startswith(SERVED_MARKER):
-            view.served = line[len(SERVED_MARKER):].strip() or UNKNOWN
+            view.served = line[len(SERVED_MARKER) :].strip() or UNKNOWN
     return view

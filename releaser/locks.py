@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .journal import Journal
 from .model import Claim, Lock, utcnow
@@ -20,7 +20,7 @@ DEFAULT_LEASE = 300.0
 
 
 def _lease_until(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
 
 class EnvironmentLock:

@@ -5,5 +5,13 @@ STAGE_ORDER = ("selftest", "test", "gray", "full")
 DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
 TRANSPORTS = ("local", "ssh")
 ROUTER_TYPES = ("nginx",)  # HAProxy next: a module under releaser/router/
-DEFAULT_EVENTS = ("stage.started", "stage.passed", "stage.failed", "stage.held", "bake.too_short", "rollback.done",
-                  "rollback.incomplete", "alarm")  # what a webhook is sent unless it lists its events
+DEFAULT_EVENTS = (
+    "stage.started",
+    "stage.passed",
+    "stage.failed",
+    "stage.held",
+    "bake.too_short",
+    "rollback.done",
+    "rollback.incomplete",
+    "alarm",
+)  # what a webhook is sent unless it lists its events

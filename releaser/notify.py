@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 from urllib.parse import urlsplit
 
 from . import secrets
@@ -19,9 +19,15 @@ from .journal import Journal, Sink
 from .model import Event, Webhook
 from .store import Store
 
-_ICONS = {"stage.passed": ":white_check_mark:", "stage.failed": ":x:", "rollback.done": ":leftwards_arrow_with_hook:",
-          "rollback.incomplete": ":rotating_light:", "alarm": ":rotating_light:", "stage.started": ":arrow_forward:",
-          "bake.too_short": ":hourglass:"}
+_ICONS = {
+    "stage.passed": ":white_check_mark:",
+    "stage.failed": ":x:",
+    "rollback.done": ":leftwards_arrow_with_hook:",
+    "rollback.incomplete": ":rotating_light:",
+    "alarm": ":rotating_light:",
+    "stage.started": ":arrow_forward:",
+    "bake.too_short": ":hourglass:",
+}
 
 OnFailure = Callable[[str, dict], None]
 
@@ -56,8 +62,9 @@ def deliver(hook: Webhook, text: str, document: dict, headers: dict[str, str] | 
 
     from . import chat
 
-    for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5),
-                            reraise=True):
+    for attempt in Retrying(
+        stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True
+    ):
         with attempt:
             url = webhook_url(hook)
             if hook.format in chat.FORMATS:  # signed anew at each attempt: the signature carries the time
@@ -100,20 +107,25 @@ class Notifier:
             hook, event = item
             try:
                 self._post(hook, event)
-            except Exception as exc:  # noqa: BLE001 - reported, never raised
+            except Exception as exc:
                 if self.on_failure:
                     self.on_failure(
                         f"notification of {event.kind} to {redact(webhook_url(hook))} failed: "
                         f"{exc if isinstance(exc, Refused) else type(exc).__name__}",
-                        {"event": event.id, "kind": event.kind,
-                         "error": secrets.scrub(str(exc).replace(webhook_url(hook), "<url>"))[:200]},
+                        {
+                            "event": event.id,
+                            "kind": event.kind,
+                            "error": secrets.scrub(str(exc).replace(webhook_url(hook), "<url>"))[:200],
+                        },
                     )
 
     def _post(self, hook: Webhook, event: Event) -> None:
         deliver(hook, event_text(self.project, hook, event), {"project": self.project, **asdict(event)})
 
 
-def open_journal(store: Store, sink: Sink | None, project: str, webhooks: tuple[Webhook, ...]) -> tuple[Journal, Notifier | None]:
+def open_journal(
+    store: Store, sink: Sink | None, project: str, webhooks: tuple[Webhook, ...]
+) -> tuple[Journal, Notifier | None]:
     """A journal whose events also go to the configured webhooks (close the notifier at exit)."""
     if not webhooks:
         return Journal(store, sink), None

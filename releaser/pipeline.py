@@ -8,11 +8,12 @@ whose process died, from what the hosts really run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from .cohort import gray_cohort, split_waves, stable_order
 from .decisions import POLL, AbortListener, approved, cancel_requests
@@ -25,20 +26,29 @@ from .hostrecord import HostView
 from .interrupts import Interrupted, Interrupts
 from .journal import Journal
 from .locks import EnvironmentLock
-from .preflight import check_hosts
 from .metrics import MetricSource, source_for
 from .model import (
-    Cause, Config, Environment, Host, Release, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun,
+    Cause,
+    Config,
+    Environment,
+    Host,
+    Release,
+    ReleaseStatus,
+    RollbackRun,
+    RollbackStatus,
+    RunStatus,
+    StageRun,
     StageSpec,
 )
-from .releases import verify_artifact
+from .preflight import check_hosts
 from .processes import is_stale, owner_alive, whoami
 from .record import Record
+from .releases import verify_artifact
 from .rollback import RollbackResult, Rollbacks
 from .router.keeper import RouteRefused
 from .schema import format_duration
-from .terminal import span
 from .store import Store
+from .terminal import span
 from .transport import Transport, transport_for
 
 
@@ -109,13 +119,16 @@ class Pipeline:
     def _release(self, version: str) -> Release:
         release = self.store.get_release(version)
         if release is None:
-            raise UsageError(f"unknown release {version!r}: register it with `releaser release create {version} --artifact FILE`")
+            raise UsageError(
+                f"unknown release {version!r}: register it with `releaser release create {version} --artifact FILE`"
+            )
         return release
 
     # -- promote and run --
 
-    def promote(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "",
-                wait: bool = False) -> StageRun | None:
+    def promote(
+        self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "", wait: bool = False
+    ) -> StageRun | None:
         """Run one stage: the next one, or `to_stage`, which may skip stages (or a freeze) only when
         forced. A stage that needs approval asks for it and stops, or with `wait` waits for it.
         A signal from here on ends it like a failed stage (see interrupts.py)."""
@@ -163,24 +176,42 @@ class Pipeline:
             self._refuse_unknown_hosts(deployer)
             with self.store.transaction():
                 for name in skipped:
-                    self.store.start_stage_run(version, name, self.config.stage(name).environment, whoami(),
-                                               RunStatus.SKIPPED, forced=True, reason=reason)
-                    self.journal.record("stage.skipped", f"{name} skipped for {version} (forced): {reason}",
-                                        release=version, stage=name, data={"reason": reason})
-                run = self.store.start_stage_run(version, stage, env.name, whoami(), forced=bool(skipped),
-                                                 reason=reason, claim=lock.claim())
+                    self.store.start_stage_run(
+                        version,
+                        name,
+                        self.config.stage(name).environment,
+                        whoami(),
+                        RunStatus.SKIPPED,
+                        forced=True,
+                        reason=reason,
+                    )
+                    self.journal.record(
+                        "stage.skipped",
+                        f"{name} skipped for {version} (forced): {reason}",
+                        release=version,
+                        stage=name,
+                        data={"reason": reason},
+                    )
+                run = self.store.start_stage_run(
+                    version, stage, env.name, whoami(), forced=bool(skipped), reason=reason, claim=lock.claim()
+                )
                 if approval is not None and not self.store.use_approval(approval.id, run.id):
                     raise Refused(f"the approval of {stage} for {version} was withdrawn before the stage started")
                 self.store.set_release_status(version, ReleaseStatus.PROMOTING)
                 self.journal.record(
-                    "stage.started", f"{stage}: promoting {version} on {env.name}", release=version, stage=stage,
-                    environment=env.name, data={"run": run.id, "forced": bool(skipped)},
+                    "stage.started",
+                    f"{stage}: promoting {version} on {env.name}",
+                    release=version,
+                    stage=stage,
+                    environment=env.name,
+                    data={"run": run.id, "forced": bool(skipped)},
                 )
             self._execute(_Stage(release, spec, run, env, deployer, lock, source_for(env.metrics)))
         return self.store.get_stage_run(run.id)
 
-    def run(self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "",
-            wait: bool = False) -> list[StageRun]:
+    def run(
+        self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "", wait: bool = False
+    ) -> list[StageRun]:
         """Promote stage after stage through `to_stage` (default: the last one); `force` with a
         reason promotes through a freeze, `wait` waits for each approval a stage needs."""
         names = self.config.stage_names()
@@ -216,11 +247,16 @@ class Pipeline:
         if held is None:
             return
         if not force:
-            raise Refused(f"{env.name} is frozen: {held.describe()} ({held.freeze.line}); promote after it, or "
-                            "pass --force --reason TEXT to override (journaled)")
+            raise Refused(
+                f"{env.name} is frozen: {held.describe()} ({held.freeze.line}); promote after it, or "
+                "pass --force --reason TEXT to override (journaled)"
+            )
         self.journal.record(
-            "freeze.overridden", f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze "
-            f"{held.describe()}: {reason}", release=version, stage=stage, environment=env.name,
+            "freeze.overridden",
+            f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze {held.describe()}: {reason}",
+            release=version,
+            stage=stage,
+            environment=env.name,
             data={"freeze": held.freeze.name, "by": whoami(), "reason": reason, "until": held.until.isoformat()},
         )
 
@@ -234,7 +270,8 @@ class Pipeline:
         for rollback in self.store.rollbacks(env.name):
             if rollback.status.open:
                 raise NeedsHuman(
-                    f"rollback {rollback.id} of {env.name} is unfinished ({', '.join(sorted(rollback.left)) or 'interrupted'}); "
+                    f"rollback {rollback.id} of {env.name} is unfinished "
+                    f"({', '.join(sorted(rollback.left)) or 'interrupted'}); "
                     "run `releaser resume` to finish it first"
                 )
 
@@ -246,19 +283,27 @@ class Pipeline:
             return
         carrying = {name: view for name, view in deployer.ask().items() if view.reachable and view.carries_record}
         if carrying:
-            sample = ", ".join(f"{name} runs {view.current or 'nothing'}" for name, view in sorted(carrying.items())[:3])
+            sample = ", ".join(
+                f"{name} runs {view.current or 'nothing'}" for name, view in sorted(carrying.items())[:3]
+            )
             raise NeedsHuman(
                 f"the hosts of {env.name} carry releaser's records ({sample}) but the state database "
                 f"{self.config.state_path} knows nothing of them (was it deleted or replaced?); nothing was changed: "
-                "restore it from a backup, or rebuild what the hosts run from their records with `releaser state rebuild`"
+                "restore it from a backup, or rebuild what the hosts run from their records "
+                "with `releaser state rebuild`"
             )
 
     def _fleet(self, env: Environment) -> Fleet:
         def notify(kind: str, message: str, data: dict) -> None:
             self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
 
-        return Fleet(env, self.transports(env, notify), progress=self._phase_progress(env), tick=self.tick,
-                     stopping=lambda: self.interrupts.requested)
+        return Fleet(
+            env,
+            self.transports(env, notify),
+            progress=self._phase_progress(env),
+            tick=self.tick,
+            stopping=lambda: self.interrupts.requested,
+        )
 
     def _phase_progress(self, env: Environment):
         def report(phase: str, results: dict[str, HostResult], seconds: float) -> None:
@@ -295,8 +340,14 @@ class Pipeline:
         self._pass(stage, time.monotonic() - started)
 
     def _target(self, stage: _Stage, cohort: list[Host]) -> CheckTarget:
-        return CheckTarget.of(stage.env, stage.release.version, cohort, stage.deployer.current_versions(),
-                              stage.deployer.fleet, stage.metrics)
+        return CheckTarget.of(
+            stage.env,
+            stage.release.version,
+            cohort,
+            stage.deployer.current_versions(),
+            stage.deployer.fleet,
+            stage.metrics,
+        )
 
     def _look(self, stage: _Stage, gate: Gate, target: CheckTarget) -> GateResult:
         """One look at the checks; what they saw is stored, and a check that does not apply
@@ -309,8 +360,11 @@ class Pipeline:
             self.store.save_check_memory(stage.run.id, gate.memory)
             for check in unseen:
                 self.journal.record(
-                    "check.not_applicable", f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
-                    release=stage.release.version, stage=stage.spec.name, environment=stage.env.name,
+                    "check.not_applicable",
+                    f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
+                    release=stage.release.version,
+                    stage=stage.spec.name,
+                    environment=stage.env.name,
                     data={"check": check.check, "reason": check.summary},
                 )
         return result
@@ -338,8 +392,12 @@ class Pipeline:
             self.journal.record(
                 "wave.started",
                 f"{spec.name}: wave {number}/{len(waves)}: {version} to {len(wave)} host(s): "
-                + ", ".join(h.name for h in wave[:12]) + ("…" if len(wave) > 12 else ""),
-                release=version, stage=spec.name, environment=env.name, data={"hosts": [h.name for h in wave]},
+                + ", ".join(h.name for h in wave[:12])
+                + ("…" if len(wave) > 12 else ""),
+                release=version,
+                stage=spec.name,
+                environment=env.name,
+                data={"hosts": [h.name for h in wave]},
             )
             outcome = stage.deployer.deploy(stage.release, wave, stage.run.id, spec.name)
             failed.update(outcome.failed)
@@ -348,7 +406,8 @@ class Pipeline:
             if len(outcome.failed) > spec.max_failed_hosts or outcome.unknown:
                 raise _StageFailure(
                     f"{len(outcome.failed)} host(s) of wave {number} failed (budget {spec.max_failed_hosts} per wave"
-                    + (", and a host whose outcome is unknown is never within it" if outcome.unknown else "") + "): "
+                    + (", and a host whose outcome is unknown is never within it" if outcome.unknown else "")
+                    + "): "
                     + "; ".join(f"{host}: {why}" for host, why in sorted(outcome.failed.items())[:5])
                 )
             if number < len(waves) and spec.checks:
@@ -361,7 +420,10 @@ class Pipeline:
                 "stage.degraded",
                 f"{spec.name}: {len(failed)} host(s) failed within the budget of {spec.max_failed_hosts} per wave; "
                 f"{env.name} runs mixed versions until they are fixed: {', '.join(sorted(failed))}",
-                release=version, stage=spec.name, environment=env.name, data={"failed": failed},
+                release=version,
+                stage=spec.name,
+                environment=env.name,
+                data={"failed": failed},
             )
         if routes is None or not spec.users:
             self._bake(stage, gate, done)
@@ -378,13 +440,18 @@ class Pipeline:
         from .report.timeline import record_if_due
 
         spec = stage.spec
-        length = (f"{format_duration(spec.bake_min)} to {format_duration(spec.bake)}, until every check decides"
-                  if spec.adaptive else format_duration(spec.bake))
+        length = (
+            f"{format_duration(spec.bake_min)} to {format_duration(spec.bake)}, until every check decides"
+            if spec.adaptive
+            else format_duration(spec.bake)
+        )
         self.journal.record(
             "bake.started",
             f"{spec.name}: baking {length}, checking {len(spec.checks)} check(s) every "
             f"{format_duration(spec.interval)} on {len(cohort)} host(s)",
-            release=stage.release.version, stage=spec.name, environment=stage.env.name,
+            release=stage.release.version,
+            stage=spec.name,
+            environment=stage.env.name,
             data={"min": spec.bake_min if spec.adaptive else spec.bake, "max": spec.bake},
         )
         started = time.monotonic()
@@ -413,16 +480,25 @@ class Pipeline:
     def _forecast(self, stage: _Stage, check: CheckResult, left: float) -> None:
         """Say at once that a check will not decide before the bake ends, and what would help."""
         spec = stage.spec
-        needs = "no amount of traffic at the current rates decides it" if math.isinf(check.needs or 0.0) else \
-            f"it needs about {span(check.needs or 0.0)} more at the current rate"
+        needs = (
+            "no amount of traffic at the current rates decides it"
+            if math.isinf(check.needs or 0.0)
+            else f"it needs about {span(check.needs or 0.0)} more at the current rate"
+        )
         ending = "hold (exit 5)" if spec.on_inconclusive == "hold" else "fail safe and roll back"
         self.journal.record(
             "bake.too_short",
             f"{spec.name}: {check.check} will not decide in time: {needs}, but the bake ends in {span(left)}, "
             f"and an undecided bake would {ending}; to decide in time: {check.advice}",
-            release=stage.release.version, stage=spec.name, environment=stage.env.name,
-            data={"check": check.check, "needs_seconds": None if math.isinf(check.needs or 0.0) else
-                  round(check.needs or 0.0), "left_seconds": round(left), "summary": check.summary},
+            release=stage.release.version,
+            stage=spec.name,
+            environment=stage.env.name,
+            data={
+                "check": check.check,
+                "needs_seconds": None if math.isinf(check.needs or 0.0) else round(check.needs or 0.0),
+                "left_seconds": round(left),
+                "summary": check.summary,
+            },
         )
 
     def _hold(self, stage: _Stage, why: str) -> None:
@@ -433,7 +509,10 @@ class Pipeline:
             self.journal.record(
                 "stage.held",
                 f"{spec.name}: {version} held on {stage.env.name}, the checks could not decide: {why}",
-                release=version, stage=spec.name, environment=stage.env.name, data={"reason": why},
+                release=version,
+                stage=spec.name,
+                environment=stage.env.name,
+                data={"reason": why},
             )
         raise Inconclusive(
             f"{spec.name} of {version} is held (inconclusive, nothing rolled back): {why}; run "
@@ -442,8 +521,11 @@ class Pipeline:
 
     def _record_checks(self, stage: _Stage, result: GateResult) -> None:
         self.journal.record(
-            "checks." + str(result.verdict), f"{stage.spec.name}: checks {result.verdict}: {result.summary()}",
-            release=stage.release.version, stage=stage.spec.name, environment=stage.env.name,
+            "checks." + str(result.verdict),
+            f"{stage.spec.name}: checks {result.verdict}: {result.summary()}",
+            release=stage.release.version,
+            stage=stage.spec.name,
+            environment=stage.env.name,
             data={"results": [r.to_dict() for r in result.results]},
         )
 
@@ -452,7 +534,7 @@ class Pipeline:
 
         spec, version = stage.spec, stage.release.version
         last = spec.name == self.config.pipeline[-1].name
-        window_until = datetime.now(timezone.utc) + timedelta(seconds=spec.rollback_window)
+        window_until = datetime.now(UTC) + timedelta(seconds=spec.rollback_window)
         with self.store.transaction():
             self.store.set_stage_run_status(stage.run.id, RunStatus.PASSED)
             self.store.set_release_status(version, ReleaseStatus.LIVE if last else ReleaseStatus.PROMOTING)
@@ -460,9 +542,14 @@ class Pipeline:
                 "stage.passed",
                 f"{spec.name}: {version} passed on {stage.env.name} in {seconds:.1f}s"
                 + (" — the release is live" if last else ""),
-                release=version, stage=spec.name, environment=stage.env.name,
-                data={"run": stage.run.id, "seconds": round(seconds, 3),
-                      "rollback_window_until": window_until.isoformat(timespec="seconds")},
+                release=version,
+                stage=spec.name,
+                environment=stage.env.name,
+                data={
+                    "run": stage.run.id,
+                    "seconds": round(seconds, 3),
+                    "rollback_window_until": window_until.isoformat(timespec="seconds"),
+                },
             )
             if last:
                 schedule_report(self.config, self.store, self.journal, version, stage.env.name)
@@ -473,11 +560,18 @@ class Pipeline:
         """Record the failure and roll the stage back. Always raises: StageFailed when every
         host serving the release was switched back, NeedsHuman when some could not be."""
         spec, env, version = stage.spec, stage.env, stage.release.version
-        self.journal.record("stage.failed", f"{spec.name}: {version} failed on {env.name}: {why}",
-                            release=version, stage=spec.name, environment=env.name,
-                            data={"reason": why, "cause": str(cause), "run": stage.run.id})
+        self.journal.record(
+            "stage.failed",
+            f"{spec.name}: {version} failed on {env.name}: {why}",
+            release=version,
+            stage=spec.name,
+            environment=env.name,
+            data={"reason": why, "cause": str(cause), "run": stage.run.id},
+        )
         rollbacks = Rollbacks(self.store, self.journal, stage.deployer)
-        rollback = rollbacks.begin(cause, [version], why, stage.lock.claim(), stage.run, fault_at=self._fault_at(stage.run))
+        rollback = rollbacks.begin(
+            cause, [version], why, stage.lock.claim(), stage.run, fault_at=self._fault_at(stage.run)
+        )
         self._conclude(rollbacks.carry_out(rollback), f"{spec.name} of {version} failed ({why})")
 
     def _fault_at(self, run: StageRun) -> str:
@@ -490,8 +584,10 @@ class Pipeline:
 
     def _conclude(self, result: RollbackResult, what: str) -> None:
         if result.complete:
-            raise StageFailed(f"{what} and was rolled back ({len(result.switched)} host(s))"
-                              + (f"; {result.hosts_kept()}" if result.kept else ""))
+            raise StageFailed(
+                f"{what} and was rolled back ({len(result.switched)} host(s))"
+                + (f"; {result.hosts_kept()}" if result.kept else "")
+            )
         raise NeedsHuman(
             f"{what}; the rollback could not finish on {result.hosts_left()}; {result.rollback.environment} may run "
             "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"
@@ -546,9 +642,13 @@ class Pipeline:
                 for run in runs:
                     self.store.claim_stage_run(run.id, lock.claim())
                     self.journal.record(
-                        "stage.resumed", f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on "
+                        "stage.resumed",
+                        f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on "
                         f"{env.name}" + (" (rolling back)" if roll_back or run.status is not RunStatus.RUNNING else ""),
-                        release=run.release, stage=run.stage, environment=env.name, data={"run": run.id},
+                        release=run.release,
+                        stage=run.stage,
+                        environment=env.name,
+                        data={"run": run.id},
                     )
                     if any(r.stage_run_id == run.id for r in rollbacks):
                         continue
@@ -557,19 +657,30 @@ class Pipeline:
                         views = None  # hosts changed: ask again for what follows
                         finished.append(self.store.get_stage_run(run.id))
                         continue
-                    why = run.reason if run.status is not RunStatus.RUNNING and run.reason else \
-                        "interrupted; rolled back on request (`resume --rollback`)"
-                    self.journal.record("stage.failed", f"{run.stage}: {run.release} failed on {env.name}: {why}",
-                                        release=run.release, stage=run.stage, environment=env.name,
-                                        data={"reason": why, "cause": str(Cause.RESUME), "run": run.id})
-                    pending.append(Rollbacks(self.store, self.journal, deployer).begin(
-                        Cause.RESUME, [run.release], why, lock.claim(), run, fault_at=self._fault_at(run)))
+                    why = (
+                        run.reason
+                        if run.status is not RunStatus.RUNNING and run.reason
+                        else "interrupted; rolled back on request (`resume --rollback`)"
+                    )
+                    self.journal.record(
+                        "stage.failed",
+                        f"{run.stage}: {run.release} failed on {env.name}: {why}",
+                        release=run.release,
+                        stage=run.stage,
+                        environment=env.name,
+                        data={"reason": why, "cause": str(Cause.RESUME), "run": run.id},
+                    )
+                    pending.append(
+                        Rollbacks(self.store, self.journal, deployer).begin(
+                            Cause.RESUME, [run.release], why, lock.claim(), run, fault_at=self._fault_at(run)
+                        )
+                    )
                 for rollback in pending:
                     result = Rollbacks(self.store, self.journal, deployer).carry_out(rollback, views)
                     views = None  # hosts changed: ask again for the next one
                     if rollback.stage_run_id:
                         finished.append(self.store.get_stage_run(rollback.stage_run_id))
-                    what = (f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}")
+                    what = f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}"
                     if not result.complete:
                         self._conclude(result, what)
                 doubts += self._doubts(env)
@@ -585,9 +696,11 @@ class Pipeline:
         doubt = {name: state for name, state in self.store.host_states(env.name).items() if state.doubt}
         if not doubt:
             return []
-        return [f"{name} of {env.name} is in doubt ({state.doubt}): `releaser redeploy {env.name} --host {name} "
-                f"--reason TEXT` puts it back on {state.version or 'nothing'} through the normal switch"
-                for name, state in sorted(doubt.items())]
+        return [
+            f"{name} of {env.name} is in doubt ({state.doubt}): `releaser redeploy {env.name} --host {name} "
+            f"--reason TEXT` puts it back on {state.version or 'nothing'} through the normal switch"
+            for name, state in sorted(doubt.items())
+        ]
 
     def abort(self, version: str, reason: str, by: str | None = None, wait: bool = True) -> StageRun | None:
         """Roll back the promotion of `version` in progress, whichever runner works on it: its
@@ -604,19 +717,28 @@ class Pipeline:
         if not runs:
             if cancelled:
                 return None
-            raise UsageError(f"no promotion of {version} is in progress; `releaser rollback ENV --reason TEXT` "
-                             "rolls back a release that is out")
+            raise UsageError(
+                f"no promotion of {version} is in progress; `releaser rollback ENV --reason TEXT` "
+                "rolls back a release that is out"
+            )
         run = runs[-1]
         if owner_alive(run.pid, run.hostname, run.lease_until):
             with self.store.transaction():
                 if not self.store.request_abort(run.id, by, reason):
-                    raise Refused(f"{run.stage} of {version} ended before the abort reached it "
-                                  f"({self.store.get_stage_run(run.id).status}); `releaser rollback {run.environment} "
-                                  "--reason TEXT` rolls back a release that is out")
-                self.journal.record("abort.requested", f"{run.stage}: {by} asks pid {run.pid} on "
-                                    f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
-                                    release=version, stage=run.stage, environment=run.environment,
-                                    data={"run": run.id, "by": by, "reason": reason})
+                    raise Refused(
+                        f"{run.stage} of {version} ended before the abort reached it "
+                        f"({self.store.get_stage_run(run.id).status}); `releaser rollback {run.environment} "
+                        "--reason TEXT` rolls back a release that is out"
+                    )
+                self.journal.record(
+                    "abort.requested",
+                    f"{run.stage}: {by} asks pid {run.pid} on "
+                    f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
+                    release=version,
+                    stage=run.stage,
+                    environment=run.environment,
+                    data={"run": run.id, "by": by, "reason": reason},
+                )
             if not wait:
                 return self.store.get_stage_run(run.id)
             while (current := self.store.get_stage_run(run.id)).status.open:
@@ -625,24 +747,31 @@ class Pipeline:
                 self.interrupts.wait(POLL)
             else:
                 if current.status is RunStatus.PASSED:
-                    raise Refused(f"{run.stage} of {version} passed before the abort reached it; "
-                                  f"`releaser rollback {run.environment} --reason TEXT` rolls it back")
+                    raise Refused(
+                        f"{run.stage} of {version} passed before the abort reached it; "
+                        f"`releaser rollback {run.environment} --reason TEXT` rolls it back"
+                    )
                 return current
-        self.journal.record("abort.requested", f"{run.stage}: {by} rolls {version} back on {run.environment} "
-                            f"(its runner is gone): {reason}", release=version, stage=run.stage,
-                            environment=run.environment, data={"run": run.id, "by": by, "reason": reason})
-        try:
+        self.journal.record(
+            "abort.requested",
+            f"{run.stage}: {by} rolls {version} back on {run.environment} (its runner is gone): {reason}",
+            release=version,
+            stage=run.stage,
+            environment=run.environment,
+            data={"run": run.id, "by": by, "reason": reason},
+        )
+        with contextlib.suppress(StageFailed):  # rolled back: what was asked
             self.resume(roll_back=True)
-        except StageFailed:
-            pass  # rolled back: what was asked
         return self.store.get_stage_run(run.id)
 
-    def _finish_run(self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock,
-                    views: dict[str, HostView]) -> None:
+    def _finish_run(
+        self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock, views: dict[str, HostView]
+    ) -> None:
         release = self._release(run.release)
         verify_artifact(release)
-        self._execute(_Stage(release, self.config.stage(run.stage), run, env, deployer, lock,
-                             source_for(env.metrics)), views)
+        self._execute(
+            _Stage(release, self.config.stage(run.stage), run, env, deployer, lock, source_for(env.metrics)), views
+        )
 
     def _refuse_live_owner(self, item: StageRun | RollbackRun) -> None:
         if owner_alive(item.pid, item.hostname, item.lease_until):
@@ -661,8 +790,12 @@ class Pipeline:
                 deployer = self._deployer(env, fleet)
                 views = deployer.ask_every_host("rebuild")
                 deployer.reconcile(views)
-                self.journal.record("state.rebuilt", f"{env.name}: rebuilt from the hosts' own records",
-                                    environment=env.name, data={"hosts": {n: v.current for n, v in views.items()}})
+                self.journal.record(
+                    "state.rebuilt",
+                    f"{env.name}: rebuilt from the hosts' own records",
+                    environment=env.name,
+                    data={"hosts": {n: v.current for n, v in views.items()}},
+                )
                 rebuilt[env.name] = {name: view.current for name, view in views.items()}
         return rebuilt
 
@@ -717,13 +850,17 @@ class Pipeline:
                 return {}
             never = [name for name in chosen if name not in states or states[name].version is None]
             if never:
-                raise UsageError(f"{', '.join(never)} of {env.name}: releaser has recorded no release there to "
-                                 "redeploy; promote a release instead")
+                raise UsageError(
+                    f"{', '.join(never)} of {env.name}: releaser has recorded no release there to "
+                    "redeploy; promote a release instead"
+                )
             targets = {name: states[name].version for name in chosen}
             run = f"redeploy-{int(time.time())}"
             self.journal.record(
-                "redeploy.started", f"redeploying {len(targets)} host(s) of {env.name} onto what they should run "
-                f"({', '.join(f'{h}: {v}' for h, v in sorted(targets.items()))}): {reason}", environment=env.name,
+                "redeploy.started",
+                f"redeploying {len(targets)} host(s) of {env.name} onto what they should run "
+                f"({', '.join(f'{h}: {v}' for h, v in sorted(targets.items()))}): {reason}",
+                environment=env.name,
                 data={"targets": targets, "reason": reason, "run": run, "by": lock.claim().owner},
             )
             deployer = self._deployer(env, fleet)
@@ -734,15 +871,23 @@ class Pipeline:
             states = self.store.host_states(env.name)
             left = {**{name: states[name].doubt for name in targets if states[name].doubt}, **outcome.failed}
             self.journal.record(
-                "redeploy.finished", f"redeployed {len(targets) - len(left)}/{len(targets)} host(s) of {env.name}"
-                + (f"; still in doubt or failed: {'; '.join(f'{h}: {w}' for h, w in sorted(left.items()))}"
-                   if left else ""), environment=env.name, data={"targets": targets, "left": left, "run": run},
+                "redeploy.finished",
+                f"redeployed {len(targets) - len(left)}/{len(targets)} host(s) of {env.name}"
+                + (
+                    f"; still in doubt or failed: {'; '.join(f'{h}: {w}' for h, w in sorted(left.items()))}"
+                    if left
+                    else ""
+                ),
+                environment=env.name,
+                data={"targets": targets, "left": left, "run": run},
             )
             if left:
-                raise NeedsHuman(f"the redeploy could not heal {', '.join(sorted(left))} of {env.name}: "
-                                 + "; ".join(f"{h}: {w}" for h, w in sorted(left.items()))
-                                 + "; fix the host or its hooks (see `releaser history --env "
-                                 + f"{env.name}`), then `releaser redeploy {env.name} --reason TEXT` again")
+                raise NeedsHuman(
+                    f"the redeploy could not heal {', '.join(sorted(left))} of {env.name}: "
+                    + "; ".join(f"{h}: {w}" for h, w in sorted(left.items()))
+                    + "; fix the host or its hooks (see `releaser history --env "
+                    + f"{env.name}`), then `releaser redeploy {env.name} --reason TEXT` again"
+                )
             return targets
 
     def rollback_plan(self, env_name: str, to_version: str | None) -> dict[str, dict[str, str | None]]:
@@ -756,8 +901,11 @@ class Pipeline:
 
     def _known_bad(self) -> set[str]:
         """Releases a rollback by hand never goes back to unless named: rolled back, or failed."""
-        return {r.version for r in self.store.list_releases()
-                if r.status in (ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED)}
+        return {
+            r.version
+            for r in self.store.list_releases()
+            if r.status in (ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED)
+        }
 
     def _rollback_environment(self, env_name: str, to_version: str | None):
         env = self.config.environments.get(env_name)
@@ -766,13 +914,16 @@ class Pipeline:
         if to_version is not None:
             self._release(to_version)
         if not self.store.host_states(env.name):
-            raise UsageError(f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
-                             "(if the state was lost, `releaser state rebuild` reads it back from the hosts)")
+            raise UsageError(
+                f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
+                "(if the state was lost, `releaser state rebuild` reads it back from the hosts)"
+            )
         return env
 
 
-def _manual_plan(env_name: str, views: dict, to_version: str | None,
-                 known_bad: set[str] = frozenset()) -> tuple[dict[str, str], set[str]]:
+def _manual_plan(
+    env_name: str, views: dict, to_version: str | None, known_bad: set[str] = frozenset()
+) -> tuple[dict[str, str], set[str]]:
     """({host: target}, the releases taken away) of a rollback by hand: every host back to the
     release it ran before its current one, passing over releases known bad (rolled back, or
     failed), or to `to_version`; one target for the environment."""
@@ -787,9 +938,11 @@ def _manual_plan(env_name: str, views: dict, to_version: str | None,
             seen.add(target)
             target = view.previous(target)
         if target is None:
-            raise UsageError(f"{name} has no earlier release on record"
-                             + (f" that was not rolled back ({', '.join(sorted(seen))} were)" if seen else "")
-                             + "; name one with --to VERSION")
+            raise UsageError(
+                f"{name} has no earlier release on record"
+                + (f" that was not rolled back ({', '.join(sorted(seen))} were)" if seen else "")
+                + "; name one with --to VERSION"
+            )
         if view.running - {target}:
             plan[name] = target
     if to_version is None and len(set(plan.values())) > 1:
@@ -809,11 +962,17 @@ def _unproven(result: GateResult, seconds: float) -> str:
     would decide it."""
     undecided = [r for r in result.results if r.verdict is Verdict.INCONCLUSIVE]
     needs = [r.needs for r in undecided if r.needs is not None]
-    needed = "" if not needs else " (no amount of traffic at these rates would decide)" if math.isinf(max(needs)) \
+    needed = (
+        ""
+        if not needs
+        else " (no amount of traffic at these rates would decide)"
+        if math.isinf(max(needs))
         else f" (needed about {span(seconds + max(needs))})"
+    )
     advice = "; ".join(f"{r.check}: {r.advice}" for r in undecided if r.advice)
-    return (f"not enough evidence in {span(seconds)}{needed}: {result.summary()}"
-            + (f"; to decide in time: {advice}" if advice else ""))
+    return f"not enough evidence in {span(seconds)}{needed}: {result.summary()}" + (
+        f"; to decide in time: {advice}" if advice else ""
+    )
 
 
 class ForecastNotes:
@@ -824,7 +983,10 @@ class ForecastNotes:
         self.said: list[str] = memory.setdefault("too_slow", [])
 
     def too_slow(self, result: GateResult, left: float) -> list[CheckResult]:
-        slow = [r for r in result.results if r.verdict is Verdict.INCONCLUSIVE and r.needs is not None
-                and r.needs > left and r.check not in self.said]
+        slow = [
+            r
+            for r in result.results
+            if r.verdict is Verdict.INCONCLUSIVE and r.needs is not None and r.needs > left and r.check not in self.said
+        ]
         self.said.extend(r.check for r in slow)
         return slow

@@ -61,13 +61,21 @@ _SAFE = r"""_safe() {
   if [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$ ]]; then printf '%s' "$1"; elif [ -n "$1" ]; then printf '?'; fi
 }
 """
-_RECORDER = _SAFE + r"""_rec() {
+_RECORDER = (
+    _SAFE
+    + r"""_rec() {
   local line
   line=$(printf '{"ts":"%s",%s,"step":"%s","from":"%s","detail":"%s"}' \
     "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$RELEASER_RECORD_HEAD" "$1" "$(_safe "${2:-}")" "${3:-}")
-  printf '%s\n' "$line" >> "$RELEASER_ROOT/""" + RECORD + r""""
-  sync "$RELEASER_ROOT/""" + RECORD + r"""" 2>/dev/null || true
-  printf '""" + RECORD_MARKER + r""" %s\n' "$line"
+  printf '%s\n' "$line" >> "$RELEASER_ROOT/"""
+    + RECORD
+    + r""""
+  sync "$RELEASER_ROOT/"""
+    + RECORD
+    + r"""" 2>/dev/null || true
+  printf '"""
+    + RECORD_MARKER
+    + r""" %s\n' "$line"
 }
 # After a hook returned: a process it left behind that still writes to the phase's output (a
 # daemon started with `&` alone) writes to files removed when the phase ends. Names it, fails.
@@ -90,10 +98,13 @@ _held() {
     sleep 0.1
   done
   echo "releaser: the $1 hook returned but left pid $held ($(ps -o args= -p "$held" 2>/dev/null | cut -c1-80)) \
-writing to the phase's output, which is removed when the phase ends; """ + HELD_FIX + r"""" >&2
+writing to the phase's output, which is removed when the phase ends; """
+    + HELD_FIX
+    + r"""" >&2
   return 1
 }
 """
+)
 
 
 def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
@@ -135,13 +146,16 @@ def _step(playbook: Playbook, name: str, directory: str, done: str) -> str:
     hook = _hook(playbook, name, directory)
     if not hook:
         return ""
-    return _marked(name) + f"""if {hook}; then
+    return (
+        _marked(name)
+        + f"""if {hook}; then
   _held {q(name)} || {{ _rec failed "" "{name} held output"; exit {EXIT_HELD_OUTPUT}; }}
   _rec {done}
 else
   rc=$?; _rec failed "" "{name} exit $rc"; exit $rc
 fi
 """
+    )
 
 
 def _fetch(url: str, path: str) -> str:
@@ -166,13 +180,15 @@ def prepare_script(
     paths, run the prepare hook. Idempotent: a release with its .complete marker is left as is."""
     dest = f"releases/{release}"
     links = "".join(
-        f'mkdir -p {q("shared/" + path)}\nrm -rf {q(dest + "/" + path)}\n'
-        f'ln -s {q("../../shared/" + path)} {q(dest + "/" + path)}\n'
+        f"mkdir -p {q('shared/' + path)}\nrm -rf {q(dest + '/' + path)}\n"
+        f"ln -s {q('../../shared/' + path)} {q(dest + '/' + path)}\n"
         for path in playbook.shared
     )
     incoming = q(artifact_path(host, release))
     head = _head(op, run, "prepare", release)
-    return _preamble(host, "prepare", release, head) + f"""
+    return (
+        _preamble(host, "prepare", release, head)
+        + f"""
 if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ]; then
   echo "releaser: {release} already prepared"
   rm -f {incoming}
@@ -197,6 +213,7 @@ _rec unpacked
 rm -f {incoming}
 echo "releaser: prepared {release}"
 """
+    )
 
 
 def switch_script(
@@ -210,7 +227,9 @@ def switch_script(
     target = f"releases/{release}"
     protected = " ".join(q(name) for name in (release, *protect))
     head = _head(op, run, action, release)
-    return _preamble(host, action, release, head) + f"""
+    return (
+        _preamble(host, action, release, head)
+        + f"""
 if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; then
   echo "releaser: release {release} is not prepared on this host" >&2
   _rec failed "" not-prepared
@@ -228,7 +247,10 @@ if [ "$now" != {q(target)} ]; then
   exit {EXIT_SWITCH_MISMATCH}
 fi
 _rec switched "$before"
-{_step(playbook, "restart", "current", "restarted")}{_step(playbook, "verify", "current", "verified")}{_served_check(playbook, release)}keep={int(playbook.keep_releases)}
+{_step(playbook, "restart", "current", "restarted")}\
+{_step(playbook, "verify", "current", "verified")}\
+{_served_check(playbook, release)}\
+keep={int(playbook.keep_releases)}
 n=0
 ls -1t releases | while IFS= read -r name; do
   case "$name" in .*|*.tmp*) continue ;; esac
@@ -238,6 +260,7 @@ ls -1t releases | while IFS= read -r name; do
   rm -rf "releases/$name"
 done
 """
+    )
 
 
 def _served(playbook: Playbook) -> str:
@@ -251,13 +274,17 @@ served=$(_safe "$served"); served=${{served:-?}}
 def _served_check(playbook: Playbook, release: str) -> str:
     if not playbook.hooks.get("version"):
         return ""
-    return _marked("version") + _served(playbook) + f"""_rec served "$served"
+    return (
+        _marked("version")
+        + _served(playbook)
+        + f"""_rec served "$served"
 if [ "$served" != {q(release)} ]; then
   echo "releaser: after the restart the app serves $served, not {release}" >&2
   _rec failed "" version
   exit {EXIT_SERVES_OTHER}
 fi
 """
+    )
 
 
 def check_script(host: Host, release: str, command: str) -> str:
@@ -272,9 +299,16 @@ def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40) ->
     served = ""
     if playbook.hooks.get("version"):
         served = _served(playbook) + f'echo "{SERVED_MARKER} $served"\n'
-    exports = "\n".join(f"export {name}={q(value)}" for name, value in
-                        {**host.vars, "RELEASER_ROOT": host.root, "RELEASER_HOST": host.name,
-                         "RELEASER_ADDRESS": host.address, "RELEASER_PHASE": "probe"}.items())
+    exports = "\n".join(
+        f"export {name}={q(value)}"
+        for name, value in {
+            **host.vars,
+            "RELEASER_ROOT": host.root,
+            "RELEASER_HOST": host.name,
+            "RELEASER_ADDRESS": host.address,
+            "RELEASER_PHASE": "probe",
+        }.items()
+    )
     return f"""set -u
 {exports}
 {_SAFE}cd {root} 2>/dev/null || {{ echo "{CURRENT_MARKER} "; exit 0; }}
@@ -287,7 +321,8 @@ fi
 cur=$(readlink current 2>/dev/null || true)
 echo "{CURRENT_MARKER} ${{cur#releases/}}"
 {served}if [ -f {q(RECORD)} ]; then
-  {{ grep -F '"step":"switched"' {q(RECORD)} | tail -n {tail}; tail -n {tail} {q(RECORD)}; }} | sed 's/^/{RECORD_MARKER} /'
+  {{ grep -F '"step":"switched"' {q(RECORD)} | tail -n {tail}; tail -n {tail} {q(RECORD)}; }} \
+    | sed 's/^/{RECORD_MARKER} /'
 fi
 """
 
@@ -332,9 +367,11 @@ class Stall(Record):
     def describe(self, host: str) -> str:
         said = "no output yet" if not self.output_bytes else f"{self.output_bytes} bytes of output"
         if self.polling:
-            return (f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}; it is busy "
-                    f"with short-lived commands ({', '.join(self.processes[:2])}): a loop still waiting for "
-                    "something to answer")
+            return (
+                f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}; it is busy "
+                f"with short-lived commands ({', '.join(self.processes[:2])}): a loop still waiting for "
+                "something to answer"
+            )
         waiting = f"; it waits for: {', '.join(self.processes[:3])}" if self.processes else ""
         return f"{host}: the {self.hook} hook has been running for {self.seconds}s with {said}{waiting}"
 
@@ -347,10 +384,10 @@ def parse_stalls(stdout: str) -> list[Stall]:
     stalls: list[Stall] = []
     for line in stdout.splitlines():
         if line.startswith(STALL_MARKER + " "):
-            seconds, out, err, hook = (line.split(" ", 4) + ["?"])[1:5]
+            seconds, out, err, hook = ([*line.split(" ", 4), "?"])[1:5]
             stalls.append(Stall(int(seconds), int(out) + int(err), hook, []))
         elif line.startswith(PROC_MARKER + " ") and stalls:
-            pid, elapsed, args = (line[len(PROC_MARKER) + 1:].split(None, 2) + ["", ""])[:3]
+            pid, elapsed, args = ([*line[len(PROC_MARKER) + 1 :].split(None, 2), "", ""])[:3]
             if args and not args.startswith(_OWN_PROCESSES) and not args.endswith(".sh"):
                 stalls[-1].processes.append(f"{args[:80]} (pid {pid}, {elapsed}s)")
                 stalls[-1].oldest = max(stalls[-1].oldest, int(elapsed) if elapsed.isdigit() else 0)
@@ -359,16 +396,29 @@ def parse_stalls(stdout: str) -> list[Stall]:
 
 # The runner: under the host's phase lock, in its own session, the script with a time limit;
 # `begin` and `end` (with the exit status) go to the record whatever the script did.
-_RUNNER = r"""exec 9>>"$1/""" + LOCK + r""""
+_RUNNER = (
+    r"""exec 9>>"$1/"""
+    + LOCK
+    + r""""
 if ! flock -w "$3" 9; then
-  echo "releaser: another phase still holds $1/""" + LOCK + r""" after $3s" >&2; exit """ + str(EXIT_HOST_BUSY) + r"""
+  echo "releaser: another phase still holds $1/"""
+    + LOCK
+    + r""" after $3s" >&2; exit """
+    + str(EXIT_HOST_BUSY)
+    + r"""
 fi
 _end() {
   local line
   line=$(printf '{"ts":"%s",%s,"step":"%s","rc":"%s"}' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$4" "$5" "${6:-}")
-  printf '%s\n' "$line" >> "$1/""" + RECORD + r""""
-  sync "$1/""" + RECORD + r"""" 2>/dev/null || true
-  printf '""" + RECORD_MARKER + r""" %s\n' "$line"
+  printf '%s\n' "$line" >> "$1/"""
+    + RECORD
+    + r""""
+  sync "$1/"""
+    + RECORD
+    + r"""" 2>/dev/null || true
+  printf '"""
+    + RECORD_MARKER
+    + r""" %s\n' "$line"
 }
 _end "$@" begin
 echo $$ > "$2.pid"
@@ -377,7 +427,9 @@ rc=$?
 case "$rc" in
   124|137)
     if [ -s "$2.step" ]; then
-      echo "releaser: the $(cat "$2.step") hook did not return within $3s (command_timeout); """ + HUNG_FIX + r"""" >&2
+      echo "releaser: the $(cat "$2.step") hook did not return within $3s (command_timeout); """
+    + HUNG_FIX
+    + r"""" >&2
     else
       echo "releaser: timed out after $3s" >&2
     fi ;;
@@ -385,6 +437,7 @@ esac
 _end "$@" end "$rc"
 exit "$rc"
 """
+)
 
 
 def detached(script: str, host: Host, op: str, run: str, action: str, release: str, timeout: float) -> str:

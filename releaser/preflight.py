@@ -13,8 +13,9 @@ small script per host.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from shlex import quote as q
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, ConfigProblem, NeedsHuman, ReleaserError, UsageError
 from .model import Config, Environment, Host, Playbook
@@ -56,8 +57,9 @@ def _unreadable(path: str) -> str:
     return ""
 
 
-def check_hosts(config: Config, env: Environment, playbook: Playbook, fleet: Fleet, hosts: list[Host],
-                what: str | None = None) -> None:
+def check_hosts(
+    config: Config, env: Environment, playbook: Playbook, fleet: Fleet, hosts: list[Host], what: str | None = None
+) -> None:
     """Connect to `hosts` and check each can be worked on; raises (exit 2 or 4) naming every
     host's cause, before anything is recorded or touched. `what`: the work that did not start."""
     if env.transport == "ssh":
@@ -71,7 +73,7 @@ def check_hosts(config: Config, env: Environment, playbook: Playbook, fleet: Fle
     if reached:
         results = fleet.run("preflight", reached, lambda h: _script(h, playbook), timeout=60, quiet=True)
         for name, result in results.items():
-            said = [line[len(MARKER) + 1:] for line in result.stdout.splitlines() if line.startswith(MARKER + " ")]
+            said = [line[len(MARKER) + 1 :] for line in result.stdout.splitlines() if line.startswith(MARKER + " ")]
             if said:
                 causes[name] = ("; ".join(said), True)
             elif not result.ok:
@@ -82,8 +84,10 @@ def check_hosts(config: Config, env: Environment, playbook: Playbook, fleet: Fle
     head = f"{len(causes)} of {len(hosts)} host(s) of {env.name} cannot be worked on"
     head = (f"{what} did not start: {head}; nothing was changed or recorded" if what else head) + ":\n" + lines
     if any(mistake for _why, mistake in causes.values()):
-        raise UsageError(head + "\nfix the configuration or the hosts (`releaser validate --connect` checks them), "
-                                "then run the command again")
+        raise UsageError(
+            head + "\nfix the configuration or the hosts (`releaser validate --connect` checks them), "
+            "then run the command again"
+        )
     raise NeedsHuman(head + "\nrun the command again once they can be reached")
 
 

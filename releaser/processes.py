@@ -4,7 +4,7 @@ its lease, elsewhere. Light: `status` imports it."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .model import Lock, parse_ts
 
@@ -24,7 +24,7 @@ def whoami() -> str:
 
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         return "unknown"
 
 
@@ -39,7 +39,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def lease_running(lease_until: str | None) -> bool:
-    return lease_until is not None and parse_ts(lease_until) > datetime.now(timezone.utc)
+    return lease_until is not None and parse_ts(lease_until) > datetime.now(UTC)
 
 
 def is_stale(lock: Lock) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import dataclass_transform
 
+
 @dataclass_transform(field_specifiers=(field,))
 class Record:
     """The base of a plain-data class: see the module's docstring."""
@@ -38,9 +39,9 @@ class Record:
         if len(args) > len(parameters):
             raise TypeError(f"{type(self).__name__}() takes {len(parameters)} arguments but {len(args)} were given")
         values = self.__dict__  # not setattr: a frozen record refuses that
-        for (name, _, _), value in zip(parameters, args):
+        for (name, _, _), value in zip(parameters, args, strict=False):
             values[name] = value
-        for name, default, factory in parameters[len(args):]:
+        for name, default, factory in parameters[len(args) :]:
             if name in kwargs:
                 values[name] = kwargs.pop(name)
             elif default is not MISSING:

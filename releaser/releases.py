@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .errors import UsageError
 from .journal import Journal
-from .processes import whoami
 from .model import RELEASE_ID, Release, utcnow
+from .processes import whoami
 from .store import Store
 
 
@@ -65,7 +65,9 @@ def _refuse_escaping(path: Path, member) -> None:
     if name.startswith("/") or ".." in name.split("/"):
         raise UsageError(f"artifact {path}: member {name!r} would be written outside the release directory")
     if member.ischr() or member.isblk() or member.isfifo():
-        raise UsageError(f"artifact {path}: member {name!r} is a device or FIFO; releases hold files, directories and links")
+        raise UsageError(
+            f"artifact {path}: member {name!r} is a device or FIFO; releases hold files, directories and links"
+        )
     if member.issym() or member.islnk():
         target = member.linkname
         where = posixpath.normpath(posixpath.join(posixpath.dirname(name), target) if member.issym() else target)
@@ -74,7 +76,12 @@ def _refuse_escaping(path: Path, member) -> None:
 
 
 def create_release(
-    store: Store, journal: Journal, version: str, artifact: Path, notes: str = "", features: tuple[str, ...] = (),
+    store: Store,
+    journal: Journal,
+    version: str,
+    artifact: Path,
+    notes: str = "",
+    features: tuple[str, ...] = (),
     url: str | None = None,
 ) -> tuple[Release, bool]:
     """Register a release; (release, created). The same id with the same artifact is a no-op;

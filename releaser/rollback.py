@@ -36,7 +36,9 @@ class RollbackResult(Record):
     rollback: RollbackRun
     switched: list[str] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # host -> why it still may serve a rolled-back release
-    kept: dict[str, str] = field(default_factory=dict)  # host -> the release it keeps: it ran none before (first install)
+    kept: dict[str, str] = field(
+        default_factory=dict
+    )  # host -> the release it keeps: it ran none before (first install)
     seconds: float = 0.0
 
     @property
@@ -51,8 +53,10 @@ class RollbackResult(Record):
         if not self.kept:
             return ""
         releases = ", ".join(sorted(set(self.kept.values())))
-        return (f"{', '.join(sorted(self.kept))} keep {releases}: nothing ran there before it (a first install); "
-                "promote a fixed release")
+        return (
+            f"{', '.join(sorted(self.kept))} keep {releases}: nothing ran there before it (a first install); "
+            "promote a fixed release"
+        )
 
 
 class Rollbacks:
@@ -61,14 +65,28 @@ class Rollbacks:
         self.env = deployer.env
 
     def begin(
-        self, cause: Cause, releases: list[str], reason: str, claim: Claim | None, stage_run: StageRun | None = None,
-        target: str | None = None, fault_at: str | None = None, plan: dict[str, str] | None = None,
+        self,
+        cause: Cause,
+        releases: list[str],
+        reason: str,
+        claim: Claim | None,
+        stage_run: StageRun | None = None,
+        target: str | None = None,
+        fault_at: str | None = None,
+        plan: dict[str, str] | None = None,
     ) -> RollbackRun:
         """Record the rollback before anything is touched."""
         with self.store.transaction():
             record = self.store.start_rollback(
-                self.env.name, cause, releases, reason, stage_run.id if stage_run else None, target, fault_at,
-                claim.owner if claim else "", claim,
+                self.env.name,
+                cause,
+                releases,
+                reason,
+                stage_run.id if stage_run else None,
+                target,
+                fault_at,
+                claim.owner if claim else "",
+                claim,
             )
             self.store.update_rollback(record.id, detected_at=utcnow(), plan=plan or {})
             if stage_run is not None:
@@ -78,11 +96,19 @@ class Rollbacks:
             what = ", ".join(releases) or "nothing"
             self.journal.record(
                 "rollback.started",
-                f"{stage_run.stage + ': ' if stage_run else ''}rolling back {what} on {self.env.name} ({cause}): {reason}",
-                environment=self.env.name, release=releases[0] if len(releases) == 1 else None,
+                f"{stage_run.stage + ': ' if stage_run else ''}rolling back {what} on {self.env.name} "
+                f"({cause}): {reason}",
+                environment=self.env.name,
+                release=releases[0] if len(releases) == 1 else None,
                 stage=stage_run.stage if stage_run else None,
-                data={"rollback": record.id, "cause": str(cause), "releases": releases, "reason": reason,
-                      "target": target, "run": stage_run.id if stage_run else None},
+                data={
+                    "rollback": record.id,
+                    "cause": str(cause),
+                    "releases": releases,
+                    "reason": reason,
+                    "target": target,
+                    "run": stage_run.id if stage_run else None,
+                },
             )
         return self.store.get_rollback(record.id)
 
@@ -96,21 +122,27 @@ class Rollbacks:
         views = views or self.deployer.ask()
         self.deployer.reconcile(views)
         targets, left, kept = self.plan(rollback, views)
-        tag = {"environment": self.env.name, "stage": stage,
-               "release": rollback.releases[0] if len(rollback.releases) == 1 else None}
+        tag = {
+            "environment": self.env.name,
+            "stage": stage,
+            "release": rollback.releases[0] if len(rollback.releases) == 1 else None,
+        }
         with self.store.transaction():
             self.store.update_rollback(rollback.id, plan={**rollback.plan, **targets}, left=left)
             self.journal.record(
                 "rollback.planned",
-                f"rollback {rollback.id}: {len(targets)} host(s) of {self.env.name} serve {', '.join(rollback.releases)}"
+                f"rollback {rollback.id}: {len(targets)} host(s) of {self.env.name} "
+                f"serve {', '.join(rollback.releases)}"
                 + (f" -> {', '.join(sorted(set(targets.values())))}" if targets else "")
                 + (f"; cannot be rolled back now: {', '.join(sorted(left))}" if left else "")
                 + (f"; nothing to go back to on {', '.join(sorted(kept))} (a first install)" if kept else ""),
-                data={"rollback": rollback.id, "targets": targets, "left": left, "kept": kept}, **tag,
+                data={"rollback": rollback.id, "targets": targets, "left": left, "kept": kept},
+                **tag,
             )
         releases = {v: self.store.get_release(v) for v in set(targets.values())}
-        outcome = self.deployer.switch_back(targets, rollback.stage_run_id, {v: r for v, r in releases.items() if r},
-                                            stage, f"rollback-{rollback.id}")
+        outcome = self.deployer.switch_back(
+            targets, rollback.stage_run_id, {v: r for v, r in releases.items() if r}, stage, f"rollback-{rollback.id}"
+        )
         left.update(outcome.failed)
         # hosts a stopped deploy drained but never switched are back in rotation too
         self.deployer.back_in_rotation([h.name for h in self.env.hosts], set(left), "rollback")
@@ -119,8 +151,9 @@ class Rollbacks:
         result.rollback = self.store.get_rollback(rollback.id)
         return result
 
-    def plan(self, rollback: RollbackRun,
-             views: dict[str, HostView]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    def plan(
+        self, rollback: RollbackRun, views: dict[str, HostView]
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         """({host: target} for every host serving a rolled-back release, {host: why} for hosts
         that may serve one but cannot be switched now)."""
         states = self.store.host_states(self.env.name)
@@ -135,8 +168,12 @@ class Rollbacks:
             serving = sorted(view.running & rolled_back)
             if not serving:
                 continue
-            target = rollback.target or rollback.plan.get(host.name) or view.previous(serving[0]) or (
-                state.previous if state and state.version == serving[0] else None)
+            target = (
+                rollback.target
+                or rollback.plan.get(host.name)
+                or view.previous(serving[0])
+                or (state.previous if state and state.version == serving[0] else None)
+            )
             if target is None:  # a first install: there is nothing to go back to, now or later
                 kept[host.name] = serving[0]
             elif target in rolled_back:
@@ -157,7 +194,8 @@ class Rollbacks:
                     "rollback.incomplete",
                     f"rollback {rollback.id} of {self.env.name} could not finish on {len(result.left)} host(s): "
                     f"{result.hosts_left()}; it stays open: `releaser resume` finishes it once they can be reached",
-                    data={"rollback": rollback.id, "left": result.left, "switched": result.switched}, **tag,
+                    data={"rollback": rollback.id, "left": result.left, "switched": result.switched},
+                    **tag,
                 )
                 return
             finished = utcnow()
@@ -170,12 +208,21 @@ class Rollbacks:
                 "rollback.done",
                 f"rolled back {len(result.switched)} host(s) of {self.env.name} in {result.seconds:.1f}s"
                 + (f"; {result.hosts_kept()}" if result.kept else ""),
-                data={"rollback": rollback.id, "hosts": result.switched, "kept": result.kept,
-                      "seconds": round(result.seconds, 3)}, **tag,
+                data={
+                    "rollback": rollback.id,
+                    "hosts": result.switched,
+                    "kept": result.kept,
+                    "seconds": round(result.seconds, 3),
+                },
+                **tag,
             )
             if rollback.cause.fault:  # a stage that failed safe for want of evidence is no incident
-                self.journal.record("incident", incident_message(rollback, finished),
-                                    data=incident_data(rollback, finished, result.switched), **tag)
+                self.journal.record(
+                    "incident",
+                    incident_message(rollback, finished),
+                    data=incident_data(rollback, finished, result.switched),
+                    **tag,
+                )
 
 
 def incident_data(rollback: RollbackRun, finished: str, hosts: list[str]) -> dict:
@@ -186,9 +233,14 @@ def incident_data(rollback: RollbackRun, finished: str, hosts: list[str]) -> dic
     detected = parse_ts(rollback.detected_at or rollback.started_at)
     fault = parse_ts(rollback.fault_at) if rollback.fault_at else None
     return {
-        "rollback": rollback.id, "cause": str(rollback.cause), "reason": rollback.reason,
-        "releases": rollback.releases, "hosts": hosts,
-        "fault_at": rollback.fault_at, "detected_at": rollback.detected_at, "finished_at": finished,
+        "rollback": rollback.id,
+        "cause": str(rollback.cause),
+        "reason": rollback.reason,
+        "releases": rollback.releases,
+        "hosts": hosts,
+        "fault_at": rollback.fault_at,
+        "detected_at": rollback.detected_at,
+        "finished_at": finished,
         "time_to_detect": round((detected - fault).total_seconds(), 3) if fault else None,
         "time_to_rollback": round((parse_ts(finished) - detected).total_seconds(), 3),
     }
@@ -196,6 +248,12 @@ def incident_data(rollback: RollbackRun, finished: str, hosts: list[str]) -> dic
 
 def incident_message(rollback: RollbackRun, finished: str) -> str:
     data = incident_data(rollback, finished, [])
-    detect = "" if data["time_to_detect"] is None else f"detected {data['time_to_detect']:.1f}s after the fault could be seen, "
-    return f"{', '.join(rollback.releases)} on {rollback.environment} ({rollback.cause}): {detect}rolled back in " \
-           f"{data['time_to_rollback']:.1f}s: {rollback.reason}"
+    detect = (
+        ""
+        if data["time_to_detect"] is None
+        else f"detected {data['time_to_detect']:.1f}s after the fault could be seen, "
+    )
+    return (
+        f"{', '.join(rollback.releases)} on {rollback.environment} ({rollback.cause}): {detect}rolled back in "
+        f"{data['time_to_rollback']:.1f}s: {rollback.reason}"
+    )

@@ -158,18 +158,22 @@ def scaffold(directory: Path, router: str | None = None) -> list[Path]:
     clashes = [name for name in FILES if os.path.lexists(directory / name)]
     linked = [name for name in {str(Path(n).parent) for n in FILES} - {"."} if (directory / name).is_symlink()]
     if clashes or linked:
-        raise UsageError(f"{directory} already has {', '.join(sorted(clashes + linked))}; "
-                         "init writes only into a fresh directory")
+        raise UsageError(
+            f"{directory} already has {', '.join(sorted(clashes + linked))}; init writes only into a fresh directory"
+        )
     from .shipped import shipped_file
 
     written = []
     files = dict(FILES)
-    files["playbooks/app.yaml"] = files["playbooks/app.yaml"].replace("nohup PYTHON", "nohup " + shlex.quote(
-        sys.executable))  # the interpreter releaser runs in, which has the placeholder app
+    files["playbooks/app.yaml"] = files["playbooks/app.yaml"].replace(
+        "nohup PYTHON", "nohup " + shlex.quote(sys.executable)
+    )  # the interpreter releaser runs in, which has the placeholder app
     if router is not None:
         config = files["environments.yaml"]
-        config = config.replace('      - {name: prod-4, vars: {PORT: "18124"}}\n',
-                                '      - {name: prod-4, vars: {PORT: "18124"}}\n' + ROUTER)
+        config = config.replace(
+            '      - {name: prod-4, vars: {PORT: "18124"}}\n',
+            '      - {name: prod-4, vars: {PORT: "18124"}}\n' + ROUTER,
+        )
         files["environments.yaml"] = config.replace("    cohort: 10%\n", "    cohort: 10%\n" + USERS)
         files["nginx/site.conf"] = SITE.format(directory=directory.resolve())
     if not os.path.lexists(directory / DOCUMENTATION):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 import string
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigProblem
 from .yamlsrc import Mapping, Sequence
@@ -49,7 +50,7 @@ def parse_percent(text: Any, allow_zero: bool = False) -> float:
             value = float(text.strip()[:-1])
         except ValueError:
             value = None
-        if value is not None and (0 < value or (allow_zero and value == 0)) and value <= 100:
+        if value is not None and (value > 0 or (allow_zero and value == 0)) and value <= 100:
             return value
     lowest = "from 0%" if allow_zero else "above 0%"
     raise ValueError(f"expected a percentage {lowest} and at most 100% like 10%, got {shown(text)}")
@@ -65,7 +66,7 @@ def format_duration(seconds: float) -> str:
 
 
 def did_you_mean(value: str, known) -> str:
-    """" (did you mean `x`?)" naming the nearest known name, or "" when none is near."""
+    """ " (did you mean `x`?)" naming the nearest known name, or "" when none is near."""
     import difflib  # only when something is unknown
 
     nearest = difflib.get_close_matches(value, sorted(known), n=1, cutoff=0.6)
@@ -203,10 +204,17 @@ class Fields:
 
     # -- typed readers --
 
-    def str(self, key: str, default: Any = None, required: bool = False, choices: tuple[str, ...] = (),
-            multiline: bool = False) -> Any:
+    def str(
+        self,
+        key: str,
+        default: Any = None,
+        required: bool = False,
+        choices: tuple[str, ...] = (),
+        multiline: bool = False,
+    ) -> Any:
         """A string; control characters are refused, and so are tabs and line breaks unless
         `multiline` (scripts, queries, descriptions)."""
+
         def convert(raw: Any) -> str:
             if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
                 raise ValueError(f"expected a string, got {_kind(raw)}")
@@ -226,8 +234,14 @@ class Fields:
             return None
         return name
 
-    def int(self, key: str, default: Any = None, minimum: int | None = None, required: bool = False,
-            maximum: int = MAX_COUNT) -> Any:
+    def int(
+        self,
+        key: str,
+        default: Any = None,
+        minimum: int | None = None,
+        required: bool = False,
+        maximum: int = MAX_COUNT,
+    ) -> Any:
         def convert(raw: Any) -> int:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise ValueError(f"expected a whole number, got {_kind(raw)}")

@@ -30,8 +30,17 @@ def register(value: str | None) -> None:
     global _pattern
     if not value or len(value) < MIN_LENGTH:
         return
-    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), quote(value, safe=_URL_SAFE),
-             json.dumps(value)[1:-1], repr(value)[1:-1], _b64(value), _b64(value).rstrip("=")}
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        quote(value, safe=_URL_SAFE),
+        json.dumps(value)[1:-1],
+        repr(value)[1:-1],
+        _b64(value),
+        _b64(value).rstrip("="),
+    }
     new = {form for form in forms if len(form) >= MIN_LENGTH} - _forms
     if new:
         _forms.update(new)

@@ -7,8 +7,8 @@ reading: a live release that no host of the last stage's environment runs any mo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 from .model import Config, Event, RunStatus
 from .names import STAGE_ORDER
@@ -32,10 +32,15 @@ def status_document(config: Config, store: Store) -> dict:
                 "version": states[host.name].version if host.name in states else None,
                 "previous": states[host.name].previous if host.name in states else None,
                 "doubt": states[host.name].doubt if host.name in states else "",
-                "last": None if host.name not in last else {
-                    "action": last[host.name].action, "from": last[host.name].from_version,
-                    "to": last[host.name].to_version, "status": last[host.name].status,
-                    "detail": last[host.name].detail, "at": last[host.name].updated_at,
+                "last": None
+                if host.name not in last
+                else {
+                    "action": last[host.name].action,
+                    "from": last[host.name].from_version,
+                    "to": last[host.name].to_version,
+                    "status": last[host.name].status,
+                    "detail": last[host.name].detail,
+                    "at": last[host.name].updated_at,
                 },
             }
             for host in env.hosts
@@ -58,16 +63,45 @@ def status_document(config: Config, store: Store) -> dict:
             "consistent": len(versions) == 1 and not in_doubt and not open_rollbacks,
             "in_doubt": in_doubt,
             "heal": f"releaser redeploy {name} --reason TEXT" if in_doubt else None,  # what puts them back
-            "rollbacks": [{"rollback": r.id, "cause": str(r.cause), "releases": r.releases, "status": str(r.status),
-                           "left": r.left, "reason": r.reason, "fix": "releaser resume"} for r in open_rollbacks],
-            "lock": None if lock is None else {
-                "owner": lock.owner, "pid": lock.pid, "hostname": lock.hostname, "command": lock.command,
-                "acquired_at": lock.acquired_at, "lease_until": lock.lease_until, "stale": is_stale(lock),
+            "rollbacks": [
+                {
+                    "rollback": r.id,
+                    "cause": str(r.cause),
+                    "releases": r.releases,
+                    "status": str(r.status),
+                    "left": r.left,
+                    "reason": r.reason,
+                    "fix": "releaser resume",
+                }
+                for r in open_rollbacks
+            ],
+            "lock": None
+            if lock is None
+            else {
+                "owner": lock.owner,
+                "pid": lock.pid,
+                "hostname": lock.hostname,
+                "command": lock.command,
+                "acquired_at": lock.acquired_at,
+                "lease_until": lock.lease_until,
+                "stale": is_stale(lock),
             },
-            "running": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status), "pid": r.pid,
-                         "hostname": r.hostname} for r in working],
-            "interrupted": [{"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
-                            for r in open_runs if r not in working],  # their process is gone: `resume`
+            "running": [
+                {
+                    "run": r.id,
+                    "release": r.release,
+                    "stage": r.stage,
+                    "status": str(r.status),
+                    "pid": r.pid,
+                    "hostname": r.hostname,
+                }
+                for r in working
+            ],
+            "interrupted": [
+                {"run": r.id, "release": r.release, "stage": r.stage, "status": str(r.status)}
+                for r in open_runs
+                if r not in working
+            ],  # their process is gone: `resume`
             "route": _route(env, store),
         }
     last_env = config.pipeline[-1].environment if config.pipeline else None
@@ -84,33 +118,68 @@ def status_document(config: Config, store: Store) -> dict:
             status = "superseded"
         elif status == "promoting" and not any(r.status.open for r in own) and _overtaken(rel, own, runs):
             status = "abandoned"  # a newer release went further after it: it will not be promoted on
-        releases.append({
-            "version": rel.version,
-            "status": status,
-            "reason": _why(rel.version, status, own, rollbacks),
-            "runs_on": sorted(running_anywhere.get(rel.version, set())),
-            "sha256": rel.sha256,
-            "features": rel.features,
-            "created_at": rel.created_at,
-            "created_by": rel.created_by,
-            "stages": [
-                {"stage": r.stage, "environment": r.environment, "status": str(r.status), "started_at": r.started_at,
-                 "finished_at": r.finished_at, "reason": r.reason, "forced": r.forced, "run": r.id}
-                for r in own
-            ],
-        })
+        releases.append(
+            {
+                "version": rel.version,
+                "status": status,
+                "reason": _why(rel.version, status, own, rollbacks),
+                "runs_on": sorted(running_anywhere.get(rel.version, set())),
+                "sha256": rel.sha256,
+                "features": rel.features,
+                "created_at": rel.created_at,
+                "created_by": rel.created_by,
+                "stages": [
+                    {
+                        "stage": r.stage,
+                        "environment": r.environment,
+                        "status": str(r.status),
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
+                        "reason": r.reason,
+                        "forced": r.forced,
+                        "run": r.id,
+                    }
+                    for r in own
+                ],
+            }
+        )
     windows = [w.to_dict() for w in open_windows(config, store)]
-    reports = [{"release": r.release, "state": str(r.state), "due_at": r.due_at, "sent_at": r.sent_at,
-                "attempts": r.attempts, "last_error": r.last_error, "path": r.path, "message_id": r.message_id,
-                "delivered_to": r.delivered_to}
-               for r in store.reports()]
+    reports = [
+        {
+            "release": r.release,
+            "state": str(r.state),
+            "due_at": r.due_at,
+            "sent_at": r.sent_at,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "path": r.path,
+            "message_id": r.message_id,
+            "delivered_to": r.delivered_to,
+        }
+        for r in store.reports()
+    ]
     watching = watchers(store)
-    approvals = [{"release": a.release, "stage": a.stage, "requested_by": a.requested_by,
-                  "requested_at": a.requested_at, "approvers": a.approvers, "not_by_promoter": a.not_by_promoter,
-                  "state": a.state} for a in store.approvals(state="awaiting")]
-    return {"environments": environments, "releases": releases, "windows": windows,
-            "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
-            "reports": reports, "approvals": approvals, "freezes": _freezes(config)}
+    approvals = [
+        {
+            "release": a.release,
+            "stage": a.stage,
+            "requested_by": a.requested_by,
+            "requested_at": a.requested_at,
+            "approvers": a.approvers,
+            "not_by_promoter": a.not_by_promoter,
+            "state": a.state,
+        }
+        for a in store.approvals(state="awaiting")
+    ]
+    return {
+        "environments": environments,
+        "releases": releases,
+        "windows": windows,
+        "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
+        "reports": reports,
+        "approvals": approvals,
+        "freezes": _freezes(config),
+    }
 
 
 def _freezes(config: Config) -> list[dict]:
@@ -123,8 +192,9 @@ def _freezes(config: Config) -> list[dict]:
     for name in config.environments:
         now = frozen(config.freezes, name)
         if now is not None:
-            held.append({"environment": name, "freeze": now.freeze.name, "until": now.until.isoformat(),
-                         "text": now.describe()})
+            held.append(
+                {"environment": name, "freeze": now.freeze.name, "until": now.until.isoformat(), "text": now.describe()}
+            )
     return held
 
 
@@ -135,8 +205,10 @@ def _overtaken(release, own: list, runs: list) -> bool:
         return False
     last = max(own, key=lambda r: r.started_at)
     reached = STAGE_ORDER.index(last.stage)
-    return any(r.release != release.version and r.started_at > last.started_at and STAGE_ORDER.index(r.stage) >= reached
-               for r in runs)
+    return any(
+        r.release != release.version and r.started_at > last.started_at and STAGE_ORDER.index(r.stage) >= reached
+        for r in runs
+    )
 
 
 def _route(env, store: Store) -> dict | None:
@@ -148,9 +220,14 @@ def _route(env, store: Store) -> dict | None:
     stored = store.get_route(env.name)
     route = Route.from_dict(stored["route"]) if stored else Route()
     hosts = [h.name for h in env.hosts]
-    return {**route.to_dict(), "users_on_new": route.effective_share(hosts), "text": route.describe(hosts),
-            "applied": stored["applied"] if stored else None, "why": stored["why"] if stored else "",
-            "updated_at": stored["updated_at"] if stored else None}
+    return {
+        **route.to_dict(),
+        "users_on_new": route.effective_share(hosts),
+        "text": route.describe(hosts),
+        "applied": stored["applied"] if stored else None,
+        "why": stored["why"] if stored else "",
+        "updated_at": stored["updated_at"] if stored else None,
+    }
 
 
 def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
@@ -170,9 +247,11 @@ def _why(version: str, status: str, runs: list, rollbacks: list) -> str:
 # -- people --
 
 
-def print_status(document: dict, say: Callable[..., None], relative: bool = False,
-                 told: Callable[[str], str] = summarised) -> None:
+def print_status(
+    document: dict, say: Callable[..., None], relative: bool = False, told: Callable[[str], str] = summarised
+) -> None:
     """`told` shows a verdict (summarised or whole, as the caller's terminal and options say)."""
+
     def when(iso: str | None) -> str:
         return shown_time(iso, relative)
 
@@ -194,23 +273,36 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
         route = env.get("route")
         if route is not None:
             if route["applied"] is False:
-                say(f"  router: NOT CONFIRMED ({route['why']}): meant to send {route['text']}; `releaser resume` "
-                    "puts it live", "red")
+                say(
+                    f"  router: NOT CONFIRMED ({route['why']}): meant to send {route['text']}; `releaser resume` "
+                    "puts it live",
+                    "red",
+                )
             else:
                 say(f"  router: {route['text']}" + ("" if route["applied"] else " (releaser has not changed it yet)"))
         if env["lock"]:
             lock = env["lock"]
-            say(f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']} since {when(lock['acquired_at'])}: "
-                f"{lock['command']}" + (" (stale)" if lock["stale"] else ""), "yellow")
+            say(
+                f"  locked by {lock['owner']} pid {lock['pid']} on {lock['hostname']} "
+                f"since {when(lock['acquired_at'])}: "
+                f"{lock['command']}" + (" (stale)" if lock["stale"] else ""),
+                "yellow",
+            )
         for run in env["running"]:
-            say(f"  in progress: {run['stage']} of {run['release']} ({run['status']}) by pid {run['pid']} on "
-                f"{run['hostname']}")
+            say(
+                f"  in progress: {run['stage']} of {run['release']} ({run['status']}) by pid {run['pid']} on "
+                f"{run['hostname']}"
+            )
         for run in env["interrupted"]:
             say(f"  unfinished: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
         for rollback in env["rollbacks"]:
             left = "; ".join(f"{h}: {why}" for h, why in sorted(rollback["left"].items())) or "interrupted"
-            say(f"  unfinished rollback {rollback['rollback']} of {', '.join(rollback['releases'])} ({rollback['cause']}): "
-                f"{left}; `releaser resume` finishes it", "red")
+            say(
+                f"  unfinished rollback {rollback['rollback']} of {', '.join(rollback['releases'])} "
+                f"({rollback['cause']}): "
+                f"{left}; `releaser resume` finishes it",
+                "red",
+            )
     if document["releases"]:
         say("releases:")
     for rel in document["releases"]:
@@ -223,22 +315,32 @@ def print_status(document: dict, say: Callable[..., None], relative: bool = Fals
         who = " or ".join(item["approvers"]) or "anyone"
         if item["not_by_promoter"]:
             who += f" but {item['requested_by']}"
-        say(f"awaiting approval: {item['stage']} of {item['release']}, asked by {item['requested_by']} "
-            f"{when(item['requested_at'])}; {who} may `releaser approve {item['release']} --reason TEXT`", "yellow")
+        say(
+            f"awaiting approval: {item['stage']} of {item['release']}, asked by {item['requested_by']} "
+            f"{when(item['requested_at'])}; {who} may `releaser approve {item['release']} --reason TEXT`",
+            "yellow",
+        )
     for item in document["freezes"]:
-        say(f"frozen: {item['environment']}: {item['text']}; rollbacks go on, promotions need --force --reason",
-            "yellow")
+        say(
+            f"frozen: {item['environment']}: {item['text']}; rollbacks go on, promotions need --force --reason",
+            "yellow",
+        )
     _print_watch(document, say, when)
     for item in document["reports"]:
         if item["state"] == "sent":
             to = item["delivered_to"]
-            delivery = ("written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent")
-            line, color = f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else ""), None
+            delivery = "written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent"
+            line, color = (
+                f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else ""),
+                None,
+            )
             line += f": {item['path']}" if item["path"] else ""
         elif item["state"] == "unconfirmed":
             line, color = f"UNCONFIRMED: {item['last_error']}", "red"
         else:
-            line = f"due {when(item['due_at'])}" + (f"; not sent yet: {item['last_error']}" if item["last_error"] else "")
+            line = f"due {when(item['due_at'])}" + (
+                f"; not sent yet: {item['last_error']}" if item["last_error"] else ""
+            )
             color = "yellow" if item["last_error"] else None
         say(f"effect report of {item['release']}: {line}", color)
 
@@ -247,19 +349,29 @@ def _print_watch(document: dict, say: Callable[..., None], when: Callable[[str |
     """The rollback windows, and whether anything watches them."""
     windows, watch = document["windows"], document["watch"]
     for window in windows:
-        say(f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
-            f"{when(window['closes_at'])}")
+        say(
+            f"rollback window open: {window['release']} on {window['environment']} ({window['stage']}) until "
+            f"{when(window['closes_at'])}"
+        )
     alive = [w for w in watch["watchers"] if w["alive"]]
     if alive:
         for w in alive:
-            say(f"watch: running, pid {w['pid']} on {w['hostname']} (every {w['interval']:g}s), "
-                f"last look {shown_time(w['at'], True)}")
+            say(
+                f"watch: running, pid {w['pid']} on {w['hostname']} (every {w['interval']:g}s), "
+                f"last look {shown_time(w['at'], True)}"
+            )
     elif windows:
         last = watch["watchers"][0] if watch["watchers"] else None
-        seen = f"; last look {shown_time(last['at'], True)} ({'--once' if last['mode'] == 'once' else 'a daemon'})" \
-            if last else "; no watch has ever run here"
-        say(f"watch: NOT running{seen}. Nothing rolls these windows back: start `releaser watch`, or run "
-            "`releaser watch --once` every minute from cron", "yellow")
+        seen = (
+            f"; last look {shown_time(last['at'], True)} ({'--once' if last['mode'] == 'once' else 'a daemon'})"
+            if last
+            else "; no watch has ever run here"
+        )
+        say(
+            f"watch: NOT running{seen}. Nothing rolls these windows back: start `releaser watch`, or run "
+            "`releaser watch --once` every minute from cron",
+            "yellow",
+        )
 
 
 def history_document(events: list[Event]) -> dict:

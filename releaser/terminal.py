@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 SUMMARY_WIDTH = 160
@@ -26,7 +26,7 @@ def summarised(text: str, width: int = SUMMARY_WIDTH) -> str:
     parts = []
     for part in text.split("; "):
         if "=>" in part and ", " in part.split("=>")[0]:
-            part = f"{part.split(', ')[0]} … {part[part.rindex('=>'):]}"
+            part = f"{part.split(', ')[0]} … {part[part.rindex('=>') :]}"
         parts.append(part)
     short = "; ".join(parts)
     return short if len(short) <= width else short[: width - 1].rsplit(" ", 1)[0] + " …"
@@ -38,7 +38,7 @@ def shown_time(iso: str | None, relative: bool = False, now: datetime | None = N
         return "-"
     moment = datetime.fromisoformat(iso)
     if relative:
-        seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+        seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
         return f"{span(abs(seconds))} ago" if seconds >= 0 else f"in {span(-seconds)}"
     local = moment.astimezone()
     return f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"

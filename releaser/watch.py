@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import BusyError, NeedsHuman, Refused, ReleaserError
 from .fleet import Fleet
-from .locks import EnvironmentLock
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
-from .processes import is_stale, this_machine, whoami
+from .locks import EnvironmentLock
 from .metrics import source_for
 from .model import AlertRecord, Cause, StageRun, utcnow
 from .pipeline import Pipeline
+from .processes import is_stale, this_machine, whoami
 from .transport import transport_for
 from .windows import Window, armed_windows, close_window
 
@@ -55,8 +55,14 @@ class Watcher:
         from .report.timeline import record_if_due
 
         self._aside("recording metric samples", lambda: record_if_due(self.config, self.store), None)
-        outcomes: dict[str, list[str]] = {"rolled_back": [], "alarms": [], "blind": [], "paused": [], "closed": [],
-                                          "elsewhere": []}
+        outcomes: dict[str, list[str]] = {
+            "rolled_back": [],
+            "alarms": [],
+            "blind": [],
+            "paused": [],
+            "closed": [],
+            "elsewhere": [],
+        }
         for alert in self.store.alerts("pending"):
             acted = self._on_alert(alert)
             if acted in ("rolled_back", "alarms"):
@@ -98,8 +104,13 @@ class Watcher:
         if run_id in self._leases:
             return True
         lease = max(60.0, 4 * (self.interval or 0))
-        lock = EnvironmentLock(self.store, self.journal, f"window:{run_id}",
-                               f"watch {window.run.release} {window.run.stage} on {window.run.environment}", lease)
+        lock = EnvironmentLock(
+            self.store,
+            self.journal,
+            f"window:{run_id}",
+            f"watch {window.run.release} {window.run.stage} on {window.run.environment}",
+            lease,
+        )
         try:
             lock.__enter__()
         except BusyError:
@@ -117,8 +128,14 @@ class Watcher:
         per machine; each daemon has its own."""
         host, pid = this_machine(), os.getpid()
         name = f"watch:{host}:" + ("once" if self.interval is None else str(pid))
-        data = {"pid": pid, "hostname": host, "owner": whoami(), "started_at": self.started_at,
-                "interval": self.interval, "windows": windows}
+        data = {
+            "pid": pid,
+            "hostname": host,
+            "owner": whoami(),
+            "started_at": self.started_at,
+            "interval": self.interval,
+            "windows": windows,
+        }
         if stopped:
             data["stopped_at"] = utcnow()
         self._aside("recording that watch is alive", lambda: self.store.beat(name, data), None)
@@ -136,9 +153,13 @@ class Watcher:
         if "watching" not in memory:
             memory["watching"] = utcnow()
             self.journal.record(
-                "window.watching", f"{run.stage}: watching {run.release} on {env.name} until "
-                f"{window.closes_at.isoformat(timespec='seconds')}", release=run.release, stage=run.stage,
-                environment=env.name, data={"run": run.id},
+                "window.watching",
+                f"{run.stage}: watching {run.release} on {env.name} until "
+                f"{window.closes_at.isoformat(timespec='seconds')}",
+                release=run.release,
+                stage=run.stage,
+                environment=env.name,
+                data={"run": run.id},
             )
         running = {name: state.version for name, state in self.store.host_states(env.name).items()}
         cohort = tuple(h for h in env.hosts if running.get(h.name) == run.release)
@@ -149,9 +170,13 @@ class Watcher:
         if blind and not memory.get("blind"):
             memory["blind"] = utcnow()
             self.journal.record(
-                "window.blind", f"{run.stage}: the checks of {run.release} on {env.name} cannot see: "
-                + "; ".join(f"{r.check}: {r.summary}" for r in blind), release=run.release, stage=run.stage,
-                environment=env.name, data={"run": run.id, "checks": [r.check for r in blind]},
+                "window.blind",
+                f"{run.stage}: the checks of {run.release} on {env.name} cannot see: "
+                + "; ".join(f"{r.check}: {r.summary}" for r in blind),
+                release=run.release,
+                stage=run.stage,
+                environment=env.name,
+                data={"run": run.id, "checks": [r.check for r in blind]},
             )
         elif not blind:
             memory.pop("blind", None)
@@ -169,10 +194,13 @@ class Watcher:
             self.journal.note(f"{run.release}: checks fail in its window but {busy}; trying again next look")
             return "busy"
         if not rolled.complete:
-            self._alarm(window, f"the rollback of {run.release} on {env.name} could not finish: {rolled.hosts_left()}; "
-                                "`releaser resume` finishes it")
+            self._alarm(
+                window,
+                f"the rollback of {run.release} on {env.name} could not finish: {rolled.hosts_left()}; "
+                "`releaser resume` finishes it",
+            )
             return "alarms"
-        if datetime.now(timezone.utc) > window.closes_at:
+        if datetime.now(UTC) > window.closes_at:
             self._alarm(window, f"the rollback of {run.release} finished after its window closed")
             return "alarms"
         return "rolled_back"
@@ -182,8 +210,10 @@ class Watcher:
         back the release inside its rollback window; else only journal it. Returns what it did."""
         env = self.config.environments.get(alert.environment)
         why = f"alert {alert.alertname} firing" + (f": {alert.summary}" if alert.summary else "")
-        scope = {"environment": alert.environment, "data": {"alert": alert.id, "group": alert.group_key,
-                                                            "labels": alert.labels, "starts_at": alert.starts_at}}
+        scope = {
+            "environment": alert.environment,
+            "data": {"alert": alert.id, "group": alert.group_key, "labels": alert.labels, "starts_at": alert.starts_at},
+        }
         if env is None or env.alerts is None or not env.alerts.rollback:
             return self._settle(alert, "journaled only (the environment does not roll back on alerts)", why, scope)
         running = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
@@ -194,30 +224,44 @@ class Watcher:
             except Refused:
                 pass  # it ended before the request reached it: nothing left to abort
             except NeedsHuman as exc:
-                self._settle(alert, f"the rollback of {run.release} could not finish", why, scope,
-                             release=run.release)
+                self._settle(alert, f"the rollback of {run.release} could not finish", why, scope, release=run.release)
                 self.journal.record("alarm", str(exc), release=run.release, stage=run.stage, environment=env.name)
                 return "alarms"
             return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
-        windows = [w for w in armed_windows(self.config, self.store) if w.run.environment == env.name and w.ending is None]
+        windows = [
+            w for w in armed_windows(self.config, self.store) if w.run.environment == env.name and w.ending is None
+        ]
         if not windows:
-            return self._settle(alert, f"nothing to roll back: no promotion in progress and no rollback window open "
-                                       f"on {env.name}", why, scope)
+            return self._settle(
+                alert,
+                f"nothing to roll back: no promotion in progress and no rollback window open on {env.name}",
+                why,
+                scope,
+            )
         run = max(windows, key=lambda w: w.run.finished_at or "").run
         try:
             rolled = self.pipeline.roll_back_window(run, why, alert.starts_at, Cause.ALERT)
         except BusyError as busy:
             self.journal.note(f"{why} on {env.name}, but {busy}; trying again next look")
             return "busy"
-        self._settle(alert, f"rolled back {run.release}" + ("" if rolled.complete else
-                            f", not on {rolled.hosts_left()}"), why, scope, release=run.release)
+        self._settle(
+            alert,
+            f"rolled back {run.release}" + ("" if rolled.complete else f", not on {rolled.hosts_left()}"),
+            why,
+            scope,
+            release=run.release,
+        )
         return "rolled_back" if rolled.complete else "alarms"
 
     def _settle(self, alert: AlertRecord, outcome: str, why: str, scope: dict, release: str | None = None) -> str:
         with self.store.transaction():
             if self.store.settle_alert(alert.id, outcome):
-                self.journal.record("alert.firing", f"{why}: {outcome}", release=release,
-                                    **{**scope, "data": {**scope["data"], "outcome": outcome}})
+                self.journal.record(
+                    "alert.firing",
+                    f"{why}: {outcome}",
+                    release=release,
+                    **{**scope, "data": {**scope["data"], "outcome": outcome}},
+                )
         return outcome
 
     def _aside(self, what: str, job, fallback):
@@ -227,7 +271,7 @@ class Watcher:
             return job()
         except ReleaserError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a daemon that dies leaves every window unwatched
+        except Exception as exc:
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             if message not in self._failed:
                 self._failed.add(message)
@@ -235,5 +279,6 @@ class Watcher:
             return fallback
 
     def _alarm(self, window: Window, message: str) -> None:
-        self.journal.record("alarm", message, release=window.run.release, stage=window.run.stage,
-                            environment=window.run.environment)
+        self.journal.record(
+            "alarm", message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
+        )

@@ -8,7 +8,7 @@ more (rolled back), or when another release started a stage on its environment (
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
@@ -29,27 +29,41 @@ class Window(Record):
     ending: str | None = None  # why it ends early; the watcher closes it
 
     def to_dict(self) -> dict:
-        return {"release": self.run.release, "stage": self.run.stage, "environment": self.run.environment,
-                "closes_at": self.closes_at.isoformat(timespec="seconds")}
+        return {
+            "release": self.run.release,
+            "stage": self.run.stage,
+            "environment": self.run.environment,
+            "closes_at": self.closes_at.isoformat(timespec="seconds"),
+        }
 
 
 def armed_windows(config: Config, store: Store) -> list[Window]:
     """The newest passed stage of each release per environment whose window is open; those
     that should end early (see the module's text) carry why in `ending`."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     runs = store.stage_runs()
     newest: dict[tuple[str, str], Window] = {}
     for run in runs:
-        if (run.status is not RunStatus.PASSED or not run.finished_at or run.window_closed_at
-                or run.stage not in config.stage_names()):
+        if (
+            run.status is not RunStatus.PASSED
+            or not run.finished_at
+            or run.window_closed_at
+            or run.stage not in config.stage_names()
+        ):
             continue
         spec = config.stage(run.stage)
         closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
         if closes > now:
             newest[(run.environment, run.release)] = Window(run, spec, closes)
     for (environment, release), window in newest.items():
-        later = [r for r in runs if r.environment == environment and r.release != release
-                 and r.id > window.run.id and r.status is not RunStatus.SKIPPED]
+        later = [
+            r
+            for r in runs
+            if r.environment == environment
+            and r.release != release
+            and r.id > window.run.id
+            and r.status is not RunStatus.SKIPPED
+        ]
         if later:
             window.ending = f"superseded: {later[-1].release} started {later[-1].stage} on {environment}"
         elif not any(s.version == release for s in store.host_states(environment).values()):
@@ -65,7 +79,7 @@ def watchers(store: Store, now: datetime | None = None) -> list[dict]:
     """What each watcher last said of itself, with `alive`: a daemon whose process runs (on this
     machine) or that looked within three of its intervals (elsewhere), not stopped; `--once`
     records are never alive, only recent or not. Newest look first."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = []
     for name, beat in store.heartbeats().items():
         if not name.startswith("watch:"):
@@ -78,8 +92,15 @@ def watchers(store: Store, now: datetime | None = None) -> list[dict]:
                 alive = pid_alive(beat["pid"]) and (recent or age <= 900)
             else:
                 alive = recent
-        result.append({**beat, "name": name, "alive": alive, "seconds_since_look": round(age, 1),
-                       "mode": "daemon" if beat.get("interval") else "once"})
+        result.append(
+            {
+                **beat,
+                "name": name,
+                "alive": alive,
+                "seconds_since_look": round(age, 1),
+                "mode": "daemon" if beat.get("interval") else "once",
+            }
+        )
     return sorted(result, key=lambda b: b["seconds_since_look"])
 
 
@@ -87,6 +108,11 @@ def close_window(store: Store, journal: Journal, run: StageRun, why: str) -> Non
     """Close a run's rollback window before its time, journaled."""
     with store.transaction():
         store.close_window(run.id, why)
-        journal.record("window.closed", f"{run.stage}: stopped watching {run.release} on {run.environment}: {why}",
-                       release=run.release, stage=run.stage, environment=run.environment,
-                       data={"run": run.id, "reason": why})
+        journal.record(
+            "window.closed",
+            f"{run.stage}: stopped watching {run.release} on {run.environment}: {why}",
+            release=run.release,
+            stage=run.stage,
+            environment=run.environment,
+            data={"run": run.id, "reason": why},
+        )

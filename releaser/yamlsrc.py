@@ -52,23 +52,25 @@ class _LineLoader(_BaseLoader):
     """A safe loader that records line numbers (1-based), refuses duplicate and non-scalar
     keys, bounds nesting and alias expansion, and reads dates as plain strings."""
 
-    def get_single_node(self):  # noqa: D102 - PyYAML hook
+    def get_single_node(self):
         node = super().get_single_node()
         if node is not None:
             _expanded_size(node, {}, set(), 1)
         return node
 
-    def construct_object(self, node, deep=False):  # noqa: D102 - PyYAML hook
+    def construct_object(self, node, deep=False):
         try:
             return super().construct_object(node, deep=deep)
         except (_Refused, yaml.YAMLError):
             raise
         except (ValueError, KeyError, TypeError, OverflowError, AttributeError, IndexError) as exc:
             # e.g. `!!int abc`, `!!bool maybe`, `!!timestamp 2020-02-30`
-            raise _Refused(_line(node), f"{node.tag.rsplit(':', 1)[-1]} value {_clip(str(node.value))} is invalid "
-                           f"({type(exc).__name__})") from None
+            raise _Refused(
+                _line(node),
+                f"{node.tag.rsplit(':', 1)[-1]} value {_clip(str(node.value))} is invalid ({type(exc).__name__})",
+            ) from None
 
-    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
+    def construct_mapping(self, node, deep=False):
         own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
         self.flatten_mapping(node)
         merged = len(node.value) - own  # `<<: *defaults` entries come first; the mapping's own override them
@@ -89,7 +91,7 @@ class _LineLoader(_BaseLoader):
             result[key] = self.construct_object(value_node, deep=True)
         return result
 
-    def construct_sequence(self, node, deep=False):  # noqa: D102 - PyYAML hook
+    def construct_sequence(self, node, deep=False):
         result = Sequence(self.construct_object(child, deep=True) for child in node.value)
         result.line = _line(node)
         result.item_lines = [_line(child) for child in node.value]
@@ -97,8 +99,11 @@ class _LineLoader(_BaseLoader):
 
 
 _PLAIN_KEY_TAGS = {
-    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
 }
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
@@ -144,6 +149,7 @@ def _char(character) -> str:
 
 def read_text(path: Path, name: str) -> str:
     """A configuration file's text: a regular file, at most MAX_BYTES, UTF-8 without NULs."""
+
     def refuse(message: str, line: int | None = None):
         return ConfigError([ConfigProblem(name, line, "", message)])
 
@@ -163,8 +169,10 @@ def read_text(path: Path, name: str) -> str:
         except OSError as exc:
             raise refuse(f"cannot read: {exc.strerror}") from None
     if len(data) > MAX_BYTES:
-        raise refuse(f"the file passes {MAX_BYTES // 1024} KiB here; configuration must be smaller",
-                     data[:MAX_BYTES].count(b"\n") + 1)
+        raise refuse(
+            f"the file passes {MAX_BYTES // 1024} KiB here; configuration must be smaller",
+            data[:MAX_BYTES].count(b"\n") + 1,
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -189,7 +197,9 @@ def load_yaml(path: Path, display_name: str | None = None):
         raise ConfigError([ConfigProblem(name, line, "", message)]) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         line = text[: exc.position].count("\n") + 1
-        raise ConfigError([ConfigProblem(name, line, "", f"invalid YAML: character {_char(exc.character)} is not allowed")]) from None
+        raise ConfigError(
+            [ConfigProblem(name, line, "", f"invalid YAML: character {_char(exc.character)} is not allowed")]
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem(name, 1, "", f"invalid YAML: {_clip(str(exc), 200)}")]) from None
     except RecursionError:

@@ -54,12 +54,14 @@ class HealthServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 root = server.roots.get(name)
                 fail_on = root / "current" / "FAIL_ON" if root else None
-                healthy = root is not None and (root / "current").exists() and not (
-                    fail_on.exists() and name in fail_on.read_text().split()
+                healthy = (
+                    root is not None
+                    and (root / "current").exists()
+                    and not (fail_on.exists() and name in fail_on.read_text().split())
                 )
                 self.send_response(200 if healthy else 503)
                 self.end_headers()
@@ -87,17 +89,26 @@ class Project:
     stage_options: dict[str, str] = field(default_factory=dict)
     state_url: str | None = None  # the state on PostgreSQL (its URL, read from RELEASER_DATABASE_URL)
 
-    def write_config(self, prod_parallel: int = 50, restart_delay: str = "", bake: str = "300ms",
-                     ssh: SshFleet | None = None, ssh_extra: dict | None = None, command_timeout: str = "20s",
-                     checks: str = "health") -> None:
+    def write_config(
+        self,
+        prod_parallel: int = 50,
+        restart_delay: str = "",
+        bake: str = "300ms",
+        ssh: SshFleet | None = None,
+        ssh_extra: dict | None = None,
+        command_timeout: str = "20s",
+        checks: str = "health",
+    ) -> None:
         """Local hosts under hosts/, or with `ssh` the same hosts reached over real sshd."""
         envs = []
         addresses = iter(ssh.addresses if ssh else [])
         for env, hosts in HOSTS.items():
             parallel = prod_parallel if env == "prod" else 50
             if ssh:
-                where = (f"    transport: ssh\n    root: \"{self.dir}/hosts/{{host}}\"\n"
-                         f"    ssh: {ssh.ssh_options(**(ssh_extra or {}))}\n")
+                where = (
+                    f'    transport: ssh\n    root: "{self.dir}/hosts/{{host}}"\n'
+                    f"    ssh: {ssh.ssh_options(**(ssh_extra or {}))}\n"
+                )
                 host_list = ", ".join(f"{{name: {h}, address: {next(addresses)}}}" for h in hosts)
             else:
                 where = "    transport: local\n    root: hosts/{host}\n"
@@ -105,7 +116,7 @@ class Project:
             envs.append(
                 f"  {env}:\n{where}    playbook: app\n"
                 f"    parallel: {parallel}\n    command_timeout: {command_timeout}\n"
-                f"    vars: {{HEALTH_PORT: \"{self.health.port}\", RESTART_DELAY: \"{restart_delay}\"}}\n"
+                f'    vars: {{HEALTH_PORT: "{self.health.port}", RESTART_DELAY: "{restart_delay}"}}\n'
                 f"    hosts: [{host_list}]"
             )
         stages = []
@@ -118,12 +129,17 @@ class Project:
         state = "state: {backend: postgresql}\n" if self.state_url else ""
         config = f"project: shop\n{state}environments:\n" + "\n".join(envs) + "\npipeline:\n" + "".join(stages)
         (self.dir / "environments.yaml").write_text(config)
-        for env, hosts in HOSTS.items():
+        for hosts in HOSTS.values():
             for host in hosts:
                 self.health.roots[host] = self.dir / "hosts" / host
 
-    def artifact(self, version: str, fail_on: tuple[str, ...] = (), fail_prepare: bool | tuple[str, ...] = False,
-                 files: dict[str, str] | None = None) -> Path:
+    def artifact(
+        self,
+        version: str,
+        fail_on: tuple[str, ...] = (),
+        fail_prepare: bool | tuple[str, ...] = False,
+        files: dict[str, str] | None = None,
+    ) -> Path:
         """A release tarball; FAIL_ON hosts report sick, FAIL_PREPARE hosts (or all) fail to prepare."""
         files = {"app.txt": f"app {version}\n", **(files or {})}
         if fail_on:
@@ -135,11 +151,15 @@ class Project:
         path.write_bytes(tar_gz(files))
         return path
 
-    def cli(self, *args: str, check: bool | int = False, timeout: float = 120,
-            actor: str | None = None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool | int = False, timeout: float = 120, actor: str | None = None
+    ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            capture_output=True, text=True, timeout=timeout, env=self.environ(actor),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.environ(actor),
         )
         expected = 0 if check is True else check
         if check is not False and proc.returncode != expected:
@@ -149,13 +169,20 @@ class Project:
     def environ(self, actor: str | None = None) -> dict[str, str]:
         """The variables releaser runs with: no colour, the state's URL when it is on PostgreSQL,
         and who acts (RELEASER_ACTOR) when given."""
-        return {**os.environ, "NO_COLOR": "1", **({"RELEASER_DATABASE_URL": self.state_url} if self.state_url else {}),
-                **({"RELEASER_ACTOR": actor} if actor else {})}
+        return {
+            **os.environ,
+            "NO_COLOR": "1",
+            **({"RELEASER_DATABASE_URL": self.state_url} if self.state_url else {}),
+            **({"RELEASER_ACTOR": actor} if actor else {}),
+        }
 
     def spawn(self, *args: str, actor: str | None = None) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environ(actor),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environ(actor),
         )
 
     def register(self, version: str, **kwargs) -> None:
@@ -226,7 +253,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.received.setdefault(self.path, []).append(body)
                 self.send_response(500 if self.path.startswith("/broken") else 200)

@@ -17,7 +17,7 @@ import sys
 import tarfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ STAGES = {"selftest": "dev", "test": "test", "gray": "prod", "full": "prod"}
 # The app is part of the release: it serves the version it was started from, and is sick
 # when its release carries SICK (a bad release) or the host has shared/SICK (it turns bad
 # after it passed, for rollback windows).
-APP = '''import http.server, pathlib, sys
+APP = """import http.server, pathlib, sys
 root, port, bind = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 version = (root / "current" / "REVISION").read_text().strip()
 born_sick = (root / "current" / "SICK").exists()
@@ -44,7 +44,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer.allow_reuse_address = True
 http.server.ThreadingHTTPServer((bind, port), Handler).serve_forever()
-'''
+"""
 
 PLAYBOOK = """\
 keep_releases: 3
@@ -137,10 +137,8 @@ class Lab:
         for root in (self.base / "hosts").glob("*"):
             pidfile = root / "shared" / "app.pid"
             if pidfile.exists():
-                try:
+                with suppress(ProcessLookupError, ValueError):
                     os.kill(int(pidfile.read_text()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
         self.fleet.close()
 
     # -- the project --
@@ -160,12 +158,15 @@ class Lab:
                 self.names.setdefault(env, []).append(name)
                 hosts.append(f"{{name: {name}, address: {address}, vars: {{BIND: {address}}}}}")
             envs.append(
-                f"  {env}:\n    transport: ssh\n    root: \"{self.base}/hosts/{{host}}\"\n    playbook: app\n"
-                f"    command_timeout: 8s\n    vars: {{PORT: \"{self.port}\"}}\n"
+                f'  {env}:\n    transport: ssh\n    root: "{self.base}/hosts/{{host}}"\n    playbook: app\n'
+                f'    command_timeout: 8s\n    vars: {{PORT: "{self.port}"}}\n'
                 f"    ssh: {self.fleet.ssh_options(connect_timeout='2s', auth_timeout='3s')}\n"
                 f"    hosts: [{', '.join(hosts)}]"
-                + ("\n" + self.nginx.router_section(backend="{address}:{PORT}").rstrip("\n")
-                   if env == "prod" and self.nginx is not None else "")
+                + (
+                    "\n" + self.nginx.router_section(backend="{address}:{PORT}").rstrip("\n")
+                    if env == "prod" and self.nginx is not None
+                    else ""
+                )
             )
         stages = "".join(
             f"  - stage: {stage}\n    environment: {env}\n    checks: [app]\n    bake: 200ms\n    interval: 100ms\n"
@@ -174,7 +175,8 @@ class Lab:
             for stage, env in STAGES.items()
         )
         (self.base / "environments.yaml").write_text(
-            "project: faults\nstate: {wait: 3s}\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + stages)
+            "project: faults\nstate: {wait: 3s}\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + stages
+        )
 
     def artifact(self, version: str, sick: bool = False) -> Path:
         files = {"app.py": APP, **({"SICK": "1\n"} if sick else {})}
@@ -210,16 +212,23 @@ class Lab:
         from releaser.cli import cli
 
         return CliRunner(env={"NO_COLOR": "1", "RELEASER_FAILPOINT": None}).invoke(
-            cli, ["-C", str(self.base), *args], catch_exceptions=catch_exceptions)
+            cli, ["-C", str(self.base), *args], catch_exceptions=catch_exceptions
+        )
 
-    def cli(self, *args: str, failpoint: str | None = None, check: bool = False,
-            timeout: float = 180) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, failpoint: str | None = None, check: bool = False, timeout: float = 180
+    ) -> subprocess.CompletedProcess:
         env = {**os.environ, "NO_COLOR": "1"}
         env.pop("RELEASER_FAILPOINT", None)
         if failpoint:
             env["RELEASER_FAILPOINT"] = failpoint
-        proc = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(self.base), *args],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.base), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
         return proc
@@ -239,9 +248,13 @@ class Lab:
         return result.exit_code, result.stderr + trace
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(self.base), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "NO_COLOR": "1"})
+        return subprocess.Popen(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.base), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
 
     def events(self) -> list[dict]:
         return json.loads(self.run("history", "--json"))["events"]
@@ -295,10 +308,8 @@ class Lab:
             yield
         finally:
             for pid in pids:
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
 
     # -- the oracle --
 
@@ -352,7 +363,11 @@ def _gray_split(actual: dict[str, str | None], releases: list[dict]) -> bool:
     versions = list(actual.values())
     for release in releases:
         latest = {s["stage"]: s["status"] for s in release["stages"]}
-        if latest.get("gray") == "passed" and latest.get("full") != "passed" and versions.count(release["version"]) == 1:
+        if (
+            latest.get("gray") == "passed"
+            and latest.get("full") != "passed"
+            and versions.count(release["version"]) == 1
+        ):
             return len(set(versions)) == 2
     return False
 
@@ -385,8 +400,12 @@ def _descendants(pid: int, only: str) -> list[int]:
 
 # Kinds journaled in one transaction with the kind that follows them: a failpoint fires when
 # the transaction commits, so stopping after the first is stopping after the second.
-COMMITTED_WITH_NEXT = {("stage.skipped", "stage.skipped"), ("stage.skipped", "stage.started"),
-                       ("stage.passed", "report.scheduled"), ("rollback.done", "incident")}
+COMMITTED_WITH_NEXT = {
+    ("stage.skipped", "stage.skipped"),
+    ("stage.skipped", "stage.started"),
+    ("stage.passed", "report.scheduled"),
+    ("rollback.done", "incident"),
+}
 
 
 def points_of(events: list[dict]) -> list[Point]:
@@ -468,8 +487,9 @@ def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
     if signal_name == "KILL" and stopped.returncode != -signal.SIGKILL:
         problems.append(f"never stopped at {point} (exit {stopped.returncode})")
     if signal_name == "TERM" and stopped.returncode not in (0, 1, 4):  # 0: it had already passed or finished
-        problems.append(f"SIGTERM at {point} ended with exit {stopped.returncode}, not like a failed stage: "
-                        f"{stopped.stderr[-400:]}")
+        problems.append(
+            f"SIGTERM at {point} ended with exit {stopped.returncode}, not like a failed stage: {stopped.stderr[-400:]}"
+        )
     started = time.monotonic()
     code, stderr = lab.resume()
     seconds = time.monotonic() - started
@@ -481,7 +501,8 @@ def inject(lab: Lab, family: Family, point: Point, signal_name: str) -> Outcome:
         family.after(lab)
     events = lab.events()
     if len(events) < events_before or not any(
-            e["kind"] == point.kind and (point.stage is None or e["stage"] == point.stage) for e in events[events_before:]):
+        e["kind"] == point.kind and (point.stage is None or e["stage"] == point.stage) for e in events[events_before:]
+    ):
         problems.append(f"the journal lost the event of {point}")
     ids = [e["id"] for e in events]
     if ids != sorted(ids):
@@ -494,6 +515,7 @@ def families(routed: bool = False) -> list[Family]:
     """The runs the matrix stops: a promotion of each stage, a stage's rollback, a rollback
     window's, a manual rollback, and `resume --rollback` of a promotion killed mid-switch; on a
     routed lab, prod's: gray by users, full with drained switches, a bad release routed back."""
+
     def sicken_test(lab: Lab) -> None:
         version = lab.new_release()
         lab.run("promote", version, "--to", "test", "--force", "--reason", "fault matrix")
@@ -508,30 +530,67 @@ def families(routed: bool = False) -> list[Family]:
 
     def killed_in_test_switch(lab: Lab) -> None:
         version = lab.new_release()
-        killed = lab.cli("promote", version, "--to", "test", "--force", "--reason", "fault matrix",
-                         failpoint="switch.finished@test#1:KILL")
+        killed = lab.cli(
+            "promote",
+            version,
+            "--to",
+            "test",
+            "--force",
+            "--reason",
+            "fault matrix",
+            failpoint="switch.finished@test#1:KILL",
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr
 
-    stage = frozenset({"stage.started", "wave.started", "prepare.started", "prepare.finished", "switch.started",
-                       "switch.finished", "bake.started", "checks.pass", "stage.passed"})
+    stage = frozenset(
+        {
+            "stage.started",
+            "wave.started",
+            "prepare.started",
+            "prepare.finished",
+            "switch.started",
+            "switch.finished",
+            "bake.started",
+            "checks.pass",
+            "stage.passed",
+        }
+    )
     rollback = frozenset({"rollback.started", "rollback.planned", "switch.started", "switch.finished", "incident"})
-    promote = [Family(f"promote {name}", ["promote", "{version}", "--to", name, "--force", "--reason", "matrix"],
-                      covers=stage - {"stage.passed"} | {"report.scheduled"} if name == "full" else stage)
-               for name in STAGES]
+    promote = [
+        Family(
+            f"promote {name}",
+            ["promote", "{version}", "--to", name, "--force", "--reason", "matrix"],
+            covers=stage - {"stage.passed"} | {"report.scheduled"} if name == "full" else stage,
+        )
+        for name in STAGES
+    ]
     routes = frozenset({"route.changing", "route.changed"})
     if routed:
         return [
             *(replace(family, covers=family.covers | routes) for family in promote[2:]),
-            Family("gray rollback", ["promote", "{version}", "--to", "gray", "--force", "--reason", "matrix"],
-                   sick=True, covers=rollback | routes | {"stage.failed"}),
+            Family(
+                "gray rollback",
+                ["promote", "{version}", "--to", "gray", "--force", "--reason", "matrix"],
+                sick=True,
+                covers=rollback | routes | {"stage.failed"},
+            ),
         ]
     return [
         *promote,
-        Family("stage rollback", ["promote", "{version}", "--to", "test", "--force", "--reason", "matrix"], sick=True,
-               covers=stage - {"checks.pass", "stage.passed"} | {"checks.fail", "stage.failed"} | rollback),
+        Family(
+            "stage rollback",
+            ["promote", "{version}", "--to", "test", "--force", "--reason", "matrix"],
+            sick=True,
+            covers=stage - {"checks.pass", "stage.passed"} | {"checks.fail", "stage.failed"} | rollback,
+        ),
         Family("window rollback", ["watch", "--once"], setup=sicken_test, after=heal_test, covers=rollback),
-        Family("manual rollback", ["rollback", "test", "--reason", "fault matrix"], setup=deployed_test,
-               covers=rollback),
-        Family("resume rollback", ["resume", "--rollback"], setup=killed_in_test_switch,
-               covers=rollback | {"stage.resumed", "stage.failed"}),
+        Family(
+            "manual rollback", ["rollback", "test", "--reason", "fault matrix"], setup=deployed_test, covers=rollback
+        ),
+        Family(
+            "resume rollback",
+            ["resume", "--rollback"],
+            setup=killed_in_test_switch,
+            covers=rollback | {"stage.resumed", "stage.failed"},
+        ),
     ]

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,14 +57,17 @@ class Service:
 
     def canary(self) -> str:
         """The metric lines of healthchecks/canary.yaml."""
-        return (f"    requests: '{self.requests}'   # what it served\n"
-                f"    errors: '{self.errors}'   # what of it failed\n"
-                f"    latency: {self.latency}   # a histogram: its _bucket series\n")
+        return (
+            f"    requests: '{self.requests}'   # what it served\n"
+            f"    errors: '{self.errors}'   # what of it failed\n"
+            f"    latency: {self.latency}   # a histogram: its _bucket series\n"
+        )
 
     def report_metrics(self) -> str:
         """report.metrics in environments.yaml."""
-        return (f"  metrics:\n    requests: '{self.requests}'\n    errors: '{self.errors}'\n"
-                f"    latency: {self.latency}\n")
+        return (
+            f"  metrics:\n    requests: '{self.requests}'\n    errors: '{self.errors}'\n    latency: {self.latency}\n"
+        )
 
     def playbook(self) -> str:
         """The starter's hooks with this service's commands: stop the old process and wait until
@@ -206,8 +209,7 @@ def alertmanager_release(version: str, webhook: str, kind: str = "good") -> dict
         route_to = "oncall"
     if version != "1.0.0":
         flags.append("--alerts.gc-interval=1m")
-    return {"alertmanager.yml": ALERTMANAGER_YML.format(route_to=route_to, url=url),
-            "flags": "\n".join(flags) + "\n"}
+    return {"alertmanager.yml": ALERTMANAGER_YML.format(route_to=route_to, url=url), "flags": "\n".join(flags) + "\n"}
 
 
 # What each service says when it refuses the `broken` release's configuration (in its log).
@@ -249,13 +251,15 @@ class Traffic:
     """`rate` requests a second to each target (host -> base URL), one thread per host on a
     fixed schedule; every answer is kept as (time, host, status), a failure to connect as None."""
 
-    def __init__(self, targets: dict[str, str], request: Callable[[requests.Session, str, str, int], int],
-                 rate: float = RATE):
+    def __init__(
+        self, targets: dict[str, str], request: Callable[[requests.Session, str, str, int], int], rate: float = RATE
+    ):
         self.targets, self.request, self.rate = targets, request, rate
         self.answers: list[tuple[float, str, int | None]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._send, args=(host, url), daemon=True)
-                         for host, url in targets.items()]
+        self._threads = [
+            threading.Thread(target=self._send, args=(host, url), daemon=True) for host, url in targets.items()
+        ]
 
     def __enter__(self) -> Self:
         for thread in self._threads:
@@ -283,10 +287,12 @@ class Traffic:
                 due += 1 / self.rate
                 self._stop.wait(max(0.0, due - time.monotonic()))
 
-    def count(self, start: float = 0.0, end: float = float("inf"), status: int | None = 200,
-              host: str | None = None) -> int:
-        return sum(1 for ts, h, s in list(self.answers)
-                   if start <= ts <= end and s == status and (host is None or h == host))
+    def count(
+        self, start: float = 0.0, end: float = float("inf"), status: int | None = 200, host: str | None = None
+    ) -> int:
+        return sum(
+            1 for ts, h, s in list(self.answers) if start <= ts <= end and s == status and (host is None or h == host)
+        )
 
 
 # -- the project: releaser's starter, changed where a user must --
@@ -323,14 +329,20 @@ class FieldProject:
         return f"http://{self.addresses[host]}:{self.ports[host]}"
 
     def cli(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
-                              check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "NO_COLOR": "1"},
+            check=False,
+        )
 
     def ok(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         proc = self.cli(*args, timeout=timeout)
-        assert proc.returncode == 0, \
+        assert proc.returncode == 0, (
             f"releaser {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc
 
     def register(self, version: str, kind: str = "good") -> None:
@@ -341,8 +353,9 @@ class FieldProject:
 
     def traffic(self) -> Traffic:
         """Quiet traffic to every prod host, stopped by `close` at the latest."""
-        traffic = Traffic({host: self.url(host) for host in self.addresses if host.startswith("prod-")},
-                          self.service.request)
+        traffic = Traffic(
+            {host: self.url(host) for host in self.addresses if host.startswith("prod-")}, self.service.request
+        )
         self.traffics.append(traffic)
         return traffic
 
@@ -386,9 +399,13 @@ class FieldProject:
         """`releaser watch` running, as in production: the daemon that keeps the rollback windows
         armed and records the metrics (every 2s here) between releases and while they roll out;
         stopped at the end as a service manager stops it."""
-        self.watch = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "watch",
-                                       "--interval", "2s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env={**os.environ, "NO_COLOR": "1"})
+        self.watch = subprocess.Popen(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "watch", "--interval", "2s"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         yield
         self.watch.send_signal(signal.SIGTERM)
         _out, err = self.watch.communicate(timeout=60)
@@ -428,10 +445,8 @@ class FieldProject:
                 except OSError:
                     continue
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 10
         while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -442,60 +457,90 @@ def field_project(name: str, base: Path, fleet: SshFleet) -> FieldProject:
     if name == "prometheus":
         return starter(base, PROMETHEUS, fleet, prometheus_release)
     webhook = Webhook()
-    return starter(base, ALERTMANAGER, fleet, lambda version, kind: alertmanager_release(version, webhook.url, kind),
-                   webhook)
+    return starter(
+        base, ALERTMANAGER, fleet, lambda version, kind: alertmanager_release(version, webhook.url, kind), webhook
+    )
 
 
-def starter(base: Path, service: Service, fleet: SshFleet, release_files: Callable[[str, str], dict[str, str]],
-            webhook: Webhook | None = None) -> FieldProject:
+def starter(
+    base: Path,
+    service: Service,
+    fleet: SshFleet,
+    release_files: Callable[[str, str], dict[str, str]],
+    webhook: Webhook | None = None,
+) -> FieldProject:
     """`releaser init` in base/deploy, then what a user must change: ssh hosts on the fleet's
     loopback addresses (one port each for the service), the playbook's hooks, the health path,
     the canary's metric names, the report's metrics, and bakes short enough for CI."""
     directory = base / "deploy"
-    init = subprocess.run([sys.executable, "-m", "releaser.cli", "init", str(directory)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    init = subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "init", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert init.returncode == 0, init.stderr
     names = [host for hosts in HOSTS.values() for host in hosts]
-    addresses = dict(zip(names, fleet.addresses))
-    ports = dict(zip(names, free_ports(len(names))))
+    addresses = dict(zip(names, fleet.addresses, strict=False))
+    ports = dict(zip(names, free_ports(len(names)), strict=False))
     hosts_root = base / "hosts"
 
     config = directory / "environments.yaml"
-    _edit(config, "defaults:\n  bake: 2m                     # how long each stage watches its checks\n"
-                  "  interval: 15s\n",
-          "defaults:\n  bake: 5s                     # how long each stage watches its checks (2m as shipped: "
-          "shortened for CI)\n  interval: 2s                 # 15s as shipped\n"
-          f"  root: \"{hosts_root}/{{host}}\"\n  ssh: {fleet.ssh_options()}\n")
-    _edit(config, "    transport: local           # each host is a directory on this machine (hosts/<name>)\n",
-          "    transport: ssh\n")
+    _edit(
+        config,
+        "defaults:\n  bake: 2m                     # how long each stage watches its checks\n  interval: 15s\n",
+        "defaults:\n  bake: 5s                     # how long each stage watches its checks (2m as shipped: "
+        "shortened for CI)\n  interval: 2s                 # 15s as shipped\n"
+        f'  root: "{hosts_root}/{{host}}"\n  ssh: {fleet.ssh_options()}\n',
+    )
+    _edit(
+        config,
+        "    transport: local           # each host is a directory on this machine (hosts/<name>)\n",
+        "    transport: ssh\n",
+    )
     _edit(config, "    transport: local\n", "    transport: ssh\n", count=2)
     text = config.read_text()
     for name in names:
-        text, found = re.subn(rf'\{{name: {re.escape(name)}, vars: \{{PORT: "\d+"\}}\}}',
-                              f'{{name: {name}, address: {addresses[name]}, vars: {{PORT: "{ports[name]}"}}}}', text)
+        text, found = re.subn(
+            rf'\{{name: {re.escape(name)}, vars: \{{PORT: "\d+"\}}\}}',
+            f'{{name: {name}, address: {addresses[name]}, vars: {{PORT: "{ports[name]}"}}}}',
+            text,
+        )
         assert found == 1, f"{name} is not in the starter's environments.yaml"
     config.write_text(text)
     _edit(config, "    bake: 10s\n", "    bake: 5s                   # 10s as shipped: shortened for CI\n")
-    _edit(config, "    bake: {min: 2m, max: 15m}  # passes once every check decided, after 2m; undecided at 15m: "
-                  "fails safe\n",
-          "    bake: {min: 20s, max: 15m} # min shortened for CI (2m as shipped), still adaptive: passes once\n"
-          "                               # every check decided, after 20s; undecided at 15m: fails safe\n")
-    _edit(config, "  window: 3d\n", "  window: 20s                  # 3d as shipped: shortened for CI\n"
-                                    "  step: 4s                     # (window / 72, at least 1m, by default)\n"
-                                    + service.report_metrics())
+    _edit(
+        config,
+        "    bake: {min: 2m, max: 15m}  # passes once every check decided, after 2m; undecided at 15m: fails safe\n",
+        "    bake: {min: 20s, max: 15m} # min shortened for CI (2m as shipped), still adaptive: passes once\n"
+        "                               # every check decided, after 20s; undecided at 15m: fails safe\n",
+    )
+    _edit(
+        config,
+        "  window: 3d\n",
+        "  window: 20s                  # 3d as shipped: shortened for CI\n"
+        "  step: 4s                     # (window / 72, at least 1m, by default)\n" + service.report_metrics(),
+    )
 
     playbook = directory / "playbooks" / "app.yaml"
-    _edit(playbook, "# Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,\n"
-                    "# /metrics, /api/...) on the host's port, so the pipeline runs as written. Replace it with your\n"
-                    "# service's restart (systemctl restart myapp).\n",
-          f"# The app is {service.binary}, its configuration and flags in each release.\n")
+    _edit(
+        playbook,
+        "# Until your app is wired in, `restart` runs a placeholder app (releaser's demo app: /health,\n"
+        "# /metrics, /api/...) on the host's port, so the pipeline runs as written. Replace it with your\n"
+        "# service's restart (systemctl restart myapp).\n",
+        f"# The app is {service.binary}, its configuration and flags in each release.\n",
+    )
     text = playbook.read_text()
     start = text.index("  restart: |\n")
     playbook.write_text(text[:start] + service.playbook())
     _edit(playbook, "shared: [logs]\n", "shared: [logs, data]\n")
 
-    _edit(directory / "healthchecks" / "basic.yaml", 'url: "http://{address}:{PORT}/health"',
-          f'url: "http://{{address}}:{{PORT}}{service.ready}"')
+    _edit(
+        directory / "healthchecks" / "basic.yaml",
+        'url: "http://{address}:{PORT}/health"',
+        f'url: "http://{{address}}:{{PORT}}{service.ready}"',
+    )
     canary = directory / "healthchecks" / "canary.yaml"
     text = canary.read_text()
     start = text.index("    requests: ")

@@ -28,29 +28,139 @@ from tests.tarballs import tar_gz
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = {
     "environments.yaml": (REPO / "environments.example.yaml").read_text(),
-    **{f"{d}/{p.name}": p.read_text() for d in ("playbooks", "healthchecks") for p in sorted((REPO / d).glob("*.yaml"))},
+    **{
+        f"{d}/{p.name}": p.read_text() for d in ("playbooks", "healthchecks") for p in sorted((REPO / d).glob("*.yaml"))
+    },
 }
 BASES = {"scaffold": dict(SCAFFOLD), "example": EXAMPLES}
-FUZZ = settings(deadline=None, database=None, derandomize=os.environ.get("RELEASER_FUZZ_RANDOM") is None,
-                suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-                phases=[Phase.explicit, Phase.generate, Phase.shrink])
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("RELEASER_FUZZ_RANDOM") is None,
+    suppress_health_check=list(HealthCheck),
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
 
 SNIPPETS = [
-    "\x00", "\t", ": ", "- ", "&a ", "*a", "*undefined ", "!!int x ", "!!bool maybe ", "!!float .x ",
-    "!!python/object/apply:os.system ['touch PWNED'] ", "!!binary x ", "!!timestamp 2020-02-30 ", "{", "[", "]", "}",
-    '"', "'", "\r\n", "\r", "%YAML 1.1\n", "---\n", "...\n", "? ", "<<: *a\n", "\ufeff", "\x85", "\u2028", "@", "`",
-    "|", ">", "#", "[" * 120, "x: &a [1,2,3]\ny: [*a,*a,*a]\n", "\x1b[31m", "{host.x}", "{host:>900000000}",
+    "\x00",
+    "\t",
+    ": ",
+    "- ",
+    "&a ",
+    "*a",
+    "*undefined ",
+    "!!int x ",
+    "!!bool maybe ",
+    "!!float .x ",
+    "!!python/object/apply:os.system ['touch PWNED'] ",
+    "!!binary x ",
+    "!!timestamp 2020-02-30 ",
+    "{",
+    "[",
+    "]",
+    "}",
+    '"',
+    "'",
+    "\r\n",
+    "\r",
+    "%YAML 1.1\n",
+    "---\n",
+    "...\n",
+    "? ",
+    "<<: *a\n",
+    "\ufeff",
+    "\x85",
+    "\u2028",
+    "@",
+    "`",
+    "|",
+    ">",
+    "#",
+    "[" * 120,
+    "x: &a [1,2,3]\ny: [*a,*a,*a]\n",
+    "\x1b[31m",
+    "{host.x}",
+    "{host:>900000000}",
     "l0: &l0 [a,a,a,a,a,a,a,a,a,a]\nl1: &l1 [*l0,*l0,*l0,*l0,*l0,*l0,*l0,*l0,*l0,*l0]\n"
     "l2: &l2 [*l1,*l1,*l1,*l1,*l1,*l1,*l1,*l1,*l1,*l1]\nl3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]\n",
-    "a: &r [*r]\n", "? [a, b]\n: c\n", "2020-02-30", "99999999999999999999d", ".nan", "-.inf", "0x1F", "0o17",
-    "1_000", "~", "null", "yes", "on", "=", "<<", "\\", "\\x", "\\u0000",
+    "a: &r [*r]\n",
+    "? [a, b]\n: c\n",
+    "2020-02-30",
+    "99999999999999999999d",
+    ".nan",
+    "-.inf",
+    "0x1F",
+    "0o17",
+    "1_000",
+    "~",
+    "null",
+    "yes",
+    "on",
+    "=",
+    "<<",
+    "\\",
+    "\\x",
+    "\\u0000",
 ]
 HOSTILE_VALUES = [
-    None, "", " ", 0, -1, 1.5, 10**30, math.nan, math.inf, -math.inf, True, False, [], {}, [[]], {"x": 1}, [None],
-    "x" * 5000, "99999999999999999999d", "0s", "-5s", "1e3s", "5", "1h30", "a\r\nBcc: evil@example.org",
-    "\x1b[31mred", "\x07", "{host.x}", "{host:>900000000}", "{0}", "{name!r}", "{}", "$(touch PWNED)", "`id`",
-    "; rm -rf /", "../../etc/passwd", "/", ".", "..", "2020-02-30", "http://u:p@[::1", "ftp://example.org/", "100%",
-    "0%", "101%", "-10%", "nan%", ".nan", "9" * 400, "ünïcødé", "名前", "a" * 64, "-rf", "a b", "%", "{{", "}}",
+    None,
+    "",
+    " ",
+    0,
+    -1,
+    1.5,
+    10**30,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    False,
+    [],
+    {},
+    [[]],
+    {"x": 1},
+    [None],
+    "x" * 5000,
+    "99999999999999999999d",
+    "0s",
+    "-5s",
+    "1e3s",
+    "5",
+    "1h30",
+    "a\r\nBcc: evil@example.org",
+    "\x1b[31mred",
+    "\x07",
+    "{host.x}",
+    "{host:>900000000}",
+    "{0}",
+    "{name!r}",
+    "{}",
+    "$(touch PWNED)",
+    "`id`",
+    "; rm -rf /",
+    "../../etc/passwd",
+    "/",
+    ".",
+    "..",
+    "2020-02-30",
+    "http://u:p@[::1",
+    "ftp://example.org/",
+    "100%",
+    "0%",
+    "101%",
+    "-10%",
+    "nan%",
+    ".nan",
+    "9" * 400,
+    "ünïcødé",
+    "名前",
+    "a" * 64,
+    "-rf",
+    "a b",
+    "%",
+    "{{",
+    "}}",
 ]
 NAME_TYPO = st.sampled_from(["", "s", "_", "-", "x"])
 
@@ -134,7 +244,7 @@ def text_mutation(draw, files: dict[str, str]) -> dict[str, str | bytes]:
         mutated = "".join(lines)
     elif kind == "delete":
         count = draw(st.integers(1, 4))
-        mutated = "".join(lines[:index] + lines[index + count:])
+        mutated = "".join(lines[:index] + lines[index + count :])
     elif kind == "duplicate":
         mutated = "".join(lines[: index + 1] + lines[index:])
     elif kind == "bytes":
@@ -153,10 +263,10 @@ def _paths(value, prefix=()):
         return
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _paths(child, prefix + (key,))
+            yield from _paths(child, (*prefix, key))
     elif isinstance(value, list):
         for i, child in enumerate(value):
-            yield from _paths(child, prefix + (i,))
+            yield from _paths(child, (*prefix, i))
 
 
 @st.composite
@@ -165,7 +275,7 @@ def value_mutation(draw, files: dict[str, str]) -> dict[str, str]:
     name = draw(st.sampled_from(sorted(files)))
     try:
         data = yaml.safe_load(files[name])
-    except Exception:  # noqa: BLE001 - an earlier mutation broke the file already (PyYAML raises more than YAMLError)
+    except Exception:
         return files
     paths = [p for p in _paths(data) if p]
     if not paths:
@@ -183,8 +293,11 @@ def value_mutation(draw, files: dict[str, str]) -> dict[str, str]:
     elif isinstance(parent, dict):
         key = str(last)
         cut = draw(st.integers(0, len(key)))
-        new_key = key[:cut] + draw(NAME_TYPO) + key[cut + 1:] if kind == "typo" else draw(st.sampled_from(
-            ["colour", "bakes", "hosts ", "x-extra", "", "__class__"]))
+        new_key = (
+            key[:cut] + draw(NAME_TYPO) + key[cut + 1 :]
+            if kind == "typo"
+            else draw(st.sampled_from(["colour", "bakes", "hosts ", "x-extra", "", "__class__"]))
+        )
         parent[new_key] = parent.pop(last)
     return {**files, name: yaml.safe_dump(data, allow_unicode=True, sort_keys=False)}
 
@@ -230,9 +343,34 @@ def run_config_case(project: Path, case: dict[str, str | bytes]) -> tuple[str, s
 # -- command lines --------------------------------------------------------------------------
 
 
-HOSTILE_WORDS = ["", " ", "-", "--", "..", "/", "x" * 300, "\x1b[2J", "a\nb", "$(touch PWNED)", "1.0.0;id",
-                 "99999999999999999999999", "-1", "0", "nan", "名前", "prod", "dev", "due", "1.0.0", "9.9.9",
-                 "../1.0.0", "v1", "%s", "{}", "--json"]
+HOSTILE_WORDS = [
+    "",
+    " ",
+    "-",
+    "--",
+    "..",
+    "/",
+    "x" * 300,
+    "\x1b[2J",
+    "a\nb",
+    "$(touch PWNED)",
+    "1.0.0;id",
+    "99999999999999999999999",
+    "-1",
+    "0",
+    "nan",
+    "名前",
+    "prod",
+    "dev",
+    "due",
+    "1.0.0",
+    "9.9.9",
+    "../1.0.0",
+    "v1",
+    "%s",
+    "{}",
+    "--json",
+]
 
 
 @st.composite
@@ -295,10 +433,21 @@ def make_cli_project(root: Path) -> dict[str, str]:
     (root / "dir").mkdir()
     (root / "fifo").exists() or os.mkfifo(root / "fifo")
     (root / "bad.yaml").write_bytes(b"project: \xff\n")
-    paths = {"artifact": str(artifact), "config": config, "missing": str(root / "missing" / "x"),
-             "loop": str(root / "loop"), "dangling": str(root / "dangling"), "file": str(root / "file"),
-             "dir": str(root / "dir"), "fifo": str(root / "fifo"), "bad": str(root / "bad.yaml"),
-             "zero": "/dev/zero", "full": "/dev/full", "null": "/dev/null", "state": str(project / ".releaser")}
+    paths = {
+        "artifact": str(artifact),
+        "config": config,
+        "missing": str(root / "missing" / "x"),
+        "loop": str(root / "loop"),
+        "dangling": str(root / "dangling"),
+        "file": str(root / "file"),
+        "dir": str(root / "dir"),
+        "fifo": str(root / "fifo"),
+        "bad": str(root / "bad.yaml"),
+        "zero": "/dev/zero",
+        "full": "/dev/full",
+        "null": "/dev/null",
+        "state": str(project / ".releaser"),
+    }
     return paths
 
 

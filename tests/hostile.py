@@ -38,17 +38,23 @@ class EchoHttp:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server.requests.append(self.path)
                 if server.healthy and self.path.startswith("/api/v1/query_range"):
                     self._json(200, {"status": "success", "data": {"resultType": "matrix", "result": []}})
                 elif server.healthy:
                     self._json(200, {"status": "success", "data": {"resultType": "scalar", "result": [0, "0"]}})
                 else:
-                    self._json(400, {"status": "error", "errorType": "bad_data",
-                                     "error": f"token {self.headers.get('Authorization')} refused for {self.path}"})
+                    self._json(
+                        400,
+                        {
+                            "status": "error",
+                            "errorType": "bad_data",
+                            "error": f"token {self.headers.get('Authorization')} refused for {self.path}",
+                        },
+                    )
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 server.requests.append(self.path)
                 self._json(500, {"error": f"cannot deliver to {self.path}", "headers": dict(self.headers)})
@@ -81,7 +87,7 @@ class EchoSmtp:
         self.sessions = 0
 
         class Handler(socketserver.StreamRequestHandler):
-            def handle(handler):  # noqa: N805
+            def handle(handler):
                 self.sessions += 1
                 heard: list[str] = []
 
@@ -198,8 +204,12 @@ class Scan:
     smtp_sessions: int = 0
 
     def leaks(self) -> list[str]:
-        return [f"{name} in {where}" for where, data in self.written.items()
-                for name, form in self.forms.items() if form.encode() in data]
+        return [
+            f"{name} in {where}"
+            for where, data in self.written.items()
+            for name, form in self.forms.items()
+            if form.encode() in data
+        ]
 
 
 def planted(echo_url: str) -> dict[str, str]:
@@ -219,14 +229,20 @@ def planted(echo_url: str) -> dict[str, str]:
 
 def forms_of(values: dict[str, str]) -> dict[str, str]:
     """Every form a planted secret could take in output."""
+
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
     raw = {
-        "PROM_TOKEN": values["PROM_TOKEN"], "PROM_PASSWORD": values["PROM_PASSWORD"],
-        "SMTP_PASSWORD": values["SMTP_PASSWORD"], "AWS_SECRET_ACCESS_KEY": values["AWS_SECRET_ACCESS_KEY"],
-        "HOOK_URL path": "hkQ9zR8xW7", "HOOK_URL query": "Qs8t/xY+z=", "DEAD_HOOK_URL path": "deadTok3n4bc",
-        "REPORT_HOOK_URL path": "rp-Tk5~zQ", "REPORT_HOOK_URL query": "Ab/Cd+Ef=",
+        "PROM_TOKEN": values["PROM_TOKEN"],
+        "PROM_PASSWORD": values["PROM_PASSWORD"],
+        "SMTP_PASSWORD": values["SMTP_PASSWORD"],
+        "AWS_SECRET_ACCESS_KEY": values["AWS_SECRET_ACCESS_KEY"],
+        "HOOK_URL path": "hkQ9zR8xW7",
+        "HOOK_URL query": "Qs8t/xY+z=",
+        "DEAD_HOOK_URL path": "deadTok3n4bc",
+        "REPORT_HOOK_URL path": "rp-Tk5~zQ",
+        "REPORT_HOOK_URL query": "Ab/Cd+Ef=",
     }
     forms: dict[str, str] = {}
     for name, value in raw.items():

@@ -48,17 +48,31 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
             shutil.chown(self.dir / "pw", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", USER, "--pwfile", str(self.dir / "pw"),
-                  "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
+            "--pwfile",
+            str(self.dir / "pw"),
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         # a test server: durability is the kernel's business here, not the disk's
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "-t", "60",
-                  "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "-t", "60", "start")
 
     def _run(self, tool: str, *args: str) -> None:
-        proc = subprocess.run([*self._as_owner, str(self.bin / tool), *args], capture_output=True, text=True,
-                              cwd=self.dir)
+        proc = subprocess.run(
+            [*self._as_owner, str(self.bin / tool), *args], capture_output=True, text=True, cwd=self.dir
+        )
         if proc.returncode:
             log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
             raise RuntimeError(f"{tool} failed: {proc.stderr or proc.stdout}\n{log}")
@@ -77,7 +91,9 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Stop and start the server: every connection to it is cut, as by a failover."""
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-m", "fast", "-w", "-t", "60", "restart")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-m", "fast", "-w", "-t", "60", "restart"
+        )
 
     def close(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

@@ -15,8 +15,15 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    def __init__(self, base: Path, targets: list[str], interval: str = "1s", users: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = (), extra_config: str = ""):
+    def __init__(
+        self,
+        base: Path,
+        targets: list[str],
+        interval: str = "1s",
+        users: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+        extra_config: str = "",
+    ):
         """`users`: name -> password required by basic auth on the HTTP API (none by default);
         `extra_config`: more of prometheus.yml (rule files, alerting)."""
         self.base = base
@@ -43,9 +50,16 @@ class Prometheus:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.base / 'prometheus.yml'}", f"--storage.tsdb.path={self.base / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.args],
-            stdout=subprocess.DEVNULL, stderr=open(self.base / "prometheus.log", "ab"),
+            [
+                PROMETHEUS,
+                f"--config.file={self.base / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.base / "prometheus.log", "ab"),
         )
         deadline = time.monotonic() + 30
         while True:

@@ -3,6 +3,7 @@ front of prod: the harness of the gray-by-users tests and of bench/routing."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -103,8 +104,9 @@ class Users:
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._loop, args=(names[i::2],), daemon=True) for i in range(2)]
 
-    def ask(self, user: str | None, path: str = "/api/items",
-            conn: http.client.HTTPConnection | None = None) -> tuple[str | None, str]:
+    def ask(
+        self, user: str | None, path: str = "/api/items", conn: http.client.HTTPConnection | None = None
+    ) -> tuple[str | None, str]:
         """One request (on `conn` if given, else on a connection of its own)."""
         own = conn is None
         conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -159,7 +161,6 @@ class Users:
             return list(self.answers[mark:])
 
 
-
 @dataclass
 class Shop:
     """prod's hosts, the pipeline driving them (with a Gate on gray), and nginx (or None)."""
@@ -171,8 +172,9 @@ class Shop:
     ports: list[int]
 
     @classmethod
-    def create(cls, base: Path, routed: bool = True, users: str = "{steps: [10%], allow: [qa-1]}",
-               hosts: int = HOSTS) -> Shop:
+    def create(
+        cls, base: Path, routed: bool = True, users: str = "{steps: [10%], allow: [qa-1]}", hosts: int = HOSTS
+    ) -> Shop:
         root = base / "shop"
         (root / "playbooks").mkdir(parents=True)
         shutil.copyfile(shipped_file("playbooks", "demo-app.yaml"), root / "playbooks" / "demo-app.yaml")
@@ -181,9 +183,14 @@ class Shop:
         ports = free_ports(hosts)
         nginx = nginx_in(base / "nginx", variable("prod")) if routed else None
         listed = "\n".join(f'      - {{name: web-{i}, vars: {{PORT: "{port}"}}}}' for i, port in enumerate(ports, 1))
-        (root / "environments.yaml").write_text(CONFIG.format(
-            python=json.dumps(sys.executable), hosts=listed, router=nginx.router_section() if nginx else "",
-            users=f"    users: {users}\n" if routed else ""))
+        (root / "environments.yaml").write_text(
+            CONFIG.format(
+                python=json.dumps(sys.executable),
+                hosts=listed,
+                router=nginx.router_section() if nginx else "",
+                users=f"    users: {users}\n" if routed else "",
+            )
+        )
         config = load_config(root / "environments.yaml")
         if nginx is not None:
             env = config.environments["prod"]
@@ -196,7 +203,7 @@ class Shop:
             create_release(store, journal, version, root / f"app-{version}.tar.gz")
         gate = Gate(store)
         gray = config.stage("gray")
-        config = replace(config, pipeline=(replace(gray, checks=gray.checks + (gate,)), config.stage("full")))
+        config = replace(config, pipeline=(replace(gray, checks=(*gray.checks, gate)), config.stage("full")))
         return cls(root, Pipeline(config, store, journal), gate, nginx, ports)
 
     @property
@@ -207,10 +214,8 @@ class Shop:
         if self.nginx is not None:
             self.nginx.stop()
         for pidfile in self.root.glob("hosts/*/shared/app.pid"):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
-            except (ValueError, OSError):
-                pass
         self.store.close()
 
 
@@ -231,11 +236,9 @@ def run_in_thread(pipeline: Pipeline, version: str) -> tuple[threading.Thread, d
     def work():
         try:
             outcome["runs"] = pipeline.run(version)
-        except Exception as exc:  # noqa: BLE001 - the test reads it
+        except Exception as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=work)
     thread.start()
     return thread, outcome
-
-

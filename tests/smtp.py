@@ -26,10 +26,14 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -37,8 +41,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -55,7 +60,7 @@ class Mailbox:
         self.data_reached = threading.Event()
         self.sessions_done = 0
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.rcpt_reached.set()
         try:  # released however the handler ends: returned, or cancelled with its connection
             if self.rcpt_delay:
@@ -67,13 +72,16 @@ class Mailbox:
         finally:
             self.rcpt_handled.release()
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         """Queue the message, then (with data_delay) be slow to say so: the reply a sender
         that dies now never reads."""
-        self.messages.append({
-            "from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-            "message": email.message_from_bytes(envelope.original_content, policy=email.policy.default),
-        })
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "message": email.message_from_bytes(envelope.original_content, policy=email.policy.default),
+            }
+        )
         self.data_reached.set()
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
@@ -81,8 +89,13 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self, directory: Path, security: str = "starttls", users: dict[str, str] | None = None,
-                 refuse: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        directory: Path,
+        security: str = "starttls",
+        users: dict[str, str] | None = None,
+        refuse: tuple[str, ...] = (),
+    ):
         directory.mkdir(parents=True, exist_ok=True)
         self.cert, key = self_signed(directory)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

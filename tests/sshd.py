@@ -6,12 +6,13 @@ processes. Every host gets its own 127.0.0.x address; all share one port number.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,7 @@ class SshFleet:
         self.known_hosts = self.base / "known_hosts"
         per = min(self.per_sshd, MAX_ADDRESSES_PER_SSHD)
         for index, start in enumerate(range(0, self.count, per)):
-            addresses = self.addresses[start:start + per]
+            addresses = self.addresses[start : start + per]
             host_key = self.base / f"host_key_{index}"
             keygen(host_key)
             config = self.base / f"sshd_{index}.conf"
@@ -109,7 +110,7 @@ LogLevel ERROR
     def write_known_hosts(self) -> None:
         lines = []
         for server in self.servers:
-            key_type, key_data = (server.host_key.with_suffix(".pub").read_text().split()[:2])
+            key_type, key_data = server.host_key.with_suffix(".pub").read_text().split()[:2]
             lines += [f"[{a}]:{self.port} {key_type} {key_data}" for a in server.addresses]
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
@@ -117,8 +118,11 @@ LogLevel ERROR
         return next(s for s in self.servers if address in s.addresses)
 
     def start(self, server: Sshd) -> None:
-        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(server.config)],
-                                          stdout=subprocess.DEVNULL, stderr=open(self.base / f"sshd_{server.index}.log", "ab"))
+        server.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(server.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.base / f"sshd_{server.index}.log", "ab"),
+        )
         deadline = time.monotonic() + 10
         for address in server.addresses:
             while True:
@@ -127,7 +131,8 @@ LogLevel ERROR
                     break
                 except OSError:
                     if server.process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"sshd {server.index} did not start: {(self.base / f'sshd_{server.index}.log').read_text()}")
+                        log = (self.base / f"sshd_{server.index}.log").read_text()
+                        raise RuntimeError(f"sshd {server.index} did not start: {log}") from None
                     time.sleep(0.02)
 
     def heal(self) -> None:
@@ -141,10 +146,8 @@ LogLevel ERROR
         """The host is gone: its sshd and every connection it serves (open sessions too)."""
         if server.process and server.process.poll() is None:
             for child in _children(server.process.pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             server.process.terminate()
             server.process.wait(timeout=10)
 
@@ -162,9 +165,15 @@ LogLevel ERROR
 
     def ssh_options(self, **extra: str) -> str:
         """The `ssh:` mapping for environments.yaml, as flow YAML."""
-        options = {"user": self.user, "port": str(self.port), "identity_file": str(self.identity),
-                   "known_hosts": str(self.known_hosts), "config_file": os.devnull, **extra}
-        return "{" + ", ".join(f"{k}: \"{v}\"" if k != "port" else f"{k}: {v}" for k, v in options.items()) + "}"
+        options = {
+            "user": self.user,
+            "port": str(self.port),
+            "identity_file": str(self.identity),
+            "known_hosts": str(self.known_hosts),
+            "config_file": os.devnull,
+            **extra,
+        }
+        return "{" + ", ".join(f'{k}: "{v}"' if k != "port" else f"{k}: {v}" for k, v in options.items()) + "}"
 
 
 def _children(pid: int) -> list[int]:

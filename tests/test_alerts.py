@@ -4,11 +4,12 @@ Prometheus rule and a real Alertmanager, a firing alert rolls the release in its
 from __future__ import annotations
 
 import json
-import signal
 import shutil
+import signal
 import subprocess
 import threading
 import time
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,14 +23,27 @@ from tests.prometheus import Prometheus
 from tests.shop import wait_for
 
 TOKEN = "alert-token-0123456789abcdef"
-RULE = "    alerts: {match: '{service=\"shop\", env=\"prod\"}'}\n"
+RULE = '    alerts: {match: \'{service="shop", env="prod"}\'}\n'
 
 
 def _notification(status="firing", labels=None, starts="2026-12-03T06:00:00.123456789Z", group='{}:{alertname="X"}'):
     labels = labels if labels is not None else {"alertname": "CheckoutErrors", "service": "shop", "env": "prod"}
-    return json.dumps({"version": "4", "groupKey": group, "status": status, "receiver": "releaser",
-                       "alerts": [{"status": status, "labels": labels, "startsAt": starts,
-                                   "annotations": {"summary": "checkout errors above 5%"}}]}).encode()
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": group,
+            "status": status,
+            "receiver": "releaser",
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": labels,
+                    "startsAt": starts,
+                    "annotations": {"summary": "checkout errors above 5%"},
+                }
+            ],
+        }
+    ).encode()
 
 
 def _with_alert_rule(project) -> None:
@@ -43,21 +57,37 @@ def test_notifications_are_read_strictly_and_matched_per_environment(project):
     assert envs["prod"].alerts is not None and envs["dev"].alerts is None
     [record] = firing_groups(_notification(), envs)
     assert (record.environment, record.alertname, record.starts_at, record.summary) == (
-        "prod", "CheckoutErrors", "2026-12-03T06:00:00.123+00:00", "checkout errors above 5%")
+        "prod",
+        "CheckoutErrors",
+        "2026-12-03T06:00:00.123+00:00",
+        "checkout errors above 5%",
+    )
     assert firing_groups(_notification(labels={"alertname": "X", "service": "shop", "env": "dev"}), envs) == []
     assert firing_groups(_notification(status="resolved"), envs) == []
-    for body in (b"not json", b"[]", b'{"alerts": []}', b'{"groupKey": "g", "alerts": [1]}',
-                 _notification(labels={"a": 1}), _notification(starts="yesterday"),
-                 _notification(starts="2026-12-03T06:00:00"), _notification(status="burning")):
+    for body in (
+        b"not json",
+        b"[]",
+        b'{"alerts": []}',
+        b'{"groupKey": "g", "alerts": [1]}',
+        _notification(labels={"a": 1}),
+        _notification(starts="yesterday"),
+        _notification(starts="2026-12-03T06:00:00"),
+        _notification(status="burning"),
+    ):
         with pytest.raises(BadPayload):
             firing_groups(body, envs)
 
 
 def test_bad_configuration_of_alerts_is_named(project):
     config = project.dir / "environments.yaml"
-    for rule, words in (("{match: 'up{env=\"prod\"}'}", "label matchers alone"), ("{rollback: true}", "required"),
-                        ("{match: '{env=~\"(\"}'}", "match")):
-        config.write_text(config.read_text().replace("    playbook: app\n", f"    playbook: app\n    alerts: {rule}\n", 1))
+    for rule, words in (
+        ("{match: 'up{env=\"prod\"}'}", "label matchers alone"),
+        ("{rollback: true}", "required"),
+        ("{match: '{env=~\"(\"}'}", "match"),
+    ):
+        config.write_text(
+            config.read_text().replace("    playbook: app\n", f"    playbook: app\n    alerts: {rule}\n", 1)
+        )
         proc = project.cli("validate")
         assert proc.returncode == 2 and "environments.dev.alerts" in proc.stderr and words in proc.stderr, proc.stderr
         project.write_config()
@@ -67,7 +97,11 @@ def _listening(project, port):
     env = {**project.environ(), "RELEASER_ALERT_TOKEN": TOKEN}
     return subprocess.Popen(
         [*_releaser(project), "watch", "--interval", "30s", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _releaser(project):
@@ -77,8 +111,12 @@ def _releaser(project):
 
 
 def _post(port, body, token=TOKEN):
-    return requests.post(f"http://127.0.0.1:{port}/alerts", data=body, timeout=10,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return requests.post(
+        f"http://127.0.0.1:{port}/alerts",
+        data=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
 
 
 def _ready(port, daemon):
@@ -88,7 +126,7 @@ def _ready(port, daemon):
             return requests.get(f"http://127.0.0.1:{port}/alerts", timeout=1)
         except requests.ConnectionError:
             if daemon.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(daemon.communicate())
+                raise AssertionError(daemon.communicate()) from None
             time.sleep(0.05)
 
 
@@ -139,7 +177,7 @@ class Exporter:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 body = f"# TYPE shop_errors gauge\nshop_errors {exporter.value}\n".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -168,11 +206,20 @@ class Alertmanager:
             "route:\n  receiver: releaser\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n"
             "  repeat_interval: 1h\nreceivers:\n  - name: releaser\n    webhook_configs:\n"
             f"      - url: '{webhook}'\n        send_resolved: true\n"
-            f"        http_config: {{authorization: {{credentials: '{TOKEN}'}}}}\n")
+            f"        http_config: {{authorization: {{credentials: '{TOKEN}'}}}}\n"
+        )
         self.process = subprocess.Popen(
-            [binary, f"--config.file={base / 'alertmanager.yml'}", f"--storage.path={base / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(base / "alertmanager.log", "ab"))
+            [
+                binary,
+                f"--config.file={base / 'alertmanager.yml'}",
+                f"--storage.path={base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(base / "alertmanager.log", "ab"),
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -200,12 +247,19 @@ def test_a_prometheus_rule_firing_through_alertmanager_rolls_the_window_back(pro
     exporter = Exporter()
     alertmanager = Alertmanager(tmp_path / "am", f"http://127.0.0.1:{port}/alerts")
     rules = tmp_path / "rules.yml"
-    rules.write_text("groups:\n  - name: shop\n    rules:\n      - alert: CheckoutErrors\n        expr: shop_errors > 0\n"
-                     "        labels: {service: shop, env: prod}\n"
-                     "        annotations: {summary: 'checkout errors above 5%'}\n")
-    prometheus = Prometheus(tmp_path / "prom", [exporter.target], extra_config=(
-        f"rule_files: ['{rules}']\nalerting:\n  alertmanagers:\n"
-        f"    - static_configs:\n        - targets: ['127.0.0.1:{alertmanager.port}']\n"))
+    rules.write_text(
+        "groups:\n  - name: shop\n    rules:\n      - alert: CheckoutErrors\n        expr: shop_errors > 0\n"
+        "        labels: {service: shop, env: prod}\n"
+        "        annotations: {summary: 'checkout errors above 5%'}\n"
+    )
+    prometheus = Prometheus(
+        tmp_path / "prom",
+        [exporter.target],
+        extra_config=(
+            f"rule_files: ['{rules}']\nalerting:\n  alertmanagers:\n"
+            f"    - static_configs:\n        - targets: ['127.0.0.1:{alertmanager.port}']\n"
+        ),
+    )
     try:
         _ready(port, daemon)
         exporter.value = 7  # the release starts failing checkouts
@@ -227,7 +281,7 @@ def test_a_prometheus_rule_firing_through_alertmanager_rolls_the_window_back(pro
 
 
 def test_the_alertmanager_check_fails_on_a_firing_alert_and_never_passes_blind(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from releaser.health.alertmanager import AlertmanagerCheck
     from releaser.health.base import Verdict
@@ -238,14 +292,20 @@ def test_the_alertmanager_check_fails_on_a_firing_alert_and_never_passes_blind(t
     check = AlertmanagerCheck("alerts", url, Selector.parse('{service="shop", env=~"prod|production"}'))
     try:
         assert check.evaluate(None, {}).verdict is Verdict.PASS
-        now = datetime.now(timezone.utc).isoformat()
-        for labels in ({"alertname": "DiskFull", "service": "billing", "env": "prod"},
-                       {"alertname": "CheckoutErrors", "service": "shop", "env": "prod"}):
-            requests.post(f"{url}/api/v2/alerts", json=[{"labels": labels, "startsAt": now,
-                                                         "annotations": {"summary": "checkout errors above 5%"}}],
-                          timeout=10).raise_for_status()
+        now = datetime.now(UTC).isoformat()
+        for labels in (
+            {"alertname": "DiskFull", "service": "billing", "env": "prod"},
+            {"alertname": "CheckoutErrors", "service": "shop", "env": "prod"},
+        ):
+            requests.post(
+                f"{url}/api/v2/alerts",
+                json=[{"labels": labels, "startsAt": now, "annotations": {"summary": "checkout errors above 5%"}}],
+                timeout=10,
+            ).raise_for_status()
         result = check.evaluate(None, {})
-        assert result.verdict is Verdict.FAIL and "CheckoutErrors" in result.summary and "DiskFull" not in result.summary
+        assert (
+            result.verdict is Verdict.FAIL and "CheckoutErrors" in result.summary and "DiskFull" not in result.summary
+        )
     finally:
         alertmanager.stop()
     blind = check.evaluate(None, {})
@@ -262,8 +322,16 @@ def test_an_alert_recorded_before_a_crash_is_acted_on_by_the_next_watch(project)
         project.register(version)
         project.cli("run", version, check=True)
     store = SqliteStore(project.dir / ".releaser" / "state.db")
-    assert store.record_alert(AlertRecord("{}:{alertname=\"X\"}", "prod", "2026-12-03T06:00:00.000+00:00",
-                                          "CheckoutErrors", {"alertname": "CheckoutErrors"}, "errors"))
+    assert store.record_alert(
+        AlertRecord(
+            '{}:{alertname="X"}',
+            "prod",
+            "2026-12-03T06:00:00.000+00:00",
+            "CheckoutErrors",
+            {"alertname": "CheckoutErrors"},
+            "errors",
+        )
+    )
     proc = project.cli("watch", "--once", "--json")
     assert proc.returncode == 1 and json.loads(proc.stdout)["rolled_back"] == ["prod"], proc.stderr
     assert set(project.env_versions("prod").values()) == {"1.0.0"}

@@ -31,7 +31,7 @@ class Robots:
         robots = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -56,8 +56,9 @@ class Robots:
         if query.get("access_token") != DING_TOKEN:
             return {"errcode": 300001, "errmsg": "token is not exist"}
         stamp = query.get("timestamp", "0")
-        wanted = base64.b64encode(hmac.new(DING_SECRET.encode(), f"{stamp}\n{DING_SECRET}".encode(),
-                                           hashlib.sha256).digest()).decode()
+        wanted = base64.b64encode(
+            hmac.new(DING_SECRET.encode(), f"{stamp}\n{DING_SECRET}".encode(), hashlib.sha256).digest()
+        ).decode()
         if query.get("sign") != wanted or abs(time.time() * 1000 - int(stamp)) > 3600_000:
             return {"errcode": 310000, "errmsg": "sign not match"}
         if "dingtalk" in self.refuse:
@@ -95,7 +96,9 @@ def robots():
 
 def _chat_config(project, robots, secret_env="DING_SECRET") -> None:
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + f"""\
+    config.write_text(
+        config.read_text()
+        + f"""\
 notifications:
   webhooks:
     - url_env: DING_URL
@@ -109,12 +112,17 @@ notifications:
       format: feishu
       secret_env: FEISHU_SECRET
       events: [stage.failed, rollback.done]
-""")
+"""
+    )
 
 
 def _environ(robots) -> dict[str, str]:
-    return {"DING_URL": f"{robots.url}/dingtalk/robot/send?access_token={DING_TOKEN}", "DING_SECRET": DING_SECRET,
-            "FEISHU_URL": f"{robots.url}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}", "FEISHU_SECRET": FEISHU_SECRET}
+    return {
+        "DING_URL": f"{robots.url}/dingtalk/robot/send?access_token={DING_TOKEN}",
+        "DING_SECRET": DING_SECRET,
+        "FEISHU_URL": f"{robots.url}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}",
+        "FEISHU_SECRET": FEISHU_SECRET,
+    }
 
 
 def test_dingtalk_wecom_and_feishu_robots_get_signed_messages(project, robots, monkeypatch):
@@ -145,8 +153,11 @@ def test_a_robot_that_refuses_is_journaled_with_its_words(project, robots, monke
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0", fail_on=("dev-1",))
     assert project.cli("promote", "1.1.0").returncode == 1
-    failures = [e for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
-                if e["kind"] == "notify.failed"]
+    failures = [
+        e
+        for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+        if e["kind"] == "notify.failed"
+    ]
     assert failures and all("310000 sign not match" in e["message"] for e in failures)
     assert robots.messages["dingtalk"] == [] and len(robots.messages["feishu"]) == 2  # the others still arrive
 
@@ -166,8 +177,10 @@ def test_chat_payload_shapes_and_refusals():
 
 def test_a_wecom_secret_is_refused_at_its_line(project):
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + "notifications:\n  webhooks:\n    - url_env: W\n      format: wecom\n"
-                      "      secret_env: W_SECRET\n")
+    config.write_text(
+        config.read_text() + "notifications:\n  webhooks:\n    - url_env: W\n      format: wecom\n"
+        "      secret_env: W_SECRET\n"
+    )
     proc = project.cli("validate")
     assert proc.returncode == 2 and "notifications.webhooks[0].secret_env" in proc.stderr
     assert "authorised by the key in its URL" in proc.stderr
@@ -177,8 +190,10 @@ def test_the_report_notice_goes_to_a_feishu_robot(project, robots, monkeypatch):
     for name, value in _environ(robots).items():
         monkeypatch.setenv(name, value)
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + "report:\n  delay: 0s\n  language: en\n"
-                      "  webhook: {url_env: FEISHU_URL, format: feishu, secret_env: FEISHU_SECRET}\n")
+    config.write_text(
+        config.read_text() + "report:\n  delay: 0s\n  language: en\n"
+        "  webhook: {url_env: FEISHU_URL, format: feishu, secret_env: FEISHU_SECRET}\n"
+    )
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     sent = json.loads(project.cli("report", "due", "--send", "--json", check=True).stdout)

@@ -15,8 +15,19 @@ from tests.test_config import write_project
 
 HEAVY = ("matplotlib", "numpy", "jinja2", "paramiko", "fabric", "requests", "psycopg")
 # What only promotions need: reading state and configuration must not pay for them.
-RUNTIME = ("releaser.pipeline", "releaser.journal", "releaser.locks", "releaser.transport", "releaser.playbook",
-           "releaser.notify", "releaser.decisions", "releaser.freezes", "releaser.alerts", "email", "socket")
+RUNTIME = (
+    "releaser.pipeline",
+    "releaser.journal",
+    "releaser.locks",
+    "releaser.transport",
+    "releaser.playbook",
+    "releaser.notify",
+    "releaser.decisions",
+    "releaser.freezes",
+    "releaser.alerts",
+    "email",
+    "socket",
+)
 
 
 def invoke(*args: str):

@@ -56,7 +56,10 @@ def test_status_names_the_current_release_superseded_ones_and_why_one_failed_and
 
     listed = project.cli("release", "list", check=True).stdout.splitlines()
     assert [line.split()[:2] for line in listed if not line.startswith(" ")] == [
-        ["1.2.0", "rolled_back"], ["1.1.0", "live"], ["1.0.0", "superseded"]]
+        ["1.2.0", "rolled_back"],
+        ["1.1.0", "live"],
+        ["1.0.0", "superseded"],
+    ]
     shown = project.cli("release", "show", "1.2.0", check=True).stdout
     assert shown.startswith("1.2.0: rolled_back — ") and "rolled_back  on prod" in shown
     assert "runs on   dev: 1 host(s) (dev-1)" in shown
@@ -83,7 +86,9 @@ def test_status_tells_whether_a_watch_is_running(project):
 
     daemon = project.spawn("watch", "--interval", "1s")
     try:
-        alive = _wait(lambda: [w for w in project.status()["watch"]["watchers"] if w["alive"]], "the watch's first look")
+        alive = _wait(
+            lambda: [w for w in project.status()["watch"]["watchers"] if w["alive"]], "the watch's first look"
+        )
         assert alive[0]["pid"] == daemon.pid and alive[0]["mode"] == "daemon"
         assert f"watch: running, pid {daemon.pid}" in project.cli("status", check=True).stdout
     finally:
@@ -120,7 +125,9 @@ def test_completion_offers_environments_and_release_versions(project):
         project.register(version)
 
     def complete(args: list[str], incomplete: str) -> list[str]:
-        return [c.value for c in ShellComplete(cli, {}, "releaser", "_RELEASER_COMPLETE").get_completions(args, incomplete)]
+        return [
+            c.value for c in ShellComplete(cli, {}, "releaser", "_RELEASER_COMPLETE").get_completions(args, incomplete)
+        ]
 
     assert complete(["-C", str(project.dir), "promote"], "1.") == ["1.1.0", "1.0.0"]
     assert complete(["rollback", "-C", str(project.dir)], "p") == ["prod"]
@@ -142,10 +149,12 @@ def test_identical_progress_lines_collapse():
         log.line("checks: pass: health: pass (10 hosts healthy)")
     now[0] = 361.0
     log.line("full: 1.1.0 passed", repeatable=False)
-    assert lines == ["checks: pass: health: pass (10 hosts healthy)",
-                     "checks: pass: health: pass (10 hosts healthy) x11 over 5m",
-                     "checks: pass: health: pass (10 hosts healthy) x12 over 6m",
-                     "full: 1.1.0 passed"]
+    assert lines == [
+        "checks: pass: health: pass (10 hosts healthy)",
+        "checks: pass: health: pass (10 hosts healthy) x11 over 5m",
+        "checks: pass: health: pass (10 hosts healthy) x12 over 6m",
+        "full: 1.1.0 passed",
+    ]
     lines.clear()
     tty = Collapser(write, tty=True, clock=lambda: now[0])
     for _ in range(3):
@@ -165,10 +174,12 @@ def test_a_bake_prints_each_look_once_with_its_count(project):
 
 
 def test_long_verdicts_are_summarised_to_what_was_measured_and_concluded():
-    verdict = ("canary: error ratio: cohort 23.810% (5/21) vs baseline 0.000% (0/197), events only in the cohort: "
-               "worse than x1.2 the baseline, shown with evidence 594 >= 200 => regression; requests slower than "
-               "0.005s: cohort 38.095% (8/21) vs baseline 59.898% (118/197), x0.64: not decided yet; about 13 more "
-               "cohort requests (~1s at the current rate) would show it no worse than x1.5 the baseline")
+    verdict = (
+        "canary: error ratio: cohort 23.810% (5/21) vs baseline 0.000% (0/197), events only in the cohort: "
+        "worse than x1.2 the baseline, shown with evidence 594 >= 200 => regression; requests slower than "
+        "0.005s: cohort 38.095% (8/21) vs baseline 59.898% (118/197), x0.64: not decided yet; about 13 more "
+        "cohort requests (~1s at the current rate) would show it no worse than x1.5 the baseline"
+    )
     short = summarised(verdict)
     assert len(short) <= 160
     assert short.startswith("canary: error ratio: cohort 23.810% (5/21) vs baseline 0.000% (0/197) … => regression")
@@ -180,9 +191,12 @@ def test_a_live_promotion_is_in_progress_not_interrupted(project):
     is gone are `interrupted` (those are what `resume` is for)."""
     entered, gate = project.dir / "entered", project.dir / "gate"
     playbook = project.dir / "playbooks" / "app.yaml"
-    playbook.write_text(playbook.read_text().replace(
-        '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
-        f'    touch {entered}; while [ ! -e {gate} ]; do sleep 0.05; done\n'))
+    playbook.write_text(
+        playbook.read_text().replace(
+            '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
+            f"    touch {entered}; while [ ! -e {gate} ]; do sleep 0.05; done\n",
+        )
+    )
     project.register("1.0.0")
     runner = project.spawn("promote", "1.0.0")
     try:

@@ -35,8 +35,10 @@ def test_cohort_size_property(n, percent):
     assert len({h.name for h in cohort}) == len(cohort)
 
 
-@given(st.integers(min_value=0, max_value=200),
-       st.lists(st.floats(min_value=1, max_value=99), max_size=4).map(lambda xs: sorted(set(xs)) + [100.0]))
+@given(
+    st.integers(min_value=0, max_value=200),
+    st.lists(st.floats(min_value=1, max_value=99), max_size=4).map(lambda xs: [*sorted(set(xs)), 100.0]),
+)
 def test_waves_cover_every_host_once_in_order(n, waves):
     items = list(range(n))
     cut = split_waves(items, waves)

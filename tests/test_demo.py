@@ -14,7 +14,9 @@ from releaser.processes import pid_alive
 def run_demo(directory) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "releaser.cli", "demo", "--dir", str(directory), "--json"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -53,10 +55,14 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert "prod is behind nginx" in proc.stderr  # the test command installs nginx
     assert demo_processes(directory) == []
 
-    status = json.loads(subprocess.run(
-        [sys.executable, "-m", "releaser.cli", "-C", str(directory), "status", "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(directory), "status", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     prod = status["environments"]["prod"]["hosts"]
     assert len(prod) == 10 and {h["version"] for h in prod.values()} == {"1.1.0"}
     releases = {r["version"]: r for r in status["releases"]}
@@ -64,17 +70,23 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert [s["stage"] for s in releases["1.2.0"]["stages"]] == ["selftest", "test", "gray"]
     assert [s["status"] for s in releases["1.1.0"]["stages"]] == ["passed"] * 4
     assert [s["status"] for s in releases["1.0.0"]["stages"]] == ["passed"] * 4  # a first install, unforced
-    history = json.loads(subprocess.run(
-        [sys.executable, "-m", "releaser.cli", "-C", str(directory), "history", "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)["events"]
+    history = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(directory), "history", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["events"]
     not_applicable = [e for e in history if e["kind"] == "check.not_applicable"]
     assert [e["release"] for e in not_applicable] == ["1.0.0"] and "first install" in not_applicable[0]["message"]
     passes = [e for e in history if e["kind"] == "checks.pass" and e["release"] == "1.1.0" and e["stage"] == "gray"]
     assert "=> no regression" in passes[0]["message"]  # a pass is evidence, shown by the judge
     # gray by users: 10% of prod's users went to 1.2.0, and its rollback sent them all back before any switch
-    assert any(e["kind"] == "route.changed" and e["release"] == "1.2.0" and e["data"]["route"]["share"] == 10.0
-               for e in history)
+    assert any(
+        e["kind"] == "route.changed" and e["release"] == "1.2.0" and e["data"]["route"]["share"] == 10.0
+        for e in history
+    )
     failed = max(i for i, e in enumerate(history) if e["kind"] == "stage.failed" and e["release"] == "1.2.0")
     back = next(i for i in range(failed, len(history)) if history[i]["kind"] == "route.changed")
     assert back < next(i for i in range(failed, len(history)) if history[i]["kind"] == "switch.started")
@@ -82,8 +94,11 @@ def test_demo_end_to_end_and_again(tmp_path):
     assert status["environments"]["prod"]["route"]["users_on_new"] == 0.0
     # the demo closed the windows it opened: nothing is watched, and a look rolls nothing back
     assert status["windows"] == []
-    look = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(directory), "watch", "--once", "--json"],
-                          capture_output=True, text=True)
+    look = subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "-C", str(directory), "watch", "--once", "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert look.returncode == 0 and json.loads(look.stdout)["rolled_back"] == []
     # 1.1.0's effect report: written, its path printed, measured from the samples releaser recorded
     report = directory / ".releaser" / "reports" / "1.1.0" / "report.html"

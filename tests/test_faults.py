@@ -82,8 +82,9 @@ def test_partition_during_a_switch_then_resume_when_the_host_is_back(lab):
 
 def test_a_host_lost_during_resume_keeps_the_run_open(lab):
     version = lab.new_release()
-    killed = lab.cli("promote", version, "--to", "test", "--force", "--reason", "lost host",
-                     failpoint="switch.finished@test#1:KILL")
+    killed = lab.cli(
+        "promote", version, "--to", "test", "--force", "--reason", "lost host", failpoint="switch.finished@test#1:KILL"
+    )
     assert killed.returncode == -9
     victim = lab.names["test"][1]
     with lab.partition(victim):
@@ -121,4 +122,3 @@ def _wait_for(condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
-

@@ -131,8 +131,11 @@ def test_a_release_that_does_not_start_is_caught_at_selftest(field):
     assert f"dev-1: verify: exit 1: {field.service.name} exited; the end of its log:" in failed, proc.stderr
     assert REFUSALS[field.service.name] in failed
     # while rolling back, the host that does not serve is named in words, not as "serves ?"
-    assert "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?" \
-        in proc.stderr and "serves ?" not in proc.stderr
+    assert (
+        "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?"
+        in proc.stderr
+        and "serves ?" not in proc.stderr
+    )
     assert field.store_versions("dev") == {"dev-1": "1.0.0"}
     assert field.running("dev-1") == "1.0.0"
     assert requests.get(field.url("dev-1") + field.service.ready, timeout=5).status_code == 200

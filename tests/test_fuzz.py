@@ -15,8 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fuzzcases import (
-    EXAMPLES, FUZZ, GOOD, command_line, config_case, config_problems_without_place, invoke, make_cli_project,
-    run_command_case, run_config_case, write_files,
+    EXAMPLES,
+    FUZZ,
+    GOOD,
+    command_line,
+    config_case,
+    config_problems_without_place,
+    invoke,
+    make_cli_project,
+    run_command_case,
+    run_config_case,
+    write_files,
 )
 
 CONFIG_CASES = int(os.environ.get("RELEASER_FUZZ_CONFIG_CASES", "450"))
@@ -51,13 +60,20 @@ def test_any_command_line_ends_with_its_exit_code_and_exit_2_changes_nothing(cli
 
 # -- the cases the fuzzing first found, kept as named regressions ---------------------------
 
-THRESHOLD = "checks:\n  - name: errors\n    type: threshold\n    metric: 'demo_http_requests_total{code=~\"5..\"}'\n    max: 1\n"
+THRESHOLD = (
+    "checks:\n  - name: errors\n    type: threshold\n"
+    "    metric: 'demo_http_requests_total{code=~\"5..\"}'\n    max: 1\n"
+)
 KNOWN = [  # (file, text replaced, replacement, what the message says)
     ("environments.yaml", "root: hosts/{host}", "root: hosts/{host.x}", "only {host} may be used"),
     ("environments.yaml", "root: hosts/{host}", "root: hosts/{host:>900000000}", "only {host} may be used"),
     ("healthchecks/limits.yaml", "max: 1", "max: .nan", "expected a finite number"),
-    ("environments.yaml", "report_to: [account-manager@example.com]", 'report_to: ["a@example.com\\r\\nBcc: x@example.org"]',
-     "expected an e-mail address"),
+    (
+        "environments.yaml",
+        "report_to: [account-manager@example.com]",
+        'report_to: ["a@example.com\\r\\nBcc: x@example.org"]',
+        "expected an e-mail address",
+    ),
     ("environments.yaml", "bake: 1m", "bake: 99999999999999999999d", "at most 366d"),
     ("environments.yaml", "bake: 1m", "bake: 2020-02-30", "expected a duration"),
     ("environments.yaml", "bake: 1m", "bake: !!int abc", "int value 'abc' is invalid"),
@@ -65,28 +81,57 @@ KNOWN = [  # (file, text replaced, replacement, what the message says)
     ("environments.yaml", "bake: 1m", "bakes: 1m", "did you mean `bake`?"),
     ("environments.yaml", "    bake: 1m", "    ? [a, b]\n    : 1m", "a key must be plain text"),
     ("environments.yaml", "bake: 1m", "bake: " + "[" * 100 + "]" * 100, "nested deeper than"),
-    ("environments.yaml", "project: shop", "project: shop\n" + "".join(
-        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(6)), "expands to more than"),
+    (
+        "environments.yaml",
+        "project: shop",
+        "project: shop\n"
+        + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(6)),
+        "expands to more than",
+    ),
     ("environments.yaml", "project: shop", "project: sh\x00op", "contains a NUL character"),
     ("environments.yaml", "project: shop", "project: sh\udcffop", "not UTF-8 text"),
-    ("environments.yaml", "scrape_url: \"http://{address}:{PORT}/metrics\"", "scrape_url: \"ftp://{address}/\"",
-     "expected an http:// or https:// URL"),
-    ("environments.yaml", "scrape_url: \"http://{address}:{PORT}/metrics\"", "scrape_url: \"http://{nope}/\"",
-     "unknown placeholder {nope}"),
-    ("environments.yaml", "        address: 127.0.0.1", "        address: \"127.0.0.1\\r\\nx\"", "control character"),
+    (
+        "environments.yaml",
+        'scrape_url: "http://{address}:{PORT}/metrics"',
+        'scrape_url: "ftp://{address}/"',
+        "expected an http:// or https:// URL",
+    ),
+    (
+        "environments.yaml",
+        'scrape_url: "http://{address}:{PORT}/metrics"',
+        'scrape_url: "http://{nope}/"',
+        "unknown placeholder {nope}",
+    ),
+    ("environments.yaml", "        address: 127.0.0.1", '        address: "127.0.0.1\\r\\nx"', "control character"),
     ("environments.yaml", "  - name: dev-1", "  - name: ..", "a host name is"),
     ("environments.yaml", "  path: .releaser/state.db", "  path: playbooks", "expected the path of a database file"),
-    ("environments.yaml", "pipeline:\n  - stage: selftest", "pipeline: []\nx:\n  - stage: selftest", "at least one stage"),
-    ("environments.yaml", "      timeout: 5s", "      timeout: 5s\n      bearer_env: \"$(id)\"", "name of an environment variable"),
-    ("environments.yaml", "playbook: demo-app", "playbook: " + "9" * 400, "a playbook name is"),  # a name too long for a path
+    (
+        "environments.yaml",
+        "pipeline:\n  - stage: selftest",
+        "pipeline: []\nx:\n  - stage: selftest",
+        "at least one stage",
+    ),
+    (
+        "environments.yaml",
+        "      timeout: 5s",
+        '      timeout: 5s\n      bearer_env: "$(id)"',
+        "name of an environment variable",
+    ),
+    (
+        "environments.yaml",
+        "playbook: demo-app",
+        "playbook: " + "9" * 400,
+        "a playbook name is",
+    ),  # a name too long for a path
     ("environments.yaml", "checks: [demo]", "checks: [../../etc/passwd]", "a check set name is"),
 ]
 
 
 def _known_base() -> dict[str, str]:
     files = {**EXAMPLES, "healthchecks/limits.yaml": THRESHOLD}
-    files["environments.yaml"] = files["environments.yaml"].replace("checks: [demo]\n    bake: 1h",
-                                                                    "checks: [demo, limits]\n    bake: 1h")
+    files["environments.yaml"] = files["environments.yaml"].replace(
+        "checks: [demo]\n    bake: 1h", "checks: [demo, limits]\n    bake: 1h"
+    )
     return files
 
 

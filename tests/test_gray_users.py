@@ -36,7 +36,7 @@ def test_gray_by_users_is_sticky_and_the_full_rollout_drops_no_request(shop):
         during_gray = users.mark()
         with ThreadPoolExecutor(4) as pool:  # 1,000 distinct users, each asked once
             shoppers = [f"shopper-{i}" for i in range(1000)]
-            split = dict(zip(shoppers, (version for version, _ in pool.map(users.ask, shoppers))))
+            split = dict(zip(shoppers, (version for version, _ in pool.map(users.ask, shoppers)), strict=False))
         assert users.ask("qa-1")[0] == "1.1.0"  # the allow list
         assert {users.ask(None)[0] for _ in range(30)} == {"1.0.0"}  # no key: the stable side
         share = 100 * sum(1 for v in split.values() if v == "1.1.0") / len(split)
@@ -67,9 +67,8 @@ def test_a_bad_release_is_routed_back_before_its_hosts_are_switched(shop):
     gate.opened.set()
     pipeline.run("1.1.0")
     users = Users(nginx.port, [f"user-{i}" for i in range(200)], paths=("/api/orders/batch",))
-    with users:
-        with pytest.raises(StageFailed):
-            pipeline.run("1.2.0")  # its batch orders fail: the health check of its cohort fails
+    with users, pytest.raises(StageFailed):
+        pipeline.run("1.2.0")  # its batch orders fail: the health check of its cohort fails
     events = store.events()
     kinds = [e.kind for e in events]
     failed = kinds.index("stage.failed", kinds.index("switch.finished"))
@@ -133,13 +132,21 @@ def test_kill_during_a_route_change_then_resume_restores_a_consistent_route(shop
     pipeline.run("1.0.0")
     root = pipeline.config.base_dir
     # killed right after its second route change (the drain of the gray cohort) is stored and journaled
-    killed = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "promote", "1.1.0"],
-                            env={**os.environ, "RELEASER_FAILPOINT": "route.changing#2:KILL"},
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "promote", "1.1.0"],
+        env={**os.environ, "RELEASER_FAILPOINT": "route.changing#2:KILL"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr
     assert store.get_route("prod")["applied"] is False  # journaled and stored, never confirmed
-    resumed = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "resume"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "-C", str(root), "-q", "resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     stored = store.get_route("prod")
     assert stored["applied"] and route_in_file(nginx) == stored["route"]

@@ -3,6 +3,7 @@ process left holding the connection, a hook that fails; and `init`'s scaffold ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from releaser.transport.local import LocalSession
-from tests.test_ssh import _session
 from tests.tarballs import tar_gz
+from tests.test_ssh import _session
 
-HANGS_ON_1_1_0 = '''  restart: |
+HANGS_ON_1_1_0 = """  restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
     if [ "$RELEASER_RELEASE" = 1.1.0 ]; then sleep 300; fi     # a server run in the foreground
-'''
-FAILS_ON_1_1_0 = '''  verify: |
+"""
+FAILS_ON_1_1_0 = """  verify: |
     test "$(cat REVISION)" = "$RELEASER_RELEASE"
     if [ "$RELEASER_RELEASE" = 1.1.0 ]; then
       echo "connecting to the database" >&2
@@ -30,7 +31,7 @@ FAILS_ON_1_1_0 = '''  verify: |
       echo "relation orders_batch does not exist" >&2
       exit 3
     fi
-'''
+"""
 
 
 def _playbook(project, old: str, new: str) -> None:
@@ -47,10 +48,14 @@ def test_a_hook_that_does_not_return_is_named_with_what_it_waits_for(project):
     project.write_config(command_timeout="6s")
     config = project.dir / "environments.yaml"
     config.write_text(config.read_text().replace("command_timeout: 6s", "command_timeout: 6s\n    slow_after: 1s"))
-    _playbook(project, '''  restart: |
+    _playbook(
+        project,
+        """  restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
     if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
-''', HANGS_ON_1_1_0)
+""",
+        HANGS_ON_1_1_0,
+    )
     proc = project.cli("promote", "1.1.0")
     assert proc.returncode == 1, proc.stderr
     # while it runs: which hook, no output, the process it waits for, and what to do
@@ -59,8 +64,10 @@ def test_a_hook_that_does_not_return_is_named_with_what_it_waits_for(project):
     assert "with no output yet; it waits for: sleep 300 (pid " in slow[0]
     assert "it is stopped at command_timeout (6s)" in slow[0] and "nohup CMD </dev/null >>LOG 2>&1 &" in slow[0]
     # when it is stopped: the hook, the limit, the fix
-    assert "dev-1: switch: exit 124: releaser: the restart hook did not return within 6s (command_timeout); " \
-           "a hook must return" in proc.stderr
+    assert (
+        "dev-1: switch: exit 124: releaser: the restart hook did not return within 6s (command_timeout); "
+        "a hook must return" in proc.stderr
+    )
     assert project.current("dev-1") == "1.0.0"
 
 
@@ -68,15 +75,24 @@ def test_a_failed_hook_reports_its_own_exit_status_and_the_tail_of_its_stderr(pr
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0")
-    _playbook(project, '''  verify: |
+    _playbook(
+        project,
+        """  verify: |
     test "$(cat REVISION)" = "$RELEASER_RELEASE"
-''', FAILS_ON_1_1_0)
+""",
+        FAILS_ON_1_1_0,
+    )
     proc = project.cli("promote", "1.1.0", "--json")
     assert proc.returncode == 1
-    assert ("dev-1: verify: exit 3: connecting to the database | db migration 42 missing | "
-            "relation orders_batch does not exist") in proc.stderr
-    failed = [e for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
-              if e["kind"] == "host.failed"]
+    assert (
+        "dev-1: verify: exit 3: connecting to the database | db migration 42 missing | "
+        "relation orders_batch does not exist"
+    ) in proc.stderr
+    failed = [
+        e
+        for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+        if e["kind"] == "host.failed"
+    ]
     assert failed[0]["data"]["exit_code"] == 3
 
 
@@ -93,8 +109,11 @@ def test_a_background_process_holding_the_connection_is_named_with_the_fix(where
         result = session.run(f"(exec -a {marker} sleep 300) & echo started; exit 0", 60)
         assert time.monotonic() - started < 30  # not the 60 s timeout: the exit was seen
         assert result.held and not result.ok and result.exit_code == 0 and result.stdout == "started\n"
-        assert "the script ended (exit 0) but a process it started in the background still holds its output" \
-               in result.stderr and "nohup CMD </dev/null >>LOG 2>&1 &" in result.stderr
+        assert (
+            "the script ended (exit 0) but a process it started in the background still holds its output"
+            in result.stderr
+            and "nohup CMD </dev/null >>LOG 2>&1 &" in result.stderr
+        )
         redirected = session.run(f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 & echo started", 60)
         assert redirected.ok and not redirected.held
     finally:
@@ -102,10 +121,10 @@ def test_a_background_process_holding_the_connection_is_named_with_the_fix(where
         session.close()
 
 
-RESTART = '''  restart: |
+RESTART = """  restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
     if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi
-'''
+"""
 
 
 def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project):
@@ -115,10 +134,15 @@ def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0")
-    _playbook(project, RESTART, RESTART + f'''    if [ "$RELEASER_RELEASE" = 1.1.0 ]; then
+    _playbook(
+        project,
+        RESTART,
+        RESTART
+        + f"""    if [ "$RELEASER_RELEASE" = 1.1.0 ]; then
       (exec -a {marker} sleep 300) &
     fi
-''')
+""",
+    )
     try:
         proc = project.cli("promote", "1.1.0")
         assert proc.returncode == 1, proc.stderr
@@ -129,8 +153,9 @@ def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project
     finally:
         subprocess.run(["pkill", "-f", marker], check=False)
     # redirected as the hint says, the same daemon passes
-    _playbook(project, f"(exec -a {marker} sleep 300) &",
-              f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &")
+    _playbook(
+        project, f"(exec -a {marker} sleep 300) &", f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &"
+    )
     try:
         project.cli("promote", "1.1.0", check=True)
     finally:
@@ -142,8 +167,13 @@ def test_a_hook_polling_for_readiness_is_not_called_hung(project):
     project.write_config(command_timeout="30s")
     config = project.dir / "environments.yaml"
     config.write_text(config.read_text().replace("command_timeout: 30s", "command_timeout: 30s\n    slow_after: 1s"))
-    _playbook(project, RESTART, RESTART + '''    for _ in $(seq 1 90); do sleep 0.1; done    # waits for the app
-''')
+    _playbook(
+        project,
+        RESTART,
+        RESTART
+        + """    for _ in $(seq 1 90); do sleep 0.1; done    # waits for the app
+""",
+    )
     proc = project.cli("promote", "1.0.0", check=True)
     slow = [line for line in proc.stderr.splitlines() if "dev-1: the restart hook has been running for" in line]
     told = [line for line in slow if "a loop still waiting for something to answer" in line]
@@ -153,8 +183,12 @@ def test_a_hook_polling_for_readiness_is_not_called_hung(project):
 
 def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     def releaser(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(tmp_path / "deploy"), *args],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(tmp_path / "deploy"), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert not check or proc.returncode == 0, proc.stderr
         return proc
 
@@ -167,8 +201,9 @@ def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     ports = re.findall(r'PORT: "(\d+)"', config.read_text())
     assert len(ports) == 6 and len(set(ports)) == 6  # one port per host: they share this machine
     # as written, with bakes of a second instead of minutes
-    config.write_text(re.sub(r"bake: (\{[^}]*\}|\w+)", "bake: 1s", config.read_text())
-                      .replace("interval: 15s", "interval: 200ms"))
+    config.write_text(
+        re.sub(r"bake: (\{[^}]*\}|\w+)", "bake: 1s", config.read_text()).replace("interval: 15s", "interval: 200ms")
+    )
     (tmp_path / "app.tar.gz").write_bytes(tar_gz({"index.html": "hello\n"}))
     releaser("release", "create", "0.1.0", "--artifact", str(tmp_path / "app.tar.gz"))
     try:
@@ -176,8 +211,6 @@ def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
         assert [r["status"] for r in json.loads(run.stdout)["runs"]] == ["passed"] * 4
     finally:
         for pidfile in (tmp_path / "deploy" / "hosts").glob("*/shared/app.pid"):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
     assert not list(Path(tmp_path / "deploy" / "hosts").glob("*/.releaser/phases/*.pid"))

@@ -66,8 +66,13 @@ def _tarball(path, members) -> None:
     import io
     import tarfile
 
-    kinds = {"file": tarfile.REGTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-             "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE}
+    kinds = {
+        "file": tarfile.REGTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+        "chr": tarfile.CHRTYPE,
+    }
     with tarfile.open(path, "w:gz") as tar:
         for name, kind, value in members:
             info = tarfile.TarInfo(name)
@@ -80,17 +85,20 @@ def _tarball(path, members) -> None:
                 tar.addfile(info)
 
 
-@pytest.mark.parametrize("member, why", [
-    (("../escape.txt", "file", "x"), "outside the release directory"),
-    (("/etc/escape.txt", "file", "x"), "outside the release directory"),
-    (("a/../../escape.txt", "file", "x"), "outside the release directory"),
-    (("REVISION", "symlink", "/tmp/victim"), "points outside"),
-    ((".complete", "symlink", "../../shared/x"), "points outside"),
-    (("sub/link", "symlink", "../../x"), "points outside"),
-    (("hard", "hardlink", "../x"), "points outside"),
-    (("pipe", "fifo", ""), "device or FIFO"),
-    (("tty", "chr", ""), "device or FIFO"),
-])
+@pytest.mark.parametrize(
+    "member, why",
+    [
+        (("../escape.txt", "file", "x"), "outside the release directory"),
+        (("/etc/escape.txt", "file", "x"), "outside the release directory"),
+        (("a/../../escape.txt", "file", "x"), "outside the release directory"),
+        (("REVISION", "symlink", "/tmp/victim"), "points outside"),
+        ((".complete", "symlink", "../../shared/x"), "points outside"),
+        (("sub/link", "symlink", "../../x"), "points outside"),
+        (("hard", "hardlink", "../x"), "points outside"),
+        (("pipe", "fifo", ""), "device or FIFO"),
+        (("tty", "chr", ""), "device or FIFO"),
+    ],
+)
 def test_a_hostile_artifact_is_refused_before_anything_is_written(project, member, why):
     artifact = project.dir / "hostile.tar.gz"
     _tarball(artifact, [("app.txt", "file", "app\n"), member])
@@ -104,8 +112,10 @@ def test_links_inside_the_release_never_lead_releasers_own_files_astray(project)
     """REVISION and .complete shipped as links to files of the release: prepare writes its own
     files in their place and never through them, and a linked .complete is not a prepared release."""
     artifact = project.dir / "linked.tar.gz"
-    _tarball(artifact, [("app.txt", "file", "app 1.0.0\n"), ("REVISION", "symlink", "app.txt"),
-                        (".complete", "symlink", "app.txt")])
+    _tarball(
+        artifact,
+        [("app.txt", "file", "app 1.0.0\n"), ("REVISION", "symlink", "app.txt"), (".complete", "symlink", "app.txt")],
+    )
     project.cli("release", "create", "1.0.0", "--artifact", str(artifact), check=True)
     project.cli("promote", "1.0.0", check=True)
     release = project.dir / "hosts" / "dev-1" / "releases" / "1.0.0"
@@ -120,12 +130,17 @@ def test_hooks_get_a_minimal_environment_never_releasers_secrets(project, monkey
     monkeypatch.setenv("RELEASER_TEST_SMTP_PASSWORD", "s3cret-smtp")
     monkeypatch.setenv("APP_CONFIG_DIR", "/etc/app")
     playbook = project.dir / "playbooks" / "app.yaml"
-    playbook.write_text(PLAYBOOK.replace('  restart: |\n', '  restart: |\n    env > "$RELEASER_ROOT/shared/hook-env"\n'))
+    playbook.write_text(
+        PLAYBOOK.replace("  restart: |\n", '  restart: |\n    env > "$RELEASER_ROOT/shared/hook-env"\n')
+    )
     config = project.dir / "environments.yaml"
     config.write_text(config.read_text().replace("  dev:\n", "  dev:\n    pass_env: [APP_CONFIG_DIR]\n", 1))
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
-    seen = dict(line.split("=", 1) for line in
-                (project.dir / "hosts" / "dev-1" / "shared" / "hook-env").read_text().splitlines() if "=" in line)
+    seen = dict(
+        line.split("=", 1)
+        for line in (project.dir / "hosts" / "dev-1" / "shared" / "hook-env").read_text().splitlines()
+        if "=" in line
+    )
     assert "s3cret-smtp" not in str(seen) and "RELEASER_TEST_SMTP_PASSWORD" not in seen
     assert seen["APP_CONFIG_DIR"] == "/etc/app" and seen["RELEASER_RELEASE"] == "1.0.0" and "PATH" in seen

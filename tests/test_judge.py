@@ -15,7 +15,12 @@ from releaser.health.base import CheckTarget, Verdict
 from releaser.health.canary import CanaryCheck
 from releaser.health.gate import Gate
 from releaser.health.judge import (
-    Bound, Comparison, evidence_below, evidence_of_regression, evidence_within, judge,
+    Bound,
+    Comparison,
+    evidence_below,
+    evidence_of_regression,
+    evidence_within,
+    judge,
 )
 from releaser.health.threshold import ThresholdCheck
 from releaser.metrics import Histogram, MetricSource, Reading, Selector, Series
@@ -46,8 +51,18 @@ def test_a_pass_needs_evidence_not_just_the_absence_of_a_regression():
     assert many.decision == "pass" and "below x1.5 the baseline" in many.explanation
     # the estimate of what is missing is about right: that much more traffic decides
     more = few.more_requests / 2000
-    assert decide(Comparison("error ratio", 2000 * (1 + more * 1.05), 10 * (1 + more * 1.05),
-                             18000 * (1 + more * 1.05), 90 * (1 + more * 1.05))).decision == "pass"
+    assert (
+        decide(
+            Comparison(
+                "error ratio",
+                2000 * (1 + more * 1.05),
+                10 * (1 + more * 1.05),
+                18000 * (1 + more * 1.05),
+                90 * (1 + more * 1.05),
+            )
+        ).decision
+        == "pass"
+    )
 
 
 def test_between_the_tolerance_and_the_bound_nothing_is_decided_quickly():
@@ -86,7 +101,7 @@ def test_each_direction_keeps_its_false_decisions_under_alpha_at_every_look(dire
     threshold = np.log(1 / ALPHA)
     if direction == "below":
         requests = np.full((runs, looks), 200.0).cumsum(axis=1)
-        null = cumulative(200 * 0.002)                                        # exactly at the margin
+        null = cumulative(200 * 0.002)  # exactly at the margin
         assert (evidence_below(null, requests, 0.002) >= threshold).any(axis=1).mean() <= ALPHA
         assert (evidence_below(cumulative(0.0), requests, 0.002) >= threshold).any(axis=1).mean() == 1.0
         return
@@ -125,13 +140,18 @@ def target(source, running=None, cohort=HOSTS[:1]):
 def serve(source, requests, errors, slow_share=0.05, cohort_slow_share=0.05):
     """Counters grow: each host served `requests` more, the cohort with `errors[0]` errors."""
     for i, host in enumerate(HOSTS):
-        before = source.now.get(host.name, Reading({"requests": 0.0, "errors": 0.0}, Histogram({0.1: 0.0, math.inf: 0.0})))
+        before = source.now.get(
+            host.name, Reading({"requests": 0.0, "errors": 0.0}, Histogram({0.1: 0.0, math.inf: 0.0}))
+        )
         share = cohort_slow_share if i == 0 else slow_share
         fast = before.histogram.buckets[0.1] + requests * (1 - share)
         source.now[host.name] = Reading(
-            {"requests": before.counters["requests"] + requests,
-             "errors": before.counters["errors"] + (errors[0] if i == 0 else errors[1])},
-            Histogram({0.1: fast, math.inf: before.histogram.total + requests}))
+            {
+                "requests": before.counters["requests"] + requests,
+                "errors": before.counters["errors"] + (errors[0] if i == 0 else errors[1]),
+            },
+            Histogram({0.1: fast, math.inf: before.histogram.total + requests}),
+        )
 
 
 def canary(**kwargs):
@@ -212,7 +232,9 @@ def test_gate_memory_survives_a_new_process():
 
 
 def test_a_gate_of_checks_that_do_not_apply_passes_and_says_so():
-    result = Gate([canary()]).evaluate(target(FakeSource(), {h.name: ("2.0" if h is HOSTS[0] else None) for h in HOSTS}))
+    result = Gate([canary()]).evaluate(
+        target(FakeSource(), {h.name: ("2.0" if h is HOSTS[0] else None) for h in HOSTS})
+    )
     assert result.verdict is Verdict.PASS and [r.check for r in result.not_applicable()] == ["canary"]
 
 
@@ -239,8 +261,9 @@ def test_a_quiet_service_without_errors_passes_on_the_default_margin():
 
     quiet = Comparison("error ratio", 300, 0, 2700, 0)
     assert judge(quiet, ALPHA / 2, ALPHA, 1.2, DEFAULT_BOUNDS["errors"], 100, 300.0, 600.0).decision == "pass"
-    early = judge(Comparison("error ratio", 120, 0, 1080, 0), ALPHA / 2, ALPHA, 1.2, DEFAULT_BOUNDS["errors"], 100,
-                  120.0, 600.0)
+    early = judge(
+        Comparison("error ratio", 120, 0, 1080, 0), ALPHA / 2, ALPHA, 1.2, DEFAULT_BOUNDS["errors"], 100, 120.0, 600.0
+    )
     assert early.decision == "inconclusive" and early.more_requests is not None
 
 

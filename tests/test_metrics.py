@@ -13,9 +13,9 @@ import pytest
 from releaser.demo.sandbox import free_ports
 from releaser.demo.traffic import Traffic
 from releaser.health.base import CheckTarget, Verdict
+from releaser.health.threshold import ThresholdCheck
 from releaser.metrics import MetricsUnavailable, Selector, counter_increase
 from releaser.metrics.scrape import ScrapeSource
-from releaser.health.threshold import ThresholdCheck
 from releaser.model import Environment, Host, MetricsSpec
 
 
@@ -26,7 +26,7 @@ def test_selector_parsing_and_matching():
     assert not sel.matches("demo_http_requests_total", (("code", "200"), ("path", "/api")))
     assert not sel.matches("demo_http_requests_total", (("code", "500"), ("path", "/health")))
     assert Selector.parse("up").matchers == ()
-    for bad in ("", "9bad", 'x{code="5"', 'x{code=5}', 'x{code=~"("}'):
+    for bad in ("", "9bad", 'x{code="5"', "x{code=5}", 'x{code=~"("}'):
         with pytest.raises((ValueError, re.error)):
             Selector.parse(bad)
 
@@ -40,7 +40,7 @@ def test_counter_increase_handles_resets():
 @pytest.fixture
 def apps(tmp_path):
     """Two demo app processes: `good` serves everything, `bad` fails half its batch orders."""
-    ports = dict(zip(("good", "bad"), free_ports(2)))
+    ports = dict(zip(("good", "bad"), free_ports(2), strict=False))
     procs, hosts = [], {}
     for name, port in ports.items():
         root = tmp_path / name
@@ -48,8 +48,9 @@ def apps(tmp_path):
         failures = {"/api/orders/batch": 0.5} if name == "bad" else {}
         (root / "releases" / "r" / "app.json").write_text(json.dumps({"version": name, "failures": failures}))
         (root / "current").symlink_to("releases/r")
-        procs.append(subprocess.Popen([sys.executable, "-m", "releaser.demo.app", "--root", str(root),
-                                       "--port", str(port)]))
+        procs.append(
+            subprocess.Popen([sys.executable, "-m", "releaser.demo.app", "--root", str(root), "--port", str(port)])
+        )
         hosts[name] = Host(name, "127.0.0.1", str(root), {"PORT": str(port)})
     deadline = time.monotonic() + 10
     spec = MetricsSpec(scrape_url="http://{address}:{PORT}/metrics")
@@ -70,8 +71,12 @@ def test_scrape_threshold_on_error_ratio(apps):
     hosts, ports = apps
     spec = MetricsSpec(scrape_url="http://{address}:{PORT}/metrics")
     env = Environment("prod", "local", "app", tuple(hosts.values()), metrics=spec)
-    check = ThresholdCheck("errors", metric=Selector.parse('demo_http_requests_total{code=~"5.."}'),
-                           per=Selector.parse("demo_http_requests_total"), maximum=0.05)
+    check = ThresholdCheck(
+        "errors",
+        metric=Selector.parse('demo_http_requests_total{code=~"5.."}'),
+        per=Selector.parse("demo_http_requests_total"),
+        maximum=0.05,
+    )
     source = ScrapeSource(spec)
     bad = CheckTarget(env, "r", (hosts["bad"],), (hosts["good"],), metrics=source)
     good = CheckTarget(env, "r", (hosts["good"],), (hosts["bad"],), metrics=source)
@@ -112,7 +117,7 @@ def test_threshold_for_holds_before_failing(apps):
 
 
 def test_unreachable_metrics_are_inconclusive(apps):
-    hosts, _ = apps
+    _hosts, _ = apps
     gone = Host("gone", "127.0.0.1", "/", {"PORT": str(free_ports(1)[0])})
     spec = MetricsSpec(scrape_url="http://{address}:{PORT}/metrics")
     env = Environment("prod", "local", "app", (gone,), metrics=spec)

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 
-
 def test_webhooks_tell_of_start_failure_and_rollback(project, receiver):
     secret = "T0KEN-s3cret"
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + f"""\
+    config.write_text(
+        config.read_text()
+        + f"""\
 notifications:
   webhooks:
     - url: {receiver.url}/json
@@ -19,23 +20,37 @@ notifications:
       format: slack
       events: [stage.failed, rollback.done]
     - url: {receiver.url}/broken/{secret}
-""")
+"""
+    )
     project.register("1.0.0")
     project.register("1.1.0", fail_on=("dev-1",))
     env = {**os.environ, "TEAM_CHAT_URL": f"{receiver.url}/slack/{secret}", "NO_COLOR": "1"}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "releaser.cli", "-C", str(project.dir), *args],
-                                       capture_output=True, text=True, env=env, timeout=120)
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "releaser.cli", "-C", str(project.dir), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
     assert run("promote", "1.0.0").returncode == 0
     failed = run("promote", "1.1.0")
     assert failed.returncode == 1  # the broken webhook did not stop the rollback
     assert project.current("dev-1") == "1.0.0"
 
     kinds = [(body["kind"], body["release"]) for body in receiver.received["/json"]]
-    assert kinds == [("stage.started", "1.0.0"), ("stage.passed", "1.0.0"), ("stage.started", "1.1.0"),
-                     ("stage.failed", "1.1.0"), ("rollback.done", "1.1.0")]
+    assert kinds == [
+        ("stage.started", "1.0.0"),
+        ("stage.passed", "1.0.0"),
+        ("stage.started", "1.1.0"),
+        ("stage.failed", "1.1.0"),
+        ("rollback.done", "1.1.0"),
+    ]
     assert receiver.received["/json"][0]["project"] == "shop"
     slack = receiver.received[f"/slack/{secret}"]
-    assert [m["text"] for m in slack][0].startswith(":x: *shop* dev 1.1.0: selftest: 1.1.0 failed")
+    assert next(m["text"] for m in slack).startswith(":x: *shop* dev 1.1.0: selftest: 1.1.0 failed")
     assert len(slack) == 2
     assert len(receiver.received[f"/broken/{secret}"]) == 3 * 5  # three tries for each of five events
 
@@ -46,7 +61,9 @@ notifications:
 
 def test_bad_webhook_configuration(project):
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + "notifications:\n  webhooks:\n    - url: ftp://x\n      events: [stage.exploded]\n")
+    config.write_text(
+        config.read_text() + "notifications:\n  webhooks:\n    - url: ftp://x\n      events: [stage.exploded]\n"
+    )
     proc = project.cli("validate")
     assert proc.returncode == 2
     assert "notifications.webhooks[0].url" in proc.stderr and "notifications.webhooks[0].events[0]" in proc.stderr
@@ -64,8 +81,14 @@ def test_every_event_a_webhook_may_subscribe_to_is_journaled_somewhere():
     journaled = set()
     for path in Path(releaser.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record"
-                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "record"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 journaled.add(node.args[0].value)
     assert "rollback.incomplete" in DEFAULT_EVENTS and "bake.too_short" in DEFAULT_EVENTS
     assert set(DEFAULT_EVENTS) <= journaled, sorted(set(DEFAULT_EVENTS) - journaled)

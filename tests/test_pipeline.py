@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,10 @@ def test_happy_path_through_all_stages(any_project):
     proc = project.cli("run", "1.0.0", "--json", check=True)
     runs = json.loads(proc.stdout)["runs"]
     assert [(r["stage"], r["status"]) for r in runs] == [
-        ("selftest", "passed"), ("test", "passed"), ("gray", "passed"), ("full", "passed"),
+        ("selftest", "passed"),
+        ("test", "passed"),
+        ("gray", "passed"),
+        ("full", "passed"),
     ]
     status = project.status()
     for env, hosts in HOSTS.items():
@@ -34,8 +36,10 @@ def test_happy_path_through_all_stages(any_project):
     kinds = [e["kind"] for e in history]
     assert kinds.count("stage.passed") == 4 and "release.created" in kinds
     # the host keeps an append-only record of every step, its phase's ids, the run
-    lines = [json.loads(line) for line in
-             (project.dir / "hosts" / "web-1" / ".releaser" / "record.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (project.dir / "hosts" / "web-1" / ".releaser" / "record.jsonl").read_text().splitlines()
+    ]
     switch = [line for line in lines if line["action"] == "deploy"]
     assert [line["step"] for line in switch] == ["begin", "switched", "restarted", "verified", "served", "end"]
     assert {line["op"] for line in switch} == {switch[0]["op"]} and switch[-1]["rc"] == "0"
@@ -54,7 +58,9 @@ def test_promote_runs_one_stage_at_a_time_and_refuses_to_skip(project):
     project.cli("promote", "1.0.0", check=True)
     assert project.current("dev-1") == "1.0.0" and project.current("test-1") is None
 
-    forced = project.cli("promote", "1.0.0", "--to", "gray", "--force", "--reason", "hotfix for incident 42", check=True)
+    forced = project.cli(
+        "promote", "1.0.0", "--to", "gray", "--force", "--reason", "hotfix for incident 42", check=True
+    )
     assert forced.returncode == 0
     stages = {s["stage"]: s for s in project.status()["releases"][0]["stages"]}
     assert stages["test"]["status"] == "skipped" and stages["test"]["forced"]
@@ -71,8 +77,9 @@ def test_promote_runs_one_stage_at_a_time_and_refuses_to_skip(project):
 FAILURES = {"selftest": "dev-1", "test": "test-2", "gray": None, "full": None}
 
 
-@pytest.mark.parametrize("any_project,stage", [*(("sqlite", s) for s in FAILURES), ("postgresql", "full")],
-                         indirect=["any_project"])
+@pytest.mark.parametrize(
+    "any_project,stage", [*(("sqlite", s) for s in FAILURES), ("postgresql", "full")], indirect=["any_project"]
+)
 def test_failing_check_at_each_stage_rolls_back(any_project, stage):
     project = any_project
     project.register("1.0.0")
@@ -180,8 +187,9 @@ def test_unlock_clears_a_lock_and_journals_it(project):
         holder.wait()
 
 
-@pytest.mark.parametrize("any_project,roll_back", [("sqlite", False), ("sqlite", True), ("postgresql", True)],
-                         indirect=["any_project"])
+@pytest.mark.parametrize(
+    "any_project,roll_back", [("sqlite", False), ("sqlite", True), ("postgresql", True)], indirect=["any_project"]
+)
 def test_kill_9_mid_stage_then_resume_ends_consistent(any_project, roll_back):
     project = any_project
     project.register("1.0.0")
@@ -266,9 +274,13 @@ def test_live_progress_on_a_terminal_plain_lines_otherwise(project):
     assert "\x1b" not in plain.stderr
 
     main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "releaser.cli", "-C", str(project.dir), "promote", "1.0.0"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary,
-                            env={**os.environ, "TERM": "xterm"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "releaser.cli", "-C", str(project.dir), "promote", "1.0.0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        env={**os.environ, "TERM": "xterm"},
+    )
     os.close(secondary)
     output = b""
     while True:
@@ -287,7 +299,8 @@ def test_live_progress_on_a_terminal_plain_lines_otherwise(project):
 def test_command_check_runs_on_the_hosts_and_fails_the_stage(project):
     (project.dir / "healthchecks" / "cmd.yaml").write_text(
         "checks:\n  - name: disk-ok\n    type: command\n"
-        "    command: '! grep -qx {name} BROKEN_HOSTS 2>/dev/null'\n    timeout: 5s\n")
+        "    command: '! grep -qx {name} BROKEN_HOSTS 2>/dev/null'\n    timeout: 5s\n"
+    )
     project.write_config(checks="health, cmd")
     project.register("1.0.0")
     project.cli("run", "1.0.0", "--to", "test", check=True)
@@ -303,13 +316,17 @@ def test_command_check_runs_on_the_hosts_and_fails_the_stage(project):
 def test_no_metrics_is_never_a_pass(project, policy):
     """A metric source that cannot be read: inconclusive; when the bake ends, fail safe or hold."""
     (project.dir / "healthchecks" / "blind.yaml").write_text(
-        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n")
+        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n"
+    )
     project.stage_options["selftest"] = f"    on_inconclusive: {policy}\n"
     project.write_config(checks="blind")
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text().replace(
-        "    transport: local\n",
-        "    transport: local\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n"))
+    config.write_text(
+        config.read_text().replace(
+            "    transport: local\n",
+            "    transport: local\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n",
+        )
+    )
     project.register("1.0.0")
     proc = project.cli("promote", "1.0.0", "--json")
     stages = project.status()["releases"][0]["stages"]
@@ -352,14 +369,20 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
     counters = still_counters(project.dir / "static")
     try:
         (project.dir / "healthchecks" / "judge.yaml").write_text(
-            "checks:\n  - {name: canary, type: canary, requests: requests_total, errors: errors_total}\n")
+            "checks:\n  - {name: canary, type: canary, requests: requests_total, errors: errors_total}\n"
+        )
         project.write_config(bake="1500ms")
         config = project.dir / "environments.yaml"
         gray = "  - stage: gray\n    environment: prod\n    checks: [health"
-        config.write_text(config.read_text().replace(gray + "]\n", gray + ", judge]\n").replace(
-            "  prod:\n    transport: local\n",
-            f"  prod:\n    transport: local\n    metrics: {{source: scrape, scrape_url: "
-            f"'http://127.0.0.1:{counters.server_address[1]}/metrics/{{name}}'}}\n"))
+        config.write_text(
+            config.read_text()
+            .replace(gray + "]\n", gray + ", judge]\n")
+            .replace(
+                "  prod:\n    transport: local\n",
+                f"  prod:\n    transport: local\n    metrics: {{source: scrape, scrape_url: "
+                f"'http://127.0.0.1:{counters.server_address[1]}/metrics/{{name}}'}}\n",
+            )
+        )
         assert project.cli("validate").returncode == 0, project.cli("validate").stderr
         project.register("1.0.0")
         project.cli("run", "1.0.0", check=True)  # a first install: nothing to compare with
@@ -405,8 +428,11 @@ def test_redeploy_heals_a_host_in_doubt_and_resume_does_not_call_it_fine(project
     assert dev["in_doubt"] == {} and dev["consistent"] and dev["heal"] is None
     history = project.cli("history", "--env", "dev", "--json", check=True)
     kinds = [e["kind"] for e in json.loads(history.stdout)["events"]]
-    assert kinds.index("redeploy.started") < kinds.index("switch.started", kinds.index("redeploy.started")) \
+    assert (
+        kinds.index("redeploy.started")
+        < kinds.index("switch.started", kinds.index("redeploy.started"))
         < kinds.index("redeploy.finished")
+    )
     record = (project.dir / "hosts" / "dev-1" / ".releaser" / "record.jsonl").read_text()
     assert '"action": "redeploy"' in record
     assert project.cli("resume").returncode == 0

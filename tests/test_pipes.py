@@ -156,8 +156,17 @@ def _take_terminal() -> None:
 def test_a_terminal_that_hangs_up_mid_promotion_does_not_stop_it(on_1_0_0):
     project = on_1_0_0
     terminal, its_end = pty.openpty()
-    proc = _releaser(project, "promote", "1.1.0", failpoint="bake.started:STOP", stdin=its_end, stdout=its_end,
-                     stderr=its_end, start_new_session=True, preexec_fn=_take_terminal)
+    proc = _releaser(
+        project,
+        "promote",
+        "1.1.0",
+        failpoint="bake.started:STOP",
+        stdin=its_end,
+        stdout=its_end,
+        stderr=its_end,
+        start_new_session=True,
+        preexec_fn=_take_terminal,
+    )
     os.close(its_end)
     _held(proc)
     assert "promoting 1.1.0 on dev" in _drained(terminal)
@@ -173,8 +182,15 @@ def test_a_terminal_that_hangs_up_mid_promotion_does_not_stop_it(on_1_0_0):
 
 def test_a_hangup_mid_rollback_lets_it_finish_and_output_to_a_pipe_goes_on(on_1_0_0):
     project = on_1_0_0
-    proc = _releaser(project, "promote", "1.3.0", failpoint="rollback.started:HUP", stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE, text=True)
+    proc = _releaser(
+        project,
+        "promote",
+        "1.3.0",
+        failpoint="rollback.started:HUP",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "rolled back 1 host(s) of dev" in stderr  # a hangup is not a closed pipe: the pipe still reads
@@ -198,8 +214,16 @@ def test_a_hangup_does_not_stop_watch(project):
     assert set(project.env_versions("prod").values()) == {"1.0.0"}
 
 
-READS = (["history"], ["status"], ["status", "--json"], ["release", "list"], ["release", "show", "1.0.0"],
-         ["validate"], ["report", "1.0.0", "--format", "md"], ["completion", "bash"])
+READS = (
+    ["history"],
+    ["status"],
+    ["status", "--json"],
+    ["release", "list"],
+    ["release", "show", "1.0.0"],
+    ["validate"],
+    ["report", "1.0.0", "--format", "md"],
+    ["completion", "bash"],
+)
 
 
 def test_reads_into_a_closed_pipe_exit_0_and_say_nothing_more(on_1_0_0):

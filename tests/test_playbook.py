@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +37,8 @@ def setup(request, tmp_path):
     root = tmp_path / NASTY / "host root"
     host = Host("web-1", "127.0.0.1", str(root), {"GREETING": NASTY, "PORT": "80"})
     book = Playbook(
-        "app", "app.yaml",
+        "app",
+        "app.yaml",
         {
             "prepare": 'printf "%s" "$GREETING" > greeting.txt; printf "%s" "$RELEASER_ADDRESS" > address.txt',
             "restart": 'printf "%s\\n" "$RELEASER_RELEASE" >> "$RELEASER_ROOT/shared/restarts"',
@@ -50,8 +52,13 @@ def setup(request, tmp_path):
         return
     fleet = request.getfixturevalue("ssh_fleet")
     fleet.heal()
-    options = SshOptions(user=fleet.user, port=fleet.port, identity_file=str(fleet.identity),
-                         known_hosts=str(fleet.known_hosts), config_file="/dev/null")
+    options = SshOptions(
+        user=fleet.user,
+        port=fleet.port,
+        identity_file=str(fleet.identity),
+        known_hosts=str(fleet.known_hosts),
+        config_file="/dev/null",
+    )
     host = replace(host, address=fleet.addresses[0], ssh=options)
     session = SshTransport(Environment("prod", "ssh", "app", (host,))).connect(host)
     yield tmp_path, host, book, session
@@ -95,7 +102,12 @@ def test_hostile_paths_and_values_are_quoted(setup, version):
     assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
     record = [json.loads(line) for line in (root / ".releaser" / "record.jsonl").read_text().splitlines()]
     assert [(r["action"], r["step"]) for r in record[-5:]] == [
-        ("deploy", "begin"), ("deploy", "switched"), ("deploy", "restarted"), ("deploy", "verified"), ("deploy", "end")]
+        ("deploy", "begin"),
+        ("deploy", "switched"),
+        ("deploy", "restarted"),
+        ("deploy", "verified"),
+        ("deploy", "end"),
+    ]
     assert record[-1]["release"] == version and record[-1]["rc"] == "0"
     view = parse_view(host.name, session.run(pb.probe_script(book, host, 10), 30).stdout)
     assert view.current == version and view.previous(version) is None
@@ -158,19 +170,33 @@ def test_a_phase_finishes_on_the_host_when_the_connection_dies(setup):
     root = Path(host.root)
     barrier = root / "shared" / "HOLD"
     barrier.write_text("")
-    held = Playbook(book.name, book.file, {**book.hooks, "restart": (
-        'while [ -f "$RELEASER_ROOT/shared/HOLD" ]; do sleep 0.02; done\n' + book.hooks["restart"])},
-        book.shared, book.keep_releases)
+    held = Playbook(
+        book.name,
+        book.file,
+        {
+            **book.hooks,
+            "restart": ('while [ -f "$RELEASER_ROOT/shared/HOLD" ]; do sleep 0.02; done\n' + book.hooks["restart"]),
+        },
+        book.shared,
+        book.keep_releases,
+    )
     path, digest = artifact(tmp_path, "2")
     session.put(str(path), pb.artifact_path(host, "2"))
     assert phase(session, host, pb.prepare_script(held, host, "2", digest, "op2", "run-1"), "op2", "prepare", "2").ok
     op = pb.new_op()
-    worker = threading.Thread(target=lambda: _swallow(lambda: phase(
-        session, host, pb.switch_script(held, host, "2", "deploy", op, "run-1"), op, "deploy", "2")))
+    worker = threading.Thread(
+        target=lambda: _swallow(
+            lambda: phase(session, host, pb.switch_script(held, host, "2", "deploy", op, "run-1"), op, "deploy", "2")
+        )
+    )
     worker.start()
     record = root / ".releaser" / "record.jsonl"
-    wait_for(lambda: f'"op": "{op}"' in record.read_text().replace('"op":"', '"op": "') and
-             '"step":"switched"' in record.read_text().split(op, 1)[-1])
+    wait_for(
+        lambda: (
+            f'"op": "{op}"' in record.read_text().replace('"op":"', '"op": "')
+            and '"step":"switched"' in record.read_text().split(op, 1)[-1]
+        )
+    )
     _sever(session)  # the connection (or the local shell) dies mid-phase
     worker.join(timeout=60)
     barrier.unlink()
@@ -189,10 +215,8 @@ def wait_for(condition, timeout: float = 30) -> None:
 
 
 def _swallow(action) -> None:
-    try:
+    with contextlib.suppress(Exception):
         action()
-    except Exception:  # noqa: BLE001 - the severed connection fails the call; the host must not care
-        pass
 
 
 def _sever(session) -> None:

@@ -48,13 +48,13 @@ def fleet(tmp_path, request):
         text = config.read_text().replace(
             sandbox.METRICS,
             f"    metrics:\n      source: prometheus\n      url: {prometheus.url}\n"
-            "      instance: \"127.0.0.1:{PORT}\"\n      timeout: 2s\n",
+            '      instance: "127.0.0.1:{PORT}"\n      timeout: 2s\n',
         )
         assert "source: prometheus" in text
         for stage, checks in (("gray", gray_checks), ("full", "errors")):
             head = text.index(f"  - stage: {stage}")
             block_end = text.find("  - stage:", head + 5)
-            block = text[head:block_end if block_end > 0 else len(text)]
+            block = text[head : block_end if block_end > 0 else len(text)]
             new = re.sub(r"checks: \[[a-z-]+\]", f"checks: [{checks}]", block)
             if "canary" not in checks:  # a threshold decides at once: a fixed bake
                 new = re.sub(r"bake: \{[^}]*\}", "bake: 6s", new)
@@ -66,8 +66,14 @@ def fleet(tmp_path, request):
         events = []
         pipeline = Pipeline(loaded, store, Journal(store, events.append))
         for version, spec in sandbox.RELEASES.items():
-            create_release(store, pipeline.journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
-                           spec["notes"], tuple(spec["features"]))
+            create_release(
+                store,
+                pipeline.journal,
+                version,
+                directory / "artifacts" / f"demo-app-{version}.tar.gz",
+                spec["notes"],
+                tuple(spec["features"]),
+            )
         with Traffic(layout, rate=10) as traffic:
             yield pipeline, store, prometheus, events, traffic
     finally:
@@ -82,11 +88,11 @@ def _stage_failure(store, version: str) -> str:
 
 
 def test_threshold_on_prometheus_passes_good_and_rolls_back_bad(fleet):
-    pipeline, store, prometheus, _, _ = fleet
+    pipeline, store, _prometheus, _, _ = fleet
     pipeline.run("1.0.0")
     pipeline.run("1.1.0")
     assert store.get_release("1.1.0").status is ReleaseStatus.LIVE
-    with pytest.raises(StageFailed, match="gray of 1.2.0 failed"):
+    with pytest.raises(StageFailed, match=r"gray of 1\.2\.0 failed"):
         pipeline.run("1.2.0")
     assert "error-ratio: cohort" in _stage_failure(store, "1.2.0")
     assert {s.version for s in store.host_states("prod").values()} == {"1.1.0"}
@@ -123,7 +129,9 @@ def test_prometheus_source_with_basic_auth_from_the_environment(tmp_path, monkey
 
     prometheus = Prometheus(tmp_path / "prometheus", [], users={"releaser": "s3cret-pw"})
     try:
-        spec = MetricsSpec(source="prometheus", url=prometheus.url, username_env="PROM_USER", password_env="PROM_PASSWORD")
+        spec = MetricsSpec(
+            source="prometheus", url=prometheus.url, username_env="PROM_USER", password_env="PROM_PASSWORD"
+        )
         monkeypatch.setenv("PROM_USER", "releaser")
         monkeypatch.setenv("PROM_PASSWORD", "s3cret-pw")
         assert PrometheusSource(spec).query("vector(42)")[0].value == 42.0
@@ -218,7 +226,7 @@ def test_cron_watch_once_catches_for_and_canary_regressions(fleet):
         assert len(watching) == 1  # announced by the first look; the later ones continued it
     assert [r.stage for r in store.stage_runs("1.2.0")] == ["selftest", "test", "gray", "gray"]
     # with batch orders placed from the start, the judge catches 1.2.0 in its gray bake
-    with pytest.raises(StageFailed, match="gray of 1.2.0 failed"):
+    with pytest.raises(StageFailed, match=r"gray of 1\.2\.0 failed"):
         pipeline.run("1.2.0")
     reason = [e.message for e in store.events(release="1.2.0") if e.kind == "stage.failed"][-1]
     assert "canary: error ratio: cohort" in reason and "=> regression" in reason

@@ -12,8 +12,8 @@ import pytest
 
 from releaser.config import load_config
 from releaser.journal import Journal
-from releaser.model import Event, Release, RunStatus, Sample
 from releaser.metrics.histogram import Histogram
+from releaser.model import Event, Release, RunStatus, Sample
 from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
@@ -50,15 +50,15 @@ BEFORE = {"requests": 600, "errors": 6, "buckets": {0.1: 300, 0.5: 540, 1.0: 600
 AFTER = {"requests": 600, "errors": 3, "buckets": {0.1: 480, 0.5: 594, 1.0: 600}, "cpu": 3.0, "feature": 30}
 
 
-def samples_for(host: str, start: float, shape: dict, missing: set[int] = frozenset(),
-                drop: tuple[str, ...] = ()) -> list[Sample]:
+def samples_for(
+    host: str, start: float, shape: dict, missing: set[int] = frozenset(), drop: tuple[str, ...] = ()
+) -> list[Sample]:
     """61 samples a minute apart over an hour; counters grow by `shape` every minute (the host
     restarts halfway: its counters fall back to zero and count again)."""
     samples = []
     for minute in range(61):
         count = minute if minute <= 30 else minute - 30  # a restart at minute 30: counters reset
-        values = {"requests": count * shape["requests"], "errors": count * shape["errors"],
-                  "cpu": count * shape["cpu"]}
+        values = {"requests": count * shape["requests"], "errors": count * shape["errors"], "cpu": count * shape["cpu"]}
         values.update({f"le:{bound!r}": count * n for bound, n in shape["buckets"].items()})
         values["le:inf"] = count * shape["requests"]
         if shape["feature"] is not None:
@@ -69,8 +69,13 @@ def samples_for(host: str, start: float, shape: dict, missing: set[int] = frozen
     return samples
 
 
-def fixed_store(tmp_path: Path, language: str = "en", notes: str = "Adds batch orders.",
-                features: tuple[str, ...] = ("batch-order",), drop: tuple[str, ...] = ()):
+def fixed_store(
+    tmp_path: Path,
+    language: str = "en",
+    notes: str = "Adds batch orders.",
+    features: tuple[str, ...] = ("batch-order",),
+    drop: tuple[str, ...] = (),
+):
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
     (tmp_path / "environments.yaml").write_text(CONFIG.format(language=language))
@@ -86,12 +91,27 @@ def fixed_store(tmp_path: Path, language: str = "en", notes: str = "Adds batch o
     live_at = datetime.fromisoformat(report.live_at).timestamp()
     before, after = rollout_start - WINDOW, live_at
     # Host b did not answer three times before the release; its counters went on growing.
-    store.add_samples(samples_for("a", before, BEFORE, drop=drop)
-                      + samples_for("b", before, BEFORE, missing={10, 11, 12}, drop=drop)
-                      + samples_for("a", after, AFTER, drop=drop) + samples_for("b", after, AFTER, drop=drop))
-    store.append_event(Event("incident", "gray: detected", environment="prod", release="2.0.0", stage="gray",
-                             data={"time_to_detect": 42.0, "time_to_rollback": 12.5, "within_window": True,
-                                   "reason": "checks failed: error ratio"}))
+    store.add_samples(
+        samples_for("a", before, BEFORE, drop=drop)
+        + samples_for("b", before, BEFORE, missing={10, 11, 12}, drop=drop)
+        + samples_for("a", after, AFTER, drop=drop)
+        + samples_for("b", after, AFTER, drop=drop)
+    )
+    store.append_event(
+        Event(
+            "incident",
+            "gray: detected",
+            environment="prod",
+            release="2.0.0",
+            stage="gray",
+            data={
+                "time_to_detect": 42.0,
+                "time_to_rollback": 12.5,
+                "within_window": True,
+                "reason": "checks failed: error ratio",
+            },
+        )
+    )
     return config, store, live_at + WINDOW + 60
 
 
@@ -126,8 +146,10 @@ def test_a_quantile_beyond_the_buckets_is_a_bound_not_a_number():
     assert slower["change"] is None and slower["change_percent"] is None  # no difference from a bound
     assert slower["direction"] == "up" and slower["assessment"] == "worse"
     assert slower["before_bound"] == "under" and slower["after_bound"] is None
-    for language, delta, told in (("en", "p95 response time rose from under 100 ms to 300 ms", "higher"),
-                                  ("zh-CN", "p95响应时间从低于100毫秒升至300毫秒", "升高")):
+    for language, delta, told in (
+        ("en", "p95 response time rose from under 100 ms to 300 ms", "higher"),
+        ("zh-CN", "p95响应时间从低于100毫秒升至300毫秒", "升高"),
+    ):
         words = Words(language)
         assert (words.delta(slower), words.change(slower)) == (delta, told)
     both = change(p95, 0.1, 0.1, [0.1] * 6, [0.1] * 6, bounds=("under", "under"))
@@ -192,7 +214,9 @@ def test_report_numbers_match_the_hand_computed_values(tmp_path):
     assert "each was rolled back automatically within the 1 h SLA (the slowest took 12.5 s)" in rendered.markdown
     assert "Preview: this report is due on" in rendered.markdown
     as_json = json.loads(rendered.json)
-    assert as_json["metrics"] == document["metrics"] and as_json["summary"][0].startswith("Healthy: faster, fewer errors")
+    assert as_json["metrics"] == document["metrics"] and as_json["summary"][0].startswith(
+        "Healthy: faster, fewer errors"
+    )
     assert as_json["summary"][1].startswith("Release 2.0.0 of shop has been live")
     assert len(rendered.charts) == 7  # six metrics and the feature
     assert all(png.startswith(b"\x89PNG") for png in rendered.charts.values())
@@ -256,7 +280,10 @@ def test_the_after_window_ends_when_the_next_release_starts_rolling_out(tmp_path
     store.start_stage_run("2.1.0", "gray", "prod", "bob")
     document = build(config, store, "2.0.0", now=now)
     assert document["windows"]["after"]["cut_short_by"] == {
-        "by": "release", "release": "2.1.0", "at": store.stage_runs("2.1.0")[0].started_at}
+        "by": "release",
+        "release": "2.1.0",
+        "at": store.stage_runs("2.1.0")[0].started_at,
+    }
     markdown = render(document).markdown
     assert "the window after ends early, when 2.1.0 started rolling out" in markdown
     assert "Release 2.0.0 of shop was live for all users of prod from" in markdown  # no longer "has been"
@@ -265,8 +292,9 @@ def test_the_after_window_ends_when_the_next_release_starts_rolling_out(tmp_path
 
 def test_the_after_window_ends_when_the_release_is_rolled_back(tmp_path):
     config, store, now = fixed_store(tmp_path)
-    rolled = store.append_event(Event("rollback.done", "rolled back", environment="prod", release="2.0.0",
-                                      stage="full"))
+    rolled = store.append_event(
+        Event("rollback.done", "rolled back", environment="prod", release="2.0.0", stage="full")
+    )
     document = build(config, store, "2.0.0", now=now)
     assert document["windows"]["after"]["cut_short_by"] == {"by": "rollback", "at": rolled.ts}
     markdown = render(document).markdown
@@ -282,7 +310,7 @@ def test_report_is_scheduled_when_the_last_stage_passes(project):
     assert project.status()["reports"] == []
     project.cli("run", "1.0.0", check=True)
     [report] = project.status()["reports"]
-    live_at = [r for r in project.status()["releases"][0]["stages"] if r["stage"] == "full"][0]["finished_at"]
+    live_at = next(r for r in project.status()["releases"][0]["stages"] if r["stage"] == "full")["finished_at"]
     delay = datetime.fromisoformat(report["due_at"]) - datetime.fromisoformat(live_at)
     assert report["state"] == "scheduled" and abs(delay.total_seconds() - 7200) < 5
     due = json.loads(project.cli("report", "due", "--json", check=True).stdout)
@@ -326,9 +354,17 @@ def test_report_config_errors_name_file_line_and_key(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "environments.yaml")
     found = {(p.line, p.key) for p in caught.value.problems}
-    for expected in ((5, "environments.prod.report_to[0]"), (10, "report.language"), (11, "report.delay"),
-                     (12, "report.metrics"), (14, "report.metrics.requests"), (15, "report.mail"),
-                     (16, "report.mail.smtp"), (17, "report.mail.from"), (18, "report.mail.username_env")):
+    for expected in (
+        (5, "environments.prod.report_to[0]"),
+        (10, "report.language"),
+        (11, "report.delay"),
+        (12, "report.metrics"),
+        (14, "report.metrics.requests"),
+        (15, "report.mail"),
+        (16, "report.mail.smtp"),
+        (17, "report.mail.from"),
+        (18, "report.mail.username_env"),
+    ):
         assert expected in found, (expected, sorted(found))
 
 
@@ -343,4 +379,5 @@ def test_samples_a_pending_report_needs_are_kept_however_long_the_rollout(tmp_pa
     assert kept_from == pytest.approx(rollout - WINDOW - 86400)  # its before window, and a day
     store.update_report("2.0.0", state=ReportState.SENT)
     assert _still_needed_from(store, "prod", config.report, ten_days_later) == pytest.approx(
-        ten_days_later - 2 * WINDOW - 3 * 86400 - 86400)
+        ten_days_later - 2 * WINDOW - 3 * 86400 - 86400
+    )

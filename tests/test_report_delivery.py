@@ -16,8 +16,9 @@ from tests.smtp import SmtpServer
 PASSWORD = "s3cret-smtp-pw"
 
 
-def configure(project, server: SmtpServer, security: str = "starttls", recipients=("am@example.com",),
-              webhook: str = "") -> None:
+def configure(
+    project, server: SmtpServer, security: str = "starttls", recipients=("am@example.com",), webhook: str = ""
+) -> None:
     config = (project.dir / "environments.yaml").read_text()
     config = config.replace("  prod:\n", f"  prod:\n    report_to: [{', '.join(recipients)}]\n", 1)
     config += (
@@ -149,11 +150,15 @@ def test_smtp_down_is_retried_then_stays_due(live, smtp):
 
 
 def test_implicit_tls_a_refused_recipient_and_a_broken_webhook(project, tmp_path, receiver):
-    server = SmtpServer(tmp_path / "smtps", security="ssl", users={"releaser": PASSWORD},
-                        refuse=("gone@example.com",))
+    server = SmtpServer(tmp_path / "smtps", security="ssl", users={"releaser": PASSWORD}, refuse=("gone@example.com",))
     try:
-        configure(project, server, security="ssl", recipients=("am@example.com", "gone@example.com"),
-                  webhook=f"  webhook:\n    url: {receiver.url}/broken\n")
+        configure(
+            project,
+            server,
+            security="ssl",
+            recipients=("am@example.com", "gone@example.com"),
+            webhook=f"  webhook:\n    url: {receiver.url}/broken\n",
+        )
         project.register("1.0.0")
         project.cli("run", "1.0.0", check=True)
         project.cli("report", "due", "--send", check=True)

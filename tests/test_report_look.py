@@ -17,8 +17,16 @@ from tests.test_report_words import dataset, step
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless on a machine without network: no sandbox (root), no background connections.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def platform_fonts(page, selector: str) -> dict[str, int]:
@@ -33,8 +41,7 @@ def platform_fonts(page, selector: str) -> dict[str, int]:
 
 
 def test_the_chinese_report_in_a_browser(tmp_path):
-    config, store, _live, now = dataset(tmp_path, [step()] * 12, [step(errors=3, fast=95)] * 12, 60.0,
-                                        language="zh-CN")
+    config, store, _live, now = dataset(tmp_path, [step()] * 12, [step(errors=3, fast=95)] * 12, 60.0, language="zh-CN")
     page_file = tmp_path / "report.html"
     page_file.write_text(render(build(config, store, "2.0.0", now=now)).html, encoding="utf-8")
     with sync_api.sync_playwright() as playwright:
@@ -48,7 +55,8 @@ def test_the_chinese_report_in_a_browser(tmp_path):
             assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000
 
             images = page.eval_on_selector_all(
-                "figure img", "els => els.map(e => [e.naturalWidth, e.naturalHeight, e.clientWidth, e.clientHeight])")
+                "figure img", "els => els.map(e => [e.naturalWidth, e.naturalHeight, e.clientWidth, e.clientHeight])"
+            )
             assert len(images) == 7
             for natural_w, natural_h, shown_w, shown_h in images:
                 assert (natural_w, natural_h) == (1440, 480)

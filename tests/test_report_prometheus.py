@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from releaser.config import load_config
+from releaser.demo.sandbox import free_ports
 from releaser.journal import Journal
 from releaser.model import Release, RunStatus
 from releaser.report.compute import build
@@ -18,7 +19,6 @@ from releaser.report.outbox import schedule
 from releaser.report.render import render
 from releaser.store import SqliteStore
 from tests.prometheus import Prometheus
-from releaser.demo.sandbox import free_ports
 
 CONFIG = """\
 project: shop
@@ -52,8 +52,12 @@ class App:
     def __init__(self, port: int):
         self.registry = CollectorRegistry()
         self.requests = Counter("http_requests", "", ["code"], registry=self.registry)
-        self.latency = Histogram("http_request_duration_seconds", "", registry=self.registry,
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
         self.feature = Counter("feature_used", "", ["feature"], registry=self.registry)
         self.server, self.thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
 

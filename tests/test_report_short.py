@@ -34,8 +34,10 @@ def recorded(tmp_path: Path, before: list[dict], after: list[dict], language: st
     config, store, live, _now = dataset(tmp_path, [], [], LOOK, language=language, configured=True)
     assert config.report.window == 3 * 86400 and config.report.resolution == 3600  # what a new user runs
     rollout = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
-    store.add_samples((samples(rollout - 1 - len(before) * LOOK, LOOK, before) if before else [])
-                      + (samples(live + 1, LOOK, after) if after else []))
+    store.add_samples(
+        (samples(rollout - 1 - len(before) * LOOK, LOOK, before) if before else [])
+        + (samples(live + 1, LOOK, after) if after else [])
+    )
     return config, store, live, live + 2 + len(after) * LOOK
 
 
@@ -62,16 +64,23 @@ def test_a_service_answering_in_milliseconds_is_under_the_first_bucket_never_a_m
         item = by_key(document)[key]
         assert (item["before"], item["before_bound"]) == (item["after"], item["after_bound"]) == (0.1, "under")
         assert item["change"] is None and item["direction"] is None and item["noise"]["why"] == "both_under"
-    assert all(point["bounds"] == {"p50": "under", "p95": "under"}
-               for side in ("before", "after") for point in document["series"][side] if point["p50"] is not None)
+    assert all(
+        point["bounds"] == {"p50": "under", "p95": "under"}
+        for side in ("before", "after")
+        for point in document["series"][side]
+        if point["p50"] is not None
+    )
     markdown = rendered.markdown
     assert not re.search(r"(?<![\d.])(50|95) ?(ms|毫秒)", markdown)  # what interpolating would have made up
     if language == "en":
         assert row(markdown, "(p50)") == (
-            "| Median response time (p50) | under 100 ms | under 100 ms | both under 100 ms |")
+            "| Median response time (p50) | under 100 ms | under 100 ms | both under 100 ms |"
+        )
         assert row(markdown, "p95") == "| p95 response time | under 100 ms | under 100 ms | both under 100 ms |"
-        assert ("Median response time (p50) and p95 response time stayed under 100 ms, before and after the release "
-                "(the latency histogram tells no finer).") in summary_of(markdown)
+        assert (
+            "Median response time (p50) and p95 response time stayed under 100 ms, before and after the release "
+            "(the latency histogram tells no finer)."
+        ) in summary_of(markdown)
         assert "- under, over (a response time): the latency histogram counts requests in buckets" in markdown
     else:
         assert row(markdown, "（p50）") == "| 响应时间中位数（p50） | 低于100毫秒 | 低于100毫秒 | 均低于100毫秒 |"
@@ -91,11 +100,16 @@ def test_a_large_change_measured_in_too_few_steps_is_not_called_unchanged(tmp_pa
     cpu_row = row(rendered.markdown, "CPU")
     assert cpu_row.endswith(f"| {told} |"), cpu_row
     if language == "en":
-        assert ("Too few measurements to tell whether these changed beyond their usual noise: "
-                "CPU use per host (1.00% before, 2.00% after).") in summary_of(rendered.markdown)
+        assert (
+            "Too few measurements to tell whether these changed beyond their usual noise: "
+            "CPU use per host (1.00% before, 2.00% after)."
+        ) in summary_of(rendered.markdown)
         assert "unchanged" not in cpu_row and "nothing measured changed" not in rendered.markdown
     else:
-        assert "测量次数太少，无法判断以下指标的变化是否超出正常波动：单台主机CPU使用率（发布前1.00%，发布后2.00%）。" in rendered.markdown
+        assert (
+            "测量次数太少，无法判断以下指标的变化是否超出正常波动：单台主机CPU使用率（发布前1.00%，发布后2.00%）。"
+            in rendered.markdown
+        )
         assert "无明显变化" not in cpu_row and "均未超出正常波动" not in rendered.markdown
     assert json.loads(rendered.json)["metrics"][5]["noise"]["why"] == "too_few_steps"
 
@@ -116,8 +130,9 @@ def test_the_summary_agrees_with_the_table_and_names_the_span_measured(tmp_path)
     assert "| Metric | Before (6 min 30 s measured) | After (6 min 30 s measured) | Change |" in rendered.markdown
     assert "| Request volume | 1,950 in 6 min 30 s | 1,950 in 6 min 30 s | unchanged |" in rendered.markdown
     # the period compared with is the one measured, not the 3-day window configured
-    assert ("Compared with the 6 min 30 s measured before it, nothing measured changed beyond its usual noise."
-            in summary)
+    assert (
+        "Compared with the 6 min 30 s measured before it, nothing measured changed beyond its usual noise." in summary
+    )
     assert "3 days" not in summary
     assert "no metrics were available" not in summary and "no data" not in table_of(rendered.markdown)
     assert "**Healthy: no more errors, no incidents.**" in summary
@@ -140,8 +155,10 @@ def test_nothing_measured_after_the_rollout_is_said_in_words(tmp_path, language)
     if language == "en":
         assert "| Metric | Before (6 min 30 s measured) | After (nothing measured) | Change |" in markdown
         assert "**Too few measurements to judge yet: no incidents.**" in summary
-        assert ("Nothing was measured after the rollout, so there is nothing to compare with the 6 min 30 s "
-                "measured before it.") in summary
+        assert (
+            "Nothing was measured after the rollout, so there is nothing to compare with the 6 min 30 s "
+            "measured before it."
+        ) in summary
         assert "keep releaser watch running" in summary  # what to do about it
         assert "no metrics were available" not in summary and "Healthy" not in summary
     else:
@@ -159,8 +176,10 @@ def test_one_look_after_the_rollout_compares_only_what_it_measured(tmp_path):
     summary = summary_of(markdown)
     assert "| Metric | Before (6 min 30 s measured) | After | Change |" in markdown  # looked at, nothing counted
     assert "nothing measured in both windows (availability) changed beyond its usual noise" in summary
-    assert ("Measured only before the rollout: request volume, error rate, median response time (p50), "
-            "p95 response time, CPU use per host.") in summary
+    assert (
+        "Measured only before the rollout: request volume, error rate, median response time (p50), "
+        "p95 response time, CPU use per host."
+    ) in summary
     assert not re.search(r"(?<![\d.])0 ms", markdown) and "Healthy" not in summary
 
 
@@ -205,8 +224,11 @@ def labels_cut(drawn) -> list[str]:
     return cut
 
 
-@pytest.mark.parametrize("before, after", [(BEFORE, AFTER), (BEFORE, []), ([], AFTER)],
-                         ids=["both windows", "nothing after", "nothing before"])
+@pytest.mark.parametrize(
+    "before, after",
+    [(BEFORE, AFTER), (BEFORE, []), ([], AFTER)],
+    ids=["both windows", "nothing after", "nothing before"],
+)
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 def test_charts_span_the_time_measured_and_keep_every_label_whole(tmp_path, before, after, language):
     import matplotlib.dates as mdates
@@ -221,10 +243,14 @@ def test_charts_span_the_time_measured_and_keep_every_label_whole(tmp_path, befo
     rollout = datetime.fromisoformat(document["rollout"]["started_at"]).replace(microsecond=0)
     start, end = time_span(document, ZoneInfo("UTC"))
     # the axis spans the minutes measured (and the rollout), not the 3-day windows configured
-    assert start == (rollout - timedelta(seconds=1 + len(before) * LOOK) if before else
-                     datetime.fromisoformat(document["rollout"]["started_at"]))
-    assert end == datetime.fromisoformat(document["windows"]["after"]["measured_to"] if after else
-                                         document["rollout"]["live_at"])
+    assert start == (
+        rollout - timedelta(seconds=1 + len(before) * LOOK)
+        if before
+        else datetime.fromisoformat(document["rollout"]["started_at"])
+    )
+    assert end == datetime.fromisoformat(
+        document["windows"]["after"]["measured_to"] if after else document["rollout"]["live_at"]
+    )
     assert (end - start).total_seconds() < 15 * 60
     words = words_for(document)
     for metric in METRICS:
@@ -241,13 +267,20 @@ def test_charts_span_the_time_measured_and_keep_every_label_whole(tmp_path, befo
             middle = drawn.axes[0].transData.transform((mdates.date2num(rollout), 0))[0]
             assert box.x0 - 0.02 * area.width <= middle <= box.x1 + 0.02 * area.width  # over the rollout's band
             low, high = drawn.axes[0].get_xlim()
-            assert sum(t.get_visible() and bool(t.get_text()) and low <= t.get_position()[0] <= high
-                       for t in drawn.axes[0].get_xticklabels()) >= 2  # the time axis still reads
+            assert (
+                sum(
+                    t.get_visible() and bool(t.get_text()) and low <= t.get_position()[0] <= high
+                    for t in drawn.axes[0].get_xticklabels()
+                )
+                >= 2
+            )  # the time axis still reads
         finally:
             plt.close(drawn)
     html = render(document).html
-    note = {"en": "Each chart spans only the time measured (6 min 30 s before the release, 7 min after it)",
-            "zh-CN": "每张图只涵盖实测的时间（发布前6分钟30秒，发布后7分钟）"}[language]
+    note = {
+        "en": "Each chart spans only the time measured (6 min 30 s before the release, 7 min after it)",
+        "zh-CN": "每张图只涵盖实测的时间（发布前6分钟30秒，发布后7分钟）",
+    }[language]
     if before and after:
         assert note in html
 
@@ -264,11 +297,16 @@ def test_the_json_has_the_span_measured_and_no_rate_a_day(tmp_path):
     requests = by_key(as_json)["requests"]
     # what the table says, 1,950 in 6 min 30 s: the count, the seconds, the mean rate a second; no day
     assert row(rendered.markdown, "Request volume") == (
-        "| Request volume | 1,950 in 6 min 30 s | 2,100 in 7 min | unchanged |")
+        "| Request volume | 1,950 in 6 min 30 s | 2,100 in 7 min | unchanged |"
+    )
     assert (requests["before_total"], requests["before_seconds"], requests["before_per_day"]) == (1950, 390, None)
     assert requests["before"] == pytest.approx(5) and requests["unit"] == "per_second"
-    rates_a_day = [value for item in [*as_json["metrics"], *as_json["features"]]
-                   for key, value in item.items() if key.endswith("per_day")]
+    rates_a_day = [
+        value
+        for item in [*as_json["metrics"], *as_json["features"]]
+        for key, value in item.items()
+        if key.endswith("per_day")
+    ]
     assert len(rates_a_day) == 4 and set(rates_a_day) == {None}  # requests and the feature, before and after
     assert per_day(2188, 219) is None and per_day(172_800, 2 * 86400) == 86400  # a day from a day or more only
     assert "a day" not in rendered.markdown.split("## Words used here")[0]
@@ -284,8 +322,10 @@ def test_value_labels_of_huge_and_tiny_rates_fit_and_stay_plain(tmp_path):
     config, store, _live, now = recorded(tmp_path, heavy, heavy)
     document = build(config, store, "2.0.0", now=now)
     words = words_for(document)
-    for drawn in (figure(document, "requests", "per_second", words),
-                  figure(document, "batch-order", "per_second", words, feature=True)):
+    for drawn in (
+        figure(document, "requests", "per_second", words),
+        figure(document, "batch-order", "per_second", words, feature=True),
+    ):
         try:
             assert labels_cut(drawn) == []
             values = [t.get_text() for t in drawn.axes[0].get_yticklabels() if t.get_text()]

@@ -57,24 +57,41 @@ def samples(start: float, seconds: float, steps: list[dict]) -> list[Sample]:
         if index:
             for key in totals:
                 totals[key] += steps[index - 1][key]
-        values = {"requests": totals["requests"], "errors": totals["errors"], "cpu": totals["cpu"],
-                  "le:0.1": totals["fast"], "le:1.0": totals["requests"], "le:inf": totals["requests"],
-                  "feature:batch-order": totals["feature"]}
+        values = {
+            "requests": totals["requests"],
+            "errors": totals["errors"],
+            "cpu": totals["cpu"],
+            "le:0.1": totals["fast"],
+            "le:1.0": totals["requests"],
+            "le:inf": totals["requests"],
+            "feature:batch-order": totals["feature"],
+        }
         result.append(Sample("prod", "a", start + index * seconds, values))
     return result
 
 
-def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds: float, language: str = "en",
-            timezone: str | None = None, configured: bool = False):
+def dataset(
+    tmp_path: Path,
+    before: list[dict],
+    after: list[dict],
+    step_seconds: float,
+    language: str = "en",
+    timezone: str | None = None,
+    configured: bool = False,
+):
     """A release 2.0.0 that passed its one stage, with `before` and `after` recorded a step
     apart on either side of its rollout. The report's window and step are as long as the data
     (or, `configured`, left to the defaults: 3 days, an hour). Returns (config, store, live_at, now)."""
     window = step_seconds * max(len(before), len(after))
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "app.yaml").write_text("hooks: {}\n")
-    (tmp_path / "environments.yaml").write_text(CONFIG.format(
-        spans="" if configured else f"  window: {window:g}s\n  step: {step_seconds:g}s\n", language=language,
-        timezone=f"  timezone: {timezone}\n" if timezone else ""))
+    (tmp_path / "environments.yaml").write_text(
+        CONFIG.format(
+            spans="" if configured else f"  window: {window:g}s\n  step: {step_seconds:g}s\n",
+            language=language,
+            timezone=f"  timezone: {timezone}\n" if timezone else "",
+        )
+    )
     config = load_config(tmp_path / "environments.yaml")
     store = SqliteStore(config.state_path)
     store.add_release(Release("2.0.0", "/a.tgz", "ff", 1, features=["batch-order"], created_by="ci"))
@@ -83,8 +100,10 @@ def dataset(tmp_path: Path, before: list[dict], after: list[dict], step_seconds:
     report = schedule(config, store, Journal(store), "2.0.0", "prod")
     rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
     live_at = datetime.fromisoformat(report.live_at).timestamp()
-    store.add_samples((samples(rollout_start - len(before) * step_seconds, step_seconds, before) if before else [])
-                      + (samples(live_at, step_seconds, after) if after else []))  # none: nothing measured there
+    store.add_samples(
+        (samples(rollout_start - len(before) * step_seconds, step_seconds, before) if before else [])
+        + (samples(live_at, step_seconds, after) if after else [])
+    )  # none: nothing measured there
     return config, store, live_at, live_at + window + 1
 
 
@@ -128,7 +147,9 @@ def test_changes_within_the_noise_are_unchanged(tmp_path):
     document = build(config, store, "2.0.0", now=now)
     cpu = by_key(document)["cpu"]
     assert cpu["direction"] == "same" and cpu["assessment"] is None
-    assert cpu["noise"]["why"] == "within_noise" and cpu["noise"]["p_value"] > 0.01 and cpu["noise"]["steps"] == [12, 12]
+    assert (
+        cpu["noise"]["why"] == "within_noise" and cpu["noise"]["p_value"] > 0.01 and cpu["noise"]["steps"] == [12, 12]
+    )
     markdown = render(document).markdown
     assert re.search(r"\| CPU use per host \| [\d.]+% \| [\d.]+% \| unchanged \|", markdown)
     assert "nothing measured changed beyond its usual noise" in summary_of(markdown)
@@ -154,9 +175,17 @@ def test_an_error_rate_rising_from_zero_leads_the_summary(tmp_path):
 def test_a_rolled_back_release_says_so_first_and_in_the_past_tense(tmp_path):
     config, store, live_at, now = dataset(tmp_path, [step()] * 10, [step(errors=20)] * 10, 60.0)
     at = datetime.fromtimestamp(live_at + 300).astimezone().isoformat(timespec="milliseconds")
-    store.append_event(Event("incident", "window: detected", environment="prod", release="2.0.0", stage="full",
-                             data={"time_to_detect": 30.0, "time_to_rollback": 9.0, "reason": "error ratio 20%"},
-                             ts=at))
+    store.append_event(
+        Event(
+            "incident",
+            "window: detected",
+            environment="prod",
+            release="2.0.0",
+            stage="full",
+            data={"time_to_detect": 30.0, "time_to_rollback": 9.0, "reason": "error ratio 20%"},
+            ts=at,
+        )
+    )
     store.append_event(Event("rollback.done", "rolled back", environment="prod", release="2.0.0", stage="full", ts=at))
     markdown = render(build(config, store, "2.0.0", now=now)).markdown
     summary = summary_of(markdown)
@@ -166,8 +195,7 @@ def test_a_rolled_back_release_says_so_first_and_in_the_past_tense(tmp_path):
 
 
 def test_chinese_uses_full_width_punctuation_and_no_stray_spaces(tmp_path):
-    config, store, _live, now = dataset(tmp_path, [step()] * 7, [step(errors=4, fast=60)] * 5, 1.0,
-                                        language="zh-CN")
+    config, store, _live, now = dataset(tmp_path, [step()] * 7, [step(errors=4, fast=60)] * 5, 1.0, language="zh-CN")
     rendered = render(build(config, store, "2.0.0", now=now))
     han = "\u4e00-\u9fff"
     for line in rendered.markdown.splitlines():

@@ -38,21 +38,28 @@ def test_sides_and_effective_share():
     assert Route("1.1.0", new=("web-1",), drained=("web-1",), share=10.0).effective_share(HOSTS) == 0.0  # nobody there
     assert Route("1.1.0", new=tuple(HOSTS), share=10.0).effective_share(HOSTS) == 100.0  # nobody on the stable side
     assert Route("1.1.0", new=("web-1", "web-2"), share=None).effective_share(HOSTS) == 20.0  # by capacity
-    assert Route("1.1.0", new=("web-1",), share=10.0, allow=("qa",)).describe(HOSTS) == \
-        "10% of users (and 1 allowed key) to 1.1.0 on 1 host, the rest on 9 hosts"
+    assert (
+        Route("1.1.0", new=("web-1",), share=10.0, allow=("qa",)).describe(HOSTS)
+        == "10% of users (and 1 allowed key) to 1.1.0 on 1 host, the rest on 9 hosts"
+    )
     assert Route().describe(HOSTS) == "every user to the stable side (10 hosts)"
-    assert Route.from_dict(Route("1", ("a",), ("b",), None, ("k",)).to_dict()) == Route("1", ("a",), ("b",), None, ("k",))
+    assert Route.from_dict(Route("1", ("a",), ("b",), None, ("k",)).to_dict()) == Route(
+        "1", ("a",), ("b",), None, ("k",)
+    )
 
 
 def test_nginx_file_for_a_split():
     spec = RouterSpec("nginx", (), "/etc/nginx/releaser/prod.conf", "127.0.0.1:{PORT}", ("cookie", "uid"))
     env = environment({name: 8000 + i for i, name in enumerate(HOSTS[:3], 1)}, spec)
-    text = NginxRouter(spec, env).render(Route("1.1.0", new=("web-1",), drained=("web-3",), share=12.5,
-                                               allow=("default", "~x.*")))
+    text = NginxRouter(spec, env).render(
+        Route("1.1.0", new=("web-1",), drained=("web-3",), share=12.5, allow=("default", "~x.*"))
+    )
     assert "upstream releaser_prod_new {\n    server 127.0.0.1:8001;\n}" in text
     assert "    server 127.0.0.1:8003 down;" in text  # drained, still listed
     assert 'split_clients "${releaser_prod_key}1.1.0" $releaser_prod_split {\n    12.5% releaser_prod_new;' in text
-    assert '    "kdefault" releaser_prod_new;' in text and '    "k~x.*" releaser_prod_new;' in text  # never keywords or regexes
+    assert (
+        '    "kdefault" releaser_prod_new;' in text and '    "k~x.*" releaser_prod_new;' in text
+    )  # never keywords or regexes
     assert '    "k" releaser_prod_stable;' in text  # no key: the stable side
     assert "map $cookie_uid $releaser_prod_key" in text
     one_side = NginxRouter(spec, env).render(Route("1.1.0", share=10.0))
@@ -70,13 +77,13 @@ class Backends:
         self.release = threading.Event()
         self.arrived = threading.Semaphore(0)
         self.servers = {}
+        backends = self
         for name in names:
-            backends = self
 
             class Handler(BaseHTTPRequestHandler):
                 host = name
 
-                def do_GET(self):  # noqa: N802
+                def do_GET(self):
                     if self.path == "/slow":
                         backends.arrived.release()
                         backends.release.wait(30)
@@ -107,8 +114,18 @@ class Backends:
 def lab(tmp_path):
     backends = Backends(HOSTS)
     nginx = nginx_in(tmp_path / "nginx", variable("prod"))
-    spec = RouterSpec("nginx", (), str(nginx.route), "127.0.0.1:{PORT}", ("cookie", "uid"), "stable",
-                      f"{nginx.command} -t -q", f"{nginx.command} -s reload", str(nginx.pid_file), 10.0)
+    spec = RouterSpec(
+        "nginx",
+        (),
+        str(nginx.route),
+        "127.0.0.1:{PORT}",
+        ("cookie", "uid"),
+        "stable",
+        f"{nginx.command} -t -q",
+        f"{nginx.command} -s reload",
+        str(nginx.pid_file),
+        10.0,
+    )
     env = environment(backends.ports, spec)
     nginx.start(NginxRouter(spec, env).render(Route()))
     store = SqliteStore(tmp_path / "state.db")
@@ -136,10 +153,14 @@ def test_users_split_by_a_sticky_hash_with_an_allow_list(lab):
     keeper.change(Route("1.1.0", new=("web-1",), share=1.0), "step 1")
     users = [f"user-{i}" for i in range(2000)]
     with ThreadPoolExecutor(4) as pool:
-        at_one = {user for user, host in zip(users, pool.map(lambda u: ask(nginx.port, u), users)) if host == "web-1"}
+        at_one = {
+            user
+            for user, host in zip(users, pool.map(lambda u: ask(nginx.port, u), users), strict=False)
+            if host == "web-1"
+        }
     keeper.change(Route("1.1.0", new=("web-1",), share=10.0, allow=("qa-1", "pilot-customer")), "step 2")
     with ThreadPoolExecutor(4) as pool:
-        seen = dict(zip(users, pool.map(lambda u: ask(nginx.port, u), users)))
+        seen = dict(zip(users, pool.map(lambda u: ask(nginx.port, u), users), strict=False))
     at_ten = {user for user, host in seen.items() if host == "web-1"}
     assert 8.5 <= 100 * len(at_ten) / len(users) <= 11.5, len(at_ten)
     assert 0 < len(at_one) < len(at_ten) and at_one <= at_ten  # a larger step only adds users to the new side
@@ -204,15 +225,31 @@ def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
     from releaser.transport.ssh import SshTransport
 
     ssh_fleet.heal()
-    options = SshOptions(user=ssh_fleet.user, port=ssh_fleet.port, identity_file=str(ssh_fleet.identity),
-                         known_hosts=str(ssh_fleet.known_hosts), config_file="/dev/null")
+    options = SshOptions(
+        user=ssh_fleet.user,
+        port=ssh_fleet.port,
+        identity_file=str(ssh_fleet.identity),
+        known_hosts=str(ssh_fleet.known_hosts),
+        config_file="/dev/null",
+    )
     backends = Backends(HOSTS)
     nginx = nginx_in(tmp_path / "nginx", variable("prod"))
     router_host = Host("lb-1", ssh_fleet.addresses[0], "/", ssh=options)
-    spec = RouterSpec("nginx", (router_host,), str(nginx.route), "127.0.0.1:{PORT}", ("header", "X-User"), "stable",
-                      f"{nginx.command} -t -q", f"{nginx.command} -s reload", str(nginx.pid_file), 10.0)
-    hosts = tuple(Host(name, "127.0.0.1", "/tmp", vars={"PORT": str(port)}, ssh=options)
-                  for name, port in backends.ports.items())
+    spec = RouterSpec(
+        "nginx",
+        (router_host,),
+        str(nginx.route),
+        "127.0.0.1:{PORT}",
+        ("header", "X-User"),
+        "stable",
+        f"{nginx.command} -t -q",
+        f"{nginx.command} -s reload",
+        str(nginx.pid_file),
+        10.0,
+    )
+    hosts = tuple(
+        Host(name, "127.0.0.1", "/tmp", vars={"PORT": str(port)}, ssh=options) for name, port in backends.ports.items()
+    )
     env = Environment("prod", "ssh", "app", hosts, router=spec)
     nginx.start(NginxRouter(spec, env).render(Route()))
     store = SqliteStore(tmp_path / "state.db")
@@ -225,6 +262,7 @@ def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
             conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
             conn.request("GET", "/", headers={"X-User": user})
             return conn.getresponse().read().decode()
+
         share = sum(by_header(f"user-{i}") == "web-1" for i in range(1000)) / 10
         assert 16.5 <= share <= 23.5, share
         changed = [e for e in store.events() if e.kind == "route.changed"]
@@ -237,7 +275,7 @@ def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
 
 
 def test_without_nginx_pid_the_route_is_reloaded_and_said_unconfirmed(lab, tmp_path):
-    keeper, nginx, _ = lab
+    keeper, _nginx, _ = lab
     from dataclasses import replace
 
     env = replace(keeper.env, router=replace(keeper.spec, pid_file=str(tmp_path / "no-such.pid")))

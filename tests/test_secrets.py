@@ -38,8 +38,10 @@ def test_scrub_masks_every_form_of_a_registered_secret(clean_registry):
     secrets.register_credentials("user", "p@ss/w+rd=1")
     secrets.register_url("https://hooks.example.org/services/T1/B2/tokenXYZ123?sig=a/b+c")
     basic = base64.b64encode(b"user:p@ss/w+rd=1").decode()
-    text = (f"p@ss/w+rd=1 p%40ss%2Fw%2Brd%3D1 p%40ss/w%2Brd%3D1 Basic {basic} /services/T1/B2/tokenXYZ123 "
-            "https://hooks.example.org/services/T1/B2/tokenXYZ123?sig=a%2Fb%2Bc a/b+c")
+    text = (
+        f"p@ss/w+rd=1 p%40ss%2Fw%2Brd%3D1 p%40ss/w%2Brd%3D1 Basic {basic} /services/T1/B2/tokenXYZ123 "
+        "https://hooks.example.org/services/T1/B2/tokenXYZ123?sig=a%2Fb%2Bc a/b+c"
+    )
     scrubbed = secrets.scrub(text)
     for leaked in ("p@ss", "p%40ss", basic, "tokenXYZ123", "a/b+c", "a%2Fb"):
         assert leaked not in scrubbed, (leaked, scrubbed)

@@ -56,7 +56,9 @@ def test_a_first_install_over_ssh_runs_every_stage_and_says_why_the_canary_does_
     text = config.read_text()
     gray = text.index("  - stage: gray")
     text = text[:gray] + text[gray:].replace("checks: [health]", "checks: [health, canary]", 1)
-    text = text.replace("  prod:\n", "  prod:\n    metrics: {source: scrape, scrape_url: 'http://{address}:9/metrics'}\n")
+    text = text.replace(
+        "  prod:\n", "  prod:\n    metrics: {source: scrape, scrape_url: 'http://{address}:9/metrics'}\n"
+    )
     config.write_text(text)
     project.register("1.0.0")
     proc = project.cli("run", "1.0.0", "--json", check=True)
@@ -64,7 +66,9 @@ def test_a_first_install_over_ssh_runs_every_stage_and_says_why_the_canary_does_
     assert set(project.env_versions("prod").values()) == {"1.0.0"}
     events = json.loads(project.cli("history", "--json", check=True).stdout)["events"]
     why = [e for e in events if e["kind"] == "check.not_applicable"]
-    assert len(why) == 1 and why[0]["stage"] == "gray" and "no host of prod runs an earlier release" in why[0]["message"]
+    assert (
+        len(why) == 1 and why[0]["stage"] == "gray" and "no host of prod runs an earlier release" in why[0]["message"]
+    )
 
 
 def nothing_recorded(project, version: str = "1.0.0") -> None:
@@ -174,8 +178,12 @@ def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):
     gray = next(h for h in HOSTS["prod"] if project.current(h) == "1.1.0")
     rest = [h for h in stable_order("prod", prod) if h.name != gray]
     first_wave, second_wave = split_waves(rest, (50, 100))
-    victim = next(h for h in second_wave
-                  if not set(project.fleet.server_of(h.address).addresses) & {x.address for x in first_wave + [Host(gray, address_of(project, gray), "/")]})
+    victim = next(
+        h
+        for h in second_wave
+        if not set(project.fleet.server_of(h.address).addresses)
+        & {x.address for x in [*first_wave, Host(gray, address_of(project, gray), "/")]}
+    )
     server = project.fleet.server_of(victim.address)
 
     promotion = project.spawn("promote", "1.1.0", "--json")
@@ -184,7 +192,7 @@ def test_sshd_stopped_mid_stage_rolls_back_switched_hosts(ssh_project):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     project.fleet.stop(server)
-    out, err = promotion.communicate(timeout=120)
+    _out, err = promotion.communicate(timeout=120)
     assert promotion.returncode == 1, err
     assert victim.name in err and "unreachable" in err
     assert set(project.env_versions("prod").values()) == {"1.0.0"}
@@ -254,18 +262,34 @@ def test_pull_mode_hosts_fetch_the_artifact_and_check_it(ssh_project, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/app-1.0.0.tar.gz"
-        text = (project.dir / "environments.yaml").read_text().replace("    playbook: app\n", "    playbook: app\n    artifacts: pull\n")
+        text = (
+            (project.dir / "environments.yaml")
+            .read_text()
+            .replace("    playbook: app\n", "    playbook: app\n    artifacts: pull\n")
+        )
         (project.dir / "environments.yaml").write_text(text)
-        refused = project.cli("release", "create", "1.0.0", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), check=True)
+        refused = project.cli(
+            "release", "create", "1.0.0", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), check=True
+        )
         assert refused.returncode == 0
         assert project.cli("promote", "1.0.0").returncode == 2  # no URL: refused before anything moves
-        project.cli("release", "create", "1.0.1", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), "--url", url, check=True)
+        project.cli(
+            "release", "create", "1.0.1", "--artifact", str(artifacts / "app-1.0.0.tar.gz"), "--url", url, check=True
+        )
         project.cli("promote", "1.0.1", check=True)
         assert project.current("dev-1") == "1.0.1"
         # a URL serving other bytes fails the checksum on the host
         (artifacts / "other.tar.gz").write_bytes(b"not the artifact")
-        project.cli("release", "create", "1.0.2", "--artifact", str(artifacts / "app-1.0.0.tar.gz"),
-                    "--url", url.replace("app-1.0.0", "other"), check=True)
+        project.cli(
+            "release",
+            "create",
+            "1.0.2",
+            "--artifact",
+            str(artifacts / "app-1.0.0.tar.gz"),
+            "--url",
+            url.replace("app-1.0.0", "other"),
+            check=True,
+        )
         proc = project.cli("promote", "1.0.2")
         assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
         assert project.current("dev-1") == "1.0.1"
@@ -284,8 +308,13 @@ def _session(fleet, address: str, **options):
     from releaser.transport.ssh import SshTransport
 
     fleet.heal()
-    base = {"user": fleet.user, "port": fleet.port, "identity_file": str(fleet.identity),
-            "known_hosts": str(fleet.known_hosts), "config_file": "/dev/null"}
+    base = {
+        "user": fleet.user,
+        "port": fleet.port,
+        "identity_file": str(fleet.identity),
+        "known_hosts": str(fleet.known_hosts),
+        "config_file": "/dev/null",
+    }
     host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
     env = Environment("e", "ssh", "app", (host,))
     return SshTransport(env).connect(host)
@@ -310,8 +339,10 @@ def test_one_connection_serves_many_execs_and_uploads(ssh_fleet, tmp_path):
 
 def test_ssh_config_file_is_honoured(ssh_fleet, tmp_path):
     config = tmp_path / "ssh_config"
-    config.write_text(f"Host app-alias\n  HostName {ssh_fleet.addresses[1]}\n  Port {ssh_fleet.port}\n"
-                      f"  User {ssh_fleet.user}\n  IdentityFile {ssh_fleet.identity}\n")
+    config.write_text(
+        f"Host app-alias\n  HostName {ssh_fleet.addresses[1]}\n  Port {ssh_fleet.port}\n"
+        f"  User {ssh_fleet.user}\n  IdentityFile {ssh_fleet.identity}\n"
+    )
     session = _session(ssh_fleet, "app-alias", config_file=str(config), port=None, user=None, identity_file=None)
     try:
         assert session.run("echo via-alias", 10).stdout == "via-alias\n"
@@ -328,18 +359,23 @@ def test_bastion_is_used(ssh_fleet):
         session.close()
     # the same target through a bastion that does not answer cannot be reached: the jump is real
     with pytest.raises(ConnectionError, match="unreachable"):
-        _session(ssh_fleet, ssh_fleet.addresses[5], jump=f"{ssh_fleet.user}@127.0.0.250:{ssh_fleet.port}",
-                 connect_timeout=2)
+        _session(
+            ssh_fleet, ssh_fleet.addresses[5], jump=f"{ssh_fleet.user}@127.0.0.250:{ssh_fleet.port}", connect_timeout=2
+        )
 
 
 def test_hooks_listed_under_sudo_run_through_sudo(ssh_project):
     project = ssh_project
     playbook = project.dir / "playbooks" / "app.yaml"
-    playbook.write_text(playbook.read_text().replace(
-        "keep_releases: 3\n", "keep_releases: 3\nsudo: [restart]\n").replace(
-        '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n',
-        '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n'
-        '    echo "${SUDO_COMMAND:-none}" > "$RELEASER_ROOT/shared/sudo"\n'))
+    playbook.write_text(
+        playbook.read_text()
+        .replace("keep_releases: 3\n", "keep_releases: 3\nsudo: [restart]\n")
+        .replace(
+            '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n',
+            '    echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"\n'
+            '    echo "${SUDO_COMMAND:-none}" > "$RELEASER_ROOT/shared/sudo"\n',
+        )
+    )
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     assert "bash" in (project.dir / "hosts" / "dev-1" / "shared" / "sudo").read_text()

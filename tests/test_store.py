@@ -13,8 +13,8 @@ import pytest
 from releaser.errors import BusyError, NeedsHuman
 from releaser.journal import Journal
 from releaser.locks import EnvironmentLock
-from releaser.processes import is_stale
 from releaser.model import Deployment, Event, Lock, Release, ReleaseStatus, RunStatus
+from releaser.processes import is_stale
 from releaser.store import SCHEMA_VERSION, SqliteStore
 from releaser.store.postgresql import PostgresStore
 
@@ -37,7 +37,13 @@ def test_release_round_trip(store):
     store.add_release(rel)
     got = store.get_release("2.4.0")
     assert (got.version, got.sha256, got.size, got.notes, got.features, got.status) == (
-        "2.4.0", "ab" * 32, 1234, "notes <b>", ["batch-order", "search"], ReleaseStatus.REGISTERED)
+        "2.4.0",
+        "ab" * 32,
+        1234,
+        "notes <b>",
+        ["batch-order", "search"],
+        ReleaseStatus.REGISTERED,
+    )
     assert got.created_at.endswith("+00:00")
     store.set_release_status("2.4.0", ReleaseStatus.LIVE)
     assert store.get_release("2.4.0").status is ReleaseStatus.LIVE
@@ -74,10 +80,9 @@ def test_stage_runs_deployments_host_state_and_events(store):
 
 
 def test_transaction_rolls_back_everything(store):
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.append_event(Event(kind="k", message="lost"))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.append_event(Event(kind="k", message="lost"))
+        raise RuntimeError("boom")
     assert store.events() == []
 
 
@@ -141,16 +146,23 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store, tmp_path):
     with EnvironmentLock(store, journal, "prod", "promote 1.0"):
         held = store.get_lock("prod")
         assert held.command == "promote 1.0" and not is_stale(held)
-        with pytest.raises(BusyError, match="locked by"):
-            with EnvironmentLock(store, journal, "prod", "promote 2.0"):
-                pass
+        with pytest.raises(BusyError, match="locked by"), EnvironmentLock(store, journal, "prod", "promote 2.0"):
+            pass
         with EnvironmentLock(store, journal, "dev", "promote 1.0"):  # other environments are free
             pass
     assert store.get_lock("prod") is None
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lock = Lock("prod", "bob", int(dead.stdout), __import__("socket").gethostname(), "promote 0.9",
-                "2026-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00", "t")
+    lock = Lock(
+        "prod",
+        "bob",
+        int(dead.stdout),
+        __import__("socket").gethostname(),
+        "promote 0.9",
+        "2026-01-01T00:00:00+00:00",
+        "2999-01-01T00:00:00+00:00",
+        "t",
+    )
     store.acquire_lock(lock, lambda _: False)
     with EnvironmentLock(store, journal, "prod", "resume"):
         assert store.get_lock("prod").command == "resume"
@@ -167,8 +179,10 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
     for statement in _statements(MIGRATIONS[0]):
         conn.execute(statement)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    conn.execute("INSERT INTO releases(version, artifact, sha256, size, status, created_at)"
-                 " VALUES ('0.9', '/a', 'ff', 1, 'live', '2026-01-01T00:00:00+00:00')")
+    conn.execute(
+        "INSERT INTO releases(version, artifact, sha256, size, status, created_at)"
+        " VALUES ('0.9', '/a', 'ff', 1, 'live', '2026-01-01T00:00:00+00:00')"
+    )
     conn.commit()
     conn.close()
     store = SqliteStore(path)
@@ -183,21 +197,31 @@ def test_reports_outbox_and_samples(store):
     from releaser.model import Report, ReportState, Sample
 
     store.add_release(Release("1.0", "/a", "ff", 1))
-    first = store.schedule_report(Report("1.0", "prod", "2026-01-01T00:00:00+00:00", "2026-01-04T00:00:00+00:00",
-                                         ReportState.SCHEDULED, "<m1@x>"))
+    first = store.schedule_report(
+        Report("1.0", "prod", "2026-01-01T00:00:00+00:00", "2026-01-04T00:00:00+00:00", ReportState.SCHEDULED, "<m1@x>")
+    )
     assert first.state is ReportState.SCHEDULED and first.message_id == "<m1@x>"
     store.update_report("1.0", state=ReportState.SENT, sent_at="2026-01-04T00:01:00+00:00")
     # passing the last stage again does not schedule a report that went out
-    again = store.schedule_report(Report("1.0", "prod", "2026-02-01T00:00:00+00:00", "2026-02-04T00:00:00+00:00",
-                                         ReportState.SCHEDULED, "<m2@x>"))
+    again = store.schedule_report(
+        Report("1.0", "prod", "2026-02-01T00:00:00+00:00", "2026-02-04T00:00:00+00:00", ReportState.SCHEDULED, "<m2@x>")
+    )
     assert again.state is ReportState.SENT and again.due_at.startswith("2026-01-04") and again.message_id == "<m1@x>"
     with pytest.raises(ValueError):
         store.update_report("1.0", environment="test")
 
-    store.add_samples([Sample("prod", "a", 10.0, {"requests": 1.0}), Sample("prod", "b", 10.0, None),
-                       Sample("prod", "a", 20.0, {"requests": 5.0}), Sample("test", "a", 15.0, {})])
-    assert [(s.host, s.ts, s.values) for s in store.samples("prod", 0, 15)] == [("a", 10.0, {"requests": 1.0}),
-                                                                              ("b", 10.0, None)]
+    store.add_samples(
+        [
+            Sample("prod", "a", 10.0, {"requests": 1.0}),
+            Sample("prod", "b", 10.0, None),
+            Sample("prod", "a", 20.0, {"requests": 5.0}),
+            Sample("test", "a", 15.0, {}),
+        ]
+    )
+    assert [(s.host, s.ts, s.values) for s in store.samples("prod", 0, 15)] == [
+        ("a", 10.0, {"requests": 1.0}),
+        ("b", 10.0, None),
+    ]
     assert store.last_sample_ts("prod") == 20.0 and store.last_sample_ts("dev") is None
     assert store.prune_samples("prod", 15.0) == 2 and len(store.samples("prod", 0, 100)) == 1
 
@@ -307,7 +331,9 @@ def test_postgres_locked_refuses_writers_lets_readers_read_and_never_shows_the_p
 
     _on_postgres(project, postgres.database())
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text().replace("state: {backend: postgresql}", "state: {backend: postgresql, wait: 1s}"))
+    config.write_text(
+        config.read_text().replace("state: {backend: postgresql}", "state: {backend: postgresql, wait: 1s}")
+    )
     project.register("1.0.0")
     with psycopg.connect(project.state_url, autocommit=True) as holder:
         holder.execute("BEGIN")
@@ -321,8 +347,11 @@ def test_postgres_locked_refuses_writers_lets_readers_read_and_never_shows_the_p
     project.cli("promote", "1.0.0", check=True)
     assert project.current("dev-1") == "1.0.0"
 
-    for url, words in ((postgres.url("nosuchdb"), "nosuchdb"), (postgres.url("postgres", "wrong-Pw-123"), "password"),
-                       (f"postgresql://releaser:{PASSWORD}@127.0.0.1:1/x", "127.0.0.1:1/x")):
+    for url, words in (
+        (postgres.url("nosuchdb"), "nosuchdb"),
+        (postgres.url("postgres", "wrong-Pw-123"), "password"),
+        (f"postgresql://releaser:{PASSWORD}@127.0.0.1:1/x", "127.0.0.1:1/x"),
+    ):
         project.state_url = url
         proc = project.cli("promote", "1.0.0")
         assert proc.returncode == 4 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

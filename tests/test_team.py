@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import UTC
 
 import pytest
 
@@ -108,9 +109,12 @@ def _gated(project):
     """The restart hook waits at a gate file the test opens: a runner held mid-stage, on purpose."""
     gate = project.dir / "gate"
     playbook = project.dir / "playbooks" / "app.yaml"
-    playbook.write_text(playbook.read_text().replace(
-        '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
-        f'    while [ ! -e {gate} ]; do sleep 0.05; done\n'))
+    playbook.write_text(
+        playbook.read_text().replace(
+            '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
+            f"    while [ ! -e {gate} ]; do sleep 0.05; done\n",
+        )
+    )
     gate.touch()
     return gate
 
@@ -128,7 +132,8 @@ def test_approval_stops_the_stage_until_an_approver_decides_from_another_process
     assert asked.returncode == 5 and "awaiting approval" in asked.stderr and "lead or ops" in asked.stderr
     awaiting = team.status()["approvals"]
     assert [(a["release"], a["stage"], a["requested_by"], a["approvers"]) for a in awaiting] == [
-        ("1.0.0", "full", "ci", ["lead", "ops"])]
+        ("1.0.0", "full", "ci", ["lead", "ops"])
+    ]
     assert "awaiting approval: full of 1.0.0, asked by ci" in team.cli("status", check=True).stdout
     refused = team.cli("approve", "1.0.0", "--reason", "looks fine", actor="ci")
     assert refused.returncode == 3 and "approvers are lead, ops" in refused.stderr
@@ -207,7 +212,7 @@ def test_abort_from_another_runner_rolls_the_stage_back(team):
 
 
 def test_freeze_windows_once_and_weekly_across_zones_and_dst():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from releaser.freezes import frozen
     from releaser.model import Freeze
@@ -216,7 +221,7 @@ def test_freeze_windows_once_and_weekly_across_zones_and_dst():
     year_end = Freeze("year-end", "2026-12-20 00:00", "2027-01-04 08:00", False, "Asia/Shanghai")
 
     def at(text):
-        return datetime.fromisoformat(text).astimezone(timezone.utc)
+        return datetime.fromisoformat(text).astimezone(UTC)
 
     assert frozen((weekend,), "prod", at("2026-12-04T16:59:00+00:00")) is None  # Fri 17:59 in Berlin
     held = frozen((weekend,), "prod", at("2026-12-04T17:00:00+00:00"))  # Fri 18:00 in Berlin
@@ -237,9 +242,13 @@ def test_a_freeze_refuses_promotions_not_rollbacks_and_force_is_journaled(projec
     project.register("1.0.0")
     project.cli("run", "1.0.0", "--to", "test", check=True)
     config = project.dir / "environments.yaml"
-    config.write_text(config.read_text() + (
-        "freeze:\n  - name: year-end\n    from: 2020-12-20 00:00\n    until: 2099-01-04 08:00\n"
-        "    timezone: Asia/Shanghai\n    environments: [prod, test]\n"))
+    config.write_text(
+        config.read_text()
+        + (
+            "freeze:\n  - name: year-end\n    from: 2020-12-20 00:00\n    until: 2099-01-04 08:00\n"
+            "    timezone: Asia/Shanghai\n    environments: [prod, test]\n"
+        )
+    )
     project.register("1.1.0")
     refused = project.cli("promote", "1.0.0")
     assert refused.returncode == 3 and "prod is frozen: year-end" in refused.stderr, refused.stderr
@@ -249,21 +258,40 @@ def test_a_freeze_refuses_promotions_not_rollbacks_and_force_is_journaled(projec
     assert "frozen: prod: year-end" in project.cli("status", check=True).stdout
     project.cli("rollback", "dev", "--reason", "never frozen", check=True)  # the way back is always open
     project.cli("promote", "1.0.0", "--force", "--reason", "INC-7 hotfix, CAB approved", check=True, actor="ops")
-    override = [e for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
-                if e["kind"] == "freeze.overridden"]
+    override = [
+        e
+        for e in json.loads(project.cli("history", "--json", check=True).stdout)["events"]
+        if e["kind"] == "freeze.overridden"
+    ]
     assert len(override) == 1 and override[0]["data"]["by"] == "ops" and "INC-7" in override[0]["data"]["reason"]
 
 
-@pytest.mark.parametrize("text, key, words", [
-    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-19, timezone: UTC}\n", "freeze[0].until", "before it starts"),
-    ("freeze:\n  - {name: x, weekly: {from: Fri 18:00, until: Funday 08:00}, timezone: UTC}\n",
-     "freeze[0].weekly.until", "a day and a time"),
-    ("freeze:\n  - {name: x, from: 2026-12-20 00:00, until: 2026-12-21 00:00}\n", "freeze[0].timezone", "required"),
-    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: Mars/Olympus}\n", "freeze[0].timezone",
-     "unknown time zone"),
-    ("freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: UTC, environments: [staging]}\n",
-     "freeze[0].environments[0]", "unknown environment"),
-])
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        (
+            "freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-19, timezone: UTC}\n",
+            "freeze[0].until",
+            "before it starts",
+        ),
+        (
+            "freeze:\n  - {name: x, weekly: {from: Fri 18:00, until: Funday 08:00}, timezone: UTC}\n",
+            "freeze[0].weekly.until",
+            "a day and a time",
+        ),
+        ("freeze:\n  - {name: x, from: 2026-12-20 00:00, until: 2026-12-21 00:00}\n", "freeze[0].timezone", "required"),
+        (
+            "freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: Mars/Olympus}\n",
+            "freeze[0].timezone",
+            "unknown time zone",
+        ),
+        (
+            "freeze:\n  - {name: x, from: 2026-12-20, until: 2026-12-21, timezone: UTC, environments: [staging]}\n",
+            "freeze[0].environments[0]",
+            "unknown environment",
+        ),
+    ],
+)
 def test_bad_freezes_are_named_at_their_line(project, text, key, words):
     config = project.dir / "environments.yaml"
     config.write_text(config.read_text() + text)

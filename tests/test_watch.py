@@ -24,7 +24,11 @@ def test_watch_once_rolls_back_a_failure_inside_the_window(project):
     live(project, "1.0.0", "1.1.0")
     calm = project.cli("watch", "--once", "--json", check=True)
     windows = json.loads(calm.stdout)["windows"]
-    assert {(w["environment"], w["release"]) for w in windows} == {("dev", "1.1.0"), ("test", "1.1.0"), ("prod", "1.1.0")}
+    assert {(w["environment"], w["release"]) for w in windows} == {
+        ("dev", "1.1.0"),
+        ("test", "1.1.0"),
+        ("prod", "1.1.0"),
+    }
     assert next(w for w in windows if w["environment"] == "prod")["stage"] == "full"
     assert project.status()["windows"] == windows  # status shows the same armed windows
 
@@ -109,13 +113,18 @@ def test_a_window_whose_checks_cannot_see_says_so_once(project):
     reported blind, journaled once, and nothing is rolled back on no evidence."""
     live(project, "1.0.0")
     (project.dir / "healthchecks" / "blind.yaml").write_text(
-        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n")
+        "checks:\n  - name: errors\n    type: threshold\n    metric: demo_http_requests_total\n    max: 1\n"
+    )
     config = project.dir / "environments.yaml"
     text = config.read_text()
     full = text.index("  - stage: full")
     text = text[:full] + text[full:].replace("checks: [health]", "checks: [health, blind]", 1)
     prod = text.index("  prod:\n")
-    text = text[:prod] + "  prod:\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n" + text[prod + 8:]
+    text = (
+        text[:prod]
+        + "  prod:\n    metrics: {source: scrape, scrape_url: 'http://127.0.0.1:1/metrics'}\n"
+        + text[prod + 8 :]
+    )
     config.write_text(text)
     for _ in range(2):
         proc = project.cli("watch", "--once", "--json")

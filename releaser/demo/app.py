@@ -22,7 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
 )
 
 HEALTH_WINDOW = 40
@@ -41,7 +47,10 @@ class AppState:
         self.registry = CollectorRegistry()
         self.requests = Counter("demo_http_requests", "Requests served", ["path", "code"], registry=self.registry)
         self.latency_seconds = Histogram(
-            "demo_http_request_duration_seconds", "Request latency", ["path"], registry=self.registry,
+            "demo_http_request_duration_seconds",
+            "Request latency",
+            ["path"],
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.feature_use = Counter("demo_feature_used", "Feature usage", ["feature"], registry=self.registry)
@@ -70,7 +79,7 @@ class AppState:
 
 def make_handler(state: AppState):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 ok = state.healthy()
@@ -79,7 +88,9 @@ def make_handler(state: AppState):
                 self._reply(200, generate_latest(state.registry), CONTENT_TYPE_LATEST)
             elif path.startswith("/api/"):
                 code = state.serve(path)
-                self._reply(code, json.dumps({"version": state.version, "ok": code == 200}).encode(), "application/json")
+                self._reply(
+                    code, json.dumps({"version": state.version, "ok": code == 200}).encode(), "application/json"
+                )
             else:
                 self._reply(404, b"not found\n")
 
@@ -103,8 +114,11 @@ def main() -> None:
     parser.add_argument("--bind", default="127.0.0.1")
     args = parser.parse_args()
     build = args.root / "current"
-    behaviour = json.loads((build / "app.json").read_text()) if (build / "app.json").exists() else \
-        {"version": (build / "REVISION").read_text().strip() if (build / "REVISION").exists() else "unknown"}
+    behaviour = (
+        json.loads((build / "app.json").read_text())
+        if (build / "app.json").exists()
+        else {"version": (build / "REVISION").read_text().strip() if (build / "REVISION").exists() else "unknown"}
+    )
     server = ThreadingHTTPServer((args.bind, args.port), make_handler(AppState(behaviour)))
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

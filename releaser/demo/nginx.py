@@ -62,11 +62,13 @@ class SandboxNginx:
 
     def router_section(self, key: str = "{cookie: uid}", backend: str = "127.0.0.1:{PORT}") -> str:
         """The `router:` section of an environment driving this nginx (YAML, indented for it)."""
-        return (f"    router:                  # nginx in front of the environment: gray by users, drained switches\n"
-                f"      type: nginx\n      hosts: local\n      file: {self.route}\n"
-                f"      pid_file: {self.pid_file}\n      test: {self.command} -t -q\n"
-                f"      reload: {self.command} -s reload\n      key: {key}\n      backend: \"{backend}\"\n"
-                f"      drain_timeout: 10s\n")
+        return (
+            f"    router:                  # nginx in front of the environment: gray by users, drained switches\n"
+            f"      type: nginx\n      hosts: local\n      file: {self.route}\n"
+            f"      pid_file: {self.pid_file}\n      test: {self.command} -t -q\n"
+            f'      reload: {self.command} -s reload\n      key: {key}\n      backend: "{backend}"\n'
+            f"      drain_timeout: 10s\n"
+        )
 
     def start(self, first_route: str) -> SandboxNginx:
         """Start nginx with `first_route` as the file releaser owns (nginx needs one to start)."""

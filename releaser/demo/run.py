@@ -6,9 +6,9 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ..config import load_config
 from ..errors import StageFailed
@@ -18,11 +18,11 @@ from ..notify import open_journal
 from ..pipeline import Pipeline
 from ..releases import create_release
 from ..report.outbox import Outbox
+from ..router.nginx import NginxRouter, variable
+from ..router.route import Route
 from ..store import open_store
 from ..windows import close_window, open_windows
 from . import sandbox
-from ..router.nginx import NginxRouter, variable
-from ..router.route import Route
 from .nginx import SandboxNginx, nginx_binary
 from .traffic import USERS, Traffic
 
@@ -43,11 +43,16 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     if router is not None:
         prod = config.environments["prod"]
         router.start(NginxRouter(prod.router, prod).render(Route()))
-        say(f"  prod is behind nginx on 127.0.0.1:{router.port}: its gray goes to 10% of its {USERS} users (by a "
-            "cookie), every host is drained before its switch, a rollback routes users back first")
+        say(
+            f"  prod is behind nginx on 127.0.0.1:{router.port}: its gray goes to 10% of its {USERS} users (by a "
+            "cookie), every host is drained before its switch, a rollback routes users back first"
+        )
     else:
-        say("  nginx is not installed: prod's gray goes to 10% of its hosts, not of its users "
-            "(apt-get install nginx for gray by users)", "yellow")
+        say(
+            "  nginx is not installed: prod's gray goes to 10% of its hosts, not of its users "
+            "(apt-get install nginx for gray by users)",
+            "yellow",
+        )
     store = open_store(config)
     journal, notifier = open_journal(store, sink, config.project, config.webhooks)
     pipeline = Pipeline(config, store, journal, tick=tick)
@@ -55,8 +60,12 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     try:
         for version, spec in sandbox.RELEASES.items():
             create_release(
-                store, journal, version, directory / "artifacts" / f"demo-app-{version}.tar.gz",
-                spec["notes"], tuple(spec["features"]),
+                store,
+                journal,
+                version,
+                directory / "artifacts" / f"demo-app-{version}.tar.gz",
+                spec["notes"],
+                tuple(spec["features"]),
             )
         with Traffic(layout, routed={"prod": router.port} if router else None):
             chapters = (
@@ -125,7 +134,7 @@ def _effect_report(config, store, journal, say: Say) -> str:
     outbox = Outbox(config, store, journal)
     scheduled = store.get_report("1.1.0")
     say("\n== 1.1.0's effect report: the window before its rollout against the window after", "cyan")
-    time.sleep(max(0.0, (datetime.fromisoformat(scheduled.due_at) - datetime.now(timezone.utc)).total_seconds()))
+    time.sleep(max(0.0, (datetime.fromisoformat(scheduled.due_at) - datetime.now(UTC)).total_seconds()))
     outcome = next(o for o in outbox.send_due() if o.release == "1.1.0")
     document = json.loads(Path(outcome.path).with_name("report.json").read_text())
     for line in document["summary"]:

@@ -37,7 +37,11 @@ RELEASES = {
     "1.2.0": {
         "notes": "Refactors the order service (with a bug that only production's batch orders hit).",
         "features": ["batch-order"],
-        "app": {"latency_ms": 5, "failures": {"/api/orders/batch": 0.5}, "features": {"/api/orders/batch": "batch-order"}},
+        "app": {
+            "latency_ms": 5,
+            "failures": {"/api/orders/batch": 0.5},
+            "features": {"/api/orders/batch": "batch-order"},
+        },
     },
 }
 
@@ -156,7 +160,7 @@ def build(directory: Path, python: str, router: SandboxNginx | None = None) -> d
     environments = []
     for env, env_ports in layout.items():
         hosts = "\n".join(
-            f"      - {{name: {env}-{i}, vars: {{PORT: \"{port}\"}}}}" for i, port in enumerate(env_ports, 1)
+            f'      - {{name: {env}-{i}, vars: {{PORT: "{port}"}}}}' for i, port in enumerate(env_ports, 1)
         )
         metrics = METRICS if env == "prod" else ""
         section = ENVIRONMENT.format(name=env, python=json.dumps(python), hosts=hosts, metrics=metrics)
@@ -164,8 +168,9 @@ def build(directory: Path, python: str, router: SandboxNginx | None = None) -> d
             section += "\n" + router.router_section().rstrip("\n")
         environments.append(section)
     (directory / "environments.yaml").write_text(
-        CONFIG.format(hosts=sum(LAYOUT.values()), environments="\n".join(environments),
-                      users=USERS if router is not None else "")
+        CONFIG.format(
+            hosts=sum(LAYOUT.values()), environments="\n".join(environments), users=USERS if router is not None else ""
+        )
     )
     for kind, name in (("playbooks", "demo-app.yaml"), ("healthchecks", "demo.yaml")):
         (directory / kind).mkdir(exist_ok=True)
@@ -206,4 +211,3 @@ def stop_apps(directory: Path) -> int:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     return len(stopped)
-

@@ -21,8 +21,13 @@ class Traffic:
     environment in `routed` (its router's port) gets as many requests through the router, each
     from one of USERS users known by a `uid` cookie."""
 
-    def __init__(self, targets: dict[str, list[int]], rate: float = 10.0,
-                 paths: dict[str, tuple[tuple[str, float], ...]] | None = None, routed: dict[str, int] | None = None):
+    def __init__(
+        self,
+        targets: dict[str, list[int]],
+        rate: float = 10.0,
+        paths: dict[str, tuple[tuple[str, float], ...]] | None = None,
+        routed: dict[str, int] | None = None,
+    ):
         self.targets, self.rate, self.routed = targets, rate, routed or {}
         self.paths = {env: PROD_PATHS if env == "prod" else OTHER_PATHS for env in targets} | (paths or {})
         self._stop = threading.Event()

@@ -9,8 +9,13 @@ from importlib import import_module
 
 from .base import Check, CheckResult, CheckTarget, Verdict
 
-CHECK_TYPES = {"http": "HttpCheck", "command": "CommandCheck", "threshold": "ThresholdCheck", "canary": "CanaryCheck",
-               "alertmanager": "AlertmanagerCheck"}
+CHECK_TYPES = {
+    "http": "HttpCheck",
+    "command": "CommandCheck",
+    "threshold": "ThresholdCheck",
+    "canary": "CanaryCheck",
+    "alertmanager": "AlertmanagerCheck",
+}
 
 
 def check_class(check_type: str) -> type[Check]:

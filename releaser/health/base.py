@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class Verdict(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     NOT_APPLICABLE = "not applicable"
@@ -41,10 +41,20 @@ class CheckResult(Record):
     advice: str = ""  # inconclusive: the settings that would let it decide sooner
 
     def to_dict(self) -> dict:
-        return {"check": self.check, "verdict": str(self.verdict), "summary": self.summary, "hosts": self.hosts,
-                **({"blind": True} if self.blind else {}),
-                **({} if self.needs is None else {"undecidable": True} if math.isinf(self.needs)
-                   else {"needs_seconds": round(self.needs)})}
+        return {
+            "check": self.check,
+            "verdict": str(self.verdict),
+            "summary": self.summary,
+            "hosts": self.hosts,
+            **({"blind": True} if self.blind else {}),
+            **(
+                {}
+                if self.needs is None
+                else {"undecidable": True}
+                if math.isinf(self.needs)
+                else {"needs_seconds": round(self.needs)}
+            ),
+        }
 
 
 class CheckTarget(Record, frozen=True):
@@ -61,13 +71,21 @@ class CheckTarget(Record, frozen=True):
     bake_left: float | None = None  # seconds until the stage's bake ends (None outside a bake)
 
     @classmethod
-    def of(cls, environment: Environment, release: str, cohort, running: dict[str, str | None],
-           fleet: Fleet | None, metrics: MetricSource | None) -> CheckTarget:
+    def of(
+        cls,
+        environment: Environment,
+        release: str,
+        cohort,
+        running: dict[str, str | None],
+        fleet: Fleet | None,
+        metrics: MetricSource | None,
+    ) -> CheckTarget:
         """The cohort given; as its baseline, the other hosts that run some other release
         (`running`: what each host runs; hosts running nothing serve no one)."""
         names = {h.name for h in cohort}
-        baseline = tuple(h for h in environment.hosts
-                         if h.name not in names and running.get(h.name) not in (None, release))
+        baseline = tuple(
+            h for h in environment.hosts if h.name not in names and running.get(h.name) not in (None, release)
+        )
         return cls(environment, release, tuple(cohort), baseline, fleet, metrics)
 
     def scope(self, name: str) -> tuple[Host, ...]:

@@ -36,9 +36,18 @@ DEFAULT_BOUNDS = {"errors": Bound(1.5, 0.04), "latency": Bound(2.0, 0.02)}
 class CanaryCheck(Check):
     type = "canary"
 
-    def __init__(self, name: str, requests: Selector, errors: Selector | None = None, latency: str | None = None,
-                 alpha: float = 0.01, tolerance: float = 1.2, min_requests: int = 100, failure_threshold: int = 1,
-                 bounds: dict[str, Bound] | None = None):
+    def __init__(
+        self,
+        name: str,
+        requests: Selector,
+        errors: Selector | None = None,
+        latency: str | None = None,
+        alpha: float = 0.01,
+        tolerance: float = 1.2,
+        min_requests: int = 100,
+        failure_threshold: int = 1,
+        bounds: dict[str, Bound] | None = None,
+    ):
         super().__init__(name, failure_threshold)
         self.requests, self.errors, self.latency = requests, errors, latency
         self.alpha, self.tolerance, self.min_requests = alpha, tolerance, min_requests
@@ -76,9 +85,11 @@ class CanaryCheck(Check):
         if not target.cohort:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no host runs the release yet")
         if not target.baseline:
-            return CheckResult(self.name, Verdict.NOT_APPLICABLE,
-                               f"no host of {target.environment.name} runs an earlier release to compare with "
-                               "(a first install)")
+            return CheckResult(
+                self.name,
+                Verdict.NOT_APPLICABLE,
+                f"no host of {target.environment.name} runs an earlier release to compare with (a first install)",
+            )
         selectors = {"requests": self.requests, **({"errors": self.errors} if self.errors else {})}
         hosts = list(target.cohort + target.baseline)
         try:
@@ -105,25 +116,41 @@ class CanaryCheck(Check):
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "NODATA: no latency histogram yet")
         elapsed = max(time.time() - started, 0.0)
         shown = memory.setdefault("shown", [])
-        judgements = [self._judge(kind, c, len(comparisons), elapsed, target.bake_left, shown)
-                      for kind, c in comparisons]
+        judgements = [
+            self._judge(kind, c, len(comparisons), elapsed, target.bake_left, shown) for kind, c in comparisons
+        ]
         summary = "; ".join(j.explanation for j in judgements)
         decisions = {j.decision for j in judgements}
         if "fail" in decisions:
             return CheckResult(self.name, Verdict.FAIL, summary)
         if decisions == {"pass"}:
             return CheckResult(self.name, Verdict.PASS, summary)
-        undecided = [(kind, c, j) for (kind, c), j in zip(comparisons, judgements) if j.decision != "pass"]
-        return CheckResult(self.name, Verdict.INCONCLUSIVE, summary,
-                           needs=None if first_look else self._needs(undecided, elapsed),
-                           advice=self._advice({kind for kind, _c, _j in undecided}))
+        undecided = [
+            (kind, c, j) for (kind, c), j in zip(comparisons, judgements, strict=False) if j.decision != "pass"
+        ]
+        return CheckResult(
+            self.name,
+            Verdict.INCONCLUSIVE,
+            summary,
+            needs=None if first_look else self._needs(undecided, elapsed),
+            advice=self._advice({kind for kind, _c, _j in undecided}),
+        )
 
-    def _judge(self, kind: str, comparison: Comparison, metrics: int, elapsed: float, left: float | None,
-               shown: list) -> Judgement:
+    def _judge(
+        self, kind: str, comparison: Comparison, metrics: int, elapsed: float, left: float | None, shown: list
+    ) -> Judgement:
         """Judge one metric; a pass once shown stays shown (the evidence is valid at any
         look), while a regression is still looked for at every look."""
-        verdict = judge(comparison, self.alpha / metrics, self.alpha, self.tolerance, self.bounds[kind],
-                        self.min_requests, elapsed, left)
+        verdict = judge(
+            comparison,
+            self.alpha / metrics,
+            self.alpha,
+            self.tolerance,
+            self.bounds[kind],
+            self.min_requests,
+            elapsed,
+            left,
+        )
         if verdict.decision == "pass" and kind not in shown:
             shown.append(kind)
         elif verdict.decision in ("inconclusive", "nodata") and kind in shown:
@@ -139,8 +166,11 @@ class CanaryCheck(Check):
         longest = 0.0
         for _kind, c, j in undecided:
             if j.decision == "nodata":
-                short = [(served, self.min_requests - served) for served in (c.cohort_requests, c.baseline_requests)
-                         if served < self.min_requests]
+                short = [
+                    (served, self.min_requests - served)
+                    for served in (c.cohort_requests, c.baseline_requests)
+                    if served < self.min_requests
+                ]
                 needed = max(missing / (served / elapsed) if served > 0 else math.inf for served, missing in short)
             elif j.more_requests is None:
                 needed = math.inf
@@ -152,8 +182,10 @@ class CanaryCheck(Check):
     def _advice(self, kinds: set[str]) -> str:
         """The settings that would let this check decide sooner, in words."""
         margins = ", ".join(f"`bound.{kind}.margin` (now {self.bounds[kind].margin:.1%})" for kind in sorted(kinds))
-        return (f"a longer bake (`bake: {{max: ...}}` on the stage), a larger `cohort` (more traffic), a wider "
-                f"{margins}, or a lower `min_requests` (now {self.min_requests}) on the check {self.name}")
+        return (
+            f"a longer bake (`bake: {{max: ...}}` on the stage), a larger `cohort` (more traffic), a wider "
+            f"{margins}, or a lower `min_requests` (now {self.min_requests}) on the check {self.name}"
+        )
 
 
 def _read_bounds(fields: Fields) -> dict[str, Bound]:
@@ -214,4 +246,6 @@ def _compare(metric: str, served: dict[str, dict], cohort: set[str], events: str
 
     mine = [h for h in served if h in cohort]
     theirs = [h for h in served if h not in cohort]
-    return Comparison(metric, total(mine, "requests"), total(mine, events), total(theirs, "requests"), total(theirs, events))
+    return Comparison(
+        metric, total(mine, "requests"), total(mine, events), total(theirs, "requests"), total(theirs, events)
+    )

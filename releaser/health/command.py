@@ -33,17 +33,25 @@ class CommandCheck(Check):
         if not target.cohort or target.fleet is None:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, "no hosts to run on")
         results = target.fleet.run(
-            "check", target.cohort,
+            "check",
+            target.cohort,
             lambda h: check_script(h, target.release, render_template(self.command, h, shlex.quote)),
-            timeout=self.timeout, quiet=True,
+            timeout=self.timeout,
+            quiet=True,
         )
         unreachable = {name: r.error for name, r in results.items() if r.exit_code is None}
         failing = {name: r.why() for name, r in results.items() if not r.ok and r.exit_code is not None}
         if failing:
             summary = f"{len(failing)}/{len(results)} hosts failed: " + "; ".join(
-                f"{host}: {why}" for host, why in sorted(failing.items())[:5])
+                f"{host}: {why}" for host, why in sorted(failing.items())[:5]
+            )
             return CheckResult(self.name, Verdict.FAIL, summary, failing)
         if unreachable:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"{len(unreachable)} hosts unreachable", unreachable,
-                               blind=len(unreachable) == len(results))
+            return CheckResult(
+                self.name,
+                Verdict.INCONCLUSIVE,
+                f"{len(unreachable)} hosts unreachable",
+                unreachable,
+                blind=len(unreachable) == len(results),
+            )
         return CheckResult(self.name, Verdict.PASS, f"{len(results)} hosts passed")

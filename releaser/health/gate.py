@@ -8,7 +8,6 @@ daemon) decides exactly as one long-lived process would.
 
 from __future__ import annotations
 
-
 from ..record import Record
 from .base import Check, CheckResult, CheckTarget, Verdict
 
@@ -48,9 +47,12 @@ class Gate:
                     results.append(result)
                     verdict = Verdict.FAIL
                     continue
-                result = CheckResult(check.name, Verdict.INCONCLUSIVE,
-                                     f"failing {state['streak']} of {check.failure_threshold} looks in a row: "
-                                     f"{result.summary}", result.hosts)
+                result = CheckResult(
+                    check.name,
+                    Verdict.INCONCLUSIVE,
+                    f"failing {state['streak']} of {check.failure_threshold} looks in a row: {result.summary}",
+                    result.hosts,
+                )
             else:
                 state["streak"] = 0
             results.append(result)

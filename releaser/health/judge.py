@@ -97,7 +97,8 @@ def too_rare(cohort_requests, baseline_events, baseline_requests, stretch=1.0):
     import numpy as np
 
     cohort_requests, baseline_events, baseline_requests, stretch = _arrays(
-        cohort_requests, baseline_events, baseline_requests, stretch)
+        cohort_requests, baseline_events, baseline_requests, stretch
+    )
     return cohort_requests * stretch * baseline_events / np.maximum(baseline_requests, 1.0) < RARE
 
 
@@ -130,8 +131,13 @@ class Comparison(Record):
         return self.baseline_events / self.baseline_requests if self.baseline_requests else float("nan")
 
     def scaled(self, factor: float) -> Comparison:
-        return Comparison(self.metric, *(factor * v for v in (self.cohort_requests, self.cohort_events,
-                                                                self.baseline_requests, self.baseline_events)))
+        return Comparison(
+            self.metric,
+            *(
+                factor * v
+                for v in (self.cohort_requests, self.cohort_events, self.baseline_requests, self.baseline_events)
+            ),
+        )
 
 
 class Judgement(Record):
@@ -157,53 +163,96 @@ class Evidence(Record, frozen=True):
         pi = c.cohort_requests / (c.cohort_requests + c.baseline_requests)
         events = c.cohort_events + c.baseline_events
         rare = bool(too_rare(c.cohort_requests, c.baseline_events, c.baseline_requests, stretch))
-        below = float(evidence_below(c.cohort_events, c.cohort_requests, bound.margin)) if bound.margin and rare \
+        below = (
+            float(evidence_below(c.cohort_events, c.cohort_requests, bound.margin))
+            if bound.margin and rare
             else -math.inf
-        return cls(float(evidence_of_regression(c.cohort_events, events, pi, tolerance)),
-                   float(evidence_within(c.cohort_events, events, pi, bound.ratio)), below)
+        )
+        return cls(
+            float(evidence_of_regression(c.cohort_events, events, pi, tolerance)),
+            float(evidence_within(c.cohort_events, events, pi, bound.ratio)),
+            below,
+        )
 
 
-def judge(c: Comparison, alpha_fail: float, alpha_pass: float, tolerance: float = 1.2, bound: Bound = Bound(),
-          min_requests: float = 100, elapsed: float | None = None, left: float | None = None) -> Judgement:
+def judge(
+    c: Comparison,
+    alpha_fail: float,
+    alpha_pass: float,
+    tolerance: float = 1.2,
+    bound: Bound = Bound(),
+    min_requests: float = 100,
+    elapsed: float | None = None,
+    left: float | None = None,
+) -> Judgement:
     """Decide one metric and explain it in words. `elapsed`: seconds the counts took, to say
     how long the rest may take; `left`: seconds the bake has left (None: no bake ends)."""
-    counts = (f"cohort {_ratio(c.cohort_events, c.cohort_requests)} vs baseline "
-              f"{_ratio(c.baseline_events, c.baseline_requests)}")
-    short = [f"the {side} served {served:,.0f} requests" for side, served in
-             (("cohort", c.cohort_requests), ("baseline", c.baseline_requests)) if served < min_requests]
+    counts = (
+        f"cohort {_ratio(c.cohort_events, c.cohort_requests)} vs baseline "
+        f"{_ratio(c.baseline_events, c.baseline_requests)}"
+    )
+    short = [
+        f"the {side} served {served:,.0f} requests"
+        for side, served in (("cohort", c.cohort_requests), ("baseline", c.baseline_requests))
+        if served < min_requests
+    ]
     if short:
-        return Judgement(c.metric, "nodata", math.nan,
-                         f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)")
+        return Judgement(
+            c.metric,
+            "nodata",
+            math.nan,
+            f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)",
+        )
     effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (math.inf if c.cohort_events else 1.0)
-    relative = "" if not (c.cohort_events or c.baseline_events) else (
-        ", events only in the cohort" if math.isinf(effect) else f", x{effect:.2f}")
+    relative = (
+        ""
+        if not (c.cohort_events or c.baseline_events)
+        else (", events only in the cohort" if math.isinf(effect) else f", x{effect:.2f}")
+    )
     head = f"{c.metric}: {counts}{relative}"
     fail_at, pass_at = math.log(1 / alpha_fail), math.log((2 if bound.margin else 1) / alpha_pass)
     stretch = (elapsed + left) / elapsed if elapsed and left is not None else 1.0
     evidence = Evidence.of(c, tolerance, bound, stretch)
     if evidence.regression >= fail_at:
-        return Judgement(c.metric, "fail", effect, f"{head}: worse than x{tolerance:g} the baseline, shown with "
-                         f"evidence {_lr(evidence.regression)} >= {_lr(fail_at)} => regression")
+        return Judgement(
+            c.metric,
+            "fail",
+            effect,
+            f"{head}: worse than x{tolerance:g} the baseline, shown with "
+            f"evidence {_lr(evidence.regression)} >= {_lr(fail_at)} => regression",
+        )
     if max(evidence.within, evidence.below) >= pass_at:
-        shown_by = (f"below x{bound.ratio:g} the baseline" if evidence.within >= pass_at
-                    else f"below {bound.margin:.2%} of requests")
-        return Judgement(c.metric, "pass", effect, f"{head}: {shown_by}, shown with evidence "
-                         f"{_lr(max(evidence.within, evidence.below))} >= {_lr(pass_at)} => no regression")
+        shown_by = (
+            f"below x{bound.ratio:g} the baseline"
+            if evidence.within >= pass_at
+            else f"below {bound.margin:.2%} of requests"
+        )
+        return Judgement(
+            c.metric,
+            "pass",
+            effect,
+            f"{head}: {shown_by}, shown with evidence "
+            f"{_lr(max(evidence.within, evidence.below))} >= {_lr(pass_at)} => no regression",
+        )
     more, outcome = _more_requests(c, tolerance, bound, fail_at, pass_at)
     if more is None:
-        need = (f"at these rates no amount of traffic decides between worse than x{tolerance:g} "
-                f"and no worse than {bound.words()}")
+        need = (
+            f"at these rates no amount of traffic decides between worse than x{tolerance:g} "
+            f"and no worse than {bound.words()}"
+        )
         if not (c.cohort_events or c.baseline_events) and not bound.margin:
             need += " (no events on either side: only a margin can show it no worse; set the bound's `margin`)"
     else:
         need = f"about {more:,.0f} more cohort requests" + (
-            f" (~{span(max(1.0, more / c.cohort_requests * elapsed))} at the current rate)" if elapsed else "")
+            f" (~{span(max(1.0, more / c.cohort_requests * elapsed))} at the current rate)" if elapsed else ""
+        )
         need += f" would {outcome} if the rates stay as they are"
     return Judgement(c.metric, "inconclusive", effect, f"{head}: not decided yet; {need}", more)
 
 
-def _more_requests(c: Comparison, tolerance: float, bound: Bound, fail_at: float,
-                   pass_at: float) -> tuple[float | None, str]:
+def _more_requests(
+    c: Comparison, tolerance: float, bound: Bound, fail_at: float, pass_at: float
+) -> tuple[float | None, str]:
     """How many more cohort requests, at the current rates, until a decision, and which; None
     when more than a thousand times what was seen."""
 
@@ -232,5 +281,3 @@ def _ratio(events: float, requests: float) -> str:
 
 def _lr(log_value: float) -> str:
     return f"{math.exp(min(709.0, log_value)):.3g}"
-
-

@@ -19,9 +19,9 @@ import math
 import time
 from string import Template
 
+from ..metrics import MetricsUnavailable, Selector, counter_increase, promql_regex, read_selector
 from ..model import Environment
 from ..schema import Fields
-from ..metrics import MetricsUnavailable, Selector, counter_increase, promql_regex, read_selector
 from .base import Check, CheckResult, CheckTarget, Verdict
 
 SCOPES = ("cohort", "baseline", "environment")
@@ -30,10 +30,19 @@ SCOPES = ("cohort", "baseline", "environment")
 class ThresholdCheck(Check):
     type = "threshold"
 
-    def __init__(self, name: str, query: str | None = None, metric: Selector | None = None,
-                 per: Selector | None = None, scope: str = "cohort", maximum: float | None = None,
-                 minimum: float | None = None, hold_for: float = 0.0, failure_threshold: int = 1,
-                 alpha: float = 0.01):
+    def __init__(
+        self,
+        name: str,
+        query: str | None = None,
+        metric: Selector | None = None,
+        per: Selector | None = None,
+        scope: str = "cohort",
+        maximum: float | None = None,
+        minimum: float | None = None,
+        hold_for: float = 0.0,
+        failure_threshold: int = 1,
+        alpha: float = 0.01,
+    ):
         super().__init__(name, failure_threshold)
         self.query, self.metric, self.per, self.scope_name = query, metric, per, scope
         self.maximum, self.minimum, self.hold_for, self.alpha = maximum, minimum, hold_for, alpha
@@ -41,10 +50,16 @@ class ThresholdCheck(Check):
     @classmethod
     def from_fields(cls, name: str, fields: Fields) -> ThresholdCheck:
         check = cls(
-            name, query=fields.str("query", multiline=True), metric=read_selector(fields, "metric"), per=read_selector(fields, "per"),
+            name,
+            query=fields.str("query", multiline=True),
+            metric=read_selector(fields, "metric"),
+            per=read_selector(fields, "per"),
             scope=fields.str("scope", "cohort", choices=SCOPES) or "cohort",
-            maximum=fields.number("max"), minimum=fields.number("min"), hold_for=fields.duration("for", 0.0),
-            failure_threshold=fields.int("failure_threshold", 1, minimum=1), alpha=fields.number("alpha", 0.01),
+            maximum=fields.number("max"),
+            minimum=fields.number("min"),
+            hold_for=fields.duration("for", 0.0),
+            failure_threshold=fields.int("failure_threshold", 1, minimum=1),
+            alpha=fields.number("alpha", 0.01),
         )
         if not 0 < check.alpha < 1:
             fields.problem("alpha", f"must be between 0 and 1, got {check.alpha}")
@@ -76,7 +91,9 @@ class ThresholdCheck(Check):
             return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data: {exc}", blind=True)
         values = [v for v in values if not math.isnan(v)]
         if not values:
-            return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data for the {self.scope_name} (no samples or no traffic)")
+            return CheckResult(
+                self.name, Verdict.INCONCLUSIVE, f"no data for the {self.scope_name} (no samples or no traffic)"
+            )
         result = self._judge(values, memory)
         if result.verdict is Verdict.PASS and "counted" in memory:
             return self._shown(result, *memory["counted"])
@@ -92,18 +109,28 @@ class ThresholdCheck(Check):
             return result
 
         def shown(scale: float) -> bool:
-            below = self.maximum is None or not 0 < self.maximum < 1 or \
-                evidence_below(events * scale, requests * scale, self.maximum) >= math.log(1 / self.alpha)
-            above = self.minimum is None or not 0 < self.minimum < 1 or \
-                evidence_below((requests - events) * scale, requests * scale, 1 - self.minimum) >= math.log(1 / self.alpha)
+            below = (
+                self.maximum is None
+                or not 0 < self.maximum < 1
+                or evidence_below(events * scale, requests * scale, self.maximum) >= math.log(1 / self.alpha)
+            )
+            above = (
+                self.minimum is None
+                or not 0 < self.minimum < 1
+                or evidence_below((requests - events) * scale, requests * scale, 1 - self.minimum)
+                >= math.log(1 / self.alpha)
+            )
             return bool(below and above)
 
         if shown(1.0):
             return CheckResult(self.name, Verdict.PASS, f"{result.summary}, shown on {requests:,.0f} counted")
         scale = next((k for k in (1.5, 2, 3, 5, 10, 30, 100) if shown(k)), None)
         need = f"about {requests * (scale - 1):,.0f} more at this ratio" if scale else "much more at this ratio"
-        return CheckResult(self.name, Verdict.INCONCLUSIVE,
-                           f"{result.summary} at this look, not yet shown on {requests:,.0f} counted: {need}")
+        return CheckResult(
+            self.name,
+            Verdict.INCONCLUSIVE,
+            f"{result.summary} at this look, not yet shown on {requests:,.0f} counted: {need}",
+        )
 
     def _judge(self, values: list[float], memory: dict) -> CheckResult:
         """Every series must lie within the bounds: the largest against `max`, the smallest against `min`."""
@@ -127,8 +154,10 @@ class ThresholdCheck(Check):
 
     def _promql(self, target: CheckTarget, hosts) -> list[float]:
         expr = Template(self.query).safe_substitute(
-            instances=target.metrics.instances(list(hosts)), hosts="|".join(promql_regex(h.name) for h in hosts),
-            environment=target.environment.name, release=target.release,
+            instances=target.metrics.instances(list(hosts)),
+            hosts="|".join(promql_regex(h.name) for h in hosts),
+            environment=target.environment.name,
+            release=target.release,
         )
         return [s.value for s in target.metrics.query(expr)]
 

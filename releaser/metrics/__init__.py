@@ -48,8 +48,9 @@ class MetricSource(ABC):
         self.spec = spec
 
     @abstractmethod
-    def readings(self, hosts: list[Host], selectors: dict[str, Selector],
-                 histogram: str | None = None) -> dict[str, Reading]:
+    def readings(
+        self, hosts: list[Host], selectors: dict[str, Selector], histogram: str | None = None
+    ) -> dict[str, Reading]:
         """Per host name, the counters named by `selectors` and the histogram `histogram`
         (its `_bucket` series); MetricsUnavailable when the source cannot answer."""
 
@@ -76,5 +77,16 @@ def source_for(spec: MetricsSpec | None) -> MetricSource | None:
     return ScrapeSource(spec)
 
 
-__all__ = ["Histogram", "MetricSource", "MetricsUnavailable", "RangeSeries", "Reading", "Selector", "Series",
-           "counter_increase", "promql_regex", "read_selector", "source_for"]
+__all__ = [
+    "Histogram",
+    "MetricSource",
+    "MetricsUnavailable",
+    "RangeSeries",
+    "Reading",
+    "Selector",
+    "Series",
+    "counter_increase",
+    "promql_regex",
+    "read_selector",
+    "source_for",
+]

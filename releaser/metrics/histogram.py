@@ -23,7 +23,7 @@ class Histogram:
         self.buckets[bound] = self.buckets.get(bound, 0.0) + count
 
     def merge(self, other: Histogram | None) -> None:
-        for bound, count in (other.buckets.items() if other else ()):
+        for bound, count in other.buckets.items() if other else ():
             self.add(bound, count)
 
     @property
@@ -71,5 +71,5 @@ class Histogram:
         histogram = cls()
         for key, value in counters.items():
             if key.startswith(PREFIX):
-                histogram.add(float(key[len(PREFIX):]), value)
+                histogram.add(float(key[len(PREFIX) :]), value)
         return histogram

@@ -37,8 +37,9 @@ class PrometheusSource(MetricSource):
             raise MetricsUnavailable(f"expected a range vector, got {data.get('resultType')}")
         return [RangeSeries(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
-    def readings(self, hosts: list[Host], selectors: dict[str, Selector],
-                 histogram: str | None = None) -> dict[str, Reading]:
+    def readings(
+        self, hosts: list[Host], selectors: dict[str, Selector], histogram: str | None = None
+    ) -> dict[str, Reading]:
         by_instance = {render_template(self.spec.instance, h): h.name for h in hosts}
         pattern = self.instances(hosts)
         result = {h.name: Reading() for h in hosts}
@@ -63,8 +64,12 @@ class PrometheusSource(MetricSource):
         except (_Transient, requests.RequestException) as exc:
             raise MetricsUnavailable(f"prometheus at {self.spec.url} did not answer: {exc}") from None
 
-    @retry(retry=retry_if_exception_type((_Transient, requests.ConnectionError, requests.Timeout)),
-           stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.2, max=2), reraise=True)
+    @retry(
+        retry=retry_if_exception_type((_Transient, requests.ConnectionError, requests.Timeout)),
+        stop=stop_after_attempt(3),
+        wait=wait_random_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
     def _get_retrying(self, path: str, params: dict) -> dict:
         response = self.session.get(self.spec.url.rstrip("/") + path, params=params, timeout=self.spec.timeout)
         if response.status_code >= 500:

@@ -24,8 +24,9 @@ class ScrapeSource(MetricSource):
             raise MetricsUnavailable(f"{host.name}: {url}: {type(exc).__name__}") from None
         return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
-    def readings(self, hosts: list[Host], selectors: dict[str, Selector],
-                 histogram: str | None = None) -> dict[str, Reading]:
+    def readings(
+        self, hosts: list[Host], selectors: dict[str, Selector], histogram: str | None = None
+    ) -> dict[str, Reading]:
         """From one read of each host's /metrics; MetricsUnavailable if any host cannot be read."""
         result = {}
         for host, samples in self.scrape_all(hosts).items():
@@ -39,7 +40,9 @@ class ScrapeSource(MetricSource):
         outcomes = fan_out(hosts, self.scrape, parallel=16)
         missing = [str(o.error) for o in outcomes if o.error is not None]
         if missing:
-            raise MetricsUnavailable(f"{len(missing)} of {len(outcomes)} hosts did not answer: " + "; ".join(missing[:3]))
+            raise MetricsUnavailable(
+                f"{len(missing)} of {len(outcomes)} hosts did not answer: " + "; ".join(missing[:3])
+            )
         return {o.item.name: o.value for o in outcomes}
 
 

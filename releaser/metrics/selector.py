@@ -26,7 +26,7 @@ class Selector(Record, frozen=True):
     def parse(cls, text: str) -> Selector:
         match = _SELECTOR.match(text or "")
         if not match or not (match.group(1) or match.group(2)):
-            raise ValueError(f"expected a metric selector like name{{label=\"value\"}}, got {shown(text)}")
+            raise ValueError(f'expected a metric selector like name{{label="value"}}, got {shown(text)}')
         body, matchers, pos = match.group(2) or "", [], 0
         while pos < len(body.rstrip()):
             item = _MATCHER.match(body, pos)
@@ -46,8 +46,12 @@ class Selector(Record, frozen=True):
         """Whether a label set passes every matcher (a missing label reads as "", as in PromQL)."""
         for label, op, wanted in self.matchers:
             value = values.get(label, "")
-            ok = {"=": value == wanted, "!=": value != wanted,
-                  "=~": re.fullmatch(wanted, value) is not None, "!~": re.fullmatch(wanted, value) is None}[op]
+            ok = {
+                "=": value == wanted,
+                "!=": value != wanted,
+                "=~": re.fullmatch(wanted, value) is not None,
+                "!~": re.fullmatch(wanted, value) is None,
+            }[op]
             if not ok:
                 return False
         return True
@@ -77,7 +81,7 @@ def read_selector(fields: Fields, key: str, required: bool = False, named: bool 
         fields.problem(key, f"expected a metric name before the label matchers, got {shown(text)}")
         return None
     if not named and selector.name:
-        fields.problem(key, f"expected label matchers alone, such as {{service=\"shop\"}}, got {shown(text)}")
+        fields.problem(key, f'expected label matchers alone, such as {{service="shop"}}, got {shown(text)}')
         return None
     return selector
 

@@ -69,11 +69,15 @@ def _averages(report: dict, key: str, feature: bool, scale: float) -> dict[str, 
     """Each window's value as the table shows it, in the chart's unit (volumes per second)."""
     if feature:
         item = next(f for f in report["features"] if f["name"] == key)
-        return {side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
-                for side in ("before", "after")}
+        return {
+            side: item[f"{side}_total"] / item[f"{side}_seconds"] if item[f"{side}_seconds"] else None
+            for side in ("before", "after")
+        }
     item = next(m for m in report["metrics"] if m["key"] == key)
-    return {side: None if item[side] is None or item.get(f"{side}_bound") else item[side] * scale
-            for side in ("before", "after")}
+    return {
+        side: None if item[side] is None or item.get(f"{side}_bound") else item[side] * scale
+        for side in ("before", "after")
+    }
 
 
 def _bounds(report: dict, key: str, scale: float) -> dict[str, float]:
@@ -81,8 +85,13 @@ def _bounds(report: dict, key: str, scale: float) -> dict[str, float]:
     highest bound some step or window is under, the lowest one some is over."""
     item: dict = next((m for m in report["metrics"] if m["key"] == key), {})
     found = [(item[f"{side}_bound"], item[side]) for side in ("before", "after") if item.get(f"{side}_bound")]
-    found += [(kind, point[key]) for name in ("before", "after") for point in report["series"][name]
-              for kind in [point.get("bounds", {}).get(key)] if kind]
+    found += [
+        (kind, point[key])
+        for name in ("before", "after")
+        for point in report["series"][name]
+        for kind in [point.get("bounds", {}).get(key)]
+        if kind
+    ]
     bounds: dict[str, float] = {}
     for kind, value in found:
         bounds[kind] = (max if kind == "under" else min)(bounds.get(kind, value), value)
@@ -135,50 +144,98 @@ def figure(report: dict, key: str, unit: str, words: Words, feature: bool = Fals
     def label(key: str, sign: str) -> str:
         return words(key) if drawable else sign
 
-    versions = {"before": report["release"].get("previous") or label("l.before", "-"),
-                "after": report["release"]["version"]}
+    versions = {
+        "before": report["release"].get("previous") or label("l.before", "-"),
+        "after": report["release"]["version"],
+    }
     with matplotlib.rc_context({"font.family": fonts, "axes.unicode_minus": False}):
         drawn, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
         try:
             averages = _averages(report, key, feature, scale)
-            top = max([0.0, *(v for _, values in lines.values() for v in values if not math.isnan(v)),
-                       *(v for v in averages.values() if v is not None)])
+            top = max(
+                [
+                    0.0,
+                    *(v for _, values in lines.values() for v in values if not math.isnan(v)),
+                    *(v for v in averages.values() if v is not None),
+                ]
+            )
             ceiling = top * 1.35 if top > 0 else 1.0  # headroom: the legend and the rollout's label
             for name, color in (("before", BEFORE), ("after", AFTER)):
                 times, values = lines[name]
                 measured = sum(not math.isnan(v) for v in values)
                 if not measured:
                     continue
-                axes.plot(times, values, color=color, linewidth=1.4, label=versions[name],
-                          marker="." if measured < 60 else None, markersize=4, clip_on=False)
+                axes.plot(
+                    times,
+                    values,
+                    color=color,
+                    linewidth=1.4,
+                    label=versions[name],
+                    marker="." if measured < 60 else None,
+                    markersize=4,
+                    clip_on=False,
+                )
                 first, last = measured_span(report, name, zone) or (times[0], times[-1])
                 average = averages[name]
                 if average is not None:
-                    axes.hlines(average, mdates.date2num(first), mdates.date2num(last), colors=color,
-                                linestyles="dashed", linewidth=1.0)
+                    axes.hlines(
+                        average,
+                        mdates.date2num(first),
+                        mdates.date2num(last),
+                        colors=color,
+                        linestyles="dashed",
+                        linewidth=1.0,
+                    )
             if any(v is not None for v in averages.values()):
                 axes.plot([], [], color="#777777", linestyle="dashed", linewidth=1.0, label=label("l.mean", "x\u0304"))
             for kind, bound in ({} if feature else _bounds(report, key, scale)).items():
                 # values there are only bounds: the band says what they mean
-                axes.axhspan(0 if kind == "under" else bound, bound if kind == "under" else max(ceiling, bound),
-                             color=BOUND, linewidth=0, zorder=0)
-                text = words(kind, value=words.seconds(bound / scale)) if drawable else (
-                    ("< " if kind == "under" else "> ") + _plain(bound))
-                axes.text(0.99, bound / 2 if kind == "under" else bound, text, transform=axes.get_yaxis_transform(),
-                          ha="right", va="center" if kind == "under" else "bottom", fontsize=7, color="#555555")
+                axes.axhspan(
+                    0 if kind == "under" else bound,
+                    bound if kind == "under" else max(ceiling, bound),
+                    color=BOUND,
+                    linewidth=0,
+                    zorder=0,
+                )
+                text = (
+                    words(kind, value=words.seconds(bound / scale))
+                    if drawable
+                    else (("< " if kind == "under" else "> ") + _plain(bound))
+                )
+                axes.text(
+                    0.99,
+                    bound / 2 if kind == "under" else bound,
+                    text,
+                    transform=axes.get_yaxis_transform(),
+                    ha="right",
+                    va="center" if kind == "under" else "bottom",
+                    fontsize=7,
+                    color="#555555",
+                )
             rollout, marker = report["rollout"], None
             start, end = _moment(rollout["started_at"], zone), _moment(rollout["live_at"], zone)
             if start and end:
                 axes.axvspan(mdates.date2num(start), mdates.date2num(end), color=ROLLOUT, alpha=0.7, linewidth=0)
-                marker = axes.text(0.5, 0.98, f"{versions['before']} \u2192 {versions['after']}",
-                                   transform=axes.transAxes, ha="center", va="top", fontsize=7, color="#555555")
+                marker = axes.text(
+                    0.5,
+                    0.98,
+                    f"{versions['before']} \u2192 {versions['after']}",
+                    transform=axes.transAxes,
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    color="#555555",
+                )
             span = time_span(report, zone)
             if span:
                 axes.set_xlim(mdates.date2num(span[0]), mdates.date2num(span[1]))
             locator = mdates.AutoDateLocator(minticks=3, maxticks=8, tz=zone)
             axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
-                locator, tz=zone, formats=DATE_FORMATS, zero_formats=DATE_FORMATS, show_offset=False))
+            axes.xaxis.set_major_formatter(
+                mdates.ConciseDateFormatter(
+                    locator, tz=zone, formats=DATE_FORMATS, zero_formats=DATE_FORMATS, show_offset=False
+                )
+            )
             axes.yaxis.set_major_formatter(FuncFormatter(_plain))
             axes.set_ylim(0, ceiling)
             axes.tick_params(labelsize=8)
@@ -218,7 +275,8 @@ def _fit(drawn, axes, legend, marker, middle: datetime | None) -> None:
         if left <= tick.get_position()[0] <= right and (extent.x0 < picture.x0 or extent.x1 > picture.x1):
             tick.set_visible(False)
     labels = [t for t in axes.get_yticklabels() if bottom <= t.get_position()[1] <= top and t.get_text()]
-    while labels and min(t.get_window_extent(renderer).x0 for t in labels) < picture.x0 and \
-            labels[0].get_fontsize() > 5:
+    while (
+        labels and min(t.get_window_extent(renderer).x0 for t in labels) < picture.x0 and labels[0].get_fontsize() > 5
+    ):
         for tick in labels:
             tick.set_fontsize(tick.get_fontsize() - 0.5)

@@ -4,6 +4,7 @@ words come from report.words, the layout from report.render."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -104,14 +105,23 @@ def step_values(line: Timeline) -> list[dict]:
     for step in line.steps:
         one = Timeline(step.end - line.step, step.end, line.step, [step], line.hosts)
         values = window_values(one)
-        values["features"] = {key[8:]: step.counters[key] / step.seconds
-                              for key in step.counters if key.startswith("feature:") and step.seconds > 0}
+        values["features"] = {
+            key[8:]: step.counters[key] / step.seconds
+            for key in step.counters
+            if key.startswith("feature:") and step.seconds > 0
+        }
         points.append({"t": step.end, **values})
     return points
 
 
-def change(metric: Metric, before: float | None, after: float | None, before_steps: Sequence[float] = (),
-           after_steps: Sequence[float] = (), bounds: tuple[str | None, str | None] = (None, None)) -> dict:
+def change(
+    metric: Metric,
+    before: float | None,
+    after: float | None,
+    before_steps: Sequence[float] = (),
+    after_steps: Sequence[float] = (),
+    bounds: tuple[str | None, str | None] = (None, None),
+) -> dict:
     """Before, after, the difference, and whether it is a change at all (report.noise decides on
     the windows' per-step values): direction up, down or same; better, worse or neither. No
     direction when too few steps were measured to tell (`noise.why`: too_few_steps).
@@ -121,9 +131,19 @@ def change(metric: Metric, before: float | None, after: float | None, before_ste
     the values counts. Two sides beyond the same edge of the buckets cannot be told apart: no
     direction, `noise.why` both_under or both_over."""
     result: dict[str, Any] = {
-        "key": metric.key, "unit": metric.unit, "better_when": metric.better, "before": before, "after": after,
-        "before_bound": bounds[0], "after_bound": bounds[1],
-        "change": None, "change_percent": None, "direction": None, "assessment": None, "noise": None}
+        "key": metric.key,
+        "unit": metric.unit,
+        "better_when": metric.better,
+        "before": before,
+        "after": after,
+        "before_bound": bounds[0],
+        "after_bound": bounds[1],
+        "change": None,
+        "change_percent": None,
+        "direction": None,
+        "assessment": None,
+        "noise": None,
+    }
     if before is None or after is None:
         return result
     steps = [len(before_steps), len(after_steps)]
@@ -133,8 +153,13 @@ def change(metric: Metric, before: float | None, after: float | None, before_ste
     if not any(bounds):
         result["change"] = after - before
         result["change_percent"] = (after - before) / abs(before) * 100 if before != 0 else None
-    verdict = noise.judge(before, after, list(before_steps), list(after_steps),
-                          bad_side=metric.better == "higher" and metric.unit == "ratio")
+    verdict = noise.judge(
+        before,
+        after,
+        list(before_steps),
+        list(after_steps),
+        bad_side=metric.better == "higher" and metric.unit == "ratio",
+    )
     result["noise"] = {"p_value": verdict.p_value, "steps": steps, "why": verdict.why}
     if verdict.why == "too_few_steps":  # large enough to matter, too few steps to tell from noise: no direction
         return result
@@ -185,11 +210,18 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
             line = lines[name]
             window["observed_seconds"] = line.observed if line else 0.0
             span = line.measured if line else None
-            window.update({"start": _ts(window["start"]), "end": _ts(window["end"]),
-                           "measured_from": _ts(span[0]) if span else None,
-                           "measured_to": _ts(span[1]) if span else None})
-    values = {name: window_values(line) if line else {m.key: None for m in METRICS} | {"bounds": {}}
-              for name, line in lines.items()}
+            window.update(
+                {
+                    "start": _ts(window["start"]),
+                    "end": _ts(window["end"]),
+                    "measured_from": _ts(span[0]) if span else None,
+                    "measured_to": _ts(span[1]) if span else None,
+                }
+            )
+    values = {
+        name: window_values(line) if line else {m.key: None for m in METRICS} | {"bounds": {}}
+        for name, line in lines.items()
+    }
 
     features = []
     for name in dict.fromkeys([*release.features, *spec.features]):
@@ -200,16 +232,22 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
     series = {name: step_values(line) if line else [] for name, line in lines.items()}
     metrics = []
     for metric in METRICS:
-        item = change(metric, values["before"][metric.key], values["after"][metric.key],
-                      _steps_of(series["before"], metric.key), _steps_of(series["after"], metric.key),
-                      (values["before"]["bounds"].get(metric.key), values["after"]["bounds"].get(metric.key)))
+        item = change(
+            metric,
+            values["before"][metric.key],
+            values["after"][metric.key],
+            _steps_of(series["before"], metric.key),
+            _steps_of(series["after"], metric.key),
+            (values["before"]["bounds"].get(metric.key), values["after"]["bounds"].get(metric.key)),
+        )
         if metric.key == "requests":  # a volume is told as what was counted, over how long
             for window_name, line in lines.items():
                 item.update({f"{window_name}_{k}": v for k, v in volume(line, "requests").items()})
         metrics.append(item)
 
-    incidents = [_incident(event, spec.rollback_sla) for event in store.events(release=version)
-                 if event.kind == "incident"]
+    incidents = [
+        _incident(event, spec.rollback_sla) for event in store.events(release=version) if event.kind == "incident"
+    ]
     return {
         "format": 3,
         "project": config.project,
@@ -218,31 +256,61 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
         "generated_at": _ts(now),
         "preview": due_at is None or now < due_at,
         "due_at": _ts(due_at) if due_at else None,
-        "release": {"version": release.version, "previous": _previous(store, version, env.name),
-                    "notes": release.notes, "features": list(release.features),
-                    "status": str(release.status), "created_at": release.created_at, "created_by": release.created_by},
-        "environment": {"name": env.name, "hosts": len(env.hosts),
-                        "source": env.metrics.source if env.metrics else None},
-        "stages": [{"stage": r.stage, "environment": r.environment, "status": str(r.status), "by": r.owner,
-                    "started_at": r.started_at, "finished_at": r.finished_at, "forced": r.forced, "reason": r.reason}
-                   for r in runs],
-        "rollout": {"started_at": _ts(rollout_start) if rollout_start else None,
-                    "live_at": _ts(live_at) if live_at else None},
+        "release": {
+            "version": release.version,
+            "previous": _previous(store, version, env.name),
+            "notes": release.notes,
+            "features": list(release.features),
+            "status": str(release.status),
+            "created_at": release.created_at,
+            "created_by": release.created_by,
+        },
+        "environment": {
+            "name": env.name,
+            "hosts": len(env.hosts),
+            "source": env.metrics.source if env.metrics else None,
+        },
+        "stages": [
+            {
+                "stage": r.stage,
+                "environment": r.environment,
+                "status": str(r.status),
+                "by": r.owner,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "forced": r.forced,
+                "reason": r.reason,
+            }
+            for r in runs
+        ],
+        "rollout": {
+            "started_at": _ts(rollout_start) if rollout_start else None,
+            "live_at": _ts(live_at) if live_at else None,
+        },
         "window_seconds": spec.window,
         "step_seconds": spec.resolution,
         "windows": windows,
         "metrics": metrics,
         "features": features,
         "incidents": incidents,
-        "sla": {"rollback_seconds": spec.rollback_sla,
-                "met": all(i["within_sla"] for i in incidents) if incidents else None},
+        "sla": {
+            "rollback_seconds": spec.rollback_sla,
+            "met": all(i["within_sla"] for i in incidents) if incidents else None,
+        },
         "series": series,
         "problems": problems,
     }
 
 
-def _windows(store: Store, version: str, environment: str, length: float, rollout_start: float | None,
-             live_at: float | None, now: float) -> dict[str, dict | None]:
+def _windows(
+    store: Store,
+    version: str,
+    environment: str,
+    length: float,
+    rollout_start: float | None,
+    live_at: float | None,
+    now: float,
+) -> dict[str, dict | None]:
     """Before: `length` up to the rollout's start. After: `length` from the pass of the last
     stage, ended early by now (a preview), by a rollback there (the release stopped running),
     or by the next release's rollout there."""
@@ -273,10 +341,8 @@ def local_zone() -> str:
     from zoneinfo import ZoneInfo
 
     candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
+    with contextlib.suppress(OSError):
         candidates.append(os.path.realpath("/etc/localtime").partition("/zoneinfo/")[2])
-    except OSError:
-        pass
     for name in candidates:
         try:
             if name and ZoneInfo(name):
@@ -288,15 +354,24 @@ def local_zone() -> str:
 
 def _previous(store: Store, version: str, environment: str) -> str | None:
     """The release most of the environment's hosts ran before `version` came."""
-    before = Counter(d.from_version for d in store.deployments(environment=environment)
-                     if d.action == "deploy" and d.to_version == version and d.from_version not in (None, version))
+    before = Counter(
+        d.from_version
+        for d in store.deployments(environment=environment)
+        if d.action == "deploy" and d.to_version == version and d.from_version not in (None, version)
+    )
     return before.most_common(1)[0][0] if before else None
 
 
 def _incident(event: Event, sla: float) -> dict:
     data = event.data
     seconds = float(data.get("time_to_rollback", 0.0))
-    return {"at": event.ts, "stage": event.stage, "environment": event.environment,
-            "in_window": data.get("cause") == "window" or "after_pass" in data, "reason": data.get("reason", ""),
-            "time_to_detect": data.get("time_to_detect"), "time_to_rollback": seconds,
-            "within_sla": seconds <= sla and bool(data.get("within_window", True))}
+    return {
+        "at": event.ts,
+        "stage": event.stage,
+        "environment": event.environment,
+        "in_window": data.get("cause") == "window" or "after_pass" in data,
+        "reason": data.get("reason", ""),
+        "time_to_detect": data.get("time_to_detect"),
+        "time_to_rollback": seconds,
+        "within_sla": seconds <= sla and bool(data.get("within_window", True)),
+    }

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
-from typing import Callable
 
 from .. import secrets
 from ..model import MailSpec
@@ -36,7 +35,9 @@ class MailUncertain(Exception):
     """The connection broke during the final round trip: the server may have the message."""
 
 
-def compose(rendered: Rendered, spec: MailSpec, recipients: tuple[str, ...], message_id: str, version: str) -> EmailMessage:
+def compose(
+    rendered: Rendered, spec: MailSpec, recipients: tuple[str, ...], message_id: str, version: str
+) -> EmailMessage:
     """HTML body with its charts inline (multipart/related), a plain-text alternative, and
     the Markdown and JSON reports attached."""
     message = EmailMessage()
@@ -51,8 +52,9 @@ def compose(rendered: Rendered, spec: MailSpec, recipients: tuple[str, ...], mes
     for cid, png in rendered.charts.items():
         html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{cid}.png")
     message.add_attachment(rendered.markdown, subtype="markdown", filename=f"report-{version}.md")
-    message.add_attachment(rendered.json.encode(), maintype="application", subtype="json",
-                           filename=f"report-{version}.json")
+    message.add_attachment(
+        rendered.json.encode(), maintype="application", subtype="json", filename=f"report-{version}.json"
+    )
     return message
 
 
@@ -62,8 +64,9 @@ def _check(reply: tuple[int, bytes], expected: tuple[int, ...], what: str) -> No
         raise MailNotSent(f"{what}: {code} {text.decode(errors='replace')}", permanent=code >= 500)
 
 
-def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
-         on_commit: Callable[[], None]) -> dict[str, str]:
+def send(
+    spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...], on_commit: Callable[[], None]
+) -> dict[str, str]:
     """Deliver `message`; returns the recipients the server refused (others got it).
     Raises MailNotSent (nothing delivered) or MailUncertain (maybe delivered)."""
     committed = False
@@ -87,8 +90,10 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
                 if code not in (250, 251):
                     refused[recipient] = f"{code} {text.decode(errors='replace')}"
             if len(refused) == len(recipients):
-                raise MailNotSent("every recipient was refused: " + "; ".join(f"{r}: {w}" for r, w in refused.items()),
-                                  permanent=all(w.startswith("5") for w in refused.values()))
+                raise MailNotSent(
+                    "every recipient was refused: " + "; ".join(f"{r}: {w}" for r, w in refused.items()),
+                    permanent=all(w.startswith("5") for w in refused.values()),
+                )
             _check(smtp.docmd("DATA"), (354,), "DATA")
             body = re.sub(rb"(?m)^\.", b"..", message.as_bytes(policy=SMTP))
             smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
@@ -101,7 +106,9 @@ def send(spec: MailSpec, message: EmailMessage, recipients: tuple[str, ...],
         raise
     except smtplib.SMTPAuthenticationError as exc:
         raise MailNotSent(f"login refused: {exc.smtp_code}", permanent=True) from None
-    except (smtplib.SMTPException, OSError, socket.timeout, ssl.SSLError) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         if committed:
             raise MailUncertain(f"the connection broke while the server was accepting the message: {exc}") from None
-        raise MailNotSent(f"{type(exc).__name__}: {exc}", permanent=isinstance(exc, ssl.SSLCertVerificationError)) from None
+        raise MailNotSent(
+            f"{type(exc).__name__}: {exc}", permanent=isinstance(exc, ssl.SSLCertVerificationError)
+        ) from None

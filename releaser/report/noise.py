@@ -49,10 +49,10 @@ def mann_whitney_p(before: list[float], after: list[float]) -> float:
         ties += (j - i) ** 3 - (j - i)
         i = j
     n = n1 + n2
-    if ties == n ** 3 - n:
+    if ties == n**3 - n:
         return 1.0
     expected = n1 * (n + 1) / 2
-    observed = abs(sum(rank for rank, (_, side) in zip(ranks, pooled) if side == 0) - expected)
+    observed = abs(sum(rank for rank, (_, side) in zip(ranks, pooled, strict=False) if side == 0) - expected)
     if math.comb(n, n1) <= EXACT_UP_TO:
         extreme = sum(1 for group in itertools.combinations(ranks, n1) if abs(sum(group) - expected) >= observed - 1e-9)
         return extreme / math.comb(n, n1)
@@ -61,8 +61,9 @@ def mann_whitney_p(before: list[float], after: list[float]) -> float:
     return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
 
 
-def judge(before_value: float, after_value: float, before_steps: list[float], after_steps: list[float],
-          bad_side: bool = False) -> Verdict:
+def judge(
+    before_value: float, after_value: float, before_steps: list[float], after_steps: list[float], bad_side: bool = False
+) -> Verdict:
     """Whether `before_value -> after_value` is a change, given each window's per-step values.
     `bad_side`: the metric is a share whose complement is what users suffer (availability)."""
     steps = (len(before_steps), len(after_steps))

@@ -18,7 +18,7 @@ scheduled -> sending -> committing -> sent:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid, parseaddr
 from pathlib import Path
 
@@ -42,17 +42,27 @@ RETRY_PAUSE, MAX_RETRY_PAUSE = 60.0, 3600.0
 
 def schedule(config: Config, store: Store, journal: Journal, version: str, environment: str) -> Report:
     """Called when `version` passes the last stage: its report is due `report.delay` later."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sender = config.report.mail.sender if config.report.mail else ""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "releaser.invalid"
-    report = store.schedule_report(Report(
-        release=version, environment=environment, live_at=now.isoformat(timespec="milliseconds"),
-        due_at=(now + timedelta(seconds=config.report.delay)).isoformat(timespec="milliseconds"),
-        state=ReportState.SCHEDULED, message_id=make_msgid(f"report.{version}", domain=domain),
-    ))
+    report = store.schedule_report(
+        Report(
+            release=version,
+            environment=environment,
+            live_at=now.isoformat(timespec="milliseconds"),
+            due_at=(now + timedelta(seconds=config.report.delay)).isoformat(timespec="milliseconds"),
+            state=ReportState.SCHEDULED,
+            message_id=make_msgid(f"report.{version}", domain=domain),
+        )
+    )
     if report.state is ReportState.SCHEDULED:
-        journal.record("report.scheduled", f"the effect report of {version} is due {report.due_at}",
-                       release=version, environment=environment, data={"due_at": report.due_at})
+        journal.record(
+            "report.scheduled",
+            f"the effect report of {version} is due {report.due_at}",
+            release=version,
+            environment=environment,
+            data={"due_at": report.due_at},
+        )
     return report
 
 
@@ -60,8 +70,11 @@ def write_copies(config: Config, version: str, rendered: Rendered) -> Path:
     """report.html (charts inside), report.md and report.json under .releaser/reports/VERSION/."""
     directory = config.reports_dir / version
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.html", rendered.html), ("report.md", rendered.markdown),
-                       ("report.json", rendered.json)):
+    for name, text in (
+        ("report.html", rendered.html),
+        ("report.md", rendered.markdown),
+        ("report.json", rendered.json),
+    ):
         temporary = directory / f".{name}.tmp"
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(directory / name)
@@ -98,7 +111,7 @@ class Outbox:
         """Reports whose time has come, and whose last failed attempt was long enough ago: the
         pause doubles from a minute up to an hour, so that a mail server that is down does not
         hold up `watch`, which also minds the rollback windows."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         result = []
         for report in self.store.reports():
             if report.state not in (ReportState.SCHEDULED, ReportState.SENDING, ReportState.COMMITTING):
@@ -117,8 +130,10 @@ class Outbox:
     def send(self, version: str, force: bool = False) -> Outcome:
         """Deliver one report, unless it went out already or another sender holds it."""
         if self.store.get_report(version) is None:
-            raise UsageError(f"{version} has no scheduled report: it has not passed the last stage "
-                             f"({self.config.pipeline[-1].name}); `releaser report {version}` previews it")
+            raise UsageError(
+                f"{version} has no scheduled report: it has not passed the last stage "
+                f"({self.config.pipeline[-1].name}); `releaser report {version}` previews it"
+            )
         try:
             with EnvironmentLock(self.store, self.journal, f"report:{version}", f"report {version} --send"):
                 return self._send_locked(version, force)
@@ -137,9 +152,13 @@ class Outbox:
         recipients = self._recipients(report) if self.config.report.mail else ()
         with self.store.transaction():
             self.store.update_report(version, state=ReportState.SENDING, attempts=report.attempts + 1)
-            self.journal.record("report.sending", f"writing the effect report of {version}"
-                                + (f" and mailing it to {', '.join(recipients)}" if recipients else ""),
-                                release=version, data={"attempt": report.attempts + 1, "recipients": list(recipients)})
+            self.journal.record(
+                "report.sending",
+                f"writing the effect report of {version}"
+                + (f" and mailing it to {', '.join(recipients)}" if recipients else ""),
+                release=version,
+                data={"attempt": report.attempts + 1, "recipients": list(recipients)},
+            )
         document, rendered = produce(self.config, self.store, version)
         path = str(write_copies(self.config, version, rendered))
         self.store.update_report(version, path=path)
@@ -149,31 +168,52 @@ class Outbox:
             return Outcome(version, "unconfirmed", self._unconfirmed(report, str(exc)), path)
         except MailNotSent as exc:
             self.store.update_report(version, state=ReportState.SCHEDULED, last_error=str(exc))
-            self.journal.record("report.failed", f"the report of {version} could not be mailed (it stays due): {exc}",
-                                release=version, data={"error": str(exc), "attempts": report.attempts + 1})
+            self.journal.record(
+                "report.failed",
+                f"the report of {version} could not be mailed (it stays due): {exc}",
+                release=version,
+                data={"error": str(exc), "attempts": report.attempts + 1},
+            )
             return Outcome(version, "failed", str(exc), path)
         detail = "; ".join(f"refused {r}: {why}" for r, why in refused.items())
         with self.store.transaction():
-            self.store.update_report(version, state=ReportState.SENT, sent_at=utcnow(), last_error=detail,
-                                     delivered_to=len([r for r in recipients if r not in refused]))
+            self.store.update_report(
+                version,
+                state=ReportState.SENT,
+                sent_at=utcnow(),
+                last_error=detail,
+                delivered_to=len([r for r in recipients if r not in refused]),
+            )
             self.journal.record(
                 "report.sent",
-                f"the effect report of {version} was " + (f"mailed to {', '.join(r for r in recipients if r not in refused)}"
-                                                           if recipients else "written") + f" ({path})"
+                f"the effect report of {version} was "
+                + (f"mailed to {', '.join(r for r in recipients if r not in refused)}" if recipients else "written")
+                + f" ({path})"
                 + (f"; {detail}" if detail else ""),
-                release=version, data={"path": path, "recipients": list(recipients), "refused": refused,
-                                       "message_id": report.message_id},
+                release=version,
+                data={
+                    "path": path,
+                    "recipients": list(recipients),
+                    "refused": refused,
+                    "message_id": report.message_id,
+                },
             )
         self._post_webhook(report, rendered.subject, document, path)
         return Outcome(version, "sent", detail, path)
 
     def _unconfirmed(self, report: Report, cause: str) -> str:
         """The mail may have arrived: say so, and how to check and resend; never guess."""
-        why = (f"{cause}; it may have arrived. Look for Message-ID {report.message_id} in the recipients' mail; "
-               f"if it is missing, run `releaser report {report.release} --send --force`")
+        why = (
+            f"{cause}; it may have arrived. Look for Message-ID {report.message_id} in the recipients' mail; "
+            f"if it is missing, run `releaser report {report.release} --send --force`"
+        )
         self.store.update_report(report.release, state=ReportState.UNCONFIRMED, last_error=why)
-        self.journal.record("report.unconfirmed", f"report of {report.release}: {why}", release=report.release,
-                            data={"message_id": report.message_id})
+        self.journal.record(
+            "report.unconfirmed",
+            f"report of {report.release}: {why}",
+            release=report.release,
+            data={"message_id": report.message_id},
+        )
         return why
 
     def _recipients(self, report: Report) -> tuple[str, ...]:
@@ -192,8 +232,12 @@ class Outbox:
         def commit() -> None:
             self.store.update_report(report.release, state=ReportState.COMMITTING)
 
-        @retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(3),
-               wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True)
+        @retry(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.5, max=5),
+            reraise=True,
+        )
         def attempt() -> dict[str, str]:
             try:
                 return send(spec, message, recipients, commit)
@@ -208,11 +252,20 @@ class Outbox:
         hook = self.config.report.webhook
         if hook is None:
             return
-        body = {"project": self.config.project, "release": report.release, "path": path,
-                "message_id": report.message_id, "report": document}
+        body = {
+            "project": self.config.project,
+            "release": report.release,
+            "path": path,
+            "message_id": report.message_id,
+            "report": document,
+        }
         try:
             deliver(hook, f"{subject}: {path}", body, headers={"Idempotency-Key": report.message_id.strip("<>")})
         except (requests.RequestException, Refused) as exc:
-            self.journal.record("report.webhook_failed", f"report of {report.release}: webhook "
-                                f"{redact(webhook_url(hook))} failed: "
-                                f"{exc if isinstance(exc, Refused) else type(exc).__name__}", release=report.release)
+            self.journal.record(
+                "report.webhook_failed",
+                f"report of {report.release}: webhook "
+                f"{redact(webhook_url(hook))} failed: "
+                f"{exc if isinstance(exc, Refused) else type(exc).__name__}",
+                release=report.release,
+            )

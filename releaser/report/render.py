@@ -26,7 +26,8 @@ def markdown_text(text: str) -> str:
     table breaks, headings or list items."""
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
     return _MARKDOWN_LINE_START.sub(
-        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
+        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped
+    )
 
 
 @functools.cache
@@ -37,7 +38,9 @@ def _templates():
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
     )
     templates.filters["md"] = markdown_text
     return templates
@@ -56,10 +59,19 @@ def render(report: dict) -> Rendered:
     words = words_for(report)
     report = {**report, "summary": words.summary(report)}
     charts = _charts(report, words)
-    context = {"r": report, "w": words, "rows": _metric_rows(report, words), "features": _feature_rows(report, words),
-               "windows": _windows(report, words), "charts": charts, "glossary": words.glossary(report),
-               "zone": (report.get("timezone") or "UTC").removeprefix("Etc/"), "chart_width": DISPLAY_WIDTH,
-               "before": words.heading(report, "before"), "after": words.heading(report, "after")}
+    context = {
+        "r": report,
+        "w": words,
+        "rows": _metric_rows(report, words),
+        "features": _feature_rows(report, words),
+        "windows": _windows(report, words),
+        "charts": charts,
+        "glossary": words.glossary(report),
+        "zone": (report.get("timezone") or "UTC").removeprefix("Etc/"),
+        "chart_width": DISPLAY_WIDTH,
+        "before": words.heading(report, "before"),
+        "after": words.heading(report, "after"),
+    }
     images = {cid: png for cid, _caption, png in charts}
     data_uri = {cid: "data:image/png;base64," + base64.b64encode(png).decode() for cid, png in images.items()}
     html = _templates().get_template("report.html.j2")
@@ -79,11 +91,18 @@ def words_for(report: dict) -> Words:
 
 
 def _metric_rows(report: dict, words: Words) -> list[dict]:
-    return [{"name": words.metric_name(m["key"], heading=True), "before": words.metric_value(m, "before"),
-             "after": words.metric_value(m, "after"),
-             "change": words("judged", change=words.change(m), judgement=words(m["assessment"])) if m["assessment"]
-             else words.change(m),
-             "assessment": m["assessment"]} for m in report["metrics"]]
+    return [
+        {
+            "name": words.metric_name(m["key"], heading=True),
+            "before": words.metric_value(m, "before"),
+            "after": words.metric_value(m, "after"),
+            "change": words("judged", change=words.change(m), judgement=words(m["assessment"]))
+            if m["assessment"]
+            else words.change(m),
+            "assessment": m["assessment"],
+        }
+        for m in report["metrics"]
+    ]
 
 
 def _feature_rows(report: dict, words: Words) -> list[dict]:
@@ -105,8 +124,11 @@ def _windows(report: dict, words: Words) -> str:
         spans[name] = words("window_span", start=words.when(window["start"]), end=words.when(window["end"]))
         cut = window["cut_short_by"]
         if cut:
-            spans[name] += words("dash") + (words("cut_short", next=cut["release"]) if cut["by"] == "release"
-                                            else words("cut_by_rollback", at=words.when(cut["at"])))
+            spans[name] += words("dash") + (
+                words("cut_short", next=cut["release"])
+                if cut["by"] == "release"
+                else words("cut_by_rollback", at=words.when(cut["at"]))
+            )
     rollout = report["rollout"]
     between = words("span", start=words.when(rollout["started_at"]), end=words.when(rollout["live_at"]))
     return words("windows", before=spans["before"], after=spans["after"], rollout=between)
@@ -124,6 +146,7 @@ def _charts(report: dict, words: Words) -> list[tuple[str, str, bytes]]:
     for index, feature in enumerate(report["features"]):
         png = chart(report, feature["name"], "per_second", words, feature=True) if feature["measured"] else None
         if png:
-            result.append((f"chart-feature-{index}", words("caption", name=feature["name"], unit=words("u.feature")),
-                           png))
+            result.append(
+                (f"chart-feature-{index}", words("caption", name=feature["name"], unit=words("u.feature")), png)
+            )
     return result

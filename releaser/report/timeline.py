@@ -98,8 +98,9 @@ def record_samples(store: Store, env: Environment, spec: ReportSpec, now: float)
     states = store.host_states(env.name)
     serving = [h for h in env.hosts if states.get(h.name) and states[h.name].version]
     outcomes = fan_out(serving, source.scrape, parallel=16)
-    samples = [Sample(env.name, o.item.name, now, None if o.error is not None else extract(o.value, spec))
-               for o in outcomes]
+    samples = [
+        Sample(env.name, o.item.name, now, None if o.error is not None else extract(o.value, spec)) for o in outcomes
+    ]
     store.add_samples(samples)
     return samples
 
@@ -161,8 +162,9 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
     return Timeline(start, end, step, steps, hosts, (looked[0].ts, looked[-1].ts) if looked else None)
 
 
-def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec, start: float, end: float,
-                    step: float) -> Timeline:
+def from_prometheus(
+    source: PrometheusSource, env: Environment, spec: ReportSpec, start: float, end: float, step: float
+) -> Timeline:
     """One range query per metric; each point is the increase over the step that ends at it."""
     steps = empty_steps(start, end, step)
     pattern = source.instances(env.hosts)
@@ -180,8 +182,7 @@ def from_prometheus(source: PrometheusSource, env: Environment, spec: ReportSpec
         fill(f"sum(increase({selector.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
     if spec.latency:
         bucket = Selector(f"{spec.latency}_bucket", ()).promql(pattern)
-        fill(f"sum by (le) (increase({bucket}[{span}]))",
-             lambda labels: bucket_key(float(labels["le"])))
+        fill(f"sum by (le) (increase({bucket}[{span}]))", lambda labels: bucket_key(float(labels["le"])))
     for series in source.query_range(f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{span}]))', first, last_, step):
         for ts, value in series.points:
             one = steps[_index(start, step, ts, len(steps))]
@@ -204,4 +205,3 @@ def timeline(store: Store, env: Environment, spec: ReportSpec, start: float, end
     if env.metrics.source == "prometheus":
         return from_prometheus(PrometheusSource(env.metrics), env, spec, start, end, step)
     return from_samples(store.samples(env.name, start, end), start, end, step, len(env.hosts))
-

@@ -19,15 +19,27 @@ TEXT = {
         "not_live": "Preview: {version} has not completed its rollout, so there is no window after it yet.",
         "summary": "Summary",
         "release": "The release",
-        "version": "Version", "notes": "Notes", "features": "Features", "none": "none",
+        "version": "Version",
+        "notes": "Notes",
+        "features": "Features",
+        "none": "none",
         "stages": "How it was rolled out",
-        "stage": "Stage", "environment": "Environment", "status": "Result", "by": "Promoted by",
-        "started": "Started", "finished": "Finished",
+        "stage": "Stage",
+        "environment": "Environment",
+        "status": "Result",
+        "by": "Promoted by",
+        "started": "Started",
+        "finished": "Finished",
         "metrics": "Before and after",
-        "metric": "Metric", "change": "Change",
-        "before_measured": "Before ({seconds} measured)", "after_measured": "After ({seconds} measured)",
-        "before_unmeasured": "Before (nothing measured)", "after_unmeasured": "After (nothing measured)",
-        "before_plain": "Before", "after_plain": "After", "after_no_window": "After (no window: not live)",
+        "metric": "Metric",
+        "change": "Change",
+        "before_measured": "Before ({seconds} measured)",
+        "after_measured": "After ({seconds} measured)",
+        "before_unmeasured": "Before (nothing measured)",
+        "after_unmeasured": "After (nothing measured)",
+        "before_plain": "Before",
+        "after_plain": "After",
+        "after_no_window": "After (no window: not live)",
         "windows": "Before: {before}. After: {after}. The rollout itself ({rollout}) is left out.",
         "window_span": "{start} to {end}",
         "span": "{start} to {end}",
@@ -35,8 +47,8 @@ TEXT = {
         "cut_by_rollback": "the window after ends early: the release was rolled back on {at}",
         "charts": "Over time",
         "chart_note": "Each chart spans only the time measured ({before} before the release, {after} after it), "
-                      "with the rollout shaded between; dashed lines show each window as a whole, as in the table. "
-                      "Times in {zone}.",
+        "with the rollout shaded between; dashed lines show each window as a whole, as in the table. "
+        "Times in {zone}.",
         "nothing": "nothing",
         "caption": "{name} ({unit})",
         "feature_usage": "Feature usage",
@@ -44,9 +56,13 @@ TEXT = {
         "not_measured": "no usage query configured",
         "incidents": "Incidents",
         "no_incidents": "No incidents: nothing had to be rolled back.",
-        "when": "When", "reason": "Why", "detect": "Time to detect", "rollback": "Time to roll back",
+        "when": "When",
+        "reason": "Why",
+        "detect": "Time to detect",
+        "rollback": "Time to roll back",
         "sla": "Within the {sla} SLA",
-        "yes": "yes", "no": "no",
+        "yes": "yes",
+        "no": "no",
         "no_data": "no data",
         "unchanged": "unchanged",
         "problems": "Missing data",
@@ -54,17 +70,21 @@ TEXT = {
         "glossary": "Words used here",
         "g.p50": "p50 (median) response time: half of the requests were answered faster than this.",
         "g.p95": "p95 response time: 95 of every 100 requests were answered faster than this; "
-                 "the slowest 5 took longer.",
+        "the slowest 5 took longer.",
         "g.pp": "pp (percentage points): the difference between two percentages; 1.00% to 1.50% is +0.50 pp.",
         "g.noise": "unchanged: a difference is called a change (better or worse) only when it is at least "
-                   "{percent}% and larger than the noise: a rank test (Mann-Whitney) of the values of the "
-                   "window's {step} steps before against those after must give p < {alpha}, with at least "
-                   "{steps} measured steps on each side.",
+        "{percent}% and larger than the noise: a rank test (Mann-Whitney) of the values of the "
+        "window's {step} steps before against those after must give p < {alpha}, with at least "
+        "{steps} measured steps on each side.",
         "g.bound": "under, over (a response time): the latency histogram counts requests in buckets, so a "
-                   "response time in its first bucket is known only to be under that bucket's bound, and one "
-                   "beyond its last bucket only to be over it.",
-        "m.requests": "request volume", "m.error_rate": "error rate", "m.availability": "availability",
-        "m.p50": "median response time (p50)", "m.p95": "p95 response time", "m.cpu": "CPU use per host",
+        "response time in its first bucket is known only to be under that bucket's bound, and one "
+        "beyond its last bucket only to be over it.",
+        "m.requests": "request volume",
+        "m.error_rate": "error rate",
+        "m.availability": "availability",
+        "m.p50": "median response time (p50)",
+        "m.p95": "p95 response time",
+        "m.cpu": "CPU use per host",
         # the verdict, first line of the summary
         "v.healthy": "Healthy: {parts}.",
         "v.too_few": "Too few measurements to judge yet: {parts}.",
@@ -73,9 +93,14 @@ TEXT = {
         "v.rolled_back_early": "Rolled back at {stage}{cause}: it never reached all users.",
         "v.not_live": "Not rolled out to all users: its last stage, {stage}, {status}.",
         "v.cause": ": {reason}",
-        "p.faster": "faster", "p.slower": "slower", "p.as_fast": "as fast as before",
-        "p.fewer_errors": "fewer errors", "p.more_errors": "more errors", "p.same_errors": "no more errors",
-        "p.more_available": "more available", "p.less_available": "less available",
+        "p.faster": "faster",
+        "p.slower": "slower",
+        "p.as_fast": "as fast as before",
+        "p.fewer_errors": "fewer errors",
+        "p.more_errors": "more errors",
+        "p.same_errors": "no more errors",
+        "p.more_available": "more available",
+        "p.less_available": "less available",
         "p.no_incidents": "no incidents",
         "p.incidents_ok": "{count} incident{s}, each rolled back within the SLA",
         "p.incidents_late": "{count} incident{s}, {late} rolled back later than the SLA",
@@ -83,38 +108,37 @@ TEXT = {
         # what happened to the release
         "s.live": "Release {version} of {project} has been live for all users of {environment} since {live}.",
         "s.superseded": "Release {version} of {project} was live for all users of {environment} from {live} "
-                        "until {until}, when {next} started rolling out.",
+        "until {until}, when {next} started rolling out.",
         "s.rolled_back": "Release {version} of {project} reached all users of {environment} on {live} and was "
-                         "rolled back on {at}; the figures after it cover the time it ran.",
+        "rolled back on {at}; the figures after it cover the time it ran.",
         "s.rolled_back_later": "Release {version} of {project} reached all users of {environment} on {live}; "
-                               "it has since been rolled back.",
+        "it has since been rolled back.",
         "s.short": "These figures cover only {before} before and {after} after the rollout: too short for "
-                   "daily rates, so volumes are the counts measured.",
+        "daily rates, so volumes are the counts measured.",
         "s.compared": "Compared with the {window} before it:",
-        "s.nothing_changed": "Compared with the {window} before it, nothing measured changed beyond its "
-                             "usual noise.",
+        "s.nothing_changed": "Compared with the {window} before it, nothing measured changed beyond its usual noise.",
         "s.measured_span": "{span} measured",
         "s.nothing_changed_in": "Compared with the {window} before it, nothing measured in both windows ({names}) "
-                                "changed beyond its usual noise.",
+        "changed beyond its usual noise.",
         "s.no_metrics": "There are no measurements to compare: no metrics were available for these windows.",
         "s.nothing_after": "Nothing was measured after the rollout, so there is nothing to compare with the "
-                           "{before} measured before it.",
+        "{before} measured before it.",
         "s.nothing_before": "Nothing was measured before the rollout, so there is nothing to compare the "
-                            "{after} measured after it with.",
+        "{after} measured after it with.",
         "s.nothing_in_common": "No metric was measured both before and after the rollout, so there is nothing "
-                               "to compare.",
+        "to compare.",
         "s.scrape_hint": "With a scrape source, releaser records metrics only while a stage bakes and while "
-                         "releaser watch runs: keep releaser watch running to measure the windows.",
+        "releaser watch runs: keep releaser watch running to measure the windows.",
         "s.not_live": "{version} did not reach all users (its last stage: {stage}, {status}), so there is no "
-                      "window after it to compare.",
+        "window after it to compare.",
         "s.feature_new": "The new feature {name} is used {count}.",
         "s.feature": "The feature {name} is used {count} ({before} before).",
         "s.feature_new_short": "The new feature {name} was used {count}.",
         "s.feature_short": "The feature {name} was used {count} ({before} before).",
         "s.incidents_ok": "There {were} {count} incident{s}; each was rolled back automatically within the "
-                          "{sla} SLA (the slowest took {slowest}).",
+        "{sla} SLA (the slowest took {slowest}).",
         "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
-                           "to roll back.",
+        "to roll back.",
         "s.missing": "No data for: {names}.",
         "s.only_before": "Measured only before the rollout: {names}.",
         "s.only_after": "Measured only after the rollout: {names}.",
@@ -129,12 +153,16 @@ TEXT = {
         "d.up_bound": "{name} rose from {before} to {after}",
         "d.down_bound": "{name} fell from {before} to {after}",
         "s.both_under": "{names} stayed under {value}, before and after the release (the latency histogram "
-                        "tells no finer).",
+        "tells no finer).",
         "s.both_over": "{names} stayed over {value}, before and after the release (the latency histogram "
-                       "tells no higher).",
-        "under": "under {value}", "over": "over {value}",
-        "c.both_under": "both under {value}", "c.both_over": "both over {value}",
-        "c.up": "higher", "c.down": "lower", "and": " and ",
+        "tells no higher).",
+        "under": "under {value}",
+        "over": "over {value}",
+        "c.both_under": "both under {value}",
+        "c.both_over": "both over {value}",
+        "c.up": "higher",
+        "c.down": "lower",
+        "and": " and ",
         "too_few": "too few measurements to tell",
         "s.too_few": "Too few measurements to tell whether these changed beyond their usual noise: {items}.",
         "s.too_few_item": "{name} ({before} before, {after} after)",
@@ -142,16 +170,36 @@ TEXT = {
         "times_per_day": "{value} times a day",
         "counted": "{value} in {seconds}",
         "times_counted": "{value} times in {seconds}",
-        "better": "better", "worse": "worse", "judged": "{change} ({judgement})", "label": "{name}: {value}",
-        "join": "; ", "end": ".", "dash": " — ",
-        "day": "{n} day{s}", "hour": "{n} h", "minute": "{n} min", "second": "{n} s", "ms": "{n} ms",
+        "better": "better",
+        "worse": "worse",
+        "judged": "{change} ({judgement})",
+        "label": "{name}: {value}",
+        "join": "; ",
+        "end": ".",
+        "dash": " — ",
+        "day": "{n} day{s}",
+        "hour": "{n} h",
+        "minute": "{n} min",
+        "second": "{n} s",
+        "ms": "{n} ms",
         "unit_join": " ",
-        "list": ", ", "points": "{n} pp",
-        "st.running": "running", "st.rolling_back": "rolling back", "st.passed": "passed",
-        "st.rolled_back": "rolled back", "st.rollback_failed": "rollback failed", "st.skipped": "skipped (forced)",
-        "st.held": "held", "st.registered": "not started",
-        "u.requests": "requests per second", "u.ratio": "%", "u.seconds": "ms", "u.feature": "uses per second",
-        "l.before": "before", "l.after": "after", "l.mean": "whole window",
+        "list": ", ",
+        "points": "{n} pp",
+        "st.running": "running",
+        "st.rolling_back": "rolling back",
+        "st.passed": "passed",
+        "st.rolled_back": "rolled back",
+        "st.rollback_failed": "rollback failed",
+        "st.skipped": "skipped (forced)",
+        "st.held": "held",
+        "st.registered": "not started",
+        "u.requests": "requests per second",
+        "u.ratio": "%",
+        "u.seconds": "ms",
+        "u.feature": "uses per second",
+        "l.before": "before",
+        "l.after": "after",
+        "l.mean": "whole window",
     },
     "zh-CN": {
         "title": "{project}版本{version}：发布效果",
@@ -160,15 +208,27 @@ TEXT = {
         "not_live": "预览：{version}尚未完成全量发布，因此还没有发布后的数据。",
         "summary": "摘要",
         "release": "本次发布",
-        "version": "版本", "notes": "说明", "features": "新功能", "none": "无",
+        "version": "版本",
+        "notes": "说明",
+        "features": "新功能",
+        "none": "无",
         "stages": "发布过程",
-        "stage": "阶段", "environment": "环境", "status": "结果", "by": "执行人",
-        "started": "开始", "finished": "结束",
+        "stage": "阶段",
+        "environment": "环境",
+        "status": "结果",
+        "by": "执行人",
+        "started": "开始",
+        "finished": "结束",
         "metrics": "发布前后对比",
-        "metric": "指标", "change": "变化",
-        "before_measured": "发布前（实测{seconds}）", "after_measured": "发布后（实测{seconds}）",
-        "before_unmeasured": "发布前（无实测数据）", "after_unmeasured": "发布后（无实测数据）",
-        "before_plain": "发布前", "after_plain": "发布后", "after_no_window": "发布后（无窗口：未全量上线）",
+        "metric": "指标",
+        "change": "变化",
+        "before_measured": "发布前（实测{seconds}）",
+        "after_measured": "发布后（实测{seconds}）",
+        "before_unmeasured": "发布前（无实测数据）",
+        "after_unmeasured": "发布后（无实测数据）",
+        "before_plain": "发布前",
+        "after_plain": "发布后",
+        "after_no_window": "发布后（无窗口：未全量上线）",
         "windows": "发布前：{before}。发布后：{after}。发布过程本身（{rollout}）不计入。",
         "window_span": "{start}至{end}",
         "span": "{start}至{end}",
@@ -176,7 +236,7 @@ TEXT = {
         "cut_by_rollback": "该版本已于{at}回滚，发布后窗口提前结束",
         "charts": "随时间变化",
         "chart_note": "每张图只涵盖实测的时间（发布前{before}，发布后{after}），中间阴影为发布过程；"
-                      "虚线为各窗口整体的值，与表格一致。时间为{zone}。",
+        "虚线为各窗口整体的值，与表格一致。时间为{zone}。",
         "nothing": "无实测数据",
         "caption": "{name}（{unit}）",
         "feature_usage": "功能使用情况",
@@ -184,8 +244,13 @@ TEXT = {
         "not_measured": "未配置使用量查询",
         "incidents": "故障",
         "no_incidents": "没有故障：无需回滚。",
-        "when": "时间", "reason": "原因", "detect": "发现用时", "rollback": "回滚用时", "sla": "是否在{sla}SLA内",
-        "yes": "是", "no": "否",
+        "when": "时间",
+        "reason": "原因",
+        "detect": "发现用时",
+        "rollback": "回滚用时",
+        "sla": "是否在{sla}SLA内",
+        "yes": "是",
+        "no": "否",
         "no_data": "无数据",
         "unchanged": "无明显变化",
         "problems": "缺失的数据",
@@ -195,12 +260,16 @@ TEXT = {
         "g.p95": "p95响应时间：每100个请求中有95个比这更快得到响应，最慢的5个更久。",
         "g.pp": "个百分点：两个百分比之差；从1.00%到1.50%即上升0.50个百分点。",
         "g.noise": "无明显变化：只有当差异至少为{percent}%且超出正常波动时才视为变化（改善或变差）："
-                   "对发布前后窗口中每{step}一个数据点做秩检验（Mann-Whitney），p值须小于{alpha}，"
-                   "且每侧至少有{steps}个数据点。",
+        "对发布前后窗口中每{step}一个数据点做秩检验（Mann-Whitney），p值须小于{alpha}，"
+        "且每侧至少有{steps}个数据点。",
         "g.bound": "低于、高于（响应时间）：延迟直方图按区间计数，落在第一个区间内的响应时间只能知道低于该区间的上限，"
-                   "超出最后一个区间的只能知道高于它。",
-        "m.requests": "请求量", "m.error_rate": "错误率", "m.availability": "可用性",
-        "m.p50": "响应时间中位数（p50）", "m.p95": "p95响应时间", "m.cpu": "单台主机CPU使用率",
+        "超出最后一个区间的只能知道高于它。",
+        "m.requests": "请求量",
+        "m.error_rate": "错误率",
+        "m.availability": "可用性",
+        "m.p50": "响应时间中位数（p50）",
+        "m.p95": "p95响应时间",
+        "m.cpu": "单台主机CPU使用率",
         "v.healthy": "健康：{parts}。",
         "v.too_few": "测量太少，尚无法判断：{parts}。",
         "v.attention": "需要关注：{parts}。",
@@ -208,20 +277,26 @@ TEXT = {
         "v.rolled_back_early": "在{stage}阶段已回滚{cause}，未触达全部用户。",
         "v.not_live": "未全量发布：最后阶段{stage}{status}。",
         "v.cause": "，原因：{reason}",
-        "p.faster": "响应更快", "p.slower": "响应变慢", "p.as_fast": "响应速度不变",
-        "p.fewer_errors": "错误减少", "p.more_errors": "错误增多", "p.same_errors": "错误没有增加",
-        "p.more_available": "可用性提高", "p.less_available": "可用性下降",
+        "p.faster": "响应更快",
+        "p.slower": "响应变慢",
+        "p.as_fast": "响应速度不变",
+        "p.fewer_errors": "错误减少",
+        "p.more_errors": "错误增多",
+        "p.same_errors": "错误没有增加",
+        "p.more_available": "可用性提高",
+        "p.less_available": "可用性下降",
         "p.no_incidents": "无故障",
         "p.incidents_ok": "{count}次故障，均在SLA内回滚",
         "p.incidents_late": "{count}次故障，其中{late}次回滚超出SLA",
         "p.join": "，",
         "s.live": "{project}版本{version}自{live}起已对{environment}的全部用户上线。",
-        "s.superseded": "{project}版本{version}自{live}起对{environment}的全部用户上线，"
-                        "直到{until}{next}开始发布。",
+        "s.superseded": "{project}版本{version}自{live}起对{environment}的全部用户上线，直到{until}{next}开始发布。",
         "s.rolled_back": "{project}版本{version}于{live}对{environment}的全部用户上线，于{at}回滚；"
-                         "发布后的数据只涵盖其运行期间。",
+        "发布后的数据只涵盖其运行期间。",
         "s.rolled_back_later": "{project}版本{version}于{live}对{environment}的全部用户上线，之后已回滚。",
-        "s.short": "这些数据只涵盖发布前{before}和发布后{after}，时间太短，无法折算为每天的数量，因此给出的是实测总数。",
+        "s.short": (
+            "这些数据只涵盖发布前{before}和发布后{after}，时间太短，无法折算为每天的数量，因此给出的是实测总数。"
+        ),
         "s.compared": "与发布前{window}相比：",
         "s.nothing_changed": "与发布前{window}相比，各项指标均未超出正常波动。",
         "s.measured_span": "实测的{span}",
@@ -231,7 +306,7 @@ TEXT = {
         "s.nothing_before": "发布前没有测到任何数据，因此无法与发布后实测的{after}对比。",
         "s.nothing_in_common": "没有任何指标在发布前后都有测量，因此无法对比。",
         "s.scrape_hint": "使用scrape数据源时，releaser只在阶段观察期间和releaser watch运行时记录指标："
-                         "请保持releaser watch运行，以测量这些窗口。",
+        "请保持releaser watch运行，以测量这些窗口。",
         "s.not_live": "{version}未完成全量发布（最后阶段：{stage}，{status}），因此没有发布后的数据可供对比。",
         "s.feature_new": "新功能{name}{count}。",
         "s.feature": "功能{name}{count}（发布前{before}）。",
@@ -254,9 +329,13 @@ TEXT = {
         "d.down_bound": "{name}从{before}降至{after}",
         "s.both_under": "{names}在发布前后均低于{value}（延迟直方图无法区分更细的差别）。",
         "s.both_over": "{names}在发布前后均高于{value}（延迟直方图无法区分更高的值）。",
-        "under": "低于{value}", "over": "高于{value}",
-        "c.both_under": "均低于{value}", "c.both_over": "均高于{value}",
-        "c.up": "升高", "c.down": "降低", "and": "和",
+        "under": "低于{value}",
+        "over": "高于{value}",
+        "c.both_under": "均低于{value}",
+        "c.both_over": "均高于{value}",
+        "c.up": "升高",
+        "c.down": "降低",
+        "and": "和",
         "too_few": "测量太少，无法判断",
         "s.too_few": "测量次数太少，无法判断以下指标的变化是否超出正常波动：{items}。",
         "s.too_few_item": "{name}（发布前{before}，发布后{after}）",
@@ -264,16 +343,36 @@ TEXT = {
         "times_per_day": "每天被使用{value}次",
         "counted": "{seconds}内{value}",
         "times_counted": "在{seconds}内被使用{value}次",
-        "better": "改善", "worse": "变差", "judged": "{change}（{judgement}）", "label": "{name}：{value}",
-        "join": "；", "end": "。", "dash": "——",
-        "day": "{n}天", "hour": "{n}小时", "minute": "{n}分钟", "second": "{n}秒", "ms": "{n}毫秒",
+        "better": "改善",
+        "worse": "变差",
+        "judged": "{change}（{judgement}）",
+        "label": "{name}：{value}",
+        "join": "；",
+        "end": "。",
+        "dash": "——",
+        "day": "{n}天",
+        "hour": "{n}小时",
+        "minute": "{n}分钟",
+        "second": "{n}秒",
+        "ms": "{n}毫秒",
         "unit_join": "",
-        "list": "、", "points": "{n}个百分点",
-        "st.running": "进行中", "st.rolling_back": "回滚中", "st.passed": "通过",
-        "st.rolled_back": "已回滚", "st.rollback_failed": "回滚失败", "st.skipped": "已跳过（强制）",
-        "st.held": "暂停", "st.registered": "未开始",
-        "u.requests": "每秒请求数", "u.ratio": "%", "u.seconds": "毫秒", "u.feature": "每秒使用次数",
-        "l.before": "发布前", "l.after": "发布后", "l.mean": "窗口整体",
+        "list": "、",
+        "points": "{n}个百分点",
+        "st.running": "进行中",
+        "st.rolling_back": "回滚中",
+        "st.passed": "通过",
+        "st.rolled_back": "已回滚",
+        "st.rollback_failed": "回滚失败",
+        "st.skipped": "已跳过（强制）",
+        "st.held": "暂停",
+        "st.registered": "未开始",
+        "u.requests": "每秒请求数",
+        "u.ratio": "%",
+        "u.seconds": "毫秒",
+        "u.feature": "每秒使用次数",
+        "l.before": "发布前",
+        "l.after": "发布后",
+        "l.mean": "窗口整体",
     },
 }
 
@@ -446,9 +545,11 @@ class Words:
         parts: list[str] = []
         worse = False
         speed = next((metrics[k] for k in ("p95", "p50") if metrics[k]["direction"] is not None), None)
-        for item, words in ((speed, ("p.faster", "p.slower", "p.as_fast")),
-                            (metrics["error_rate"], ("p.fewer_errors", "p.more_errors", "p.same_errors")),
-                            (metrics["availability"], ("p.more_available", "p.less_available", None))):
+        for item, words in (
+            (speed, ("p.faster", "p.slower", "p.as_fast")),
+            (metrics["error_rate"], ("p.fewer_errors", "p.more_errors", "p.same_errors")),
+            (metrics["availability"], ("p.more_available", "p.less_available", None)),
+        ):
             if item is None or item["direction"] is None:
                 continue
             chosen = {"better": words[0], "worse": words[1]}.get(item["assessment"], words[2])
@@ -457,8 +558,11 @@ class Words:
                 parts.append(self(chosen))
         late = [i for i in incidents if not i["within_sla"]]
         plural = {"count": len(incidents), "s": "" if len(incidents) == 1 else "s", "late": len(late)}
-        parts.append(self("p.no_incidents") if not incidents
-                     else self("p.incidents_late" if late else "p.incidents_ok", **plural))
+        parts.append(
+            self("p.no_incidents")
+            if not incidents
+            else self("p.incidents_late" if late else "p.incidents_ok", **plural)
+        )
         untold = any(self.why(metrics[k]) == "too_few_steps" for k in ("p95", "p50", "error_rate", "availability"))
         untold = untold or not all(self.observed(report, side) for side in ("before", "after"))
         key = "v.attention" if worse or late else "v.too_few" if untold else "v.healthy"
@@ -469,8 +573,12 @@ class Words:
         release, rollout = report["release"], report["rollout"]
         if not rollout["live_at"]:
             return None
-        names = {"version": release["version"], "project": report["project"],
-                 "environment": report["environment"]["name"], "live": self.when(rollout["live_at"])}
+        names = {
+            "version": release["version"],
+            "project": report["project"],
+            "environment": report["environment"]["name"],
+            "live": self.when(rollout["live_at"]),
+        }
         cut = (report["windows"]["after"] or {}).get("cut_short_by") or {}
         if cut.get("by") == "rollback":
             return self("s.rolled_back", at=self.when(cut["at"]), **names)
@@ -493,20 +601,26 @@ class Words:
             short = feature["after_per_day"] is None
             count = self.volume(feature, "after", uses=True)
             if feature.get("before_total") is None:
-                lines.append(self("s.feature_new_short" if short else "s.feature_new", name=feature["name"],
-                                  count=count))
+                lines.append(
+                    self("s.feature_new_short" if short else "s.feature_new", name=feature["name"], count=count)
+                )
             else:
                 before = self.volume(feature, "before", uses=True)
-                lines.append(self("s.feature_short" if short else "s.feature", name=feature["name"], count=count,
-                                  before=before))
+                lines.append(
+                    self("s.feature_short" if short else "s.feature", name=feature["name"], count=count, before=before)
+                )
         incidents = report["incidents"]
         sla = self.seconds(report["sla"]["rollback_seconds"])
         if not incidents:
             lines.append(self("no_incidents"))
         else:
             late = [i for i in incidents if not i["within_sla"]]
-            plural = {"count": len(incidents), "s": "" if len(incidents) == 1 else "s",
-                      "were": "was" if len(incidents) == 1 else "were", "sla": sla}
+            plural = {
+                "count": len(incidents),
+                "s": "" if len(incidents) == 1 else "s",
+                "were": "was" if len(incidents) == 1 else "were",
+                "sla": sla,
+            }
             if late:
                 lines.append(self("s.incidents_bad", late=len(late), **plural))
             else:
@@ -531,8 +645,12 @@ class Words:
         compared = [m for m in metrics if m["before"] is not None and m["after"] is not None]
         if not compared:
             measured = (self.measured(report, "before"), self.measured(report, "after"))
-            key = {(False, False): "s.no_metrics", (True, False): "s.nothing_after",
-                   (False, True): "s.nothing_before", (True, True): "s.nothing_in_common"}[measured]
+            key = {
+                (False, False): "s.no_metrics",
+                (True, False): "s.nothing_after",
+                (False, True): "s.nothing_before",
+                (True, True): "s.nothing_in_common",
+            }[measured]
             lines = [self(key, **observed)]
             if report["environment"]["source"] == "scrape" and not all(measured):
                 lines.append(self("s.scrape_hint"))
@@ -544,23 +662,48 @@ class Words:
         if self.observed(report, "before") < report["window_seconds"] - report["step_seconds"]:
             window = self("s.measured_span", span=observed["before"])
         first = ("error_rate", "availability")  # what users suffer leads whenever it moved
-        moved = sorted((m for m in compared if m["direction"] in ("up", "down")),
-                       key=lambda m: (m["key"] not in first, first.index(m["key"]) if m["key"] in first else 0,
-                                      -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9))
+        moved = sorted(
+            (m for m in compared if m["direction"] in ("up", "down")),
+            key=lambda m: (
+                m["key"] not in first,
+                first.index(m["key"]) if m["key"] in first else 0,
+                -abs(m["change_percent"]) if m["change_percent"] is not None else -1e9,
+            ),
+        )
         untold = [m for m in compared if self.why(m) == "too_few_steps"]
         one_sided = [m for m in metrics if (m["before"] is None) != (m["after"] is None)]
         if moved:
-            lines.append(self("s.compared", window=window) + ("" if self.language == "zh-CN" else " ")
-                         + self("join").join(self.delta(m) for m in moved[:5]) + self("end"))
+            lines.append(
+                self("s.compared", window=window)
+                + ("" if self.language == "zh-CN" else " ")
+                + self("join").join(self.delta(m) for m in moved[:5])
+                + self("end")
+            )
         elif not untold and one_sided:
-            lines.append(self("s.nothing_changed_in", window=window,
-                              names=self("list").join(self.metric_name(m["key"]) for m in compared)))
+            lines.append(
+                self(
+                    "s.nothing_changed_in",
+                    window=window,
+                    names=self("list").join(self.metric_name(m["key"]) for m in compared),
+                )
+            )
         elif not untold:
             lines.append(self("s.nothing_changed", window=window))
         if untold:
-            lines.append(self("s.too_few", items=self("join").join(
-                self("s.too_few_item", name=self.metric_name(m["key"]), before=self.metric_value(m, "before"),
-                     after=self.metric_value(m, "after")) for m in untold)))
+            lines.append(
+                self(
+                    "s.too_few",
+                    items=self("join").join(
+                        self(
+                            "s.too_few_item",
+                            name=self.metric_name(m["key"]),
+                            before=self.metric_value(m, "before"),
+                            after=self.metric_value(m, "after"),
+                        )
+                        for m in untold
+                    ),
+                )
+            )
         bounded: dict[tuple[str, str], list[str]] = {}  # quantiles the histogram cannot tell apart
         for item in compared:
             why = self.why(item)
@@ -583,12 +726,17 @@ class Words:
     def measured(report: dict, side: str) -> bool:
         """Whether anything at all was measured in a window: a metric or a feature's usage."""
         return any(m[side] is not None for m in report["metrics"]) or any(
-            f.get(f"{side}_total") is not None for f in report["features"])
+            f.get(f"{side}_total") is not None for f in report["features"]
+        )
 
     def chart_note(self, report: dict, zone: str) -> str:
         """What the charts span: the time measured of each window, as the table's headings say."""
-        spans = {side: self.seconds(self.observed(report, side)) if self.measured(report, side) and
-                 self.observed(report, side) else self("nothing") for side in ("before", "after")}
+        spans = {
+            side: self.seconds(self.observed(report, side))
+            if self.measured(report, side) and self.observed(report, side)
+            else self("nothing")
+            for side in ("before", "after")
+        }
         return self("chart_note", zone=zone, **spans)
 
     def heading(self, report: dict, side: str) -> str:
@@ -603,9 +751,18 @@ class Words:
 
     def glossary(self, report: dict) -> list[str]:
         """The words the report uses that need explaining: "under" and "over" only where it uses them."""
-        entries = [self("g.p50"), self("g.p95"), self("g.pp"),
-                   self("g.noise", percent=f"{MIN_CHANGE_PERCENT:g}", step=self.seconds(report["step_seconds"]),
-                        alpha=f"{SIGNIFICANCE:g}", steps=MIN_STEPS)]
+        entries = [
+            self("g.p50"),
+            self("g.p95"),
+            self("g.pp"),
+            self(
+                "g.noise",
+                percent=f"{MIN_CHANGE_PERCENT:g}",
+                step=self.seconds(report["step_seconds"]),
+                alpha=f"{SIGNIFICANCE:g}",
+                steps=MIN_STEPS,
+            ),
+        ]
         if any(m.get("before_bound") or m.get("after_bound") for m in report["metrics"]):
             entries.append(self("g.bound"))
         return entries

@@ -34,7 +34,8 @@ class RouteRefused(ReleaserError):
 class RouteKeeper:
     def __init__(self, environment: Environment, store: Store, journal: Journal, fleet: Fleet):
         """`fleet`: the stage's, whose sessions reach the router's hosts too."""
-        assert environment.router is not None
+        if environment.router is None:
+            raise ValueError(f"{environment.name} has no router")
         self.env, self.spec = environment, environment.router
         self.store, self.journal, self.fleet = store, journal, fleet
         self.router = router_for(self.spec, environment)
@@ -120,35 +121,63 @@ class RouteKeeper:
         described = route.describe(self.hosts)
         with self.store.transaction():
             self.store.save_route(self.env.name, route.to_dict(), applied=False, why=why)
-            self.journal.record("route.changing", f"  route: {why}: {described}",
-                                data={"route": route.to_dict(), "why": why}, **tag)
+            self.journal.record(
+                "route.changing", f"  route: {why}: {described}", data={"route": route.to_dict(), "why": why}, **tag
+            )
         started = time.monotonic()
         fleet, targets = self._router_fleet()
-        results = fleet.run("route", targets, lambda _: self.router.apply_script(route, drain),
-                            timeout=self.spec.drain_timeout + 30, quiet=True)
+        results = fleet.run(
+            "route",
+            targets,
+            lambda _: self.router.apply_script(route, drain),
+            timeout=self.spec.drain_timeout + 30,
+            quiet=True,
+        )
         seconds = time.monotonic() - started
         failed = {name: result.why() for name, result in results.items() if not result.ok}
         if failed:
             self.journal.record(
                 "route.failed",
                 f"  route: the router refused it ({why}): " + "; ".join(f"{h}: {w}" for h, w in sorted(failed.items())),
-                data={"route": route.to_dict(), "failed": failed, "why": why}, **tag,
+                data={"route": route.to_dict(), "failed": failed, "why": why},
+                **tag,
             )
-            raise RouteRefused(f"the router of {self.env.name} refused the route ({why}): "
-                               + "; ".join(f"{h}: {w}" for h, w in sorted(failed.items())))
+            raise RouteRefused(
+                f"the router of {self.env.name} refused the route ({why}): "
+                + "; ".join(f"{h}: {w}" for h, w in sorted(failed.items()))
+            )
         figures = {name: dict(_FIGURE.findall(result.stdout)) for name, result in results.items()}
         live_ms = max((int(f.get("RELEASER_ROUTE_LIVE", 0) or 0) for f in figures.values()), default=0)
-        unfinished = {h: f["RELEASER_ROUTE_DRAIN_TIMEOUT"] for h, f in figures.items() if "RELEASER_ROUTE_DRAIN_TIMEOUT" in f}
-        unconfirmed = {h: f["RELEASER_ROUTE_UNCONFIRMED"] for h, f in figures.items() if "RELEASER_ROUTE_UNCONFIRMED" in f}
+        unfinished = {
+            h: f["RELEASER_ROUTE_DRAIN_TIMEOUT"] for h, f in figures.items() if "RELEASER_ROUTE_DRAIN_TIMEOUT" in f
+        }
+        unconfirmed = {
+            h: f["RELEASER_ROUTE_UNCONFIRMED"] for h, f in figures.items() if "RELEASER_ROUTE_UNCONFIRMED" in f
+        }
         with self.store.transaction():
             self.store.save_route(self.env.name, route.to_dict(), applied=True, why=why)
             self.journal.record(
-                "route.changed", f"  route: {described} (live in {seconds:.2f}s)"
-                + (f"; requests still held after {self.spec.drain_timeout:g}s on {', '.join(unfinished)}" if unfinished else "")
-                + (f"; reloaded but not confirmed live on {', '.join(unconfirmed)}: "
-                   f"{next(iter(unconfirmed.values()))}" if unconfirmed else ""),
-                data={"route": route.to_dict(), "why": why, "seconds": round(seconds, 3), "live_ms": live_ms,
-                      "drain_unfinished": unfinished, "unconfirmed": unconfirmed}, **tag,
+                "route.changed",
+                f"  route: {described} (live in {seconds:.2f}s)"
+                + (
+                    f"; requests still held after {self.spec.drain_timeout:g}s on {', '.join(unfinished)}"
+                    if unfinished
+                    else ""
+                )
+                + (
+                    f"; reloaded but not confirmed live on {', '.join(unconfirmed)}: {next(iter(unconfirmed.values()))}"
+                    if unconfirmed
+                    else ""
+                ),
+                data={
+                    "route": route.to_dict(),
+                    "why": why,
+                    "seconds": round(seconds, 3),
+                    "live_ms": live_ms,
+                    "drain_unfinished": unfinished,
+                    "unconfirmed": unconfirmed,
+                },
+                **tag,
             )
         return route
 

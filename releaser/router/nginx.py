@@ -99,7 +99,8 @@ class NginxRouter(Router):
         spec = self.spec
         text = self.render(route)
         delimiter = "RELEASER_ROUTE_FILE_END"
-        assert delimiter not in text
+        if delimiter in text:
+            raise ValueError(f"the route file may not contain {delimiter}")
         file = shlex.quote(spec.file)
         return f"""set -u
 file={file}; prev={file}.releaser-prev; new={file}.releaser-new
@@ -162,4 +163,3 @@ echo "RELEASER_ROUTE_LIVE $(( ($(date +%s%N) - started) / 1000000 ))"
 done
 echo "RELEASER_ROUTE_DRAINED $(( ($(date +%s%N) - started) / 1000000 ))"
 """
-

@@ -9,8 +9,8 @@ the route never sends anyone to nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 from ..record import Record
 
@@ -25,14 +25,24 @@ class Route(Record, frozen=True):
     allow: tuple[str, ...] = ()  # keys always sent to the new side
 
     def to_dict(self) -> dict:
-        return {"release": self.release, "new": list(self.new), "drained": list(self.drained),
-                "share": self.share, "allow": list(self.allow)}
+        return {
+            "release": self.release,
+            "new": list(self.new),
+            "drained": list(self.drained),
+            "share": self.share,
+            "allow": list(self.allow),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Route:
         share = data.get("share")
-        return cls(data.get("release"), tuple(data.get("new", ())), tuple(data.get("drained", ())),
-                   None if share is None else float(share), tuple(data.get("allow", ())))
+        return cls(
+            data.get("release"),
+            tuple(data.get("new", ())),
+            tuple(data.get("drained", ())),
+            None if share is None else float(share),
+            tuple(data.get("allow", ())),
+        )
 
     def sides(self, hosts: Iterable[str]) -> tuple[list[str], list[str]]:
         """(stable, new): the hosts in rotation on each side, in the environment's order."""
@@ -70,8 +80,10 @@ class Route(Record, frozen=True):
         if share >= 100:
             return f"every user to {self.release} ({_hosts(len(new))}){drained}"
         by = " (as its share of hosts)" if self.share is None else ""
-        return (f"{share:g}% of users{by}{allowed} to {self.release} on {_hosts(len(new))}, the rest on "
-                f"{_hosts(len(stable))}{drained}")
+        return (
+            f"{share:g}% of users{by}{allowed} to {self.release} on {_hosts(len(new))}, the rest on "
+            f"{_hosts(len(stable))}{drained}"
+        )
 
 
 def _hosts(count: int) -> str:

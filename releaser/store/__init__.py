@@ -33,5 +33,13 @@ def memory_store() -> Store:
     return SqliteStore(Path(":memory:"))
 
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreError", "StoreMissing", "memory_store", "open_postgres",
-           "open_store"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreMissing",
+    "memory_store",
+    "open_postgres",
+    "open_store",
+]

@@ -7,13 +7,26 @@ Every write is durable when the method returns; `transaction()` groups several w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Callable
 
 from ..errors import NeedsHuman
 from ..model import (
-    AlertRecord, ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, RollbackRun,
-    RunStatus, Sample, StageRun,
+    AlertRecord,
+    ApprovalRequest,
+    Cause,
+    Claim,
+    Deployment,
+    Event,
+    HostState,
+    Lock,
+    Release,
+    ReleaseStatus,
+    Report,
+    RollbackRun,
+    RunStatus,
+    Sample,
+    StageRun,
 )
 
 SCHEMA_VERSION = 9
@@ -71,8 +84,15 @@ class Store(ABC):
 
     @abstractmethod
     def start_stage_run(
-        self, release: str, stage: str, environment: str, owner: str, status: RunStatus = RunStatus.RUNNING,
-        forced: bool = False, reason: str = "", claim: Claim | None = None,
+        self,
+        release: str,
+        stage: str,
+        environment: str,
+        owner: str,
+        status: RunStatus = RunStatus.RUNNING,
+        forced: bool = False,
+        reason: str = "",
+        claim: Claim | None = None,
     ) -> StageRun: ...
 
     @abstractmethod
@@ -98,8 +118,16 @@ class Store(ABC):
 
     @abstractmethod
     def start_rollback(
-        self, environment: str, cause: Cause, releases: list[str], reason: str, stage_run_id: int | None = None,
-        target: str | None = None, fault_at: str | None = None, owner: str = "", claim: Claim | None = None,
+        self,
+        environment: str,
+        cause: Cause,
+        releases: list[str],
+        reason: str,
+        stage_run_id: int | None = None,
+        target: str | None = None,
+        fault_at: str | None = None,
+        owner: str = "",
+        claim: Claim | None = None,
     ) -> RollbackRun: ...
 
     @abstractmethod
@@ -148,8 +176,9 @@ class Store(ABC):
     def host_states(self, environment: str) -> dict[str, HostState]: ...
 
     @abstractmethod
-    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None,
-                       doubt: str = "") -> None:
+    def set_host_state(
+        self, environment: str, host: str, version: str | None, previous: str | None, doubt: str = ""
+    ) -> None:
         """What the host runs; `doubt` says why the store cannot vouch for it ("" when it can)."""
 
     @abstractmethod
@@ -193,8 +222,9 @@ class Store(ABC):
     # -- approvals and aborts: decisions people take from any runner --
 
     @abstractmethod
-    def request_approval(self, release: str, stage: str, by: str, approvers: list[str],
-                         not_by_promoter: bool) -> tuple[ApprovalRequest, bool]:
+    def request_approval(
+        self, release: str, stage: str, by: str, approvers: list[str], not_by_promoter: bool
+    ) -> tuple[ApprovalRequest, bool]:
         """The open request (awaiting or approved) for the stage, or a new awaiting one; True when new."""
 
     @abstractmethod

@@ -9,7 +9,8 @@ used again (see SqliteStore), so no runner goes on writing to the old one.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import BusyError
 from ..model import Lock, utcnow
@@ -17,8 +18,22 @@ from .base import StoreError
 from .sql import SqlStore
 
 # parents before the rows that refer to them
-TABLES = ("releases", "stage_runs", "rollbacks", "deployments", "check_memory", "approvals", "host_state", "events",
-          "locks", "reports", "samples", "routes", "alerts", "meta")
+TABLES = (
+    "releases",
+    "stage_runs",
+    "rollbacks",
+    "deployments",
+    "check_memory",
+    "approvals",
+    "host_state",
+    "events",
+    "locks",
+    "reports",
+    "samples",
+    "routes",
+    "alerts",
+    "meta",
+)
 WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples", "alerts")
 MOVED_KEY = "moved_to"
 
@@ -28,12 +43,18 @@ def move_state(source: SqlStore, target: SqlStore, is_stale: Callable[[Lock], bo
     with source.transaction():  # no other process writes to the source until the move is done
         held = [lock for lock in _locks(source) if not is_stale(lock)]
         if held:
-            names = ", ".join(f"{lock.environment} ({lock.command}, pid {lock.pid} on {lock.hostname})" for lock in held)
-            raise BusyError(f"cannot move the state while work holds an environment: {names}; "
-                            "move it when no promotion, rollback or watch is at work")
+            names = ", ".join(
+                f"{lock.environment} ({lock.command}, pid {lock.pid} on {lock.hostname})" for lock in held
+            )
+            raise BusyError(
+                f"cannot move the state while work holds an environment: {names}; "
+                "move it when no promotion, rollback or watch is at work"
+            )
         if _has_records(target):
-            raise StoreError(f"the state database {target.where} already holds releaser's records; nothing was "
-                             "moved: point the variable at an empty database")
+            raise StoreError(
+                f"the state database {target.where} already holds releaser's records; nothing was "
+                "moved: point the variable at an empty database"
+            )
         copied: dict[str, int] = {}
         with target.transaction():
             for table in TABLES:
@@ -44,24 +65,38 @@ def move_state(source: SqlStore, target: SqlStore, is_stale: Callable[[Lock], bo
                     columns = list(rows[0])
                     target._db.executemany(
                         f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608 - fixed names
-                        [tuple(row[c] for c in columns) for row in rows])
+                        [tuple(row[c] for c in columns) for row in rows],
+                    )
                 copied[table] = len(rows)
             for table in WITH_IDS:
                 target._db.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL)"
-                    f" FROM {table}")  # noqa: S608 - fixed names
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL)"  # noqa: S608 - table names are ours
+                    f" FROM {table}"
+                )
         for table in TABLES:
             if table != "meta" and _rows(target, table) != _rows(source, table):
-                raise StoreError(f"the copy of {table} differs from the original; the SQLite state is unchanged "
-                                 f"and still in use: report this, with `releaser history`")
+                raise StoreError(
+                    f"the copy of {table} differs from the original; the SQLite state is unchanged "
+                    f"and still in use: report this, with `releaser history`"
+                )
         source._db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (MOVED_KEY, f"{target.where} at {utcnow()}"))
     return copied
 
 
 def _rows(store: SqlStore, table: str) -> list[dict[str, Any]]:
-    order = "id" if table in WITH_IDS else {"meta": "key", "locks": "environment", "routes": "environment",
-                                            "host_state": "environment, host", "check_memory": "stage_run_id",
-                                            "releases": "version", "reports": "release"}[table]
+    order = (
+        "id"
+        if table in WITH_IDS
+        else {
+            "meta": "key",
+            "locks": "environment",
+            "routes": "environment",
+            "host_state": "environment, host",
+            "check_memory": "stage_run_id",
+            "releases": "version",
+            "reports": "release",
+        }[table]
+    )
     return [dict(row) for row in store._db.execute(f"SELECT * FROM {table} ORDER BY {order}")]  # noqa: S608 - fixed
 
 
@@ -70,5 +105,7 @@ def _locks(store: SqlStore) -> list[Lock]:
 
 
 def _has_records(store: SqlStore) -> bool:
-    return any(store._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
-               for table in ("releases", "events", "host_state"))
+    return any(
+        store._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
+        for table in ("releases", "events", "host_state")
+    )

@@ -85,8 +85,10 @@ def _store_error(where: str, exc: Exception) -> StoreError:
 class PostgresStore(SqlStore):
     def __init__(self, url: str, wait: float = 10.0, create: bool = True, variable: str = "the state URL"):
         if not url:
-            raise StoreError(f"{variable} is not set: it holds the PostgreSQL URL of the state "
-                             "(postgresql://user:password@host:port/database)")
+            raise StoreError(
+                f"{variable} is not set: it holds the PostgreSQL URL of the state "
+                "(postgresql://user:password@host:port/database)"
+            )
         secrets.register_url_password(url)
         self.url, self.wait, self.where = url, wait, shown_url(url)
         self._create = create
@@ -97,12 +99,14 @@ class PostgresStore(SqlStore):
             import psycopg
             from psycopg.rows import dict_row
         except ImportError:
-            raise StoreError("the state is on PostgreSQL but psycopg is not installed: "
-                             "pip install 'releaser[postgresql]'") from None
+            raise StoreError(
+                "the state is on PostgreSQL but psycopg is not installed: pip install 'releaser[postgresql]'"
+            ) from None
         timeout = max(1, round(self.wait))
         try:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=timeout,
-                                   application_name="releaser")
+            conn = psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=timeout, application_name="releaser"
+            )
         except psycopg.Error as exc:
             raise _store_error(self.where, exc) from None
         connection = _Connection(conn, self.where)
@@ -116,8 +120,10 @@ class PostgresStore(SqlStore):
             db.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
         except StoreError:
             db.execute("ROLLBACK")
-            raise StoreError(f"the state database {self.where} is locked by another process (waited "
-                             f"{self.wait:g}s); nothing was changed: try again when that process is done") from None
+            raise StoreError(
+                f"the state database {self.where} is locked by another process (waited "
+                f"{self.wait:g}s); nothing was changed: try again when that process is done"
+            ) from None
 
     def _has_meta(self) -> bool:
         row = self._db.execute("SELECT to_regclass('meta') IS NOT NULL AS present").fetchone()

@@ -6,16 +6,34 @@ and how the schema's column types are spelled (store.sqlite, store.postgresql).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import BusyError
 from ..model import (
-    AlertRecord, ApprovalRequest, Cause, Claim, Deployment, Event, HostState, Lock, Release, ReleaseStatus, Report, ReportState, RollbackRun,
-    RollbackStatus, RunStatus, Sample, StageRun, utcnow,
+    AlertRecord,
+    ApprovalRequest,
+    Cause,
+    Claim,
+    Deployment,
+    Event,
+    HostState,
+    Lock,
+    Release,
+    ReleaseStatus,
+    Report,
+    ReportState,
+    RollbackRun,
+    RollbackStatus,
+    RunStatus,
+    Sample,
+    StageRun,
+    utcnow,
 )
 from .base import SCHEMA_VERSION, Store, StoreError
 from .migrations import MIGRATIONS
@@ -94,10 +112,9 @@ class SqlStore(Store):
         try:
             yield
         except BaseException:
-            try:
+            # the connection may be gone, and the transaction with it: the first error says why
+            with contextlib.suppress(StoreError):
                 db.execute("ROLLBACK")
-            except StoreError:
-                pass  # the connection is gone, and the transaction with it: the first error says why
             raise
         else:
             db.execute("COMMIT")
@@ -151,11 +168,19 @@ class SqlStore(Store):
 
     def add_release(self, release: Release) -> None:
         self._db.execute(
-            "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by, url)"
+            "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by,"
+            " url)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                release.version, release.artifact, release.sha256, release.size, release.notes,
-                json.dumps(release.features), str(release.status), release.created_at or utcnow(), release.created_by,
+                release.version,
+                release.artifact,
+                release.sha256,
+                release.size,
+                release.notes,
+                json.dumps(release.features),
+                str(release.status),
+                release.created_at or utcnow(),
+                release.created_by,
                 release.url,
             ),
         )
@@ -172,28 +197,45 @@ class SqlStore(Store):
 
     # -- stage runs --
 
-    def start_stage_run(self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason="",
-                        claim=None):
+    def start_stage_run(
+        self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason="", claim=None
+    ):
         now = utcnow()
         finished = None if RunStatus(status).open else now
         run_id = self._insert(
-            "INSERT INTO stage_runs(release, stage, environment, status, started_at, finished_at, reason, forced, owner,"
+            "INSERT INTO stage_runs(release, stage, environment, status, started_at, finished_at, reason, forced,"
+            " owner,"
             " pid, hostname, lease_until, lock_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (release, stage, environment, str(status), now, finished, reason, int(forced), owner,
-             *_claim_values(claim)),
+            (
+                release,
+                stage,
+                environment,
+                str(status),
+                now,
+                finished,
+                reason,
+                int(forced),
+                owner,
+                *_claim_values(claim),
+            ),
         )
         return self.get_stage_run(run_id)
 
     def claim_stage_run(self, run_id: int, claim: Claim) -> None:
-        self._db.execute("UPDATE stage_runs SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
-                         (*_claim_values(claim), run_id))
+        self._db.execute(
+            "UPDATE stage_runs SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
+            (*_claim_values(claim), run_id),
+        )
 
     def set_last_look(self, run_id: int, at: str) -> None:
         self._db.execute("UPDATE stage_runs SET last_look_at = ? WHERE id = ?", (at, run_id))
 
     def close_window(self, run_id: int, why: str) -> None:
-        self._db.execute("UPDATE stage_runs SET window_closed_at = ?, window_closed_why = ? WHERE id = ?"
-                         " AND window_closed_at IS NULL", (utcnow(), why, run_id))
+        self._db.execute(
+            "UPDATE stage_runs SET window_closed_at = ?, window_closed_why = ? WHERE id = ?"
+            " AND window_closed_at IS NULL",
+            (utcnow(), why, run_id),
+        )
 
     def check_memory(self, run_id: int) -> dict | None:
         row = self._db.execute("SELECT memory FROM check_memory WHERE stage_run_id = ?", (run_id,)).fetchone()
@@ -208,13 +250,26 @@ class SqlStore(Store):
 
     # -- rollbacks --
 
-    def start_rollback(self, environment, cause, releases, reason, stage_run_id=None, target=None, fault_at=None,
-                       owner="", claim=None) -> RollbackRun:
+    def start_rollback(
+        self, environment, cause, releases, reason, stage_run_id=None, target=None, fault_at=None, owner="", claim=None
+    ) -> RollbackRun:
         rollback_id = self._insert(
             "INSERT INTO rollbacks(environment, cause, releases, reason, status, started_at, stage_run_id, target,"
-            " fault_at, owner, pid, hostname, lease_until, lock_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (environment, str(cause), json.dumps(sorted(releases)), reason, str(RollbackStatus.RUNNING), utcnow(),
-             stage_run_id, target, fault_at, owner, *_claim_values(claim)),
+            " fault_at, owner, pid, hostname, lease_until, lock_token)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                str(cause),
+                json.dumps(sorted(releases)),
+                reason,
+                str(RollbackStatus.RUNNING),
+                utcnow(),
+                stage_run_id,
+                target,
+                fault_at,
+                owner,
+                *_claim_values(claim),
+            ),
         )
         return self.get_rollback(rollback_id)
 
@@ -223,15 +278,27 @@ class SqlStore(Store):
         if not changes or set(changes) - allowed:
             raise ValueError(f"cannot update rollback fields {sorted(set(changes) - allowed)}")
         columns = {"left": "left_hosts"}
-        values = {columns.get(k, k): (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else
-                                      str(v) if isinstance(v, RollbackStatus) else v) for k, v in changes.items()}
+        values = {
+            columns.get(k, k): (
+                json.dumps(v, sort_keys=True)
+                if isinstance(v, (dict, list))
+                else str(v)
+                if isinstance(v, RollbackStatus)
+                else v
+            )
+            for k, v in changes.items()
+        }
         assignments = ", ".join(f"{name} = ?" for name in values)
-        self._db.execute(f"UPDATE rollbacks SET {assignments} WHERE id = ?",  # noqa: S608 - checked names
-                         (*values.values(), rollback_id))
+        self._db.execute(
+            f"UPDATE rollbacks SET {assignments} WHERE id = ?",  # noqa: S608 - checked names
+            (*values.values(), rollback_id),
+        )
 
     def claim_rollback(self, rollback_id: int, claim: Claim) -> None:
-        self._db.execute("UPDATE rollbacks SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
-                         (*_claim_values(claim), rollback_id))
+        self._db.execute(
+            "UPDATE rollbacks SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
+            (*_claim_values(claim), rollback_id),
+        )
 
     def get_rollback(self, rollback_id: int) -> RollbackRun | None:
         row = self._db.execute("SELECT * FROM rollbacks WHERE id = ?", (rollback_id,)).fetchone()
@@ -271,8 +338,18 @@ class SqlStore(Store):
                 dep.id = self._insert(
                     "INSERT INTO deployments(stage_run_id, environment, host, action, from_version, to_version,"
                     " status, detail, updated_at, op) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (dep.stage_run_id, dep.environment, dep.host, dep.action, dep.from_version, dep.to_version,
-                     dep.status, dep.detail, now, dep.op),
+                    (
+                        dep.stage_run_id,
+                        dep.environment,
+                        dep.host,
+                        dep.action,
+                        dep.from_version,
+                        dep.to_version,
+                        dep.status,
+                        dep.detail,
+                        now,
+                        dep.op,
+                    ),
                 )
                 dep.updated_at = now
         return deployments
@@ -294,8 +371,9 @@ class SqlStore(Store):
         rows = self._db.execute("SELECT * FROM host_state WHERE environment = ?", (environment,))
         return {r["host"]: HostState(**dict(r)) for r in rows}
 
-    def set_host_state(self, environment: str, host: str, version: str | None, previous: str | None,
-                       doubt: str = "") -> None:
+    def set_host_state(
+        self, environment: str, host: str, version: str | None, previous: str | None, doubt: str = ""
+    ) -> None:
         self._db.execute(
             "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(environment, host) DO UPDATE SET version = excluded.version,"
@@ -306,7 +384,8 @@ class SqlStore(Store):
     def doubt_host(self, environment: str, host: str, why: str) -> None:
         self._db.execute(
             "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, NULL, NULL,"
-            " ?, ?) ON CONFLICT(environment, host) DO UPDATE SET doubt = excluded.doubt, updated_at = excluded.updated_at",
+            " ?, ?) ON CONFLICT(environment, host)"
+            " DO UPDATE SET doubt = excluded.doubt, updated_at = excluded.updated_at",
             (environment, host, utcnow(), why),
         )
 
@@ -317,8 +396,16 @@ class SqlStore(Store):
         event.id = self._insert(
             "INSERT INTO events(ts, kind, environment, release, stage, host, message, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.ts, event.kind, event.environment, event.release, event.stage, event.host, event.message,
-             json.dumps(event.data, default=str)),
+            (
+                event.ts,
+                event.kind,
+                event.environment,
+                event.release,
+                event.stage,
+                event.host,
+                event.message,
+                json.dumps(event.data, default=str),
+            ),
         )
         return event
 
@@ -347,19 +434,30 @@ class SqlStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(environment) DO UPDATE SET owner = excluded.owner,"
                 " pid = excluded.pid, hostname = excluded.hostname, command = excluded.command,"
                 " acquired_at = excluded.acquired_at, lease_until = excluded.lease_until, token = excluded.token",
-                (lock.environment, lock.owner, lock.pid, lock.hostname, lock.command, lock.acquired_at,
-                 lock.lease_until, lock.token),
+                (
+                    lock.environment,
+                    lock.owner,
+                    lock.pid,
+                    lock.hostname,
+                    lock.command,
+                    lock.acquired_at,
+                    lock.lease_until,
+                    lock.token,
+                ),
             )
             return held
 
     def renew_lock(self, environment: str, token: str, lease_until: str) -> bool:
         with self.transaction():
             cursor = self._db.execute(
-                "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?", (lease_until, environment, token)
+                "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?",
+                (lease_until, environment, token),
             )
             for table in ("stage_runs", "rollbacks"):
-                self._db.execute(f"UPDATE {table} SET lease_until = ? WHERE lock_token = ?",  # noqa: S608 - fixed
-                                 (lease_until, token))
+                self._db.execute(
+                    f"UPDATE {table} SET lease_until = ? WHERE lock_token = ?",  # noqa: S608 - fixed
+                    (lease_until, token),
+                )
             return cursor.rowcount == 1
 
     def release_lock(self, environment: str, token: str) -> None:
@@ -381,13 +479,16 @@ class SqlStore(Store):
         with self.transaction():
             row = self._db.execute(
                 "SELECT * FROM approvals WHERE release = ? AND stage = ? AND state IN ('awaiting', 'approved')"
-                " ORDER BY id DESC LIMIT 1", (release, stage)).fetchone()
+                " ORDER BY id DESC LIMIT 1",
+                (release, stage),
+            ).fetchone()
             if row is not None:
                 return _approval(row), False
             request_id = self._insert(
                 "INSERT INTO approvals(release, stage, state, requested_by, requested_at, approvers, not_by_promoter)"
                 " VALUES (?, ?, 'awaiting', ?, ?, ?, ?)",
-                (release, stage, by, utcnow(), json.dumps(approvers), int(not_by_promoter)))
+                (release, stage, by, utcnow(), json.dumps(approvers), int(not_by_promoter)),
+            )
             return self.approval(request_id), True
 
     def approval(self, request_id: int) -> ApprovalRequest | None:
@@ -396,24 +497,28 @@ class SqlStore(Store):
 
     def approvals(self, release: str | None = None, state: str | None = None) -> list[ApprovalRequest]:
         where, args = _where(release=release, state=state)
-        return [_approval(r) for r in self._db.execute(f"SELECT * FROM approvals {where} ORDER BY id", args)]  # noqa: S608
+        return [_approval(r) for r in self._db.execute(f"SELECT * FROM approvals {where} ORDER BY id", args)]  # noqa: S608 - fixed columns
 
     def decide_approval(self, request_id: int, state: str, by: str, reason: str, expect: str) -> bool:
         cursor = self._db.execute(
             "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND state = ?",
-            (state, by, utcnow(), reason, request_id, expect))
+            (state, by, utcnow(), reason, request_id, expect),
+        )
         return cursor.rowcount == 1
 
     def use_approval(self, request_id: int, stage_run_id: int) -> bool:
         cursor = self._db.execute(
             "UPDATE approvals SET state = 'used', stage_run_id = ? WHERE id = ? AND state = 'approved'",
-            (stage_run_id, request_id))
+            (stage_run_id, request_id),
+        )
         return cursor.rowcount == 1
 
     def request_abort(self, run_id: int, by: str, reason: str) -> bool:
         cursor = self._db.execute(
             "UPDATE stage_runs SET abort_by = ?, abort_reason = ? WHERE id = ? AND abort_by IS NULL"
-            " AND finished_at IS NULL", (by, reason, run_id))
+            " AND finished_at IS NULL",
+            (by, reason, run_id),
+        )
         return cursor.rowcount == 1
 
     # -- alerts --
@@ -422,15 +527,26 @@ class SqlStore(Store):
         with self.transaction():
             known = self._db.execute(
                 "SELECT 1 FROM alerts WHERE group_key = ? AND environment = ? AND starts_at = ?",
-                (alert.group_key, alert.environment, alert.starts_at)).fetchone()
+                (alert.group_key, alert.environment, alert.starts_at),
+            ).fetchone()
             if known:
                 return False
             alert.received_at = alert.received_at or utcnow()
             alert.id = self._insert(
                 "INSERT INTO alerts(group_key, environment, starts_at, received_at, alertname, labels, summary, state,"
                 " outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (alert.group_key, alert.environment, alert.starts_at, alert.received_at, alert.alertname,
-                 json.dumps(alert.labels, sort_keys=True), alert.summary, alert.state, alert.outcome))
+                (
+                    alert.group_key,
+                    alert.environment,
+                    alert.starts_at,
+                    alert.received_at,
+                    alert.alertname,
+                    json.dumps(alert.labels, sort_keys=True),
+                    alert.summary,
+                    alert.state,
+                    alert.outcome,
+                ),
+            )
             return True
 
     def alerts(self, state: str | None = None) -> list[AlertRecord]:
@@ -441,8 +557,9 @@ class SqlStore(Store):
         return [AlertRecord(**{**dict(r), "labels": json.loads(r["labels"])}) for r in rows]
 
     def settle_alert(self, alert_id: int, outcome: str) -> bool:
-        cursor = self._db.execute("UPDATE alerts SET state = 'done', outcome = ? WHERE id = ? AND state = 'pending'",
-                                  (outcome, alert_id))
+        cursor = self._db.execute(
+            "UPDATE alerts SET state = 'done', outcome = ? WHERE id = ? AND state = 'pending'", (outcome, alert_id)
+        )
         return cursor.rowcount == 1
 
     # -- effect reports --
@@ -454,8 +571,15 @@ class SqlStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(release) DO UPDATE SET environment = excluded.environment,"
                 " live_at = excluded.live_at, due_at = excluded.due_at, state = excluded.state,"
                 " updated_at = excluded.updated_at WHERE reports.state != 'sent'",
-                (report.release, report.environment, report.live_at, report.due_at, str(report.state),
-                 report.message_id, utcnow()),
+                (
+                    report.release,
+                    report.environment,
+                    report.live_at,
+                    report.due_at,
+                    str(report.state),
+                    report.message_id,
+                    utcnow(),
+                ),
             )
             return self.get_report(report.release)
 
@@ -472,15 +596,19 @@ class SqlStore(Store):
             raise ValueError(f"cannot update report fields {sorted(set(changes) - allowed)}")
         columns = ", ".join(f"{name} = ?" for name in changes)
         values = [str(v) if isinstance(v, ReportState) else v for v in changes.values()]
-        self._db.execute(f"UPDATE reports SET {columns}, updated_at = ? WHERE release = ?",  # noqa: S608 - checked names
-                         (*values, utcnow(), release))
+        self._db.execute(
+            f"UPDATE reports SET {columns}, updated_at = ? WHERE release = ?",  # noqa: S608 - checked names
+            (*values, utcnow(), release),
+        )
 
     # -- heartbeats --
 
     def beat(self, name: str, data: dict) -> None:
         with self.transaction():
-            self._db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
-                             "excluded.value", (f"heartbeat:{name}", json.dumps({**data, "at": utcnow()})))
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"heartbeat:{name}", json.dumps({**data, "at": utcnow()})),
+            )
 
     def heartbeats(self) -> dict[str, dict]:
         rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'heartbeat:%' ORDER BY key")
@@ -498,12 +626,17 @@ class SqlStore(Store):
             )
 
     def get_route(self, environment: str) -> dict | None:
-        row = self._db.execute("SELECT route, applied, why, updated_at FROM routes WHERE environment = ?",
-                               (environment,)).fetchone()
+        row = self._db.execute(
+            "SELECT route, applied, why, updated_at FROM routes WHERE environment = ?", (environment,)
+        ).fetchone()
         if row is None:
             return None
-        return {"route": json.loads(row["route"]), "applied": bool(row["applied"]), "why": row["why"],
-                "updated_at": row["updated_at"]}
+        return {
+            "route": json.loads(row["route"]),
+            "applied": bool(row["applied"]),
+            "why": row["why"],
+            "updated_at": row["updated_at"],
+        }
 
     # -- samples --
 
@@ -519,8 +652,15 @@ class SqlStore(Store):
             "SELECT * FROM samples WHERE environment = ? AND ts >= ? AND ts <= ? ORDER BY ts, id",
             (environment, start, end),
         )
-        return [Sample(r["environment"], r["host"], r["ts"],
-                       None if r["metric_values"] is None else json.loads(r["metric_values"])) for r in rows]
+        return [
+            Sample(
+                r["environment"],
+                r["host"],
+                r["ts"],
+                None if r["metric_values"] is None else json.loads(r["metric_values"]),
+            )
+            for r in rows
+        ]
 
     def last_sample_ts(self, environment: str) -> float | None:
         row = self._db.execute("SELECT MAX(ts) AS ts FROM samples WHERE environment = ?", (environment,)).fetchone()

@@ -38,13 +38,20 @@ class _Connection(sqlite3.Connection):
 def _store_error(path: Path, wait: float, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
-        return StoreError(f"the state database {path} is locked by another process (waited {wait:g}s); "
-                          "nothing was changed: try again when that process is done")
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or \
-            "malformed" in text or "not a database" in text:
-        return StoreError(f"the state database {path} is damaged ({text}); nothing was changed: restore it from "
-                          "a backup, or move it aside and run `releaser state rebuild` to rebuild what the hosts "
-                          "run from their own records")
+        return StoreError(
+            f"the state database {path} is locked by another process (waited {wait:g}s); "
+            "nothing was changed: try again when that process is done"
+        )
+    if (
+        (isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError))
+        or "malformed" in text
+        or "not a database" in text
+    ):
+        return StoreError(
+            f"the state database {path} is damaged ({text}); nothing was changed: restore it from "
+            "a backup, or move it aside and run `releaser state rebuild` to rebuild what the hosts "
+            "run from their own records"
+        )
     return StoreError(f"the state database {path} cannot be used: {text}; nothing was changed")
 
 
@@ -66,13 +73,16 @@ class SqliteStore(SqlStore):
         moved = self._db.execute("SELECT value FROM meta WHERE key = 'moved_to'").fetchone()
         if moved:
             self.close()
-            raise StoreError(f"the state in {self.path} was moved to PostgreSQL ({moved['value']}); nothing was "
-                             "changed: set `state: {backend: postgresql}` and the state's URL variable")
+            raise StoreError(
+                f"the state in {self.path} was moved to PostgreSQL ({moved['value']}); nothing was "
+                "changed: set `state: {backend: postgresql}` and the state's URL variable"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=self.wait, isolation_level=None, check_same_thread=False,
-                                   factory=_Connection)
+            conn = sqlite3.connect(
+                self.path, timeout=self.wait, isolation_level=None, check_same_thread=False, factory=_Connection
+            )
         except sqlite3.Error as exc:
             raise _store_error(self.path, self.wait, exc) from None
         conn.store_path, conn.wait = self.path, self.wait
@@ -86,7 +96,10 @@ class SqliteStore(SqlStore):
         db.execute("BEGIN IMMEDIATE")
 
     def _has_meta(self) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+        return (
+            self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            is not None
+        )
 
     def _insert(self, sql: str, parameters: tuple) -> int:
         return self._db.execute(sql, parameters).lastrowid

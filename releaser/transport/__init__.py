@@ -6,7 +6,6 @@ from ..names import TRANSPORTS
 from .base import CommandResult, Notify, Session, Transport
 
 
-
 def transport_for(environment: Environment, notify: Notify | None = None) -> Transport:
     if environment.transport == "ssh":
         from .ssh import SshTransport
@@ -17,4 +16,4 @@ def transport_for(environment: Environment, notify: Notify | None = None) -> Tra
     return LocalTransport(environment, notify)
 
 
-__all__ = ["CommandResult", "Session", "Transport", "TRANSPORTS", "transport_for"]
+__all__ = ["TRANSPORTS", "CommandResult", "Session", "Transport", "transport_for"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from ..model import Environment, Host
 from ..record import Record
@@ -20,9 +20,11 @@ HELD_GRACE = 2.0  # seconds a script's output may stay open after it exited
 
 def held_output(exit_code: int) -> str:
     """Why a script that exited did not let go of the connection, and what to do about it."""
-    return (f"\nreleaser: the script ended (exit {exit_code}) but a process it started in the background still "
-            "holds its output, so the connection cannot finish; start it with its input and output redirected, "
-            "e.g. nohup CMD </dev/null >>LOG 2>&1 &")
+    return (
+        f"\nreleaser: the script ended (exit {exit_code}) but a process it started in the background still "
+        "holds its output, so the connection cannot finish; start it with its input and output redirected, "
+        "e.g. nohup CMD </dev/null >>LOG 2>&1 &"
+    )
 
 
 class AccessRefused(ConnectionError):

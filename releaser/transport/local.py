@@ -6,6 +6,7 @@ sandbox an honest rehearsal of a real fleet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,6 @@ from pathlib import Path
 from ..model import Host
 from .base import HELD_GRACE, CommandResult, Session, Transport, held_output
 
-
 # What a script run on this machine keeps of releaser's own environment: enough to find
 # programs and speak the locale, never a credential (SMTP, Prometheus and webhook secrets live
 # in releaser's environment). An environment's `pass_env` adds names.
@@ -25,8 +25,11 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ"
 
 
 def hook_environment(pass_env: tuple[str, ...] = ()) -> dict[str, str]:
-    return {name: value for name, value in os.environ.items()
-            if name in BASE_ENV or name.startswith("LC_") or name in pass_env}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in BASE_ENV or name.startswith("LC_") or name in pass_env
+    }
 
 
 class LocalSession(Session):
@@ -40,7 +43,7 @@ class LocalSession(Session):
         (the reading goes on, discarded, so that process never meets a closed pipe)."""
         started = time.monotonic()
         proc = subprocess.Popen(
-            ["bash", "-s"],
+            ["bash", "-s"],  # noqa: S607 - the local transport runs the bash on PATH, as ssh hosts do
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -60,13 +63,23 @@ class LocalSession(Session):
             proc.wait()
             for reader in (out, err):
                 reader.finish(HELD_GRACE)
-            return CommandResult(-1, out.text(), err.text() + f"\nreleaser: command timed out after {timeout:g}s",
-                                 time.monotonic() - started, timed_out=True)
+            return CommandResult(
+                -1,
+                out.text(),
+                err.text() + f"\nreleaser: command timed out after {timeout:g}s",
+                time.monotonic() - started,
+                timed_out=True,
+            )
         deadline = time.monotonic() + HELD_GRACE
         ended = [reader.finish(deadline - time.monotonic()) for reader in (out, err)]
         held = not all(ended)
-        return CommandResult(proc.returncode, out.text(), err.text() + (held_output(proc.returncode) if held else ""),
-                             time.monotonic() - started, held=held)
+        return CommandResult(
+            proc.returncode,
+            out.text(),
+            err.text() + (held_output(proc.returncode) if held else ""),
+            time.monotonic() - started,
+            held=held,
+        )
 
     def put(self, local_path: str, remote_path: str) -> None:
         Path(remote_path).parent.mkdir(parents=True, exist_ok=True)
@@ -100,10 +113,8 @@ class _Reader:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class LocalTransport(Transport):

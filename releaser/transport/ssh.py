@@ -12,7 +12,6 @@ import base64
 import hashlib
 import math
 import os
-import socket
 import stat
 import threading
 import time
@@ -114,17 +113,28 @@ class SshSession(Session):
                 if exited_at is not None and now - exited_at >= HELD_GRACE:
                     _drain_stderr(channel, err)
                     code = channel.recv_exit_status()
-                    return CommandResult(code, out.decode(errors="replace"),
-                                         err.decode(errors="replace") + held_output(code), now - started, held=True)
+                    return CommandResult(
+                        code,
+                        out.decode(errors="replace"),
+                        err.decode(errors="replace") + held_output(code),
+                        now - started,
+                        held=True,
+                    )
                 if now >= deadline:
                     _drain_stderr(channel, err)
-                    return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
-                                         + f"\nreleaser: no answer after {timeout:g}s", now - started, timed_out=True)
-                channel.settimeout(max(0.01, min(deadline - now, 1.0 if exited_at is None
-                                                 else exited_at + HELD_GRACE - now)))
+                    return CommandResult(
+                        -1,
+                        out.decode(errors="replace"),
+                        err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
+                        now - started,
+                        timed_out=True,
+                    )
+                channel.settimeout(
+                    max(0.01, min(deadline - now, 1.0 if exited_at is None else exited_at + HELD_GRACE - now))
+                )
                 try:
                     chunk = channel.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not chunk:
                     break
@@ -133,9 +143,13 @@ class SshSession(Session):
                     exited_at = time.monotonic()
             _drain_stderr(channel, err)
             if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
-                return CommandResult(-1, out.decode(errors="replace"), err.decode(errors="replace")
-                                     + f"\nreleaser: no answer after {timeout:g}s", time.monotonic() - started,
-                                     timed_out=True)
+                return CommandResult(
+                    -1,
+                    out.decode(errors="replace"),
+                    err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
+                    time.monotonic() - started,
+                    timed_out=True,
+                )
             code = channel.recv_exit_status()
             timed_out = code in (124, 137) and time.monotonic() - started >= timeout
             text_err = err.decode(errors="replace")
@@ -200,7 +214,11 @@ class SshTransport(Transport):
         if options.identity_file:
             connect_kwargs["key_filename"] = [options.identity_file]
         connection = Connection(
-            address, user=user, port=port, config=config, connect_timeout=math.ceil(options.connect_timeout),
+            address,
+            user=user,
+            port=port,
+            config=config,
+            connect_timeout=math.ceil(options.connect_timeout),
             connect_kwargs=connect_kwargs,
         )
         known_hosts = Path(
@@ -232,8 +250,10 @@ class SshTransport(Transport):
             raise AccessRefused(str(exc)) from None
         except AuthenticationException as exc:
             key = f" with {options.identity_file}" if options.identity_file else " (the SSH agent's and default keys)"
-            raise AccessRefused(f"{host.name}: authentication failed as {connection.user}{key}: {exc}; "
-                                "check `ssh.user` and `ssh.identity_file`") from None
+            raise AccessRefused(
+                f"{host.name}: authentication failed as {connection.user}{key}: {exc}; "
+                "check `ssh.user` and `ssh.identity_file`"
+            ) from None
         except (OSError, EOFError, SSHException) as exc:
             raise ConnectionError(f"{host.name} ({host.address}:{connection.port}) unreachable: {exc}") from None
         connection.client.get_transport().set_keepalive(max(1, int(options.keepalive)))
