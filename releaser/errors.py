@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .record import Record
 
-EXIT_OK = 0
+# 0: the command did what was asked
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUSY = 3

@@ -56,12 +56,12 @@ def _in_force(freeze: Freeze, now: datetime) -> Frozen | None:
     if not freeze.weekly:
         start, end = (datetime.fromisoformat(t).replace(tzinfo=zone) for t in (freeze.start, freeze.end))
         return Frozen(freeze, end) if start <= local < end else None
-    start, end = _week_minute(freeze.start), _week_minute(freeze.end)
+    first, last = _week_minute(freeze.start), _week_minute(freeze.end)
     minute = local.weekday() * 1440 + local.hour * 60 + local.minute
-    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    inside = first <= minute < last if first < last else (minute >= first or minute < last)
     if not inside:
         return None
-    left = (end - minute) % WEEK or WEEK
+    left = (last - minute) % WEEK or WEEK
     until = (local.replace(second=0, microsecond=0) + timedelta(minutes=left)).astimezone(zone)
     return Frozen(freeze, until)
 

@@ -200,6 +200,8 @@ def _first_route(directory: Path) -> Path:
     from .router.route import Route
 
     prod = load_config(directory / "environments.yaml").environments["prod"]
+    if prod.router is None:
+        raise ValueError(f"{directory / 'environments.yaml'}: the starter's prod has no router")
     path = directory / "nginx" / "prod.conf"
     with open(path, "x", encoding="utf-8") as handle:
         handle.write(router_for(prod.router, prod).render(Route()))

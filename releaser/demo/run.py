@@ -40,8 +40,8 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
     say("  each host is a directory with its own demo app process on 127.0.0.1; synthetic users send traffic")
     say("  bake times are SECONDS in this sandbox (production bakes for minutes)")
     config = load_config(directory / "environments.yaml")
-    if router is not None:
-        prod = config.environments["prod"]
+    prod = config.environments["prod"]
+    if router is not None and prod.router is not None:
         router.start(NginxRouter(prod.router, prod).render(Route()))
         say(
             f"  prod is behind nginx on 127.0.0.1:{router.port}: its gray goes to 10% of its {USERS} users (by a "

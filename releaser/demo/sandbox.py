@@ -13,6 +13,7 @@ import tarfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from ..processes import pid_alive
@@ -23,7 +24,7 @@ MARKER = ".releaser-demo"
 LAYOUT = {"dev": 1, "test": 2, "prod": 10}
 
 # What each release's app does (read by releaser.demo.app from app.json).
-RELEASES = {
+RELEASES: dict[str, dict[str, Any]] = {
     "1.0.0": {
         "notes": "First install of the demo shop.",
         "features": [],

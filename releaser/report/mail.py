@@ -48,7 +48,7 @@ def compose(
     message["Message-ID"] = message_id
     message.set_content(rendered.markdown)
     message.add_alternative(rendered.mail_html, subtype="html")
-    html = message.get_payload()[1]
+    html = next(part for part in message.iter_parts() if part.get_content_type() == "text/html")
     for cid, png in rendered.charts.items():
         html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{cid}.png")
     message.add_attachment(rendered.markdown, subtype="markdown", filename=f"report-{version}.md")
@@ -72,6 +72,7 @@ def send(
     committed = False
     try:
         context = ssl.create_default_context(cafile=spec.ca_file)
+        smtp: smtplib.SMTP
         if spec.security == "ssl":
             smtp = smtplib.SMTP_SSL(spec.host, spec.port, timeout=spec.timeout, context=context)
         else:

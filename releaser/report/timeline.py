@@ -16,7 +16,7 @@ from ..metrics import Selector, counter_increase
 from ..metrics.histogram import Histogram, bucket_key
 from ..metrics.prometheus import PrometheusSource
 from ..metrics.scrape import ScrapeSource, histogram_of
-from ..model import Config, Environment, ReleaseStatus, ReportSpec, ReportState, Sample, parse_ts
+from ..model import Config, Environment, MetricsSpec, ReleaseStatus, ReportSpec, ReportState, Sample, parse_ts
 from ..record import Record
 from ..store import Store
 
@@ -91,15 +91,15 @@ def extract(samples: dict, spec: ReportSpec) -> dict[str, float]:
     return values
 
 
-def record_samples(store: Store, env: Environment, spec: ReportSpec, now: float) -> list[Sample]:
+def record_samples(store: Store, env: Environment, metrics: MetricsSpec, spec: ReportSpec, now: float) -> list[Sample]:
     """Read the /metrics of every host in service (running a release) once and keep what the
     report needs; a host that did not answer is recorded as such (None)."""
-    source = ScrapeSource(env.metrics)
+    source = ScrapeSource(metrics)
     states = store.host_states(env.name)
     serving = [h for h in env.hosts if states.get(h.name) and states[h.name].version]
     outcomes = fan_out(serving, source.scrape, parallel=16)
     samples = [
-        Sample(env.name, o.item.name, now, None if o.error is not None else extract(o.value, spec)) for o in outcomes
+        Sample(env.name, o.item.name, now, None if o.value is None else extract(o.value, spec)) for o in outcomes
     ]
     store.add_samples(samples)
     return samples
@@ -115,7 +115,7 @@ def record_if_due(config: Config, store: Store) -> None:
     last = store.last_sample_ts(env.name)
     if last is not None and now - last < min(spec.resolution / 4, 60.0):
         return
-    record_samples(store, env, spec, now)
+    record_samples(store, env, env.metrics, spec, now)
     store.prune_samples(env.name, _still_needed_from(store, env.name, spec, now))
 
 
@@ -137,7 +137,7 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
     steps = empty_steps(start, end, step)
     answered: list[list[int]] = [[0, 0] for _ in steps]  # per step: answers, observations
     host_seconds = [0.0] * len(steps)
-    last: dict[str, Sample] = {}
+    last: dict[str, tuple[float, dict[str, float]]] = {}  # per host: its latest answer's time and values
     reporting: set[str] = set()
     looked = sorted((s for s in samples if start <= s.ts <= end), key=lambda s: s.ts)
     for sample in looked:
@@ -147,14 +147,15 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
             continue
         answered[index][0] += 1
         previous = last.get(sample.host)
-        last[sample.host] = sample
+        last[sample.host] = (sample.ts, sample.values)
         if previous is None:
             continue
         reporting.add(sample.host)
-        host_seconds[index] += sample.ts - previous.ts
+        previous_ts, previous_values = previous
+        host_seconds[index] += sample.ts - previous_ts
         counters = steps[index].counters
         for key, value in sample.values.items():
-            counters[key] = counters.get(key, 0.0) + counter_increase(previous.values.get(key), value)
+            counters[key] = counters.get(key, 0.0) + counter_increase(previous_values.get(key), value)
     for index, step_ in enumerate(steps):
         step_.seconds = host_seconds[index] / len(reporting) if reporting else 0.0
         answers, observations = answered[index]
@@ -167,7 +168,7 @@ def from_prometheus(
 ) -> Timeline:
     """One range query per metric; each point is the increase over the step that ends at it."""
     steps = empty_steps(start, end, step)
-    pattern = source.instances(env.hosts)
+    pattern = source.instances(list(env.hosts))
     span = f"{max(1, round(step * 1000))}ms"
     first, last_ = steps[0].end, steps[-1].end
 
