@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .record import Record
-
-if TYPE_CHECKING:
-    from .health.base import Check
-    from .metrics.selector import Selector
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
@@ -28,6 +25,78 @@ def parse_ts(value: str) -> datetime:
 
 
 # --- configuration -----------------------------------------------------------------------
+
+# one scrape: (metric name, sorted label pairs) -> value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$")
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+class Selector(Record, frozen=True):
+    """`name{label="v", other=~"re"}`: which samples of a scrape to add up; `{label="v"}` (no
+    name) matches label sets alone, as an alert's. Plain data the configuration holds; metrics/
+    reads it from YAML (`read_selector`) and sources apply it."""
+
+    name: str
+    matchers: tuple[tuple[str, str, str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        match = _SELECTOR.match(text or "")
+        if not match or not (match.group(1) or match.group(2)):
+            shown = repr(text) if len(repr(text)) <= 60 else repr(text)[:59] + "…"  # as schema.shown
+            raise ValueError(f'expected a metric selector like name{{label="value"}}, got {shown}')
+        body, matchers, pos = match.group(2) or "", [], 0
+        while pos < len(body.rstrip()):
+            item = _MATCHER.match(body, pos)
+            if not item:
+                raise ValueError(f"cannot read the label matchers in {text!r}")
+            label, op, value = item.group(1), item.group(2), item.group(3).encode().decode("unicode_escape")
+            if op in ("=~", "!~"):
+                re.compile(value)
+            matchers.append((label, op, value))
+            pos = item.end()
+        return cls(match.group(1) or "", tuple(matchers))
+
+    def matches(self, name: str, labels: tuple[tuple[str, str], ...]) -> bool:
+        return name == self.name and self.matches_labels(dict(labels))
+
+    def matches_labels(self, values: dict[str, str]) -> bool:
+        """Whether a label set passes every matcher (a missing label reads as "", as in PromQL)."""
+        for label, op, wanted in self.matchers:
+            value = values.get(label, "")
+            ok = {
+                "=": value == wanted,
+                "!=": value != wanted,
+                "=~": re.fullmatch(wanted, value) is not None,
+                "!~": re.fullmatch(wanted, value) is None,
+            }[op]
+            if not ok:
+                return False
+        return True
+
+    def promql(self, instances: str) -> str:
+        """This selector in PromQL, restricted to the instances matching the regex."""
+        matchers = [f'{label}{op}"{promql_string(value)}"' for label, op, value in self.matchers]
+        matchers.append(f'instance=~"{instances}"')
+        return f"{self.name}{{{', '.join(matchers)}}}"
+
+    def total(self, samples: Samples) -> float:
+        return math.fsum(v for (name, labels), v in samples.items() if self.matches(name, labels))
+
+
+def promql_string(value: str) -> str:
+    """A value inside a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class StageCheck(Protocol):
+    """A stage's health check as the configuration holds it: health.base.Check, the one
+    implementation, is built from the check sets (a protocol, so this module imports nothing)."""
+
+    name: str
+    failure_threshold: int
 
 
 class SshOptions(Record, frozen=True):
@@ -75,7 +144,7 @@ class MetricsSpec(Record, frozen=True):
 class RouterSpec(Record, frozen=True):
     """The load balancer(s) in front of an environment, and how releaser drives them."""
 
-    type: str  # nginx (see names.ROUTER_TYPES)
+    type: str  # a kind of router.ROUTERS: nginx
     hosts: tuple[Host, ...]  # where it runs, reached by the environment's transport; empty: this machine
     file: str  # the file releaser owns there (an include)
     backend: str = "{address}:80"  # an app host as the router reaches it, a template
@@ -141,7 +210,7 @@ class StageSpec(Record, frozen=True):
 
     name: str
     environment: str
-    checks: tuple[Check, ...] = ()
+    checks: tuple[StageCheck, ...] = ()
     bake: float = 300.0  # a fixed bake, or an adaptive bake's longest
     bake_min: float | None = None  # an adaptive bake (`bake: {min, max}`) passes once its checks do, after this
     interval: float = 30.0

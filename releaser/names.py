@@ -3,8 +3,6 @@ before it needs anything else."""
 
 STAGE_ORDER = ("selftest", "test", "gray", "full")
 DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
-TRANSPORTS = ("local", "ssh")
-ROUTER_TYPES = ("nginx",)  # HAProxy next: a module under releaser/router/
 DEFAULT_EVENTS = (
     "stage.started",
     "stage.passed",

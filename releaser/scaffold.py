@@ -196,7 +196,7 @@ def scaffold(directory: Path, router: str | None = None) -> list[Path]:
 def _first_route(directory: Path) -> Path:
     """nginx/prod.conf with every host on the stable side: nginx needs the include to start."""
     from .config import load_config
-    from .router.base import router_for
+    from .router import router_for
     from .router.route import Route
 
     prod = load_config(directory / "environments.yaml").environments["prod"]

@@ -7,6 +7,7 @@ over a file reports every problem in it.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import string
@@ -208,9 +209,9 @@ class Fields:
         self,
         key: str,
         default: Any = None,
-        required: bool = False,
+        required: builtins.bool = False,
         choices: tuple[str, ...] = (),
-        multiline: bool = False,
+        multiline: builtins.bool = False,
     ) -> Any:
         """A string; control characters are refused, and so are tabs and line breaks unless
         `multiline` (scripts, queries, descriptions)."""
@@ -226,7 +227,7 @@ class Fields:
 
         return self._convert(key, default, required, convert)
 
-    def env_name(self, key: str) -> str | None:
+    def env_name(self, key: builtins.str) -> builtins.str | None:
         """A key naming an environment variable (where a secret is read from)."""
         name = self.str(key)
         if name is not None and not ENV_NAME.fullmatch(name):
@@ -236,13 +237,13 @@ class Fields:
 
     def int(
         self,
-        key: str,
+        key: builtins.str,
         default: Any = None,
-        minimum: int | None = None,
-        required: bool = False,
-        maximum: int = MAX_COUNT,
+        minimum: builtins.int | None = None,
+        required: builtins.bool = False,
+        maximum: builtins.int = MAX_COUNT,
     ) -> Any:
-        def convert(raw: Any) -> int:
+        def convert(raw: Any) -> builtins.int:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise ValueError(f"expected a whole number, got {_kind(raw)}")
             if minimum is not None and raw < minimum:
@@ -253,7 +254,7 @@ class Fields:
 
         return self._convert(key, default, required, convert)
 
-    def number(self, key: str, default: Any = None) -> Any:
+    def number(self, key: builtins.str, default: Any = None) -> Any:
         def convert(raw: Any) -> float:
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise ValueError(f"expected a number, got {_kind(raw)}")
@@ -267,27 +268,29 @@ class Fields:
 
         return self._convert(key, default, False, convert)
 
-    def bool(self, key: str, default: bool = False) -> bool:
-        def convert(raw: Any) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool = False) -> builtins.bool:
+        def convert(raw: Any) -> builtins.bool:
             if not isinstance(raw, bool):
                 raise ValueError(f"expected true or false, got {_kind(raw)}")
             return raw
 
         return self._convert(key, default, False, convert)
 
-    def duration(self, key: str, default: Any = None, required: bool = False) -> Any:
+    def duration(self, key: builtins.str, default: Any = None, required: builtins.bool = False) -> Any:
         return self._convert(key, default, required, parse_duration)
 
-    def percent(self, key: str, default: Any = None, allow_zero: bool = False) -> Any:
+    def percent(self, key: builtins.str, default: Any = None, allow_zero: builtins.bool = False) -> Any:
         return self._convert(key, default, False, lambda raw: parse_percent(raw, allow_zero))
 
-    def mapping(self, key: str, required: bool = False) -> Fields | None:
+    def mapping(self, key: builtins.str, required: builtins.bool = False) -> Fields | None:
         raw = self._take(key, required)
         if raw is _MISSING:
             return None
         return Fields(raw, self.file, self.key_path(key), self.problems, self.line_of(key))
 
-    def items(self, key: str, required: bool = False) -> list[tuple[Any, int | None, str]]:
+    def items(
+        self, key: builtins.str, required: builtins.bool = False
+    ) -> list[tuple[Any, builtins.int | None, builtins.str]]:
         """A sequence's items as (value, line, key path); a non-list is a problem."""
         raw = self._take(key, required)
         if raw is _MISSING:
@@ -298,12 +301,12 @@ class Fields:
         lines = getattr(raw, "item_lines", None) or [self.line_of(key)] * len(raw)
         return [(item, lines[i], f"{self.key_path(key)}[{i}]") for i, item in enumerate(raw)]
 
-    def scalar_map(self, key: str) -> dict[str, str]:
+    def scalar_map(self, key: builtins.str) -> dict[builtins.str, builtins.str]:
         """A mapping of names to scalar values (vars); values become strings."""
         section = self.mapping(key)
         if section is None:
             return {}
-        result: dict[str, str] = {}
+        result: dict[builtins.str, builtins.str] = {}
         for name in list(section.data):
             value = section.str(str(name))
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):

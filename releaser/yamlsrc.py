@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -45,7 +46,10 @@ def _line(node) -> int:
 
 # libyaml's parser when PyYAML has it (five times faster: every command reads the configuration);
 # it stops at 1,000 levels of nesting itself, and the node tree is checked against MAX_DEPTH.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _LineLoader(_BaseLoader):

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..model import Environment, Host
 from ..record import Record
 from ..schema import Fields, render_template
 
 if TYPE_CHECKING:
-    from ..fleet import Fleet
-    from ..metrics import MetricSource
+    from ..metrics.base import MetricSource
 
 
 class Verdict(StrEnum):
@@ -57,6 +57,27 @@ class CheckResult(Record):
         }
 
 
+class HostOutcome(Protocol):
+    """How a command ended on one host, as a check reads it (fleet.HostResult)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def error(self) -> str: ...
+    def why(self) -> str: ...
+
+
+class HostRunner(Protocol):
+    """What runs a script on hosts for a check: the stage's open fleet (fleet.Fleet). A protocol:
+    health sits beside deploy, not above it, and imports nothing of fleet or transport."""
+
+    def run(
+        self, phase: str, hosts: Iterable[Host], script_for: Callable[[Host], str], *, timeout: float, quiet: bool
+    ) -> Mapping[str, HostOutcome]: ...
+
+
 class CheckTarget(Record, frozen=True):
     """What a check looks at: the cohort now running the release, and the baseline beside it
     (the hosts running an earlier release). `fleet` is the stage's open fleet, for checks that
@@ -66,7 +87,7 @@ class CheckTarget(Record, frozen=True):
     release: str
     cohort: tuple[Host, ...]
     baseline: tuple[Host, ...] = ()
-    fleet: Fleet | None = None
+    fleet: HostRunner | None = None
     metrics: MetricSource | None = None
     bake_left: float | None = None  # seconds until the stage's bake ends (None outside a bake)
 
@@ -77,7 +98,7 @@ class CheckTarget(Record, frozen=True):
         release: str,
         cohort,
         running: dict[str, str | None],
-        fleet: Fleet | None,
+        fleet: HostRunner | None,
         metrics: MetricSource | None,
     ) -> CheckTarget:
         """The cohort given; as its baseline, the other hosts that run some other release

@@ -8,6 +8,9 @@ daemon) decides exactly as one long-lived process would.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..model import StageCheck
 from ..record import Record
 from .base import Check, CheckResult, CheckTarget, Verdict
 
@@ -31,8 +34,8 @@ class Gate:
     fewer times so far, or one that cannot see, makes the round INCONCLUSIVE. A check that
     does not apply (nothing to compare with) neither passes nor holds the round."""
 
-    def __init__(self, checks: tuple[Check, ...] | list[Check], memory: dict | None = None):
-        self.checks = list(checks)
+    def __init__(self, checks: Iterable[StageCheck], memory: dict | None = None):
+        self.checks = [_check(check) for check in checks]
         self.memory = memory if memory is not None else {}
         self._states = self.memory.setdefault("checks", {})
 
@@ -59,3 +62,10 @@ class Gate:
             if result.verdict is Verdict.INCONCLUSIVE and verdict is Verdict.PASS:
                 verdict = Verdict.INCONCLUSIVE
         return GateResult(verdict, results)
+
+
+def _check(check: StageCheck) -> Check:
+    """A stage's check as the configuration holds it (model.StageCheck), which health built."""
+    if not isinstance(check, Check):
+        raise TypeError(f"not a health check: {check!r}")
+    return check

@@ -19,7 +19,7 @@ import math
 import time
 from string import Template
 
-from ..metrics import MetricsUnavailable, Selector, counter_increase, promql_regex, read_selector
+from ..metrics import MetricSource, MetricsUnavailable, Selector, counter_increase, promql_regex, read_selector
 from ..model import Environment
 from ..schema import Fields
 from .base import Check, CheckResult, CheckTarget, Verdict
@@ -86,7 +86,10 @@ class ThresholdCheck(Check):
         try:
             if target.metrics is None:
                 raise MetricsUnavailable("no metric source")
-            values = self._promql(target, hosts) if self.query is not None else self._scraped(target, hosts, memory)
+            if self.query is not None:
+                values = self._promql(target.metrics, self.query, target, hosts)
+            else:
+                values = self._scraped(target.metrics, hosts, memory)
         except MetricsUnavailable as exc:
             return CheckResult(self.name, Verdict.INCONCLUSIVE, f"no data: {exc}", blind=True)
         values = [v for v in values if not math.isnan(v)]
@@ -152,19 +155,21 @@ class ThresholdCheck(Check):
             return CheckResult(self.name, Verdict.FAIL, what + (f" for {held:.0f}s" if self.hold_for else ""))
         return CheckResult(self.name, Verdict.INCONCLUSIVE, f"{what} for {held:.0f}s of {self.hold_for:g}s")
 
-    def _promql(self, target: CheckTarget, hosts) -> list[float]:
-        expr = Template(self.query).safe_substitute(
-            instances=target.metrics.instances(list(hosts)),
+    def _promql(self, metrics: MetricSource, query: str, target: CheckTarget, hosts) -> list[float]:
+        expr = Template(query).safe_substitute(
+            instances=metrics.instances(list(hosts)),
             hosts="|".join(promql_regex(h.name) for h in hosts),
             environment=target.environment.name,
             release=target.release,
         )
-        return [s.value for s in target.metrics.query(expr)]
+        return [s.value for s in metrics.query(expr)]
 
-    def _scraped(self, target: CheckTarget, hosts, memory: dict) -> list[float]:
+    def _scraped(self, metrics: MetricSource, hosts, memory: dict) -> list[float]:
         """The scope's summed gauge, or the ratio of two counters' increase since the last look."""
+        if self.metric is None:  # from_fields sees to it that a check without a query names a metric
+            raise MetricsUnavailable("no metric to read")
         selectors = {"value": self.metric, **({"per": self.per} if self.per else {})}
-        readings = target.metrics.readings(list(hosts), selectors)
+        readings = metrics.readings(list(hosts), selectors)
         if self.per is None:
             return [math.fsum(r.counters["value"] for r in readings.values())]
         last = memory.get("last", {})

@@ -1,17 +1,16 @@
 """A Prometheus server's HTTP API: instant and range queries with timeouts, bounded retries and
-basic or bearer auth whose secrets come from environment variables."""
+basic or bearer auth whose secrets come from environment variables. requests and tenacity load
+when a source is built, not when a configuration naming one is read."""
 
 from __future__ import annotations
 
-import requests
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from typing import ClassVar
 
 from .. import secrets
-from ..model import Host, MetricsSpec
+from ..model import Host, MetricsSpec, Selector
 from ..schema import render_template
-from . import MetricSource, MetricsUnavailable, RangeSeries, Reading, Series
+from .base import MetricSource, MetricsUnavailable, RangeSeries, Reading, Series
 from .histogram import Histogram
-from .selector import Selector
 
 
 class _Transient(Exception):
@@ -19,7 +18,12 @@ class _Transient(Exception):
 
 
 class PrometheusSource(MetricSource):
+    needs_url: ClassVar[bool] = True
+    host_template: ClassVar[str] = "instance"
+
     def __init__(self, spec: MetricsSpec):
+        import requests
+
         super().__init__(spec)
         self.session = requests.Session()
         if spec.bearer_env:
@@ -59,18 +63,21 @@ class PrometheusSource(MetricSource):
         return result
 
     def _get(self, path: str, params: dict) -> dict:
+        import requests
+        from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+        retrying = retry(
+            retry=retry_if_exception_type((_Transient, requests.ConnectionError, requests.Timeout)),
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            reraise=True,
+        )
         try:
-            return self._get_retrying(path, params)
+            return retrying(self._get_once)(path, params)
         except (_Transient, requests.RequestException) as exc:
             raise MetricsUnavailable(f"prometheus at {self.spec.url} did not answer: {exc}") from None
 
-    @retry(
-        retry=retry_if_exception_type((_Transient, requests.ConnectionError, requests.Timeout)),
-        stop=stop_after_attempt(3),
-        wait=wait_random_exponential(multiplier=0.2, max=2),
-        reraise=True,
-    )
-    def _get_retrying(self, path: str, params: dict) -> dict:
+    def _get_once(self, path: str, params: dict) -> dict:
         response = self.session.get(self.spec.url.rstrip("/") + path, params=params, timeout=self.spec.timeout)
         if response.status_code >= 500:
             raise _Transient(f"HTTP {response.status_code}")

@@ -1,20 +1,30 @@
-"""Every host's /metrics read directly: the embedded default, no Prometheus needed."""
+"""Every host's /metrics read directly: the embedded default, no Prometheus needed. requests
+and the exposition parser load at the first scrape, not when a configuration names the source."""
 
 from __future__ import annotations
 
-import requests
-from prometheus_client.parser import text_string_to_metric_families
+from typing import ClassVar
 
 from ..fanout import fan_out
-from ..model import Host
-from ..schema import render_template
-from . import MetricSource, MetricsUnavailable, Reading
+from ..model import Host, Samples, Selector
+from ..schema import render_template, shown
+from .base import MetricSource, MetricsUnavailable, Reading
 from .histogram import Histogram
-from .selector import Samples, Selector
 
 
 class ScrapeSource(MetricSource):
+    host_template: ClassVar[str] = "scrape_url"
+
+    @classmethod
+    def host_problem(cls, value: str, host: Host) -> str | None:
+        if not value.startswith(("http://", "https://")):
+            return f"expected an http:// or https:// URL, got {shown(value)} (host {host.name})"
+        return None
+
     def scrape(self, host: Host) -> Samples:
+        import requests
+        from prometheus_client.parser import text_string_to_metric_families
+
         url = render_template(self.spec.scrape_url, host)
         try:
             response = requests.get(url, timeout=self.spec.timeout)
@@ -43,7 +53,7 @@ class ScrapeSource(MetricSource):
             raise MetricsUnavailable(
                 f"{len(missing)} of {len(outcomes)} hosts did not answer: " + "; ".join(missing[:3])
             )
-        return {o.item.name: o.value for o in outcomes}
+        return {o.item.name: o.value for o in outcomes if o.value is not None}
 
 
 def histogram_of(samples: Samples, name: str) -> Histogram | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import ReleaserError
 from ..fleet import Fleet
 from ..model import Environment, Host
-from .base import router_for
+from . import router_for
 from .route import Route
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import ClassVar
 
 from ..model import RouterSpec
 from ..schema import render_template
@@ -46,6 +47,8 @@ def percent(share: float) -> str:
 
 
 class NginxRouter(Router):
+    DEFAULTS: ClassVar[dict[str, str]] = {"test": "nginx -t", "reload": "nginx -s reload", "pid_file": "/run/nginx.pid"}
+
     def render(self, route: Route) -> str:
         env, spec = self.environment, self.spec
         name = variable(env.name)

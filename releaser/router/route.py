@@ -46,7 +46,8 @@ class Route(Record, frozen=True):
 
     def sides(self, hosts: Iterable[str]) -> tuple[list[str], list[str]]:
         """(stable, new): the hosts in rotation on each side, in the environment's order."""
-        stable, new = [], []
+        stable: list[str] = []
+        new: list[str] = []
         for host in hosts:
             if host not in self.drained:
                 (new if host in self.new else stable).append(host)

@@ -51,9 +51,11 @@ class LocalSession(Session):
             env=self.env,
         )
         out, err = _Reader(proc.stdout), _Reader(proc.stderr)
+        stdin = proc.stdin
         try:
-            proc.stdin.write(script.encode())
-            proc.stdin.close()
+            if stdin is not None:  # always: it is a pipe
+                stdin.write(script.encode())
+                stdin.close()
         except BrokenPipeError:  # the script exited before reading all of itself
             pass
         try:

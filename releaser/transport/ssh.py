@@ -38,10 +38,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} SHA256:{digest}"
 
 
-def _known_hosts_name(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
-
-
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Called by paramiko only for keys known_hosts does not have (changed keys raise
     BadHostKeyException before this). Refuses, or with accept-new records the key."""
@@ -206,7 +202,7 @@ class SshTransport(Transport):
     def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
         options: SshOptions = host.ssh
         config = Config(runtime_ssh_path=options.config_file) if options.config_file else Config()
-        connect_kwargs = {
+        connect_kwargs: dict[str, object] = {
             "auth_timeout": options.auth_timeout,
             "banner_timeout": options.connect_timeout,
             "allow_agent": True,
