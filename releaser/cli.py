@@ -8,7 +8,6 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -855,8 +854,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
     """Keep rollback windows armed: re-run the checks of every stage still inside its window and
     roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
     from .schema import parse_duration
-    from .store import StoreError
-    from .watch import Watcher
+    from .watch import Watcher, keep_watching, stop_on_signals
 
     try:
         pause = parse_duration(interval)
@@ -883,69 +881,28 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
         )
         return
     watcher = Watcher(app.pipeline(), None if once else pause)
-    rolled_back, alarms, reports, closed, looks = [], [], [], [], 0
-    stop, wake = threading.Event(), threading.Event()
-
-    def end(*_) -> None:
-        stop.set()
-        wake.set()
-
-    # SIGTERM and SIGINT end the watch between looks, never in the middle of a rollback; a hangup
-    # ends nothing: the windows stay watched (see interrupts.py).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, end)
+    stop, wake = stop_on_signals()
     receiver = _alert_receiver(app, listen, token_env, wake) if listen else None
-    try:
-        while not stop.is_set():
-            try:
-                result = watcher.look_once()
-            except StoreError as exc:
-                if once:
-                    raise
-                # a daemon outlives a state that is briefly away (a database restarting, the network)
-                app.warn(f"watch: {exc}; looking again in {interval}")
-                wake.wait(pause)
-                wake.clear()
-                continue
-            looks += 1
-            app.journal_hangup()
-            rolled_back += result["rolled_back"]
-            alarms += result["alarms"]
-            reports += result["reports"]
-            closed += result["closed"]
-            if once:
-                if result["elsewhere"]:
-                    app.result(
-                        f"{len(result['elsewhere'])} window(s) watched by another watch: "
-                        + ", ".join(result["elsewhere"])
-                    )
-                elif not result["windows"]:
-                    app.result("no rollback window is open")
-                break
-            wake.wait(pause)  # an alert wakes the watch at once
-            wake.clear()
-    finally:
-        if receiver is not None:
-            receiver.stop()
-    if stop.is_set():
-        watcher.stop()
-        app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
-    app.emit(
-        {
-            "ok": not alarms,
-            "looks": looks,
-            "windows": result["windows"] if looks else [],
-            "rolled_back": rolled_back,
-            "alarms": alarms,
-            "blind": result["blind"] if looks else [],
-            "elsewhere": result["elsewhere"] if looks else [],
-            "closed": closed,
-            "reports": reports,
-        }
+    watched = keep_watching(
+        watcher,
+        stop,
+        wake,
+        receiver,
+        app.journal_hangup,
+        lambda exc: app.warn(f"watch: {exc}; looking again in {interval}"),
     )
-    if alarms:
+    if once and watched.looks:
+        elsewhere = watched.last["elsewhere"]
+        if elsewhere:
+            app.result(f"{len(elsewhere)} window(s) watched by another watch: " + ", ".join(elsewhere))
+        elif not watched.last["windows"]:
+            app.result("no rollback window is open")
+    if watched.stopped:
+        app.say("watch stopped; windows stay armed in the store for the next `releaser watch`")
+    app.emit(watched.to_dict())
+    if watched.alarms:
         sys.exit(EXIT_NEEDS_HUMAN)
-    if rolled_back and once:  # a daemon's rollbacks are its job done: a service manager sees a normal stop
+    if watched.rolled_back and once:  # a daemon's rollbacks are its job done: a service manager sees a normal stop
         sys.exit(EXIT_STAGE_FAILED)
 
 
