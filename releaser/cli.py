@@ -954,6 +954,7 @@ def _alert_receiver(app: App, listen: str, token_env: str, wake: threading.Event
 def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, force: bool, named: bool) -> None:
     """Write the effect report of VERSION (a preview before it is due), or with `due`, every
     report that is due. With --send, deliver them: each exactly once."""
+    from .report.dispatch import rendering, write_due, write_file
     from .report.outbox import Outbox, produce, write_copies
 
     config = app.config()
@@ -974,14 +975,9 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
     outbox = Outbox(config, store, app.journal())
     if due_now:
         due = outbox.due()
-        outcomes = []
-        for item in due:
-            if send:
-                outcomes.append(outbox.send(item.release))
-            else:
-                _document, rendered = produce(config, store, item.release)
-                path = write_copies(config, item.release, rendered)
-                app.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+        outcomes = [outbox.send(item.release) for item in due] if send else []
+        for item, path in [] if send else write_due(config, store, due):
+            app.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
         for outcome in outcomes:
             app.result(
                 f"{outcome.release}: {outcome.state}"
@@ -1033,16 +1029,12 @@ def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, 
         return
     if out == "-" and app.json:
         raise UsageError("--out - and --json would both write to stdout; choose one")
-    fmt = fmt or {".md": "md", ".json": "json"}.get(Path(out).suffix, "html")
-    text = {"html": rendered.html, "md": rendered.markdown, "json": rendered.json}[fmt]
+    text = rendering(rendered, fmt, out)
     if out == "-":
         click.echo(text, nl=False)
     else:
-        try:  # O_NONBLOCK: a FIFO nobody reads is refused instead of waited on
-            with os.fdopen(
-                os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644), "w", encoding="utf-8"
-            ) as handle:
-                handle.write(text)
+        try:
+            write_file(out, text)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
         app.result(f"wrote {out}")
