@@ -811,20 +811,15 @@ def state_migrate(app: App, backend: str, url_env: str) -> None:
 @click.option("--reason", required=True, help="Why (journaled).")
 def unlock(app: App, environment: str, force: bool, reason: str) -> None:
     """Clear a stale lock on ENVIRONMENT."""
+    from .locks import clear_lock
+
     config = app.config()
     if environment not in config.environments:
         raise UsageError(f"unknown environment {environment!r}")
     store = app.existing_store()
-    held = store.force_unlock(environment) if store else None
+    held = clear_lock(store, app.journal, environment, reason) if store else None
     if held is None:
         app.say(f"{environment} was not locked")
-    else:
-        app.journal().record(
-            "lock.cleared",
-            f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: {reason}",
-            environment=environment,
-            data={"reason": reason, "held_by": held.owner, "pid": held.pid},
-        )
     app.emit({"ok": True, "environment": environment, "cleared": held is not None})
 
 
