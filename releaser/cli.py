@@ -776,25 +776,14 @@ def state_migrate(app: App, backend: str, url_env: str) -> None:
     further use, so no runner keeps writing to it."""
     from .journal import Journal
     from .processes import is_stale
-    from .store import open_postgres
-    from .store.move import move_state
+    from .store.move import move_to_postgres
 
     config = app.config()
     if config.state_backend != "sqlite":
         raise UsageError(f"the state of {config.path} is already on {config.state_backend}")
-    source = app.store()
-    target = open_postgres(url_env, config.state_wait)
-    try:
-        copied = move_state(source, target, is_stale)
-        Journal(target).record(
-            "state.moved",
-            f"state moved from {config.state_path} to {target.where}: {sum(copied.values())} rows",
-            data={"from": str(config.state_path), "rows": copied},
-        )
-    finally:
-        target.close()
+    where, copied = move_to_postgres(app.store(), config.state_path, url_env, config.state_wait, is_stale, Journal)
     app.result(
-        f"moved {sum(copied.values())} rows to {target.where}, each compared with the original "
+        f"moved {sum(copied.values())} rows to {where}, each compared with the original "
         f"({', '.join(f'{t} {n}' for t, n in copied.items() if n)})"
     )
     url_key = "" if url_env == "RELEASER_DATABASE_URL" else f", url_env: {url_env}"
@@ -802,7 +791,7 @@ def state_migrate(app: App, backend: str, url_env: str) -> None:
         f"next: set `state: {{backend: postgresql{url_key}}}` "
         f"in {config.path.name}; {config.state_path.name} now refuses use"
     )
-    app.emit({"ok": True, "to": target.where, "rows": copied})
+    app.emit({"ok": True, "to": where, "rows": copied})
 
 
 @command(cli, examples=('releaser unlock prod --force --reason "holder wedged"',))
