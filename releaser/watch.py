@@ -193,7 +193,9 @@ class Watcher:
         if result.verdict is not Verdict.FAIL:
             return "blind" if blind else "ok"
         why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
-        fault_at = self.store.get_stage_run(run.id).last_look_at or run.finished_at
+        stored = self.store.get_stage_run(run.id)
+        # a window's run has passed, so it has finished; its last look is when the checks last passed
+        fault_at = (stored.last_look_at if stored else None) or run.finished_at or utcnow()
         try:
             rolled = self.pipeline.roll_back_window(run, why, fault_at)
         except BusyError as busy:
@@ -261,7 +263,7 @@ class Watcher:
 
     def _settle(self, alert: AlertRecord, outcome: str, why: str, scope: dict, release: str | None = None) -> str:
         with self.store.transaction():
-            if self.store.settle_alert(alert.id, outcome):
+            if alert.id is not None and self.store.settle_alert(alert.id, outcome):  # an alert read from the store
                 self.journal.record(
                     "alert.firing",
                     f"{why}: {outcome}",
