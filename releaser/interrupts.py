@@ -9,7 +9,7 @@ rollback path. Outside `armed` (reading state, writing a report) a signal interr
 
 SIGHUP says the terminal went away (closed, or its SSH session dropped). That is nobody asking
 to stop, and a promotion or a rollback left halfway is the worst outcome there is: the hangup
-is noted (`hangup`, when it came) for the journal (cli.py journals it at the next step), and
+is noted (`hangup`, when it came) for the journal (cli/app.py journals it at the next step), and
 the command runs to its end with the exit code it would have had. What it writes to the lost
 terminal is dropped from then on (streams.py); the journal keeps what it says. SIGPIPE stays
 ignored, as Python has it: a closed pipe is an error on the write, which streams.py absorbs.

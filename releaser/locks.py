@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from .journal import Journal
@@ -73,3 +74,18 @@ class EnvironmentLock:
         if self._thread:
             self._thread.join()
         self.store.release_lock(self.environment, self.token)
+
+
+def clear_lock(store: Store, journal: Callable[[], Journal], environment: str, reason: str) -> Lock | None:
+    """Clear `environment`'s lock, whoever holds it (`releaser unlock --force`), and journal who
+    held it and why it was cleared. Returns the lock cleared, or None when there was none; the
+    journal (and with it the webhooks) is opened only then."""
+    held = store.force_unlock(environment)
+    if held is not None:
+        journal().record(
+            "lock.cleared",
+            f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: {reason}",
+            environment=environment,
+            data={"reason": reason, "held_by": held.owner, "pid": held.pid},
+        )
+    return held

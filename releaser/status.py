@@ -46,9 +46,9 @@ def status_document(config: Config, store: Store) -> dict:
             for host in env.hosts
         }
         versions = Counter(h["version"] for h in hosts.values())
-        for host in hosts.values():
-            if host["version"]:
-                running_anywhere.setdefault(host["version"], set()).add(name)
+        for host_name, state in states.items():
+            if state.version and host_name in hosts:
+                running_anywhere.setdefault(state.version, set()).add(name)
         lock = store.get_lock(name)
         open_runs = [r for r in runs if r.environment == name and r.status.open]
         working = [r for r in open_runs if owner_alive(r.pid, r.hostname, r.lease_until)]

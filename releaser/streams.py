@@ -98,8 +98,8 @@ def guard() -> None:
             os.fstat(fd)
         except OSError:
             _to_devnull(fd)
-    sys.stdout = _guarded(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = _guarded(sys.stderr)  # type: ignore[assignment]
+    sys.stdout = _guarded(sys.stdout)
+    sys.stderr = _guarded(sys.stderr)
 
 
 def _guarded(stream: TextIO | None) -> Guarded:

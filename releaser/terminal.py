@@ -1,5 +1,6 @@
 """Text for people at a terminal: control characters escaped, long verdicts summarised, one
-format for times (local time with its UTC offset, or how long ago), repeated progress collapsed."""
+format for times (local time with its UTC offset, or how long ago), repeated progress collapsed,
+a colour for each kind of event."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def summarised(text: str, width: int = SUMMARY_WIDTH) -> str:
         parts.append(part)
     short = "; ".join(parts)
     return short if len(short) <= width else short[: width - 1].rsplit(" ", 1)[0] + " …"
+
+
+def event_color(kind: str) -> str | None:
+    """The colour a journal event of `kind` is shown in: red for a failure, green for a stage
+    passed or a rollback done, yellow for the rest of a rollback, reconciling and locks."""
+    if kind.endswith(("failed", "failed.")) or kind in ("checks.fail", "host.failed"):
+        return "red"
+    if kind in ("stage.passed", "rollback.done"):
+        return "green"
+    if kind.startswith(("rollback", "reconcile", "lock")):
+        return "yellow"
+    return None
 
 
 def shown_time(iso: str | None, relative: bool = False, now: datetime | None = None) -> str:

@@ -20,8 +20,12 @@ and then takes it over (journaled). A `--once` look holds the lease for that loo
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from .errors import BusyError, NeedsHuman, Refused, ReleaserError
 from .fleet import Fleet
@@ -32,6 +36,8 @@ from .metrics import source_for
 from .model import AlertRecord, Cause, StageRun, utcnow
 from .pipeline import Pipeline
 from .processes import is_stale, this_machine, whoami
+from .record import Record
+from .store import StoreError
 from .transport import transport_for
 from .windows import Window, armed_windows, close_window
 
@@ -187,7 +193,9 @@ class Watcher:
         if result.verdict is not Verdict.FAIL:
             return "blind" if blind else "ok"
         why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
-        fault_at = self.store.get_stage_run(run.id).last_look_at or run.finished_at
+        stored = self.store.get_stage_run(run.id)
+        # a window's run has passed, so it has finished; its last look is when the checks last passed
+        fault_at = (stored.last_look_at if stored else None) or run.finished_at or utcnow()
         try:
             rolled = self.pipeline.roll_back_window(run, why, fault_at)
         except BusyError as busy:
@@ -255,7 +263,7 @@ class Watcher:
 
     def _settle(self, alert: AlertRecord, outcome: str, why: str, scope: dict, release: str | None = None) -> str:
         with self.store.transaction():
-            if self.store.settle_alert(alert.id, outcome):
+            if alert.id is not None and self.store.settle_alert(alert.id, outcome):  # an alert read from the store
                 self.journal.record(
                     "alert.firing",
                     f"{why}: {outcome}",
@@ -282,3 +290,94 @@ class Watcher:
         self.journal.record(
             "alarm", message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
         )
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class Watched(Record):
+    """What a watch did over all its looks; `last` is its last look's outcome (see Watcher.look_once)."""
+
+    looks: int = 0
+    last: dict = field(default_factory=lambda: {"windows": [], "blind": [], "elsewhere": []})
+    rolled_back: list[str] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)
+    reports: list[dict] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    stopped: bool = False  # a signal ended the watch (a daemon's normal end)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": not self.alarms,
+            "looks": self.looks,
+            "windows": self.last["windows"],
+            "rolled_back": self.rolled_back,
+            "alarms": self.alarms,
+            "blind": self.last["blind"],
+            "elsewhere": self.last["elsewhere"],
+            "closed": self.closed,
+            "reports": self.reports,
+        }
+
+
+def stop_on_signals() -> tuple[threading.Event, threading.Event]:
+    """(stop, wake) for keep_watching: SIGTERM and SIGINT from now on set both, so they end the
+    watch between looks, never in the middle of a rollback; a hangup ends nothing: the windows
+    stay watched (see interrupts.py)."""
+    stop, wake = threading.Event(), threading.Event()
+
+    def end(*_: object) -> None:
+        stop.set()
+        wake.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, end)
+    return stop, wake
+
+
+def keep_watching(
+    watcher: Watcher,
+    stop: threading.Event,
+    wake: threading.Event,
+    receiver: Stoppable | None,
+    after_look: Callable[[], None],
+    state_away: Callable[[StoreError], None],
+) -> Watched:
+    """Look at every window until `stop` (a daemon: a look every `watcher.interval` seconds, at
+    once when `wake` is set, e.g. by an alert), or look once (`interval` None). A daemon stopped
+    lets go of its windows. It outlives a state that is briefly away (a database restarting, the
+    network): `state_away` hears of it and the next look comes after the pause; one look raises
+    the StoreError. `receiver` (Alertmanager's webhook) is stopped when the watch ends."""
+    once = watcher.interval is None
+    pause = watcher.interval or 0.0
+    watched = Watched()
+    try:
+        while not stop.is_set():
+            try:
+                result = watcher.look_once()
+            except StoreError as exc:
+                if once:
+                    raise
+                state_away(exc)
+                wake.wait(pause)
+                wake.clear()
+                continue
+            watched.looks += 1
+            watched.last = result
+            after_look()
+            watched.rolled_back += result["rolled_back"]
+            watched.alarms += result["alarms"]
+            watched.reports += result["reports"]
+            watched.closed += result["closed"]
+            if once:
+                break
+            wake.wait(pause)  # an alert wakes the watch at once
+            wake.clear()
+    finally:
+        if receiver is not None:
+            receiver.stop()
+    if stop.is_set():
+        watcher.stop()
+        watched.stopped = True
+    return watched

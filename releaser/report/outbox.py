@@ -129,26 +129,32 @@ class Outbox:
 
     def send(self, version: str, force: bool = False) -> Outcome:
         """Deliver one report, unless it went out already or another sender holds it."""
-        if self.store.get_report(version) is None:
-            raise UsageError(
-                f"{version} has no scheduled report: it has not passed the last stage "
-                f"({self.config.pipeline[-1].name}); `releaser report {version}` previews it"
-            )
+        self._scheduled(version)
         try:
             with EnvironmentLock(self.store, self.journal, f"report:{version}", f"report {version} --send"):
                 return self._send_locked(version, force)
         except BusyError:
             return Outcome(version, "skipped", "another releaser is sending it")
 
-    def _send_locked(self, version: str, force: bool) -> Outcome:
+    def _scheduled(self, version: str) -> Report:
+        """The report of `version` as stored now; UsageError when none is scheduled."""
         report = self.store.get_report(version)
+        if report is None:
+            raise UsageError(
+                f"{version} has no scheduled report: it has not passed the last stage "
+                f"({self.config.pipeline[-1].name}); `releaser report {version}` previews it"
+            )
+        return report
+
+    def _send_locked(self, version: str, force: bool) -> Outcome:
+        report = self._scheduled(version)
         if report.state is ReportState.SENT:
             return Outcome(version, "skipped", f"already sent at {report.sent_at}", report.path)
         if report.state is ReportState.COMMITTING:
             self._unconfirmed(report, "the sender stopped while the mail server was accepting the message")
             report.state = ReportState.UNCONFIRMED
         if report.state is ReportState.UNCONFIRMED and not force:
-            return Outcome(version, "unconfirmed", self.store.get_report(version).last_error, report.path)
+            return Outcome(version, "unconfirmed", self._scheduled(version).last_error, report.path)
         recipients = self._recipients(report) if self.config.report.mail else ()
         with self.store.transaction():
             self.store.update_report(version, state=ReportState.SENDING, attempts=report.attempts + 1)

@@ -10,11 +10,13 @@ used again (see SqliteStore), so no runner goes on writing to the old one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import BusyError
 from ..model import Lock, utcnow
-from .base import StoreError
+from . import open_postgres
+from .base import Store, StoreError
 from .sql import SqlStore
 
 # parents before the rows that refer to them
@@ -36,6 +38,38 @@ TABLES = (
 )
 WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples", "alerts")
 MOVED_KEY = "moved_to"
+
+
+class Recorder(Protocol):
+    """A journal (journal.Journal), as the move needs it: the store does not import the journal."""
+
+    def record(self, kind: str, message: str, **fields: Any) -> object: ...
+
+
+def move_to_postgres(
+    source: Store,
+    moved_from: Path,
+    url_env: str,
+    wait: float,
+    is_stale: Callable[[Lock], bool],
+    journal_for: Callable[[Store], Recorder],
+) -> tuple[str, dict[str, int]]:
+    """Move the SQLite state `source` (the file `moved_from`) into the PostgreSQL database whose URL
+    the variable `url_env` holds, and journal the move there. Returns where the state now is and
+    the rows copied per table."""
+    target = open_postgres(url_env, wait)
+    try:
+        if not isinstance(source, SqlStore) or not isinstance(target, SqlStore):
+            raise TypeError("the state moves between SQL stores")
+        copied = move_state(source, target, is_stale)
+        journal_for(target).record(
+            "state.moved",
+            f"state moved from {moved_from} to {target.where}: {sum(copied.values())} rows",
+            data={"from": str(moved_from), "rows": copied},
+        )
+    finally:
+        target.close()
+    return target.where, copied
 
 
 def move_state(source: SqlStore, target: SqlStore, is_stale: Callable[[Lock], bool]) -> dict[str, int]:

@@ -1,0 +1,118 @@
+"""Registering releases, and listing and showing them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..terminal import shown_time
+from .app import App
+from .base import cli, command, plain_option, unknown_release, validate_release_id
+from .complete import complete_releases
+from .looking import read_status
+
+
+@cli.group()
+def release() -> None:
+    """Register, list and show releases."""
+
+
+@command(
+    release,
+    "create",
+    examples=(
+        "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
+        "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz",
+    ),
+)
+@click.argument("version")
+@click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
+@click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
+@click.option("--feature", "features", multiple=True, help="A feature this release brings (repeatable).")
+@click.option("--url", help="Where hosts fetch the artifact in pull mode (its sha256 is checked on the host).")
+def release_create(
+    app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...], url: str | None
+) -> None:
+    """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
+    from ..releases import check_artifact, create_release
+    from ..yamlsrc import read_text
+
+    validate_release_id(version)
+    notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
+    for feature in features:
+        plain_option("--feature", feature)
+    if url is not None:
+        plain_option("--url", url)
+    app.config()
+    check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
+    rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
+    if not created:
+        app.out.say(f"{version} is already registered with this artifact; nothing changed")
+    app.out.emit({"ok": True, "created": created, "release": asdict(rel)})
+
+
+@command(release, "list", examples=("releaser release list", "releaser release list --json"))
+def release_list(app: App) -> None:
+    """Every registered release, newest first: its status, why it failed or was rolled back,
+    and where it runs."""
+    document = read_status(app)
+    releases = list(reversed(document["releases"]))
+    for rel in releases:
+        where = ", ".join(rel["runs_on"]) or "-"
+        app.out.result(
+            f"{rel['version']:<16} {rel['status']:<12} runs on {where:<20} registered "
+            f"{shown_time(rel['created_at'], app.out.tty)} by {rel['created_by']}"
+        )
+        if rel["reason"]:
+            app.out.result(f"{'':<16} why: {app.out.told(rel['reason'])}")
+    if not releases:
+        app.out.result("no release is registered yet; `releaser release create VERSION --artifact FILE` registers one")
+    app.out.emit({"ok": True, "releases": releases})
+
+
+@command(release, "show", examples=("releaser release show 2.4.0",))
+@click.argument("version", shell_complete=complete_releases)
+def release_show(app: App, version: str) -> None:
+    """One release: its artifact, notes and features, every stage it ran, where it runs, its report."""
+    validate_release_id(version)
+    document = read_status(app)
+    rel = next((r for r in document["releases"] if r["version"] == version), None)
+    if rel is None:
+        raise UsageError(unknown_release(version))
+    stored = app.store(read_only=True).get_release(version)
+    if stored is None:  # the status document lists only what the store holds
+        raise UsageError(unknown_release(version))
+    report = next((r for r in document["reports"] if r["release"] == version), None)
+    hosts = {
+        env: [h for h, state in e["hosts"].items() if state["version"] == version]
+        for env, e in document["environments"].items()
+    }
+    shown = {
+        **rel,
+        "artifact": stored.artifact,
+        "size": stored.size,
+        "url": stored.url,
+        "notes": stored.notes,
+        "hosts": {env: names for env, names in hosts.items() if names},
+        "report": report,
+    }
+    app.out.result(f"{version}: {rel['status']}" + (f" — {rel['reason']}" if rel["reason"] else ""))
+    app.out.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
+    app.out.result(f"  features  {', '.join(rel['features']) or '-'}")
+    app.out.result(f"  by        {rel['created_by']}, {shown_time(rel['created_at'], app.out.tty)}")
+    for stage in rel["stages"]:
+        app.out.result(
+            f"  {stage['stage']:<9} {stage['status']:<12} on {stage['environment']:<8} "
+            f"{shown_time(stage['started_at'], app.out.tty)} -> {shown_time(stage['finished_at'], app.out.tty)}"
+            + (f"  forced: {stage['reason']}" if stage["forced"] else "")
+        )
+    for env, names in shown["hosts"].items():
+        app.out.result(f"  runs on   {env}: {len(names)} host(s) ({', '.join(names)})")
+    if report:
+        app.out.result(f"  report    {report['state']}" + (f", {report['path']}" if report["path"] else ""))
+    for line in stored.notes.strip().splitlines():
+        app.out.result(f"  | {line}")
+    app.out.emit({"ok": True, "release": shown})

@@ -1,0 +1,122 @@
+"""Effect reports: write one (a preview before it is due), or every report that is due, and
+deliver them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import click
+
+from ..errors import EXIT_NEEDS_HUMAN, UsageError
+from .app import App
+from .base import cli, command, unknown_release, validate_release_id
+from .complete import complete_releases
+
+
+@command(
+    cli,
+    examples=("releaser report 2.4.0", "releaser report 2.4.0 --format md --out -", "releaser report due --send"),
+    exits=(0, 2, 4),
+)
+@click.argument("target", metavar="VERSION|due", shell_complete=complete_releases)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json"]),
+    help="Write this format to --out, or to stdout (default with --out: from its name, else html).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), help="Write one format here ('-': stdout).")
+@click.option("--send", is_flag=True, help="Deliver it (mail, webhook, copy under .releaser/reports/).")
+@click.option("--force", is_flag=True, help="With --send: send a report whose delivery is unconfirmed again.")
+@click.option("--release", "named", is_flag=True, help="TARGET is a release even if it is called `due`.")
+def report(app: App, target: str, fmt: str | None, out: str | None, send: bool, force: bool, named: bool) -> None:
+    """Write the effect report of VERSION (a preview before it is due), or with `due`, every
+    report that is due. With --send, deliver them: each exactly once."""
+    from ..report.dispatch import rendering, write_due, write_file
+    from ..report.outbox import Outbox, produce, write_copies
+
+    config = app.config()
+    due_now = target == "due" and not named
+    if due_now and (out or fmt or force):
+        raise UsageError("`report due` takes only --send")
+    if not due_now:
+        validate_release_id(target)
+        if force and not send:
+            raise UsageError("--force goes with --send")
+        if send and (out or fmt):
+            raise UsageError("--send delivers every format; leave out --out and --format")
+    store = app.existing_store() if due_now else app.recorded_state(unknown_release(target))
+    if store is None:
+        app.out.result("no report is due")
+        app.out.emit({"ok": True, "due": [], "sent": []})
+        return
+    outbox = Outbox(config, store, app.journal())
+    if due_now:
+        due = outbox.due()
+        outcomes = [outbox.send(item.release) for item in due] if send else []
+        for item, path in [] if send else write_due(config, store, due):
+            app.out.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+        for outcome in outcomes:
+            app.out.result(
+                f"{outcome.release}: {outcome.state}"
+                + (f": {outcome.detail}" if outcome.detail else "")
+                + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
+                "red" if outcome.needs_human else None,
+            )
+        if not due:
+            app.out.result("no report is due")
+        app.out.emit(
+            {
+                "ok": not any(o.needs_human for o in outcomes),
+                "due": [i.release for i in due],
+                "sent": [asdict(o) for o in outcomes],
+            }
+        )
+        if any(o.needs_human for o in outcomes):
+            sys.exit(EXIT_NEEDS_HUMAN)
+        return
+    if send:
+        outcome = outbox.send(target, force=force)
+        app.out.result(
+            f"{target}: {outcome.state}"
+            + (f": {outcome.detail}" if outcome.detail else "")
+            + (f" ({outcome.path})" if outcome.path else ""),
+            "red" if outcome.needs_human else None,
+        )
+        app.out.emit({"ok": not outcome.needs_human, **asdict(outcome)})
+        if outcome.needs_human:
+            sys.exit(EXIT_NEEDS_HUMAN)
+        return
+    document, rendered = produce(config, store, target)
+    if fmt and out is None:
+        out = "-"
+    if document["preview"]:
+        app.out.say(
+            f"{target}: a preview; "
+            + (
+                f"the report is due {document['due_at']}"
+                if document["due_at"]
+                else "the release has not passed its last stage"
+            ),
+            "yellow",
+        )
+    if out is None:
+        path = write_copies(config, target, rendered)
+        app.out.result(f"wrote {path} (and report.md, report.json beside it)")
+        app.out.emit(
+            {"ok": True, "path": str(path), "preview": document["preview"], "report": json.loads(rendered.json)}
+        )
+        return
+    if out == "-" and app.out.json:
+        raise UsageError("--out - and --json would both write to stdout; choose one")
+    text = rendering(rendered, fmt, out)
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        try:
+            write_file(out, text)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+        app.out.result(f"wrote {out}")
