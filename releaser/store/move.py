@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BusyError
 from ..model import Lock, utcnow
 from .base import StoreError
-from .sql import SqlStore
+from .sql import Store as SqlStore
 
 # parents before the rows that refer to them
 TABLES = (
