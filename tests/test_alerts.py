@@ -19,8 +19,9 @@ from releaser.alerts import BadPayload, firing_groups
 from releaser.config import load_config
 from releaser.demo.sandbox import free_ports
 from releaser.store import SqliteStore
-from tests.prometheus import Prometheus
-from tests.shop import wait_for
+from tests.harness.project import gated
+from tests.harness.prometheus import Prometheus
+from tests.harness.shop import wait_for
 
 TOKEN = "alert-token-0123456789abcdef"
 RULE = '    alerts: {match: \'{service="shop", env="prod"}\'}\n'
@@ -131,10 +132,8 @@ def _ready(port, daemon):
 
 
 def test_the_webhook_refuses_strangers_and_junk_and_aborts_a_promotion_once(project):
-    from tests.test_team import _gated
-
     _with_alert_rule(project)
-    gate = _gated(project)
+    gate = gated(project)
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     project.register("1.1.0")

@@ -12,46 +12,7 @@ import pytest
 from releaser.config import load_config
 from releaser.errors import ConfigError
 from releaser.schema import format_duration, parse_duration, parse_percent
-
-CONFIG = """\
-project: shop
-defaults:
-  parallel: 10
-environments:
-  dev:
-    playbook: app
-    hosts: [dev-1]
-  prod:
-    playbook: app
-    vars: {PORT: "8080"}
-    hosts:
-      - name: web-1
-      - name: web-2
-pipeline:
-  - stage: selftest
-    environment: dev
-    bake: 10s
-  - stage: gray
-    environment: prod
-    cohort: 10%
-    checks: [basic]
-  - stage: full
-    environment: prod
-    waves: [50%, 100%]
-"""
-
-PLAYBOOK = """\
-keep_releases: 4
-hooks:
-  restart: echo restarted
-"""
-
-CHECKS = """\
-checks:
-  - name: health
-    type: http
-    url: "http://{address}:{PORT}/health"
-"""
+from tests.harness.configs import CHECKS, CONFIG, write_project
 
 # prod with a router and a gray stage by users (RULE), as one edit of CONFIG
 _ROUTED_GRAY = (
@@ -373,15 +334,6 @@ CASES = {
 }
 
 
-def write_project(root: Path) -> Path:
-    (root / "playbooks").mkdir(parents=True)
-    (root / "healthchecks").mkdir()
-    (root / "environments.yaml").write_text(CONFIG)
-    (root / "playbooks" / "app.yaml").write_text(PLAYBOOK)
-    (root / "healthchecks" / "basic.yaml").write_text(CHECKS)
-    return root
-
-
 def releaser(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "releaser.cli", "-C", str(root), *args], capture_output=True, text=True, timeout=60
@@ -490,7 +442,7 @@ def test_bad_percentages(text):
 def test_init_scaffolds_a_router(tmp_path):
     """`init --router nginx`: prod behind nginx with its gray by users; the site it writes, with
     the first route, passes `nginx -t`."""
-    from tests.nginx import nginx_in
+    from tests.harness.nginx import nginx_in
 
     root = tmp_path / "new"
     root.mkdir()

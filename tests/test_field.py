@@ -1,6 +1,6 @@
 """releaser as a newcomer uses it, on services nobody in this project wrote: Debian's prometheus
 and prometheus-alertmanager as "the app", from `releaser init`'s starter, over real sshd hosts,
-with quiet traffic (tests/field.py). Each test runs for both services."""
+with quiet traffic (tests/harness/field.py). Each test runs for both services."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.field import (
+from tests.harness.field import (
     ALERTMANAGER,
     HOSTS,
     PROMETHEUS,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from releaser.errors import StageFailed
-from tests.shop import Shop, Users, run_in_thread, wait_for
+from tests.harness.shop import Shop, Users, run_in_thread, wait_for
 
 
 @pytest.fixture

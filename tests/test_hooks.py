@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from releaser.transport.local import LocalSession
-from tests.tarballs import tar_gz
-from tests.test_ssh import _session
+from tests.harness.sshd import ssh_session
+from tests.harness.tarballs import tar_gz
 
 HANGS_ON_1_1_0 = """  restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
@@ -102,7 +102,7 @@ def test_a_background_process_holding_the_connection_is_named_with_the_fix(where
         session = LocalSession(None)
     else:
         fleet = request.getfixturevalue("ssh_fleet")
-        session = _session(fleet, fleet.addresses[0])
+        session = ssh_session(fleet, fleet.addresses[0])
     marker = f"held-{os.getpid()}-{where}"
     try:
         started = time.monotonic()

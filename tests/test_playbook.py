@@ -19,7 +19,7 @@ from releaser.hostrecord import outcome_of, parse_view, steps_in
 from releaser.model import Environment, Host, Playbook, SshOptions
 from releaser.transport.local import LocalSession
 from releaser.transport.ssh import SshTransport
-from tests.tarballs import tar_gz
+from tests.harness.tarballs import tar_gz
 
 NASTY = "we ird $(touch PWNED) `touch PWNED2` 'q' \"d\"; echo hi & * ? \\ end"
 

@@ -19,7 +19,7 @@ from releaser.model import ReleaseStatus, RunStatus
 from releaser.pipeline import Pipeline
 from releaser.releases import create_release
 from releaser.store import open_store
-from tests.prometheus import Prometheus
+from tests.harness.prometheus import Prometheus
 
 ERRORS = """\
 checks:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.smtp import SmtpServer
+from tests.harness.smtp import SmtpServer
 
 PASSWORD = "s3cret-smtp-pw"
 

@@ -18,7 +18,7 @@ from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
 from releaser.store import SqliteStore
-from tests.prometheus import Prometheus
+from tests.harness.prometheus import Prometheus
 
 CONFIG = """\
 project: shop

@@ -18,7 +18,7 @@ from releaser.router.nginx import NginxRouter, variable
 from releaser.router.route import Route
 from releaser.store import SqliteStore
 from releaser.transport.local import LocalTransport
-from tests.nginx import nginx_in
+from tests.harness.nginx import nginx_in
 
 HOSTS = [f"web-{i}" for i in range(1, 11)]
 

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from releaser import secrets
-from tests.hostile import secret_scan
+from tests.harness.hostile import secret_scan
 
 
 @pytest.fixture

@@ -188,3 +188,21 @@ def _children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 children.append(int(entry.name))
     return children
+
+
+def ssh_session(fleet: SshFleet, address: str, **options):
+    """A live SSH session from releaser's own transport to `address` on the fleet, with `options` over its defaults."""
+    from releaser.model import Environment, Host, SshOptions
+    from releaser.transport.ssh import SshTransport
+
+    fleet.heal()
+    base = {
+        "user": fleet.user,
+        "port": fleet.port,
+        "identity_file": str(fleet.identity),
+        "known_hosts": str(fleet.known_hosts),
+        "config_file": "/dev/null",
+    }
+    host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
+    env = Environment("e", "ssh", "app", (host,))
+    return SshTransport(env).connect(host)
