@@ -3,8 +3,11 @@ a webhook receiver. What they build lives in tests/harness/."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from tests.harness import leftovers
 from tests.harness.loopback import Receiver
 from tests.harness.postgres import PostgresServer
 from tests.harness.project import HOSTS, HealthServer, Project, make_project
@@ -51,3 +54,22 @@ def receiver():
     server = Receiver()
     yield server
     server.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session):
+    """Fail the run if a process it started still runs once it is over (with xdist: once every
+    worker is gone, in the controller). What is found is listed, then stopped."""
+    yield
+    if hasattr(session.config, "workerinput"):
+        return
+    left = leftovers.settle(os.getpid(), session.config._tmp_path_factory.getbasetemp())
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.ensure_newline()
+    reporter.write_sep("=", f"{len(left)} process(es) the tests started still ran at the end (now stopped)", red=True)
+    for pid, command in left.items():
+        reporter.write_line(f"{pid}: {command[:300]}")
+    leftovers.end(list(left))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -3,6 +3,10 @@ environment's hosts: the demo's (releaser.demo.nginx), started by the tests them
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +14,24 @@ import pytest
 from releaser.demo.nginx import SandboxNginx, nginx_binary
 
 
-def nginx_in(prefix: Path, variable: str) -> SandboxNginx:
+class HarnessNginx(SandboxNginx):
+    """The demo's nginx, stopped by its master's pid: `nginx -s stop` reads the configuration
+    first, and tests break it on purpose (a route nginx refuses)."""
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return  # never started, or stopped already
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # nginx's fast shutdown, as `-s stop` sends
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def nginx_in(prefix: Path, variable: str) -> HarnessNginx:
     binary = nginx_binary()
     if binary is None:
         pytest.fail("nginx is not installed: the test command installs Debian's nginx")
-    return SandboxNginx(prefix, variable, binary)
+    return HarnessNginx(prefix, variable, binary)
