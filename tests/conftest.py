@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from tests.harness import leftovers
+from tests.harness import leftovers, marks
 from tests.harness.loopback import Receiver
+from tests.harness.marks import starts
 from tests.harness.postgres import PostgresServer
 from tests.harness.project import HOSTS, HealthServer, Project, make_project
 from tests.harness.sshd import SshFleet
@@ -22,6 +23,7 @@ def health():
 
 
 @pytest.fixture(scope="session")
+@starts("sshd")
 def ssh_fleet(tmp_path_factory):
     """13 SSH hosts (dev 1, test 2, prod 10) on 127.0.0.2-14, four per sshd."""
     fleet = SshFleet(tmp_path_factory.mktemp("sshd"), sum(len(h) for h in HOSTS.values()), per_sshd=4)
@@ -30,6 +32,7 @@ def ssh_fleet(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+@starts("postgres")
 def postgres():
     """A real PostgreSQL server for this test process; each test takes a database of its own."""
     server = PostgresServer()
@@ -38,11 +41,13 @@ def postgres():
 
 
 @pytest.fixture
+@starts()  # its helpers run releaser as a subprocess
 def project(tmp_path, health) -> Project:
     return make_project(tmp_path, health)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@starts()
 def any_project(request, tmp_path, health) -> Project:
     """The project, with its state on each backend in turn."""
     url = request.getfixturevalue("postgres").database() if request.param == "postgresql" else None
@@ -54,6 +59,29 @@ def receiver():
     server = Receiver()
     yield server
     server.close()
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with the real parts its fixtures start; any part makes it `real`."""
+    for item in items:
+        parts = marks.fixture_parts(item) | {m.name for m in item.iter_markers() if m.name in marks.PARTS}
+        for part in sorted(parts | ({"real"} if parts else set())):
+            if item.get_closest_marker(part) is None:
+                item.add_marker(part)
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_of_releaser_are_real(request, monkeypatch):
+    marks.guard_subprocesses(request.node, monkeypatch)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    marks.current = item
+    try:
+        yield
+    finally:
+        marks.current = None
 
 
 @pytest.hookimpl(hookwrapper=True)

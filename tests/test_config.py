@@ -356,6 +356,7 @@ def test_an_adaptive_bake_reads_min_and_max(tmp_path):
     assert spec.adaptive and (spec.bake_min, spec.bake) == (120.0, 1800.0)
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_names_file_line_and_key(tmp_path, case):
     file, old, new, key, words, at = CASES[case]
@@ -401,12 +402,14 @@ def test_a_problem_of_a_check_set_two_stages_share_is_reported_once(tmp_path):
     assert len([p for p in info.value.problems if "unknown placeholder {PROT}" in p.message]) == 1
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_missing_configuration_file(tmp_path):
     proc = releaser(tmp_path, "validate")
     assert proc.returncode == 2
     assert "environments.yaml: file not found" in proc.stderr
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_shipped_example_and_init_scaffold_validate(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     assert releaser(repo, "-c", "environments.example.yaml", "validate").returncode == 0
@@ -439,6 +442,7 @@ def test_bad_percentages(text):
         parse_percent(text)
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_init_scaffolds_a_router(tmp_path):
     """`init --router nginx`: prod behind nginx with its gray by users; the site it writes, with
     the first route, passes `nginx -t`."""
@@ -460,6 +464,7 @@ def test_init_scaffolds_a_router(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_defaults_set_the_transport_ssh_and_vars_of_every_environment(tmp_path):
     root = write_project(tmp_path)
     (root / "environments.yaml").write_text(

@@ -15,11 +15,13 @@ import time
 import pytest
 
 from tests.harness.faults import Lab, families, inject, reference
+from tests.harness.marks import starts
 
 FAMILIES = {family.name: family for family in families()}
 
 
 @pytest.fixture(scope="module")
+@starts("sshd")
 def lab(tmp_path_factory):
     lab = Lab.create(tmp_path_factory.mktemp("faults"), prod_hosts=3)  # gray 1, full 1 + 1; bench/faults: 9
     lab.resume_in_process = True

@@ -24,7 +24,13 @@ from tests.harness.field import (
 EVERY_STAGE = ["selftest", "test", "gray", "full"]
 
 
-@pytest.fixture(scope="module", params=["prometheus", "alertmanager"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("prometheus", marks=pytest.mark.prometheus),
+        pytest.param("alertmanager", marks=pytest.mark.alertmanager),
+    ],
+)
 def service(request) -> str:
     """Module-scoped, so that pytest orders the tests service by service: pytest-xdist then
     gives each worker a mix of long and short ones."""

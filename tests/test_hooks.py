@@ -96,7 +96,7 @@ def test_a_failed_hook_reports_its_own_exit_status_and_the_tail_of_its_stderr(pr
     assert failed[0]["data"]["exit_code"] == 3
 
 
-@pytest.mark.parametrize("where", ["local", "ssh"])
+@pytest.mark.parametrize("where", ["local", pytest.param("ssh", marks=pytest.mark.sshd)])
 def test_a_background_process_holding_the_connection_is_named_with_the_fix(where, request):
     if where == "local":
         session = LocalSession(None)
@@ -181,6 +181,7 @@ def test_a_hook_polling_for_readiness_is_not_called_hung(project):
     assert not any("nohup" in line for line in told)
 
 
+@pytest.mark.real  # the scaffold's demo app, as a subprocess
 def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     def releaser(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(

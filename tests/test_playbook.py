@@ -31,7 +31,7 @@ def artifact(tmp_path: Path, version: str) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.sshd)])
 def setup(request, tmp_path):
     """The same scripts through the local transport and through a real sshd."""
     root = tmp_path / NASTY / "host root"

@@ -19,7 +19,7 @@ from releaser.store import SCHEMA_VERSION, SqliteStore
 from releaser.store.postgresql import PostgresStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     s = new_store(request.param, tmp_path, request)
     yield s

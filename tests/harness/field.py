@@ -30,6 +30,7 @@ from releaser.demo.sandbox import free_ports
 from releaser.processes import pid_alive
 from releaser.store import SqliteStore
 from tests.harness.loopback import Loopback, QuietHandler
+from tests.harness.marks import needs
 from tests.harness.sshd import SshFleet
 from tests.harness.tarballs import tar_gz
 
@@ -445,6 +446,7 @@ class FieldProject:
 
 def field_project(name: str, base: Path, fleet: SshFleet) -> FieldProject:
     """The starter with `name` (prometheus or alertmanager) as its app."""
+    needs(name)
     if name == "prometheus":
         return starter(base, PROMETHEUS, fleet, prometheus_release)
     webhook = Webhook()

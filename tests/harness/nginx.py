@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 
 from releaser.demo.nginx import SandboxNginx, nginx_binary
+from tests.harness.marks import needs
 
 
 class HarnessNginx(SandboxNginx):
     """The demo's nginx, stopped by its master's pid: `nginx -s stop` reads the configuration
     first, and tests break it on purpose (a route nginx refuses)."""
+
+    def start(self, first_route: str) -> HarnessNginx:
+        needs("nginx")
+        super().start(first_route)
+        return self
 
     def stop(self) -> None:
         try:

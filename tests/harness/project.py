@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.loopback import Loopback, QuietHandler
+from tests.harness.marks import needs
 from tests.harness.sshd import SshFleet
 from tests.harness.tarballs import tar_gz
 
@@ -142,6 +143,7 @@ class Project:
     def cli(
         self, *args: str, check: bool | int = False, timeout: float = 120, actor: str | None = None
     ) -> subprocess.CompletedProcess:
+        needs("real")
         proc = subprocess.run(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
             capture_output=True,
@@ -165,6 +167,7 @@ class Project:
         }
 
     def spawn(self, *args: str, actor: str | None = None) -> subprocess.Popen:
+        needs("real")
         return subprocess.Popen(
             [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), *args],
             stdout=subprocess.PIPE,

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.marks import needs
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 MAX_ADDRESSES_PER_SSHD = 16
 
@@ -68,6 +70,7 @@ class SshFleet:
     servers: list[Sshd] = field(default_factory=list)
 
     def __post_init__(self):
+        needs("sshd")
         self.base.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
         if self.first + self.count > 255:
