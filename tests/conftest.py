@@ -95,7 +95,7 @@ def pytest_sessionfinish(session):
     if not left:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    reporter.ensure_newline()
+    reporter.write_line("")
     reporter.write_sep("=", f"{len(left)} process(es) the tests started still ran at the end (now stopped)", red=True)
     for pid, command in left.items():
         reporter.write_line(f"{pid}: {command[:300]}")
