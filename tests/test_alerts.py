@@ -19,8 +19,10 @@ from releaser.alerts import BadPayload, firing_groups
 from releaser.config import load_config
 from releaser.demo.sandbox import free_ports
 from releaser.store import SqliteStore
-from tests.prometheus import Prometheus
-from tests.shop import wait_for
+from tests.harness.marks import needs
+from tests.harness.project import gated
+from tests.harness.prometheus import Prometheus
+from tests.harness.shop import wait_for
 
 TOKEN = "alert-token-0123456789abcdef"
 RULE = '    alerts: {match: \'{service="shop", env="prod"}\'}\n'
@@ -131,10 +133,8 @@ def _ready(port, daemon):
 
 
 def test_the_webhook_refuses_strangers_and_junk_and_aborts_a_promotion_once(project):
-    from tests.test_team import _gated
-
     _with_alert_rule(project)
-    gate = _gated(project)
+    gate = gated(project)
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     project.register("1.1.0")
@@ -197,6 +197,7 @@ class Alertmanager:
     """Debian's Alertmanager on a loopback port, sending every alert to one webhook with a bearer token."""
 
     def __init__(self, base, webhook: str):
+        needs("alertmanager")
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if binary is None:
             pytest.fail("Alertmanager is not installed: the test command installs Debian's prometheus-alertmanager")
@@ -236,6 +237,8 @@ class Alertmanager:
         self.process.wait(timeout=30)
 
 
+@pytest.mark.prometheus
+@pytest.mark.alertmanager
 def test_a_prometheus_rule_firing_through_alertmanager_rolls_the_window_back(project, tmp_path):
     _with_alert_rule(project)
     for version in ("1.0.0", "1.1.0"):
@@ -280,6 +283,7 @@ def test_a_prometheus_rule_firing_through_alertmanager_rolls_the_window_back(pro
     store.close()
 
 
+@pytest.mark.alertmanager
 def test_the_alertmanager_check_fails_on_a_firing_alert_and_never_passes_blind(tmp_path):
     from datetime import datetime
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from releaser.cli import cli
-from tests.test_config import write_project
+from tests.harness.configs import write_project
 
 HEAVY = ("matplotlib", "numpy", "jinja2", "paramiko", "fabric", "requests", "psycopg")
 # What only promotions need: reading state and configuration must not pay for them.

@@ -12,7 +12,7 @@ from click.shell_completion import ShellComplete
 
 from releaser.cli import cli
 from releaser.terminal import Collapser, summarised
-from tests.conftest import HOSTS
+from tests.harness.project import HOSTS
 
 
 def _wait(predicate, what: str, timeout: float = 60.0):

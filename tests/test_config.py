@@ -12,46 +12,7 @@ import pytest
 from releaser.config import load_config
 from releaser.errors import ConfigError
 from releaser.schema import format_duration, parse_duration, parse_percent
-
-CONFIG = """\
-project: shop
-defaults:
-  parallel: 10
-environments:
-  dev:
-    playbook: app
-    hosts: [dev-1]
-  prod:
-    playbook: app
-    vars: {PORT: "8080"}
-    hosts:
-      - name: web-1
-      - name: web-2
-pipeline:
-  - stage: selftest
-    environment: dev
-    bake: 10s
-  - stage: gray
-    environment: prod
-    cohort: 10%
-    checks: [basic]
-  - stage: full
-    environment: prod
-    waves: [50%, 100%]
-"""
-
-PLAYBOOK = """\
-keep_releases: 4
-hooks:
-  restart: echo restarted
-"""
-
-CHECKS = """\
-checks:
-  - name: health
-    type: http
-    url: "http://{address}:{PORT}/health"
-"""
+from tests.harness.configs import CHECKS, CONFIG, write_project
 
 # prod with a router and a gray stage by users (RULE), as one edit of CONFIG
 _ROUTED_GRAY = (
@@ -373,15 +334,6 @@ CASES = {
 }
 
 
-def write_project(root: Path) -> Path:
-    (root / "playbooks").mkdir(parents=True)
-    (root / "healthchecks").mkdir()
-    (root / "environments.yaml").write_text(CONFIG)
-    (root / "playbooks" / "app.yaml").write_text(PLAYBOOK)
-    (root / "healthchecks" / "basic.yaml").write_text(CHECKS)
-    return root
-
-
 def releaser(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "releaser.cli", "-C", str(root), *args], capture_output=True, text=True, timeout=60
@@ -404,6 +356,7 @@ def test_an_adaptive_bake_reads_min_and_max(tmp_path):
     assert spec.adaptive and (spec.bake_min, spec.bake) == (120.0, 1800.0)
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_names_file_line_and_key(tmp_path, case):
     file, old, new, key, words, at = CASES[case]
@@ -449,12 +402,14 @@ def test_a_problem_of_a_check_set_two_stages_share_is_reported_once(tmp_path):
     assert len([p for p in info.value.problems if "unknown placeholder {PROT}" in p.message]) == 1
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_missing_configuration_file(tmp_path):
     proc = releaser(tmp_path, "validate")
     assert proc.returncode == 2
     assert "environments.yaml: file not found" in proc.stderr
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_shipped_example_and_init_scaffold_validate(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     assert releaser(repo, "-c", "environments.example.yaml", "validate").returncode == 0
@@ -487,10 +442,11 @@ def test_bad_percentages(text):
         parse_percent(text)
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_init_scaffolds_a_router(tmp_path):
     """`init --router nginx`: prod behind nginx with its gray by users; the site it writes, with
     the first route, passes `nginx -t`."""
-    from tests.nginx import nginx_in
+    from tests.harness.nginx import nginx_in
 
     root = tmp_path / "new"
     root.mkdir()
@@ -508,6 +464,7 @@ def test_init_scaffolds_a_router(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.real  # releaser as a subprocess: the exit code and output a user sees
 def test_defaults_set_the_transport_ssh_and_vars_of_every_environment(tmp_path):
     root = write_project(tmp_path)
     (root / "environments.yaml").write_text(

@@ -8,7 +8,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from releaser.processes import pid_alive
+
+pytestmark = pytest.mark.real  # the demo runs releaser, its apps and nginx as subprocesses
 
 
 def run_demo(directory) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 releaser is stopped right after each journal step of a run — the points are enumerated from
 the journal of an undisturbed run of the same kind, so a new step is covered without touching
 this file — then `releaser resume` runs, and the oracle compares the store with every host's
-`current`, record and served version (tests/faults.py). To keep the suite in its time budget,
+`current`, record and served version (tests/harness/faults.py). To keep the suite in its time budget,
 each point is stopped once here, the family's steps taking SIGKILL and SIGTERM in turn;
 `bench/faults` runs the whole matrix (every point with both signals) and prints the figures.
 """
@@ -14,12 +14,14 @@ import time
 
 import pytest
 
-from tests.faults import Lab, families, inject, reference
+from tests.harness.faults import Lab, families, inject, reference
+from tests.harness.marks import starts
 
 FAMILIES = {family.name: family for family in families()}
 
 
 @pytest.fixture(scope="module")
+@starts("sshd")
 def lab(tmp_path_factory):
     lab = Lab.create(tmp_path_factory.mktemp("faults"), prod_hosts=3)  # gray 1, full 1 + 1; bench/faults: 9
     lab.resume_in_process = True

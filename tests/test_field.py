@@ -1,6 +1,6 @@
 """releaser as a newcomer uses it, on services nobody in this project wrote: Debian's prometheus
 and prometheus-alertmanager as "the app", from `releaser init`'s starter, over real sshd hosts,
-with quiet traffic (tests/field.py). Each test runs for both services."""
+with quiet traffic (tests/harness/field.py). Each test runs for both services."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.field import (
+from tests.harness.field import (
     ALERTMANAGER,
     HOSTS,
     PROMETHEUS,
@@ -24,7 +24,13 @@ from tests.field import (
 EVERY_STAGE = ["selftest", "test", "gray", "full"]
 
 
-@pytest.fixture(scope="module", params=["prometheus", "alertmanager"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("prometheus", marks=pytest.mark.prometheus),
+        pytest.param("alertmanager", marks=pytest.mark.alertmanager),
+    ],
+)
 def service(request) -> str:
     """Module-scoped, so that pytest orders the tests service by service: pytest-xdist then
     gives each worker a mix of long and short ones."""

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of configuration and command lines (cases: tests/fuzzcases.py).
+"""Property-based fuzzing of configuration and command lines (cases: tests/harness/fuzzcases.py).
 
 Every case must end in a documented exit code without a traceback. A bad configuration ends in
 exit 2 with every problem as `file:line: ...`, a line inside the file at fault. A command that
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fuzzcases import (
+from tests.harness.fuzzcases import (
     EXAMPLES,
     FUZZ,
     GOOD,

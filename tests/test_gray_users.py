@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from releaser.errors import StageFailed
-from tests.shop import Shop, Users, run_in_thread, wait_for
+from tests.harness.marks import starts
+from tests.harness.shop import Shop, Users, run_in_thread, wait_for
 
 
 @pytest.fixture
+@starts("nginx")
 def shop(tmp_path):
     shop = Shop.create(tmp_path, hosts=5)  # a cohort of one and two waves, as with ten: quicker
     yield shop.pipeline, shop.nginx, shop.gate

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from releaser.transport.local import LocalSession
-from tests.tarballs import tar_gz
-from tests.test_ssh import _session
+from tests.harness.sshd import ssh_session
+from tests.harness.tarballs import tar_gz
 
 HANGS_ON_1_1_0 = """  restart: |
     echo "$RELEASER_RELEASE" > "$RELEASER_ROOT/shared/running"
@@ -62,6 +62,10 @@ def test_a_hook_that_does_not_return_is_named_with_what_it_waits_for(project):
     slow = [line for line in proc.stderr.splitlines() if "dev-1: the restart hook has been running for" in line]
     assert slow, proc.stderr
     assert "with no output yet; it waits for: sleep 300 (pid " in slow[0]
+    # the timeout stops the hook's shell, not what it waits for: stop that too, or it outlives the run
+    waited = int(re.search(r"sleep 300 \(pid (\d+)", slow[0]).group(1))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(waited, signal.SIGKILL)
     assert "it is stopped at command_timeout (6s)" in slow[0] and "nohup CMD </dev/null >>LOG 2>&1 &" in slow[0]
     # when it is stopped: the hook, the limit, the fix
     assert (
@@ -96,13 +100,13 @@ def test_a_failed_hook_reports_its_own_exit_status_and_the_tail_of_its_stderr(pr
     assert failed[0]["data"]["exit_code"] == 3
 
 
-@pytest.mark.parametrize("where", ["local", "ssh"])
+@pytest.mark.parametrize("where", ["local", pytest.param("ssh", marks=pytest.mark.sshd)])
 def test_a_background_process_holding_the_connection_is_named_with_the_fix(where, request):
     if where == "local":
         session = LocalSession(None)
     else:
         fleet = request.getfixturevalue("ssh_fleet")
-        session = _session(fleet, fleet.addresses[0])
+        session = ssh_session(fleet, fleet.addresses[0])
     marker = f"held-{os.getpid()}-{where}"
     try:
         started = time.monotonic()
@@ -181,6 +185,7 @@ def test_a_hook_polling_for_readiness_is_not_called_hung(project):
     assert not any("nohup" in line for line in told)
 
 
+@pytest.mark.real  # the scaffold's demo app, as a subprocess
 def test_init_scaffold_runs_as_written_on_one_machine(tmp_path):
     def releaser(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(

@@ -125,7 +125,7 @@ def test_links_inside_the_release_never_lead_releasers_own_files_astray(project)
 
 
 def test_hooks_get_a_minimal_environment_never_releasers_secrets(project, monkeypatch):
-    from tests.conftest import PLAYBOOK
+    from tests.harness.project import PLAYBOOK
 
     monkeypatch.setenv("RELEASER_TEST_SMTP_PASSWORD", "s3cret-smtp")
     monkeypatch.setenv("APP_CONFIG_DIR", "/etc/app")

@@ -17,6 +17,7 @@ from releaser.health.threshold import ThresholdCheck
 from releaser.metrics import MetricsUnavailable, Selector, counter_increase
 from releaser.metrics.scrape import ScrapeSource
 from releaser.model import Environment, Host, MetricsSpec
+from tests.harness.marks import starts
 
 
 def test_selector_parsing_and_matching():
@@ -38,6 +39,7 @@ def test_counter_increase_handles_resets():
 
 
 @pytest.fixture
+@starts()  # the demo app, as subprocesses
 def apps(tmp_path):
     """Two demo app processes: `good` serves everything, `bad` fails half its batch orders."""
     ports = dict(zip(("good", "bad"), free_ports(2), strict=False))

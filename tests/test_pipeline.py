@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HOSTS
+from tests.harness.project import HOSTS, wait_for_event
 
 
 def test_happy_path_through_all_stages(any_project):
@@ -156,7 +156,7 @@ def test_second_promotion_is_refused_while_the_environment_is_locked(any_project
     project.write_config(bake="1h")  # the holder bakes until the test stops it: no race with the clock
     first = project.spawn("promote", "1.1.0")
     try:
-        _wait_for_event(project, "bake.started")
+        wait_for_event(project, "bake.started")
         second = project.cli("promote", "1.1.0", "--json")
         assert second.returncode == 3
         assert "locked by" in second.stderr and f"pid {first.pid}" in second.stderr
@@ -174,7 +174,7 @@ def test_unlock_clears_a_lock_and_journals_it(project):
     project.register("1.0.0")
     project.write_config(bake="30s")
     holder = project.spawn("promote", "1.0.0")
-    _wait_for_event(project, "bake.started")
+    wait_for_event(project, "bake.started")
     holder.send_signal(signal.SIGSTOP)  # a wedged holder: alive, not renewing
     try:
         assert project.cli("unlock", "dev").returncode == 2  # --force and --reason required
@@ -236,23 +236,13 @@ def _gray_host(project) -> str:
     return gray_cohort("prod", hosts, 10)[0].name
 
 
-def _wait_for_event(project, kind: str, release: str | None = None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc = project.cli("history", "--json", *(("--release", release) if release else ()))
-        if proc.returncode == 0 and any(e["kind"] == kind for e in json.loads(proc.stdout)["events"]):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no {kind} event within {timeout}s")
-
-
 def test_sigterm_mid_bake_rolls_the_stage_back(project):
     project.register("1.0.0")
     project.cli("promote", "1.0.0", check=True)
     project.register("1.1.0")
     project.write_config(bake="30s")
     victim = project.spawn("promote", "1.1.0")
-    _wait_for_event(project, "bake.started", "1.1.0")
+    wait_for_event(project, "bake.started", "1.1.0")
     assert project.current("dev-1") == "1.1.0"
     victim.send_signal(signal.SIGTERM)
     _, stderr = victim.communicate(timeout=60)

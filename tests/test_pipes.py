@@ -17,8 +17,7 @@ import termios
 import pytest
 
 from releaser.streams import Guarded
-from tests.conftest import HOSTS
-from tests.test_watch import _wait_for, break_host, live
+from tests.harness.project import HOSTS, break_host, live, wait_for_event
 
 
 def _pipe_stream():
@@ -203,11 +202,11 @@ def test_a_hangup_does_not_stop_watch(project):
     live(project, "1.0.0", "1.1.0")
     watcher = project.spawn("watch", "--interval", "200ms")
     try:
-        _wait_for(project, "window.watching")
+        wait_for_event(project, "window.watching")
         watcher.send_signal(signal.SIGHUP)
-        _wait_for(project, "terminal.hangup")  # journaled at its next look: it still looks
+        wait_for_event(project, "terminal.hangup")  # journaled at its next look: it still looks
         break_host(project, HOSTS["prod"][4])
-        _wait_for(project, "incident", timeout=60)  # and rolls back what fails after the hangup
+        wait_for_event(project, "incident", timeout=60)  # and rolls back what fails after the hangup
     finally:
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(timeout=30) == 0  # stopped by SIGTERM: a normal stop

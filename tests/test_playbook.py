@@ -19,7 +19,7 @@ from releaser.hostrecord import outcome_of, parse_view, steps_in
 from releaser.model import Environment, Host, Playbook, SshOptions
 from releaser.transport.local import LocalSession
 from releaser.transport.ssh import SshTransport
-from tests.tarballs import tar_gz
+from tests.harness.tarballs import tar_gz
 
 NASTY = "we ird $(touch PWNED) `touch PWNED2` 'q' \"d\"; echo hi & * ? \\ end"
 
@@ -31,7 +31,7 @@ def artifact(tmp_path: Path, version: str) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.sshd)])
 def setup(request, tmp_path):
     """The same scripts through the local transport and through a real sshd."""
     root = tmp_path / NASTY / "host root"

@@ -19,7 +19,8 @@ from releaser.model import ReleaseStatus, RunStatus
 from releaser.pipeline import Pipeline
 from releaser.releases import create_release
 from releaser.store import open_store
-from tests.prometheus import Prometheus
+from tests.harness.marks import starts
+from tests.harness.prometheus import Prometheus
 
 ERRORS = """\
 checks:
@@ -36,6 +37,7 @@ checks:
 
 
 @pytest.fixture
+@starts("prometheus")
 def fleet(tmp_path, request):
     """The demo sandbox, its gray and full stages judged only by Prometheus-backed checks:
     the threshold check, or (parametrized with a check set name) that check set on gray."""
@@ -122,6 +124,7 @@ def _wait_for(events, kind, release, timeout=60):
         time.sleep(0.05)
 
 
+@pytest.mark.prometheus
 def test_prometheus_source_with_basic_auth_from_the_environment(tmp_path, monkeypatch):
     from releaser.metrics import MetricsUnavailable
     from releaser.metrics.prometheus import PrometheusSource

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.smtp import SmtpServer
+from tests.harness.marks import starts
+from tests.harness.smtp import SmtpServer
 
 PASSWORD = "s3cret-smtp-pw"
 
@@ -32,6 +33,7 @@ def configure(
 
 
 @pytest.fixture
+@starts("smtp")
 def smtp(tmp_path):
     server = SmtpServer(tmp_path / "smtp", users={"releaser": PASSWORD})
     yield server
@@ -149,6 +151,7 @@ def test_smtp_down_is_retried_then_stays_due(live, smtp):
     assert live.status()["reports"][0]["state"] == "scheduled"
 
 
+@pytest.mark.smtp
 def test_implicit_tls_a_refused_recipient_and_a_broken_webhook(project, tmp_path, receiver):
     server = SmtpServer(tmp_path / "smtps", security="ssl", users={"releaser": PASSWORD}, refuse=("gone@example.com",))
     try:

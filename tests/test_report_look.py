@@ -9,11 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from playwright import sync_api
 
 from releaser.report.compute import build
 from releaser.report.render import render
-from tests.test_report_words import dataset, step
+from tests.harness.reports import dataset, step
+
+pytestmark = pytest.mark.chromium
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless on a machine without network: no sandbox (root), no background connections.

@@ -18,7 +18,8 @@ from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
 from releaser.store import SqliteStore
-from tests.prometheus import Prometheus
+from tests.harness.marks import starts
+from tests.harness.prometheus import Prometheus
 
 CONFIG = """\
 project: shop
@@ -76,6 +77,7 @@ class App:
 
 
 @pytest.fixture
+@starts()  # the apps Prometheus scrapes
 def traffic():
     ports = free_ports(2)
     apps = [App(port) for port in ports]
@@ -98,6 +100,7 @@ def traffic():
         app.close()
 
 
+@pytest.mark.prometheus
 def test_report_from_prometheus_range_queries(tmp_path, traffic):
     ports, state = traffic
     prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{p}" for p in ports])

@@ -19,7 +19,7 @@ from releaser.model import Release
 from releaser.report.compute import build
 from releaser.report.render import render
 from releaser.store import SqliteStore
-from tests.test_report_words import CONFIG, by_key, dataset, samples, step, summary_of
+from tests.harness.reports import CONFIG, by_key, dataset, samples, step, summary_of
 
 LOOK = 30.0  # seconds between two recorded samples
 BEFORE = [step(requests=150, fast=150, cpu=0.3, feature=0)] * 13  # 6 min 30 s

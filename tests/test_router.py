@@ -18,7 +18,8 @@ from releaser.router.nginx import NginxRouter, variable
 from releaser.router.route import Route
 from releaser.store import SqliteStore
 from releaser.transport.local import LocalTransport
-from tests.nginx import nginx_in
+from tests.harness.marks import starts
+from tests.harness.nginx import nginx_in
 
 HOSTS = [f"web-{i}" for i in range(1, 11)]
 
@@ -111,6 +112,7 @@ class Backends:
 
 
 @pytest.fixture
+@starts("nginx")
 def lab(tmp_path):
     backends = Backends(HOSTS)
     nginx = nginx_in(tmp_path / "nginx", variable("prod"))
@@ -218,6 +220,7 @@ def test_a_route_the_configuration_test_refuses_changes_nothing(lab):
     assert failed and "broken" in failed[0].message
 
 
+@pytest.mark.nginx
 def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
     """The router's host is reached like the environment's hosts: over real sshd (here the
     sshd host is this machine, so its nginx is the one the test started)."""

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from releaser import secrets
-from tests.hostile import secret_scan
+from tests.harness.hostile import secret_scan
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def clean_registry():
     secrets.forget_all()
 
 
+@pytest.mark.real  # every command end to end, bakes and hooks included (20 s)
 def test_no_secret_reaches_anything_releaser_writes(tmp_path, clean_registry):
     scan = secret_scan(tmp_path)
     assert scan.exit_codes[:3] == [0, 0, 0], scan.exit_codes  # two releases registered, 1.0.0 through every stage

@@ -9,7 +9,8 @@ import pytest
 
 from releaser.cohort import split_waves, stable_order
 from releaser.model import Host
-from tests.conftest import HOSTS
+from tests.harness.project import HOSTS
+from tests.harness.sshd import ssh_session
 
 
 @pytest.fixture
@@ -303,25 +304,8 @@ def _gray(project) -> str:
     return gray_cohort("prod", [Host(h, "x", "/") for h in HOSTS["prod"]], 10)[0].name
 
 
-def _session(fleet, address: str, **options):
-    from releaser.model import Environment, SshOptions
-    from releaser.transport.ssh import SshTransport
-
-    fleet.heal()
-    base = {
-        "user": fleet.user,
-        "port": fleet.port,
-        "identity_file": str(fleet.identity),
-        "known_hosts": str(fleet.known_hosts),
-        "config_file": "/dev/null",
-    }
-    host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
-    env = Environment("e", "ssh", "app", (host,))
-    return SshTransport(env).connect(host)
-
-
 def test_one_connection_serves_many_execs_and_uploads(ssh_fleet, tmp_path):
-    session = _session(ssh_fleet, ssh_fleet.addresses[0])
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[0])
     try:
         source = tmp_path / "payload"
         source.write_bytes(b"x" * 100_000)
@@ -343,7 +327,7 @@ def test_ssh_config_file_is_honoured(ssh_fleet, tmp_path):
         f"Host app-alias\n  HostName {ssh_fleet.addresses[1]}\n  Port {ssh_fleet.port}\n"
         f"  User {ssh_fleet.user}\n  IdentityFile {ssh_fleet.identity}\n"
     )
-    session = _session(ssh_fleet, "app-alias", config_file=str(config), port=None, user=None, identity_file=None)
+    session = ssh_session(ssh_fleet, "app-alias", config_file=str(config), port=None, user=None, identity_file=None)
     try:
         assert session.run("echo via-alias", 10).stdout == "via-alias\n"
     finally:
@@ -352,14 +336,14 @@ def test_ssh_config_file_is_honoured(ssh_fleet, tmp_path):
 
 def test_bastion_is_used(ssh_fleet):
     jump = f"{ssh_fleet.user}@{ssh_fleet.addresses[2]}:{ssh_fleet.port}"
-    session = _session(ssh_fleet, ssh_fleet.addresses[5], jump=jump)
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[5], jump=jump)
     try:
         assert session.run("echo through-the-bastion", 10).ok
     finally:
         session.close()
     # the same target through a bastion that does not answer cannot be reached: the jump is real
     with pytest.raises(ConnectionError, match="unreachable"):
-        _session(
+        ssh_session(
             ssh_fleet, ssh_fleet.addresses[5], jump=f"{ssh_fleet.user}@127.0.0.250:{ssh_fleet.port}", connect_timeout=2
         )
 

@@ -19,7 +19,7 @@ from releaser.store import SCHEMA_VERSION, SqliteStore
 from releaser.store.postgresql import PostgresStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     s = new_store(request.param, tmp_path, request)
     yield s
@@ -299,7 +299,7 @@ def test_a_release_rolled_back_in_full_starts_again_at_gray(tmp_path):
     from releaser.journal import Journal
     from releaser.model import Cause, Release, RunStatus
     from releaser.pipeline import Pipeline
-    from tests.test_config import write_project
+    from tests.harness.configs import write_project
 
     config = load_config(write_project(tmp_path / "project") / "environments.yaml")
     store = SqliteStore(tmp_path / "state.db")
@@ -327,7 +327,7 @@ def test_postgres_locked_refuses_writers_lets_readers_read_and_never_shows_the_p
     import psycopg
 
     from releaser.store.postgresql import WRITER_LOCK
-    from tests.postgres import PASSWORD
+    from tests.harness.postgres import PASSWORD
 
     _on_postgres(project, postgres.database())
     config = project.dir / "environments.yaml"
@@ -412,7 +412,7 @@ def test_state_migrate_moves_every_row_and_the_team_goes_on_from_postgres(projec
 
 
 def test_state_migrate_refuses_while_an_environment_is_held(project, postgres):
-    from tests.shop import wait_for
+    from tests.harness.shop import wait_for
 
     project.write_config(bake="120s")
     project.register("1.0.0")

@@ -10,8 +10,8 @@ from datetime import UTC
 import pytest
 
 from releaser.store.postgresql import PostgresStore
-from tests.conftest import make_project
-from tests.shop import wait_for
+from tests.harness.project import gated, make_project
+from tests.harness.shop import wait_for
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_eight_runners_racing_give_one_winner_per_environment(team):
     """Eight processes at once: four promote 1.0.0 to gray (prod), four promote 1.1.0 to
     selftest (dev). The winners hold their environments at a gate until every loser has
     answered: exactly one winner per environment, exit 3 naming the holder for the others."""
-    gate = _gated(team)
+    gate = gated(team)
     team.register("1.0.0")
     team.cli("run", "1.0.0", "--to", "test", check=True)
     team.register("1.1.0")
@@ -103,20 +103,6 @@ def test_eight_runners_racing_give_one_winner_per_environment(team):
     runs = [(r.release, r.stage) for r in store.stage_runs() if r.stage in ("selftest", "gray")]
     assert sorted(runs) == [("1.0.0", "gray"), ("1.0.0", "selftest"), ("1.1.0", "selftest")]
     store.close()
-
-
-def _gated(project):
-    """The restart hook waits at a gate file the test opens: a runner held mid-stage, on purpose."""
-    gate = project.dir / "gate"
-    playbook = project.dir / "playbooks" / "app.yaml"
-    playbook.write_text(
-        playbook.read_text().replace(
-            '    if [ -n "${RESTART_DELAY:-}" ]; then sleep "$RESTART_DELAY"; fi\n',
-            f"    while [ ! -e {gate} ]; do sleep 0.05; done\n",
-        )
-    )
-    gate.touch()
-    return gate
 
 
 def _approval_on_full(project, rule: str) -> None:
@@ -172,7 +158,7 @@ def test_approval_stops_the_stage_until_an_approver_decides_from_another_process
 
 
 def test_abort_from_another_runner_rolls_the_stage_back(team):
-    gate = _gated(team)
+    gate = gated(team)
     team.register("1.0.0")
     team.cli("run", "1.0.0", check=True)
     team.register("1.1.0")

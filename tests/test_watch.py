@@ -6,18 +6,7 @@ import json
 import signal
 import time
 
-from tests.conftest import HOSTS
-
-
-def live(project, *versions):
-    for version in versions:
-        project.register(version)
-        project.cli("run", version, check=True)
-
-
-def break_host(project, host: str) -> None:
-    """The running release starts failing its health check on `host` (as a slow leak would)."""
-    (project.dir / "hosts" / host / "current" / "FAIL_ON").write_text(f"{host}\n")
+from tests.harness.project import HOSTS, break_host, live, wait_for_event
 
 
 def test_watch_once_rolls_back_a_failure_inside_the_window(project):
@@ -62,14 +51,14 @@ def test_windows_close(project):
 def test_watch_killed_and_restarted_keeps_its_windows(project):
     live(project, "1.0.0", "1.1.0")
     first = project.spawn("watch", "--interval", "200ms")
-    _wait_for(project, "window.watching")
+    wait_for_event(project, "window.watching")
     first.send_signal(signal.SIGKILL)
     first.wait()
     second = project.spawn("watch", "--interval", "200ms")
     try:
         time.sleep(0.5)
         break_host(project, HOSTS["prod"][4])
-        _wait_for(project, "incident", timeout=60)
+        wait_for_event(project, "incident", timeout=60)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0  # stopped by a signal: a normal stop, its rollbacks were its job
@@ -78,16 +67,6 @@ def test_watch_killed_and_restarted_keeps_its_windows(project):
     assert "rollback.done" in kinds
     # 1.1.0's three windows were announced once, by the first process; the second continued them
     assert kinds.count("window.watching") == 3
-
-
-def _wait_for(project, kind, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc = project.cli("history", "--json")
-        if proc.returncode == 0 and any(e["kind"] == kind for e in json.loads(proc.stdout)["events"]):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no {kind} within {timeout}s")
 
 
 def test_a_rollback_that_cannot_finish_raises_an_alarm(project):

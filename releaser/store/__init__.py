@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import SCHEMA_VERSION, Store, StoreError, StoreMissing
+from .base import SCHEMA_VERSION, StoreError, StoreMissing
+from .sql import Store
 from .sqlite import SqliteStore
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from ..errors import BusyError
 from ..model import Lock, utcnow
 from . import open_postgres
-from .base import Store, StoreError
-from .sql import SqlStore
+from .base import StoreError
+from .sql import Store
 
 # parents before the rows that refer to them
 TABLES = (
@@ -59,8 +59,6 @@ def move_to_postgres(
     the rows copied per table."""
     target = open_postgres(url_env, wait)
     try:
-        if not isinstance(source, SqlStore) or not isinstance(target, SqlStore):
-            raise TypeError("the state moves between SQL stores")
         copied = move_state(source, target, is_stale)
         journal_for(target).record(
             "state.moved",
@@ -72,7 +70,7 @@ def move_to_postgres(
     return target.where, copied
 
 
-def move_state(source: SqlStore, target: SqlStore, is_stale: Callable[[Lock], bool]) -> dict[str, int]:
+def move_state(source: Store, target: Store, is_stale: Callable[[Lock], bool]) -> dict[str, int]:
     """Copy every row of `source` into the empty `target`; returns the rows copied per table."""
     with source.transaction():  # no other process writes to the source until the move is done
         held = [lock for lock in _locks(source) if not is_stale(lock)]
@@ -117,7 +115,7 @@ def move_state(source: SqlStore, target: SqlStore, is_stale: Callable[[Lock], bo
     return copied
 
 
-def _rows(store: SqlStore, table: str) -> list[dict[str, Any]]:
+def _rows(store: Store, table: str) -> list[dict[str, Any]]:
     order = (
         "id"
         if table in WITH_IDS
@@ -134,11 +132,11 @@ def _rows(store: SqlStore, table: str) -> list[dict[str, Any]]:
     return [dict(row) for row in store._db.execute(f"SELECT * FROM {table} ORDER BY {order}")]  # noqa: S608 - fixed
 
 
-def _locks(store: SqlStore) -> list[Lock]:
+def _locks(store: Store) -> list[Lock]:
     return [Lock(**row) for row in _rows(store, "locks")]
 
 
-def _has_records(store: SqlStore) -> bool:
+def _has_records(store: Store) -> bool:
     return any(
         store._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()  # noqa: S608 - fixed names
         for table in ("releases", "events", "host_state")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import secrets
 from .base import StoreError, StoreMissing
-from .sql import SqlStore
+from .sql import Store
 
 WRITER_LOCK = 0x72656C65  # the advisory lock every write transaction holds ("rele")
 _TYPES = (
@@ -82,7 +82,7 @@ def _store_error(where: str, exc: Exception) -> StoreError:
     return StoreError(f"the state database {where} cannot be used: {text}; nothing was changed")
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(Store):
     def __init__(self, url: str, wait: float = 10.0, create: bool = True, variable: str = "the state URL"):
         if not url:
             raise StoreError(

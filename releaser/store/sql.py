@@ -1,7 +1,10 @@
-"""The queries both backends share, in SQL that SQLite and PostgreSQL both speak (`?` parameters).
+"""The store: releases, stage runs, host deployments, host state, the journal, locks, approvals,
+alerts, the report outbox, heartbeats, routes and metric samples.
 
+Every query is written once, here, in SQL that SQLite and PostgreSQL both speak (`?` parameters).
 A backend brings its connections, how a write transaction begins, how an insert returns its id
-and how the schema's column types are spelled (store.sqlite, store.postgresql).
+and how the schema's column types are spelled (store.sqlite, store.postgresql). Every write is
+durable when the method returns; `transaction()` groups several writes.
 """
 
 from __future__ import annotations
@@ -9,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import BusyError
 from ..model import (
@@ -35,13 +38,14 @@ from ..model import (
     StageRun,
     utcnow,
 )
-from .base import SCHEMA_VERSION, Store, StoreError
+from .base import SCHEMA_VERSION, StoreError
 from .migrations import MIGRATIONS
 
 _CLOSED = {s.value for s in RunStatus if not s.open}
+_Row = TypeVar("_Row")
 
 
-class SqlStore(Store):
+class Store(ABC):
     """One connection per thread; `transaction()` nests; a database already current is only read."""
 
     where: str  # the database, in words for messages (a path, or a URL without its password)
@@ -98,6 +102,7 @@ class SqlStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """All writes inside commit together, or none do."""
         db = self._db
         if self._local.depth:
             self._local.depth += 1
@@ -124,7 +129,8 @@ class SqlStore(Store):
         for action in waiting:
             action()
 
-    def after_commit(self, action) -> None:
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once what this thread wrote is durable: now, or when its transaction commits."""
         if getattr(self._local, "depth", 0):
             self._local.committed.append(action)
         else:
@@ -167,6 +173,7 @@ class SqlStore(Store):
     # -- releases --
 
     def add_release(self, release: Release) -> None:
+        """Record a new release; the caller has checked that the id is free."""
         self._db.execute(
             "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by,"
             " url)"
@@ -190,6 +197,7 @@ class SqlStore(Store):
         return _release(row) if row else None
 
     def list_releases(self) -> list[Release]:
+        """Oldest first."""
         return [_release(r) for r in self._db.execute("SELECT * FROM releases ORDER BY created_at, version")]
 
     def set_release_status(self, version: str, status: ReleaseStatus) -> None:
@@ -198,8 +206,16 @@ class SqlStore(Store):
     # -- stage runs --
 
     def start_stage_run(
-        self, release, stage, environment, owner, status=RunStatus.RUNNING, forced=False, reason="", claim=None
-    ):
+        self,
+        release: str,
+        stage: str,
+        environment: str,
+        owner: str,
+        status: RunStatus = RunStatus.RUNNING,
+        forced: bool = False,
+        reason: str = "",
+        claim: Claim | None = None,
+    ) -> StageRun:
         now = utcnow()
         finished = None if RunStatus(status).open else now
         run_id = self._insert(
@@ -219,18 +235,21 @@ class SqlStore(Store):
                 *_claim_values(claim),
             ),
         )
-        return self.get_stage_run(run_id)
+        return _written(self.get_stage_run(run_id))
 
     def claim_stage_run(self, run_id: int, claim: Claim) -> None:
+        """Record who works on the run now (resume takes it over)."""
         self._db.execute(
             "UPDATE stage_runs SET pid = ?, hostname = ?, lease_until = ?, lock_token = ? WHERE id = ?",
             (*_claim_values(claim), run_id),
         )
 
     def set_last_look(self, run_id: int, at: str) -> None:
+        """A look at the run's rollback window found its checks passing at `at`."""
         self._db.execute("UPDATE stage_runs SET last_look_at = ? WHERE id = ?", (at, run_id))
 
     def close_window(self, run_id: int, why: str) -> None:
+        """Close the run's rollback window before its time (kept if it was closed already)."""
         self._db.execute(
             "UPDATE stage_runs SET window_closed_at = ?, window_closed_why = ? WHERE id = ?"
             " AND window_closed_at IS NULL",
@@ -238,6 +257,7 @@ class SqlStore(Store):
         )
 
     def check_memory(self, run_id: int) -> dict | None:
+        """What the run's checks have seen so far (see health.gate), or None."""
         row = self._db.execute("SELECT memory FROM check_memory WHERE stage_run_id = ?", (run_id,)).fetchone()
         return json.loads(row["memory"]) if row else None
 
@@ -251,7 +271,16 @@ class SqlStore(Store):
     # -- rollbacks --
 
     def start_rollback(
-        self, environment, cause, releases, reason, stage_run_id=None, target=None, fault_at=None, owner="", claim=None
+        self,
+        environment: str,
+        cause: Cause,
+        releases: list[str],
+        reason: str,
+        stage_run_id: int | None = None,
+        target: str | None = None,
+        fault_at: str | None = None,
+        owner: str = "",
+        claim: Claim | None = None,
     ) -> RollbackRun:
         rollback_id = self._insert(
             "INSERT INTO rollbacks(environment, cause, releases, reason, status, started_at, stage_run_id, target,"
@@ -271,9 +300,10 @@ class SqlStore(Store):
                 *_claim_values(claim),
             ),
         )
-        return self.get_rollback(rollback_id)
+        return _written(self.get_rollback(rollback_id))
 
-    def update_rollback(self, rollback_id: int, **changes) -> None:
+    def update_rollback(self, rollback_id: int, **changes: object) -> None:
+        """Set status, plan, left, detected_at, finished_at or releases."""
         allowed = {"status", "plan", "left", "detected_at", "finished_at", "releases"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"cannot update rollback fields {sorted(set(changes) - allowed)}")
@@ -305,6 +335,7 @@ class SqlStore(Store):
         return _rollback(row) if row else None
 
     def rollbacks(self, environment: str | None = None) -> list[RollbackRun]:
+        """Oldest first."""
         if environment is None:
             rows = self._db.execute("SELECT * FROM rollbacks ORDER BY id")
         else:
@@ -312,6 +343,7 @@ class SqlStore(Store):
         return [_rollback(r) for r in rows]
 
     def set_stage_run_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
+        """Closed statuses also stamp finished_at."""
         finished = utcnow() if str(status) in _CLOSED else None
         self._db.execute(
             "UPDATE stage_runs SET status = ?, finished_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
@@ -323,6 +355,7 @@ class SqlStore(Store):
         return _stage_run(row) if row else None
 
     def stage_runs(self, release: str | None = None) -> list[StageRun]:
+        """Oldest first."""
         if release is None:
             rows = self._db.execute("SELECT * FROM stage_runs ORDER BY id")
         else:
@@ -332,6 +365,7 @@ class SqlStore(Store):
     # -- deployments --
 
     def add_deployments(self, deployments: list[Deployment]) -> list[Deployment]:
+        """Insert, returning them with their ids."""
         now = utcnow()
         with self.transaction():
             for dep in deployments:
@@ -360,7 +394,10 @@ class SqlStore(Store):
             (status, detail, utcnow(), deployment_id),
         )
 
-    def deployments(self, stage_run_id=None, environment=None, host=None) -> list[Deployment]:
+    def deployments(
+        self, stage_run_id: int | None = None, environment: str | None = None, host: str | None = None
+    ) -> list[Deployment]:
+        """Oldest first."""
         where, args = _where(stage_run_id=stage_run_id, environment=environment, host=host)
         rows = self._db.execute(f"SELECT * FROM deployments {where} ORDER BY id", args)  # noqa: S608 - fixed columns
         return [Deployment(**dict(r)) for r in rows]
@@ -374,6 +411,7 @@ class SqlStore(Store):
     def set_host_state(
         self, environment: str, host: str, version: str | None, previous: str | None, doubt: str = ""
     ) -> None:
+        """What the host runs; `doubt` says why the store cannot vouch for it ("" when it can)."""
         self._db.execute(
             "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(environment, host) DO UPDATE SET version = excluded.version,"
@@ -382,6 +420,7 @@ class SqlStore(Store):
         )
 
     def doubt_host(self, environment: str, host: str, why: str) -> None:
+        """Keep what the store believes of the host, but mark it unconfirmed."""
         self._db.execute(
             "INSERT INTO host_state(environment, host, version, previous, updated_at, doubt) VALUES (?, ?, NULL, NULL,"
             " ?, ?) ON CONFLICT(environment, host)"
@@ -392,6 +431,7 @@ class SqlStore(Store):
     # -- the journal --
 
     def append_event(self, event: Event) -> Event:
+        """Append to the journal; stamps ts (UTC) and id."""
         event.ts = event.ts or utcnow()
         event.id = self._insert(
             "INSERT INTO events(ts, kind, environment, release, stage, host, message, data)"
@@ -409,7 +449,10 @@ class SqlStore(Store):
         )
         return event
 
-    def events(self, release=None, environment=None, limit=None) -> list[Event]:
+    def events(
+        self, release: str | None = None, environment: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Oldest first; with `limit`, the newest `limit` events."""
         where, args = _where(release=release, environment=environment)
         sql = f"SELECT * FROM events {where} ORDER BY id DESC"  # noqa: S608 - fixed columns
         if limit is not None:
@@ -422,6 +465,8 @@ class SqlStore(Store):
     # -- locks --
 
     def acquire_lock(self, lock: Lock, is_stale: Callable[[Lock], bool]) -> Lock | None:
+        """Take the environment's lock. If held and not stale, raise BusyError.
+        Returns the stale lock that was taken over, if any."""
         with self.transaction():
             held = self.get_lock(lock.environment)
             if held is not None and not is_stale(held):
@@ -448,6 +493,8 @@ class SqlStore(Store):
             return held
 
     def renew_lock(self, environment: str, token: str, lease_until: str) -> bool:
+        """Extend the lease, and that of the runs worked on under it; False when the lock is
+        no longer ours."""
         with self.transaction():
             cursor = self._db.execute(
                 "UPDATE locks SET lease_until = ? WHERE environment = ? AND token = ?",
@@ -468,6 +515,7 @@ class SqlStore(Store):
         return Lock(**dict(row)) if row else None
 
     def force_unlock(self, environment: str) -> Lock | None:
+        """Remove whatever lock is held; returns it."""
         with self.transaction():
             held = self.get_lock(environment)
             self._db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
@@ -475,7 +523,10 @@ class SqlStore(Store):
 
     # -- approvals and aborts --
 
-    def request_approval(self, release, stage, by, approvers, not_by_promoter):
+    def request_approval(
+        self, release: str, stage: str, by: str, approvers: list[str], not_by_promoter: bool
+    ) -> tuple[ApprovalRequest, bool]:
+        """The open request (awaiting or approved) for the stage, or a new awaiting one; True when new."""
         with self.transaction():
             row = self._db.execute(
                 "SELECT * FROM approvals WHERE release = ? AND stage = ? AND state IN ('awaiting', 'approved')"
@@ -489,17 +540,20 @@ class SqlStore(Store):
                 " VALUES (?, ?, 'awaiting', ?, ?, ?, ?)",
                 (release, stage, by, utcnow(), json.dumps(approvers), int(not_by_promoter)),
             )
-            return self.approval(request_id), True
+            return _written(self.approval(request_id)), True
 
     def approval(self, request_id: int) -> ApprovalRequest | None:
         row = self._db.execute("SELECT * FROM approvals WHERE id = ?", (request_id,)).fetchone()
         return _approval(row) if row else None
 
     def approvals(self, release: str | None = None, state: str | None = None) -> list[ApprovalRequest]:
+        """Oldest first."""
         where, args = _where(release=release, state=state)
         return [_approval(r) for r in self._db.execute(f"SELECT * FROM approvals {where} ORDER BY id", args)]  # noqa: S608 - fixed columns
 
     def decide_approval(self, request_id: int, state: str, by: str, reason: str, expect: str) -> bool:
+        """Move the request from `expect` to `state` (approved, rejected, used, cancelled); False when
+        it was no longer in `expect` (another runner decided first)."""
         cursor = self._db.execute(
             "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND state = ?",
             (state, by, utcnow(), reason, request_id, expect),
@@ -507,6 +561,7 @@ class SqlStore(Store):
         return cursor.rowcount == 1
 
     def use_approval(self, request_id: int, stage_run_id: int) -> bool:
+        """Spend an approved request on the stage run it started; False when it was not approved."""
         cursor = self._db.execute(
             "UPDATE approvals SET state = 'used', stage_run_id = ? WHERE id = ? AND state = 'approved'",
             (stage_run_id, request_id),
@@ -514,6 +569,7 @@ class SqlStore(Store):
         return cursor.rowcount == 1
 
     def request_abort(self, run_id: int, by: str, reason: str) -> bool:
+        """Ask the open run to roll back; False when it is no longer open or was asked already."""
         cursor = self._db.execute(
             "UPDATE stage_runs SET abort_by = ?, abort_reason = ? WHERE id = ? AND abort_by IS NULL"
             " AND finished_at IS NULL",
@@ -524,6 +580,8 @@ class SqlStore(Store):
     # -- alerts --
 
     def record_alert(self, alert: AlertRecord) -> bool:
+        """Keep a firing alert group for an environment; False when that episode (group, environment,
+        start) was recorded already (Alertmanager repeats its notifications)."""
         with self.transaction():
             known = self._db.execute(
                 "SELECT 1 FROM alerts WHERE group_key = ? AND environment = ? AND starts_at = ?",
@@ -550,6 +608,7 @@ class SqlStore(Store):
             return True
 
     def alerts(self, state: str | None = None) -> list[AlertRecord]:
+        """Oldest first; `pending` ones are still to be acted on."""
         if state is None:
             rows = self._db.execute("SELECT * FROM alerts ORDER BY id")
         else:
@@ -557,6 +616,7 @@ class SqlStore(Store):
         return [AlertRecord(**{**dict(r), "labels": json.loads(r["labels"])}) for r in rows]
 
     def settle_alert(self, alert_id: int, outcome: str) -> bool:
+        """Mark a pending alert acted on; False when another process did first."""
         cursor = self._db.execute(
             "UPDATE alerts SET state = 'done', outcome = ? WHERE id = ? AND state = 'pending'", (outcome, alert_id)
         )
@@ -565,6 +625,8 @@ class SqlStore(Store):
     # -- effect reports --
 
     def schedule_report(self, report: Report) -> Report:
+        """Record a report to send; a release that passes its last stage again is rescheduled,
+        unless its report was already sent. Returns the record as stored."""
         with self.transaction():
             self._db.execute(
                 "INSERT INTO reports(release, environment, live_at, due_at, state, message_id, updated_at)"
@@ -581,16 +643,19 @@ class SqlStore(Store):
                     utcnow(),
                 ),
             )
-            return self.get_report(report.release)
+            return _written(self.get_report(report.release))
 
     def get_report(self, release: str) -> Report | None:
         row = self._db.execute("SELECT * FROM reports WHERE release = ?", (release,)).fetchone()
         return _report(row) if row else None
 
     def reports(self) -> list[Report]:
+        """Soonest due first."""
         return [_report(r) for r in self._db.execute("SELECT * FROM reports ORDER BY due_at, release")]
 
-    def update_report(self, release: str, **changes) -> None:
+    def update_report(self, release: str, **changes: object) -> None:
+        """Set the given fields (state, attempts, last_error, sent_at, path, delivered_to); stamps
+        updated_at."""
         allowed = {"state", "attempts", "last_error", "sent_at", "path", "delivered_to"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"cannot update report fields {sorted(set(changes) - allowed)}")
@@ -604,6 +669,7 @@ class SqlStore(Store):
     # -- heartbeats --
 
     def beat(self, name: str, data: dict) -> None:
+        """Record that the process `name` is alive now, with what it says of itself."""
         with self.transaction():
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -611,12 +677,14 @@ class SqlStore(Store):
             )
 
     def heartbeats(self) -> dict[str, dict]:
+        """name -> the last data each beat with, plus `at` (when)."""
         rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'heartbeat:%' ORDER BY key")
         return {row["key"].removeprefix("heartbeat:"): json.loads(row["value"]) for row in rows}
 
     # -- routes --
 
     def save_route(self, environment: str, route: dict, applied: bool, why: str) -> None:
+        """Store the route meant for the router (applied False: being put live, or refused)."""
         with self.transaction():
             self._db.execute(
                 "INSERT INTO routes(environment, route, applied, why, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -626,6 +694,7 @@ class SqlStore(Store):
             )
 
     def get_route(self, environment: str) -> dict | None:
+        """{"route": dict, "applied": bool, "why": str, "updated_at": str}, or None before any."""
         row = self._db.execute(
             "SELECT route, applied, why, updated_at FROM routes WHERE environment = ?", (environment,)
         ).fetchone()
@@ -648,6 +717,7 @@ class SqlStore(Store):
             )
 
     def samples(self, environment: str, start: float, end: float) -> list[Sample]:
+        """Samples with start <= ts <= end, oldest first."""
         rows = self._db.execute(
             "SELECT * FROM samples WHERE environment = ? AND ts >= ? AND ts <= ? ORDER BY ts, id",
             (environment, start, end),
@@ -667,7 +737,15 @@ class SqlStore(Store):
         return row["ts"]
 
     def prune_samples(self, environment: str, before: float) -> int:
+        """Forget samples older than `before`; returns how many."""
         return self._db.execute("DELETE FROM samples WHERE environment = ? AND ts < ?", (environment, before)).rowcount
+
+
+def _written(record: _Row | None) -> _Row:
+    """A record this connection has just written, read back."""
+    if record is None:
+        raise StoreError("the state database lost a record as it was written; nothing else was changed")
+    return record
 
 
 def _report(row: Any) -> Report:

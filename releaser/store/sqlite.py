@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import secrets
 from .base import StoreError, StoreMissing
-from .sql import SqlStore
+from .sql import Store
 
 
 class _Connection(sqlite3.Connection):
@@ -55,7 +55,7 @@ def _store_error(path: Path, wait: float, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"the state database {path} cannot be used: {text}; nothing was changed")
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(Store):
     def __init__(self, path: Path, wait: float = 10.0, create: bool = True):
         self.path = Path(path)
         self.where = str(self.path)

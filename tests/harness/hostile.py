@@ -16,7 +16,6 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -24,10 +23,11 @@ from click.testing import CliRunner
 
 from releaser import secrets
 from releaser.cli import cli
-from tests.tarballs import tar_gz
+from tests.harness.loopback import Loopback, QuietHandler
+from tests.harness.tarballs import tar_gz
 
 
-class EchoHttp:
+class EchoHttp(Loopback):
     """Prometheus's HTTP API while `healthy`, else errors that quote the request's
     Authorization header and URL; POSTs (webhooks) get a 500 quoting their URL."""
 
@@ -37,7 +37,7 @@ class EchoHttp:
         self.bodies: list[bytes] = []  # what releaser POSTed: part of what it wrote
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 server.requests.append(self.path)
                 if server.healthy and self.path.startswith("/api/v1/query_range"):
@@ -67,16 +67,7 @@ class EchoHttp:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 class EchoSmtp:

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.marks import needs
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 MAX_ADDRESSES_PER_SSHD = 16
 
@@ -68,6 +70,7 @@ class SshFleet:
     servers: list[Sshd] = field(default_factory=list)
 
     def __post_init__(self):
+        needs("sshd")
         self.base.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
         if self.first + self.count > 255:
@@ -188,3 +191,21 @@ def _children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 children.append(int(entry.name))
     return children
+
+
+def ssh_session(fleet: SshFleet, address: str, **options):
+    """A live SSH session from releaser's own transport to `address` on the fleet, with `options` over its defaults."""
+    from releaser.model import Environment, Host, SshOptions
+    from releaser.transport.ssh import SshTransport
+
+    fleet.heal()
+    base = {
+        "user": fleet.user,
+        "port": fleet.port,
+        "identity_file": str(fleet.identity),
+        "known_hosts": str(fleet.known_hosts),
+        "config_file": "/dev/null",
+    }
+    host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
+    env = Environment("e", "ssh", "app", (host,))
+    return SshTransport(env).connect(host)

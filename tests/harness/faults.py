@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests.sshd import SshFleet
+from tests.harness.sshd import SshFleet
 
 ENVIRONMENTS = {"dev": 1, "test": 2, "prod": 9}  # 12 hosts; gray is 1 prod host, full goes in two waves
 STAGES = {"selftest": "dev", "test": "test", "gray": "prod", "full": "prod"}
@@ -118,7 +118,7 @@ class Lab:
         lab.port = fleet.port + 1  # the apps listen on the hosts' own addresses: one port fits all
         if routed:
             from releaser.router.nginx import variable
-            from tests.nginx import nginx_in
+            from tests.harness.nginx import nginx_in
 
             lab.nginx = nginx_in(base / "nginx", variable("prod"))
         lab.write()

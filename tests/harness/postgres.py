@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.marks import needs
+
 USER, PASSWORD = "releaser", "pg-secret-Zq81x"
 
 
@@ -35,6 +37,7 @@ class PostgresServer:
     """One server; `database()` gives each test a database of its own (URL with the password)."""
 
     def __init__(self):
+        needs("postgres")
         bin_dir = _binaries()
         if bin_dir is None:
             pytest.fail("PostgreSQL is not installed: the test command installs Debian's postgresql")

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from releaser.cli import cli
 from releaser.scaffold import FILES as SCAFFOLD
-from tests.tarballs import tar_gz
+from tests.harness.tarballs import tar_gz
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {
     "environments.yaml": (REPO / "environments.example.yaml").read_text(),
     **{

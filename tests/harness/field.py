@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
@@ -30,8 +29,10 @@ import requests
 from releaser.demo.sandbox import free_ports
 from releaser.processes import pid_alive
 from releaser.store import SqliteStore
-from tests.sshd import SshFleet
-from tests.tarballs import tar_gz
+from tests.harness.loopback import Loopback, QuietHandler
+from tests.harness.marks import needs
+from tests.harness.sshd import SshFleet
+from tests.harness.tarballs import tar_gz
 
 HOSTS = {"dev": ["dev-1"], "test": ["test-1"], "prod": ["prod-1", "prod-2", "prod-3", "prod-4"]}  # the starter's
 RATE = 3.0  # requests a second to each prod host: quiet traffic
@@ -216,14 +217,14 @@ def alertmanager_release(version: str, webhook: str, kind: str = "good") -> dict
 REFUSALS = {"prometheus": "not a valid duration string", "alertmanager": "undefined receiver"}
 
 
-class Webhook:
+class Webhook(Loopback):
     """Alertmanager's receiver on loopback: 200 on /hook, 404 anywhere else; counts what came."""
 
     def __init__(self):
         self.received = self.refused = 0
         webhook = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 found = self.path == "/hook"
@@ -232,16 +233,7 @@ class Webhook:
                 self.send_response(200 if found else 404)
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 # -- quiet traffic --
@@ -454,6 +446,7 @@ class FieldProject:
 
 def field_project(name: str, base: Path, fleet: SshFleet) -> FieldProject:
     """The starter with `name` (prometheus or alertmanager) as its app."""
+    needs(name)
     if name == "prometheus":
         return starter(base, PROMETHEUS, fleet, prometheus_release)
     webhook = Webhook()

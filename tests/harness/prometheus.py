@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 
 from releaser.demo.sandbox import free_ports
+from tests.harness.marks import needs
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -49,6 +50,7 @@ class Prometheus:
         self.start()
 
     def start(self) -> None:
+        needs("prometheus")
         self.process = subprocess.Popen(
             [
                 PROMETHEUS,

@@ -26,7 +26,7 @@ from releaser.router.nginx import NginxRouter, variable
 from releaser.router.route import Route
 from releaser.shipped import shipped_file
 from releaser.store import SqliteStore
-from tests.nginx import nginx_in
+from tests.harness.nginx import nginx_in
 
 HOSTS = 10
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from releaser.demo.sandbox import free_ports
+from tests.harness.marks import needs
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -96,6 +97,7 @@ class SmtpServer:
         users: dict[str, str] | None = None,
         refuse: tuple[str, ...] = (),
     ):
+        needs("smtp")
         directory.mkdir(parents=True, exist_ok=True)
         self.cert, key = self_signed(directory)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
