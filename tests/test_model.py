@@ -75,7 +75,8 @@ def test_a_record_is_built_as_a_dataclass_would_be():
 def _every_record() -> list[type[Record]]:
     """Every Record subclass in releaser, once every module is imported."""
     for module in pkgutil.walk_packages(releaser.__path__, "releaser."):
-        importlib.import_module(module.name)
+        if not module.name.endswith(".__main__"):  # runs a command when imported
+            importlib.import_module(module.name)
     found: list[type[Record]] = []
     waiting = [Record]
     while waiting:
