@@ -29,7 +29,7 @@ from .errors import (
 )
 from .interrupts import Interrupts
 from .names import DEFAULT_CONFIG, STAGE_ORDER
-from .terminal import Collapser, printable, shown_time, summarised
+from .terminal import COLOURS, Collapser, printable, shown_time, summarised
 
 if TYPE_CHECKING:  # the commands import what they use when they run: `--help` starts fast
     from .journal import Journal
@@ -192,13 +192,7 @@ class App:
         """A journal event or a progress note as it happens. On a terminal, long verdicts are
         summarised (all of them with --verbose) and identical notes in a row collapse into one."""
         self.journal_hangup()
-        color = None
-        if event.kind.endswith(("failed", "failed.")) or event.kind in ("checks.fail", "host.failed"):
-            color = "red"
-        elif event.kind in ("stage.passed", "rollback.done"):
-            color = "green"
-        elif event.kind.startswith(("rollback", "reconcile", "lock")):
-            color = "yellow"
+        color = COLOURS.get(event.kind)
         if self.quiet:
             return
         tty = sys.stderr.isatty()

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from .errors import AwaitingApproval, Refused, UsageError
+from .events import Event
 from .interrupts import Interrupts
 from .journal import Journal
 from .model import ApprovalRequest, StageSpec
@@ -33,7 +34,7 @@ def approved(
     )
     if new:
         journal.record(
-            "approval.requested",
+            Event.APPROVAL_REQUESTED,
             f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}",
             release=version,
             stage=spec.name,
@@ -85,7 +86,7 @@ def decide(
         if not store.decide_approval(request.id, verb, actor, reason, expect="awaiting"):
             raise Refused(f"{request.stage} of {version} was decided meanwhile: {store.approval(request.id).state}")
         journal.record(
-            f"approval.{'granted' if approve else 'rejected'}",
+            Event.APPROVAL_GRANTED if approve else Event.APPROVAL_REJECTED,
             f"{request.stage}: {actor} {verb} {version} (asked by {request.requested_by}): {reason}",
             release=version,
             stage=request.stage,
@@ -101,7 +102,7 @@ def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -
         with store.transaction():
             if store.decide_approval(request.id, "cancelled", actor, reason, expect=request.state):
                 journal.record(
-                    "approval.cancelled",
+                    Event.APPROVAL_CANCELLED,
                     f"{request.stage}: {actor} aborted {version} before it started: {reason}",
                     release=version,
                     stage=request.stage,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import playbook as pb
 from .errors import NeedsHuman
+from .events import Event
 from .fleet import Fleet, HostResult
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
@@ -29,7 +30,6 @@ from .store import Store
 if TYPE_CHECKING:
     from .router.keeper import RouteKeeper
 
-SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `current` moved
 OPEN = ("preparing", "switching", "unknown")  # deployment statuses whose outcome the hosts know better
 
 
@@ -78,7 +78,7 @@ class Deployer:
         )
         tag = {"environment": self.env.name, "release": release.version, "stage": stage}
         self.journal.record(
-            "prepare.started",
+            Event.PREPARE_STARTED,
             f"  prepare {release.version} on {len(hosts)} host(s)",
             data={"hosts": [h.name for h in hosts], "run": run_id},
             **tag,
@@ -90,10 +90,10 @@ class Deployer:
                     why = f"prepare: {result.why()}"
                     outcome.failed[name] = why
                     self.store.update_deployment(deps[name].id, "failed", why)
-                    self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
+                    self.journal.record(Event.HOST_FAILED, f"{name}: {why}", host=name, data=result.to_dict(), **tag)
             ready = [h for h in hosts if prepared[h.name].ok]
             self.journal.record(
-                "prepare.finished",
+                Event.PREPARE_FINISHED,
                 f"  prepared {release.version} on {len(ready)}/{len(hosts)} host(s)",
                 data={"ok": [h.name for h in ready], "failed": sorted(outcome.failed)},
                 **tag,
@@ -200,7 +200,7 @@ class Deployer:
             for host in hosts:
                 self.store.update_deployment(deps[host.name].id, "switching")
             self.journal.record(
-                "switch.started",
+                Event.SWITCH_STARTED,
                 f"  {action}: switching {len(hosts)} host(s) to {', '.join(versions)}",
                 data={"action": action, "targets": targets, "run": run},
                 **tag,
@@ -236,7 +236,7 @@ class Deployer:
                         outcome.failed[host.name] = why
                         if status == "unknown":
                             outcome.unknown[host.name] = why
-                        kind = "host.rollback_failed" if action == "rollback" else "host.failed"
+                        kind = Event.HOST_ROLLBACK_FAILED if action == "rollback" else Event.HOST_FAILED
                         self.journal.record(
                             kind,
                             f"{host.name}: {why}",
@@ -247,7 +247,7 @@ class Deployer:
             self.back_in_rotation(batch, set(outcome.failed), action)
         with self.store.transaction():
             self.journal.record(
-                "switch.finished",
+                Event.SWITCH_FINISHED,
                 f"  {action}: {len(outcome.ok)}/{len(hosts)} host(s) switched"
                 + (
                     f"; {len(outcome.unknown)} unknown: {', '.join(sorted(outcome.unknown))}" if outcome.unknown else ""
@@ -404,7 +404,7 @@ class Deployer:
                 believed = state.version if state else None
                 if not view.reachable:  # what the store believes stands; a rollback's plan weighs it
                     self.journal.record(
-                        "reconcile.unreachable",
+                        Event.RECONCILE_UNREACHABLE,
                         f"{name}: cannot ask what it runs: {view.error}",
                         environment=self.env.name,
                         host=name,
@@ -424,7 +424,7 @@ class Deployer:
                 if believed != view.current or doubt:
                     said = f"the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
                     self.journal.record(
-                        "reconcile.corrected",
+                        Event.RECONCILE_CORRECTED,
                         f"{name}: "
                         + (
                             f"in doubt: {doubt}"

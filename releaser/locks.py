@@ -11,6 +11,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from .events import Event
 from .journal import Journal
 from .model import Claim, Lock, utcnow
 from .processes import is_stale, this_machine, whoami
@@ -47,7 +48,7 @@ class EnvironmentLock:
         stale = self.store.acquire_lock(lock, is_stale)
         if stale is not None:
             self.journal.record(
-                "lock.taken_over",
+                Event.LOCK_TAKEN_OVER,
                 f"took over the stale lock of {stale.owner} (pid {stale.pid} on {stale.hostname}, lease until "
                 f"{stale.lease_until}) on {self.environment}",
                 environment=self.environment,

@@ -19,6 +19,7 @@ from .cohort import gray_cohort, split_waves, stable_order
 from .decisions import POLL, AbortListener, approved, cancel_requests
 from .deploy import Deployer
 from .errors import BusyError, Inconclusive, NeedsHuman, Refused, StageFailed, UsageError
+from .events import Event
 from .fleet import Fleet, HostResult, TickFn
 from .health.base import CheckResult, CheckTarget, Verdict
 from .health.gate import Gate, GateResult
@@ -50,6 +51,12 @@ from .schema import format_duration
 from .store import Store
 from .terminal import span
 from .transport import Transport, transport_for
+
+_CHECKED = {
+    Verdict.PASS: Event.CHECKS_PASS,
+    Verdict.FAIL: Event.CHECKS_FAIL,
+    Verdict.INCONCLUSIVE: Event.CHECKS_INCONCLUSIVE,
+}
 
 
 class _StageFailure(Exception):
@@ -186,7 +193,7 @@ class Pipeline:
                         reason=reason,
                     )
                     self.journal.record(
-                        "stage.skipped",
+                        Event.STAGE_SKIPPED,
                         f"{name} skipped for {version} (forced): {reason}",
                         release=version,
                         stage=name,
@@ -199,7 +206,7 @@ class Pipeline:
                     raise Refused(f"the approval of {stage} for {version} was withdrawn before the stage started")
                 self.store.set_release_status(version, ReleaseStatus.PROMOTING)
                 self.journal.record(
-                    "stage.started",
+                    Event.STAGE_STARTED,
                     f"{stage}: promoting {version} on {env.name}",
                     release=version,
                     stage=stage,
@@ -252,7 +259,7 @@ class Pipeline:
                 "pass --force --reason TEXT to override (journaled)"
             )
         self.journal.record(
-            "freeze.overridden",
+            Event.FREEZE_OVERRIDDEN,
             f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze {held.describe()}: {reason}",
             release=version,
             stage=stage,
@@ -295,7 +302,7 @@ class Pipeline:
 
     def _fleet(self, env: Environment) -> Fleet:
         def notify(kind: str, message: str, data: dict) -> None:
-            self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
+            self.journal.record(Event(kind), message, environment=env.name, host=data.get("host"), data=data)
 
         return Fleet(
             env,
@@ -360,7 +367,7 @@ class Pipeline:
             self.store.save_check_memory(stage.run.id, gate.memory)
             for check in unseen:
                 self.journal.record(
-                    "check.not_applicable",
+                    Event.CHECK_NOT_APPLICABLE,
                     f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
                     release=stage.release.version,
                     stage=stage.spec.name,
@@ -390,7 +397,7 @@ class Pipeline:
         for number, wave in enumerate(waves, 1):
             self.interrupts.check()
             self.journal.record(
-                "wave.started",
+                Event.WAVE_STARTED,
                 f"{spec.name}: wave {number}/{len(waves)}: {version} to {len(wave)} host(s): "
                 + ", ".join(h.name for h in wave[:12])
                 + ("…" if len(wave) > 12 else ""),
@@ -417,7 +424,7 @@ class Pipeline:
                     raise _StageFailure(f"checks failed after wave {number}: {_failing(result)}")
         if failed:
             self.journal.record(
-                "stage.degraded",
+                Event.STAGE_DEGRADED,
                 f"{spec.name}: {len(failed)} host(s) failed within the budget of {spec.max_failed_hosts} per wave; "
                 f"{env.name} runs mixed versions until they are fixed: {', '.join(sorted(failed))}",
                 release=version,
@@ -446,7 +453,7 @@ class Pipeline:
             else format_duration(spec.bake)
         )
         self.journal.record(
-            "bake.started",
+            Event.BAKE_STARTED,
             f"{spec.name}: baking {length}, checking {len(spec.checks)} check(s) every "
             f"{format_duration(spec.interval)} on {len(cohort)} host(s)",
             release=stage.release.version,
@@ -487,7 +494,7 @@ class Pipeline:
         )
         ending = "hold (exit 5)" if spec.on_inconclusive == "hold" else "fail safe and roll back"
         self.journal.record(
-            "bake.too_short",
+            Event.BAKE_TOO_SHORT,
             f"{spec.name}: {check.check} will not decide in time: {needs}, but the bake ends in {span(left)}, "
             f"and an undecided bake would {ending}; to decide in time: {check.advice}",
             release=stage.release.version,
@@ -507,7 +514,7 @@ class Pipeline:
         with self.store.transaction():
             self.store.set_stage_run_status(stage.run.id, RunStatus.HELD, why)
             self.journal.record(
-                "stage.held",
+                Event.STAGE_HELD,
                 f"{spec.name}: {version} held on {stage.env.name}, the checks could not decide: {why}",
                 release=version,
                 stage=spec.name,
@@ -521,7 +528,7 @@ class Pipeline:
 
     def _record_checks(self, stage: _Stage, result: GateResult) -> None:
         self.journal.record(
-            "checks." + str(result.verdict),
+            _CHECKED[result.verdict],
             f"{stage.spec.name}: checks {result.verdict}: {result.summary()}",
             release=stage.release.version,
             stage=stage.spec.name,
@@ -539,7 +546,7 @@ class Pipeline:
             self.store.set_stage_run_status(stage.run.id, RunStatus.PASSED)
             self.store.set_release_status(version, ReleaseStatus.LIVE if last else ReleaseStatus.PROMOTING)
             self.journal.record(
-                "stage.passed",
+                Event.STAGE_PASSED,
                 f"{spec.name}: {version} passed on {stage.env.name} in {seconds:.1f}s"
                 + (" — the release is live" if last else ""),
                 release=version,
@@ -561,7 +568,7 @@ class Pipeline:
         host serving the release was switched back, NeedsHuman when some could not be."""
         spec, env, version = stage.spec, stage.env, stage.release.version
         self.journal.record(
-            "stage.failed",
+            Event.STAGE_FAILED,
             f"{spec.name}: {version} failed on {env.name}: {why}",
             release=version,
             stage=spec.name,
@@ -578,7 +585,7 @@ class Pipeline:
         """When a fault of this stage run could first be seen: its first switch (or, if no host
         switched, its start)."""
         for event in self.store.events(release=run.release):
-            if event.kind == "switch.started" and event.data.get("run") == f"stage-{run.id}":
+            if event.kind == Event.SWITCH_STARTED and event.data.get("run") == f"stage-{run.id}":
                 return event.ts
         return run.started_at
 
@@ -642,7 +649,7 @@ class Pipeline:
                 for run in runs:
                     self.store.claim_stage_run(run.id, lock.claim())
                     self.journal.record(
-                        "stage.resumed",
+                        Event.STAGE_RESUMED,
                         f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on "
                         f"{env.name}" + (" (rolling back)" if roll_back or run.status is not RunStatus.RUNNING else ""),
                         release=run.release,
@@ -663,7 +670,7 @@ class Pipeline:
                         else "interrupted; rolled back on request (`resume --rollback`)"
                     )
                     self.journal.record(
-                        "stage.failed",
+                        Event.STAGE_FAILED,
                         f"{run.stage}: {run.release} failed on {env.name}: {why}",
                         release=run.release,
                         stage=run.stage,
@@ -731,7 +738,7 @@ class Pipeline:
                         "--reason TEXT` rolls back a release that is out"
                     )
                 self.journal.record(
-                    "abort.requested",
+                    Event.ABORT_REQUESTED,
                     f"{run.stage}: {by} asks pid {run.pid} on "
                     f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
                     release=version,
@@ -753,7 +760,7 @@ class Pipeline:
                     )
                 return current
         self.journal.record(
-            "abort.requested",
+            Event.ABORT_REQUESTED,
             f"{run.stage}: {by} rolls {version} back on {run.environment} (its runner is gone): {reason}",
             release=version,
             stage=run.stage,
@@ -791,7 +798,7 @@ class Pipeline:
                 views = deployer.ask_every_host("rebuild")
                 deployer.reconcile(views)
                 self.journal.record(
-                    "state.rebuilt",
+                    Event.STATE_REBUILT,
                     f"{env.name}: rebuilt from the hosts' own records",
                     environment=env.name,
                     data={"hosts": {n: v.current for n, v in views.items()}},
@@ -857,7 +864,7 @@ class Pipeline:
             targets = {name: states[name].version for name in chosen}
             run = f"redeploy-{int(time.time())}"
             self.journal.record(
-                "redeploy.started",
+                Event.REDEPLOY_STARTED,
                 f"redeploying {len(targets)} host(s) of {env.name} onto what they should run "
                 f"({', '.join(f'{h}: {v}' for h, v in sorted(targets.items()))}): {reason}",
                 environment=env.name,
@@ -871,7 +878,7 @@ class Pipeline:
             states = self.store.host_states(env.name)
             left = {**{name: states[name].doubt for name in targets if states[name].doubt}, **outcome.failed}
             self.journal.record(
-                "redeploy.finished",
+                Event.REDEPLOY_FINISHED,
                 f"redeployed {len(targets) - len(left)}/{len(targets)} host(s) of {env.name}"
                 + (
                     f"; still in doubt or failed: {'; '.join(f'{h}: {w}' for h, w in sorted(left.items()))}"

@@ -25,6 +25,7 @@ import time
 from dataclasses import field
 
 from .deploy import Deployer
+from .events import Event
 from .hostrecord import HostView
 from .journal import Journal
 from .model import Cause, Claim, ReleaseStatus, RollbackRun, RollbackStatus, RunStatus, StageRun, parse_ts, utcnow
@@ -95,7 +96,7 @@ class Rollbacks:
                     self.store.claim_stage_run(stage_run.id, claim)
             what = ", ".join(releases) or "nothing"
             self.journal.record(
-                "rollback.started",
+                Event.ROLLBACK_STARTED,
                 f"{stage_run.stage + ': ' if stage_run else ''}rolling back {what} on {self.env.name} "
                 f"({cause}): {reason}",
                 environment=self.env.name,
@@ -130,7 +131,7 @@ class Rollbacks:
         with self.store.transaction():
             self.store.update_rollback(rollback.id, plan={**rollback.plan, **targets}, left=left)
             self.journal.record(
-                "rollback.planned",
+                Event.ROLLBACK_PLANNED,
                 f"rollback {rollback.id}: {len(targets)} host(s) of {self.env.name} "
                 f"serve {', '.join(rollback.releases)}"
                 + (f" -> {', '.join(sorted(set(targets.values())))}" if targets else "")
@@ -191,7 +192,7 @@ class Rollbacks:
                 for version in rollback.releases:
                     self.store.set_release_status(version, ReleaseStatus.FAILED)
                 self.journal.record(
-                    "rollback.incomplete",
+                    Event.ROLLBACK_INCOMPLETE,
                     f"rollback {rollback.id} of {self.env.name} could not finish on {len(result.left)} host(s): "
                     f"{result.hosts_left()}; it stays open: `releaser resume` finishes it once they can be reached",
                     data={"rollback": rollback.id, "left": result.left, "switched": result.switched},
@@ -205,7 +206,7 @@ class Rollbacks:
             for version in rollback.releases:
                 self.store.set_release_status(version, ReleaseStatus.ROLLED_BACK)
             self.journal.record(
-                "rollback.done",
+                Event.ROLLBACK_DONE,
                 f"rolled back {len(result.switched)} host(s) of {self.env.name} in {result.seconds:.1f}s"
                 + (f"; {result.hosts_kept()}" if result.kept else ""),
                 data={
@@ -218,7 +219,7 @@ class Rollbacks:
             )
             if rollback.cause.fault:  # a stage that failed safe for want of evidence is no incident
                 self.journal.record(
-                    "incident",
+                    Event.INCIDENT,
                     incident_message(rollback, finished),
                     data=incident_data(rollback, finished, result.switched),
                     **tag,

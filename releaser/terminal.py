@@ -7,8 +7,16 @@ import re
 import time
 from datetime import UTC, datetime
 
+from .events import Event
+
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 SUMMARY_WIDTH = 160
+COLOURS: dict[str, str] = {  # how the terminal shows an event of each kind; the others in the default colour
+    **{kind: "yellow" for kind in Event if kind.startswith(("rollback.", "reconcile.", "lock."))},
+    **{kind: "red" for kind in Event if kind.endswith("failed") or kind is Event.CHECKS_FAIL},
+    Event.STAGE_PASSED: "green",
+    Event.ROLLBACK_DONE: "green",
+}
 
 
 def printable(text: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from .errors import BusyError, NeedsHuman, Refused, ReleaserError
+from .events import Event
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
@@ -153,7 +154,7 @@ class Watcher:
         if "watching" not in memory:
             memory["watching"] = utcnow()
             self.journal.record(
-                "window.watching",
+                Event.WINDOW_WATCHING,
                 f"{run.stage}: watching {run.release} on {env.name} until "
                 f"{window.closes_at.isoformat(timespec='seconds')}",
                 release=run.release,
@@ -170,7 +171,7 @@ class Watcher:
         if blind and not memory.get("blind"):
             memory["blind"] = utcnow()
             self.journal.record(
-                "window.blind",
+                Event.WINDOW_BLIND,
                 f"{run.stage}: the checks of {run.release} on {env.name} cannot see: "
                 + "; ".join(f"{r.check}: {r.summary}" for r in blind),
                 release=run.release,
@@ -225,7 +226,7 @@ class Watcher:
                 pass  # it ended before the request reached it: nothing left to abort
             except NeedsHuman as exc:
                 self._settle(alert, f"the rollback of {run.release} could not finish", why, scope, release=run.release)
-                self.journal.record("alarm", str(exc), release=run.release, stage=run.stage, environment=env.name)
+                self.journal.record(Event.ALARM, str(exc), release=run.release, stage=run.stage, environment=env.name)
                 return "alarms"
             return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
         windows = [
@@ -257,7 +258,7 @@ class Watcher:
         with self.store.transaction():
             if self.store.settle_alert(alert.id, outcome):
                 self.journal.record(
-                    "alert.firing",
+                    Event.ALERT_FIRING,
                     f"{why}: {outcome}",
                     release=release,
                     **{**scope, "data": {**scope["data"], "outcome": outcome}},
@@ -275,10 +276,10 @@ class Watcher:
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             if message not in self._failed:
                 self._failed.add(message)
-                self.journal.record("watch.failed", message, data={"error": type(exc).__name__})
+                self.journal.record(Event.WATCH_FAILED, message, data={"error": type(exc).__name__})
             return fallback
 
     def _alarm(self, window: Window, message: str) -> None:
         self.journal.record(
-            "alarm", message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
+            Event.ALARM, message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
         )
