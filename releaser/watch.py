@@ -30,7 +30,7 @@ from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .locks import EnvironmentLock
 from .metrics import source_for
-from .model import AlertRecord, Cause, StageRun, utcnow
+from .model import AlertRecord, AlertState, Cause, StageRun, utcnow
 from .pipeline import Pipeline
 from .processes import is_stale, this_machine, whoami
 from .transport import transport_for
@@ -64,7 +64,7 @@ class Watcher:
             "closed": [],
             "elsewhere": [],
         }
-        for alert in self.store.alerts("pending"):
+        for alert in self.store.alerts(AlertState.PENDING):
             acted = self._on_alert(alert)
             if acted in ("rolled_back", "alarms"):
                 outcomes[acted].append(alert.environment)
