@@ -639,7 +639,9 @@ def abort(app: App, version: str, reason: str) -> None:
     rolls its stage back (or this one does, when that process is gone); waits for the outcome."""
     validate_release_id(version)
     app.recorded_state(_unknown_release(version))
-    run = app.pipeline().abort(version, reason)
+    from .recovery import Recovery
+
+    run = Recovery.like(app.pipeline()).abort(version, reason)
     if run is None:
         app.result(f"{version}: approval requests cancelled; nothing had started")
     else:
@@ -675,8 +677,10 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
     if not dry_run and not reason.strip():
         raise UsageError("rollback needs --reason TEXT, which is journaled (or --dry-run to see the plan)")
     app.recorded_state(f"nothing to roll back on {environment}: releaser has recorded no deployment there")
+    from .rollback import Rollbacks
+
     if dry_run:
-        plan = app.pipeline().rollback_plan(environment, to_version)
+        plan = Rollbacks.like(app.pipeline()).dry_run(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
         for host, step in plan.items():
             app.result(
@@ -691,7 +695,7 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
         )
         app.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan})
         return
-    switched = app.pipeline().rollback(environment, to_version, reason)
+    switched = Rollbacks.like(app.pipeline()).by_hand(environment, to_version, reason)
     app.emit({"ok": True, "environment": environment, "switched": switched})
 
 
@@ -715,7 +719,9 @@ def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) ->
     if not reason.strip():
         raise UsageError("redeploy needs --reason TEXT, which is journaled")
     app.recorded_state(f"nothing to redeploy on {environment}: releaser has recorded no deployment there")
-    done = app.pipeline().redeploy(environment, list(hosts), reason)
+    from .recovery import Recovery
+
+    done = Recovery.like(app.pipeline()).redeploy(environment, list(hosts), reason)
     app.result(
         f"{environment}: redeployed {len(done)} host(s)"
         + (
@@ -731,7 +737,9 @@ def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) ->
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
-    runs = app.pipeline().resume(roll_back) if app.existing_store() else []
+    from .recovery import Recovery
+
+    runs = Recovery.like(app.pipeline()).resume(roll_back) if app.existing_store() else []
     if not runs:
         app.result("nothing to resume")
     app.emit({"ok": True, "runs": [asdict(r) for r in runs]})
@@ -745,7 +753,9 @@ def state() -> None:
 @command(state, "rebuild", examples=("releaser state rebuild",), exits=(0, 2, 3, 4))
 def state_rebuild(app: App) -> None:
     """Rebuild what every host runs from the hosts' own records (after the state database was lost)."""
-    rebuilt = app.pipeline().rebuild()
+    from .recovery import Recovery
+
+    rebuilt = Recovery.like(app.pipeline()).rebuild()
     for env, hosts in rebuilt.items():
         versions = sorted({v or "nothing" for v in hosts.values()})
         app.result(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")

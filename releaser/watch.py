@@ -33,6 +33,8 @@ from .metrics import source_for
 from .model import AlertRecord, AlertState, Cause, StageRun, utcnow
 from .pipeline import Pipeline
 from .processes import is_stale, this_machine, whoami
+from .recovery import Recovery
+from .rollback import Rollbacks
 from .transport import transport_for
 from .windows import Window, armed_windows, close_window
 
@@ -42,6 +44,7 @@ class Watcher:
         """`interval`: seconds between looks of a daemon; None: one look (`watch --once`)."""
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
+        self.rollbacks, self.recovery = Rollbacks.like(pipeline), Recovery.like(pipeline)
         self.interval = interval
         self.started_at = utcnow()
         self._failed: set[str] = set()
@@ -190,7 +193,7 @@ class Watcher:
         why = "in the rollback window: " + "; ".join(f"{r.check}: {r.summary}" for r in result.failing())
         fault_at = self.store.get_stage_run(run.id).last_look_at or run.finished_at
         try:
-            rolled = self.pipeline.roll_back_window(run, why, fault_at)
+            rolled = self.rollbacks.window(run, why, fault_at)
         except BusyError as busy:
             self.journal.note(f"{run.release}: checks fail in its window but {busy}; trying again next look")
             return "busy"
@@ -221,7 +224,7 @@ class Watcher:
         if running:
             run = running[-1]
             try:  # its runner rolls back at its next safe point; a runner that is gone, here
-                self.pipeline.abort(run.release, why, by=f"alert {alert.alertname}", wait=False)
+                self.recovery.abort(run.release, why, by=f"alert {alert.alertname}", wait=False)
             except Refused:
                 pass  # it ended before the request reached it: nothing left to abort
             except NeedsHuman as exc:
@@ -241,7 +244,7 @@ class Watcher:
             )
         run = max(windows, key=lambda w: w.run.finished_at or "").run
         try:
-            rolled = self.pipeline.roll_back_window(run, why, alert.starts_at, Cause.ALERT)
+            rolled = self.rollbacks.window(run, why, alert.starts_at, Cause.ALERT)
         except BusyError as busy:
             self.journal.note(f"{why} on {env.name}, but {busy}; trying again next look")
             return "busy"
