@@ -16,7 +16,6 @@ import time
 from urllib.parse import quote_plus
 
 FORMATS = ("dingtalk", "wecom", "feishu")
-SIGNED = ("dingtalk", "feishu")
 LIMIT = 4000  # characters of text: every robot takes at least this much
 
 

@@ -11,9 +11,10 @@ import threading
 from collections.abc import Callable
 
 from .errors import AwaitingApproval, Refused, UsageError
+from .events import Event
 from .interrupts import Interrupts
 from .journal import Journal
-from .model import ApprovalRequest, StageSpec
+from .model import ApprovalRequest, ApprovalState, StageSpec
 from .processes import whoami
 from .store import Store
 
@@ -33,13 +34,13 @@ def approved(
     )
     if new:
         journal.record(
-            "approval.requested",
+            Event.APPROVAL_REQUESTED,
             f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}",
             release=version,
             stage=spec.name,
             data={"request": request.id, "by": request.requested_by, "approvers": request.approvers},
         )
-    while request.state == "awaiting":
+    while request.state is ApprovalState.AWAITING:
         if not wait:
             raise AwaitingApproval(
                 f"awaiting approval: {spec.name} of {version} needs approval by {_who_may(request)} (asked by "
@@ -47,10 +48,10 @@ def approved(
                 f"promote again, or promote with --wait"
             )
         interrupts.wait(POLL)
-        request = store.approval(request.id)
-    if request.state == "rejected":
+        request = _reread(store, request.id)
+    if request.state is ApprovalState.REJECTED:
         raise Refused(f"{spec.name} of {version} was rejected by {request.decided_by}: {request.reason}")
-    if request.state != "approved":
+    if request.state is not ApprovalState.APPROVED:
         raise Refused(f"the approval request of {spec.name} for {version} was {request.state}")
     return request
 
@@ -61,7 +62,7 @@ def decide(
     """Approve or reject the request awaiting a decision for `version` (its only one, or `stage`'s)."""
     if not reason.strip():
         raise UsageError("a decision needs --reason TEXT, which is journaled")
-    waiting = [r for r in store.approvals(version, "awaiting") if stage is None or r.stage == stage]
+    waiting = [r for r in store.approvals(version, ApprovalState.AWAITING) if stage is None or r.stage == stage]
     if not waiting:
         raise UsageError(
             f"nothing of {version} awaits approval"
@@ -80,28 +81,31 @@ def decide(
             f"{actor} asked for {request.stage} of {version} and may not approve it too "
             "(not_by_promoter): another approver must"
         )
-    verb = "approved" if approve else "rejected"
+    verb = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     with store.transaction():
-        if not store.decide_approval(request.id, verb, actor, reason, expect="awaiting"):
-            raise Refused(f"{request.stage} of {version} was decided meanwhile: {store.approval(request.id).state}")
+        if not store.decide_approval(request.id, verb, actor, reason, expect=ApprovalState.AWAITING):
+            raise Refused(f"{request.stage} of {version} was decided meanwhile: {_reread(store, request.id).state}")
         journal.record(
-            f"approval.{'granted' if approve else 'rejected'}",
+            Event.APPROVAL_GRANTED if approve else Event.APPROVAL_REJECTED,
             f"{request.stage}: {actor} {verb} {version} (asked by {request.requested_by}): {reason}",
             release=version,
             stage=request.stage,
             data={"request": request.id, "by": actor, "reason": reason},
         )
-    return store.approval(request.id)
+    return _reread(store, request.id)
 
 
 def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -> list[ApprovalRequest]:
     """Cancel every request of `version` still open (an abort before its stage started)."""
     actor, cancelled = whoami(), []
-    for request in [*store.approvals(version, "awaiting"), *store.approvals(version, "approved")]:
+    for request in [
+        *store.approvals(version, ApprovalState.AWAITING),
+        *store.approvals(version, ApprovalState.APPROVED),
+    ]:
         with store.transaction():
-            if store.decide_approval(request.id, "cancelled", actor, reason, expect=request.state):
+            if store.decide_approval(request.id, ApprovalState.CANCELLED, actor, reason, expect=request.state):
                 journal.record(
-                    "approval.cancelled",
+                    Event.APPROVAL_CANCELLED,
                     f"{request.stage}: {actor} aborted {version} before it started: {reason}",
                     release=version,
                     stage=request.stage,
@@ -155,3 +159,11 @@ class AbortListener:
         self.heard(run.abort_by, run.abort_reason or "")
         self.interrupts.request("abort")
         return True
+
+
+def _reread(store: Store, request_id: int) -> ApprovalRequest:
+    """A request as it stands now (requests are never deleted)."""
+    request = store.approval(request_id)
+    if request is None:
+        raise UsageError(f"approval request {request_id} is gone from the state")
+    return request

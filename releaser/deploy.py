@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING
 
 from . import playbook as pb
 from .errors import NeedsHuman
+from .events import Event
 from .fleet import Fleet, HostResult
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
-from .model import Deployment, Environment, Host, Playbook, Release
+from .model import DeployAction, Deployment, DeploymentStatus, Environment, Host, Playbook, Release
 from .record import Record
 from .store import Store
 
 if TYPE_CHECKING:
     from .router.keeper import RouteKeeper
-
-SWITCHED = ("switched", "switched_broken")  # deployment statuses after which `current` moved
-OPEN = ("preparing", "switching", "unknown")  # deployment statuses whose outcome the hosts know better
 
 
 class ChangeOutcome(Record):
@@ -74,11 +72,16 @@ class Deployer:
         outcome = ChangeOutcome()
         current = self.current_versions()
         deps = self._deployments(
-            hosts, "deploy", current, {h.name: release.version for h in hosts}, run_id, "preparing"
+            hosts,
+            DeployAction.DEPLOY,
+            current,
+            {h.name: release.version for h in hosts},
+            run_id,
+            DeploymentStatus.PREPARING,
         )
         tag = {"environment": self.env.name, "release": release.version, "stage": stage}
         self.journal.record(
-            "prepare.started",
+            Event.PREPARE_STARTED,
             f"  prepare {release.version} on {len(hosts)} host(s)",
             data={"hosts": [h.name for h in hosts], "run": run_id},
             **tag,
@@ -89,16 +92,16 @@ class Deployer:
                 if not result.ok:
                     why = f"prepare: {result.why()}"
                     outcome.failed[name] = why
-                    self.store.update_deployment(deps[name].id, "failed", why)
-                    self.journal.record("host.failed", f"{name}: {why}", host=name, data=result.to_dict(), **tag)
+                    self.store.update_deployment(deps[name].id, DeploymentStatus.FAILED, why)
+                    self.journal.record(Event.HOST_FAILED, f"{name}: {why}", host=name, data=result.to_dict(), **tag)
             ready = [h for h in hosts if prepared[h.name].ok]
             self.journal.record(
-                "prepare.finished",
+                Event.PREPARE_FINISHED,
                 f"  prepared {release.version} on {len(ready)}/{len(hosts)} host(s)",
                 data={"ok": [h.name for h in ready], "failed": sorted(outcome.failed)},
                 **tag,
             )
-        switched = self._switch(ready, deps, "deploy", f"stage-{run_id}", stage, current)
+        switched = self._switch(ready, deps, DeployAction.DEPLOY, f"stage-{run_id}", stage, current)
         outcome.ok = switched.ok
         outcome.failed.update(switched.failed)
         outcome.unknown = switched.unknown
@@ -151,18 +154,18 @@ class Deployer:
     def _deployments(
         self,
         hosts: list[Host],
-        action: str,
+        action: DeployAction,
         current: dict[str, str | None],
         targets: dict[str, str],
         run_id: int | None,
-        status: str,
+        status: DeploymentStatus,
     ) -> dict[str, Deployment]:
         return {
             d.host: d
             for d in self.store.add_deployments(
                 [
                     Deployment(
-                        None,
+                        0,  # the store gives it its id
                         run_id,
                         self.env.name,
                         h.name,
@@ -183,7 +186,7 @@ class Deployer:
         self,
         hosts: list[Host],
         deps: dict[str, Deployment],
-        action: str,
+        action: DeployAction,
         run: str,
         stage: str | None,
         current: dict[str, str | None],
@@ -198,9 +201,9 @@ class Deployer:
         self._drain(batches[0], action)  # a deploy whose drain is refused has touched no host
         with self.store.transaction():
             for host in hosts:
-                self.store.update_deployment(deps[host.name].id, "switching")
+                self.store.update_deployment(deps[host.name].id, DeploymentStatus.SWITCHING)
             self.journal.record(
-                "switch.started",
+                Event.SWITCH_STARTED,
                 f"  {action}: switching {len(hosts)} host(s) to {', '.join(versions)}",
                 data={"action": action, "targets": targets, "run": run},
                 **tag,
@@ -213,7 +216,7 @@ class Deployer:
             )
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
-        phase = "switch" if action == "deploy" else action
+        phase = "switch" if action is DeployAction.DEPLOY else str(action)
         for number, batch in enumerate(batches):
             if number:
                 self._drain(batch, action)
@@ -223,20 +226,20 @@ class Deployer:
                 group,
                 script,
                 timeout=session_timeout(self.env.command_timeout),
-                stoppable=action == "deploy",
+                stoppable=action is DeployAction.DEPLOY,
                 on_slow=self._look_into(phase),
             )
             with self.store.transaction():
                 for host in group:
                     dep, result = deps[host.name], results[host.name]
                     status, why = self._settle(dep, result, outcome_of(steps_in(result.stdout), dep.op))
-                    if status == "switched":
+                    if status is DeploymentStatus.SWITCHED:
                         outcome.ok.append(host.name)
                     else:
                         outcome.failed[host.name] = why
-                        if status == "unknown":
+                        if status is DeploymentStatus.UNKNOWN:
                             outcome.unknown[host.name] = why
-                        kind = "host.rollback_failed" if action == "rollback" else "host.failed"
+                        kind = Event.HOST_ROLLBACK_FAILED if action is DeployAction.ROLLBACK else Event.HOST_FAILED
                         self.journal.record(
                             kind,
                             f"{host.name}: {why}",
@@ -247,7 +250,7 @@ class Deployer:
             self.back_in_rotation(batch, set(outcome.failed), action)
         with self.store.transaction():
             self.journal.record(
-                "switch.finished",
+                Event.SWITCH_FINISHED,
                 f"  {action}: {len(outcome.ok)}/{len(hosts)} host(s) switched"
                 + (
                     f"; {len(outcome.unknown)} unknown: {', '.join(sorted(outcome.unknown))}" if outcome.unknown else ""
@@ -263,7 +266,7 @@ class Deployer:
             )
         return outcome
 
-    def _drain(self, hosts: list[str], action: str) -> None:
+    def _drain(self, hosts: list[str], action: DeployAction) -> None:
         """Out of rotation before the switch. A deploy stops on a refused route; a rollback goes on
         without (the router keeps its last route, journaled): its hosts matter more."""
         from .router.keeper import RouteRefused
@@ -273,10 +276,10 @@ class Deployer:
         try:
             self.routes.drain(hosts)
         except RouteRefused:
-            if action == "deploy":
+            if action is DeployAction.DEPLOY:
                 raise
 
-    def back_in_rotation(self, hosts: list[str], failed: set[str], action: str) -> None:
+    def back_in_rotation(self, hosts: list[str], failed: set[str], action: DeployAction) -> None:
         """Switched hosts back in rotation, on the side of what they now run; failed ones stay out."""
         from .router.keeper import RouteRefused
 
@@ -285,36 +288,38 @@ class Deployer:
         try:
             self.routes.settle(self.current_versions(), hosts, failed)
         except RouteRefused:
-            if action == "deploy":
+            if action is DeployAction.DEPLOY:
                 raise
 
-    def _settle(self, dep: Deployment, result: HostResult, phase: PhaseOutcome | None) -> tuple[str, str]:
+    def _settle(self, dep: Deployment, result: HostResult, phase: PhaseOutcome | None) -> tuple[DeploymentStatus, str]:
         """Record one host's switch outcome (deployment and host state); (status, why)."""
         name, target = dep.host, dep.to_version
         if phase is None:
             if result.started:
                 why = f"no answer, outcome unknown until the host is asked again: {result.why()}"
-                self.store.update_deployment(dep.id, "unknown", why)
+                self.store.update_deployment(dep.id, DeploymentStatus.UNKNOWN, why)
                 self.store.doubt_host(self.env.name, name, f"its switch to {target} may have happened: {result.why()}")
-                return "unknown", why
+                return DeploymentStatus.UNKNOWN, why
             why = f"switch: {result.why()}"
-            self.store.update_deployment(dep.id, "failed", why)
-            return "failed", why
+            self.store.update_deployment(dep.id, DeploymentStatus.FAILED, why)
+            return DeploymentStatus.FAILED, why
         if phase.switched:
             doubt = "" if phase.ok else f"switched to {target} but the switch did not finish cleanly"
             self.store.set_host_state(self.env.name, name, target, phase.previous, doubt)
         if phase.ok:
-            self.store.update_deployment(dep.id, "switched")
-            return "switched", ""
+            self.store.update_deployment(dep.id, DeploymentStatus.SWITCHED)
+            return DeploymentStatus.SWITCHED, ""
         if not phase.finished:
             why = f"the host did not finish its switch while connected: {result.why()}"
-            self.store.update_deployment(dep.id, "unknown", why)
+            self.store.update_deployment(dep.id, DeploymentStatus.UNKNOWN, why)
             self.store.doubt_host(self.env.name, name, why)
-            return "unknown", why
+            return DeploymentStatus.UNKNOWN, why
         step = phase.failed_step or "switch"
         why = f"{step.split(' ')[0]}: {result.why()}"
-        self.store.update_deployment(dep.id, "switched_broken" if phase.switched else "failed", why)
-        return "failed", why
+        self.store.update_deployment(
+            dep.id, DeploymentStatus.SWITCHED_BROKEN if phase.switched else DeploymentStatus.FAILED, why
+        )
+        return DeploymentStatus.FAILED, why
 
     def switch_back(
         self,
@@ -323,7 +328,7 @@ class Deployer:
         releases: dict[str, Release],
         stage: str | None,
         run: str,
-        action: str = "rollback",
+        action: DeployAction = DeployAction.ROLLBACK,
     ) -> ChangeOutcome:
         """Switch each host to its target with the same switch code path as a deploy (a rollback,
         or a redeploy onto what the host should run). A target no longer unpacked on a host
@@ -332,7 +337,7 @@ class Deployer:
             return ChangeOutcome()
         current = self.current_versions()
         hosts = [h for h in self.env.hosts if h.name in targets]
-        deps = self._deployments(hosts, action, current, targets, run_id, "switching")
+        deps = self._deployments(hosts, action, current, targets, run_id, DeploymentStatus.SWITCHING)
         outcome = self._switch(hosts, deps, action, run, stage, current)
         missing = [h for h in hosts if h.name in outcome.failed and outcome.failed[h.name].startswith("not-prepared")]
         for version in sorted({targets[h.name] for h in missing}):
@@ -340,13 +345,15 @@ class Deployer:
             group = [h for h in missing if targets[h.name] == version]
             if release is None:
                 continue
-            again = self._deployments(group, action, current, targets, run_id, "preparing")
+            again = self._deployments(group, action, current, targets, run_id, DeploymentStatus.PREPARING)
             prepared = self.prepare(release, group, again, run, stoppable=False)
             ready = [h for h in group if prepared[h.name].ok]
             for host in group:
                 if not prepared[host.name].ok:
                     outcome.failed[host.name] = f"prepare: {prepared[host.name].why()}"
-                    self.store.update_deployment(again[host.name].id, "failed", outcome.failed[host.name])
+                    self.store.update_deployment(
+                        again[host.name].id, DeploymentStatus.FAILED, outcome.failed[host.name]
+                    )
             second = self._switch(ready, again, action, run, stage, current)
             for name in second.ok:
                 outcome.failed.pop(name, None)
@@ -391,20 +398,28 @@ class Deployer:
         with self.store.transaction():
             for dep in self.store.deployments(environment=self.env.name):
                 view = views.get(dep.host)
-                if dep.status not in OPEN or view is None or not view.reachable or not dep.op:
+                if not dep.status.open or view is None or not view.reachable or not dep.op:
                     continue
                 phase = outcome_of(view.steps, dep.op)
                 if phase is not None and phase.finished:
-                    status = "switched" if phase.ok else ("switched_broken" if phase.switched else "failed")
+                    status = (
+                        DeploymentStatus.SWITCHED
+                        if phase.ok
+                        else DeploymentStatus.SWITCHED_BROKEN
+                        if phase.switched
+                        else DeploymentStatus.FAILED
+                    )
                 else:
-                    status = "failed"  # it never began, or the host lost it: the host's `current` says the rest
+                    status = (
+                        DeploymentStatus.FAILED
+                    )  # it never began, or the host lost it: the host's `current` says the rest
                 self.store.update_deployment(dep.id, status, f"settled from the host's record (was {dep.status})")
             for name, view in views.items():
                 state = states.get(name)
                 believed = state.version if state else None
                 if not view.reachable:  # what the store believes stands; a rollback's plan weighs it
                     self.journal.record(
-                        "reconcile.unreachable",
+                        Event.RECONCILE_UNREACHABLE,
                         f"{name}: cannot ask what it runs: {view.error}",
                         environment=self.env.name,
                         host=name,
@@ -424,7 +439,7 @@ class Deployer:
                 if believed != view.current or doubt:
                     said = f"the store said {believed or 'nothing'}, the host runs {view.current or 'nothing'}"
                     self.journal.record(
-                        "reconcile.corrected",
+                        Event.RECONCILE_CORRECTED,
                         f"{name}: "
                         + (
                             f"in doubt: {doubt}"

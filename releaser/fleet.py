@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from .fanout import fan_out
 from .model import Environment, Host
 from .record import Record
-from .transport.base import Session, Transport, tail
+from .transport.base import Notify, Session, Transport, tail
 
 WHY_LINES = 3
 
@@ -54,6 +54,13 @@ Upload = tuple[str, str]  # (local path, remote path)
 ProgressFn = Callable[[str, "dict[str, HostResult]", float], None]  # phase, results, seconds
 TickFn = Callable[[str, int, int, int, float], None]  # phase, done, failed, total, seconds: per host
 SlowFn = Callable[[Host, Session, float], None]  # a host whose phase still runs, its session, seconds
+
+
+def default_transport(environment: Environment, notify: Notify | None = None) -> Transport:
+    """The transport the environment names (ssh or local), for a fleet given no other."""
+    from .transport import transport_for
+
+    return transport_for(environment, notify)
 
 
 class Fleet:

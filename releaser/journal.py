@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import secrets
+from . import model, secrets
+from .events import Event
 from .failpoints import from_environment
-from .model import Event
 from .store import Store
 
-Sink = Callable[[Event], None]
+Sink = Callable[[model.Event], None]
 
 
 class Journal:
@@ -19,12 +19,17 @@ class Journal:
         self.listeners = listeners
         self.failpoint = from_environment()
 
-    def record(self, kind: str, message: str, **fields) -> Event:
-        """Append an event (durable when this returns, or when the transaction it is part of
-        commits), then show it and tell the listeners."""
+    def record(self, kind: Event, message: str, **fields) -> model.Event:
+        """Append an event of a kind the catalogue (events.py) lists, durable when this returns,
+        or when the transaction it is part of commits; then show it and tell the listeners."""
+        try:
+            kind = Event(kind)
+        except ValueError:
+            raise ValueError(f"not a journal event kind: {kind!r} (releaser/events.py lists them)") from None
         if "data" in fields:
             fields["data"] = secrets.scrub_data(fields["data"])
-        event = self.store.append_event(Event(kind=kind, message=secrets.scrub(message), **fields))
+        entry = model.Event(kind=kind, message=secrets.scrub(message), **fields)
+        event = self.store.append_event(entry)
         if self.failpoint is not None:
             failpoint = self.failpoint
             self.store.after_commit(lambda: failpoint.after(event))
@@ -37,4 +42,4 @@ class Journal:
     def note(self, message: str, **fields) -> None:
         """Show progress that is not worth keeping (per-host lines, bake ticks)."""
         if self.sink:
-            self.sink(Event(kind="note", message=message, **fields))
+            self.sink(model.Event(kind=Event.NOTE, message=message, **fields))

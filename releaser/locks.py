@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from .events import Event
 from .journal import Journal
 from .model import Claim, Lock, utcnow
 from .processes import is_stale, this_machine, whoami
@@ -48,7 +49,7 @@ class EnvironmentLock:
         stale = self.store.acquire_lock(lock, is_stale)
         if stale is not None:
             self.journal.record(
-                "lock.taken_over",
+                Event.LOCK_TAKEN_OVER,
                 f"took over the stale lock of {stale.owner} (pid {stale.pid} on {stale.hostname}, lease until "
                 f"{stale.lease_until}) on {self.environment}",
                 environment=self.environment,
@@ -83,7 +84,7 @@ def clear_lock(store: Store, journal: Callable[[], Journal], environment: str, r
     held = store.force_unlock(environment)
     if held is not None:
         journal().record(
-            "lock.cleared",
+            Event.LOCK_CLEARED,
             f"cleared the lock of {held.owner} (pid {held.pid} on {held.hostname}) on {environment}: {reason}",
             environment=environment,
             data={"reason": reason, "held_by": held.owner, "pid": held.pid},

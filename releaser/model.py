@@ -421,13 +421,21 @@ class StageRun(Record):
     abort_reason: str | None = None
 
 
+class ApprovalState(StrEnum):
+    AWAITING = "awaiting"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    USED = "used"  # a stage run started with it
+    CANCELLED = "cancelled"
+
+
 class ApprovalRequest(Record):
     """A stage that needs approval, asked for by a promotion, and what became of it."""
 
     id: int
     release: str
     stage: str
-    state: str  # awaiting | approved | rejected | used (a stage run started with it) | cancelled
+    state: ApprovalState
     requested_by: str
     requested_at: str
     approvers: list[str] = field(default_factory=list)
@@ -436,6 +444,11 @@ class ApprovalRequest(Record):
     decided_at: str | None = None
     reason: str = ""
     stage_run_id: int | None = None
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"  # still to be acted on
+    DONE = "done"
 
 
 class AlertRecord(Record):
@@ -447,7 +460,7 @@ class AlertRecord(Record):
     alertname: str
     labels: dict[str, str]
     summary: str = ""
-    state: str = "pending"  # pending | done
+    state: AlertState = AlertState.PENDING
     outcome: str = ""
     received_at: str = ""
     id: int | None = None
@@ -505,6 +518,28 @@ class RollbackRun(Record):
     lease_until: str | None = None
 
 
+class DeployAction(StrEnum):
+    """What a switch of a host does."""
+
+    DEPLOY = "deploy"  # to a release being promoted
+    ROLLBACK = "rollback"  # back to what the host ran before
+    REDEPLOY = "redeploy"  # onto what the store says it runs (`releaser redeploy`)
+
+
+class DeploymentStatus(StrEnum):
+    PREPARING = "preparing"
+    SWITCHING = "switching"
+    SWITCHED = "switched"
+    SWITCHED_BROKEN = "switched_broken"  # `current` moved, but the release did not come up
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # no answer: the host's record says what happened
+
+    @property
+    def open(self) -> bool:
+        """Its outcome is for the host to say (the controller did not hear it)."""
+        return self in (DeploymentStatus.PREPARING, DeploymentStatus.SWITCHING, DeploymentStatus.UNKNOWN)
+
+
 class Deployment(Record):
     """One host's part of a stage run: deploy (or roll back) from one version to another."""
 
@@ -512,10 +547,10 @@ class Deployment(Record):
     stage_run_id: int | None
     environment: str
     host: str
-    action: str  # deploy | rollback
+    action: DeployAction
     from_version: str | None
     to_version: str
-    status: str  # preparing | switching | switched | switched_broken | failed | unknown
+    status: DeploymentStatus
     detail: str = ""
     updated_at: str = ""
     op: str = ""  # the phase id its lines in the host's record carry

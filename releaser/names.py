@@ -1,15 +1,17 @@
-"""The project's fixed names, in a module that imports nothing: the CLI's help needs them
-before it needs anything else."""
+"""The project's fixed names, in a module that imports only the event catalogue (which imports
+nothing): the CLI's help needs them before it needs anything else."""
+
+from .events import Event
 
 STAGE_ORDER = ("selftest", "test", "gray", "full")
 DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
 DEFAULT_EVENTS = (
-    "stage.started",
-    "stage.passed",
-    "stage.failed",
-    "stage.held",
-    "bake.too_short",
-    "rollback.done",
-    "rollback.incomplete",
-    "alarm",
+    Event.STAGE_STARTED,
+    Event.STAGE_PASSED,
+    Event.STAGE_FAILED,
+    Event.STAGE_HELD,
+    Event.BAKE_TOO_SHORT,
+    Event.ROLLBACK_DONE,
+    Event.ROLLBACK_INCOMPLETE,
+    Event.ALARM,
 )  # what a webhook is sent unless it lists its events

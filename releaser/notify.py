@@ -14,19 +14,20 @@ from collections.abc import Callable
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
-from . import secrets
+from . import model, secrets
+from .events import Event
 from .journal import Journal, Sink
-from .model import Event, Webhook
+from .model import Webhook
 from .store import Store
 
-_ICONS = {
-    "stage.passed": ":white_check_mark:",
-    "stage.failed": ":x:",
-    "rollback.done": ":leftwards_arrow_with_hook:",
-    "rollback.incomplete": ":rotating_light:",
-    "alarm": ":rotating_light:",
-    "stage.started": ":arrow_forward:",
-    "bake.too_short": ":hourglass:",
+ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
+    Event.STAGE_PASSED: ":white_check_mark:",
+    Event.STAGE_FAILED: ":x:",
+    Event.ROLLBACK_DONE: ":leftwards_arrow_with_hook:",
+    Event.ROLLBACK_INCOMPLETE: ":rotating_light:",
+    Event.ALARM: ":rotating_light:",
+    Event.STAGE_STARTED: ":arrow_forward:",
+    Event.BAKE_TOO_SHORT: ":hourglass:",
 }
 
 OnFailure = Callable[[str, dict], None]
@@ -46,11 +47,11 @@ class Refused(Exception):
     """The receiver answered 200 but did not take the message (a chat robot's error code)."""
 
 
-def event_text(project: str, hook: Webhook, event: Event) -> str:
+def event_text(project: str, hook: Webhook, event: model.Event) -> str:
     """An event in one line, as a chat shows it."""
     scope = " ".join(x for x in (event.environment, event.release) if x)
     if hook.format == "slack":
-        return f"{_ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()
+        return f"{ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()
     return f"[{project}] {scope}: {event.message}"
 
 
@@ -92,7 +93,7 @@ class Notifier:
         self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
         self._thread.start()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: model.Event) -> None:
         for hook in self.webhooks:
             if event.kind in hook.events:
                 self._queue.put((hook, event))
@@ -119,7 +120,7 @@ class Notifier:
                         },
                     )
 
-    def _post(self, hook: Webhook, event: Event) -> None:
+    def _post(self, hook: Webhook, event: model.Event) -> None:
         deliver(hook, event_text(self.project, hook, event), {"project": self.project, **asdict(event)})
 
 
@@ -130,5 +131,9 @@ def open_journal(
     if not webhooks:
         return Journal(store, sink), None
     quiet = Journal(store, sink)  # failures are journaled, and not notified again
-    notifier = Notifier(project, webhooks, lambda message, data: quiet.record("notify.failed", message, data=data))
+
+    def failed(message: str, data: dict) -> None:
+        quiet.record(Event.NOTIFY_FAILED, message, data=data)
+
+    notifier = Notifier(project, webhooks, failed)
     return Journal(store, sink, (notifier,)), notifier

@@ -1,55 +1,45 @@
-"""The promotion state machine: stage by stage, deploy, check, bake, pass or roll back.
+"""Promotion: stage by stage, deploy, check, bake, then pass, hold, or hand the failure to the
+one rollback path (`rollback.py`).
 
-A thin orchestrator over deploy (`deploy.py`), the checks (`health/`) and the one rollback
-path (`rollback.py`). Every transition is journaled before the action it announces and its
-outcome after; signals are read at safe points (`interrupts.py`); `resume` picks up a run
-whose process died, from what the hosts really run.
+An orchestrator over deploy (`deploy.py`) and the checks (`health/`). Every transition is
+journaled before the action it announces and its outcome after; signals are read at safe
+points (`interrupts.py`). Finishing a run whose process died is recovery's (`recovery.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from .cohort import gray_cohort, split_waves, stable_order
-from .decisions import POLL, AbortListener, approved, cancel_requests
+from .decisions import AbortListener, approved
 from .deploy import Deployer
-from .errors import BusyError, Inconclusive, NeedsHuman, Refused, StageFailed, UsageError
-from .fleet import Fleet, HostResult, TickFn
+from .errors import Inconclusive, NeedsHuman, Refused, UsageError
+from .events import Event
 from .health.base import CheckResult, CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .hostrecord import HostView
-from .interrupts import Interrupted, Interrupts
-from .journal import Journal
-from .locks import EnvironmentLock
+from .interrupts import Interrupted
 from .metrics import MetricSource, source_for
-from .model import (
-    Cause,
-    Config,
-    Environment,
-    Host,
-    Release,
-    ReleaseStatus,
-    RollbackRun,
-    RollbackStatus,
-    RunStatus,
-    StageRun,
-    StageSpec,
-)
+from .model import Cause, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
+from .operation import Held, Operation
 from .preflight import check_hosts
-from .processes import is_stale, owner_alive, whoami
+from .processes import whoami
 from .record import Record
 from .releases import verify_artifact
-from .rollback import RollbackResult, Rollbacks
+from .rollback import Rollbacks
 from .router.keeper import RouteRefused
 from .schema import format_duration
-from .store import Store
 from .terminal import span
-from .transport import Transport, transport_for
+
+_CHECKED = {
+    Verdict.PASS: Event.CHECKS_PASS,
+    Verdict.FAIL: Event.CHECKS_FAIL,
+    Verdict.INCONCLUSIVE: Event.CHECKS_INCONCLUSIVE,
+}
 
 
 class _StageFailure(Exception):
@@ -71,31 +61,23 @@ class _Stage(Record):
     release: Release
     spec: StageSpec
     run: StageRun
-    env: Environment
-    deployer: Deployer
-    lock: EnvironmentLock
+    held: Held  # the environment, locked, and a deployer over its hosts
     metrics: MetricSource | None = None  # the environment's metric source
     aborted: tuple[str, str] | None = None  # who asked `releaser abort`, and why
+
+    @property
+    def env(self) -> Environment:
+        return self.held.env
+
+    @property
+    def deployer(self) -> Deployer:
+        return self.held.deployer
 
     def abort(self, by: str, reason: str) -> None:
         self.aborted = (by, reason)
 
 
-class Pipeline:
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        journal: Journal,
-        transports: Callable[..., Transport] = transport_for,
-        tick: TickFn | None = None,
-        interrupts: Interrupts | None = None,
-    ):
-        self.config, self.store, self.journal = config, store, journal
-        self.transports = transports
-        self.tick = tick
-        self.interrupts = interrupts or Interrupts()
-
+class Pipeline(Operation):
     # -- where a release stands --
 
     def passed_stages(self, version: str) -> set[str]:
@@ -116,14 +98,6 @@ class Pipeline:
         passed = self.passed_stages(version)
         return next((name for name in self.config.stage_names() if name not in passed), None)
 
-    def _release(self, version: str) -> Release:
-        release = self.store.get_release(version)
-        if release is None:
-            raise UsageError(
-                f"unknown release {version!r}: register it with `releaser release create {version} --artifact FILE`"
-            )
-        return release
-
     # -- promote and run --
 
     def promote(
@@ -136,7 +110,7 @@ class Pipeline:
             return self._promote(version, to_stage, force, reason, wait)
 
     def _promote(self, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> StageRun | None:
-        release = self._release(version)
+        release = self.release(version)
         names = self.config.stage_names()
         if to_stage is not None and to_stage not in names:
             raise UsageError(f"unknown stage {to_stage!r}: this pipeline runs {' -> '.join(names)}")
@@ -169,10 +143,12 @@ class Pipeline:
         self._refuse_frozen(env, version, stage, force, reason)
         approval = approved(self.store, self.journal, spec, version, wait, self.interrupts)
         self.interrupts.check()
-        with self._lock(env.name, f"promote {version} --to {stage}") as lock, self._fleet(env) as fleet:
-            self._refuse_open_runs(env)
-            deployer = self._deployer(env, fleet)
-            check_hosts(self.config, env, deployer.playbook, fleet, self._scope(spec, env), f"{stage} of {version}")
+        with self.hold(env, f"promote {version} --to {stage}") as held:
+            self.refuse_open_runs(env)
+            deployer = held.deployer
+            check_hosts(
+                self.config, env, deployer.playbook, deployer.fleet, self._scope(spec, env), f"{stage} of {version}"
+            )
             self._refuse_unknown_hosts(deployer)
             with self.store.transaction():
                 for name in skipped:
@@ -186,27 +162,27 @@ class Pipeline:
                         reason=reason,
                     )
                     self.journal.record(
-                        "stage.skipped",
+                        Event.STAGE_SKIPPED,
                         f"{name} skipped for {version} (forced): {reason}",
                         release=version,
                         stage=name,
                         data={"reason": reason},
                     )
                 run = self.store.start_stage_run(
-                    version, stage, env.name, whoami(), forced=bool(skipped), reason=reason, claim=lock.claim()
+                    version, stage, env.name, whoami(), forced=bool(skipped), reason=reason, claim=held.lock.claim()
                 )
                 if approval is not None and not self.store.use_approval(approval.id, run.id):
                     raise Refused(f"the approval of {stage} for {version} was withdrawn before the stage started")
                 self.store.set_release_status(version, ReleaseStatus.PROMOTING)
                 self.journal.record(
-                    "stage.started",
+                    Event.STAGE_STARTED,
                     f"{stage}: promoting {version} on {env.name}",
                     release=version,
                     stage=stage,
                     environment=env.name,
                     data={"run": run.id, "forced": bool(skipped)},
                 )
-            self._execute(_Stage(release, spec, run, env, deployer, lock, source_for(env.metrics)))
+            self._execute(_Stage(release, spec, run, held, source_for(env.metrics)))
         return self.store.get_stage_run(run.id)
 
     def run(
@@ -221,21 +197,11 @@ class Pipeline:
         runs = []
         with self.interrupts.armed():  # a signal between two stages stops before the next one starts
             while (stage := self.next_stage(version)) is not None and names.index(stage) <= names.index(to_stage):
-                runs.append(self.promote(version, stage, force=force, reason=reason, wait=wait))
+                if (run := self.promote(version, stage, force=force, reason=reason, wait=wait)) is not None:
+                    runs.append(run)
         return runs
 
     # -- one stage --
-
-    def _lock(self, environment: str, command: str) -> EnvironmentLock:
-        return EnvironmentLock(self.store, self.journal, environment, command)
-
-    def _deployer(self, env: Environment, fleet: Fleet) -> Deployer:
-        routes = None
-        if env.router is not None:
-            from .router.keeper import RouteKeeper
-
-            routes = RouteKeeper(env, self.store, self.journal, fleet)
-        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes)
 
     def _refuse_frozen(self, env: Environment, version: str, stage: str, force: bool, reason: str) -> None:
         """A freeze refuses the promotion (exit 3), unless forced with a reason, which is journaled."""
@@ -252,28 +218,13 @@ class Pipeline:
                 "pass --force --reason TEXT to override (journaled)"
             )
         self.journal.record(
-            "freeze.overridden",
+            Event.FREEZE_OVERRIDDEN,
             f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze {held.describe()}: {reason}",
             release=version,
             stage=stage,
             environment=env.name,
             data={"freeze": held.freeze.name, "by": whoami(), "reason": reason, "until": held.until.isoformat()},
         )
-
-    def _refuse_open_runs(self, env: Environment) -> None:
-        for run in self.store.stage_runs():
-            if run.environment == env.name and run.status.open:
-                raise NeedsHuman(
-                    f"{run.stage} of {run.release} on {env.name} is unfinished (run {run.id}, {run.status}); "
-                    "run `releaser resume` to finish or roll it back first"
-                )
-        for rollback in self.store.rollbacks(env.name):
-            if rollback.status.open:
-                raise NeedsHuman(
-                    f"rollback {rollback.id} of {env.name} is unfinished "
-                    f"({', '.join(sorted(rollback.left)) or 'interrupted'}); "
-                    "run `releaser resume` to finish it first"
-                )
 
     def _refuse_unknown_hosts(self, deployer: Deployer) -> None:
         """A store that knows nothing of an environment whose hosts carry releaser's records
@@ -292,29 +243,6 @@ class Pipeline:
                 "restore it from a backup, or rebuild what the hosts run from their records "
                 "with `releaser state rebuild`"
             )
-
-    def _fleet(self, env: Environment) -> Fleet:
-        def notify(kind: str, message: str, data: dict) -> None:
-            self.journal.record(kind, message, environment=env.name, host=data.get("host"), data=data)
-
-        return Fleet(
-            env,
-            self.transports(env, notify),
-            progress=self._phase_progress(env),
-            tick=self.tick,
-            stopping=lambda: self.interrupts.requested,
-        )
-
-    def _phase_progress(self, env: Environment):
-        def report(phase: str, results: dict[str, HostResult], seconds: float) -> None:
-            ok = sum(1 for r in results.values() if r.ok)
-            failed = [name for name, r in results.items() if not r.ok]
-            text = f"  {phase}: {ok}/{len(results)} hosts ok in {seconds:.2f}s"
-            if failed:
-                text += f" (failed: {', '.join(sorted(failed)[:10])}{'…' if len(failed) > 10 else ''})"
-            self.journal.note(text, environment=env.name)
-
-        return report
 
     def _execute(self, stage: _Stage, views: dict[str, HostView] | None = None) -> None:
         """Deploy and bake; `views` (what the hosts said) when resuming, to settle the store first.
@@ -360,7 +288,7 @@ class Pipeline:
             self.store.save_check_memory(stage.run.id, gate.memory)
             for check in unseen:
                 self.journal.record(
-                    "check.not_applicable",
+                    Event.CHECK_NOT_APPLICABLE,
                     f"{stage.spec.name}: {check.check} does not apply: {check.summary}",
                     release=stage.release.version,
                     stage=stage.spec.name,
@@ -390,7 +318,7 @@ class Pipeline:
         for number, wave in enumerate(waves, 1):
             self.interrupts.check()
             self.journal.record(
-                "wave.started",
+                Event.WAVE_STARTED,
                 f"{spec.name}: wave {number}/{len(waves)}: {version} to {len(wave)} host(s): "
                 + ", ".join(h.name for h in wave[:12])
                 + ("…" if len(wave) > 12 else ""),
@@ -417,7 +345,7 @@ class Pipeline:
                     raise _StageFailure(f"checks failed after wave {number}: {_failing(result)}")
         if failed:
             self.journal.record(
-                "stage.degraded",
+                Event.STAGE_DEGRADED,
                 f"{spec.name}: {len(failed)} host(s) failed within the budget of {spec.max_failed_hosts} per wave; "
                 f"{env.name} runs mixed versions until they are fixed: {', '.join(sorted(failed))}",
                 release=version,
@@ -440,22 +368,23 @@ class Pipeline:
         from .report.timeline import record_if_due
 
         spec = stage.spec
+        shortest = spec.bake if spec.bake_min is None else spec.bake_min
         length = (
-            f"{format_duration(spec.bake_min)} to {format_duration(spec.bake)}, until every check decides"
+            f"{format_duration(shortest)} to {format_duration(spec.bake)}, until every check decides"
             if spec.adaptive
             else format_duration(spec.bake)
         )
         self.journal.record(
-            "bake.started",
+            Event.BAKE_STARTED,
             f"{spec.name}: baking {length}, checking {len(spec.checks)} check(s) every "
             f"{format_duration(spec.interval)} on {len(cohort)} host(s)",
             release=stage.release.version,
             stage=spec.name,
             environment=stage.env.name,
-            data={"min": spec.bake_min if spec.adaptive else spec.bake, "max": spec.bake},
+            data={"min": shortest, "max": spec.bake},
         )
         started = time.monotonic()
-        deadline, earliest = started + spec.bake, started + (spec.bake_min if spec.adaptive else spec.bake)
+        deadline, earliest = started + spec.bake, started + shortest
         target = self._target(stage, cohort)
         forecast = ForecastNotes(gate.memory)
         while True:
@@ -487,7 +416,7 @@ class Pipeline:
         )
         ending = "hold (exit 5)" if spec.on_inconclusive == "hold" else "fail safe and roll back"
         self.journal.record(
-            "bake.too_short",
+            Event.BAKE_TOO_SHORT,
             f"{spec.name}: {check.check} will not decide in time: {needs}, but the bake ends in {span(left)}, "
             f"and an undecided bake would {ending}; to decide in time: {check.advice}",
             release=stage.release.version,
@@ -507,7 +436,7 @@ class Pipeline:
         with self.store.transaction():
             self.store.set_stage_run_status(stage.run.id, RunStatus.HELD, why)
             self.journal.record(
-                "stage.held",
+                Event.STAGE_HELD,
                 f"{spec.name}: {version} held on {stage.env.name}, the checks could not decide: {why}",
                 release=version,
                 stage=spec.name,
@@ -521,7 +450,7 @@ class Pipeline:
 
     def _record_checks(self, stage: _Stage, result: GateResult) -> None:
         self.journal.record(
-            "checks." + str(result.verdict),
+            _CHECKED[result.verdict],
             f"{stage.spec.name}: checks {result.verdict}: {result.summary()}",
             release=stage.release.version,
             stage=stage.spec.name,
@@ -539,7 +468,7 @@ class Pipeline:
             self.store.set_stage_run_status(stage.run.id, RunStatus.PASSED)
             self.store.set_release_status(version, ReleaseStatus.LIVE if last else ReleaseStatus.PROMOTING)
             self.journal.record(
-                "stage.passed",
+                Event.STAGE_PASSED,
                 f"{spec.name}: {version} passed on {stage.env.name} in {seconds:.1f}s"
                 + (" — the release is live" if last else ""),
                 release=version,
@@ -556,401 +485,27 @@ class Pipeline:
 
     # -- failing: everything goes to the one rollback path --
 
-    def _fail(self, stage: _Stage, why: str, cause: Cause) -> None:
+    def _fail(self, stage: _Stage, why: str, cause: Cause) -> NoReturn:
         """Record the failure and roll the stage back. Always raises: StageFailed when every
         host serving the release was switched back, NeedsHuman when some could not be."""
         spec, env, version = stage.spec, stage.env, stage.release.version
         self.journal.record(
-            "stage.failed",
+            Event.STAGE_FAILED,
             f"{spec.name}: {version} failed on {env.name}: {why}",
             release=version,
             stage=spec.name,
             environment=env.name,
             data={"reason": why, "cause": str(cause), "run": stage.run.id},
         )
-        rollbacks = Rollbacks(self.store, self.journal, stage.deployer)
-        rollback = rollbacks.begin(
-            cause, [version], why, stage.lock.claim(), stage.run, fault_at=self._fault_at(stage.run)
-        )
-        self._conclude(rollbacks.carry_out(rollback), f"{spec.name} of {version} failed ({why})")
+        Rollbacks.like(self).after_failure(stage.held, stage.run, cause, why)
 
-    def _fault_at(self, run: StageRun) -> str:
-        """When a fault of this stage run could first be seen: its first switch (or, if no host
-        switched, its start)."""
-        for event in self.store.events(release=run.release):
-            if event.kind == "switch.started" and event.data.get("run") == f"stage-{run.id}":
-                return event.ts
-        return run.started_at
+    # -- a run whose process died --
 
-    def _conclude(self, result: RollbackResult, what: str) -> None:
-        if result.complete:
-            raise StageFailed(
-                f"{what} and was rolled back ({len(result.switched)} host(s))"
-                + (f"; {result.hosts_kept()}" if result.kept else "")
-            )
-        raise NeedsHuman(
-            f"{what}; the rollback could not finish on {result.hosts_left()}; {result.rollback.environment} may run "
-            "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"
-        )
-
-    def roll_back_window(self, run: StageRun, why: str, fault_at: str, cause: Cause = Cause.WINDOW) -> RollbackResult:
-        """Roll back a release whose stage passed (a check failed inside its rollback window, or an
-        alert fired). Raises BusyError when the environment is locked."""
-        env = self.config.environments[run.environment]
-        with self._lock(env.name, f"watch: roll back {run.release}") as lock, self._fleet(env) as fleet:
-            current = self.store.get_stage_run(run.id)
-            if current is None or current.status is not RunStatus.PASSED:
-                raise BusyError(f"run {run.id} is no longer passed ({current.status if current else 'gone'})")
-            rollbacks = Rollbacks(self.store, self.journal, self._deployer(env, fleet))
-            rollback = rollbacks.begin(cause, [run.release], why, lock.claim(), current, fault_at=fault_at)
-            return rollbacks.carry_out(rollback)
-
-    # -- recovery --
-
-    def resume(self, roll_back: bool = False) -> list[StageRun]:
-        """Finish every unfinished rollback, then finish (or, with roll_back, undo) every stage
-        run whose process died. Never takes over a run whose owner is alive."""
-        finished: list[StageRun] = []
-        doubts: list[str] = []  # hosts the store cannot vouch for once recovered: no success
-        for env in self.config.environments.values():
-            rollbacks = [r for r in self.store.rollbacks(env.name) if r.status.open]
-            runs = [r for r in self.store.stage_runs() if r.environment == env.name and r.status.open]
-            if not rollbacks and not runs:
-                held = self.store.get_lock(env.name)
-                if held is not None and is_stale(held):
-                    with self._lock(env.name, f"resume {env.name}"):  # a dead holder's lock is taken over, journaled
-                        pass
-                route = self.store.get_route(env.name) if env.router is not None else None
-                if route is not None and not route["applied"]:  # a route the router refused, or never confirmed
-                    with self.interrupts.armed(), self._lock(env.name, f"resume {env.name}"), self._fleet(env) as fleet:
-                        routes = self._deployer(env, fleet).routes
-                        if routes is not None:
-                            routes.reapply()
-                doubts += self._doubts(env)
-                continue
-            for item in [*rollbacks, *runs]:
-                self._refuse_live_owner(item)
-            with self.interrupts.armed(), self._lock(env.name, f"resume {env.name}") as lock, self._fleet(env) as fleet:
-                deployer = self._deployer(env, fleet)
-                if deployer.routes is not None:
-                    deployer.routes.reapply()
-                views = deployer.ask()
-                pending: list[RollbackRun] = []
-                for rollback in rollbacks:
-                    self.store.claim_rollback(rollback.id, lock.claim())
-                    pending.append(rollback)
-                for run in runs:
-                    self.store.claim_stage_run(run.id, lock.claim())
-                    self.journal.record(
-                        "stage.resumed",
-                        f"{run.stage}: resuming the interrupted run {run.id} of {run.release} on "
-                        f"{env.name}" + (" (rolling back)" if roll_back or run.status is not RunStatus.RUNNING else ""),
-                        release=run.release,
-                        stage=run.stage,
-                        environment=env.name,
-                        data={"run": run.id},
-                    )
-                    if any(r.stage_run_id == run.id for r in rollbacks):
-                        continue
-                    if run.status is RunStatus.RUNNING and not roll_back:
-                        self._finish_run(run, env, deployer, lock, views or deployer.ask())
-                        views = None  # hosts changed: ask again for what follows
-                        finished.append(self.store.get_stage_run(run.id))
-                        continue
-                    why = (
-                        run.reason
-                        if run.status is not RunStatus.RUNNING and run.reason
-                        else "interrupted; rolled back on request (`resume --rollback`)"
-                    )
-                    self.journal.record(
-                        "stage.failed",
-                        f"{run.stage}: {run.release} failed on {env.name}: {why}",
-                        release=run.release,
-                        stage=run.stage,
-                        environment=env.name,
-                        data={"reason": why, "cause": str(Cause.RESUME), "run": run.id},
-                    )
-                    pending.append(
-                        Rollbacks(self.store, self.journal, deployer).begin(
-                            Cause.RESUME, [run.release], why, lock.claim(), run, fault_at=self._fault_at(run)
-                        )
-                    )
-                for rollback in pending:
-                    result = Rollbacks(self.store, self.journal, deployer).carry_out(rollback, views)
-                    views = None  # hosts changed: ask again for the next one
-                    if rollback.stage_run_id:
-                        finished.append(self.store.get_stage_run(rollback.stage_run_id))
-                    what = f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}"
-                    if not result.complete:
-                        self._conclude(result, what)
-                doubts += self._doubts(env)
-        if doubts:
-            raise NeedsHuman("resume could not vouch for every host: " + "; ".join(doubts))
-        for run in finished:
-            if run is not None and run.status is RunStatus.ROLLED_BACK:
-                raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
-        return finished
-
-    def _doubts(self, env: Environment) -> list[str]:
-        """The hosts of `env` in doubt, each with why and the command that heals it."""
-        doubt = {name: state for name, state in self.store.host_states(env.name).items() if state.doubt}
-        if not doubt:
-            return []
-        return [
-            f"{name} of {env.name} is in doubt ({state.doubt}): `releaser redeploy {env.name} --host {name} "
-            f"--reason TEXT` puts it back on {state.version or 'nothing'} through the normal switch"
-            for name, state in sorted(doubt.items())
-        ]
-
-    def abort(self, version: str, reason: str, by: str | None = None, wait: bool = True) -> StageRun | None:
-        """Roll back the promotion of `version` in progress, whichever runner works on it: its
-        process is asked (through the store) and rolls the stage back at its next safe point; a
-        run whose process died is rolled back here. Approval requests still open are cancelled.
-        Returns the run as it ended, or as it is when not `wait`ing for its runner (None when only
-        requests were cancelled). `by`: who asks (default: whoever runs releaser)."""
-        if not reason.strip():
-            raise UsageError("abort needs --reason TEXT, which is journaled")
-        by = by or whoami()
-        self._release(version)
-        cancelled = cancel_requests(self.store, self.journal, version, reason)
-        runs = [r for r in self.store.stage_runs(version) if r.status.open]
-        if not runs:
-            if cancelled:
-                return None
-            raise UsageError(
-                f"no promotion of {version} is in progress; `releaser rollback ENV --reason TEXT` "
-                "rolls back a release that is out"
-            )
-        run = runs[-1]
-        if owner_alive(run.pid, run.hostname, run.lease_until):
-            with self.store.transaction():
-                if not self.store.request_abort(run.id, by, reason):
-                    raise Refused(
-                        f"{run.stage} of {version} ended before the abort reached it "
-                        f"({self.store.get_stage_run(run.id).status}); `releaser rollback {run.environment} "
-                        "--reason TEXT` rolls back a release that is out"
-                    )
-                self.journal.record(
-                    "abort.requested",
-                    f"{run.stage}: {by} asks pid {run.pid} on "
-                    f"{run.hostname} to roll {version} back on {run.environment}: {reason}",
-                    release=version,
-                    stage=run.stage,
-                    environment=run.environment,
-                    data={"run": run.id, "by": by, "reason": reason},
-                )
-            if not wait:
-                return self.store.get_stage_run(run.id)
-            while (current := self.store.get_stage_run(run.id)).status.open:
-                if not owner_alive(current.pid, current.hostname, current.lease_until):
-                    break  # its process died on the way: roll back here
-                self.interrupts.wait(POLL)
-            else:
-                if current.status is RunStatus.PASSED:
-                    raise Refused(
-                        f"{run.stage} of {version} passed before the abort reached it; "
-                        f"`releaser rollback {run.environment} --reason TEXT` rolls it back"
-                    )
-                return current
-        self.journal.record(
-            "abort.requested",
-            f"{run.stage}: {by} rolls {version} back on {run.environment} (its runner is gone): {reason}",
-            release=version,
-            stage=run.stage,
-            environment=run.environment,
-            data={"run": run.id, "by": by, "reason": reason},
-        )
-        with contextlib.suppress(StageFailed):  # rolled back: what was asked
-            self.resume(roll_back=True)
-        return self.store.get_stage_run(run.id)
-
-    def _finish_run(
-        self, run: StageRun, env: Environment, deployer: Deployer, lock: EnvironmentLock, views: dict[str, HostView]
-    ) -> None:
-        release = self._release(run.release)
+    def go_on(self, run: StageRun, held: Held, views: dict[str, HostView]) -> None:
+        """Finish the stage run an interrupted process left, from what the hosts said (`views`)."""
+        release = self.release(run.release)
         verify_artifact(release)
-        self._execute(
-            _Stage(release, self.config.stage(run.stage), run, env, deployer, lock, source_for(env.metrics)), views
-        )
-
-    def _refuse_live_owner(self, item: StageRun | RollbackRun) -> None:
-        if owner_alive(item.pid, item.hostname, item.lease_until):
-            what = f"run {item.id}" if isinstance(item, StageRun) else f"rollback {item.id}"
-            raise BusyError(
-                f"{what} on {item.environment} is still being worked on by pid {item.pid} on {item.hostname}; "
-                "resume never takes over a live run: wait for it, or stop that process first"
-            )
-
-    def rebuild(self) -> dict[str, dict[str, str | None]]:
-        """Rebuild what every host runs from the hosts themselves (their `current`, records and
-        apps), for a state database that was lost. Refuses while a host cannot be asked."""
-        rebuilt: dict[str, dict[str, str | None]] = {}
-        for env in self.config.environments.values():
-            with self._lock(env.name, "state rebuild"), self._fleet(env) as fleet:
-                deployer = self._deployer(env, fleet)
-                views = deployer.ask_every_host("rebuild")
-                deployer.reconcile(views)
-                self.journal.record(
-                    "state.rebuilt",
-                    f"{env.name}: rebuilt from the hosts' own records",
-                    environment=env.name,
-                    data={"hosts": {n: v.current for n, v in views.items()}},
-                )
-                rebuilt[env.name] = {name: view.current for name, view in views.items()}
-        return rebuilt
-
-    def rollback(self, env_name: str, to_version: str | None, reason: str) -> dict[str, str]:
-        """Roll an environment back by hand; returns {host: version switched to}."""
-        env = self._rollback_environment(env_name, to_version)
-        if not reason.strip():
-            raise UsageError("rollback needs --reason TEXT, which is journaled")
-        with self.interrupts.armed(), self._lock(env.name, f"rollback {env.name}") as lock, self._fleet(env) as fleet:
-            for item in [*self.store.rollbacks(env.name), *self.store.stage_runs()]:
-                if item.environment == env.name and item.status.open:
-                    self._refuse_live_owner(item)
-            deployer = self._deployer(env, fleet)
-            views = deployer.ask_every_host("roll back")
-            plan, releases = _manual_plan(env.name, views, to_version, self._known_bad())
-            if not plan:
-                self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
-                return {}
-            with self.store.transaction():
-                for item in self.store.rollbacks(env.name):
-                    if item.status.open:
-                        self.store.update_rollback(item.id, status=RollbackStatus.SUPERSEDED)
-                for run in self.store.stage_runs():
-                    if run.environment == env.name and run.status.open:
-                        self.store.set_stage_run_status(run.id, RunStatus.ROLLED_BACK, f"manual rollback: {reason}")
-            rollbacks = Rollbacks(self.store, self.journal, deployer)
-            record = rollbacks.begin(Cause.MANUAL, sorted(releases), reason, lock.claim(), target=to_version, plan=plan)
-            result = rollbacks.carry_out(record, views)
-            if not result.complete:
-                self._conclude(result, f"manual rollback of {env.name}")
-            return {h: plan[h] for h in result.switched}
-
-    def redeploy(self, env_name: str, host_names: list[str], reason: str) -> dict[str, str]:
-        """Put hosts back on what the store says they run, through the normal switch (restart,
-        verify, the served version checked), journaled: the cure for a host in doubt. Without
-        `host_names`, every host of the environment in doubt. Returns {host: release}."""
-        env = self.config.environments.get(env_name)
-        if env is None:
-            raise UsageError(f"unknown environment {env_name!r} (known: {', '.join(self.config.environments)})")
-        if not reason.strip():
-            raise UsageError("redeploy needs --reason TEXT, which is journaled")
-        known = {h.name for h in env.hosts}
-        unknown = [name for name in host_names if name not in known]
-        if unknown:
-            raise UsageError(f"{', '.join(unknown)}: no such host in {env.name} (hosts: {', '.join(sorted(known))})")
-        with self.interrupts.armed(), self._lock(env.name, f"redeploy {env.name}") as lock, self._fleet(env) as fleet:
-            self._refuse_open_runs(env)
-            states = self.store.host_states(env.name)
-            chosen = host_names or [h.name for h in env.hosts if h.name in states and states[h.name].doubt]
-            if not chosen:
-                self.journal.note(f"no host of {env.name} is in doubt; name hosts with --host to redeploy them anyway")
-                return {}
-            never = [name for name in chosen if name not in states or states[name].version is None]
-            if never:
-                raise UsageError(
-                    f"{', '.join(never)} of {env.name}: releaser has recorded no release there to "
-                    "redeploy; promote a release instead"
-                )
-            targets = {name: states[name].version for name in chosen}
-            run = f"redeploy-{int(time.time())}"
-            self.journal.record(
-                "redeploy.started",
-                f"redeploying {len(targets)} host(s) of {env.name} onto what they should run "
-                f"({', '.join(f'{h}: {v}' for h, v in sorted(targets.items()))}): {reason}",
-                environment=env.name,
-                data={"targets": targets, "reason": reason, "run": run, "by": lock.claim().owner},
-            )
-            deployer = self._deployer(env, fleet)
-            releases = {v: r for v in set(targets.values()) if (r := self.store.get_release(v)) is not None}
-            outcome = deployer.switch_back(targets, None, releases, None, run, action="redeploy")
-            hosts = [h for h in env.hosts if h.name in targets]
-            deployer.reconcile(deployer.ask(hosts))
-            states = self.store.host_states(env.name)
-            left = {**{name: states[name].doubt for name in targets if states[name].doubt}, **outcome.failed}
-            self.journal.record(
-                "redeploy.finished",
-                f"redeployed {len(targets) - len(left)}/{len(targets)} host(s) of {env.name}"
-                + (
-                    f"; still in doubt or failed: {'; '.join(f'{h}: {w}' for h, w in sorted(left.items()))}"
-                    if left
-                    else ""
-                ),
-                environment=env.name,
-                data={"targets": targets, "left": left, "run": run},
-            )
-            if left:
-                raise NeedsHuman(
-                    f"the redeploy could not heal {', '.join(sorted(left))} of {env.name}: "
-                    + "; ".join(f"{h}: {w}" for h, w in sorted(left.items()))
-                    + "; fix the host or its hooks (see `releaser history --env "
-                    + f"{env.name}`), then `releaser redeploy {env.name} --reason TEXT` again"
-                )
-            return targets
-
-    def rollback_plan(self, env_name: str, to_version: str | None) -> dict[str, dict[str, str | None]]:
-        """What `rollback` would do, from asking the hosts, changing nothing (no lock, no journal):
-        {host: {"runs": version, "to": version or None when it stays}}."""
-        env = self._rollback_environment(env_name, to_version)
-        with self._fleet(env) as fleet:
-            views = self._deployer(env, fleet).ask_every_host("plan a rollback")
-        plan, _releases = _manual_plan(env.name, views, to_version, self._known_bad())
-        return {name: {"runs": view.current, "to": plan.get(name)} for name, view in views.items()}
-
-    def _known_bad(self) -> set[str]:
-        """Releases a rollback by hand never goes back to unless named: rolled back, or failed."""
-        return {
-            r.version
-            for r in self.store.list_releases()
-            if r.status in (ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED)
-        }
-
-    def _rollback_environment(self, env_name: str, to_version: str | None):
-        env = self.config.environments.get(env_name)
-        if env is None:
-            raise UsageError(f"unknown environment {env_name!r} (known: {', '.join(self.config.environments)})")
-        if to_version is not None:
-            self._release(to_version)
-        if not self.store.host_states(env.name):
-            raise UsageError(
-                f"nothing to roll back on {env.name}: releaser has recorded no deployment there "
-                "(if the state was lost, `releaser state rebuild` reads it back from the hosts)"
-            )
-        return env
-
-
-def _manual_plan(
-    env_name: str, views: dict, to_version: str | None, known_bad: set[str] = frozenset()
-) -> tuple[dict[str, str], set[str]]:
-    """({host: target}, the releases taken away) of a rollback by hand: every host back to the
-    release it ran before its current one, passing over releases known bad (rolled back, or
-    failed), or to `to_version`; one target for the environment."""
-    plan, releases = {}, set()
-    for name, view in views.items():
-        for version in view.running:
-            if version != to_version:
-                releases.add(version)
-        target = to_version or (view.previous(view.current) if view.current else None)
-        seen = set()
-        while to_version is None and target in known_bad and target not in seen:
-            seen.add(target)
-            target = view.previous(target)
-        if target is None:
-            raise UsageError(
-                f"{name} has no earlier release on record"
-                + (f" that was not rolled back ({', '.join(sorted(seen))} were)" if seen else "")
-                + "; name one with --to VERSION"
-            )
-        if view.running - {target}:
-            plan[name] = target
-    if to_version is None and len(set(plan.values())) > 1:
-        raise UsageError(
-            f"the hosts of {env_name} would roll back to different releases "
-            f"({', '.join(sorted(set(plan.values())))}); name one with --to VERSION"
-        )
-    return plan, releases - set(plan.values())
+        self._execute(_Stage(release, self.config.stage(run.stage), run, held, source_for(held.env.metrics)), views)
 
 
 def _failing(result: GateResult) -> str:

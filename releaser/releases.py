@@ -7,6 +7,7 @@ import posixpath
 from pathlib import Path
 
 from .errors import UsageError
+from .events import Event
 from .journal import Journal
 from .model import RELEASE_ID, Release, utcnow
 from .processes import whoami
@@ -114,7 +115,7 @@ def create_release(
     with store.transaction():
         store.add_release(release)
         journal.record(
-            "release.created",
+            Event.RELEASE_CREATED,
             f"registered {version} ({release.size} bytes, sha256 {digest[:12]})",
             release=version,
             data={"artifact": release.artifact, "sha256": digest, "features": release.features},

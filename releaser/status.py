@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 
-from .model import Config, Event, RunStatus
+from .model import ApprovalState, Config, Event, RunStatus
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
 from .store import Store
@@ -169,7 +169,7 @@ def status_document(config: Config, store: Store) -> dict:
             "not_by_promoter": a.not_by_promoter,
             "state": a.state,
         }
-        for a in store.approvals(state="awaiting")
+        for a in store.approvals(state=ApprovalState.AWAITING)
     ]
     return {
         "environments": environments,

@@ -8,8 +8,16 @@ import re
 import time
 from datetime import UTC, datetime
 
+from .events import Event
+
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 SUMMARY_WIDTH = 160
+COLOURS: dict[str, str] = {  # how the terminal shows an event of each kind; the others in the default colour
+    **{kind: "yellow" for kind in Event if kind.startswith(("rollback.", "reconcile.", "lock."))},
+    **{kind: "red" for kind in Event if kind.endswith("failed") or kind is Event.CHECKS_FAIL},
+    Event.STAGE_PASSED: "green",
+    Event.ROLLBACK_DONE: "green",
+}
 
 
 def printable(text: str) -> str:
@@ -31,18 +39,6 @@ def summarised(text: str, width: int = SUMMARY_WIDTH) -> str:
         parts.append(part)
     short = "; ".join(parts)
     return short if len(short) <= width else short[: width - 1].rsplit(" ", 1)[0] + " …"
-
-
-def event_color(kind: str) -> str | None:
-    """The colour a journal event of `kind` is shown in: red for a failure, green for a stage
-    passed or a rollback done, yellow for the rest of a rollback, reconciling and locks."""
-    if kind.endswith(("failed", "failed.")) or kind in ("checks.fail", "host.failed"):
-        return "red"
-    if kind in ("stage.passed", "rollback.done"):
-        return "green"
-    if kind.startswith(("rollback", "reconcile", "lock")):
-        return "yellow"
-    return None
 
 
 def shown_time(iso: str | None, relative: bool = False, now: datetime | None = None) -> str:

@@ -28,15 +28,18 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from .errors import BusyError, NeedsHuman, Refused, ReleaserError
+from .events import Event
 from .fleet import Fleet
 from .health.base import CheckTarget, Verdict
 from .health.gate import Gate
 from .locks import EnvironmentLock
 from .metrics import source_for
-from .model import AlertRecord, Cause, StageRun, utcnow
+from .model import AlertRecord, AlertState, Cause, StageRun, utcnow
 from .pipeline import Pipeline
 from .processes import is_stale, this_machine, whoami
 from .record import Record
+from .recovery import Recovery
+from .rollback import Rollbacks
 from .store import StoreError
 from .transport import transport_for
 from .windows import Window, armed_windows, close_window
@@ -47,6 +50,7 @@ class Watcher:
         """`interval`: seconds between looks of a daemon; None: one look (`watch --once`)."""
         self.pipeline = pipeline
         self.store, self.journal, self.config = pipeline.store, pipeline.journal, pipeline.config
+        self.rollbacks, self.recovery = Rollbacks.like(pipeline), Recovery.like(pipeline)
         self.interval = interval
         self.started_at = utcnow()
         self._failed: set[str] = set()
@@ -69,7 +73,7 @@ class Watcher:
             "closed": [],
             "elsewhere": [],
         }
-        for alert in self.store.alerts("pending"):
+        for alert in self.store.alerts(AlertState.PENDING):
             acted = self._on_alert(alert)
             if acted in ("rolled_back", "alarms"):
                 outcomes[acted].append(alert.environment)
@@ -159,7 +163,7 @@ class Watcher:
         if "watching" not in memory:
             memory["watching"] = utcnow()
             self.journal.record(
-                "window.watching",
+                Event.WINDOW_WATCHING,
                 f"{run.stage}: watching {run.release} on {env.name} until "
                 f"{window.closes_at.isoformat(timespec='seconds')}",
                 release=run.release,
@@ -176,7 +180,7 @@ class Watcher:
         if blind and not memory.get("blind"):
             memory["blind"] = utcnow()
             self.journal.record(
-                "window.blind",
+                Event.WINDOW_BLIND,
                 f"{run.stage}: the checks of {run.release} on {env.name} cannot see: "
                 + "; ".join(f"{r.check}: {r.summary}" for r in blind),
                 release=run.release,
@@ -197,7 +201,7 @@ class Watcher:
         # a window's run has passed, so it has finished; its last look is when the checks last passed
         fault_at = (stored.last_look_at if stored else None) or run.finished_at or utcnow()
         try:
-            rolled = self.pipeline.roll_back_window(run, why, fault_at)
+            rolled = self.rollbacks.window(run, why, fault_at)
         except BusyError as busy:
             self.journal.note(f"{run.release}: checks fail in its window but {busy}; trying again next look")
             return "busy"
@@ -228,12 +232,12 @@ class Watcher:
         if running:
             run = running[-1]
             try:  # its runner rolls back at its next safe point; a runner that is gone, here
-                self.pipeline.abort(run.release, why, by=f"alert {alert.alertname}", wait=False)
+                self.recovery.abort(run.release, why, by=f"alert {alert.alertname}", wait=False)
             except Refused:
                 pass  # it ended before the request reached it: nothing left to abort
             except NeedsHuman as exc:
                 self._settle(alert, f"the rollback of {run.release} could not finish", why, scope, release=run.release)
-                self.journal.record("alarm", str(exc), release=run.release, stage=run.stage, environment=env.name)
+                self.journal.record(Event.ALARM, str(exc), release=run.release, stage=run.stage, environment=env.name)
                 return "alarms"
             return self._settle(alert, f"aborted {run.stage} of {run.release}", why, scope, release=run.release)
         windows = [
@@ -248,7 +252,7 @@ class Watcher:
             )
         run = max(windows, key=lambda w: w.run.finished_at or "").run
         try:
-            rolled = self.pipeline.roll_back_window(run, why, alert.starts_at, Cause.ALERT)
+            rolled = self.rollbacks.window(run, why, alert.starts_at, Cause.ALERT)
         except BusyError as busy:
             self.journal.note(f"{why} on {env.name}, but {busy}; trying again next look")
             return "busy"
@@ -265,7 +269,7 @@ class Watcher:
         with self.store.transaction():
             if alert.id is not None and self.store.settle_alert(alert.id, outcome):  # an alert read from the store
                 self.journal.record(
-                    "alert.firing",
+                    Event.ALERT_FIRING,
                     f"{why}: {outcome}",
                     release=release,
                     **{**scope, "data": {**scope["data"], "outcome": outcome}},
@@ -283,12 +287,12 @@ class Watcher:
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             if message not in self._failed:
                 self._failed.add(message)
-                self.journal.record("watch.failed", message, data={"error": type(exc).__name__})
+                self.journal.record(Event.WATCH_FAILED, message, data={"error": type(exc).__name__})
             return fallback
 
     def _alarm(self, window: Window, message: str) -> None:
         self.journal.record(
-            "alarm", message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
+            Event.ALARM, message, release=window.run.release, stage=window.run.stage, environment=window.run.environment
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .events import Event
 from .model import Config, RunStatus, StageRun, StageSpec, parse_ts
 from .processes import pid_alive, this_machine
 from .record import Record
@@ -109,7 +110,7 @@ def close_window(store: Store, journal: Journal, run: StageRun, why: str) -> Non
     with store.transaction():
         store.close_window(run.id, why)
         journal.record(
-            "window.closed",
+            Event.WINDOW_CLOSED,
             f"{run.stage}: stopped watching {run.release} on {run.environment}: {why}",
             release=run.release,
             stage=run.stage,

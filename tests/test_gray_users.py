@@ -118,7 +118,9 @@ def test_a_route_nginx_refuses_mid_stage_fails_it_and_rolls_back(shop):
     assert route["applied"] is False  # status says the router did not take what releaser meant
     # once nginx -t passes again, `resume` (what status advises) puts the meant route live
     nginx.conf.write_text(nginx.conf.read_text().replace("worker_processes 1;\nbroken;", "worker_processes 1;"))
-    pipeline.resume()
+    from releaser.recovery import Recovery
+
+    Recovery.like(pipeline).resume()
     stored = store.get_route("prod")
     assert stored["applied"] and route_in_file(nginx) == stored["route"]
     assert status_document(pipeline.config, store)["environments"]["prod"]["route"]["applied"] is True

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"recovery"},
     {"pipeline"},
     {"rollback", "preflight", "alerts", "config"},
+    {"operation"},
     {"report", "deploy"},
     {"health", "router", "decisions", "releases", "cohort"},
     {"metrics", "fleet", "notify", "locks", "windows", "playbook", "freezes"},

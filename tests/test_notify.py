@@ -76,19 +76,17 @@ def test_every_event_a_webhook_may_subscribe_to_is_journaled_somewhere():
     from pathlib import Path
 
     import releaser
+    from releaser.events import Event
     from releaser.names import DEFAULT_EVENTS
 
     journaled = set()
     for path in Path(releaser.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "record"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                journaled.add(node.args[0].value)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record":
+                kind = node.args[0] if node.args else None
+                if isinstance(kind, ast.Constant) and isinstance(kind.value, str):
+                    journaled.add(kind.value)
+                elif isinstance(kind, ast.Attribute) and isinstance(kind.value, ast.Name) and kind.value.id == "Event":
+                    journaled.add(Event[kind.attr].value)
     assert "rollback.incomplete" in DEFAULT_EVENTS and "bake.too_short" in DEFAULT_EVENTS
     assert set(DEFAULT_EVENTS) <= journaled, sorted(set(DEFAULT_EVENTS) - journaled)

@@ -8,8 +8,9 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from .. import events
 from ..errors import ReleaserError, UsageError
 from ..interrupts import Interrupts
 from ..names import DEFAULT_CONFIG
@@ -20,8 +21,11 @@ if TYPE_CHECKING:
     from ..journal import Journal
     from ..model import Config, Event
     from ..notify import Notifier
+    from ..operation import Operation
     from ..pipeline import Pipeline
     from ..store import Store
+
+    OperationT = TypeVar("OperationT", bound=Operation)
 
 INTERRUPTS = Interrupts()  # signals while a command acts on hosts: see interrupts.py
 
@@ -111,7 +115,11 @@ class App:
     def pipeline(self) -> Pipeline:
         from ..pipeline import Pipeline
 
-        return Pipeline(
+        return self.operation(Pipeline)
+
+    def operation(self, kind: type[OperationT]) -> OperationT:
+        """A promotion, rollback or recovery on this command's configuration, state and journal."""
+        return kind(
             self.config(),
             self.store(),
             self.journal(),
@@ -135,7 +143,7 @@ class App:
         when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         command = shlex.join(["releaser", *sys.argv[1:]])
         self._journal.record(
-            "terminal.hangup",
+            events.Event.TERMINAL_HANGUP,
             f"the terminal went away (SIGHUP at {shown_time(when)}); `{command}` (pid "
             f"{os.getpid()}) goes on to its end; what it says from then on is in the journal (`releaser history`)",
             data={"at": when, "pid": os.getpid(), "command": command},

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from .. import secrets
-from ..terminal import Collapser, event_color, printable, summarised
+from ..terminal import COLOURS, Collapser, printable, summarised
 
 if TYPE_CHECKING:
     from ..model import Event
@@ -89,7 +89,7 @@ class Output:
     def show_event(self, event: Event) -> None:
         """A journal event or a progress note as it happens. On a terminal, long verdicts are
         summarised (all of them with --verbose) and identical notes in a row collapse into one."""
-        color = event_color(event.kind)
+        color = COLOURS.get(event.kind)
         if self.quiet:
             return
         tty = sys.stderr.isatty()

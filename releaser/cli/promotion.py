@@ -100,7 +100,9 @@ def abort(app: App, version: str, reason: str) -> None:
     rolls its stage back (or this one does, when that process is gone); waits for the outcome."""
     validate_release_id(version)
     app.recorded_state(unknown_release(version))
-    run = app.pipeline().abort(version, reason)
+    from ..recovery import Recovery
+
+    run = app.operation(Recovery).abort(version, reason)
     if run is None:
         app.out.result(f"{version}: approval requests cancelled; nothing had started")
     else:
@@ -135,7 +137,9 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
         raise UsageError("rollback needs --reason TEXT, which is journaled (or --dry-run to see the plan)")
     app.recorded_state(f"nothing to roll back on {environment}: releaser has recorded no deployment there")
     if dry_run:
-        plan = app.pipeline().rollback_plan(environment, to_version)
+        from ..rollback import Rollbacks
+
+        plan = app.operation(Rollbacks).dry_run(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
         for host, step in plan.items():
             app.out.result(
@@ -150,7 +154,9 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
         )
         app.out.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan})
         return
-    switched = app.pipeline().rollback(environment, to_version, reason)
+    from ..rollback import Rollbacks
+
+    switched = app.operation(Rollbacks).by_hand(environment, to_version, reason)
     app.out.emit({"ok": True, "environment": environment, "switched": switched})
 
 
@@ -172,7 +178,9 @@ def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) ->
     if not reason.strip():
         raise UsageError("redeploy needs --reason TEXT, which is journaled")
     app.recorded_state(f"nothing to redeploy on {environment}: releaser has recorded no deployment there")
-    done = app.pipeline().redeploy(environment, list(hosts), reason)
+    from ..recovery import Recovery
+
+    done = app.operation(Recovery).redeploy(environment, list(hosts), reason)
     app.out.result(
         f"{environment}: redeployed {len(done)} host(s)"
         + (
@@ -188,7 +196,9 @@ def redeploy(app: App, environment: str, hosts: tuple[str, ...], reason: str) ->
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll interrupted stages back instead of finishing them.")
 def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
-    runs = app.pipeline().resume(roll_back) if app.existing_store() else []
+    from ..recovery import Recovery
+
+    runs = app.operation(Recovery).resume(roll_back) if app.existing_store() else []
     if not runs:
         app.out.result("nothing to resume")
     app.out.emit({"ok": True, "runs": [asdict(r) for r in runs]})

@@ -19,7 +19,9 @@ def state() -> None:
 @command(state, "rebuild", examples=("releaser state rebuild",), exits=(0, 2, 3, 4))
 def state_rebuild(app: App) -> None:
     """Rebuild what every host runs from the hosts' own records (after the state database was lost)."""
-    rebuilt = app.pipeline().rebuild()
+    from ..recovery import Recovery
+
+    rebuilt = app.operation(Recovery).rebuild()
     for env, hosts in rebuilt.items():
         versions = sorted({v or "nothing" for v in hosts.values()})
         app.out.result(f"{env}: {len(hosts)} host(s) run {', '.join(versions)}")

@@ -27,6 +27,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from .. import secrets
 from ..errors import BusyError, UsageError
+from ..events import Event
 from ..journal import Journal
 from ..locks import EnvironmentLock
 from ..model import Config, Report, ReportState, utcnow
@@ -57,7 +58,7 @@ def schedule(config: Config, store: Store, journal: Journal, version: str, envir
     )
     if report.state is ReportState.SCHEDULED:
         journal.record(
-            "report.scheduled",
+            Event.REPORT_SCHEDULED,
             f"the effect report of {version} is due {report.due_at}",
             release=version,
             environment=environment,
@@ -159,7 +160,7 @@ class Outbox:
         with self.store.transaction():
             self.store.update_report(version, state=ReportState.SENDING, attempts=report.attempts + 1)
             self.journal.record(
-                "report.sending",
+                Event.REPORT_SENDING,
                 f"writing the effect report of {version}"
                 + (f" and mailing it to {', '.join(recipients)}" if recipients else ""),
                 release=version,
@@ -175,7 +176,7 @@ class Outbox:
         except MailNotSent as exc:
             self.store.update_report(version, state=ReportState.SCHEDULED, last_error=str(exc))
             self.journal.record(
-                "report.failed",
+                Event.REPORT_FAILED,
                 f"the report of {version} could not be mailed (it stays due): {exc}",
                 release=version,
                 data={"error": str(exc), "attempts": report.attempts + 1},
@@ -191,7 +192,7 @@ class Outbox:
                 delivered_to=len([r for r in recipients if r not in refused]),
             )
             self.journal.record(
-                "report.sent",
+                Event.REPORT_SENT,
                 f"the effect report of {version} was "
                 + (f"mailed to {', '.join(r for r in recipients if r not in refused)}" if recipients else "written")
                 + f" ({path})"
@@ -215,7 +216,7 @@ class Outbox:
         )
         self.store.update_report(report.release, state=ReportState.UNCONFIRMED, last_error=why)
         self.journal.record(
-            "report.unconfirmed",
+            Event.REPORT_UNCONFIRMED,
             f"report of {report.release}: {why}",
             release=report.release,
             data={"message_id": report.message_id},
@@ -269,7 +270,7 @@ class Outbox:
             deliver(hook, f"{subject}: {path}", body, headers={"Idempotency-Key": report.message_id.strip("<>")})
         except (requests.RequestException, Refused) as exc:
             self.journal.record(
-                "report.webhook_failed",
+                Event.REPORT_WEBHOOK_FAILED,
                 f"report of {report.release}: webhook "
                 f"{redact(webhook_url(hook))} failed: "
                 f"{exc if isinstance(exc, Refused) else type(exc).__name__}",

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..errors import ReleaserError
+from ..events import Event
 from ..fleet import Fleet
 from ..model import Environment, Host
 from . import router_for
@@ -122,7 +123,7 @@ class RouteKeeper:
         with self.store.transaction():
             self.store.save_route(self.env.name, route.to_dict(), applied=False, why=why)
             self.journal.record(
-                "route.changing", f"  route: {why}: {described}", data={"route": route.to_dict(), "why": why}, **tag
+                Event.ROUTE_CHANGING, f"  route: {why}: {described}", data={"route": route.to_dict(), "why": why}, **tag
             )
         started = time.monotonic()
         fleet, targets = self._router_fleet()
@@ -137,7 +138,7 @@ class RouteKeeper:
         failed = {name: result.why() for name, result in results.items() if not result.ok}
         if failed:
             self.journal.record(
-                "route.failed",
+                Event.ROUTE_FAILED,
                 f"  route: the router refused it ({why}): " + "; ".join(f"{h}: {w}" for h, w in sorted(failed.items())),
                 data={"route": route.to_dict(), "failed": failed, "why": why},
                 **tag,
@@ -157,7 +158,7 @@ class RouteKeeper:
         with self.store.transaction():
             self.store.save_route(self.env.name, route.to_dict(), applied=True, why=why)
             self.journal.record(
-                "route.changed",
+                Event.ROUTE_CHANGED,
                 f"  route: {described} (live in {seconds:.2f}s)"
                 + (
                     f"; requests still held after {self.spec.drain_timeout:g}s on {', '.join(unfinished)}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BusyError
+from ..events import Event
 from ..model import Lock, utcnow
 from . import open_postgres
 from .base import StoreError
@@ -43,7 +44,7 @@ MOVED_KEY = "moved_to"
 class Recorder(Protocol):
     """A journal (journal.Journal), as the move needs it: the store does not import the journal."""
 
-    def record(self, kind: str, message: str, **fields: Any) -> object: ...
+    def record(self, kind: Event, message: str, **fields: Any) -> object: ...
 
 
 def move_to_postgres(
@@ -61,7 +62,7 @@ def move_to_postgres(
     try:
         copied = move_state(source, target, is_stale)
         journal_for(target).record(
-            "state.moved",
+            Event.STATE_MOVED,
             f"state moved from {moved_from} to {target.where}: {sum(copied.values())} rows",
             data={"from": str(moved_from), "rows": copied},
         )

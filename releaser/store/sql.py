@@ -20,10 +20,14 @@ from typing import Any, TypeVar
 from ..errors import BusyError
 from ..model import (
     AlertRecord,
+    AlertState,
     ApprovalRequest,
+    ApprovalState,
     Cause,
     Claim,
+    DeployAction,
     Deployment,
+    DeploymentStatus,
     Event,
     HostState,
     Lock,
@@ -400,7 +404,7 @@ class Store(ABC):
         """Oldest first."""
         where, args = _where(stage_run_id=stage_run_id, environment=environment, host=host)
         rows = self._db.execute(f"SELECT * FROM deployments {where} ORDER BY id", args)  # noqa: S608 - fixed columns
-        return [Deployment(**dict(r)) for r in rows]
+        return [_deployment(r) for r in rows]
 
     # -- host state --
 
@@ -613,7 +617,9 @@ class Store(ABC):
             rows = self._db.execute("SELECT * FROM alerts ORDER BY id")
         else:
             rows = self._db.execute("SELECT * FROM alerts WHERE state = ? ORDER BY id", (state,))
-        return [AlertRecord(**{**dict(r), "labels": json.loads(r["labels"])}) for r in rows]
+        return [
+            AlertRecord(**{**dict(r), "labels": json.loads(r["labels"]), "state": AlertState(r["state"])}) for r in rows
+        ]
 
     def settle_alert(self, alert_id: int, outcome: str) -> bool:
         """Mark a pending alert acted on; False when another process did first."""
@@ -794,7 +800,15 @@ def _approval(row: Any) -> ApprovalRequest:
     data = dict(row)
     data["approvers"] = json.loads(data["approvers"])
     data["not_by_promoter"] = bool(data["not_by_promoter"])
+    data["state"] = ApprovalState(data["state"])
     return ApprovalRequest(**data)
+
+
+def _deployment(row: Any) -> Deployment:
+    data = dict(row)
+    data["action"] = DeployAction(data["action"])
+    data["status"] = DeploymentStatus(data["status"])
+    return Deployment(**data)
 
 
 def _claim_values(claim: Claim | None) -> tuple:
