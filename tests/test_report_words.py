@@ -162,3 +162,18 @@ def test_the_rank_test_exact_for_small_windows_and_approximate_for_large():
     assert judge(0.0, 0.05, [0.0] * 4, [0.05] * 4).why == "too_few_steps"
     assert judge(0.0, 0.05, [0.0] * 6, [0.05] * 6).changed
     assert judge(0.999, 0.9993, [0.999] * 9, [0.9993] * 9, bad_side=True).changed  # 30% fewer failures
+
+
+def test_every_phrase_is_in_both_languages_with_the_same_values():
+    import string
+
+    from releaser.report.phrasebook import TEXT
+
+    def values(template: str) -> set[str]:
+        return {field for _, field, _, _ in string.Formatter().parse(template) if field}
+
+    english, chinese = TEXT["en"], TEXT["zh-CN"]
+    assert set(english) == set(chinese)
+    # Chinese has no plural endings ({s}, {were}); it never needs a value English does not get
+    extra = {key: values(chinese[key]) - values(english[key]) for key in english}
+    assert {key: more for key, more in extra.items() if more} == {}
