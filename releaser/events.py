@@ -78,3 +78,7 @@ class Event(StrEnum):
     TERMINAL_HANGUP = "terminal.hangup"  # the terminal went away; the command goes on to its end
     NOTIFY_FAILED = "notify.failed"  # a webhook could not be told of an event
     NOTE = "note"  # progress shown as it happens, never stored (per-host lines, bake ticks)
+
+
+# what a webhook may be sent (its `events:`): every kind the journal stores
+STORED = tuple(kind for kind in Event if kind is not Event.NOTE)

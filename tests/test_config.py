@@ -488,3 +488,19 @@ def test_defaults_set_the_transport_ssh_and_vars_of_every_environment(tmp_path):
     lines = (root / "environments.yaml").read_text().splitlines()
     problems = json.loads(proc.stdout)["error"]["problems"]
     assert {p["line"] for p in problems if p["key"].endswith(".transport")} == {lines.index("  transport: telnet") + 1}
+
+
+def test_a_webhook_may_ask_for_any_stored_event_kind(tmp_path):
+    root = write_project(tmp_path)
+    config = root / "environments.yaml"
+    hook = "notifications:\n  webhooks:\n    - url: http://127.0.0.1:9/hook\n      events: [window.watching, {}]\n"
+    config.write_text(CONFIG + hook.format("incident"))
+    assert load_config(config).webhooks[0].events == ("window.watching", "incident")
+    config.write_text(CONFIG + hook.format("stage.pased"))
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert "notifications.webhooks[0].events[1]" in str(info.value)
+    assert "got 'stage.pased' (did you mean `stage.passed`?)" in str(info.value)
+    config.write_text(CONFIG + hook.format("note"))  # progress lines are never stored, never sent
+    with pytest.raises(ConfigError):
+        load_config(config)

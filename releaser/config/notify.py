@@ -3,6 +3,7 @@ the URL and format keys the report's webhook shares with them."""
 
 from __future__ import annotations
 
+from ..events import STORED, Event
 from ..model import Webhook
 from ..names import DEFAULT_EVENTS
 from ..schema import Fields, did_you_mean, shown
@@ -19,16 +20,16 @@ def read_webhooks(top: Fields) -> tuple[Webhook, ...]:
         url, url_env = read_webhook_url(fields)
         events = []
         for event, event_line, event_key in fields.items("events"):
-            if event not in DEFAULT_EVENTS:
+            if event not in STORED:
                 section.problems.add(
                     fields.file,
                     event_line,
                     event_key,
-                    f"expected one of {', '.join(DEFAULT_EVENTS)}, got {shown(event)}"
-                    + did_you_mean(str(event), DEFAULT_EVENTS),
+                    f"expected an event kind (releaser/events.py lists them all; without `events:` a webhook "
+                    f"is sent {', '.join(DEFAULT_EVENTS)}), got {shown(event)}" + did_you_mean(str(event), STORED),
                 )
             else:
-                events.append(event)
+                events.append(Event(event))
         fmt, secret_env = read_webhook_format(fields)
         hooks.append(
             Webhook(
