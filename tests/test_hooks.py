@@ -62,7 +62,8 @@ def test_a_hook_that_does_not_return_is_named_with_what_it_waits_for(project):
     slow = [line for line in proc.stderr.splitlines() if "dev-1: the restart hook has been running for" in line]
     assert slow, proc.stderr
     assert "with no output yet; it waits for: sleep 300 (pid " in slow[0]
-    # the timeout stops the hook's shell, not what it waits for: stop that too, or it outlives the run
+    # the timeout's signal goes to the hook's whole process group; should it not have arrived yet, the
+    # process must still not outlive the test
     waited = int(re.search(r"sleep 300 \(pid (\d+)", slow[0]).group(1))
     with contextlib.suppress(ProcessLookupError):
         os.kill(waited, signal.SIGKILL)
