@@ -171,7 +171,7 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store, tmp_path):
 
 def test_an_older_schema_is_upgraded_in_place(tmp_path):
     from releaser.store.migrations import MIGRATIONS
-    from releaser.store.sql import _statements
+    from releaser.store.rows import _statements
 
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path)
