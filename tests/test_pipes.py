@@ -47,11 +47,11 @@ def test_other_errors_and_bytes_still_raise():
             raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(OSError) as raised:
-        Guarded(Full()).write("x")  # type: ignore[arg-type]
+        Guarded(Full()).write("x")  # type: ignore[arg-type]  # a stand-in stream
     assert raised.value.errno == errno.ENOSPC
     stream, read_end = _pipe_stream()
     with pytest.raises(TypeError):  # as a text stream: how click tells text streams from binary ones
-        Guarded(stream).write(b"x")  # type: ignore[arg-type]
+        Guarded(stream).write(b"x")  # type: ignore[arg-type]  # bytes on purpose
     stream.close()
     os.close(read_end)
 

@@ -27,7 +27,7 @@ def starts(*parts: str) -> Callable[[F], F]:
     """Declare on a fixture the real parts it starts (none: only `real`, e.g. releaser subprocesses)."""
 
     def declare(function: F) -> F:
-        function.starts = (*parts, "real")  # type: ignore[attr-defined]
+        function.starts = (*parts, "real")  # type: ignore[attr-defined]  # a mark on the fixture function
         return function
 
     return declare
