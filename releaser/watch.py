@@ -41,7 +41,6 @@ from .record import Record
 from .recovery import Recovery
 from .rollback import Rollbacks
 from .store import StoreError
-from .transport import transport_for
 from .windows import Window, armed_windows, close_window
 
 
@@ -174,7 +173,7 @@ class Watcher:
         running = {name: state.version for name, state in self.store.host_states(env.name).items()}
         cohort = tuple(h for h in env.hosts if running.get(h.name) == run.release)
         gate = Gate(spec.checks, memory)
-        with Fleet(env, transport_for(env)) as fleet:
+        with Fleet(env, self.pipeline.transports(env)) as fleet:
             result = gate.evaluate(CheckTarget.of(env, run.release, cohort, running, fleet, source_for(env.metrics)))
         blind = [r for r in result.results if r.blind]
         if blind and not memory.get("blind"):

@@ -41,6 +41,7 @@ ONLY: dict[str, set[str]] = {
 # Arrows that would skip the layer the design routes them through.
 NEVER: dict[str, set[str]] = {
     "pipeline": {"transport"},  # hosts are reached through the fleet
+    "watch": {"transport"},  # the same: through the fleet, with the operations' transports
     "health": {"fleet", "transport", "deploy"},  # checks read metrics and ask; they do not hold sessions
 }
 
