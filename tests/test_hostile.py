@@ -17,7 +17,7 @@ checks:
 """
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.sshd)])
 def hostile_project(request, project):
     fleet = None
     if request.param == "ssh":
