@@ -87,3 +87,19 @@ def test_light_commands_import_only_what_they_use(project, args):
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "LOADED []", proc.stdout
+
+
+def test_each_command_is_where_the_group_looks_for_it():
+    """`releaser X` imports only X's module (cli.base.Commands): the map must name every command's."""
+    import importlib
+    import pkgutil
+
+    import releaser.cli
+    from releaser.cli.base import Commands, cli
+
+    for module in pkgutil.iter_modules(releaser.cli.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"releaser.cli.{module.name}")
+    assert set(cli.commands) == set(Commands.MODULES)
+    where = {name: command.callback.__module__ for name, command in cli.commands.items()}
+    assert where == {name: f"releaser.cli.{module}" for name, module in Commands.MODULES.items()}

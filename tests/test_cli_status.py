@@ -101,7 +101,8 @@ def test_status_tells_whether_a_watch_is_running(project):
 
 def test_every_command_has_examples_and_exit_codes_in_its_help():
     def commands(group: click.Group, prefix: tuple[str, ...] = ()):
-        for name, command in group.commands.items():
+        for name in group.list_commands(click.Context(group)):
+            command = group.get_command(click.Context(group), name)
             if isinstance(command, click.Group):
                 yield from commands(command, (*prefix, name))
             else:

@@ -13,8 +13,9 @@ config error, 3 busy, 4 needs a human, 5 inconclusive.
     reports     report
     state       state rebuild, state migrate, unlock
 
-Each command module imports at the top only click and the light modules every command needs;
-what a command uses it imports when it runs, so that `--help` and `status` start fast.
+A command's module is imported when the command is asked for (base.Commands); each imports at
+the top only click and the light modules every command needs, and what a command uses it imports
+when it runs, so that `--version` and `status` start fast.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import click
 from .. import secrets, streams
 from ..errors import EXIT_NEEDS_HUMAN, EXIT_USAGE
 from ..terminal import printable
-from . import looking, promotion, releases, reports, setup, state  # noqa: F401 - they register their commands
 from .app import INTERRUPTS
 from .base import cli
 

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -98,8 +98,35 @@ def _fail(app: App, exc: ReleaserError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+class Commands(click.Group):
+    """The `releaser` group: a command's module is imported when the command is asked for, so that
+    `releaser status` loads the status command's module and not the ten others."""
+
+    # command -> the module of releaser.cli that defines it (tests/test_cli.py checks the map)
+    MODULES: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("init", "validate", "completion", "demo"), "setup"),
+        "release": "releases",
+        **dict.fromkeys(
+            ("promote", "run", "approve", "reject", "abort", "rollback", "redeploy", "resume"), "promotion"
+        ),
+        **dict.fromkeys(("status", "history", "watch"), "looking"),
+        "report": "reports",
+        **dict.fromkeys(("state", "unlock"), "state"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.MODULES:
+            from importlib import import_module
+
+            import_module(f"{__package__}.{self.MODULES[cmd_name]}")  # registers its commands
+        return self.commands.get(cmd_name)
+
+
 @global_options
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="releaser")
 @click.pass_context
 def cli(
