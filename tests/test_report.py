@@ -13,7 +13,7 @@ import pytest
 from releaser.config import load_config
 from releaser.journal import Journal
 from releaser.metrics.histogram import Histogram
-from releaser.model import Event, Release, RunStatus, Sample
+from releaser.model import Event, Release, RunStatus, Sample, utcnow
 from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
@@ -86,6 +86,10 @@ def fixed_store(
     for stage in ("gray", "full"):
         run = store.start_stage_run("2.0.0", stage, "prod", "alice")
         store.set_stage_run_status(run.id, RunStatus.PASSED)
+    # the release goes live after its rollout began, if only by a millisecond (the timestamps' unit):
+    # in the same millisecond, the after window's first looks would also end the window before
+    while utcnow() <= store.stage_runs("2.0.0")[0].started_at:
+        pass
     report = schedule(config, store, journal, "2.0.0", "prod")
     rollout_start = datetime.fromisoformat(store.stage_runs("2.0.0")[0].started_at).timestamp()
     live_at = datetime.fromisoformat(report.live_at).timestamp()
