@@ -119,7 +119,10 @@ def test_a_background_process_holding_the_connection_is_named_with_the_fix(where
             in result.stderr
             and "nohup CMD </dev/null >>LOG 2>&1 &" in result.stderr
         )
-        redirected = session.run(f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 & echo started", 60)
+        # nohup execs its command: the marker goes on the command itself, or pkill would not find it
+        redirected = session.run(
+            f"nohup bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & echo started", 60
+        )
         assert redirected.ok and not redirected.held
     finally:
         subprocess.run(["pkill", "-f", marker], check=False)
@@ -159,7 +162,9 @@ def test_a_daemon_left_on_a_detached_phase_output_is_caught_with_the_fix(project
         subprocess.run(["pkill", "-f", marker], check=False)
     # redirected as the hint says, the same daemon passes
     _playbook(
-        project, f"(exec -a {marker} sleep 300) &", f"(exec -a {marker} nohup sleep 300) </dev/null >/dev/null 2>&1 &"
+        project,
+        f"(exec -a {marker} sleep 300) &",
+        f"nohup bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 &",
     )
     try:
         project.cli("promote", "1.1.0", check=True)
