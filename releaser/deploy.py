@@ -129,6 +129,7 @@ class Deployer:
             timeout=session_timeout(self.env.command_timeout),
             stoppable=stoppable,
             on_slow=self._look_into("prepare"),
+            own=True,
         )
 
     def _look_into(self, phase: str):
@@ -228,6 +229,7 @@ class Deployer:
                 timeout=session_timeout(self.env.command_timeout),
                 stoppable=action is DeployAction.DEPLOY,
                 on_slow=self._look_into(phase),
+                own=True,
             )
             with self.store.transaction():
                 for host in group:

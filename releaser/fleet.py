@@ -112,10 +112,13 @@ class Fleet:
         quiet: bool = False,
         stoppable: bool = False,
         on_slow: SlowFn | None = None,
+        own: bool = False,
     ) -> dict[str, HostResult]:
         """One script per host (after its uploads), at most `parallel` hosts at once.
         `quiet` phases (health checks while baking) report no progress; in `stoppable` ones
-        (a deploy's), hosts not yet started stay untouched once the fleet is stopping.
+        (a deploy's), hosts not yet started stay untouched once the fleet is stopping. `own`
+        scripts are releaser's, leaving no process on their output: they go down the session's
+        kept shell (`Session.run_in_shell`).
         `on_slow` is called for each host whose script still runs after the environment's
         `slow_after`, and again each time that doubles."""
 
@@ -139,7 +142,7 @@ class Fleet:
                 with counting:
                     running[host.name] = (host, session, time.monotonic())
                 try:
-                    result = session.run(script, timeout)
+                    result = (session.run_in_shell if own else session.run)(script, timeout)
                 finally:
                     with counting:
                         running.pop(host.name, None)

@@ -71,7 +71,7 @@ def check_hosts(
         causes[name] = (str(exc), _is_mistake(exc))
     reached = [h for h in hosts if h.name not in causes]
     if reached:
-        results = fleet.run("preflight", reached, lambda h: _script(h, playbook), timeout=60, quiet=True)
+        results = fleet.run("preflight", reached, lambda h: _script(h, playbook), timeout=60, quiet=True, own=True)
         for name, result in results.items():
             said = [line[len(MARKER) + 1 :] for line in result.stdout.splitlines() if line.startswith(MARKER + " ")]
             if said:

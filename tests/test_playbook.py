@@ -16,7 +16,7 @@ import pytest
 
 from releaser import playbook as pb
 from releaser.hostrecord import outcome_of, parse_view, steps_in
-from releaser.model import Environment, Host, Playbook, SshOptions
+from releaser.model import Environment, Host, Playbook
 from releaser.transport.local import LocalSession
 from releaser.transport.ssh import SshTransport
 from tests.harness.tarballs import tar_gz
@@ -52,14 +52,7 @@ def setup(request, tmp_path):
         return
     fleet = request.getfixturevalue("ssh_fleet")
     fleet.heal()
-    options = SshOptions(
-        user=fleet.user,
-        port=fleet.port,
-        identity_file=str(fleet.identity),
-        known_hosts=str(fleet.known_hosts),
-        config_file="/dev/null",
-    )
-    host = replace(host, address=fleet.addresses[0], ssh=options)
+    host = replace(host, address=fleet.addresses[0], ssh=fleet.options())
     session = SshTransport(Environment("prod", "ssh", "app", (host,))).connect(host)
     yield tmp_path, host, book, session
     session.close()

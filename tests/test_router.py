@@ -224,17 +224,10 @@ def test_a_route_the_configuration_test_refuses_changes_nothing(lab):
 def test_a_router_reached_over_ssh_takes_its_route(ssh_fleet, tmp_path):
     """The router's host is reached like the environment's hosts: over real sshd (here the
     sshd host is this machine, so its nginx is the one the test started)."""
-    from releaser.model import SshOptions
     from releaser.transport.ssh import SshTransport
 
     ssh_fleet.heal()
-    options = SshOptions(
-        user=ssh_fleet.user,
-        port=ssh_fleet.port,
-        identity_file=str(ssh_fleet.identity),
-        known_hosts=str(ssh_fleet.known_hosts),
-        config_file="/dev/null",
-    )
+    options = ssh_fleet.options()
     backends = Backends(HOSTS)
     nginx = nginx_in(tmp_path / "nginx", variable("prod"))
     router_host = Host("lb-1", ssh_fleet.addresses[0], "/", ssh=options)

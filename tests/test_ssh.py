@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -319,6 +320,107 @@ def test_one_connection_serves_many_execs_and_uploads(ssh_fleet, tmp_path):
         assert session.connection.client.get_transport() is transport
     finally:
         session.close()
+
+
+def test_releasers_own_scripts_share_one_shell_and_each_gets_its_own_output_and_status(ssh_fleet):
+    """One login shell per session for the phases: each script still runs in its own bash, with
+    its own status, stdout and stderr, whatever it writes or leaves unread."""
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[0])
+    try:
+        shell = session.run_in_shell("echo $PPID", 10).stdout
+        scripts = [
+            ("printf 'no newline at the end'; exit 3", 3, "no newline at the end", ""),
+            ("echo out; echo err >&2; echo $PPID > /dev/null", 0, "out\n", "err\n"),
+            ("export LEFT=1; cat; echo after-cat", 0, "after-cat\n", ""),  # stdin is not the next request
+            ('echo "${LEFT:-unset}"; printf "\n\n"', 0, "unset\n\n\n", ""),
+            ("echo '0123456789abcdef0123456789abcdef 0'; exit 7", 7, "0123456789abcdef0123456789abcdef 0\n", ""),
+            ("printf '%s\n' 中文; echo 'it''s' >&2", 0, "中文\n", "its\n"),
+        ]
+        for script, code, out, err in scripts:
+            result = session.run_in_shell(script, 10)
+            assert (result.exit_code, result.stdout, result.stderr) == (code, out, err), script
+        # the same shell ran them all: one login per session, not one per phase
+        parents = {session.run_in_shell("ps -o ppid= -p $PPID", 10).stdout for _ in range(3)}
+        assert len(parents) == 1
+        assert session.run_in_shell("echo $PPID", 10).stdout != shell  # each script has its own timeout and bash
+    finally:
+        session.close()
+
+
+def test_a_script_past_its_timeout_in_the_kept_shell_is_ended_and_the_next_gets_a_new_shell(ssh_fleet):
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[0])
+    try:
+        before = session.run_in_shell("ps -o ppid= -p $PPID", 10).stdout
+        result = session.run_in_shell("echo started; sleep 30", 1)
+        assert result.timed_out and result.exit_code == 124 and result.stdout == "started\n"
+        assert "timed out after 1s" in result.stderr
+        after = session.run_in_shell("echo fine; ps -o ppid= -p $PPID", 10)
+        assert after.ok and after.stdout.startswith("fine\n")
+        assert after.stdout.removeprefix("fine\n") == before  # the remote timeout ended it; the shell went on
+    finally:
+        session.close()
+
+
+def test_a_connection_lost_mid_script_in_the_kept_shell_returns_what_was_said(ssh_fleet, tmp_path):
+    """As a lone exec would: the output so far (record lines a phase wrote), no status; the
+    session then refuses more work rather than dialling again."""
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[1])
+    marker = tmp_path / "started"
+    transport = session.connection.client.get_transport()
+    try:
+        result_box = []
+        worker = threading.Thread(
+            target=lambda: result_box.append(
+                session.run_in_shell(f"echo RELEASER_RECORD said; touch {marker}; sleep 30", 60)
+            )
+        )
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        transport.close()  # the connection drops
+        worker.join(20)
+        (result,) = result_box
+        assert result.exit_code == -1 and not result.ok
+        assert result.stdout == "RELEASER_RECORD said\n"
+        assert "the connection ended before the script did" in result.stderr
+        with pytest.raises(ConnectionError, match="connection was lost"):
+            session.run_in_shell("echo again", 10)
+    finally:
+        session.close()
+
+
+def test_connections_are_set_up_at_most_handshakes_at_a_time(ssh_fleet, monkeypatch):
+    """A fleet opens its sessions `parallel` at once, but only `handshakes` of them shake hands
+    at once: the rest wait their turn rather than storm an sshd (or a jump host) together."""
+    from fabric import Connection
+
+    from releaser.fleet import Fleet
+    from releaser.model import Environment
+    from releaser.transport.ssh import SshTransport
+
+    real_open, counting, pairs = Connection.open, threading.Lock(), threading.Barrier(2, timeout=20)
+    inside, most = 0, 0
+
+    def open_in_pairs(connection):
+        nonlocal inside, most
+        with counting:
+            inside += 1
+            most = max(most, inside)
+        try:
+            pairs.wait()  # two at once, or the test fails: the bound is reached, not just respected
+            return real_open(connection)
+        finally:
+            with counting:
+                inside -= 1
+
+    monkeypatch.setattr(Connection, "open", open_in_pairs)
+    ssh = ssh_fleet.options()
+    hosts = tuple(Host(f"h{i}", address, "/tmp", ssh=ssh) for i, address in enumerate(ssh_fleet.addresses[:8]))
+    env = Environment("e", "ssh", "app", hosts, parallel=8, handshakes=2)
+    with Fleet(env, SshTransport(env)) as fleet:
+        assert fleet.open(hosts) == {}
+    assert most == 2
 
 
 def test_ssh_config_file_is_honoured(ssh_fleet, tmp_path):

@@ -56,6 +56,7 @@ def load_config(path: Path) -> Config:
     shared = shared_environment_keys(defaults)
     env_defaults = {
         "parallel": defaults.int("parallel", 50, minimum=1),
+        "handshakes": defaults.int("handshakes", 10, minimum=1),
         "command_timeout": defaults.duration("command_timeout", 600.0),
         "slow_after": defaults.duration("slow_after", 20.0),
     }

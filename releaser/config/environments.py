@@ -27,6 +27,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         root_template = default_root
     env_vars = fields.scalar_map("vars")
     parallel = fields.int("parallel", defaults["parallel"], minimum=1)
+    handshakes = fields.int("handshakes", defaults["handshakes"], minimum=1)
     command_timeout = fields.duration("command_timeout", defaults["command_timeout"])
     slow_after = fields.duration("slow_after", defaults["slow_after"])
     if slow_after <= 0:
@@ -70,6 +71,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         playbook=playbook or "",
         hosts=tuple(hosts),
         parallel=parallel,
+        handshakes=handshakes,
         command_timeout=command_timeout,
         artifacts=artifacts or "push",
         metrics=metrics,

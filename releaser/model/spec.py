@@ -157,6 +157,7 @@ class Environment(Record, frozen=True):
     playbook: str
     hosts: tuple[Host, ...]
     parallel: int = 50
+    handshakes: int = 10  # ssh: connections being set up at once (sshd's MaxStartups is 10 by default)
     command_timeout: float = 600.0
     artifacts: str = "push"  # push: upload by SFTP; pull: hosts fetch the release's URL
     metrics: MetricsSpec | None = None

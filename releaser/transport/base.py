@@ -37,6 +37,18 @@ class HostKeyChanged(ConnectionError):
     the middle. A person must look before releaser connects."""
 
 
+def no_answer(out: bytes | bytearray, err: bytes | bytearray, timeout: float, seconds: float) -> CommandResult:
+    """A script whose host said nothing more before the local deadline (the remote `timeout`
+    plus a margin): what it said until then."""
+    return CommandResult(
+        -1,
+        out.decode(errors="replace"),
+        err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
+        seconds,
+        timed_out=True,
+    )
+
+
 class CommandResult(Record):
     """How a script ended on a host: exit status, output, and whether it timed out or held its output."""
 
@@ -58,6 +70,13 @@ class Session(ABC):
     @abstractmethod
     def run(self, script: str, timeout: float) -> CommandResult:
         """Run a bash script on the host (sent on stdin), bounded by `timeout` seconds."""
+
+    def run_in_shell(self, script: str, timeout: float) -> CommandResult:
+        """Run one of releaser's own scripts, which leave no process holding their output (the
+        user's hooks in them run detached, their output in files). A transport may send it down
+        a shell kept open for the session, so that the host starts one login shell per stage
+        rather than one per phase."""
+        return self.run(script, timeout)
 
     @abstractmethod
     def put(self, local_path: str, remote_path: str) -> None:

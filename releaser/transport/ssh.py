@@ -1,5 +1,6 @@
 """The ssh transport: fabric for connection set-up (ssh_config, bastion, keys), paramiko
-channels for the work: one connection per host per stage, one exec per phase, SFTP uploads.
+channels for the work: one connection per host per stage, one kept shell for releaser's own
+phases (`kept_shell`), a lone exec for other scripts, SFTP uploads.
 
 Host keys are verified against known_hosts; fabric's default of accepting any key is
 replaced. `host_key_policy: accept-new` accepts (and records) keys of hosts never seen,
@@ -22,8 +23,19 @@ from fabric import Config, Connection
 from paramiko.ssh_exception import AuthenticationException, BadHostKeyException, SSHException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..model import Host, SshOptions
-from .base import HELD_GRACE, AccessRefused, CommandResult, HostKeyChanged, Notify, Session, Transport, held_output
+from ..model import Environment, Host, SshOptions
+from .base import (
+    HELD_GRACE,
+    AccessRefused,
+    CommandResult,
+    HostKeyChanged,
+    Notify,
+    Session,
+    Transport,
+    held_output,
+    no_answer,
+)
+from .kept_shell import KeptShell
 
 _KNOWN_HOSTS_WRITE = threading.Lock()
 _KILL_GRACE = 5  # seconds between the remote TERM and KILL of a command past its timeout
@@ -75,6 +87,8 @@ class SshSession(Session):
     def __init__(self, connection: Connection, host: Host, io_timeout: float):
         self.connection, self.host, self.io_timeout = connection, host, io_timeout
         self._sftp: paramiko.SFTPClient | None = None
+        self._shell: KeptShell | None = None
+        self._shell_busy = threading.Lock()
 
     def _alive(self) -> None:
         """Refuse to work on a connection the host dropped (fabric would quietly dial again)."""
@@ -118,13 +132,7 @@ class SshSession(Session):
                     )
                 if now >= deadline:
                     _drain_stderr(channel, err)
-                    return CommandResult(
-                        -1,
-                        out.decode(errors="replace"),
-                        err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
-                        now - started,
-                        timed_out=True,
-                    )
+                    return no_answer(out, err, timeout, now - started)
                 channel.settimeout(
                     max(0.01, min(deadline - now, 1.0 if exited_at is None else exited_at + HELD_GRACE - now))
                 )
@@ -139,13 +147,7 @@ class SshSession(Session):
                     exited_at = time.monotonic()
             _drain_stderr(channel, err)
             if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
-                return CommandResult(
-                    -1,
-                    out.decode(errors="replace"),
-                    err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
-                    time.monotonic() - started,
-                    timed_out=True,
-                )
+                return no_answer(out, err, timeout, time.monotonic() - started)
             code = channel.recv_exit_status()
             timed_out = code in (124, 137) and time.monotonic() - started >= timeout
             text_err = err.decode(errors="replace")
@@ -154,6 +156,30 @@ class SshSession(Session):
             return CommandResult(code, out.decode(errors="replace"), text_err, time.monotonic() - started, timed_out)
         finally:
             channel.close()
+
+    def run_in_shell(self, script: str, timeout: float) -> CommandResult:
+        if not self._shell_busy.acquire(blocking=False):  # a look into a slow phase meanwhile
+            return self.run(script, timeout)
+        try:
+            self._alive()
+            if self._shell is None:
+                try:
+                    self._shell = KeptShell(
+                        self.connection.client.get_transport(), self.host.ssh.connect_timeout, _KILL_GRACE
+                    )
+                except (OSError, EOFError, SSHException) as exc:
+                    raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
+            shell = self._shell
+            try:
+                return shell.run(script, timeout)
+            except BaseException:  # a connection lost mid-request: no later request may follow it
+                shell.close()
+                raise
+            finally:
+                if shell.channel.closed:  # timed out or ended: the next script gets a new shell
+                    self._shell = None
+        finally:
+            self._shell_busy.release()
 
     def put(self, local_path: str, remote_path: str) -> None:
         self._alive()
@@ -167,6 +193,8 @@ class SshSession(Session):
             self._sftp.put(local_path, remote_path)
 
     def close(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
         if self._sftp is not None:
             self._sftp.close()
         self.connection.close()
@@ -199,6 +227,12 @@ def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
 
 
 class SshTransport(Transport):
+    def __init__(self, environment: Environment, notify: Notify | None = None):
+        super().__init__(environment, notify)
+        # A storm of handshakes costs every party at once, and an sshd (a jump host's above all:
+        # every host's connection passes it) drops those beyond its MaxStartups.
+        self._handshakes = threading.BoundedSemaphore(environment.handshakes)
+
     def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
         options: SshOptions = host.ssh
         config = Config(runtime_ssh_path=options.config_file) if options.config_file else Config()
@@ -255,16 +289,16 @@ class SshTransport(Transport):
         connection.client.get_transport().set_keepalive(max(1, int(options.keepalive)))
         return SshSession(connection, host, self.environment.command_timeout)
 
-    @staticmethod
     @retry(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(3),
         wait=wait_random_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
-    def _open(connection: Connection) -> None:
+    def _open(self, connection: Connection) -> None:
         try:
-            connection.open()
+            with self._handshakes:
+                connection.open()
         except BaseException:
             connection.close()
             raise

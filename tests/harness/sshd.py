@@ -16,8 +16,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.harness.marks import needs
+
+if TYPE_CHECKING:
+    from releaser.model import SshOptions
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 MAX_ADDRESSES_PER_SSHD = 16
@@ -166,6 +170,19 @@ LogLevel ERROR
         for server in self.servers:
             self.stop(server)
 
+    def options(self, **extra) -> SshOptions:
+        """releaser's ssh options for hosts of this fleet, with `extra` over them."""
+        from releaser.model import SshOptions
+
+        base = {
+            "user": self.user,
+            "port": self.port,
+            "identity_file": str(self.identity),
+            "known_hosts": str(self.known_hosts),
+            "config_file": os.devnull,
+        }
+        return SshOptions(**{**base, **extra})
+
     def ssh_options(self, **extra: str) -> str:
         """The `ssh:` mapping for environments.yaml, as flow YAML."""
         options = {
@@ -195,17 +212,10 @@ def _children(pid: int) -> list[int]:
 
 def ssh_session(fleet: SshFleet, address: str, **options):
     """A live SSH session from releaser's own transport to `address` on the fleet, with `options` over its defaults."""
-    from releaser.model import Environment, Host, SshOptions
+    from releaser.model import Environment, Host
     from releaser.transport.ssh import SshTransport
 
     fleet.heal()
-    base = {
-        "user": fleet.user,
-        "port": fleet.port,
-        "identity_file": str(fleet.identity),
-        "known_hosts": str(fleet.known_hosts),
-        "config_file": "/dev/null",
-    }
-    host = Host("h", address, "/tmp", ssh=SshOptions(**{**base, **options}))
+    host = Host("h", address, "/tmp", ssh=fleet.options(**options))
     env = Environment("e", "ssh", "app", (host,))
     return SshTransport(env).connect(host)
