@@ -61,12 +61,25 @@ _SAFE = r"""_safe() {
   if [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$ ]]; then printf '%s' "$1"; elif [ -n "$1" ]; then printf '?'; fi
 }
 """
+# Sets $ts to now, UTC, to the millisecond: from bash's own clock (5.0 and later), without a process.
+_STAMP = r"""_stamp() {
+  local t=${EPOCHREALTIME:-}
+  if [ -n "$t" ]; then
+    TZ=UTC0 printf -v ts '%(%Y-%m-%dT%H:%M:%S)T.%.3sZ' "${t%[.,]*}" "${t#*[.,]}"
+  else
+    ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+  fi
+}
+"""
 _RECORDER = (
     _SAFE
+    + _STAMP
     + r"""_rec() {
-  local line
-  line=$(printf '{"ts":"%s",%s,"step":"%s","from":"%s","detail":"%s"}' \
-    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$RELEASER_RECORD_HEAD" "$1" "$(_safe "${2:-}")" "${3:-}")
+  local line ts from=""
+  _stamp
+  [ -z "${2:-}" ] || from=$(_safe "$2")
+  printf -v line '{"ts":"%s",%s,"step":"%s","from":"%s","detail":"%s"}' \
+    "$ts" "$RELEASER_RECORD_HEAD" "$1" "$from" "${3:-}"
   printf '%s\n' "$line" >> "$RELEASER_ROOT/"""
     + RECORD
     + r""""
@@ -83,16 +96,20 @@ _RECORDER = (
 # applies its redirections, which on a busy machine can be after the hook returned: a process
 # counts only while it still holds the output up to 3s later (no wait when none holds it).
 _held() {
-  local f="${RELEASER_STEP_FILE%.step}" sid pid fd out err held _
+  local f="${RELEASER_STEP_FILE%.step}" runner=0 p pid held i
   [ -n "${RELEASER_STEP_FILE:-}" ] && [ -e "$f.out" ] || return 0
-  out=$(readlink -f "$f.out"); err=$(readlink -f "$f.err"); sid=$(ps -o sid= -p $$ | tr -d ' ')
-  for _ in $(seq 30); do
+  read -r runner < "$f.pid" 2>/dev/null || true
+  for ((i = 0; i < 30; i++)); do
     held=""
-    for pid in $(ps -o pid= --sid "$sid" 2>/dev/null); do
-      case "$pid" in "$$"|"$PPID"|"$sid") continue ;; esac
-      for fd in 1 2; do
-        case "$(readlink "/proc/$pid/fd/$fd" 2>/dev/null)" in "$out"|"$err") held=$pid ;; esac
-      done
+    for p in /proc/[0-9]*; do  # bash's own tests, no process per look: cheap on a busy host
+      pid=${p#/proc/}
+      case "$pid" in "$$"|"$PPID"|"$runner") continue ;; esac
+      # what a hook left was started after the phase's runner: a higher pid, unless pids wrapped
+      ((pid > runner || $$ < runner)) || continue
+      if [ "$p/fd/1" -ef "$f.out" ] || [ "$p/fd/1" -ef "$f.err" ] || [ "$p/fd/2" -ef "$f.out" ] \
+        || [ "$p/fd/2" -ef "$f.err" ]; then
+        held=$pid
+      fi
     done
     [ -n "$held" ] || return 0
     sleep 0.1
@@ -121,8 +138,8 @@ def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
 umask 022
 {exports}
 RELEASER_RECORD_HEAD={q(head)}
-mkdir -p "$RELEASER_ROOT/releases" "$RELEASER_ROOT/shared" "$RELEASER_ROOT/.releaser"
-cd "$RELEASER_ROOT"
+cd "$RELEASER_ROOT" 2>/dev/null && [ -d releases ] && [ -d shared ] && [ -d .releaser ] \
+  || {{ mkdir -p "$RELEASER_ROOT/releases" "$RELEASER_ROOT/shared" "$RELEASER_ROOT/.releaser"; cd "$RELEASER_ROOT"; }}
 {_RECORDER}"""
 
 
@@ -132,7 +149,7 @@ def _hook(playbook: Playbook, name: str, directory: str) -> str:
     if not script:
         return ""
     runner = "sudo -n -E bash" if name in playbook.sudo else "bash"
-    return f"(cd {directory} && {runner} -euo pipefail -c {q(script)})"
+    return f"(cd {directory} && exec {runner} -euo pipefail -c {q(script)})"
 
 
 def _marked(name: str) -> str:
@@ -195,20 +212,24 @@ if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ]; then
   _rec unpacked "" already
   exit 0
 fi
-{_fetch(url, artifact_path(host, release)) if url else ""}actual=$(sha256sum < {incoming} | cut -d' ' -f1)
+{_fetch(url, artifact_path(host, release)) if url else ""}actual=$(sha256sum < {incoming})
+actual=${{actual%% *}}
 if [ "$actual" != {q(sha256)} ]; then
   echo "releaser: artifact checksum mismatch: expected {sha256}, got $actual" >&2
   _rec failed "" checksum
   exit {EXIT_CHECKSUM}
 fi
-rm -rf {q(dest)}
-mkdir -p {q(dest)}
+if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
+mkdir {q(dest)}
 tar -xf {incoming} -C {q(dest)}
 # releaser's own files never follow a link the artifact may have shipped in their place
-rm -rf {q(dest + "/REVISION")} {q(dest + "/.complete")}
+for own in {q(dest + "/REVISION")} {q(dest + "/.complete")}; do
+  if [ -e "$own" ] || [ -L "$own" ]; then rm -rf "$own"; fi
+done
 printf '%s\\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 _rec unpacked
-{links}{_step(playbook, "prepare", q(dest), "prepared")}rm -rf {q(dest + "/.complete")}
+{links}{_step(playbook, "prepare", q(dest), "prepared")}\
+if [ -e {q(dest + "/.complete")} ] || [ -L {q(dest + "/.complete")} ]; then rm -rf {q(dest + "/.complete")}; fi
 : > {q(dest + "/.complete")}
 rm -f {incoming}
 echo "releaser: prepared {release}"
@@ -252,7 +273,8 @@ _rec switched "$before"
 {_served_check(playbook, release)}\
 keep={int(playbook.keep_releases)}
 n=0
-ls -1t releases | while IFS= read -r name; do
+listed=(releases/*)
+[ "${{#listed[@]}}" -le "$keep" ] || ls -1t releases | while IFS= read -r name; do
   case "$name" in .*|*.tmp*) continue ;; esac
   n=$((n + 1))
   [ "$n" -le "$keep" ] && continue
@@ -407,9 +429,12 @@ if ! flock -w "$3" 9; then
     + str(EXIT_HOST_BUSY)
     + r"""
 fi
-_end() {
-  local line
-  line=$(printf '{"ts":"%s",%s,"step":"%s","rc":"%s"}' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$4" "$5" "${6:-}")
+"""
+    + _STAMP
+    + r"""_end() {
+  local line ts
+  _stamp
+  printf -v line '{"ts":"%s",%s,"step":"%s","rc":"%s"}' "$ts" "$4" "$5" "${6:-}"
   printf '%s\n' "$line" >> "$1/"""
     + RECORD
     + r""""
@@ -443,16 +468,14 @@ exit "$rc"
 def detached(script: str, host: Host, op: str, run: str, action: str, release: str, timeout: float) -> str:
     """Wrap a phase script so that it runs on the host whatever becomes of the connection."""
     root = host.root.rstrip("/") or "/"
-    delimiter = f"RELEASER_{uuid.uuid4().hex}"
     head = _head(op, run, action, release)
     return f"""set -u
 d={q(root + "/.releaser/phases")}
-mkdir -p "$d" || exit {EXIT_HOST_BUSY}
-find "$d" -type f -mmin +1440 -delete 2>/dev/null || true
+[ -d "$d" ] || mkdir -p "$d" || exit {EXIT_HOST_BUSY}
+left=("$d"/*)  # a phase's files are removed when it ends: any here were left by one cut short
+[ ! -e "${{left[0]}}" ] || find "$d" -type f -mmin +1440 -delete 2>/dev/null || true
 f="$d/{op}"
-cat > "$f.sh" <<'{delimiter}'
-{script}
-{delimiter}
+printf '%s\n' {q(script)} > "$f.sh"
 setsid -w bash -c {q(_RUNNER)} releaser {q(root)} "$f" {max(1, int(timeout))} {q(head)} \\
   > "$f.out" 2> "$f.err" < /dev/null &
 wait $!
