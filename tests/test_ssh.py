@@ -489,3 +489,23 @@ def test_a_directory_another_session_made_meanwhile_is_no_failure():
 
     _sftp_makedirs(RacingSftp(), "/srv/shop/.releaser")  # no exception
     assert made == {"/srv", "/srv/shop", "/srv/shop/.releaser"}
+
+
+def test_a_fleet_of_a_thousand_hosts_has_room_for_its_connections():
+    """One connection per host stays open for a stage: the soft limit of open files is raised
+    (within the hard one) before a large fleet's connections run into it."""
+    import resource
+
+    from releaser.model import Environment, SshOptions
+    from releaser.transport.ssh import SshTransport
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"the hard limit of open files here ({hard}) is below what the test needs")
+    hosts = tuple(Host(f"h{i}", f"10.0.{i // 250}.{i % 250 + 1}", "/srv/app", ssh=SshOptions()) for i in range(1000))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        SshTransport(Environment("prod", "ssh", "app", hosts))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1000
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import math
 import os
+import resource
 import stat
 import threading
 import time
@@ -220,6 +221,16 @@ def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
                     raise
 
 
+def _room_for(connections: int) -> None:
+    """A fleet keeps one connection per host open for a stage: past about a thousand hosts the
+    usual soft limit of 1024 open files runs out, so raise it (up to the hard limit) first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256  # the store, logs, pipes of local work
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        allowed = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
+
+
 def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     user, _, rest = spec.rpartition("@")
     host, _, port = rest.partition(":")
@@ -232,6 +243,7 @@ class SshTransport(Transport):
         # A storm of handshakes costs every party at once, and an sshd (a jump host's above all:
         # every host's connection passes it) drops those beyond its MaxStartups.
         self._handshakes = threading.BoundedSemaphore(environment.handshakes)
+        _room_for(len(environment.hosts) * (2 if any(h.ssh.jump for h in environment.hosts) else 1))
 
     def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
         options: SshOptions = host.ssh
