@@ -243,6 +243,8 @@ class SshTransport(Transport):
         # A storm of handshakes costs every party at once, and an sshd (a jump host's above all:
         # every host's connection passes it) drops those beyond its MaxStartups.
         self._handshakes = threading.BoundedSemaphore(environment.handshakes)
+        self._known: dict[Path, tuple[tuple[int, int], paramiko.HostKeys]] = {}
+        self._known_lock = threading.Lock()
         _room_for(len(environment.hosts) * (2 if any(h.ssh.jump for h in environment.hosts) else 1))
 
     def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
@@ -267,12 +269,28 @@ class SshTransport(Transport):
             options.known_hosts or connection.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
         ).expanduser()
         client = connection.client
-        if known_hosts.exists():
-            client.load_host_keys(str(known_hosts))
+        name = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+        for key_type, key in (self._known_hosts(known_hosts).lookup(name) or {}).items():
+            client.get_host_keys().add(name, key_type, key)
         client.set_missing_host_key_policy(
             _HostKeyPolicy(host, known_hosts, options.host_key_policy == "accept-new", self.notify)
         )
         return connection
+
+    def _known_hosts(self, path: Path) -> paramiko.HostKeys:
+        """A known_hosts file read once per transport (again when it changes): read for every
+        connection, a fleet's known_hosts costs O(hosts) per host, 45 ms each at 200 hosts."""
+        try:
+            status = path.stat()
+        except OSError:  # none yet: every key is unknown
+            return paramiko.HostKeys()
+        stamp = (status.st_mtime_ns, status.st_size)
+        with self._known_lock:
+            cached = self._known.get(path)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, paramiko.HostKeys(str(path)))
+                self._known[path] = cached
+            return cached[1]
 
     def connect(self, host: Host) -> Session:
         options = host.ssh
