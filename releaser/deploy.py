@@ -376,6 +376,7 @@ class Deployer:
             lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout),
             timeout=session_timeout(self.env.command_timeout),
             quiet=True,
+            own=True,  # the version hook's output is read by the probe, never left on the connection
         )
         return {
             name: parse_view(name, r.stdout) if r.ok else HostView(name, error=r.why()) for name, r in results.items()
