@@ -509,3 +509,24 @@ def test_a_fleet_of_a_thousand_hosts_has_room_for_its_connections():
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1000
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_paramiko_never_prints_its_tracebacks_to_the_user():
+    """A handshake an sshd drops is logged by paramiko with a traceback; Python's last-resort
+    handler would print it between releaser's own lines (a process of its own: pytest's
+    logging handlers would hide it here)."""
+    import subprocess
+    import sys
+
+    said = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import logging, releaser.transport.ssh; "
+            "logging.getLogger('paramiko.transport').error('Exception (client): Error reading SSH protocol banner')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert said.stderr == ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import os
 import resource
@@ -37,6 +38,10 @@ from .base import (
     no_answer,
 )
 from .kept_shell import KeptShell
+
+# paramiko logs a dropped handshake with its traceback, which Python prints when nothing is
+# configured; releaser says what became of each host in its own words.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _KNOWN_HOSTS_WRITE = threading.Lock()
 _KILL_GRACE = 5  # seconds between the remote TERM and KILL of a command past its timeout
