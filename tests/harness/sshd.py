@@ -71,6 +71,7 @@ class SshFleet:
     first: int = field(default_factory=_first_address)
     per_sshd: int = MAX_ADDRESSES_PER_SSHD
     user: str = field(default_factory=getpass.getuser)
+    max_startups: str = "500"  # "" for sshd's own default (10:30:100), as a jump host has
     servers: list[Sshd] = field(default_factory=list)
 
     def __post_init__(self):
@@ -103,7 +104,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-MaxStartups 500
+{f"MaxStartups {self.max_startups}" if self.max_startups else ""}
 MaxSessions 100
 AllowTcpForwarding yes
 Subsystem sftp internal-sftp
@@ -114,12 +115,15 @@ LogLevel ERROR
         for server in self.servers:
             self.start(server)
 
-    def write_known_hosts(self) -> None:
+    def known_hosts_lines(self) -> str:
         lines = []
         for server in self.servers:
             key_type, key_data = server.host_key.with_suffix(".pub").read_text().split()[:2]
             lines += [f"[{a}]:{self.port} {key_type} {key_data}" for a in server.addresses]
-        self.known_hosts.write_text("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
+
+    def write_known_hosts(self) -> None:
+        self.known_hosts.write_text(self.known_hosts_lines())
 
     def server_of(self, address: str) -> Sshd:
         return next(s for s in self.servers if address in s.addresses)
