@@ -361,6 +361,27 @@ def test_a_script_past_its_timeout_in_the_kept_shell_is_ended_and_the_next_gets_
         session.close()
 
 
+def test_a_kept_shell_that_ended_while_idle_is_replaced_and_the_script_runs_once(ssh_fleet, tmp_path):
+    """A host may end an idle shell between phases (TMOUT, sshd's ChannelTimeout): the next
+    script goes to a new shell, and runs exactly once."""
+    import os
+    import signal
+
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[2])
+    counter = tmp_path / "runs"
+    try:
+        agent = int(session.run_in_shell("ps -o ppid= -p $PPID", 10).stdout)
+        shell = session._shell
+        os.kill(agent, signal.SIGKILL)  # the sshd hosts are on this machine
+        assert shell is not None and shell.channel.status_event.wait(10)
+        result = session.run_in_shell(f"echo ran >> {counter}; echo fine", 10)
+        assert (result.exit_code, result.stdout) == (0, "fine\n")
+        assert counter.read_text() == "ran\n"
+        assert session._shell is not shell
+    finally:
+        session.close()
+
+
 def test_a_connection_lost_mid_script_in_the_kept_shell_returns_what_was_said(ssh_fleet, tmp_path):
     """As a lone exec would: the output so far (record lines a phase wrote), no status; the
     session then refuses more work rather than dialling again."""

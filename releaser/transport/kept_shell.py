@@ -22,15 +22,26 @@ import paramiko
 
 from .base import CommandResult, no_answer
 
-SHELL = r"""while IFS=' ' read -r token limit size; do
-  script=$(head -c "$size"; echo x)
-  IFS= read -r end && [ "$end" = "$token" ] || exit 90
-  timeout -k %(grace)d "$limit" bash -s <<<"${script%%x}"
-  rc=$?
-  printf '\n%%s %%s\n' "$token" "$rc"
-  printf '\n%%s\n' "$token" >&2
-done
-"""
+# One line (a csh login shell cannot quote newlines). TMOUT, which hardened hosts export, would
+# end an idle shell between phases. `read -N` in the C locale takes exactly SIZE bytes (head -c
+# may read ahead on some systems); the script reaches bash through a pipe (a here-string needs a
+# writable /tmp before bash 5.1).
+SHELL = (
+    "unset TMOUT; "
+    "while IFS=' ' read -r token limit size; do "
+    "LC_ALL=C IFS= read -r -d '' -N \"$size\" script || exit 90; "
+    'IFS= read -r end && [ "$end" = "$token" ] || exit 90; '
+    'timeout -k %(grace)d "$limit" bash -s < <(printf %%s "$script"); '
+    "rc=$?; "
+    'printf \'\\n%%s %%s\\n\' "$token" "$rc"; '
+    "printf '\\n%%s\\n' \"$token\" >&2; "
+    "done; exit 91"
+)
+
+
+class ShellGone(ConnectionError):
+    """The kept shell had ended before a request reached it (it sat idle past a limit of the
+    host's, or the connection dropped): nothing of the request ran."""
 
 
 class KeptShell:
@@ -48,7 +59,13 @@ class KeptShell:
         started = time.monotonic()
         token = uuid.uuid4().hex
         data = script.encode()
-        self.channel.sendall(f"{token} {math.ceil(timeout)} {len(data)}\n".encode() + data + f"{token}\n".encode())
+        if self.channel.closed or self.channel.eof_received or self.channel.exit_status_ready():
+            raise ShellGone("the kept shell ended while idle")
+        self.channel.settimeout(None)  # the last request's short timeout must not cut this send
+        try:
+            self.channel.sendall(f"{token} {math.ceil(timeout)} {len(data)}\n".encode() + data + f"{token}\n".encode())
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise ShellGone(f"the kept shell ended: {exc}") from None
         out, err = bytearray(), bytearray()
         out_end, err_end = f"\n{token} ".encode(), f"\n{token}\n".encode()
         deadline = started + timeout + self.kill_grace + 5
@@ -71,7 +88,7 @@ class KeptShell:
                 return self._ended(out, err, started)
             if status is None:
                 out += chunk
-                status = _status(out, out_end)
+                status = _status(out, out_end, len(out) - len(chunk) - len(out_end))
             else:
                 err += chunk
         out = out[: out.index(out_end)]
@@ -85,15 +102,13 @@ class KeptShell:
         return CommandResult(code, out.decode(errors="replace"), text_err, seconds, timed_out)
 
     def _ended(self, out: bytearray, err: bytearray, started: float) -> CommandResult:
-        """What a lone exec would say of a script whose connection ended: the shell's own exit
-        status if it sent one (-1 if not) and the output so far, which may hold record lines."""
+        """What a lone exec would say of a script whose connection ended: no status, and the
+        output so far, which may hold record lines."""
         while self.channel.recv_stderr_ready():
             err += self.channel.recv_stderr(65536)
-        self.channel.status_event.wait(1.0)
-        code = self.channel.recv_exit_status() if self.channel.exit_status_ready() else -1
         self.close()
         return CommandResult(
-            code,
+            -1,  # the shell's own status is not the script's
             out.decode(errors="replace"),
             err.decode(errors="replace") + "\nreleaser: the connection ended before the script did",
             time.monotonic() - started,
@@ -103,9 +118,9 @@ class KeptShell:
         self.channel.close()
 
 
-def _status(out: bytearray, end: bytes) -> int | None:
-    """The status after `end` once its line is complete, else None."""
-    at = out.find(end)
+def _status(out: bytearray, end: bytes, start: int = 0) -> int | None:
+    """The status after `end` (looked for from `start`) once its line is complete, else None."""
+    at = out.find(end, max(0, start))
     if at < 0:
         return None
     line_end = out.find(b"\n", at + len(end))

@@ -37,7 +37,7 @@ from .base import (
     held_output,
     no_answer,
 )
-from .kept_shell import KeptShell
+from .kept_shell import KeptShell, ShellGone
 
 # paramiko logs a dropped handshake with its traceback, which Python prints when nothing is
 # configured; releaser says what became of each host in its own words.
@@ -167,25 +167,30 @@ class SshSession(Session):
         if not self._shell_busy.acquire(blocking=False):  # a look into a slow phase meanwhile
             return self.run(script, timeout)
         try:
-            self._alive()
-            if self._shell is None:
-                try:
-                    self._shell = KeptShell(
-                        self.connection.client.get_transport(), self.host.ssh.connect_timeout, _KILL_GRACE
-                    )
-                except (OSError, EOFError, SSHException) as exc:
-                    raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
-            shell = self._shell
             try:
-                return shell.run(script, timeout)
-            except BaseException:  # a connection lost mid-request: no later request may follow it
-                shell.close()
-                raise
-            finally:
-                if shell.channel.closed:  # timed out or ended: the next script gets a new shell
-                    self._shell = None
+                return self._in_shell(script, timeout)
+            except ShellGone:  # it ended while idle, before this request reached it: a new one
+                return self._in_shell(script, timeout)
         finally:
             self._shell_busy.release()
+
+    def _in_shell(self, script: str, timeout: float) -> CommandResult:
+        self._alive()
+        if self._shell is None:
+            try:
+                transport = self.connection.client.get_transport()
+                self._shell = KeptShell(transport, self.host.ssh.connect_timeout, _KILL_GRACE)
+            except (OSError, EOFError, SSHException) as exc:
+                raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
+        shell = self._shell
+        try:
+            return shell.run(script, timeout)
+        except BaseException:  # a connection lost mid-request: no later request may follow it
+            shell.close()
+            raise
+        finally:
+            if shell.channel.closed:  # timed out, ended or gone: the next script gets a new shell
+                self._shell = None
 
     def put(self, local_path: str, remote_path: str) -> None:
         self._alive()
@@ -248,7 +253,7 @@ class SshTransport(Transport):
         # A storm of handshakes costs every party at once, and an sshd (a jump host's above all:
         # every host's connection passes it) drops those beyond its MaxStartups.
         self._handshakes = threading.BoundedSemaphore(environment.handshakes)
-        self._known: dict[Path, tuple[tuple[int, int], paramiko.HostKeys]] = {}
+        self._known: dict[Path, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
         self._known_lock = threading.Lock()
         _room_for(len(environment.hosts) * (2 if any(h.ssh.jump for h in environment.hosts) else 1))
 
@@ -289,7 +294,7 @@ class SshTransport(Transport):
             status = path.stat()
         except OSError:  # none yet: every key is unknown
             return paramiko.HostKeys()
-        stamp = (status.st_mtime_ns, status.st_size)
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)  # a file renamed in place has a new inode
         with self._known_lock:
             cached = self._known.get(path)
             if cached is None or cached[0] != stamp:
