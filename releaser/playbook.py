@@ -96,16 +96,18 @@ _RECORDER = (
 # applies its redirections, which on a busy machine can be after the hook returned: a process
 # counts only while it still holds the output up to 3s later (no wait when none holds it).
 _held() {
-  local f="${RELEASER_STEP_FILE%.step}" runner=0 p pid held i
+  local f="${RELEASER_STEP_FILE%.step}" runner=0 last=0 p pid held i
   [ -n "${RELEASER_STEP_FILE:-}" ] && [ -e "$f.out" ] || return 0
   read -r runner < "$f.pid" 2>/dev/null || true
   for ((i = 0; i < 30; i++)); do
     held=""
+    read -r _ _ _ _ last < /proc/loadavg 2>/dev/null || last=0  # the pid given out last
     for p in /proc/[0-9]*; do  # bash's own tests, no process per look: cheap on a busy host
       pid=${p#/proc/}
       case "$pid" in "$$"|"$PPID"|"$runner") continue ;; esac
-      # what a hook left was started after the phase's runner: a higher pid, unless pids wrapped
-      ((pid > runner || $$ < runner)) || continue
+      # what a hook left was started after the phase's runner: a higher pid, unless pids have
+      # wrapped since (the last pid given out is then below the runner's): then every process
+      ((pid > runner || last < runner)) || continue
       if [ "$p/fd/1" -ef "$f.out" ] || [ "$p/fd/1" -ef "$f.err" ] || [ "$p/fd/2" -ef "$f.out" ] \
         || [ "$p/fd/2" -ef "$f.err" ]; then
         held=$pid
