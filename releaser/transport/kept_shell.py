@@ -61,7 +61,9 @@ class KeptShell:
         data = script.encode()
         if self.channel.closed or self.channel.eof_received or self.channel.exit_status_ready():
             raise ShellGone("the kept shell ended while idle")
-        self.channel.settimeout(None)  # the last request's short timeout must not cut this send
+        # bounded like the request (a stalled network fails it), not by the last read's short timeout;
+        # a send cut short leaves a partial request, which the closed shell never runs
+        self.channel.settimeout(timeout)
         try:
             self.channel.sendall(f"{token} {math.ceil(timeout)} {len(data)}\n".encode() + data + f"{token}\n".encode())
         except (OSError, EOFError, paramiko.SSHException) as exc:
