@@ -471,6 +471,56 @@ def test_bastion_is_used(ssh_fleet):
         )
 
 
+def proxy_jump(fleet, tmp_path, jump: str, targets: list[str]):
+    """A user's ssh_config sending `targets` through `jump` by ProxyJump: fabric, not releaser,
+    builds that hop's connection."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host {' '.join(targets)}\n  ProxyJump {fleet.user}@{jump}:{fleet.port}\n"
+        f"Host *\n  IdentityFile {fleet.identity}\n"
+    )
+    return config
+
+
+def known_hosts_without(fleet, tmp_path, address: str, key_of: str | None = None):
+    """The fleet's known_hosts without `address`'s key, or with the key of `key_of`'s server in its place."""
+    name = f"[{address}]:{fleet.port} "
+    lines = [line for line in fleet.known_hosts_lines().splitlines() if not line.startswith(name)]
+    if key_of:
+        lines.append(name + " ".join(fleet.server_of(key_of).host_key.with_suffix(".pub").read_text().split()[:2]))
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(lines) + "\n")
+    return known
+
+
+def test_a_changed_key_of_an_ssh_config_jump_host_is_refused(ssh_project, tmp_path):
+    project = ssh_project
+    fleet, dev, jump = project.fleet, address_of(project, "dev-1"), address_of(project, "web-10")
+    assert fleet.server_of(dev) is not fleet.server_of(jump)
+    known = known_hosts_without(fleet, tmp_path, jump, key_of=dev)
+    config = proxy_jump(fleet, tmp_path, jump, [dev])
+    project.write_config(ssh=fleet, ssh_extra={"known_hosts": str(known), "config_file": str(config)})
+    project.register("1.0.0")
+    proc = project.cli("promote", "1.0.0")
+    assert proc.returncode == 4, proc.stderr
+    assert f"dev-1 (jump host {jump}): HOST KEY CHANGED" in proc.stderr and "SHA256:" in proc.stderr
+    assert project.current("dev-1") is None
+    nothing_recorded(project)
+
+
+def test_an_ssh_config_jump_host_of_unknown_key_is_refused(ssh_fleet, tmp_path):
+    from releaser.transport.base import AccessRefused
+
+    jump, target = ssh_fleet.addresses[12], ssh_fleet.addresses[0]
+    known = known_hosts_without(ssh_fleet, tmp_path, jump)
+    before = known.read_text()
+    config = proxy_jump(ssh_fleet, tmp_path, jump, [target])
+    with pytest.raises(AccessRefused) as refused:
+        ssh_session(ssh_fleet, target, known_hosts=str(known), config_file=str(config))
+    assert f"h (jump host [{jump}]:{ssh_fleet.port}): unknown host key ssh-ed25519 SHA256:" in str(refused.value)
+    assert "host_key_policy: accept-new" in str(refused.value) and known.read_text() == before
+
+
 def test_hooks_listed_under_sudo_run_through_sudo(ssh_project):
     project = ssh_project
     playbook = project.dir / "playbooks" / "app.yaml"

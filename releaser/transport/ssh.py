@@ -60,14 +60,15 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Called by paramiko only for keys known_hosts does not have (changed keys raise
     BadHostKeyException before this). Refuses, or with accept-new records the key."""
 
-    def __init__(self, host: Host, known_hosts: Path, accept_new: bool, notify: Notify | None):
+    def __init__(self, host: Host, known_hosts: Path, accept_new: bool, notify: Notify | None, hop: bool = False):
         self.host, self.known_hosts, self.accept_new, self.notify = host, known_hosts, accept_new, notify
+        self.where = "jump host " if hop else ""
 
     def missing_host_key(self, client, hostname, key):
         if not self.accept_new:
             raise HostKeyError(
-                f"{self.host.name} ({hostname}): unknown host key {fingerprint(key)}; add it to {self.known_hosts} "
-                "(after checking it out of band) or set `ssh: {host_key_policy: accept-new}`"
+                f"{self.host.name} ({self.where}{hostname}): unknown host key {fingerprint(key)}; add it to "
+                f"{self.known_hosts} (after checking it out of band) or set `ssh: {{host_key_policy: accept-new}}`"
             )
         with _KNOWN_HOSTS_WRITE:
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,8 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         if self.notify:
             self.notify(
                 "hostkey.accepted",
-                f"{self.host.name}: accepted the new host key {fingerprint(key)} of {hostname} (accept-new)",
+                f"{self.host.name}: accepted the new host key {fingerprint(key)} of {self.where}{hostname} "
+                "(accept-new)",
                 {"host": self.host.name, "fingerprint": fingerprint(key), "known_hosts": str(self.known_hosts)},
             )
 
@@ -241,6 +243,11 @@ def _room_for(connections: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
 
 
+def _known_hosts_name(connection: Connection) -> str:
+    """How known_hosts names the host `connection` dials."""
+    return connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+
+
 def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     user, _, rest = spec.rpartition("@")
     host, _, port = rest.partition(":")
@@ -257,7 +264,10 @@ class SshTransport(Transport):
         self._known_lock = threading.Lock()
         _room_for(len(environment.hosts) * (2 if any(h.ssh.jump for h in environment.hosts) else 1))
 
-    def _connection(self, host: Host, address: str, user: str | None, port: int | None) -> Connection:
+    def _connection(
+        self, host: Host, address: str, user: str | None, port: int | None, gateway: Connection | None = None
+    ) -> Connection:
+        """Without `gateway`, fabric takes one from ssh_config (ProxyJump, ProxyCommand) itself."""
         options: SshOptions = host.ssh
         config = Config(runtime_ssh_path=options.config_file) if options.config_file else Config()
         connect_kwargs: dict[str, object] = {
@@ -267,25 +277,33 @@ class SshTransport(Transport):
         }
         if options.identity_file:
             connect_kwargs["key_filename"] = [options.identity_file]
-        connection = Connection(
+        return Connection(
             address,
             user=user,
             port=port,
             config=config,
             connect_timeout=math.ceil(options.connect_timeout),
             connect_kwargs=connect_kwargs,
+            gateway=gateway,
         )
+
+    def _verify_host_key(self, connection: Connection, host: Host, hop: bool = False) -> None:
+        """Give `connection` the known_hosts keys of its host and `_HostKeyPolicy` in place of
+        fabric's accept-anything default; the same for each jump host before it: releaser's
+        `ssh.jump`, and those fabric built itself from ssh_config's ProxyJump (a chain of
+        Connections, each the gateway of the one after it)."""
+        options = host.ssh
         known_hosts = Path(
             options.known_hosts or connection.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts").split()[0]
         ).expanduser()
-        client = connection.client
-        name = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+        client, name = connection.client, _known_hosts_name(connection)
         for key_type, key in (self._known_hosts(known_hosts).lookup(name) or {}).items():
             client.get_host_keys().add(name, key_type, key)
         client.set_missing_host_key_policy(
-            _HostKeyPolicy(host, known_hosts, options.host_key_policy == "accept-new", self.notify)
+            _HostKeyPolicy(host, known_hosts, options.host_key_policy == "accept-new", self.notify, hop)
         )
-        return connection
+        if isinstance(connection.gateway, Connection):  # not a ProxyCommand string
+            self._verify_host_key(connection.gateway, host, hop=True)
 
     def _known_hosts(self, path: Path) -> paramiko.HostKeys:
         """A known_hosts file read once per transport (again when it changes): read for every
@@ -304,15 +322,20 @@ class SshTransport(Transport):
 
     def connect(self, host: Host) -> Session:
         options = host.ssh
-        connection = self._connection(host, host.address, options.user, options.port)
+        gateway = None
         if options.jump:
             jump_user, jump_host, jump_port = _parse_jump(options.jump)
-            connection.gateway = self._connection(host, jump_host, jump_user, jump_port)
+            gateway = self._connection(host, jump_host, jump_user, jump_port)
+        connection = self._connection(host, host.address, options.user, options.port, gateway)
+        self._verify_host_key(connection, host)
         try:
             self._open(connection)
         except BadHostKeyException as exc:
+            # paramiko names the host as it was dialled, _HostKeyPolicy as known_hosts does
+            target = exc.hostname in (connection.host, _known_hosts_name(connection))
+            where = host.address if target else f"jump host {exc.hostname}"
             raise HostKeyChanged(
-                f"{host.name} ({host.address}): HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}, "
+                f"{host.name} ({where}): HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}, "
                 f"the host offered {fingerprint(exc.key)}; refusing to connect (a reinstalled host, or someone "
                 "in the middle); fix known_hosts after checking"
             ) from None
