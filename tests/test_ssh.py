@@ -521,6 +521,65 @@ def test_an_ssh_config_jump_host_of_unknown_key_is_refused(ssh_fleet, tmp_path):
     assert "host_key_policy: accept-new" in str(refused.value) and known.read_text() == before
 
 
+def test_a_new_jump_host_key_is_recorded_once_for_the_hosts_behind_it(ssh_fleet, tmp_path, monkeypatch):
+    """Under accept-new, every host behind a new jump host looks its key up (and misses it)
+    before its turn to shake hands; the key is recorded, and journaled, once."""
+    from fabric import Connection
+
+    from releaser.fleet import Fleet
+    from releaser.model import Environment
+    from releaser.transport.ssh import SshTransport
+
+    jump, targets = ssh_fleet.addresses[12], ssh_fleet.addresses[:6]
+    known = known_hosts_without(ssh_fleet, tmp_path, jump)
+    before = known.read_text()
+    config = proxy_jump(ssh_fleet, tmp_path, jump, targets)
+    real_open, together = Connection.open, threading.Barrier(len(targets), timeout=20)
+
+    def open_together(connection):
+        if isinstance(connection.gateway, Connection):  # a target: its keys, and its hop's, are looked up by now
+            together.wait()
+        return real_open(connection)
+
+    monkeypatch.setattr(Connection, "open", open_together)
+    ssh = ssh_fleet.options(known_hosts=str(known), config_file=str(config), host_key_policy="accept-new")
+    hosts = tuple(Host(f"h{i}", address, "/tmp", ssh=ssh) for i, address in enumerate(targets))
+    env = Environment("e", "ssh", "app", hosts, parallel=len(targets), handshakes=len(targets))
+    events: list[tuple[str, str]] = []
+    with Fleet(env, SshTransport(env, lambda kind, message, data: events.append((kind, message)))) as fleet:
+        assert fleet.open(hosts) == {}
+    recorded = [line for line in known.read_text().splitlines() if line.startswith(f"[{jump}]:{ssh_fleet.port} ")]
+    assert len(recorded) == 1 and known.read_text().startswith(before)
+    assert [kind for kind, _ in events] == ["hostkey.accepted"]
+    assert f"of jump host [{jump}]:{ssh_fleet.port}" in events[0][1]
+
+
+def test_a_key_another_host_recorded_meanwhile_is_not_recorded_again_nor_a_different_one_accepted(tmp_path):
+    """accept-new decides on what known_hosts holds when the key is offered, hashed names too: the
+    same key is taken as it is, another one of that type is a changed key."""
+    import paramiko
+
+    from releaser.transport.ssh import _HostKeyPolicy
+
+    def ed25519(byte: int) -> paramiko.PKey:
+        blob = paramiko.Message()
+        blob.add_string("ssh-ed25519")
+        blob.add_string(bytes([byte]) * 32)
+        return paramiko.Ed25519Key(data=blob.asbytes())
+
+    name, recorded, other = "[10.0.0.9]:2222", ed25519(1), ed25519(2)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{paramiko.HostKeys.hash_host(name)} ssh-ed25519 {recorded.get_base64()}\n")
+    before, events = known.read_text(), []
+    policy = _HostKeyPolicy(Host("h", "10.0.0.9", "/tmp"), known, True, lambda *event: events.append(event), hop=True)
+    client = paramiko.SSHClient()
+    policy.missing_host_key(client, name, recorded)
+    assert client.get_host_keys().lookup(name)["ssh-ed25519"] == recorded
+    with pytest.raises(paramiko.BadHostKeyException):
+        policy.missing_host_key(paramiko.SSHClient(), name, other)
+    assert known.read_text() == before and events == []
+
+
 def test_hooks_listed_under_sudo_run_through_sudo(ssh_project):
     project = ssh_project
     playbook = project.dir / "playbooks" / "app.yaml"

@@ -57,7 +57,7 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Called by paramiko only for keys known_hosts does not have (changed keys raise
+    """Called by paramiko only for keys its client was not given (changed keys raise
     BadHostKeyException before this). Refuses, or with accept-new records the key."""
 
     def __init__(self, host: Host, known_hosts: Path, accept_new: bool, notify: Notify | None, hop: bool = False):
@@ -70,18 +70,45 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 f"{self.host.name} ({self.where}{hostname}): unknown host key {fingerprint(key)}; add it to "
                 f"{self.known_hosts} (after checking it out of band) or set `ssh: {{host_key_policy: accept-new}}`"
             )
+        # The client's keys were looked up before its turn to shake hands: hosts behind one new
+        # jump host all find its key missing, and the first of them records it meanwhile.
         with _KNOWN_HOSTS_WRITE:
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.known_hosts, "a", encoding="ascii") as handle:
-                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            recorded = _recorded_key(self.known_hosts, hostname, key.get_name())
+            if recorded is None:
+                self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.known_hosts, "a", encoding="ascii") as handle:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        if recorded is not None and recorded.asbytes() != key.asbytes():
+            raise BadHostKeyException(hostname, key, recorded)
         client.get_host_keys().add(hostname, key.get_name(), key)
-        if self.notify:
+        if recorded is None and self.notify:
             self.notify(
                 "hostkey.accepted",
                 f"{self.host.name}: accepted the new host key {fingerprint(key)} of {self.where}{hostname} "
                 "(accept-new)",
                 {"host": self.host.name, "fingerprint": fingerprint(key), "known_hosts": str(self.known_hosts)},
             )
+
+
+def _recorded_key(known_hosts: Path, hostname: str, key_type: str) -> paramiko.PKey | None:
+    """The key of `key_type` that `known_hosts` holds for `hostname` now, read from the file
+    itself; only the lines naming the host are parsed (parsing a key is what costs)."""
+    try:
+        lines = known_hosts.read_text(encoding="ascii", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3 or fields[1] != key_type:
+            continue
+        names = fields[0].split(",")
+        if hostname in names or any(
+            n.startswith("|1|") and paramiko.HostKeys.hash_host(hostname, n) == n for n in names
+        ):
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+            if entry is not None:
+                return entry.key
+    return None
 
 
 def _transient(exc: BaseException) -> bool:
