@@ -260,11 +260,12 @@ def _sftp_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
                     raise
 
 
-def _room_for(connections: int) -> None:
-    """A fleet keeps one connection per host open for a stage: past about a thousand hosts the
-    usual soft limit of 1024 open files runs out, so raise it (up to the hard limit) first."""
+def _room_for(files: int) -> None:
+    """A fleet keeps one connection per host open for a stage, each holding a file or a few:
+    past some hundreds of hosts the usual soft limit of 1024 open files runs out, so raise it
+    (up to the hard limit) first."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + 256  # the store, logs, pipes of local work
+    wanted = files + 256  # the store, logs, pipes of local work
     if soft != resource.RLIM_INFINITY and soft < wanted:
         allowed = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
@@ -289,7 +290,12 @@ class SshTransport(Transport):
         self._handshakes = threading.BoundedSemaphore(environment.handshakes)
         self._known: dict[Path, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
         self._known_lock = threading.Lock()
-        _room_for(len(environment.hosts) * (2 if any(h.ssh.jump for h in environment.hosts) else 1))
+        # A host's connection holds one socket, behind any number of jump hosts too (each hop after
+        # the first is a channel inside the one before); through an ssh_config ProxyCommand it holds
+        # that process's three pipes instead. Which hosts go which way only fabric's ssh_config lookup
+        # at connect tells (doing it here would also run `Match exec` commands), so count three for
+        # every host: the soft limit is a ceiling, raising it costs nothing.
+        _room_for(len(environment.hosts) * 3)
 
     def _connection(
         self, host: Host, address: str, user: str | None, port: int | None, gateway: Connection | None = None
