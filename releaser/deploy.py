@@ -54,10 +54,12 @@ class Deployer:
         journal: Journal,
         fleet: Fleet,
         routes: RouteKeeper | None = None,
+        insecure: tuple[str, ...] = (),
     ):
         self.env, self.playbook = environment, playbook
         self.store, self.journal, self.fleet = store, journal, fleet
         self.routes = routes
+        self.insecure = insecure  # registries reached without TLS (`registries: {X: {insecure: true}}`)
 
     # -- what the store believes --
 
@@ -111,14 +113,22 @@ class Deployer:
         self, release: Release, hosts: list[Host], deps: dict[str, Deployment], run: str, stoppable: bool = True
     ) -> dict[str, HostResult]:
         """Get the artifact onto each host (pushed by the transport, or pulled by the host
-        from the release's URL), check its sha256 there, unpack."""
-        pull = self.env.artifacts == "pull"
+        from the release's URL), check its sha256 there, unpack; or have each host pull the
+        release's image by its digest and create its container."""
+        pull = self.env.artifacts == "pull" or release.image is not None
+        image = release.image
 
         def script(host: Host) -> str:
             op = deps[host.name].op + "p"
-            body = pb.prepare_script(
-                self.playbook, host, release.version, release.sha256, op, run, release.url if pull else None
-            )
+            if image is not None:
+                insecure = image.split("/", 1)[0] in self.insecure
+                body = pb.image_prepare_script(
+                    self.playbook, host, release.version, image, op, run, self.env.runtime, insecure
+                )
+            else:
+                body = pb.prepare_script(
+                    self.playbook, host, release.version, release.sha256, op, run, release.url if pull else None
+                )
             return pb.detached(body, host, op, run, "prepare", release.version, self.env.command_timeout)
 
         return self.fleet.run(
@@ -213,7 +223,14 @@ class Deployer:
         def script(host: Host) -> str:
             dep = deps[host.name]
             body = pb.switch_script(
-                self.playbook, host, dep.to_version, action, dep.op, run, _protect(current[host.name])
+                self.playbook,
+                host,
+                dep.to_version,
+                action,
+                dep.op,
+                run,
+                _protect(current[host.name]),
+                self.env.runtime,
             )
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 
@@ -373,7 +390,7 @@ class Deployer:
         results = self.fleet.run(
             "ask",
             hosts,
-            lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout),
+            lambda h: pb.probe_script(self.playbook, h, self.env.command_timeout, runtime=self.env.runtime),
             timeout=session_timeout(self.env.command_timeout),
             quiet=True,
             own=True,  # the version hook's output is read by the probe, never left on the connection

@@ -80,7 +80,8 @@ class Operation:
             from .router.keeper import RouteKeeper
 
             routes = RouteKeeper(env, self.store, self.journal, fleet)
-        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes)
+        insecure = tuple(address for address, spec in self.config.registries.items() if spec.insecure)
+        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes, insecure)
 
     def _fleet(self, env: Environment) -> Fleet:
         def notify(kind: str, message: str, data: dict) -> None:

@@ -135,7 +135,16 @@ class Pipeline(Operation):
         verify_artifact(release)
         spec = self.config.stage(stage)
         env = self.config.environments[spec.environment]
-        if env.artifacts == "pull" and not release.url:
+        runs_images = self.config.playbooks[env.playbook].container is not None
+        if bool(release.image) != runs_images:
+            playbook = self.config.playbooks[env.playbook].file
+            raise UsageError(
+                f"{version} is an image release but {env.name}'s playbook {playbook} has no `container:` to run it"
+                if release.image
+                else f"{env.name}'s playbook {playbook} runs container images (`container:`) but {version} is a "
+                f"tarball; register the release with `releaser release create VERSION --image REGISTRY/NAME:TAG`"
+            )
+        if env.artifacts == "pull" and not release.url and not release.image:
             raise UsageError(
                 f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "
                 f"register it with `releaser release create {version} --artifact FILE --url URL`"

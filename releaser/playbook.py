@@ -18,6 +18,7 @@ import os
 import shlex
 import uuid
 
+from . import containers
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
 from .model import Host, Playbook
 from .record import Record
@@ -239,8 +240,46 @@ echo "releaser: prepared {release}"
     )
 
 
+def image_prepare_script(
+    playbook: Playbook, host: Host, release: str, image: str, op: str, run: str, runtime: str, insecure: bool
+) -> str:
+    """An image release: pull its image by digest (unless the host has it), write the release's
+    directory (REVISION, IMAGE), run the prepare hook, create its container. Idempotent."""
+    spec = playbook.container
+    if spec is None:  # refused before any stage starts (pipeline.py)
+        raise ValueError(f"the playbook {playbook.file} has no `container:` to run image releases")
+    dest = f"releases/{release}"
+    head = _head(op, run, "prepare", release)
+    return (
+        _preamble(host, "prepare", release, head)
+        + containers.prelude(runtime)
+        + f"""img={q(image)}
+if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ] && {containers.present()}; then
+  echo "releaser: {release} already prepared"
+  _rec pulled "" already
+  exit 0
+fi
+{containers.pull(insecure)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
+mkdir {q(dest)}
+printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
+printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}
+_rec pulled
+{_step(playbook, "prepare", q(dest), "prepared")}{containers.create(spec, host, release)}_rec created
+: > {q(dest + "/.complete")}
+echo "releaser: prepared {release}"
+"""
+    )
+
+
 def switch_script(
-    playbook: Playbook, host: Host, release: str, action: str, op: str, run: str, protect: tuple[str, ...] = ()
+    playbook: Playbook,
+    host: Host,
+    release: str,
+    action: str,
+    op: str,
+    run: str,
+    protect: tuple[str, ...] = (),
+    runtime: str = "podman",
 ) -> str:
     """Point `current` at releases/<id> atomically, run the restart and verify hooks, ask the
     app what it serves, clean up: one exec per host once prepared. Each step is recorded.
@@ -250,15 +289,17 @@ def switch_script(
     target = f"releases/{release}"
     protected = " ".join(q(name) for name in (release, *protect))
     head = _head(op, run, action, release)
+    spec = playbook.container
     return (
         _preamble(host, action, release, head)
+        + (containers.prelude(runtime) if spec else "")
         + f"""
 if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; then
   echo "releaser: release {release} is not prepared on this host" >&2
   _rec failed "" not-prepared
   exit {EXIT_NOT_PREPARED}
 fi
-before=$(readlink current 2>/dev/null || true)
+{_image_here(release) if spec else ""}before=$(readlink current 2>/dev/null || true)
 before=${{before#releases/}}
 ln -s {q(target)} ".current.tmp.$$"
 mv -T ".current.tmp.$$" current
@@ -270,7 +311,7 @@ if [ "$now" != {q(target)} ]; then
   exit {EXIT_SWITCH_MISMATCH}
 fi
 _rec switched "$before"
-{_step(playbook, "restart", "current", "restarted")}\
+{_restart(playbook, host, release)}\
 {_step(playbook, "verify", "current", "verified")}\
 {_served_check(playbook, release)}\
 keep={int(playbook.keep_releases)}
@@ -281,22 +322,50 @@ listed=(releases/*)
   n=$((n + 1))
   [ "$n" -le "$keep" ] && continue
   for kept in "$before" {protected}; do [ "$name" = "$kept" ] && continue 2; done
-  rm -rf "releases/$name"
+{containers.prune(spec) if spec else '  rm -rf "releases/$name"' + chr(10)}\
 done
 """
     )
 
 
+def _image_here(release: str) -> str:
+    """Before an image release's switch: its image must still be on the host, or the release
+    is prepared again (switch_back does so for `not-prepared`)."""
+    return f"""img=""
+read -r img < {q(f"releases/{release}/{containers.IMAGE_FILE}")} 2>/dev/null || true
+if [ -z "$img" ] || ! {containers.present()}; then
+  echo "releaser: the image of {release} is not on this host" >&2
+  _rec failed "" not-prepared
+  exit {EXIT_NOT_PREPARED}
+fi
+"""
+
+
+def _restart(playbook: Playbook, host: Host, release: str) -> str:
+    """After `current` moved: the container handover, or the restart hook."""
+    if playbook.container is None:
+        return _step(playbook, "restart", "current", "restarted")
+    return _marked("container") + containers.handover(playbook.container, host, release) + "_rec restarted\n"
+
+
 def _served(playbook: Playbook) -> str:
-    """Sets $served to what the running app reports (`version` hook), "?" if it cannot tell."""
+    """Sets $served to what the running app reports (`version` hook, or the release of the
+    running container), "?" if it cannot tell."""
+    if playbook.container is not None:
+        return containers.served(playbook.container) + 'served=$(_safe "$served"); served=${served:-?}\n'
     hook = _hook(playbook, "version", "current")
     return f"""served=$({hook} 2>/dev/null | head -n 1 | tr -d '[:space:]' || true)
 served=$(_safe "$served"); served=${{served:-?}}
 """
 
 
+def tells_served(playbook: Playbook) -> bool:
+    """Whether releaser can ask a host's running app which release it serves."""
+    return playbook.container is not None or bool(playbook.hooks.get("version"))
+
+
 def _served_check(playbook: Playbook, release: str) -> str:
-    if not playbook.hooks.get("version"):
+    if not tells_served(playbook):
         return ""
     return (
         _marked("version")
@@ -316,13 +385,14 @@ def check_script(host: Host, release: str, command: str) -> str:
     return _preamble(host, "check", release) + f"cd current\nbash -euo pipefail -c {q(command)}\n"
 
 
-def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40) -> str:
+def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40, runtime: str = "podman") -> str:
     """Ask the host what it runs: `current`, what the app serves, the record's tail (and the
     last switches). Waits up to `wait` seconds for a phase still running there."""
     root = q(host.root.rstrip("/") or "/")
     served = ""
-    if playbook.hooks.get("version"):
-        served = _served(playbook) + f'echo "{SERVED_MARKER} $served"\n'
+    if tells_served(playbook):
+        served = (containers.prelude(runtime) if playbook.container else "") + _served(playbook)
+        served += f'echo "{SERVED_MARKER} $served"\n'
     exports = "\n".join(
         f"export {name}={q(value)}"
         for name, value in {

@@ -71,7 +71,7 @@ def check_hosts(
         causes[name] = (str(exc), _is_mistake(exc))
     reached = [h for h in hosts if h.name not in causes]
     if reached:
-        results = fleet.run("preflight", reached, lambda h: _script(h, playbook), timeout=60, quiet=True, own=True)
+        results = fleet.run("preflight", reached, lambda h: _script(h, playbook, env), timeout=60, quiet=True, own=True)
         for name, result in results.items():
             said = [line[len(MARKER) + 1 :] for line in result.stdout.splitlines() if line.startswith(MARKER + " ")]
             if said:
@@ -101,9 +101,10 @@ def _is_mistake(exc: BaseException) -> bool:
     return isinstance(exc, (AccessRefused, FileNotFoundError, PermissionError))
 
 
-def _script(host: Host, playbook: Playbook) -> str:
-    """Can this user write the root (or create it), and run sudo without a password where the
-    playbook asks for it? Each problem is one marked line."""
+def _script(host: Host, playbook: Playbook, env: Environment) -> str:
+    """Can this user write the root (or create it), run sudo without a password where the
+    playbook asks for it, and run the container runtime of image releases? Each problem is
+    one marked line."""
     script = f"""root={q(host.root)}
 dir="$root"
 while [ ! -e "$dir" ]; do dir=$(dirname "$dir"); done
@@ -115,6 +116,11 @@ fi
         hooks = ", ".join(playbook.sudo)
         script += f"""sudo -n true 2>/dev/null || echo "{MARKER} sudo asks $(id -un) for a password, and the hooks \
 {hooks} run under sudo -n (allow them NOPASSWD in sudoers)"
+"""
+    if playbook.container is not None:
+        script += f"""command -v {q(env.runtime)} >/dev/null 2>&1 || echo "{MARKER} the container runtime \
+{env.runtime} is not installed for $(id -un) (the playbook runs containers): install {env.runtime}, or \
+set the runtime of the environment {env.name} (runtime: podman or docker)"
 """
     return script
 

@@ -1,4 +1,5 @@
-"""Registering releases: id rules, artifact checksum and contents, and the immutability of both."""
+"""Registering releases (a tarball, or an image by digest): id rules, artifact checksum and contents,
+and the immutability of both."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .events import Event
+from .images import ImageRef, Resolved
 from .journal import Journal
 from .model import RELEASE_ID, Release, utcnow
 from .processes import whoami
@@ -90,41 +92,86 @@ def create_release(
     validate_release_id(version)
     artifact = check_artifact(artifact, url)
     digest = sha256_file(artifact)
-    existing = store.get_release(version)
-    if existing is not None:
-        if existing.sha256 != digest:
-            raise UsageError(
-                f"release {version} already exists with a different artifact (sha256 {existing.sha256[:12]}…, "
-                f"this one {digest[:12]}…); releases are immutable: use a new id"
-            )
-        return existing, False
-    for name in features:
-        if not name or len(name) > 100 or any(ch in name for ch in "\n\r\t"):
-            raise UsageError(f"invalid feature name {name!r}")
     release = Release(
         version=version,
         artifact=str(artifact),
         sha256=digest,
         size=artifact.stat().st_size,
         notes=notes,
-        features=list(dict.fromkeys(features)),
+        features=_features(features),
         created_at=utcnow(),
         created_by=whoami(),
         url=url,
     )
+    return _register(store, journal, release, f"{release.size} bytes, sha256 {digest[:12]}")
+
+
+def create_image_release(
+    store: Store,
+    journal: Journal,
+    version: str,
+    image: ImageRef,
+    resolved: Resolved,
+    notes: str = "",
+    features: tuple[str, ...] = (),
+) -> tuple[Release, bool]:
+    """Register an image release: the digest the registry gave `image` (see images.resolve),
+    pinned, so that a tag moved later changes nothing."""
+    validate_release_id(version)
+    release = Release(
+        version=version,
+        artifact=str(image),
+        sha256=resolved.digest.removeprefix("sha256:"),
+        size=resolved.size,
+        notes=notes,
+        features=_features(features),
+        created_at=utcnow(),
+        created_by=whoami(),
+        image=image.pinned(resolved.digest),
+    )
+    return _register(store, journal, release, f"image {release.image}")
+
+
+def _features(features: tuple[str, ...]) -> list[str]:
+    for name in features:
+        if not name or len(name) > 100 or any(ch in name for ch in "\n\r\t"):
+            raise UsageError(f"invalid feature name {name!r}")
+    return list(dict.fromkeys(features))
+
+
+def _register(store: Store, journal: Journal, release: Release, what: str) -> tuple[Release, bool]:
+    """Store a new release and journal it; (release, created). Releases are immutable: the same
+    id with the same content is a no-op, with other content it is refused."""
+    existing = store.get_release(release.version)
+    if existing is not None:
+        if (existing.sha256, existing.image) != (release.sha256, release.image):
+            theirs = existing.image or f"sha256 {existing.sha256[:12]}…"
+            ours = release.image or f"sha256 {release.sha256[:12]}…"
+            raise UsageError(
+                f"release {release.version} already exists with other content ({theirs}; this one {ours}); "
+                "releases are immutable: use a new id"
+            )
+        return existing, False
     with store.transaction():
         store.add_release(release)
         journal.record(
             Event.RELEASE_CREATED,
-            f"registered {version} ({release.size} bytes, sha256 {digest[:12]})",
-            release=version,
-            data={"artifact": release.artifact, "sha256": digest, "features": release.features},
+            f"registered {release.version} ({what})",
+            release=release.version,
+            data={
+                "artifact": release.artifact,
+                "sha256": release.sha256,
+                "image": release.image,
+                "features": release.features,
+            },
         )
     return release, True
 
 
 def verify_artifact(release: Release) -> None:
-    """The artifact must still be the file that was registered."""
+    """The artifact must still be the file that was registered (an image is its digest)."""
+    if release.image:
+        return
     path = Path(release.artifact)
     if not path.is_file():
         raise UsageError(f"the artifact of {release.version} is gone: {path}")

@@ -26,31 +26,52 @@ def release() -> None:
     examples=(
         "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
         "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz",
+        "releaser release create 2.4.0 --image registry.example.com/shop:2.4.0",
     ),
 )
 @click.argument("version")
-@click.option("--artifact", required=True, type=click.Path(dir_okay=False), help="The release tarball.")
+@click.option("--artifact", type=click.Path(dir_okay=False), help="The release tarball.")
+@click.option("--image", help="A container image, REGISTRY/NAME:TAG; the tag's digest now is what the release is.")
 @click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
 @click.option("--feature", "features", multiple=True, help="A feature this release brings (repeatable).")
 @click.option("--url", help="Where hosts fetch the artifact in pull mode (its sha256 is checked on the host).")
 def release_create(
-    app: App, version: str, artifact: str, notes_file: str | None, features: tuple[str, ...], url: str | None
+    app: App,
+    version: str,
+    artifact: str | None,
+    image: str | None,
+    notes_file: str | None,
+    features: tuple[str, ...],
+    url: str | None,
 ) -> None:
-    """Register VERSION with its artifact (sha256 and size recorded; immutable)."""
-    from ..releases import check_artifact, create_release
+    """Register VERSION with its artifact (sha256 and size recorded) or its image (the digest
+    its tag names now); a release is immutable."""
+    from ..releases import check_artifact, create_image_release, create_release
     from ..yamlsrc import read_text
 
     validate_release_id(version)
+    if (artifact is None) == (image is None):
+        raise UsageError("give the release's --artifact FILE (a tarball) or its --image REGISTRY/NAME:TAG, one of them")
+    if image is not None and url is not None:
+        raise UsageError("--url names where hosts fetch a tarball; an image's hosts pull it from its registry")
     notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
     for feature in features:
         plain_option("--feature", feature)
     if url is not None:
         plain_option("--url", url)
-    app.config()
-    check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
-    rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
+    config = app.config()
+    if image is not None:
+        from ..images import parse_image, resolve
+
+        plain_option("--image", image)
+        ref = parse_image(image)
+        resolved = resolve(ref, config.registry(ref.registry))  # before the store is opened
+        rel, created = create_image_release(app.store(), app.journal(), version, ref, resolved, notes, features)
+    elif artifact is not None:  # one of the two, checked above
+        check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
+        rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
     if not created:
-        app.out.say(f"{version} is already registered with this artifact; nothing changed")
+        app.out.say(f"{version} is already registered with this {'image' if image else 'artifact'}; nothing changed")
     app.out.emit({"ok": True, "created": created, "release": asdict(rel)})
 
 
@@ -95,12 +116,16 @@ def release_show(app: App, version: str) -> None:
         "artifact": stored.artifact,
         "size": stored.size,
         "url": stored.url,
+        "image": stored.image,
         "notes": stored.notes,
         "hosts": {env: names for env, names in hosts.items() if names},
         "report": report,
     }
     app.out.result(f"{version}: {rel['status']}" + (f" — {rel['reason']}" if rel["reason"] else ""))
-    app.out.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
+    if stored.image:
+        app.out.result(f"  image     {stored.image} (from {stored.artifact}, {stored.size:,} bytes)")
+    else:
+        app.out.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
     app.out.result(f"  features  {', '.join(rel['features']) or '-'}")
     app.out.result(f"  by        {rel['created_by']}, {shown_time(rel['created_at'], app.out.tty)}")
     for stage in rel["stages"]:

@@ -20,6 +20,7 @@ from .environments import check_shared_roots, read_environment
 from .hosts import shared_environment_keys, with_defaults
 from .notify import read_webhooks
 from .pipeline import read_bake, read_pipeline
+from .registries import read_registries
 from .report import read_report
 from .rules import SAFE_NAME, SAFE_NAME_RULE
 from .state import read_state
@@ -86,6 +87,7 @@ def load_config(path: Path) -> Config:
     webhooks = read_webhooks(top)
     freezes = _read_freezes(top, set(environments))
     report = read_report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
+    registries = read_registries(top, path.parent)
     top.finish()
     if problems:
         raise ConfigError(list(problems))
@@ -103,6 +105,7 @@ def load_config(path: Path) -> Config:
         webhooks=webhooks,
         report=report,
         local_files=tuple(context.local_files.values()),
+        registries=registries,
     )
 
 
@@ -119,6 +122,9 @@ def register_secrets(config: Config) -> None:
     mail = config.report.mail
     if mail is not None and mail.username_env:
         secrets.read_credentials(mail.username_env, mail.password_env)
+    for registry in config.registries.values():
+        if registry.username_env:
+            secrets.read_credentials(registry.username_env, registry.password_env)
     for hook in (*config.webhooks, config.report.webhook):
         if hook is not None:
             secrets.read_env(hook.url_env, url=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from ..metrics import SOURCES
 from ..metrics.selector import read_selector
-from ..model import AlertRule, Environment, Host, MetricsSpec, RouterSpec, SshOptions
+from ..model import AlertRule, Environment, Host, MetricsSpec, Playbook, RouterSpec, SshOptions
 from ..router import ROUTERS
-from ..schema import ENV_NAME, Fields, Problems, shown
+from ..schema import ENV_NAME, Fields, Problems, render_template, shown
 from .context import Context
 from .hosts import read_host, read_ssh
 from .playbooks import read_playbook
-from .rules import ARTIFACT_MODES, TRANSPORTS, is_address, plain
+from .rules import ARTIFACT_MODES, RUNTIMES, TRANSPORTS, is_address, plain
 
 
 def read_environment(context: Context, name: str, fields: Fields, project: str, defaults: dict) -> Environment:
@@ -33,6 +33,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
     if slow_after <= 0:
         fields.problem("slow_after", "must be longer than 0s")
     artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
+    runtime = fields.str("runtime", "podman", choices=RUNTIMES)
     metrics = _read_metrics(fields)
     report_to = []
     for item, line, key in fields.items("report_to"):
@@ -62,6 +63,8 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         fields.problem("hosts", "an environment needs at least one host")
     if metrics is not None:
         _check_metric_templates(metrics, fields, hosts)
+    if playbook and context.playbooks[playbook].container is not None:
+        _check_container_templates(context.playbooks[playbook], fields, hosts)
     router = _read_router(context, fields, transport, ssh, hosts)
     alerts = _read_alert_rule(fields)
     fields.finish()
@@ -80,6 +83,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         slow_after=slow_after,
         router=router,
         alerts=alerts,
+        runtime=runtime or "podman",
     )
 
 
@@ -113,6 +117,19 @@ def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]
         return
     for key, message in SOURCES.get(spec.source).problems_for(spec, hosts):
         section.problem(key, message)
+
+
+def _check_container_templates(playbook: Playbook, fields: Fields, hosts: list[Host]) -> None:
+    """The run spec's values name host vars: each must fill in for every host of the environment."""
+    from ..containers import templates
+
+    for host in hosts:
+        for key, template in templates(playbook.container) if playbook.container else []:
+            try:
+                render_template(template, host)
+            except ValueError as exc:
+                fields.problem("playbook", f"{playbook.file}: container.{key}: {exc}")
+                return
 
 
 def _read_router(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..model import Playbook
-from ..schema import Fields, shown
+from ..model import ContainerSpec, Playbook
+from ..schema import Fields, check_text, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
-from .rules import HOOKS, PLAYBOOK_DIR, SAFE_NAME_RULE, safe_name
+from .rules import CONTAINER_NAME, HOOKS, PLAYBOOK_DIR, PORT_SPEC, SAFE_NAME_RULE, VOLUME_SPEC, safe_name
 
 
 def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | None:
@@ -50,8 +50,75 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
             if value:
                 hooks[hook] = value
         hook_fields.finish()
+    container = _read_container(fields, name)
+    if container is not None:
+        for hook in ("restart", "version"):
+            if hook in hooks and hook_fields is not None:
+                hook_fields.problem(
+                    hook,
+                    f"with `container:` releaser starts each release's container and asks it what it "
+                    f"serves; drop the {hook} hook (prepare and verify hooks still run)",
+                )
     fields.finish()
     context.playbooks[name] = Playbook(
-        name=name, file=display(path), hooks=hooks, shared=tuple(shared), keep_releases=keep, sudo=tuple(sudo)
+        name=name,
+        file=display(path),
+        hooks=hooks,
+        shared=tuple(shared),
+        keep_releases=keep,
+        sudo=tuple(sudo),
+        container=container,
     )
     return context.playbooks[name]
+
+
+def _read_container(parent: Fields, playbook: str) -> ContainerSpec | None:
+    """`container:`: how an image release runs on a host (model.ContainerSpec)."""
+    fields = parent.mapping("container")
+    if fields is None:
+        return None
+    default_name = playbook.lower() if CONTAINER_NAME.fullmatch(playbook.lower()) else "app"
+    name = fields.str("name", default_name)
+    if not CONTAINER_NAME.fullmatch(name or ""):
+        fields.problem("name", f"a container name is lower-case letters, digits, '.', '_' or '-', got {shown(name)}")
+        name = default_name
+    env = fields.scalar_map("env")
+    spec = ContainerSpec(
+        name=name,
+        network=fields.str("network", "host"),
+        ports=tuple(_words(fields, "ports", PORT_SPEC, "a port to publish like 8080:80 or 127.0.0.1:8080:80")),
+        env=env,
+        volumes=tuple(_words(fields, "volumes", VOLUME_SPEC, "a volume like /srv/shop/data:/data or name:/data:ro")),
+        command=tuple(_words(fields, "command", None, "an argument")),
+        ready=fields.str("ready"),
+        ready_timeout=fields.duration("ready_timeout", 60.0),
+        stop_timeout=fields.duration("stop_timeout", 20.0),
+    )
+    if spec.network and not CONTAINER_NAME.fullmatch(spec.network):
+        fields.problem("network", f"expected host or the name of a network, got {shown(spec.network)}")
+    if spec.ready and not spec.ready.startswith(("http://", "https://")):
+        fields.problem("ready", f"expected an http:// or https:// URL, got {shown(spec.ready)}")
+    if spec.ports and spec.network == "host":
+        fields.problem("ports", "a container on the host network uses the host's ports: drop `ports` or set `network`")
+    fields.finish()
+    return spec
+
+
+def _words(fields: Fields, key: str, shape, what: str) -> list[str]:
+    """A list of plain strings (each passed to the runtime as one argument)."""
+    words = []
+    for item, line, path in fields.items(key):
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            fields.problems.add(fields.file, line, path, f"expected {what}, got {shown(item)}")
+            continue
+        text = str(item)
+        try:
+            check_text(text)
+        except ValueError as exc:
+            fields.problems.add(fields.file, line, path, str(exc))
+            continue
+        if shape is not None and not shape.fullmatch(text):
+            fields.problems.add(fields.file, line, path, f"expected {what}, got {shown(text)}")
+            continue
+        words.append(text)
+    return words

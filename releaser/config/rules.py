@@ -16,6 +16,7 @@ STATE_BACKENDS = ("sqlite", "postgresql")
 DEFAULT_URL_ENV = "RELEASER_DATABASE_URL"
 WEBHOOK_FORMATS = ("json", "slack", "dingtalk", "wecom", "feishu")
 ARTIFACT_MODES = ("push", "pull")
+RUNTIMES = ("podman", "docker")  # container runtimes of image releases: the same CLI
 HOST_KEY_POLICIES = ("verify", "accept-new")
 REPORT_LANGUAGES = ("en", "zh-CN")
 MAIL_SECURITY = ("starttls", "ssl", "none")
@@ -24,7 +25,7 @@ MAIL_SECURITY = ("starttls", "ssl", "none")
 TRANSPORTS = ("local", "ssh")
 # Keys of an environment that `defaults:` may set for every environment; `ssh` and `vars` merge
 # key by key, the environment's own keys winning.
-SHARED_ENVIRONMENT_KEYS = ("transport", "playbook", "root", "ssh", "vars", "pass_env", "artifacts")
+SHARED_ENVIRONMENT_KEYS = ("transport", "playbook", "root", "ssh", "vars", "pass_env", "artifacts", "runtime")
 
 # Host and environment names reach shells, paths, journals and terminals: keep them plain.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -33,6 +34,11 @@ ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 HOST_ADDRESS = re.compile(r"[A-Za-z0-9._:-]{1,253}|\[[0-9A-Fa-f:.]+\]")
 SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
 JUMP = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?")
+# Image releases: an app's containers are named <name>-<release>; what `ports:` and `volumes:` hold.
+CONTAINER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_PORTS = r"[0-9]{1,5}(?:-[0-9]{1,5})?"
+PORT_SPEC = re.compile(rf"(?:(?:[0-9.]+|\[[0-9A-Fa-f:]+\]):)?(?:{_PORTS}:)?{_PORTS}(?:/(?:tcp|udp|sctp))?")
+VOLUME_SPEC = re.compile(r"[^:\s]+:/[^:\s]*(?::[a-zA-Z,]+)?")
 USER_KEY = re.compile(r"[A-Za-z0-9._@:+=/-]{1,128}")  # a key a router tells users apart by
 
 

@@ -166,12 +166,29 @@ class Environment(Record, frozen=True):
     slow_after: float = 20.0  # a phase running this long on a host is looked into, and again at each doubling
     router: RouterSpec | None = None
     alerts: AlertRule | None = None
+    runtime: str = "podman"  # image releases: podman | docker (the same CLI)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
             if host.name == name:
                 return host
         raise KeyError(name)
+
+
+class ContainerSpec(Record, frozen=True):
+    """How an image release runs on a host: the container releaser starts for each release
+    (named `<name>-<release>`), in place of `restart` and `version` hooks. Values may name
+    {address}, {name}, {root} and the host's vars."""
+
+    name: str  # the app's name: its containers carry the label releaser.app=<name>
+    network: str = "host"  # host, or a network the runtime knows
+    ports: tuple[str, ...] = ()  # publish: "8080:80", "127.0.0.1:8080:80"
+    env: dict[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()  # "/srv/shop/data:/data"
+    command: tuple[str, ...] = ()  # arguments after the image; () for the image's own
+    ready: str | None = None  # a URL that answers 2xx once the new container serves
+    ready_timeout: float = 60.0
+    stop_timeout: float = 20.0  # the old container's TERM, then KILL after this long
 
 
 class Playbook(Record, frozen=True):
@@ -183,6 +200,7 @@ class Playbook(Record, frozen=True):
     shared: tuple[str, ...] = ()
     keep_releases: int = 5
     sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
+    container: ContainerSpec | None = None  # image releases: the container that runs each release
 
 
 class Approval(Record, frozen=True):
@@ -271,6 +289,18 @@ class ReportSpec(Record, frozen=True):
         return [(key, selector) for key, selector in named if selector is not None]
 
 
+class RegistrySpec(Record, frozen=True):
+    """How releaser reaches a container registry (`registries:`) to resolve a tag to its
+    digest; hosts pull with the runtime's own trust settings."""
+
+    address: str  # host[:port], as image references name it
+    insecure: bool = False  # plain HTTP (a loopback lab); hosts' runtimes pull without TLS too
+    ca_file: str | None = None  # trust this CA (PEM) instead of the system's
+    username_env: str | None = None  # names of environment variables holding credentials
+    password_env: str | None = None
+    timeout: float = 30.0
+
+
 class Freeze(Record, frozen=True):
     """A time when promotions are refused (rollbacks never are): once, from `start` to `end`
     (ISO local times), or every week (`start` and `end` as "Fri 18:00"), in `timezone`."""
@@ -310,6 +340,11 @@ class Config(Record, frozen=True):
     state_url_env: str = "RELEASER_DATABASE_URL"  # postgresql: the variable holding the state's URL
     freezes: tuple[Freeze, ...] = ()
     local_files: tuple[LocalFile, ...] = ()  # SSH files named, checked by `validate` and before a stage
+    registries: dict[str, RegistrySpec] = field(default_factory=dict)  # by address
+
+    def registry(self, address: str) -> RegistrySpec:
+        """The registry's settings; one not configured is reached over TLS without credentials."""
+        return self.registries.get(address) or RegistrySpec(address)
 
     @property
     def base_dir(self) -> Path:

@@ -59,6 +59,7 @@ class Release(Record):
     created_at: str = ""
     created_by: str = ""
     url: str | None = None  # where hosts fetch the artifact in pull mode
+    image: str | None = None  # an image release: registry/name@sha256:..., what hosts pull and run
 
 
 class Claim(Record, frozen=True):

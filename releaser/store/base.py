@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import NeedsHuman
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class StoreError(NeedsHuman):

@@ -193,6 +193,8 @@ MIGRATIONS: list[str] = [
         UNIQUE (group_key, environment, starts_at)
     );
     """,
+    # 10: image releases: the pinned reference (registry/name@sha256:...) hosts pull and run
+    "ALTER TABLE releases ADD COLUMN image TEXT",
 ]
 if len(MIGRATIONS) != SCHEMA_VERSION:
     raise RuntimeError(f"{len(MIGRATIONS)} migrations for schema version {SCHEMA_VERSION}")

@@ -35,8 +35,8 @@ class PromotionTables(Plumbing):
         """Record a new release; the caller has checked that the id is free."""
         self._db.execute(
             "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by,"
-            " url)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " url, image)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release.version,
                 release.artifact,
@@ -48,6 +48,7 @@ class PromotionTables(Plumbing):
                 release.created_at or utcnow(),
                 release.created_by,
                 release.url,
+                release.image,
             ),
         )
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 
 # the markers (registered, with their meaning, in pyproject.toml); any of the others implies `real`
-PARTS = ("sshd", "nginx", "prometheus", "postgres", "chromium", "alertmanager", "smtp", "real")
+PARTS = ("sshd", "nginx", "prometheus", "postgres", "chromium", "alertmanager", "smtp", "podman", "real")
 
 current: pytest.Item | None = None  # the test running in this process, set by tests/conftest.py
 

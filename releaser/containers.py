@@ -1,0 +1,162 @@
+"""Image releases on a host: the bash that pulls a release's image, creates its container, hands
+over from the running one, says which release runs, and prunes what `keep_releases` lets go.
+playbook.py places these steps in its phases.
+
+Each release runs as the container `<name>-<release>` (labels `releaser.app` and
+`releaser.release`), created when the release is prepared, so that a run spec the runtime
+refuses fails before any host switches. A switch stops the app's running container and
+starts the target's: a deploy and a rollback alike, the rollback from the image still on the
+host (never a pull). podman and docker share the CLI used here.
+
+Every value is quoted; the phase reads the image reference into $img from the release's
+IMAGE file, written by prepare from the registered (pinned) reference.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .model import ContainerSpec, Host
+from .schema import render_template
+
+q = shlex.quote
+
+IMAGE_FILE = "IMAGE"
+
+
+def container_name(spec: ContainerSpec, release: str) -> str:
+    """A release's container ('+' is not allowed in container names)."""
+    return f"{spec.name}-{release.replace('+', '_')}"
+
+
+def templates(spec: ContainerSpec) -> list[tuple[str, str]]:
+    """The run spec's values that may name host vars, as (key, template)."""
+    found = [(f"env.{name}", value) for name, value in spec.env.items()]
+    found += [(f"volumes[{i}]", value) for i, value in enumerate(spec.volumes)]
+    found += [(f"command[{i}]", value) for i, value in enumerate(spec.command)]
+    found += [(f"ports[{i}]", value) for i, value in enumerate(spec.ports)]
+    return found + ([("ready", spec.ready)] if spec.ready else [])
+
+
+def prelude(runtime: str) -> str:
+    """Which runtime the phase drives, and the app's running containers."""
+    return f'rt={q(runtime)}\n_running() {{ "$rt" ps -q --filter "label=releaser.app=$1" 2>/dev/null; }}\n'
+
+
+def present() -> str:
+    """A test: the image $img is on the host."""
+    return '"$rt" image inspect "$img" >/dev/null 2>&1'
+
+
+def pull(insecure: bool) -> str:
+    """The image $img onto the host, by its digest; fails the phase with the runtime's words."""
+    tls = " --tls-verify=false" if insecure else ""
+    return f"""if ! {present()}; then
+  if ! "$rt" pull -q{tls} "$img" >/dev/null </dev/null; then
+    echo "releaser: $rt could not pull $img (its words are above): check that this host reaches the registry \\
+and may read the image" >&2
+    _rec failed "" pull
+    exit 1
+  fi
+fi
+"""
+
+
+def create(spec: ContainerSpec, host: Host, release: str) -> str:
+    """The release's container, created (not started) from $img unless it exists."""
+    args = ["create", "--name", container_name(spec, release), "--label", f"releaser.app={spec.name}"]
+    args += ["--label", f"releaser.release={release}", "--pull", "never", "--network", spec.network]
+    for port in spec.ports:
+        args += ["--publish", render_template(port, host)]
+    for name, value in spec.env.items():
+        args += ["--env", f"{name}={render_template(value, host)}"]
+    for volume in spec.volumes:
+        args += ["--volume", render_template(volume, host)]
+    command = "".join(" " + q(render_template(arg, host)) for arg in spec.command)
+    return f"""if ! "$rt" inspect --type container {q(container_name(spec, release))} >/dev/null 2>&1; then
+  if ! "$rt" {" ".join(q(arg) for arg in args)} "$img"{command} >/dev/null </dev/null; then
+    echo "releaser: $rt refused to create the container of {release} (its words are above): check \\`container:\\` \\
+in the playbook" >&2
+    _rec failed "" container
+    exit 1
+  fi
+fi
+"""
+
+
+# Whether a URL answers 2xx, asked on the host itself.
+_ANSWERS = r"""_answers() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null
+  else
+    wget -q -O /dev/null -T 2 "$1" 2>/dev/null
+  fi
+}
+"""
+
+
+def handover(spec: ContainerSpec, host: Host, release: str) -> str:
+    """The switch's restart: stop the app's running container (TERM, KILL after stop_timeout),
+    start the release's (created again from its image if it went), wait until it is ready.
+    Both bind the same ports, so the old one stops first; with a router the host is drained."""
+    name = q(container_name(spec, release))
+    ready = ""
+    if spec.ready:
+        url = render_template(spec.ready, host)
+        ready = (
+            _ANSWERS
+            + f"""until=$((SECONDS + {max(1, round(spec.ready_timeout))}))
+until _answers {q(url)}; do
+  if [ "$("$rt" inspect --format '{{{{.State.Running}}}}' {name} 2>/dev/null)" != true ]; then
+    echo "releaser: the container of {release} stopped before it was ready; its last words:" >&2
+    "$rt" logs --tail 20 {name} </dev/null >&2 2>&1 || true
+    _rec failed "" "container exited"
+    exit 1
+  fi
+  if [ "$SECONDS" -ge "$until" ]; then
+    echo "releaser: the container of {release} was not ready within {round(spec.ready_timeout)}s \\
+({url} did not answer 2xx); its last words:" >&2
+    "$rt" logs --tail 20 {name} </dev/null >&2 2>&1 || true
+    _rec failed "" "not ready"
+    exit 1
+  fi
+  sleep 0.2
+done
+"""
+        )
+    return (
+        create(spec, host, release)
+        + f"""for old in $(_running {q(spec.name)}); do
+  if ! "$rt" stop -t {round(spec.stop_timeout)} "$old" >/dev/null </dev/null; then
+    _rec failed "" "container stop"
+    exit 1
+  fi
+done
+if ! "$rt" start {name} >/dev/null </dev/null; then
+  echo "releaser: $rt could not start the container of {release} (its words are above)" >&2
+  _rec failed "" "container start"
+  exit 1
+fi
+{ready}"""
+    )
+
+
+def served(spec: ContainerSpec) -> str:
+    """Sets $served to the release of the app's running container: "" when none runs, and
+    several joined by commas (which _safe reads as "?") in the middle of a handover."""
+    return f"""served=""
+ids=$(_running {q(spec.name)})
+[ -z "$ids" ] || served=$("$rt" inspect --format '{{{{index .Config.Labels "releaser.release"}}}}' $ids 2>/dev/null \\
+  | paste -sd, -)
+"""
+
+
+def prune(spec: ContainerSpec) -> str:
+    """In the cleanup loop, in place of removing releases/$name: its container goes, then the
+    directory, then its image unless a kept release names the same one."""
+    return f"""  gone=""
+  read -r gone < "releases/$name/{IMAGE_FILE}" 2>/dev/null || true
+  "$rt" rm -f "{spec.name}-${{name//+/_}}" >/dev/null 2>&1 </dev/null || true
+  rm -rf "releases/$name"
+  [ -z "$gone" ] || grep -qsxF "$gone" releases/*/{IMAGE_FILE} || "$rt" rmi "$gone" >/dev/null 2>&1 </dev/null || true
+"""

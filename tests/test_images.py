@@ -1,0 +1,143 @@
+"""Image releases: a tag resolved to its digest at registration, pulled by every host of a stage,
+run as one container per release, rolled back from the image still on the host. Real sshd
+hosts, each with its own podman storage, and a real registry on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from releaser.images import parse_image
+from tests.harness.containers import Registry, podman, podman_conf, stop_all
+from tests.harness.marks import starts
+
+HOSTS = {"dev": ["dev-1"], "test": ["test-1"], "prod": ["web-1", "web-2", "web-3", "web-4"]}
+
+PLAYBOOK = """\
+keep_releases: 2
+container:
+  name: shop
+  env: {ADDR: "{address}", PORT: "{PORT}", NAME: "{name}"}
+  ready: "http://{address}:{PORT}/ready"
+  ready_timeout: 20s
+  stop_timeout: 5s
+"""
+
+CHECKS = """\
+checks:
+  - name: health
+    type: http
+    url: "http://{address}:{PORT}/health"
+    expect_status: [200]
+    timeout: 2s
+"""
+
+
+@pytest.fixture(scope="module")
+@starts("podman")
+def registry(tmp_path_factory):
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.close()
+
+
+class ImageProject:
+    def __init__(self, project, fleet, registry, tmp_path):
+        self.project, self.registry = project, registry
+        self.podman_dirs = {}
+        addresses = iter(fleet.addresses)
+        envs = []
+        for env, hosts in HOSTS.items():
+            entries = []
+            for host in hosts:
+                directory = tmp_path / "podman" / host
+                self.podman_dirs[host] = directory
+                conf = podman_conf(directory)
+                entries.append(
+                    f"{{name: {host}, address: {next(addresses)}, vars: {{CONTAINERS_CONF: {conf['CONTAINERS_CONF']}, "
+                    f"CONTAINERS_STORAGE_CONF: {conf['CONTAINERS_STORAGE_CONF']}}}}}"
+                )
+            envs.append(
+                f'  {env}:\n    transport: ssh\n    root: "{project.dir}/hosts/{{host}}"\n'
+                f"    ssh: {fleet.ssh_options()}\n    playbook: shop\n    command_timeout: 60s\n"
+                f'    vars: {{PORT: "18{len(envs)}80"}}\n    hosts: [{", ".join(entries)}]'
+            )
+        stages = "".join(
+            f"  - stage: {stage}\n    environment: {env}\n    checks: [health]\n    bake: 300ms\n    interval: 100ms\n"
+            for stage, env in (("selftest", "dev"), ("test", "test"), ("gray", "prod"), ("full", "prod"))
+        )
+        (project.dir / "playbooks" / "shop.yaml").write_text(PLAYBOOK)
+        (project.dir / "healthchecks" / "health.yaml").write_text(CHECKS)
+        (project.dir / "environments.yaml").write_text(
+            f"project: shop\nregistries:\n  {registry.address}: {{insecure: true}}\n"
+            "environments:\n" + "\n".join(envs) + "\npipeline:\n" + stages
+        )
+
+    def running(self, host: str) -> list[str]:
+        """The releases of the containers running on a host, asked of its podman."""
+        conf = podman_conf(self.podman_dirs[host])
+        out = podman(conf, "ps", "--format", '{{index .Labels "releaser.release"}}').stdout
+        return sorted(out.split())
+
+    def close(self) -> None:
+        for directory in self.podman_dirs.values():
+            stop_all(podman_conf(directory))
+
+
+@pytest.fixture
+def images(project, ssh_fleet, registry, tmp_path):
+    ssh_fleet.heal()
+    setup = ImageProject(project, ssh_fleet, registry, tmp_path)
+    yield setup
+    setup.close()
+
+
+def test_an_image_release_goes_through_every_stage_and_a_bad_one_rolls_back_without_a_pull(images):
+    project, registry = images.project, images.registry
+    good = registry.push("shop", "1.0", "1.0")
+    project.cli("release", "create", "1.0", "--image", good, check=True)
+    shown = json.loads(project.cli("release", "show", "1.0", "--json", check=True).stdout)["release"]
+    pinned = shown["image"]
+    assert pinned == f"{registry.address}/shop@sha256:{shown['sha256']}"
+
+    # a tag moved later changes nothing: the release is its digest
+    registry.push("shop", "1.0", "1.0-moved")
+    again = project.cli("release", "create", "1.0", "--image", good)
+    assert again.returncode == 2 and "already exists with other content" in again.stderr
+
+    project.cli("run", "1.0", check=True, timeout=300)
+    assert registry.manifest_fetches(pinned) == 6  # each host pulled it once
+    for hosts in HOSTS.values():
+        for host in hosts:
+            assert images.running(host) == ["1.0"], host
+
+    bad = registry.push("shop", "1.1", "1.1", sick_on="web-")
+    project.cli("release", "create", "1.1", "--image", bad, check=True)
+    run = project.cli("run", "1.1", timeout=300)
+    assert run.returncode == 1 and "web-" in run.stderr, run.stdout + run.stderr
+    shown = json.loads(project.cli("release", "show", "1.1", "--json", check=True).stdout)["release"]
+    assert [(s["stage"], s["status"]) for s in shown["stages"]] == [
+        ("selftest", "passed"),
+        ("test", "passed"),
+        ("gray", "rolled_back"),
+    ]
+    for host in HOSTS["prod"]:
+        assert images.running(host) == ["1.0"], host
+    # the gray host's rollback started 1.0 from the image it had: no host fetched it again
+    assert registry.manifest_fetches(pinned) == 6
+    assert registry.manifest_fetches(shown["image"]) == 3  # dev-1, test-1 and the gray host
+    assert images.running("dev-1") == ["1.1"]
+
+
+def test_references_that_name_no_registry_or_tag_are_refused_before_anything_is_asked():
+    for text, words in (
+        ("shop:1.0", "names no registry"),
+        ("library/shop:1.0", "names no registry"),
+        ("127.0.0.1:5000/shop", "names no tag or digest"),
+        ("127.0.0.1:5000/Shop:1", "not a valid reference"),
+    ):
+        with pytest.raises(Exception, match=words):
+            parse_image(text)
+    ref = parse_image("registry.example.com:443/team/shop:2.4.0")
+    assert (ref.registry, ref.repository, ref.tag) == ("registry.example.com:443", "team/shop", "2.4.0")
