@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 
 from .model import ContainerSpec, Host
+from .readiness import wait_ready
 from .schema import render_template
 
 q = shlex.quote
@@ -84,46 +85,19 @@ fi
 """
 
 
-# Whether a URL answers 2xx, asked on the host itself.
-_ANSWERS = r"""_answers() {
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null
-  else
-    wget -q -O /dev/null -T 2 "$1" 2>/dev/null
-  fi
-}
-"""
-
-
 def handover(spec: ContainerSpec, host: Host, release: str) -> str:
     """The switch's restart: stop the app's running container (TERM, KILL after stop_timeout),
     start the release's (created again from its image if it went), wait until it is ready.
     Both bind the same ports, so the old one stops first; with a router the host is drained."""
     name = q(container_name(spec, release))
-    ready = ""
-    if spec.ready:
-        url = render_template(spec.ready, host)
-        ready = (
-            _ANSWERS
-            + f"""until=$((SECONDS + {max(1, round(spec.ready_timeout))}))
-until _answers {q(url)}; do
-  if [ "$("$rt" inspect --format '{{{{.State.Running}}}}' {name} 2>/dev/null)" != true ]; then
-    echo "releaser: the container of {release} stopped before it was ready; its last words:" >&2
-    "$rt" logs --tail 20 {name} </dev/null >&2 2>&1 || true
-    _rec failed "" "container exited"
-    exit 1
-  fi
-  if [ "$SECONDS" -ge "$until" ]; then
-    echo "releaser: the container of {release} was not ready within {round(spec.ready_timeout)}s \\
-({url} did not answer 2xx); its last words:" >&2
-    "$rt" logs --tail 20 {name} </dev/null >&2 2>&1 || true
-    _rec failed "" "not ready"
-    exit 1
-  fi
-  sleep 0.2
-done
-"""
-        )
+    ready = wait_ready(
+        f"the container of {release}",
+        render_template(spec.ready, host) if spec.ready else None,
+        spec.ready_timeout,
+        f"""[ "$("$rt" inspect --format '{{{{.State.Running}}}}' {name} 2>/dev/null)" = true ]""",
+        f'"$rt" logs --tail 20 {name}',
+        f'"$rt" stop -t {round(spec.stop_timeout)} {name} >/dev/null 2>&1 </dev/null || true',
+    )
     return (
         create(spec, host, release)
         + f"""for old in $(_running {q(spec.name)}); do
@@ -137,7 +111,8 @@ if ! "$rt" start {name} >/dev/null </dev/null; then
   _rec failed "" "container start"
   exit 1
 fi
-{ready}"""
+"""
+        + ready
     )
 
 
@@ -155,7 +130,7 @@ def prune(spec: ContainerSpec) -> str:
     """In the cleanup loop, in place of removing releases/$name: its container goes, then the
     directory, then its image unless a kept release names the same one."""
     return f"""  gone=""
-  read -r gone < "releases/$name/{IMAGE_FILE}" 2>/dev/null || true
+  read -r gone 2>/dev/null < "releases/$name/{IMAGE_FILE}" || true
   "$rt" rm -f "{spec.name}-${{name//+/_}}" >/dev/null 2>&1 </dev/null || true
   rm -rf "releases/$name"
   [ -z "$gone" ] || grep -qsxF "$gone" releases/*/{IMAGE_FILE} || "$rt" rmi "$gone" >/dev/null 2>&1 </dev/null || true

@@ -134,7 +134,7 @@ class HostView(Record):
             return ""
         current = f"`current` is {self.current or 'nothing'}"
         if self.served == UNKNOWN:
-            return f"{current} but the version hook printed no version: is the app running?"
+            return f"{current} but the app told no release (its version hook, service or container): is it running?"
         return f"{current} but the app serves {self.served}"
 
     def previous(self, release: str) -> str | None:

@@ -18,7 +18,7 @@ import os
 import shlex
 import uuid
 
-from . import containers
+from . import containers, services
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
 from .model import Host, Playbook
 from .record import Record
@@ -99,7 +99,7 @@ _RECORDER = (
 _held() {
   local f="${RELEASER_STEP_FILE%.step}" runner=0 last=0 p pid held i
   [ -n "${RELEASER_STEP_FILE:-}" ] && [ -e "$f.out" ] || return 0
-  read -r runner < "$f.pid" 2>/dev/null || true
+  read -r runner 2>/dev/null < "$f.pid" || true
   for ((i = 0; i < 30; i++)); do
     held=""
     read -r _ _ _ _ last < /proc/loadavg 2>/dev/null || last=0  # the pid given out last
@@ -293,6 +293,7 @@ def switch_script(
     return (
         _preamble(host, action, release, head)
         + (containers.prelude(runtime) if spec else "")
+        + (services.prelude() if playbook.service else "")
         + f"""
 if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; then
   echo "releaser: release {release} is not prepared on this host" >&2
@@ -332,7 +333,7 @@ def _image_here(release: str) -> str:
     """Before an image release's switch: its image must still be on the host, or the release
     is prepared again (switch_back does so for `not-prepared`)."""
     return f"""img=""
-read -r img < {q(f"releases/{release}/{containers.IMAGE_FILE}")} 2>/dev/null || true
+read -r img 2>/dev/null < {q(f"releases/{release}/{containers.IMAGE_FILE}")} || true
 if [ -z "$img" ] || ! {containers.present()}; then
   echo "releaser: the image of {release} is not on this host" >&2
   _rec failed "" not-prepared
@@ -342,17 +343,22 @@ fi
 
 
 def _restart(playbook: Playbook, host: Host, release: str) -> str:
-    """After `current` moved: the container handover, or the restart hook."""
-    if playbook.container is None:
-        return _step(playbook, "restart", "current", "restarted")
-    return _marked("container") + containers.handover(playbook.container, host, release) + "_rec restarted\n"
+    """After `current` moved: the container or service handover, or the restart hook."""
+    if playbook.container is not None:
+        return _marked("container") + containers.handover(playbook.container, host, release) + "_rec restarted\n"
+    if playbook.service is not None:
+        return (
+            _marked("service") + services.handover(playbook.service, host, release) + '_rec restarted "" "pid $new"\n'
+        )
+    return _step(playbook, "restart", "current", "restarted")
 
 
 def _served(playbook: Playbook) -> str:
     """Sets $served to what the running app reports (`version` hook, or the release of the
     running container), "?" if it cannot tell."""
-    if playbook.container is not None:
-        return containers.served(playbook.container) + 'served=$(_safe "$served"); served=${served:-?}\n'
+    if playbook.container is not None or playbook.service is not None:
+        told = containers.served(playbook.container) if playbook.container else services.served()
+        return told + 'served=$(_safe "$served"); served=${served:-?}\n'
     hook = _hook(playbook, "version", "current")
     return f"""served=$({hook} 2>/dev/null | head -n 1 | tr -d '[:space:]' || true)
 served=$(_safe "$served"); served=${{served:-?}}
@@ -361,7 +367,7 @@ served=$(_safe "$served"); served=${{served:-?}}
 
 def tells_served(playbook: Playbook) -> bool:
     """Whether releaser can ask a host's running app which release it serves."""
-    return playbook.container is not None or bool(playbook.hooks.get("version"))
+    return playbook.container is not None or playbook.service is not None or bool(playbook.hooks.get("version"))
 
 
 def _served_check(playbook: Playbook, release: str) -> str:
@@ -392,6 +398,7 @@ def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40, ru
     served = ""
     if tells_served(playbook):
         served = (containers.prelude(runtime) if playbook.container else "") + _served(playbook)
+        served = (services.prelude() if playbook.service else "") + served
         served += f'echo "{SERVED_MARKER} $served"\n'
     exports = "\n".join(
         f"export {name}={q(value)}"

@@ -138,7 +138,8 @@ def test_a_release_that_does_not_start_is_caught_at_selftest(field):
     assert REFUSALS[field.service.name] in failed
     # while rolling back, the host that does not serve is named in words, not as "serves ?"
     assert (
-        "dev-1: in doubt: `current` is 1.3.0 but the version hook printed no version: is the app running?"
+        "dev-1: in doubt: `current` is 1.3.0 but the app told no release (its version hook, service or container): "
+        "is it running?"
         in proc.stderr
         and "serves ?" not in proc.stderr
     )

@@ -63,8 +63,8 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         fields.problem("hosts", "an environment needs at least one host")
     if metrics is not None:
         _check_metric_templates(metrics, fields, hosts)
-    if playbook and context.playbooks[playbook].container is not None:
-        _check_container_templates(context.playbooks[playbook], fields, hosts)
+    if playbook:
+        _check_run_templates(context.playbooks[playbook], fields, hosts)
     router = _read_router(context, fields, transport, ssh, hosts)
     alerts = _read_alert_rule(fields)
     fields.finish()
@@ -119,16 +119,25 @@ def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]
         section.problem(key, message)
 
 
-def _check_container_templates(playbook: Playbook, fields: Fields, hosts: list[Host]) -> None:
-    """The run spec's values name host vars: each must fill in for every host of the environment."""
-    from ..containers import templates
+def _check_run_templates(playbook: Playbook, fields: Fields, hosts: list[Host]) -> None:
+    """A container's or service's values may name host vars: each must fill in for every host
+    of the environment."""
+    if playbook.container is not None:
+        from ..containers import templates
 
+        section, named = "container", templates(playbook.container)
+    elif playbook.service is not None:
+        from ..services import templates as service_templates
+
+        section, named = "service", service_templates(playbook.service)
+    else:
+        return
     for host in hosts:
-        for key, template in templates(playbook.container) if playbook.container else []:
+        for key, template in named:
             try:
                 render_template(template, host)
             except ValueError as exc:
-                fields.problem("playbook", f"{playbook.file}: container.{key}: {exc}")
+                fields.problem("playbook", f"{playbook.file}: {section}.{key}: {exc}")
                 return
 
 

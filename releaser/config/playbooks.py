@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..model import ContainerSpec, Playbook
+from ..model import ContainerSpec, Playbook, ServiceSpec
 from ..schema import Fields, check_text, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
@@ -51,14 +51,17 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
                 hooks[hook] = value
         hook_fields.finish()
     container = _read_container(fields, name)
-    if container is not None:
-        for hook in ("restart", "version"):
-            if hook in hooks and hook_fields is not None:
-                hook_fields.problem(
-                    hook,
-                    f"with `container:` releaser starts each release's container and asks it what it "
-                    f"serves; drop the {hook} hook (prepare and verify hooks still run)",
-                )
+    service = _read_service(fields, name)
+    if container is not None and service is not None:
+        fields.problem("service", "a playbook runs a container (image releases) or a service (tarballs), not both")
+    runs = "container" if container is not None else "service" if service is not None else None
+    for hook in ("restart", "version"):
+        if runs and hook in hooks and hook_fields is not None:
+            hook_fields.problem(
+                hook,
+                f"with `{runs}:` releaser starts each release's {runs} and asks it what it "
+                f"serves; drop the {hook} hook (prepare and verify hooks still run)",
+            )
     fields.finish()
     context.playbooks[name] = Playbook(
         name=name,
@@ -68,8 +71,32 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
         keep_releases=keep,
         sudo=tuple(sudo),
         container=container,
+        service=service,
     )
     return context.playbooks[name]
+
+
+def _read_service(parent: Fields, playbook: str) -> ServiceSpec | None:
+    """`service:`: the process releaser runs for each tarball release (model.ServiceSpec)."""
+    fields = parent.mapping("service")
+    if fields is None:
+        return None
+    default_name = playbook if CONTAINER_NAME.fullmatch(playbook) else "app"
+    name = fields.str("name", default_name)
+    if not CONTAINER_NAME.fullmatch(name or ""):
+        fields.problem("name", f"a service name is lower-case letters, digits, '.', '_' or '-', got {shown(name)}")
+        name = default_name
+    spec = ServiceSpec(
+        name=name,
+        command=fields.str("command", "", required=True),
+        ready=fields.str("ready"),
+        ready_timeout=fields.duration("ready_timeout", 60.0),
+        stop_timeout=fields.duration("stop_timeout", 20.0),
+    )
+    if spec.ready and not spec.ready.startswith(("http://", "https://")):
+        fields.problem("ready", f"expected an http:// or https:// URL, got {shown(spec.ready)}")
+    fields.finish()
+    return spec
 
 
 def _read_container(parent: Fields, playbook: str) -> ContainerSpec | None:

@@ -191,6 +191,23 @@ class ContainerSpec(Record, frozen=True):
     stop_timeout: float = 20.0  # the old container's TERM, then KILL after this long
 
 
+class ServiceSpec(Record, frozen=True):
+    """A tarball release's process that releaser runs in place of `restart` and `version`
+    hooks: started detached in the release's directory, its output in `logs/<name>.log` under
+    the host's root, stopped gracefully then forcibly. Values may name host vars."""
+
+    name: str
+    command: str  # a bash command line; `exec`'d, so its pid is the service's
+    ready: str | None = None  # a URL that answers 2xx once the new process serves
+    ready_timeout: float = 60.0
+    stop_timeout: float = 20.0  # TERM to the process group, then KILL after this long
+
+    @property
+    def log(self) -> str:
+        """Its log, relative to the host's root."""
+        return f"logs/{self.name}.log"
+
+
 class Playbook(Record, frozen=True):
     """The hooks that install, switch and check a release on a host, and what they share."""
 
@@ -201,6 +218,7 @@ class Playbook(Record, frozen=True):
     keep_releases: int = 5
     sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
     container: ContainerSpec | None = None  # image releases: the container that runs each release
+    service: ServiceSpec | None = None  # tarball releases: the process releaser runs for each release
 
 
 class Approval(Record, frozen=True):
