@@ -63,8 +63,9 @@ fi
 """
 
 
-def create(spec: ContainerSpec, host: Host, release: str) -> str:
-    """The release's container, created (not started) from $img unless it exists."""
+def create(spec: ContainerSpec, host: Host, release: str, secrets: str | None = None) -> str:
+    """The release's container, created (not started) from $img unless it exists; with the
+    app's secrets from the file `secrets` (a path the shell expands) in its environment."""
     args = ["create", "--name", container_name(spec, release), "--label", f"releaser.app={spec.name}"]
     args += ["--label", f"releaser.release={release}", "--pull", "never", "--network", spec.network]
     for port in spec.ports:
@@ -74,8 +75,9 @@ def create(spec: ContainerSpec, host: Host, release: str) -> str:
     for volume in spec.volumes:
         args += ["--volume", render_template(volume, host)]
     command = "".join(" " + q(render_template(arg, host)) for arg in spec.command)
+    env_file = f' --env-file "{secrets}"' if secrets else ""
     return f"""if ! "$rt" inspect --type container {q(container_name(spec, release))} >/dev/null 2>&1; then
-  if ! "$rt" {" ".join(q(arg) for arg in args)} "$img"{command} >/dev/null </dev/null; then
+  if ! "$rt" {" ".join(q(arg) for arg in args)}{env_file} "$img"{command} >/dev/null </dev/null; then
     echo "releaser: $rt refused to create the container of {release} (its words are above): check \\`container:\\` \\
 in the playbook" >&2
     _rec failed "" container
@@ -85,7 +87,7 @@ fi
 """
 
 
-def handover(spec: ContainerSpec, host: Host, release: str) -> str:
+def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None = None) -> str:
     """The switch's restart: stop the app's running container (TERM, KILL after stop_timeout),
     start the release's (created again from its image if it went), wait until it is ready.
     Both bind the same ports, so the old one stops first; with a router the host is drained."""
@@ -99,7 +101,7 @@ def handover(spec: ContainerSpec, host: Host, release: str) -> str:
         f'"$rt" stop -t {round(spec.stop_timeout)} {name} >/dev/null 2>&1 </dev/null || true',
     )
     return (
-        create(spec, host, release)
+        create(spec, host, release, secrets)
         + f"""for old in $(_running {q(spec.name)}); do
   if ! "$rt" stop -t {round(spec.stop_timeout)} "$old" >/dev/null </dev/null; then
     _rec failed "" "container stop"

@@ -18,9 +18,10 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 
 from . import playbook as pb
+from .appsecrets import env_file, env_file_path
 from .errors import NeedsHuman
 from .events import Event
-from .fleet import Fleet, HostResult
+from .fleet import Fleet, HostResult, Upload
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
 from .model import DeployAction, Deployment, DeploymentStatus, Environment, Host, Playbook, Release
@@ -117,17 +118,27 @@ class Deployer:
         release's image by its digest and create its container."""
         pull = self.env.artifacts == "pull" or release.image is not None
         image = release.image
+        private = env_file(self.env) if self.env.secrets else None
+
+        def uploads(host: Host) -> list[Upload]:
+            sent: list[Upload] = [] if pull else [(release.artifact, pb.artifact_path(host, release.version))]
+            return sent + ([(private, env_file_path(host))] if private is not None else [])
 
         def script(host: Host) -> str:
             op = deps[host.name].op + "p"
             if image is not None:
                 insecure = image.split("/", 1)[0] in self.insecure
-                body = pb.image_prepare_script(
-                    self.playbook, host, release.version, image, op, run, self.env.runtime, insecure
-                )
+                body = pb.image_prepare_script(self.playbook, host, release.version, image, op, run, self.env, insecure)
             else:
                 body = pb.prepare_script(
-                    self.playbook, host, release.version, release.sha256, op, run, release.url if pull else None
+                    self.playbook,
+                    host,
+                    release.version,
+                    release.sha256,
+                    op,
+                    run,
+                    release.url if pull else None,
+                    self.env,
                 )
             return pb.detached(body, host, op, run, "prepare", release.version, self.env.command_timeout)
 
@@ -135,7 +146,7 @@ class Deployer:
             "prepare",
             hosts,
             script,
-            None if pull else (lambda h: [(release.artifact, pb.artifact_path(h, release.version))]),
+            uploads,
             timeout=session_timeout(self.env.command_timeout),
             stoppable=stoppable,
             on_slow=self._look_into("prepare"),
@@ -230,7 +241,7 @@ class Deployer:
                 dep.op,
                 run,
                 _protect(current[host.name]),
-                self.env.runtime,
+                self.env,
             )
             return pb.detached(body, host, dep.op, run, action, dep.to_version, self.env.command_timeout)
 

@@ -50,7 +50,7 @@ class HostResult(Record):
         }
 
 
-Upload = tuple[str, str]  # (local path, remote path)
+Upload = tuple[str | bytes, str]  # (a local path, or private data (mode 0600), remote path)
 ProgressFn = Callable[[str, "dict[str, HostResult]", float], None]  # phase, results, seconds
 TickFn = Callable[[str, int, int, int, float], None]  # phase, done, failed, total, seconds: per host
 SlowFn = Callable[[Host, Session, float], None]  # a host whose phase still runs, its session, seconds
@@ -135,8 +135,11 @@ class Fleet:
                 if stoppable and self.stopping():
                     raise InterruptedError("not started: the run is stopping")
                 session = self._session(host)
-                for local_path, remote_path in uploads_for(host) if uploads_for else []:
-                    session.put(local_path, remote_path)
+                for local, remote_path in uploads_for(host) if uploads_for else []:
+                    if isinstance(local, bytes):
+                        session.put_private(local, remote_path)
+                    else:
+                        session.put(local, remote_path)
                 script = script_for(host)
                 sent = True
                 with counting:

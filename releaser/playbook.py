@@ -19,8 +19,9 @@ import shlex
 import uuid
 
 from . import containers, services
+from .appsecrets import ENV_FILE
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
-from .model import Host, Playbook
+from .model import Environment, Host, Playbook
 from .record import Record
 
 EXIT_CHECKSUM = 65
@@ -194,7 +195,14 @@ fi
 
 
 def prepare_script(
-    playbook: Playbook, host: Host, release: str, sha256: str, op: str, run: str, url: str | None = None
+    playbook: Playbook,
+    host: Host,
+    release: str,
+    sha256: str,
+    op: str,
+    run: str,
+    url: str | None = None,
+    env: Environment | None = None,
 ) -> str:
     """Unpack the artifact (uploaded, or fetched from `url`) into releases/<id>, link shared
     paths, run the prepare hook. Idempotent: a release with its .complete marker is left as is."""
@@ -231,7 +239,7 @@ for own in {q(dest + "/REVISION")} {q(dest + "/.complete")}; do
 done
 printf '%s\\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 _rec unpacked
-{links}{_step(playbook, "prepare", q(dest), "prepared")}\
+{links}{_rendered(playbook, host, release, env, dest)}{_step(playbook, "prepare", q(dest), "prepared")}\
 if [ -e {q(dest + "/.complete")} ] || [ -L {q(dest + "/.complete")} ]; then rm -rf {q(dest + "/.complete")}; fi
 : > {q(dest + "/.complete")}
 rm -f {incoming}
@@ -240,8 +248,27 @@ echo "releaser: prepared {release}"
     )
 
 
+def _rendered(playbook: Playbook, host: Host, release: str, env: Environment | None, dest: str) -> str:
+    """Write the playbook's templates, rendered for this host, into the release (replacing
+    whatever the artifact holds at those paths, a link included)."""
+    if not playbook.templates:
+        return ""
+    from .templates import render
+
+    lines = []
+    for spec in playbook.templates:
+        path = q(f"{dest}/{spec.path}")
+        text = render(spec, host, release, env.name if env else "")
+        lines.append(
+            f"mkdir -p {q(os.path.dirname(f'{dest}/{spec.path}'))}\n"
+            f"if [ -e {path} ] || [ -L {path} ]; then rm -rf {path}; fi\n"
+            f"printf '%s' {q(text)} > {path}\n"
+        )
+    return "".join(lines) + "_rec rendered\n"
+
+
 def image_prepare_script(
-    playbook: Playbook, host: Host, release: str, image: str, op: str, run: str, runtime: str, insecure: bool
+    playbook: Playbook, host: Host, release: str, image: str, op: str, run: str, env: Environment, insecure: bool
 ) -> str:
     """An image release: pull its image by digest (unless the host has it), write the release's
     directory (REVISION, IMAGE), run the prepare hook, create its container. Idempotent."""
@@ -252,7 +279,7 @@ def image_prepare_script(
     head = _head(op, run, "prepare", release)
     return (
         _preamble(host, "prepare", release, head)
-        + containers.prelude(runtime)
+        + containers.prelude(env.runtime)
         + f"""img={q(image)}
 if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ] && {containers.present()}; then
   echo "releaser: {release} already prepared"
@@ -264,7 +291,8 @@ mkdir {q(dest)}
 printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}
 _rec pulled
-{_step(playbook, "prepare", q(dest), "prepared")}{containers.create(spec, host, release)}_rec created
+{_rendered(playbook, host, release, env, dest)}{_step(playbook, "prepare", q(dest), "prepared")}\
+{containers.create(spec, host, release, _private(env))}_rec created
 : > {q(dest + "/.complete")}
 echo "releaser: prepared {release}"
 """
@@ -279,7 +307,7 @@ def switch_script(
     op: str,
     run: str,
     protect: tuple[str, ...] = (),
-    runtime: str = "podman",
+    env: Environment | None = None,
 ) -> str:
     """Point `current` at releases/<id> atomically, run the restart and verify hooks, ask the
     app what it serves, clean up: one exec per host once prepared. Each step is recorded.
@@ -292,7 +320,7 @@ def switch_script(
     spec = playbook.container
     return (
         _preamble(host, action, release, head)
-        + (containers.prelude(runtime) if spec else "")
+        + (containers.prelude(env.runtime if env else "podman") if spec else "")
         + (services.prelude() if playbook.service else "")
         + f"""
 if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; then
@@ -312,7 +340,7 @@ if [ "$now" != {q(target)} ]; then
   exit {EXIT_SWITCH_MISMATCH}
 fi
 _rec switched "$before"
-{_restart(playbook, host, release)}\
+{_restart(playbook, host, release, _private(env))}\
 {_step(playbook, "verify", "current", "verified")}\
 {_served_check(playbook, release)}\
 keep={int(playbook.keep_releases)}
@@ -342,14 +370,19 @@ fi
 """
 
 
-def _restart(playbook: Playbook, host: Host, release: str) -> str:
+def _private(env: Environment | None) -> str | None:
+    """The host's file of the app's secrets, when the environment has any."""
+    return f"$RELEASER_ROOT/{ENV_FILE}" if env is not None and env.secrets else None
+
+
+def _restart(playbook: Playbook, host: Host, release: str, secrets: str | None) -> str:
     """After `current` moved: the container or service handover, or the restart hook."""
     if playbook.container is not None:
-        return _marked("container") + containers.handover(playbook.container, host, release) + "_rec restarted\n"
+        handover = containers.handover(playbook.container, host, release, secrets)
+        return _marked("container") + handover + "_rec restarted\n"
     if playbook.service is not None:
-        return (
-            _marked("service") + services.handover(playbook.service, host, release) + '_rec restarted "" "pid $new"\n'
-        )
+        handover = services.handover(playbook.service, host, release, secrets)
+        return _marked("service") + handover + '_rec restarted "" "pid $new"\n'
     return _step(playbook, "restart", "current", "restarted")
 
 

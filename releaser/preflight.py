@@ -66,6 +66,10 @@ def check_hosts(
         problems = local_problems(config, [env])
         if problems:
             raise ConfigError(problems)
+    if env.secrets:
+        from .appsecrets import env_file
+
+        env_file(env)  # every variable set: a missing one is named now, not as a host's failure
     causes: dict[str, tuple[str, bool]] = {}  # host -> (why, a mistake rather than a host out of reach)
     for name, exc in fleet.open(hosts).items():
         causes[name] = (str(exc), _is_mistake(exc))

@@ -288,6 +288,24 @@ class Fields:
             return None
         return Fields(raw, self.file, self.key_path(key), self.problems, self.line_of(key))
 
+    def sections(
+        self, key: builtins.str, accept: Callable[[builtins.str], object], expected: builtins.str
+    ) -> list[tuple[builtins.str, Fields]]:
+        """A mapping of names to mappings (registries by address, secrets by variable): each
+        name `accept`ed, with its own mapping; another name is a problem (`expected`: what a
+        name should look like)."""
+        section = self.mapping(key)
+        if section is None:
+            return []
+        found = []
+        for name in [builtins.str(name) for name in section.data]:
+            fields = section.mapping(name, required=True)
+            if not accept(name):
+                section.problem(name, f"expected {expected}, got {shown(name)}")
+            elif fields is not None:
+                found.append((name, fields))
+        return found
+
     def items(
         self, key: builtins.str, required: builtins.bool = False
     ) -> list[tuple[Any, builtins.int | None, builtins.str]]:

@@ -81,9 +81,12 @@ killed it" >&2
 """
 
 
-def handover(spec: ServiceSpec, host: Host, release: str) -> str:
-    """The switch's restart: stop the running service, start the release's, wait until it is
-    ready. The old one stops first (the same ports); with a router the host is drained."""
+def handover(spec: ServiceSpec, host: Host, release: str, secrets: str | None = None) -> str:
+    """The switch's restart: stop the running service, start the release's (with the app's
+    secrets from the file `secrets`, a path the shell expands, in its environment alone), wait
+    until it is ready. The old one stops first (the same ports); with a router the host is
+    drained."""
+    load = f'while IFS= read -r line; do export "${{line%%=*}}=${{line#*=}}"; done < "{secrets}" && ' if secrets else ""
     log = spec.log
     rotate = "".join(f'  [ ! -f "$log.{i}" ] || mv -f "$log.{i}" "$log.{i + 1}"\n' for i in range(KEEP_LOGS - 1, 0, -1))
     ready = wait_ready(
@@ -105,7 +108,7 @@ fi
 _stamp
 printf '%s releaser: starting {release}\\n' "$ts" >> "$log"
 said=$(($(stat -c %s "$log") + 1))  # where this start's own words begin
-(cd {q(f"releases/{release}")} && exec setsid bash -c {q(spec.command)} </dev/null >>"$RELEASER_ROOT/$log" 2>&1) &
+(cd {q(f"releases/{release}")} && {load}exec setsid bash -c {q(spec.command)} </dev/null >>"$RELEASER_ROOT/$log" 2>&1) &
 new=$!
 began=$(_started "$new")
 printf '%s %s\\n' "$new" "$began" > {PID_FILE}.tmp && mv -f {PID_FILE}.tmp {PID_FILE}

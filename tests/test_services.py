@@ -5,9 +5,11 @@ stage goes on. The hosts are local; the services are real processes (Python's ht
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,12 @@ class Services:
     def playbook(self, command: str, ready_timeout: str = "20s") -> None:
         text = SERVICE.format(command=json.dumps(command), ready_timeout=ready_timeout)
         (self.dir / "playbooks" / "app.yaml").write_text(text)
+
+    def with_secrets(self) -> None:
+        config = self.dir / "environments.yaml"
+        config.write_text(
+            config.read_text().replace("    hosts:", "    secrets: {DB_PASSWORD: {env: SHOP_DB_PASSWORD}}\n    hosts:")
+        )
 
     def cli(self, *args: str):
         return CliRunner(env={"NO_COLOR": "1"}).invoke(cli, ["-C", str(self.dir), *args], catch_exceptions=False)
@@ -146,3 +154,59 @@ def test_a_service_that_ignores_term_is_killed_after_stop_timeout(services):
     assert result.exit_code == 0, result.output
     assert not _alive(stubborn)
     assert services.cwd("a").endswith("/releases/1.1")
+
+
+SECRET = "s3cr3t-ZXQ-4242-value"
+TEMPLATE = """\
+[server]
+host = {{ name }}
+port = {{ PORT }}
+release = {{ release }}{% if environment == "dev" %}
+debug = true{% endif %}
+"""
+
+
+def test_templates_are_rendered_per_host_and_secrets_reach_the_app_alone(services, monkeypatch):
+    monkeypatch.setenv("SHOP_DB_PASSWORD", SECRET)
+    (services.dir / "templates").mkdir()
+    (services.dir / "templates" / "app.ini.j2").write_text(TEMPLATE)
+    services.with_secrets()
+    playbook = services.dir / "playbooks" / "app.yaml"
+    told = 'printf %s "$DB_PASSWORD" | sha256sum > told; ' + SERVES
+    services.playbook(told)
+    playbook.write_text(
+        playbook.read_text()
+        + "templates: {config/app.ini: templates/app.ini.j2}\n"
+        + "hooks:\n  prepare: env > hook-env\n"
+    )
+    services.release("1.0")
+    result = services.cli("run", "1.0")
+    assert result.exit_code == 0, result.output
+
+    root = services.dir / "hosts" / "a"
+    assert (root / "releases" / "1.0" / "config" / "app.ini").read_text() == (
+        f"[server]\nhost = a\nport = {services.ports['a']}\nrelease = 1.0\ndebug = true\n"
+    )
+    told_hash = (root / "releases" / "1.0" / "told").read_text().split()[0]
+    assert told_hash == hashlib.sha256(SECRET.encode()).hexdigest()  # the app had it
+    secrets_file = root / ".releaser" / "secrets" / "app.env"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600 and secrets_file.parent.stat().st_mode & 0o777 == 0o700
+    # nowhere else: not in a file releaser wrote (state, journal, records, hooks' environment), not in
+    # its output, not in a process list
+    assert SECRET not in result.output
+    for path in services.dir.rglob("*"):
+        if path.is_file() and path.relative_to(path.parents[2]) != Path(".releaser/secrets/app.env"):
+            assert SECRET.encode() not in path.read_bytes(), path
+    processes = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True).stdout
+    assert SECRET not in processes
+
+
+def test_a_secret_whose_variable_is_not_set_stops_the_stage_before_it_starts(services, monkeypatch):
+    monkeypatch.delenv("SHOP_DB_PASSWORD", raising=False)
+    services.with_secrets()
+    services.release("1.0")
+    result = services.cli("run", "1.0")
+    assert result.exit_code == 2
+    assert "DB_PASSWORD (from $SHOP_DB_PASSWORD: not set)" in result.output
+    history = services.cli("history", "--json").output
+    assert "stage.started" not in history

@@ -122,6 +122,9 @@ def register_secrets(config: Config) -> None:
     mail = config.report.mail
     if mail is not None and mail.username_env:
         secrets.read_credentials(mail.username_env, mail.password_env)
+    for env in config.environments.values():
+        for variable in env.secrets.values():
+            secrets.read_env(variable)
     for registry in config.registries.values():
         if registry.username_env:
             secrets.read_credentials(registry.username_env, registry.password_env)

@@ -34,6 +34,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         fields.problem("slow_after", "must be longer than 0s")
     artifacts = fields.str("artifacts", "push", choices=ARTIFACT_MODES)
     runtime = fields.str("runtime", "podman", choices=RUNTIMES)
+    secrets = _read_secrets(fields)
     metrics = _read_metrics(fields)
     report_to = []
     for item, line, key in fields.items("report_to"):
@@ -84,6 +85,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         router=router,
         alerts=alerts,
         runtime=runtime or "podman",
+        secrets=secrets,
     )
 
 
@@ -119,9 +121,33 @@ def _check_metric_templates(spec: MetricsSpec, fields: Fields, hosts: list[Host]
         section.problem(key, message)
 
 
+def _read_secrets(parent: Fields) -> dict[str, str]:
+    """`secrets: {DB_PASSWORD: {env: PROD_DB_PASSWORD}}`: the app's variables and the variables
+    of releaser's own environment that hold their values (read when a stage prepares)."""
+    secrets = {}
+    for name, source in parent.sections("secrets", ENV_NAME.fullmatch, "the name of an environment variable"):
+        variable = source.env_name("env")
+        if variable is None and not source.has("env"):
+            source.problem("env", "required key is missing: the variable on this machine that holds the value")
+        source.finish()
+        if variable:
+            secrets[name] = variable
+    return secrets
+
+
 def _check_run_templates(playbook: Playbook, fields: Fields, hosts: list[Host]) -> None:
     """A container's or service's values may name host vars: each must fill in for every host
     of the environment."""
+    if playbook.templates:
+        from ..templates import render
+
+        for host in hosts:
+            for spec in playbook.templates:
+                try:
+                    render(spec, host, "RELEASE", "ENVIRONMENT")
+                except ValueError as exc:
+                    fields.problem("playbook", f"{playbook.file}: {exc}")
+                    return
     if playbook.container is not None:
         from ..containers import templates
 

@@ -34,7 +34,7 @@ def with_defaults(own: dict, shared: dict) -> dict:
     merged.update(shared)
     for key, value in own.items():
         base = shared.get(key)
-        if key in ("ssh", "vars") and isinstance(base, dict) and isinstance(value, dict):
+        if key in ("ssh", "vars", "secrets") and isinstance(base, dict) and isinstance(value, dict):
             value = with_defaults(value, base)
         merged[key] = value
     return merged

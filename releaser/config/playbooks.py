@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..model import ContainerSpec, Playbook, ServiceSpec
+from ..model import ContainerSpec, Playbook, ServiceSpec, TemplateSpec
 from ..schema import Fields, check_text, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
-from .rules import CONTAINER_NAME, HOOKS, PLAYBOOK_DIR, PORT_SPEC, SAFE_NAME_RULE, VOLUME_SPEC, safe_name
+from .rules import CONTAINER_NAME, HOOKS, PLAYBOOK_DIR, PORT_SPEC, SAFE_NAME_RULE, VOLUME_SPEC, plain, safe_name
 
 
 def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | None:
@@ -50,6 +50,7 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
             if value:
                 hooks[hook] = value
         hook_fields.finish()
+    templates = _read_templates(fields, context)
     container = _read_container(fields, name)
     service = _read_service(fields, name)
     if container is not None and service is not None:
@@ -72,8 +73,39 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
         sudo=tuple(sudo),
         container=container,
         service=service,
+        templates=templates,
     )
     return context.playbooks[name]
+
+
+def _read_templates(parent: Fields, context: Context) -> tuple[TemplateSpec, ...]:
+    """`templates: {PATH_IN_RELEASE: TEMPLATE_FILE}`: each template read and parsed now, so that a
+    syntax error is reported at its own file and line."""
+    section = parent.mapping("templates")
+    if section is None:
+        return ()
+    from ..templates import syntax_problem
+
+    found = []
+    for path in [str(key) for key in section.data]:
+        source = section.str(path, required=True)
+        if not path or path.startswith("/") or ".." in path.split("/") or not plain(path):
+            section.problem(path, f"expected a relative path inside the release, got {shown(path)}")
+            continue
+        if source is None:
+            continue
+        file = context.base / source
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            section.problem(path, f"template {display(file)} cannot be read: {getattr(exc, 'strerror', None) or exc}")
+            continue
+        problem = syntax_problem(text)
+        if problem is not None:
+            context.problems.add(display(file), problem[0], "", f"template syntax: {problem[1]}")
+            continue
+        found.append(TemplateSpec(path=path, source=display(file), text=text))
+    return tuple(found)
 
 
 def _read_service(parent: Fields, playbook: str) -> ServiceSpec | None:

@@ -7,24 +7,17 @@ import re
 from pathlib import Path
 
 from ..model import RegistrySpec
-from ..schema import Fields, shown
+from ..schema import Fields
 
 _ADDRESS = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?")
 
 
 def read_registries(top: Fields, base: Path) -> dict[str, RegistrySpec]:
     """Each registry by its address (host[:port], as image references write it)."""
-    section = top.mapping("registries")
-    if section is None:
-        return {}
     registries = {}
-    for address in [str(key) for key in section.data]:
-        fields = section.mapping(address, required=True)
-        if not _ADDRESS.fullmatch(address):
-            section.problem(address, f"expected a registry address like registry.example.com:443, got {shown(address)}")
-            continue
-        if fields is None:
-            continue
+    for address, fields in top.sections(
+        "registries", _ADDRESS.fullmatch, "a registry address like registry.example.com"
+    ):
         ca_file = fields.str("ca_file")
         if ca_file:
             ca_file = str((base / os.path.expanduser(ca_file)).resolve())

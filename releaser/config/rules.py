@@ -25,7 +25,17 @@ MAIL_SECURITY = ("starttls", "ssl", "none")
 TRANSPORTS = ("local", "ssh")
 # Keys of an environment that `defaults:` may set for every environment; `ssh` and `vars` merge
 # key by key, the environment's own keys winning.
-SHARED_ENVIRONMENT_KEYS = ("transport", "playbook", "root", "ssh", "vars", "pass_env", "artifacts", "runtime")
+SHARED_ENVIRONMENT_KEYS = (
+    "transport",
+    "playbook",
+    "root",
+    "ssh",
+    "vars",
+    "pass_env",
+    "artifacts",
+    "runtime",
+    "secrets",
+)
 
 # Host and environment names reach shells, paths, journals and terminals: keep them plain.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")

@@ -23,6 +23,7 @@ from .spec import (
     SshOptions,
     StageCheck,
     StageSpec,
+    TemplateSpec,
     Webhook,
     promql_string,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "StageCheck",
     "StageRun",
     "StageSpec",
+    "TemplateSpec",
     "Webhook",
     "parse_ts",
     "promql_string",

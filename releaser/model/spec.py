@@ -167,6 +167,7 @@ class Environment(Record, frozen=True):
     router: RouterSpec | None = None
     alerts: AlertRule | None = None
     runtime: str = "podman"  # image releases: podman | docker (the same CLI)
+    secrets: dict[str, str] = field(default_factory=dict)  # the app's variable -> the controller's holding it
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -208,6 +209,15 @@ class ServiceSpec(Record, frozen=True):
         return f"logs/{self.name}.log"
 
 
+class TemplateSpec(Record, frozen=True):
+    """A file rendered for each host (jinja2, sandboxed) and written into the release before
+    the switch: `templates: {config/app.ini: templates/app.ini.j2}`."""
+
+    path: str  # inside the release
+    source: str  # the template file, as the configuration names it (for messages)
+    text: str
+
+
 class Playbook(Record, frozen=True):
     """The hooks that install, switch and check a release on a host, and what they share."""
 
@@ -219,6 +229,7 @@ class Playbook(Record, frozen=True):
     sudo: tuple[str, ...] = ()  # hooks that run under `sudo -n`
     container: ContainerSpec | None = None  # image releases: the container that runs each release
     service: ServiceSpec | None = None  # tarball releases: the process releaser runs for each release
+    templates: tuple[TemplateSpec, ...] = ()
 
 
 class Approval(Record, frozen=True):

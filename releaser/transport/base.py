@@ -82,6 +82,11 @@ class Session(ABC):
     def put(self, local_path: str, remote_path: str) -> None:
         """Copy a file to the host, creating the parent directory."""
 
+    @abstractmethod
+    def put_private(self, data: bytes, remote_path: str) -> None:
+        """Write `data` (a secret) to the host, readable by its user alone: mode 0600 in a
+        directory of mode 0700, replaced in one rename."""
+
     def close(self) -> None:  # noqa: B027 - optional for transports without connections
         """Release the connection."""
 

@@ -87,6 +87,17 @@ class LocalSession(Session):
         Path(remote_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_path, remote_path)
 
+    def put_private(self, data: bytes, remote_path: str) -> None:
+        directory = Path(remote_path).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        part = f"{remote_path}.part"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a part file left by an earlier write keeps its mode otherwise
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(part, remote_path)
+
 
 class _Reader:
     """Reads a pipe to its end in a thread of its own."""

@@ -221,16 +221,31 @@ class SshSession(Session):
             if shell.channel.closed:  # timed out, ended or gone: the next script gets a new shell
                 self._shell = None
 
-    def put(self, local_path: str, remote_path: str) -> None:
+    def _sftp_client(self) -> paramiko.SFTPClient:
         self._alive()
         if self._sftp is None:
             self._sftp = self.connection.sftp()
             self._sftp.get_channel().settimeout(self.io_timeout)  # a stalled upload fails the host
+        return self._sftp
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        sftp = self._sftp_client()
         try:
-            self._sftp.put(local_path, remote_path)
+            sftp.put(local_path, remote_path)
         except FileNotFoundError:
-            _sftp_makedirs(self._sftp, os.path.dirname(remote_path))
-            self._sftp.put(local_path, remote_path)
+            _sftp_makedirs(sftp, os.path.dirname(remote_path))
+            sftp.put(local_path, remote_path)
+
+    def put_private(self, data: bytes, remote_path: str) -> None:
+        sftp = self._sftp_client()
+        directory = os.path.dirname(remote_path)
+        _sftp_makedirs(sftp, directory)
+        sftp.chmod(directory, 0o700)  # before the file exists: no one else may open it meanwhile
+        part = f"{remote_path}.part"
+        with sftp.open(part, "wb") as handle:
+            sftp.chmod(part, 0o600)
+            handle.write(data)
+        sftp.posix_rename(part, remote_path)
 
     def close(self) -> None:
         if self._shell is not None:
