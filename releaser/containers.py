@@ -49,9 +49,11 @@ def present() -> str:
     return '"$rt" image inspect "$img" >/dev/null 2>&1'
 
 
-def pull(insecure: bool) -> str:
-    """The image $img onto the host, by its digest; fails the phase with the runtime's words."""
-    tls = " --tls-verify=false" if insecure else ""
+def pull(runtime: str, insecure: bool) -> str:
+    """The image $img onto the host, by its digest; fails the phase with the runtime's words.
+    An insecure registry: podman is told so per pull; docker's daemon has its own list
+    (`insecure-registries` in daemon.json)."""
+    tls = " --tls-verify=false" if insecure and runtime == "podman" else ""
     return f"""if ! {present()}; then
   if ! "$rt" pull -q{tls} "$img" >/dev/null </dev/null; then
     echo "releaser: $rt could not pull $img (its words are above): check that this host reaches the registry \\

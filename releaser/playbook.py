@@ -286,7 +286,7 @@ if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ] && {cont
   _rec pulled "" already
   exit 0
 fi
-{containers.pull(insecure)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
+{containers.pull(env.runtime, insecure)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
 mkdir {q(dest)}
 printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}

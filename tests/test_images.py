@@ -141,3 +141,31 @@ def test_references_that_name_no_registry_or_tag_are_refused_before_anything_is_
             parse_image(text)
     ref = parse_image("registry.example.com:443/team/shop:2.4.0")
     assert (ref.registry, ref.repository, ref.tag) == ("registry.example.com:443", "team/shop", "2.4.0")
+
+
+def test_a_tag_the_registry_does_not_have_is_refused_and_nothing_is_registered(images):
+    project, registry = images.project, images.registry
+    result = project.cli("release", "create", "2.0", "--image", f"{registry.address}/shop:no-such-tag")
+    assert result.returncode == 2
+    assert f"registry {registry.address} has no tag no-such-tag of shop: push it first" in result.stderr
+    unreachable = project.cli("release", "create", "2.0", "--image", "127.0.0.1:9/shop:2.0")
+    assert unreachable.returncode == 2 and "registry 127.0.0.1:9 cannot be reached" in unreachable.stderr
+    listed = json.loads(project.cli("release", "list", "--json", check=True).stdout)
+    assert listed["releases"] == []
+
+
+def test_a_run_spec_the_runtime_refuses_fails_at_prepare_before_any_host_switches(images):
+    project, registry = images.project, images.registry
+    playbook = project.dir / "playbooks" / "shop.yaml"
+    playbook.write_text(playbook.read_text().replace("  name: shop\n", "  name: shop\n  network: no-such-net\n"))
+    project.cli("release", "create", "1.0", "--image", registry.push("shop", "1.0", "1.0"), check=True)
+    result = project.cli("run", "1.0")
+    assert result.returncode == 1
+    assert "podman refused to create the container of 1.0" in result.stderr and "no-such-net" in result.stderr
+    assert images.running("dev-1") == []
+    assert not (project.dir / "hosts" / "dev-1" / "current").exists()
+    # the playbook fixed, the same release goes on
+    playbook.write_text(playbook.read_text().replace("  network: no-such-net\n", ""))
+    again = project.cli("run", "1.0", "--to", "selftest")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert images.running("dev-1") == ["1.0"]

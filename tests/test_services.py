@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -16,7 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from releaser.cli import cli
+from releaser.config import load_config
 from releaser.demo.sandbox import free_ports
+from releaser.images import Resolved, parse_image
+from releaser.journal import Journal
+from releaser.releases import create_image_release
+from releaser.store import open_store
 from tests.harness.tarballs import tar_gz
 
 pytestmark = pytest.mark.real  # the services are real processes
@@ -210,3 +216,24 @@ def test_a_secret_whose_variable_is_not_set_stops_the_stage_before_it_starts(ser
     assert "DB_PASSWORD (from $SHOP_DB_PASSWORD: not set)" in result.output
     history = services.cli("history", "--json").output
     assert "stage.started" not in history
+
+
+def test_a_host_without_the_container_runtime_is_named_before_the_stage_starts(tmp_path):
+    """The hosts' PATH has bash and the tools the pre-flight uses, and no podman."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "id", "mkdir"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    setup = Services(tmp_path / "proj")
+    (setup.dir / "playbooks" / "app.yaml").write_text("container: {name: shop}\n")
+    config = load_config(setup.dir / "environments.yaml")
+    store = open_store(config)
+    image = parse_image("127.0.0.1:5999/shop:1.0")
+    create_image_release(store, Journal(store), "1.0", image, Resolved(digest="sha256:" + "ab" * 32, size=1))
+    store.close()
+    result = CliRunner(env={"NO_COLOR": "1", "PATH": str(bin_dir)}).invoke(
+        cli, ["-C", str(setup.dir), "promote", "1.0"], catch_exceptions=False
+    )
+    assert result.exit_code == 2, result.output
+    assert "the container runtime podman is not installed" in result.output
+    assert "stage.started" not in setup.cli("history", "--json").output
