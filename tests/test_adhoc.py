@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from releaser.cli import cli
+from releaser.demo.sandbox import free_ports
 from releaser.model import Host
 from releaser.transport.local import LocalSession
+from tests.harness.marks import needs
+from tests.harness.project import HOSTS
+from tests.harness.sshd import ssh_session
 
 HOSTILE = ["'; touch /tmp/pwned-releaser", "$(id)", "line one\nline two", "`id`", "a b", "*", ""]
 
@@ -237,3 +243,126 @@ def _line(proc: subprocess.Popen, timeout: float = 20) -> str:
     reader.join(timeout)
     assert got, f"no line within {timeout}s"
     return got[0].rstrip("\n")
+
+
+# -- over real sshd --
+
+
+@pytest.fixture
+def ssh_project(project, ssh_fleet):
+    ssh_fleet.heal()  # a previous test may have stopped or rekeyed a server
+    project.write_config(ssh=ssh_fleet)
+    project.fleet = ssh_fleet
+    return project
+
+
+ARGV = "import json, os, sys; print(json.dumps([os.environ['RELEASER_HOST'], *sys.argv[1:]]))"
+
+
+def test_exec_over_ssh_gives_each_hosts_exit_and_each_argument_as_one_word(ssh_project, tmp_path):
+    project = ssh_project
+    marker = tmp_path / "pwned"
+    args = [*HOSTILE, f"; touch {marker}", f"$(touch {marker})"]
+    script = f"{ARGV}; sys.exit(0 if os.environ['RELEASER_HOST'] == 'test-1' else 5)"
+    proc = project.cli("exec", "test", "--json", "--", "python3", "-c", script, *args)
+    assert proc.returncode == 1, proc.stderr
+    hosts = {h["host"]: h for h in json.loads(proc.stdout)["hosts"]}
+    assert {name: h["exit_code"] for name, h in hosts.items()} == {"test-1": 0, "test-2": 5}
+    for name, host in hosts.items():
+        assert json.loads(host["stdout"]) == [name, *args]
+    assert not marker.exists()
+    assert "exec on test: failed on test-2" in proc.stderr
+
+
+def test_exec_over_ssh_names_a_host_it_cannot_reach_and_exits_4(ssh_project):
+    project = ssh_project
+    names = [h for hosts in HOSTS.values() for h in hosts]
+    address = project.fleet.addresses[names.index("web-5")]
+    project.fleet.stop(project.fleet.server_of(address))  # web-1 is served by another sshd
+    proc = project.cli("exec", "prod", "--hosts", "web-1,web-5", "--", "true")
+    assert proc.returncode == 4, proc.stderr
+    assert "web-5: not reached:" in proc.stderr and "exec on prod: not reached: web-5" in proc.stderr
+    assert "web-1: exit 0" in proc.stderr
+
+
+def test_logs_of_a_service_over_ssh(ssh_project):
+    project = ssh_project
+    (project.dir / "playbooks" / "app.yaml").write_text(SERVICE)
+    for host in ("test-1", "test-2"):
+        log = project.dir / "hosts" / host / "logs" / "app.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("".join(f"{host} {i}\n" for i in range(1, 4)))
+    proc = project.cli("logs", "test", "-n", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["test-1: test-1 2", "test-1: test-1 3", "test-2: test-2 2", "test-2: test-2 3"]
+
+
+def test_a_stream_over_ssh_ends_what_it_followed_when_its_reader_stops(ssh_fleet, tmp_path):
+    log = tmp_path / "followed.log"
+    log.write_text("first\n")
+    session = ssh_session(ssh_fleet, ssh_fleet.addresses[0])
+    seen: list[str] = []
+
+    def reader(text: str) -> None:
+        seen.append(text)
+        if "".join(seen) == "first\n":
+            with open(log, "a") as handle:
+                handle.write("second\n")
+        if "second" in "".join(seen):
+            raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.stream(f"exec tail -n 5 -F {log}", reader)
+        assert "".join(seen) == "first\nsecond\n"
+        # the host ends it once the closed channel reaches it: wait for that, boundedly
+        deadline = time.monotonic() + 10
+        while _followers(log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _followers(log) == []
+        assert session.stream("echo over ssh; exit 3", seen.append) == 3 and seen[-2:] == ["over ssh\n", ""]
+    finally:
+        session.close()
+
+
+# -- with a real container --
+
+
+@pytest.mark.podman
+def test_logs_of_the_running_container(tmp_path):
+    from tests.harness.containers import _app_binary, podman, podman_conf, stop_all
+
+    needs("podman")
+    confs = {host: podman_conf(tmp_path / "podman" / host) for host in ("a", "b")}
+    context = tmp_path / "image"
+    context.mkdir()
+    shutil.copy(_app_binary(), context / "app")
+    (context / "Containerfile").write_text('FROM scratch\nCOPY app /app\nENV VERSION=1.0\nENTRYPOINT ["/app"]\n')
+    podman(confs["a"], "build", "-q", "-t", "localhost/shop:1.0", str(context))
+    port = free_ports(1)[0]
+    try:
+        podman(
+            confs["a"],
+            *("run", "-d", "--name", "shop-1.0", "--label", "releaser.app=shop", "--network", "host"),
+            *("-e", f"PORT={port}", "localhost/shop:1.0"),
+        )
+        project = tmp_path / "proj"
+        (project / "playbooks").mkdir(parents=True)
+        (project / "playbooks" / "app.yaml").write_text("container:\n  name: shop\n")
+        hosts = ", ".join(
+            f"{{name: {h}, vars: {{CONTAINERS_CONF: {c['CONTAINERS_CONF']}, "
+            f"CONTAINERS_STORAGE_CONF: {c['CONTAINERS_STORAGE_CONF']}}}}}"
+            for h, c in confs.items()
+        )
+        (project / "environments.yaml").write_text(
+            "project: shop\nenvironments:\n  dev:\n    transport: local\n    playbook: app\n    root: hosts/{host}\n"
+            f"    hosts: [{hosts}]\npipeline:\n  - {{stage: selftest, environment: dev}}\n"
+        )
+        runner = CliRunner(env={"NO_COLOR": "1"})
+        result = runner.invoke(cli, ["-C", str(project), "logs", "dev"], catch_exceptions=False)
+        assert result.stdout == f"a: serving 1.0 on 127.0.0.1:{port}\n", result.output
+        assert result.exit_code == 1
+        assert "b: releaser: no running container of shop on this host (podman ps lists none" in result.stderr
+    finally:
+        for conf in confs.values():
+            stop_all(conf)
