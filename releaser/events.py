@@ -47,6 +47,8 @@ class Event(StrEnum):
     RECONCILE_UNREACHABLE = "reconcile.unreachable"  # a host could not be asked what it runs
     REDEPLOY_STARTED = "redeploy.started"  # hosts are put back on what they should run (`releaser redeploy`)
     REDEPLOY_FINISHED = "redeploy.finished"  # how many hosts the redeploy healed
+    EXEC_STARTED = "exec.started"  # someone runs a command on hosts by hand (`releaser exec`): who, what, where
+    EXEC_RAN = "exec.ran"  # how that command ended on each host (its exit code; none: not reached)
     ROUTE_CHANGING = "route.changing"  # the router is told to send users to a new split
     ROUTE_CHANGED = "route.changed"  # the router took the new split
     ROUTE_FAILED = "route.failed"  # the router refused the new split

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from .fanout import fan_out
 from .model import Environment, Host
 from .record import Record
-from .transport.base import Notify, Session, Transport, tail
+from .transport.base import Notify, OutputFn, Session, Transport, tail
 
 WHY_LINES = 3
 
@@ -184,6 +184,11 @@ class Fleet:
         if self.progress and results and not quiet:
             self.progress(phase, results, time.monotonic() - phase_started)
         return results
+
+    def stream(self, host: Host, script: str, on_output: OutputFn) -> int:
+        """One script on one host with no time limit, its output passed on as it comes, until it
+        ends or the caller stops it (`Session.stream`); its exit status."""
+        return self._session(host).stream(script, on_output)
 
     def _watch_slow(self, running: dict, lock: threading.Lock, finished: threading.Event, on_slow: SlowFn) -> None:
         """Look into hosts whose script runs past slow_after, 2x, 4x... of it (each host once per

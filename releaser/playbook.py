@@ -128,7 +128,8 @@ writing to the phase's output, which is removed when the phase ends; """
 )
 
 
-def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
+def exports(host: Host, phase: str, release: str) -> str:
+    """The variables hooks get: the host's vars and RELEASER_*."""
     env = {
         **host.vars,
         "RELEASER_ROOT": host.root,
@@ -137,10 +138,13 @@ def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
         "RELEASER_RELEASE": release,
         "RELEASER_PHASE": phase,
     }
-    exports = "\n".join(f"export {name}={q(value)}" for name, value in env.items())
+    return "\n".join(f"export {name}={q(value)}" for name, value in env.items())
+
+
+def _preamble(host: Host, phase: str, release: str, head: str = "") -> str:
     return f"""set -euo pipefail
 umask 022
-{exports}
+{exports(host, phase, release)}
 RELEASER_RECORD_HEAD={q(head)}
 cd "$RELEASER_ROOT" 2>/dev/null && [ -d releases ] && [ -d shared ] && [ -d .releaser ] \
   || {{ mkdir -p "$RELEASER_ROOT/releases" "$RELEASER_ROOT/shared" "$RELEASER_ROOT/.releaser"; cd "$RELEASER_ROOT"; }}
@@ -422,6 +426,23 @@ fi
 def check_script(host: Host, release: str, command: str) -> str:
     """A command check: the user's command in `current`, with the hook environment."""
     return _preamble(host, "check", release) + f"cd current\nbash -euo pipefail -c {q(command)}\n"
+
+
+def exec_script(host: Host, argv: list[str]) -> str:
+    """An ad-hoc command (`releaser exec`), each argument quoted, with the hooks' variables, in
+    `current` (RELEASER_RELEASE is its release), else in the root, else where the login starts.
+    Its input is /dev/null: the script itself comes on stdin. Changes nothing of releaser's."""
+    root = host.root.rstrip("/") or "/"
+    return f"""{exports(host, "exec", "")}
+if cd {q(root)} 2>/dev/null; then
+  if cur=$(readlink current 2>/dev/null) && cd current 2>/dev/null; then
+    export RELEASER_RELEASE="${{cur#releases/}}"
+  fi
+else
+  echo "releaser: $RELEASER_ROOT does not exist on this host; the command runs in $PWD" >&2
+fi
+{" ".join(q(arg) for arg in argv)} </dev/null
+"""
 
 
 def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40, runtime: str = "podman") -> str:

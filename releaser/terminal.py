@@ -11,6 +11,12 @@ from datetime import UTC, datetime
 from .events import Event
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# ECMA-48 sequences: CSI (colours, cursor moves), OSC (titles, links), DCS/SOS/PM/APC strings, and
+# the two-character escapes; 8-bit CSI too.
+_SEQUENCES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -~]"
+)
 SUMMARY_WIDTH = 160
 COLOURS: dict[str, str] = {  # how the terminal shows an event of each kind; the others in the default colour
     **{kind: "yellow" for kind in Event if kind.startswith(("rollback.", "reconcile.", "lock."))},
@@ -24,6 +30,13 @@ def printable(text: str) -> str:
     """Control characters (escape sequences, carriage returns) shown escaped, so that a host
     name or a server's reply cannot repaint the screen."""
     return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def plain(line: str) -> str:
+    """A line a host printed (a log, a command's output), fit for this terminal: its escape
+    sequences (colours, cursor moves, window titles) removed, a carriage return ending it
+    dropped, any other control character shown escaped (`printable`)."""
+    return printable(_SEQUENCES.sub("", line).removesuffix("\r"))
 
 
 def summarised(text: str, width: int = SUMMARY_WIDTH) -> str:

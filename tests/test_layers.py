@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"status"},
     {"recovery"},
     {"pipeline"},
-    {"rollback", "preflight", "alerts", "config"},
+    {"rollback", "preflight", "alerts", "config", "adhoc"},
     {"operation"},
     {"report", "deploy"},
     {"health", "router", "decisions", "releases", "cohort"},

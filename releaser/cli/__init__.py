@@ -12,6 +12,7 @@ config error, 3 busy, 4 needs a human, 5 inconclusive.
     looking     status, history, watch
     reports     report
     state       state rebuild, state migrate, unlock
+    hosts       exec, logs
 
 A command's module is imported when the command is asked for (base.Commands); each imports at
 the top only click and the light modules every command needs, and what a command uses it imports

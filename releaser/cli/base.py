@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -17,6 +17,9 @@ from .. import __version__, secrets
 from ..errors import ConfigError, ReleaserError, UsageError
 from ..names import DEFAULT_CONFIG
 from .app import App
+
+if TYPE_CHECKING:
+    from ..model import Host
 
 C = TypeVar("C", bound=click.Command)
 
@@ -54,12 +57,15 @@ def command(
     name: str | None = None,
     examples: tuple[str, ...] = (),
     exits: tuple[int, ...] = (0, 2),
+    meanings: dict[int, str] | None = None,
     **kwargs: Any,
 ) -> Callable[[Callable[..., None]], click.Command]:
     """A subcommand that takes the global options and turns releaser errors into exit codes; its
-    --help ends with `examples` and the meaning of each of its exit codes."""
+    --help ends with `examples` and the meaning of each of its exit codes (`meanings` for those
+    a command that moves no release means otherwise)."""
+    meaning = {**EXIT_MEANINGS, **(meanings or {})}
     epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in examples) + "\n\n" if examples else ""
-    epilog += "\b\nExit codes:\n" + "\n".join(f"  {code}  {EXIT_MEANINGS[code]}" for code in exits)
+    epilog += "\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning[code]}" for code in exits)
 
     def decorate(fn: Callable[..., None]) -> click.Command:
         @global_options
@@ -112,6 +118,7 @@ class Commands(click.Group):
         **dict.fromkeys(("status", "history", "watch"), "looking"),
         "report": "reports",
         **dict.fromkeys(("state", "unlock"), "state"),
+        **dict.fromkeys(("exec", "logs"), "hosts"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -176,4 +183,25 @@ def known_environment(app: App, environment: str) -> None:
     """UsageError for an environment the configuration does not name."""
     known = app.config().environments
     if environment not in known:
-        raise UsageError(f"unknown environment {environment!r} (known: {', '.join(known)})")
+        from ..schema import did_you_mean
+
+        raise UsageError(
+            f"unknown environment {environment!r}{did_you_mean(environment, known)} (known: {', '.join(known)})"
+        )
+
+
+def known_hosts(app: App, environment: str, names: list[str]) -> list[Host]:
+    """The hosts of `environment` that `names` name (every host when none is named), in the
+    environment's order; UsageError naming each one it does not have."""
+    known_environment(app, environment)
+    env = app.config().environments[environment]
+    have = [h.name for h in env.hosts]
+    unknown = [name for name in names if name not in have]
+    if unknown:
+        from ..schema import did_you_mean
+
+        raise UsageError(
+            "; ".join(f"no host {name!r} in {environment}{did_you_mean(name, have)}" for name in unknown)
+            + f" (hosts: {', '.join(have)})"
+        )
+    return [h for h in env.hosts if not names or h.name in names]

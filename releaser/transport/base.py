@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -49,6 +50,21 @@ def no_answer(out: bytes | bytearray, err: bytes | bytearray, timeout: float, se
     )
 
 
+def following(script: str) -> str:
+    """`script` made to end with the controller: it runs in a session of its own, ended (TERM to
+    the whole session) once the script's input closes, as it does when the controller's channel
+    or pipe goes. Without a terminal on the host nothing else would tell a `tail -F` to stop.
+    (`<&0`: bash gives a background command /dev/null for input unless it names one.)"""
+    return f"""setsid bash -c {shlex.quote(script)} </dev/null &
+pid=$!
+{{ cat >/dev/null; kill -TERM -- "-$pid" 2>/dev/null; }} <&0 >/dev/null 2>&1 &
+wait "$pid"
+"""
+
+
+OutputFn = Callable[[str], None]  # a piece of what a streamed script printed, decoded
+
+
 class CommandResult(Record):
     """How a script ended on a host: exit status, output, and whether it timed out or held its output."""
 
@@ -77,6 +93,13 @@ class Session(ABC):
         a shell kept open for the session, so that the host starts one login shell per stage
         rather than one per phase."""
         return self.run(script, timeout)
+
+    def stream(self, script: str, on_output: OutputFn) -> int:
+        """Run a bash script on the host with no time limit, passing its output (stdout and stderr
+        as one) to `on_output` as it comes; returns its exit status. When the caller stops first
+        (an exception from `on_output`, Ctrl-C), the script's processes on the host are ended too
+        (`following`): for `releaser logs -f`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stream a script's output")
 
     @abstractmethod
     def put(self, local_path: str, remote_path: str) -> None:

@@ -6,6 +6,7 @@ sandbox an honest rehearsal of a real fleet.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import shutil
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..model import Host
-from .base import HELD_GRACE, CommandResult, Session, Transport, held_output
+from .base import HELD_GRACE, CommandResult, OutputFn, Session, Transport, following, held_output
 
 # What a script run on this machine keeps of releaser's own environment: enough to find
 # programs and speak the locale, never a credential (SMTP, Prometheus and webhook secrets live
@@ -82,6 +83,33 @@ class LocalSession(Session):
             time.monotonic() - started,
             held=held,
         )
+
+    def stream(self, script: str, on_output: OutputFn) -> int:
+        proc = subprocess.Popen(
+            ["bash", "-c", following(script)],  # noqa: S607 - the bash on PATH, as in `run`
+            stdin=subprocess.PIPE,  # held open: its closing ends the script (see `following`)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=self.env,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stdin, stdout = proc.stdin, proc.stdout
+        try:
+            for chunk in iter(lambda: os.read(stdout.fileno(), 65536) if stdout else b"", b""):
+                on_output(decoder.decode(chunk))
+            on_output(decoder.decode(b"", final=True))
+            return proc.wait()
+        finally:
+            if stdin is not None:  # always: it is a pipe
+                stdin.close()
+            try:
+                proc.wait(timeout=HELD_GRACE)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait()
+            if stdout is not None:
+                stdout.close()
 
     def put(self, local_path: str, remote_path: str) -> None:
         Path(remote_path).parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,13 @@ and still refuses a changed key, like OpenSSH's StrictHostKeyChecking=accept-new
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import logging
 import math
 import os
 import resource
+import shlex
 import stat
 import threading
 import time
@@ -32,8 +34,10 @@ from .base import (
     CommandResult,
     HostKeyChanged,
     Notify,
+    OutputFn,
     Session,
     Transport,
+    following,
     held_output,
     no_answer,
 )
@@ -189,6 +193,31 @@ class SshSession(Session):
             if timed_out:
                 text_err += f"\nreleaser: command timed out after {timeout:g}s"
             return CommandResult(code, out.decode(errors="replace"), text_err, time.monotonic() - started, timed_out)
+        finally:
+            channel.close()
+
+    def stream(self, script: str, on_output: OutputFn) -> int:
+        self._alive()
+        try:
+            channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
+        except (OSError, EOFError, SSHException) as exc:
+            raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            channel.set_combine_stderr(True)
+            # the script on the command line: its input stays open until the channel closes
+            channel.exec_command(f"bash -c {shlex.quote(following(script))}")
+            channel.settimeout(1.0)  # wake now and then: Ctrl-C is seen between waits
+            while True:
+                try:
+                    chunk = channel.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                on_output(decoder.decode(chunk))
+            on_output(decoder.decode(b"", final=True))
+            return channel.recv_exit_status()
         finally:
             channel.close()
 
