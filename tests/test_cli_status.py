@@ -115,7 +115,7 @@ def test_every_command_has_examples_and_exit_codes_in_its_help():
             text = command.get_help(ctx)
         examples = text.split("Examples:\n")[1].split("\n\n")[0]
         assert "releaser " + " ".join(path) in examples or "releaser " in examples, path
-        assert "Exit codes:\n    0  ok" in text and "2  usage or configuration error" in text, path
+        assert "Exit codes:\n    0  " in text and "2  usage or configuration error" in text, path
     promote = dict(found)[("promote",)]
     with click.Context(promote, info_name="promote") as ctx:
         assert "5  held: the checks were inconclusive, or the stage awaits approval" in promote.get_help(ctx)
