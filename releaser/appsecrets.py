@@ -6,11 +6,15 @@ environment, the journal, a host's record or a process list."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 from . import secrets
 from .errors import UsageError
-from .model import Environment, Host
+from .model import Environment, Host, RegistrySpec
 
 ENV_FILE = ".releaser/secrets/app.env"
+REGISTRY_AUTH = ".releaser/secrets/registry/config.json"  # podman --authfile; docker --config (its directory)
 
 
 def env_file(env: Environment) -> bytes:
@@ -33,3 +37,18 @@ def env_file(env: Environment) -> bytes:
 
 def env_file_path(host: Host) -> str:
     return f"{host.root.rstrip('/')}/{ENV_FILE}"
+
+
+def registry_auth(registry: RegistrySpec) -> bytes | None:
+    """The credentials hosts pull from `registry` with, as podman's auth file and docker's
+    config.json both read them; None for a registry without credentials."""
+    if not registry.username_env:
+        return None
+    user, password = secrets.read_credentials(registry.username_env, registry.password_env)
+    if not user or not password:
+        raise UsageError(
+            f"the credentials of registry {registry.address} cannot be read on this machine: set "
+            f"${registry.username_env} and ${registry.password_env}"
+        )
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {registry.address: {"auth": token}}}).encode()

@@ -14,15 +14,18 @@ IMAGE file, written by prepare from the registered (pinned) reference.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
-from .model import ContainerSpec, Host
+from .appsecrets import REGISTRY_AUTH
+from .model import ContainerSpec, Host, RegistrySpec
 from .readiness import wait_ready
 from .schema import render_template
 
 q = shlex.quote
 
 IMAGE_FILE = "IMAGE"
+CERTS_DIR = ".releaser/registries"
 
 
 def container_name(spec: ContainerSpec, release: str) -> str:
@@ -49,13 +52,28 @@ def present() -> str:
     return '"$rt" image inspect "$img" >/dev/null 2>&1'
 
 
-def pull(runtime: str, insecure: bool) -> str:
+def registry_certs(registry: RegistrySpec) -> str:
+    """Where a host keeps the CA of a registry releaser trusts by `ca_file` (podman's --cert-dir)."""
+    return f"{CERTS_DIR}/{registry.address.replace(':', '_')}/ca.crt"
+
+
+def pull(runtime: str, registry: RegistrySpec) -> str:
     """The image $img onto the host, by its digest; fails the phase with the runtime's words.
-    An insecure registry: podman is told so per pull; docker's daemon has its own list
-    (`insecure-registries` in daemon.json)."""
-    tls = " --tls-verify=false" if insecure and runtime == "podman" else ""
+    podman is told per pull what the registry's settings say (no TLS, its CA, credentials);
+    docker's daemon keeps its own insecure registries and CAs (daemon.json, certs.d), and
+    reads the credentials from the --config directory."""
+    options, before = "", ""
+    if runtime == "podman":
+        if registry.insecure:
+            options += " --tls-verify=false"
+        if registry.ca_file:
+            options += f' --cert-dir "$RELEASER_ROOT/{posixpath.dirname(registry_certs(registry))}"'
+        if registry.username_env:
+            options += f' --authfile "$RELEASER_ROOT/{REGISTRY_AUTH}"'
+    elif registry.username_env:
+        before = f' --config "$RELEASER_ROOT/{posixpath.dirname(REGISTRY_AUTH)}"'
     return f"""if ! {present()}; then
-  if ! "$rt" pull -q{tls} "$img" >/dev/null </dev/null; then
+  if ! "$rt"{before} pull -q{options} "$img" >/dev/null </dev/null; then
     echo "releaser: $rt could not pull $img (its words are above): check that this host reaches the registry \\
 and may read the image" >&2
     _rec failed "" pull

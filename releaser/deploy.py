@@ -18,13 +18,14 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 
 from . import playbook as pb
-from .appsecrets import env_file, env_file_path
+from .appsecrets import REGISTRY_AUTH, env_file, env_file_path, registry_auth
+from .containers import registry_certs
 from .errors import NeedsHuman
 from .events import Event
 from .fleet import Fleet, HostResult, Upload
 from .hostrecord import HostView, PhaseOutcome, outcome_of, parse_view, steps_in
 from .journal import Journal
-from .model import DeployAction, Deployment, DeploymentStatus, Environment, Host, Playbook, Release
+from .model import DeployAction, Deployment, DeploymentStatus, Environment, Host, Playbook, RegistrySpec, Release
 from .record import Record
 from .store import Store
 
@@ -55,12 +56,12 @@ class Deployer:
         journal: Journal,
         fleet: Fleet,
         routes: RouteKeeper | None = None,
-        insecure: tuple[str, ...] = (),
+        registries: dict[str, RegistrySpec] | None = None,
     ):
         self.env, self.playbook = environment, playbook
         self.store, self.journal, self.fleet = store, journal, fleet
         self.routes = routes
-        self.insecure = insecure  # registries reached without TLS (`registries: {X: {insecure: true}}`)
+        self.registries = registries or {}
 
     # -- what the store believes --
 
@@ -119,16 +120,24 @@ class Deployer:
         pull = self.env.artifacts == "pull" or release.image is not None
         image = release.image
         private = env_file(self.env) if self.env.secrets else None
+        registry = self._registry(image) if image else None
+        auth = registry_auth(registry) if registry else None
 
         def uploads(host: Host) -> list[Upload]:
             sent: list[Upload] = [] if pull else [(release.artifact, pb.artifact_path(host, release.version))]
-            return sent + ([(private, env_file_path(host))] if private is not None else [])
+            root = host.root.rstrip("/")
+            if private is not None:
+                sent.append((private, env_file_path(host)))
+            if auth is not None:
+                sent.append((auth, f"{root}/{REGISTRY_AUTH}"))
+            if registry is not None and registry.ca_file and self.env.runtime == "podman":
+                sent.append((registry.ca_file, f"{root}/{registry_certs(registry)}"))
+            return sent
 
         def script(host: Host) -> str:
             op = deps[host.name].op + "p"
-            if image is not None:
-                insecure = image.split("/", 1)[0] in self.insecure
-                body = pb.image_prepare_script(self.playbook, host, release.version, image, op, run, self.env, insecure)
+            if image is not None and registry is not None:
+                body = pb.image_prepare_script(self.playbook, host, release.version, image, op, run, self.env, registry)
             else:
                 body = pb.prepare_script(
                     self.playbook,
@@ -152,6 +161,10 @@ class Deployer:
             on_slow=self._look_into("prepare"),
             own=True,
         )
+
+    def _registry(self, image: str) -> RegistrySpec:
+        address = image.split("/", 1)[0]
+        return self.registries.get(address) or RegistrySpec(address)
 
     def _look_into(self, phase: str):
         """For a phase still running on a host past `slow_after`: say which hook it is in, how

@@ -96,13 +96,13 @@ def resolve(ref: ImageRef, registry: RegistrySpec) -> Resolved:
     url = f"{scheme}://{ref.registry}/v2/{ref.repository}/manifests/{ref.digest or ref.tag}"
     where = f"registry {ref.registry}"
     session = requests.Session()
-    session.verify = registry.ca_file or True
     session.headers["Accept"] = MANIFEST_TYPES
+    verify = registry.ca_file or True  # per request: REQUESTS_CA_BUNDLE would override a session's
     try:
-        response = session.get(url, timeout=registry.timeout)
+        response = session.get(url, timeout=registry.timeout, verify=verify)
         if response.status_code == 401:
             _authenticate(session, response, ref, registry)
-            response = session.get(url, timeout=registry.timeout)
+            response = session.get(url, timeout=registry.timeout, verify=verify)
     except requests.exceptions.SSLError as exc:
         raise UsageError(
             f"{where}: TLS failed ({secrets.scrub(str(exc))[:200]}); give its CA in `registries: {{{ref.registry}: "
@@ -162,7 +162,11 @@ def _authenticate(session: requests.Session, challenge: requests.Response, ref: 
         return
     params.setdefault("scope", f"repository:{ref.repository}:pull")
     answer = session.get(
-        realm, params=params, auth=(user, password) if user and password else None, timeout=spec.timeout
+        realm,
+        params=params,
+        auth=(user, password) if user and password else None,
+        timeout=spec.timeout,
+        verify=spec.ca_file or True,
     )
     if answer.status_code != 200:
         return

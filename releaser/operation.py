@@ -80,8 +80,8 @@ class Operation:
             from .router.keeper import RouteKeeper
 
             routes = RouteKeeper(env, self.store, self.journal, fleet)
-        insecure = tuple(address for address, spec in self.config.registries.items() if spec.insecure)
-        return Deployer(env, self.config.playbooks[env.playbook], self.store, self.journal, fleet, routes, insecure)
+        playbook = self.config.playbooks[env.playbook]
+        return Deployer(env, playbook, self.store, self.journal, fleet, routes, self.config.registries)
 
     def _fleet(self, env: Environment) -> Fleet:
         def notify(kind: str, message: str, data: dict) -> None:

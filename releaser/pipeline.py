@@ -144,6 +144,10 @@ class Pipeline(Operation):
                 else f"{env.name}'s playbook {playbook} runs container images (`container:`) but {version} is a "
                 f"tarball; register the release with `releaser release create VERSION --image REGISTRY/NAME:TAG`"
             )
+        if release.image:
+            from .appsecrets import registry_auth
+
+            registry_auth(self.config.registry(release.image.split("/", 1)[0]))  # its credentials are set
         if env.artifacts == "pull" and not release.url and not release.image:
             raise UsageError(
                 f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "

@@ -21,7 +21,7 @@ import uuid
 from . import containers, services
 from .appsecrets import ENV_FILE
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
-from .model import Environment, Host, Playbook
+from .model import Environment, Host, Playbook, RegistrySpec
 from .record import Record
 
 EXIT_CHECKSUM = 65
@@ -272,7 +272,14 @@ def _rendered(playbook: Playbook, host: Host, release: str, env: Environment | N
 
 
 def image_prepare_script(
-    playbook: Playbook, host: Host, release: str, image: str, op: str, run: str, env: Environment, insecure: bool
+    playbook: Playbook,
+    host: Host,
+    release: str,
+    image: str,
+    op: str,
+    run: str,
+    env: Environment,
+    registry: RegistrySpec,
 ) -> str:
     """An image release: pull its image by digest (unless the host has it), write the release's
     directory (REVISION, IMAGE), run the prepare hook, create its container. Idempotent."""
@@ -290,7 +297,7 @@ if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ] && {cont
   _rec pulled "" already
   exit 0
 fi
-{containers.pull(env.runtime, insecure)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
+{containers.pull(env.runtime, registry)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
 mkdir {q(dest)}
 printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}

@@ -169,3 +169,42 @@ def test_a_run_spec_the_runtime_refuses_fails_at_prepare_before_any_host_switche
     again = project.cli("run", "1.0", "--to", "selftest")
     assert again.returncode == 0, again.stdout + again.stderr
     assert images.running("dev-1") == ["1.0"]
+
+
+@pytest.fixture(scope="module")
+@starts("podman")
+def secure_registry(tmp_path_factory):
+    server = Registry(tmp_path_factory.mktemp("secure-registry"), secure=True)
+    yield server
+    server.close()
+
+
+def test_a_registry_with_tls_and_credentials_is_resolved_and_pulled_from_with_the_secret_kept(
+    images, secure_registry, monkeypatch
+):
+    project, registry = images.project, secure_registry
+    monkeypatch.setenv("REG_USER", registry.user)
+    monkeypatch.setenv("REG_PASSWORD", registry.password)
+    config = project.dir / "environments.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "registries:\n",
+            f"registries:\n  {registry.address}: {{ca_file: {registry.ca}, username_env: REG_USER, "
+            "password_env: REG_PASSWORD}\n",
+        )
+    )
+    reference = registry.push("shop", "3.0", "3.0")
+    project.cli("release", "create", "3.0", "--image", reference, check=True)
+    run = project.cli("run", "3.0", "--to", "test", check=True, timeout=300)
+    assert images.running("dev-1") == ["3.0"] and images.running("test-1") == ["3.0"]
+    assert registry.password not in run.stdout + run.stderr
+    auth = project.dir / "hosts" / "dev-1" / ".releaser" / "secrets" / "registry" / "config.json"
+    assert auth.stat().st_mode & 0o777 == 0o600
+    for path in project.dir.rglob("*"):
+        if path.is_file() and path.name != "config.json":
+            assert registry.password.encode() not in path.read_bytes(), path
+
+    # without the credentials the registry refuses, and releaser says what to set
+    monkeypatch.delenv("REG_PASSWORD")
+    refused = project.cli("release", "create", "3.1", "--image", reference)
+    assert refused.returncode == 2 and "refused to show shop (401)" in refused.stderr

@@ -13,10 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import bcrypt
 import requests
 
 from releaser.demo.sandbox import free_ports
 from tests.harness.marks import needs
+from tests.harness.smtp import self_signed
 
 # The test app: answers /ready (200 once listening), /health (200 "ok VERSION", or 500 when its
 # NAME starts with the image's SICK_ON), on ADDR:PORT; ends on SIGTERM (as PID 1 it must ask).
@@ -93,28 +95,43 @@ def stop_all(host_vars: dict[str, str]) -> None:
 
 
 class Registry:
-    """docker-registry serving on 127.0.0.1, its storage in `directory`, plain HTTP."""
+    """docker-registry serving on 127.0.0.1, its storage in `directory`: plain HTTP, or with
+    `secure` TLS (a self-signed certificate, `self.ca`) and a user and password (htpasswd)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, secure: bool = False):
         needs("podman")
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
+        self.ca: Path | None = None
+        self.user, self.password = "pusher", "reg-PW-7788-secret"
+        http = f"addr: {self.address}"
+        auth = ""
+        if secure:
+            self.ca, key = self_signed(directory)
+            http += f", tls: {{certificate: {self.ca}, key: {key}}}"
+            hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            (directory / "htpasswd").write_text(f"{self.user}:{hashed}\n")
+            auth = f"auth: {{htpasswd: {{realm: test, path: {directory / 'htpasswd'}}}}}\n"
         config = directory / "registry.yml"
         config.write_text(
             "version: 0.1\n"
             "log: {level: info, accesslog: {disabled: false}}\n"
             f"storage: {{filesystem: {{rootdirectory: {directory}/data}}, delete: {{enabled: true}}}}\n"
-            f"http: {{addr: {self.address}}}\n"
+            f"http: {{{http}}}\n" + auth
         )
         self.log = directory / "registry.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
         self.builder = podman_conf(directory / "builder")
         deadline = time.monotonic() + 30
+        scheme = "https" if secure else "http"
         while True:
             try:
-                if requests.get(f"http://{self.address}/v2/", timeout=1).status_code == 200:
+                if requests.get(f"{scheme}://{self.address}/v2/", timeout=1, verify=self.ca or True).status_code in (
+                    200,
+                    401,
+                ):
                     break
             except requests.ConnectionError:
                 pass
@@ -135,8 +152,11 @@ class Registry:
         (context / "Containerfile").write_text("\n".join([*lines, 'ENTRYPOINT ["/app"]', ""]))
         reference = f"{self.address}/{name}:{tag}"
         podman(self.builder, "build", "-q", "-t", reference, str(context))
-        podman(self.builder, "push", "-q", "--tls-verify=false", reference)
+        podman(self.builder, "push", "-q", "--tls-verify=false", *self.creds(), reference)
         return reference
+
+    def creds(self) -> list[str]:
+        return ["--creds", f"{self.user}:{self.password}"] if self.ca else []
 
     def manifest_fetches(self, reference: str) -> int:
         """How many times a client fetched the manifest `reference` (name@digest) names: a pull."""
