@@ -35,6 +35,11 @@ def test_a_machine_without_openssh_or_ansible_is_told_what_to_install(monkeypatc
     assert "sshd (Debian: apt-get install openssh-server)" in said
     assert "ansible-playbook (pip install -e '.[bench]', or leave Ansible out with --no-ansible)" in said
     assert fanout.missing_tools(ansible=False) == ["sshd (Debian: apt-get install openssh-server)"]
+    monkeypatch.setattr(fanout.shutil, "which", lambda tool: None if tool in ("podman", "gcc") else tool)
+    assert fanout.missing_tools(ansible=False, images=True) == [
+        "podman (Debian: apt-get install podman)",
+        "gcc (Debian: apt-get install gcc libc6-dev)",
+    ]
 
 
 @pytest.mark.sshd
