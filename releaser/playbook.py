@@ -128,14 +128,14 @@ writing to the phase's output, which is removed when the phase ends; """
 )
 
 
-def exports(host: Host, phase: str, release: str) -> str:
-    """The variables hooks get: the host's vars and RELEASER_*."""
+def exports(host: Host, phase: str, release: str | None) -> str:
+    """The variables hooks get: the host's vars and RELEASER_* (RELEASER_RELEASE unless None)."""
     env = {
         **host.vars,
         "RELEASER_ROOT": host.root,
         "RELEASER_HOST": host.name,
         "RELEASER_ADDRESS": host.address,
-        "RELEASER_RELEASE": release,
+        **({"RELEASER_RELEASE": release} if release is not None else {}),
         "RELEASER_PHASE": phase,
     }
     return "\n".join(f"export {name}={q(value)}" for name, value in env.items())
@@ -461,18 +461,8 @@ def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40, ru
         served = (containers.prelude(runtime) if playbook.container else "") + _served(playbook)
         served = (services.prelude() if playbook.service else "") + served
         served += f'echo "{SERVED_MARKER} $served"\n'
-    exports = "\n".join(
-        f"export {name}={q(value)}"
-        for name, value in {
-            **host.vars,
-            "RELEASER_ROOT": host.root,
-            "RELEASER_HOST": host.name,
-            "RELEASER_ADDRESS": host.address,
-            "RELEASER_PHASE": "probe",
-        }.items()
-    )
     return f"""set -u
-{exports}
+{exports(host, "probe", None)}
 {_SAFE}cd {root} 2>/dev/null || {{ echo "{CURRENT_MARKER} "; exit 0; }}
 if [ -d .releaser ]; then
   exec 9>>{q(LOCK)}
