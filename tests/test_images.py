@@ -208,3 +208,28 @@ def test_a_registry_with_tls_and_credentials_is_resolved_and_pulled_from_with_th
     monkeypatch.delenv("REG_PASSWORD")
     refused = project.cli("release", "create", "3.1", "--image", reference)
     assert refused.returncode == 2 and "refused to show shop (401)" in refused.stderr
+
+
+def test_keep_releases_prunes_old_containers_and_images_and_secrets_reach_the_container(images, monkeypatch):
+    project, registry = images.project, images.registry
+    monkeypatch.setenv("SHOP_TOKEN", "tok-9f8e7d6c5b4a")
+    config = project.dir / "environments.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    playbook: shop\n", "    playbook: shop\n    secrets: {TOKEN: {env: SHOP_TOKEN}}\n", 1
+        )
+    )
+    conf = podman_conf(images.podman_dirs["dev-1"])
+    for version in ("1.0", "1.1", "1.2", "1.3"):
+        project.cli("release", "create", version, "--image", registry.push("shop", version, version), check=True)
+        project.cli("run", version, "--to", "selftest", check=True, timeout=120)
+    # keep_releases: 2 -> the current release, and the one it replaced
+    names = sorted(podman(conf, "ps", "-a", "--format", "{{.Names}}").stdout.split())
+    assert names == ["shop-1.2", "shop-1.3"]
+    assert len(podman(conf, "images", "-q").stdout.split()) == 2
+    assert sorted(p.name for p in (project.dir / "hosts" / "dev-1" / "releases").iterdir()) == ["1.2", "1.3"]
+    env = podman(conf, "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", "shop-1.3").stdout
+    assert "TOKEN=tok-9f8e7d6c5b4a" in env.split("\n")  # the container has it; nothing releaser wrote does
+    for path in project.dir.rglob("*"):
+        if path.is_file() and path.name != "app.env":
+            assert b"tok-9f8e7d6c5b4a" not in path.read_bytes(), path
