@@ -25,6 +25,7 @@ from .schema import render_template
 q = shlex.quote
 
 IMAGE_FILE = "IMAGE"
+_STATE = "{{.State.Running}} {{.RestartCount}}"  # a container's state, as `inspect --format` gives it
 CERTS_DIR = ".releaser/registries"
 
 
@@ -88,6 +89,7 @@ def create(spec: ContainerSpec, host: Host, release: str, secrets: str | None = 
     app's secrets from the file `secrets` (a path the shell expands) in its environment."""
     args = ["create", "--name", container_name(spec, release), "--label", f"releaser.app={spec.name}"]
     args += ["--label", f"releaser.release={release}", "--pull", "never", "--network", spec.network]
+    args += ["--restart", spec.restart]
     for port in spec.ports:
         args += ["--publish", render_template(port, host)]
     for name, value in spec.env.items():
@@ -116,7 +118,8 @@ def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None 
         f"the container of {release}",
         render_template(spec.ready, host) if spec.ready else None,
         spec.ready_timeout,
-        f"""[ "$("$rt" inspect --format '{{{{.State.Running}}}}' {name} 2>/dev/null)" = true ]""",
+        # running, and not brought back by its restart policy since: a crash is not waited out
+        f"""[ "$("$rt" inspect --format '{_STATE}' {name} 2>/dev/null)" = "true $restarts" ]""",
         f'"$rt" logs --tail 20 {name}',
         f'"$rt" stop -t {round(spec.stop_timeout)} {name} >/dev/null 2>&1 </dev/null || true',
     )
@@ -133,6 +136,7 @@ if ! "$rt" start {name} >/dev/null </dev/null; then
   _rec failed "" "container start"
   exit 1
 fi
+restarts=$("$rt" inspect --format '{{{{.RestartCount}}}}' {name} 2>/dev/null || true)
 """
         + ready
     )

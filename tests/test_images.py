@@ -233,3 +233,15 @@ def test_keep_releases_prunes_old_containers_and_images_and_secrets_reach_the_co
     for path in project.dir.rglob("*"):
         if path.is_file() and path.name != "app.env":
             assert b"tok-9f8e7d6c5b4a" not in path.read_bytes(), path
+
+
+def test_a_container_that_crashes_at_start_fails_fast_despite_its_restart_policy_and_is_rolled_back(images):
+    project, registry = images.project, images.registry
+    project.cli("release", "create", "1.0", "--image", registry.push("shop", "1.0", "1.0"), check=True)
+    project.cli("run", "1.0", "--to", "selftest", check=True, timeout=120)
+    project.cli("release", "create", "1.1", "--image", registry.push("shop", "1.1", "1.1", crash=True), check=True)
+    result = project.cli("run", "1.1", "--to", "selftest", timeout=120)
+    assert result.returncode == 1
+    assert "the container of 1.1 stopped before it was ready" in result.stderr and "crashing as asked" in result.stderr
+    assert "not ready within" not in result.stderr  # not waited out for ready_timeout
+    assert images.running("dev-1") == ["1.0"]

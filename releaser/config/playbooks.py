@@ -7,7 +7,17 @@ from ..model import ContainerSpec, Playbook, ServiceSpec, TemplateSpec
 from ..schema import Fields, check_text, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
-from .rules import CONTAINER_NAME, HOOKS, PLAYBOOK_DIR, PORT_SPEC, SAFE_NAME_RULE, VOLUME_SPEC, plain, safe_name
+from .rules import (
+    CONTAINER_NAME,
+    HOOKS,
+    PLAYBOOK_DIR,
+    PORT_SPEC,
+    RESTART_POLICIES,
+    SAFE_NAME_RULE,
+    VOLUME_SPEC,
+    plain,
+    safe_name,
+)
 
 
 def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | None:
@@ -152,6 +162,7 @@ def _read_container(parent: Fields, playbook: str) -> ContainerSpec | None:
         ready=fields.str("ready"),
         ready_timeout=fields.duration("ready_timeout", 60.0),
         stop_timeout=fields.duration("stop_timeout", 20.0),
+        restart=fields.str("restart", "unless-stopped", choices=RESTART_POLICIES) or "unless-stopped",
     )
     if spec.network and not CONTAINER_NAME.fullmatch(spec.network):
         fields.problem("network", f"expected host or the name of a network, got {shown(spec.network)}")

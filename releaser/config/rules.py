@@ -17,6 +17,7 @@ DEFAULT_URL_ENV = "RELEASER_DATABASE_URL"
 WEBHOOK_FORMATS = ("json", "slack", "dingtalk", "wecom", "feishu")
 ARTIFACT_MODES = ("push", "pull")
 RUNTIMES = ("podman", "docker")  # container runtimes of image releases: the same CLI
+RESTART_POLICIES = ("unless-stopped", "always", "on-failure", "no")
 HOST_KEY_POLICIES = ("verify", "accept-new")
 REPORT_LANGUAGES = ("en", "zh-CN")
 MAIL_SECURITY = ("starttls", "ssl", "none")

@@ -190,6 +190,7 @@ class ContainerSpec(Record, frozen=True):
     ready: str | None = None  # a URL that answers 2xx once the new container serves
     ready_timeout: float = 60.0
     stop_timeout: float = 20.0  # the old container's TERM, then KILL after this long
+    restart: str = "unless-stopped"  # the runtime's restart policy: back after a reboot, unless releaser stopped it
 
 
 class ServiceSpec(Record, frozen=True):

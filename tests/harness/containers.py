@@ -139,13 +139,18 @@ class Registry:
                 raise RuntimeError("docker-registry did not start")
             time.sleep(0.05)
 
-    def push(self, name: str, tag: str, version: str, sick_on: str = "", pad: int = 0) -> str:
+    def push(self, name: str, tag: str, version: str, sick_on: str = "", pad: int = 0, crash: bool = False) -> str:
         """Build the test app as REGISTRY/name:tag (VERSION baked in; sick on hosts whose name
-        starts with `sick_on`; `pad` bytes of filler to reach a size) and push it."""
+        starts with `sick_on`; `crash`: it exits at start; `pad` bytes of filler to reach a
+        size) and push it."""
         context = self.builder_dir / f"{name}-{tag}"
         context.mkdir(parents=True, exist_ok=True)
         shutil.copy(_app_binary(), context / "app")
-        lines = ["FROM scratch", "COPY app /app", f"ENV VERSION={version} SICK_ON={sick_on}"]
+        lines = [
+            "FROM scratch",
+            "COPY app /app",
+            f"ENV VERSION={version} SICK_ON={sick_on} CRASH={'1' if crash else ''}",
+        ]
         if pad:
             (context / "pad").write_bytes(os.urandom(pad))
             lines.append("COPY pad /pad")
