@@ -382,7 +382,7 @@ class Lab:
                     found.append(f"{host}: current {actual[host]} but the app serves {served[host]}")
                 running = self.running(host) if self.registry is not None else [actual[host]]
                 if running != [actual[host]]:
-                    found.append(f"{host}: current {actual[host]} but the containers of {running} run")
+                    found.append(f"{host}: current {actual[host]} but podman runs the containers of {running}")
                 if stored["version"] != actual[host]:
                     found.append(f"{host}: the store says {stored['version']}, the host runs {actual[host]}")
                 if stored["doubt"]:
