@@ -20,8 +20,9 @@ from releaser.demo.sandbox import free_ports
 from tests.harness.marks import needs
 from tests.harness.smtp import self_signed
 
-# The test app: answers /ready (200 once listening), /health (200 "ok VERSION", or 500 when its
-# NAME starts with the image's SICK_ON), on ADDR:PORT; ends on SIGTERM (as PID 1 it must ask).
+# The test app: answers /ready (200 once listening), /version (its VERSION), /health (200 "ok
+# VERSION", or 500 when its NAME starts with the image's SICK_ON or the file /shared/SICK exists:
+# a release that turns bad after it passed), on ADDR:PORT; ends on SIGTERM (as PID 1 it must ask).
 APP_C = r"""
 #include <arpa/inet.h>
 #include <signal.h>
@@ -52,8 +53,10 @@ int main(void) {
     if (c < 0) continue;
     char req[1024] = {0}, body[256], out[512];
     if (read(c, req, sizeof req - 1) < 0) { close(c); continue; }
-    int ok = strncmp(req, "GET /ready", 10) == 0 || !sick_here;
-    int n = snprintf(body, sizeof body, "%s %s\n", ok ? "ok" : "sick", version);
+    int asked_version = strncmp(req, "GET /version", 12) == 0;
+    int ok = asked_version || strncmp(req, "GET /ready", 10) == 0 || (!sick_here && access("/shared/SICK", F_OK) != 0);
+    int n = asked_version ? snprintf(body, sizeof body, "%s\n", version)
+                          : snprintf(body, sizeof body, "%s %s\n", ok ? "ok" : "sick", version);
     n = snprintf(out, sizeof out, "HTTP/1.0 %s\r\nContent-Length: %d\r\n\r\n%s", ok ? "200 OK" : "500 Sick", n, body);
     if (write(c, out, n) < 0) { }
     close(c);

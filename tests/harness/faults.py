@@ -3,6 +3,10 @@ off), each running an app that ships in the release and reports its version; rel
 by SIGKILL or SIGTERM at journal steps (`RELEASER_FAILPOINT`), then `releaser resume`; and an
 oracle that compares the store with what every host really runs.
 
+Two variants change what a release is: `routed` puts prod behind nginx; `images` makes every
+release an image in a registry the lab starts, run as a container by each host's own podman
+(the test app of tests/harness/containers.py, which also serves its version).
+
 Used by tests/test_faults.py and bench/faults.
 """
 
@@ -75,6 +79,19 @@ hooks:
     curl -fsS --max-time 2 "http://$BIND:$PORT/version"
 """
 
+# An image release runs as a container on the host's network, bound to the host's own address;
+# the host's shared/ is its /shared, where Lab.sicken's flag makes it sick.
+CONTAINER_PLAYBOOK = """\
+keep_releases: 3
+container:
+  name: app
+  env: {ADDR: "{address}", PORT: "{PORT}", NAME: "{name}"}
+  volumes: ["{root}/shared:/shared"]
+  ready: "http://{address}:{PORT}/ready"
+  ready_timeout: 20s
+  stop_timeout: 2s
+"""
+
 CHECKS = """\
 checks:
   - name: app
@@ -107,15 +124,23 @@ class Lab:
     resume_in_process: bool = False
     layout: dict[str, int] = field(default_factory=lambda: dict(ENVIRONMENTS))
     nginx: object = None  # with `routed`: the nginx in front of prod (releaser.demo.nginx.SandboxNginx)
+    registry: object = None  # with `images`: where releases are pushed (tests.harness.containers.Registry)
+    podman: dict[str, dict[str, str]] = field(default_factory=dict)  # with `images`: each host's podman vars
 
     @classmethod
-    def create(cls, base: Path, prod_hosts: int = ENVIRONMENTS["prod"], routed: bool = False) -> Lab:
+    def create(
+        cls, base: Path, prod_hosts: int = ENVIRONMENTS["prod"], routed: bool = False, images: bool = False
+    ) -> Lab:
         """A lab of real sshd hosts; `prod_hosts` (at least 3: gray takes one, full two waves);
-        `routed`: prod behind a real nginx, its gray by users."""
+        `routed`: prod behind a real nginx, its gray by users; `images`: image releases."""
         layout = {**ENVIRONMENTS, "prod": prod_hosts}
         fleet = SshFleet(base / "sshd", sum(layout.values()), per_sshd=1)
         lab = cls(base / "project", fleet, layout=layout)
         lab.port = fleet.port + 1  # the apps listen on the hosts' own addresses: one port fits all
+        if images:
+            from tests.harness.containers import Registry
+
+            lab.registry = Registry(base / "registry")
         if routed:
             from releaser.router.nginx import variable
             from tests.harness.nginx import nginx_in
@@ -134,6 +159,12 @@ class Lab:
     def close(self) -> None:
         if self.nginx is not None:
             self.nginx.stop()
+        if self.registry is not None:
+            from tests.harness.containers import stop_all
+
+            for host_vars in self.podman.values():
+                stop_all(host_vars)
+            self.registry.close()
         for root in (self.base / "hosts").glob("*"):
             pidfile = root / "shared" / "app.pid"
             if pidfile.exists():
@@ -146,7 +177,7 @@ class Lab:
     def write(self) -> None:
         (self.base / "playbooks").mkdir(parents=True, exist_ok=True)
         (self.base / "healthchecks").mkdir(exist_ok=True)
-        (self.base / "playbooks" / "app.yaml").write_text(PLAYBOOK)
+        (self.base / "playbooks" / "app.yaml").write_text(CONTAINER_PLAYBOOK if self.registry else PLAYBOOK)
         (self.base / "healthchecks" / "app.yaml").write_text(CHECKS)
         addresses = iter(self.fleet.addresses)
         envs, number = [], 0
@@ -156,10 +187,15 @@ class Lab:
                 number += 1
                 name, address = f"h{number:02d}", next(addresses)
                 self.names.setdefault(env, []).append(name)
-                hosts.append(f"{{name: {name}, address: {address}, vars: {{BIND: {address}}}}}")
+                host_vars = {"BIND": address}
+                if self.registry is not None:
+                    from tests.harness.containers import podman_conf
+
+                    host_vars = self.podman[name] = podman_conf(self.base.parent / "podman" / name)
+                hosts.append(f"{{name: {name}, address: {address}, vars: {json.dumps(host_vars)}}}")
             envs.append(
                 f'  {env}:\n    transport: ssh\n    root: "{self.base}/hosts/{{host}}"\n    playbook: app\n'
-                f'    command_timeout: 8s\n    vars: {{PORT: "{self.port}"}}\n'
+                f'    command_timeout: {"30s" if self.registry else "8s"}\n    vars: {{PORT: "{self.port}"}}\n'
                 f"    ssh: {self.fleet.ssh_options(connect_timeout='2s', auth_timeout='3s')}\n"
                 f"    hosts: [{', '.join(hosts)}]"
                 + (
@@ -174,8 +210,14 @@ class Lab:
             + ("    users: [10%]\n" if stage == "gray" and self.nginx is not None else "")
             for stage, env in STAGES.items()
         )
+        registries = f"registries:\n  {self.registry.address}: {{insecure: true}}\n" if self.registry else ""
         (self.base / "environments.yaml").write_text(
-            "project: faults\nstate: {wait: 3s}\nenvironments:\n" + "\n".join(envs) + "\npipeline:\n" + stages
+            "project: faults\nstate: {wait: 3s}\n"
+            + registries
+            + "environments:\n"
+            + "\n".join(envs)
+            + "\npipeline:\n"
+            + stages
         )
 
     def artifact(self, version: str, sick: bool = False) -> Path:
@@ -194,7 +236,11 @@ class Lab:
     def new_release(self, sick: bool = False) -> str:
         self.versions += 1
         version = f"1.{self.versions}.0"
-        self.run("release", "create", version, "--artifact", str(self.artifact(version, sick)))
+        if self.registry is None:
+            self.run("release", "create", version, "--artifact", str(self.artifact(version, sick)))
+        else:  # sick on hosts whose name starts with "h": every host of the lab
+            image = self.registry.push("app", version, version, sick_on="h" if sick else "")
+            self.run("release", "create", version, "--image", image)
         return version
 
     # -- driving releaser --
@@ -272,6 +318,13 @@ class Lab:
         record = self.root(host) / ".releaser" / "record.jsonl"
         return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
+    def running(self, host: str) -> list[str]:
+        """With `images`: the releases of the host's running containers, asked of its podman."""
+        from tests.harness.containers import podman
+
+        listed = podman(self.podman[host], "ps", "--format", '{{index .Labels "releaser.release"}}').stdout
+        return sorted(listed.split())
+
     def current(self, host: str) -> str | None:
         link = self.root(host) / "current"
         return os.readlink(link).removeprefix("releases/") if link.is_symlink() else None
@@ -327,6 +380,9 @@ class Lab:
                 stored = state["hosts"][host]
                 if served[host] != actual[host]:
                     found.append(f"{host}: current {actual[host]} but the app serves {served[host]}")
+                running = self.running(host) if self.registry is not None else [actual[host]]
+                if running != [actual[host]]:
+                    found.append(f"{host}: current {actual[host]} but podman runs the containers of {running}")
                 if stored["version"] != actual[host]:
                     found.append(f"{host}: the store says {stored['version']}, the host runs {actual[host]}")
                 if stored["doubt"]:
