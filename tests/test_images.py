@@ -245,3 +245,42 @@ def test_a_container_that_crashes_at_start_fails_fast_despite_its_restart_policy
     assert "the container of 1.1 stopped before it was ready" in result.stderr and "crashing as asked" in result.stderr
     assert "not ready within" not in result.stderr  # not waited out for ready_timeout
     assert images.running("dev-1") == ["1.0"]
+
+
+@pytest.mark.nginx
+@pytest.mark.podman
+@pytest.mark.sshd
+def test_gray_by_users_through_nginx_with_image_releases_and_a_bad_one_routed_back(tmp_path):
+    """prod (5 hosts over sshd, each with its podman) behind a real nginx: gray gives 10% of users
+    the new image, sticky by cookie; a sick image is caught at gray and its users routed back."""
+    import urllib.request
+
+    from tests.harness.faults import Lab
+
+    lab = Lab.create(tmp_path, prod_hosts=5, routed=True, images=True)
+    try:
+        lab.run("run", lab.new_release())
+        good = lab.new_release()
+        lab.run("promote", good, "--to", "gray", "--force", "--reason", "gray by users")
+
+        def served_to(user: str) -> str:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{lab.nginx.port}/version", headers={"Cookie": f"uid={user}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.read().decode().split()[-1]
+
+        first = {f"user-{i}": served_to(f"user-{i}") for i in range(300)}
+        share = sum(version == good for version in first.values()) / len(first)
+        assert 0.05 <= share <= 0.15, share
+        assert all(served_to(user) == version for user, version in list(first.items())[:60])  # sticky
+        lab.run("promote", good)
+        assert {served_to(f"user-{i}") for i in range(30)} == {good}
+
+        bad = lab.new_release(sick=True)
+        stopped = lab.cli("promote", bad, "--to", "gray", "--force", "--reason", "a bad image")
+        assert stopped.returncode == 1, stopped.stderr
+        assert {served_to(f"user-{i}") for i in range(100)} == {good}
+        assert not lab.problems()
+    finally:
+        lab.close()
