@@ -75,8 +75,8 @@ def pull(runtime: str, registry: RegistrySpec) -> str:
         before = f' --config "$RELEASER_ROOT/{posixpath.dirname(REGISTRY_AUTH)}"'
     return f"""if ! {present()}; then
   if ! "$rt"{before} pull -q{options} "$img" >/dev/null </dev/null; then
-    echo "releaser: $rt could not pull $img (its words are above): check that this host reaches the registry \\
-and may read the image" >&2
+    echo "releaser: $rt could not pull $img (what it said is just before this): check that this host \\
+reaches the registry and may read the image" >&2
     _rec failed "" pull
     exit 1
   fi
@@ -100,8 +100,8 @@ def create(spec: ContainerSpec, host: Host, release: str, secrets: str | None = 
     env_file = f' --env-file "{secrets}"' if secrets else ""
     return f"""if ! "$rt" inspect --type container {q(container_name(spec, release))} >/dev/null 2>&1; then
   if ! "$rt" {" ".join(q(arg) for arg in args)}{env_file} "$img"{command} >/dev/null </dev/null; then
-    echo "releaser: $rt refused to create the container of {release} (its words are above): check \\`container:\\` \\
-in the playbook" >&2
+    echo "releaser: $rt refused to create the container of {release} (what it said is just before this): \\
+check \\`container:\\` in the playbook" >&2
     _rec failed "" container
     exit 1
   fi
@@ -109,9 +109,10 @@ fi
 """
 
 
-def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None = None) -> str:
+def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None = None, keep: bool = False) -> str:
     """The switch's restart: stop the app's running container (TERM, KILL after stop_timeout),
-    start the release's (created again from its image if it went), wait until it is ready.
+    start the release's (created again from its image if it went), wait until it is ready
+    (`keep`: a rollback's container stays up even if it is not).
     Both bind the same ports, so the old one stops first; with a router the host is drained."""
     name = q(container_name(spec, release))
     ready = wait_ready(
@@ -120,8 +121,9 @@ def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None 
         spec.ready_timeout,
         # running, and not brought back by its restart policy since: a crash is not waited out
         f"""[ "$("$rt" inspect --format '{_STATE}' {name} 2>/dev/null)" = "true $restarts" ]""",
+        f""""$rt" inspect --format '{{{{.State.ExitCode}}}}' {name} 2>/dev/null""",
         f'"$rt" logs --tail 20 {name}',
-        f'"$rt" stop -t {round(spec.stop_timeout)} {name} >/dev/null 2>&1 </dev/null || true',
+        None if keep else f'"$rt" stop -t {round(spec.stop_timeout)} {name} >/dev/null 2>&1 </dev/null || true',
     )
     return (
         create(spec, host, release, secrets)
@@ -132,7 +134,7 @@ def handover(spec: ContainerSpec, host: Host, release: str, secrets: str | None 
   fi
 done
 if ! "$rt" start {name} >/dev/null </dev/null; then
-  echo "releaser: $rt could not start the container of {release} (its words are above)" >&2
+  echo "releaser: $rt could not start the container of {release} (what it said is just before this)" >&2
   _rec failed "" "container start"
   exit 1
 fi

@@ -173,7 +173,14 @@ class Deployer:
         def look(host: Host, session, seconds: float) -> None:
             stalls = pb.parse_stalls(session.run(pb.stall_script(host), 15).stdout)
             limit = f"it is stopped at command_timeout ({self.env.command_timeout:g}s)"
-            if stalls:
+            runs = self.playbook.container or self.playbook.service
+            if stalls and all(stall.hook in pb.OWN_STEPS for stall in stalls):  # releaser's own steps: no hook
+                message = "; ".join(f"{host.name}: {pb.OWN_STEPS[s.hook]} for {s.seconds}s" for s in stalls)
+                if runs is not None and any(s.hook != "pull" for s in stalls):
+                    message += f"; it fails once ready_timeout ({runs.ready_timeout:g}s) passes"
+                else:
+                    message += f"; {limit}"
+            elif stalls:
                 message = "; ".join(stall.describe(host.name) for stall in stalls) + f"; {limit}"
                 if not all(stall.polling for stall in stalls):  # a loop polling for readiness is not hung
                     message += f". If it should have returned: {pb.HUNG_FIX}"

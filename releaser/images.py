@@ -105,13 +105,13 @@ def resolve(ref: ImageRef, registry: RegistrySpec) -> Resolved:
             response = session.get(url, timeout=registry.timeout, verify=verify)
     except requests.exceptions.SSLError as exc:
         raise UsageError(
-            f"{where}: TLS failed ({secrets.scrub(str(exc))[:200]}); give its CA in `registries: {{{ref.registry}: "
+            f"{where}: TLS failed ({_reason(exc)}); give its CA in `registries: {{{ref.registry}: "
             f"{{ca_file: FILE}}}}`, or `insecure: true` for a plain-HTTP registry on a lab network"
         ) from None
     except requests.RequestException as exc:
         raise UsageError(
-            f"{where} cannot be reached ({secrets.scrub(str(exc))[:200]}); check the image reference and "
-            "that this machine reaches the registry"
+            f"{where} cannot be reached ({_reason(exc)}); check the image reference and that this machine "
+            "reaches the registry"
         ) from None
     finally:
         session.close()
@@ -130,6 +130,19 @@ def resolve(ref: ImageRef, registry: RegistrySpec) -> Resolved:
     if (told and told != digest) or (ref.digest and ref.digest != digest):
         raise UsageError(f"{where} sent a manifest for {ref} whose digest is {digest}, not {told or ref.digest}")
     return Resolved(digest=digest, size=_size(response) or len(response.content))
+
+
+def _reason(exc: Exception) -> str:
+    """The cause of a failed request in a few words (requests wraps it in layers of repr)."""
+    import requests
+
+    text = secrets.scrub(str(exc))
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)|certificate verify failed: ([^'\")\]]+)", text)
+    if found:
+        return (found.group(1) or f"certificate verify failed: {found.group(2)}").strip()
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time"
+    return text[:160]
 
 
 def _size(response: requests.Response) -> int:

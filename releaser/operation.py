@@ -57,7 +57,13 @@ class Operation:
     @contextlib.contextmanager
     def hold(self, env: Environment, command: str, armed: bool = False) -> Iterator[Held]:
         """Lock `env` for `command` (exit 3 when another holds it), open a fleet of its hosts and
-        a deployer over them; `armed`: a signal from here on is read at safe points (interrupts.py)."""
+        a deployer over them; `armed`: a signal from here on is read at safe points (interrupts.py).
+        The app's secrets are read first: a change may prepare a release on a host, and one
+        not set ends the command before anything is locked or journaled (exit 2)."""
+        if env.secrets:
+            from .appsecrets import env_file
+
+            env_file(env)
         with contextlib.ExitStack() as stack:
             if armed:
                 stack.enter_context(self.interrupts.armed())

@@ -297,7 +297,8 @@ if [ -f {q(dest + "/.complete")} ] && [ ! -L {q(dest + "/.complete")} ] && {cont
   _rec pulled "" already
   exit 0
 fi
-{containers.pull(env.runtime, registry)}if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
+{_marked("pull")}{containers.pull(env.runtime, registry)}\
+if [ -e {q(dest)} ] || [ -L {q(dest)} ]; then rm -rf {q(dest)}; fi
 mkdir {q(dest)}
 printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}
@@ -351,7 +352,7 @@ if [ "$now" != {q(target)} ]; then
   exit {EXIT_SWITCH_MISMATCH}
 fi
 _rec switched "$before"
-{_restart(playbook, host, release, _private(env))}\
+{_restart(playbook, host, release, _private(env), keep=action != "deploy")}\
 {_step(playbook, "verify", "current", "verified")}\
 {_served_check(playbook, release)}\
 keep={int(playbook.keep_releases)}
@@ -386,13 +387,14 @@ def _private(env: Environment | None) -> str | None:
     return f"$RELEASER_ROOT/{ENV_FILE}" if env is not None and env.secrets else None
 
 
-def _restart(playbook: Playbook, host: Host, release: str, secrets: str | None) -> str:
-    """After `current` moved: the container or service handover, or the restart hook."""
+def _restart(playbook: Playbook, host: Host, release: str, secrets: str | None, keep: bool) -> str:
+    """After `current` moved: the container or service handover (`keep`: a rollback's, whose
+    process stays up even if it is not ready), or the restart hook."""
     if playbook.container is not None:
-        handover = containers.handover(playbook.container, host, release, secrets)
+        handover = containers.handover(playbook.container, host, release, secrets, keep)
         return _marked("container") + handover + "_rec restarted\n"
     if playbook.service is not None:
-        handover = services.handover(playbook.service, host, release, secrets)
+        handover = services.handover(playbook.service, host, release, secrets, keep)
         return _marked("service") + handover + '_rec restarted "" "pid $new"\n'
     return _step(playbook, "restart", "current", "restarted")
 
@@ -482,6 +484,12 @@ fi
 # What to do about a hook that does not return, in releaser's words on the host and the controller.
 HUNG_FIX = "a hook must return: run a server it starts in the background; " + HELD_FIX
 STALL_MARKER = "RELEASER_STALL"
+# Steps of a phase that are releaser's own, not a hook's, as a slow phase's look names them.
+OWN_STEPS = {
+    "pull": "pulling the release's image",
+    "container": "starting the release's container and waiting until it is ready",
+    "service": "starting the release's service and waiting until it is ready",
+}
 PROC_MARKER = "RELEASER_PROC"
 
 

@@ -122,9 +122,20 @@ fi
 {hooks} run under sudo -n (allow them NOPASSWD in sudoers)"
 """
     if playbook.container is not None:
-        script += f"""command -v {q(env.runtime)} >/dev/null 2>&1 || echo "{MARKER} the container runtime \
-{env.runtime} is not installed for $(id -un) (the playbook runs containers): install {env.runtime}, or \
-set the runtime of the environment {env.name} (runtime: podman or docker)"
+        # in a subshell with the hooks' variables (CONTAINERS_CONF, DOCKER_HOST...): as a phase runs it
+        from .playbook import exports
+
+        runtime = q(env.runtime)
+        script += f"""(
+{exports(host, "preflight", None)}
+if ! command -v {runtime} >/dev/null 2>&1; then
+  echo "{MARKER} the container runtime {env.runtime} is not installed for $(id -un) (the playbook runs \
+containers): install {env.runtime}, or set the runtime of the environment {env.name} (runtime: podman or docker)"
+elif ! said=$({runtime} ps -q 2>&1 >/dev/null); then
+  echo "{MARKER} the container runtime {env.runtime} does not work for $(id -un): $(printf '%s' "$said" \
+| tail -n 1 | cut -c1-200)"
+fi
+)
 """
     return script
 

@@ -18,15 +18,23 @@ _ANSWERS = r"""_answers() {
 """
 
 
-def wait_ready(what: str, url: str | None, timeout: float, running: str, last_words: str, stop: str) -> str:
+def wait_ready(
+    what: str, url: str | None, timeout: float, running: str, status: str, last_words: str, stop: str | None
+) -> str:
     """Bash that waits until `url` answers (or, without one, checks that `what` still runs).
-    It fails the phase when `running` (a test) turns false or `timeout` passes, showing what
-    the process said (`last_words`, a command) and stopping it (`stop`): a process that never
-    became ready serves nobody, and the rollback starts the one before."""
+    It fails the phase when `running` (a test) turns false, saying the exit status (`status`,
+    a command printing it) and what the process said last (`last_words`, a command), or when
+    `timeout` passes. A process that never became ready is stopped (`stop`): it serves
+    nobody, and the rollback starts the one before. A rollback's own process is left running
+    (`stop` None): the release it goes back to, unproven, serves better than nothing."""
+    if stop is None:
+        ending, left = "", "; it is left running: check the ready URL in the playbook"
+    else:
+        ending, left = f"    {stop}\n", ""
     gone = f"""    {{ {last_words}; }} </dev/null >&2 2>&1 || true
-    echo "releaser: {what} stopped before it was ready (its last words are above)" >&2
-    {stop}
-    _rec failed "" exited
+    code=$({status})
+    echo "releaser: {what} exited (status ${{code:-?}}) before it was ready; what it said last is just before this" >&2
+{ending}    _rec failed "" exited
     exit 1
 """
     if not url:
@@ -39,9 +47,8 @@ until _answers {q(url)}; do
 {gone}  fi
   if [ "$SECONDS" -ge "$until" ]; then
     {{ {last_words}; }} </dev/null >&2 2>&1 || true
-    echo "releaser: {what} was not ready within {round(timeout)}s: {url} did not answer 2xx" >&2
-    {stop}
-    _rec failed "" "not ready"
+    echo "releaser: {what} was not ready within {round(timeout)}s: {url} did not answer 2xx{left}" >&2
+{ending}    _rec failed "" ready
     exit 1
   fi
   sleep 0.2

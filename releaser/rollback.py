@@ -57,10 +57,17 @@ class RollbackResult(Record):
         default_factory=dict
     )  # host -> the release it keeps: it ran none before (first install)
     seconds: float = 0.0
+    unreachable: list[str] = field(default_factory=list)  # of `left`: hosts that could not be reached or read back
 
     @property
     def complete(self) -> bool:
         return not self.left
+
+    def next_step(self) -> str:
+        """What finishes the rollback: reaching the hosts again, or fixing what they said."""
+        if set(self.left) <= set(self.unreachable):
+            return "`releaser resume` finishes it once they can be reached"
+        return "fix what the hosts said, then `releaser resume` finishes it"
 
     def hosts_left(self) -> str:
         return "; ".join(f"{host}: {why}" for host, why in sorted(self.left.items()))
@@ -316,7 +323,8 @@ class Rollbacks(Operation):
         left.update(outcome.failed)
         # hosts a stopped deploy drained but never switched are back in rotation too
         deployer.back_in_rotation([h.name for h in env.hosts], set(left), DeployAction.ROLLBACK)
-        result = RollbackResult(rollback, outcome.ok, left, kept, time.monotonic() - started)
+        unreachable = [h for h, why in left.items() if why.startswith("unreachable") or h in outcome.unknown]
+        result = RollbackResult(rollback, outcome.ok, left, kept, time.monotonic() - started, unreachable)
         self._finish(env, rollback, stage_run, result, tag)
         result.rollback = self._stored(rollback.id)
         return result
@@ -341,7 +349,7 @@ class Rollbacks(Operation):
                 self.journal.record(
                     Event.ROLLBACK_INCOMPLETE,
                     f"rollback {rollback.id} of {env.name} could not finish on {len(result.left)} host(s): "
-                    f"{result.hosts_left()}; it stays open: `releaser resume` finishes it once they can be reached",
+                    f"{result.hosts_left()}; it stays open: {result.next_step()}",
                     data={"rollback": rollback.id, "left": result.left, "switched": result.switched},
                     **tag,
                 )
@@ -382,7 +390,7 @@ def conclude(result: RollbackResult, what: str) -> NoReturn:
         )
     raise NeedsHuman(
         f"{what}; the rollback could not finish on {result.hosts_left()}; {result.rollback.environment} may run "
-        "mixed versions (see `releaser status`): `releaser resume` finishes the rollback once they can be reached"
+        f"mixed versions (see `releaser status`): {result.next_step()}"
     )
 
 

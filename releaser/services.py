@@ -81,11 +81,11 @@ killed it" >&2
 """
 
 
-def handover(spec: ServiceSpec, host: Host, release: str, secrets: str | None = None) -> str:
+def handover(spec: ServiceSpec, host: Host, release: str, secrets: str | None = None, keep: bool = False) -> str:
     """The switch's restart: stop the running service, start the release's (with the app's
     secrets from the file `secrets`, a path the shell expands, in its environment alone), wait
-    until it is ready. The old one stops first (the same ports); with a router the host is
-    drained."""
+    until it is ready (`keep`: a rollback's service stays up even if it is not). The old one
+    stops first (the same ports); with a router the host is drained."""
     load = f'while IFS= read -r line; do export "${{line%%=*}}=${{line#*=}}"; done < "{secrets}" && ' if secrets else ""
     log = spec.log
     rotate = "".join(f'  [ ! -f "$log.{i}" ] || mv -f "$log.{i}" "$log.{i + 1}"\n' for i in range(KEEP_LOGS - 1, 0, -1))
@@ -94,8 +94,9 @@ def handover(spec: ServiceSpec, host: Host, release: str, secrets: str | None = 
         render_template(spec.ready, host) if spec.ready else None,
         spec.ready_timeout,
         '[ -n "$began" ] && [ "$(_started "$new")" = "$began" ]',
+        'wait "$new" 2>/dev/null; echo $?',
         'tail -c +"$said" "$log" | tail -n 20',
-        "_stop_service",
+        None if keep else "_stop_service",
     )
     return (
         _stopper(spec)

@@ -242,7 +242,10 @@ def test_a_container_that_crashes_at_start_fails_fast_despite_its_restart_policy
     project.cli("release", "create", "1.1", "--image", registry.push("shop", "1.1", "1.1", crash=True), check=True)
     result = project.cli("run", "1.1", "--to", "selftest", timeout=120)
     assert result.returncode == 1
-    assert "the container of 1.1 stopped before it was ready" in result.stderr and "crashing as asked" in result.stderr
+    assert (
+        "the container of 1.1 exited (status 3) before it was ready" in result.stderr
+        and "crashing as asked" in result.stderr
+    )
     assert "not ready within" not in result.stderr  # not waited out for ready_timeout
     assert images.running("dev-1") == ["1.0"]
 

@@ -136,7 +136,10 @@ def test_a_service_that_does_not_start_fails_the_stage_with_its_last_words(servi
     services.release("1.1", CRASH="config file /etc/shop.ini missing\n")
     result = services.cli("run", "1.1")
     assert result.exit_code == 1
-    assert "stopped before it was ready" in result.output and "config file /etc/shop.ini missing" in result.output
+    assert (
+        "exited (status 3) before it was ready" in result.output
+        and "config file /etc/shop.ini missing" in result.output
+    )
     # rolled back: 1.0 runs again, started by releaser
     assert all(services.cwd(host).endswith("/releases/1.0") for host in services.ports)
 
@@ -236,4 +239,61 @@ def test_a_host_without_the_container_runtime_is_named_before_the_stage_starts(t
     )
     assert result.exit_code == 2, result.output
     assert "the container runtime podman is not installed" in result.output
+    assert "stage.started" not in setup.cli("history", "--json").output
+
+
+def test_a_wrong_ready_url_fails_the_deploy_and_the_rollback_leaves_the_old_release_running(services):
+    """The ready URL is the playbook's, so the rollback's check fails the same way: the release
+    it goes back to stays up (unproven), rather than a fleet with nothing running."""
+    services.release("1.0")
+    assert services.cli("run", "1.0").exit_code == 0
+    playbook = services.dir / "playbooks" / "app.yaml"
+    playbook.write_text(
+        playbook.read_text().replace("http://127.0.0.1:{PORT}/", "http://127.0.0.1:9/").replace("20s", "1s")
+    )
+    services.release("1.1")
+    result = services.cli("run", "1.1")
+    assert result.exit_code == 4, result.output
+    assert "it is left running: check the ready URL in the playbook" in result.output
+    for host in services.ports:
+        assert services.cwd(host).endswith("/releases/1.0") and _alive(services.pid(host))
+
+
+def test_a_manual_rollback_without_the_secrets_changes_nothing(services, monkeypatch):
+    monkeypatch.setenv("SHOP_DB_PASSWORD", SECRET)
+    services.with_secrets()
+    for version in ("1.0", "1.1"):
+        services.release(version)
+        assert services.cli("run", version).exit_code == 0
+    monkeypatch.delenv("SHOP_DB_PASSWORD")
+    before = services.cli("history", "--json").output
+    result = services.cli("rollback", "dev", "--reason", "try")
+    assert result.exit_code == 2 and "DB_PASSWORD (from $SHOP_DB_PASSWORD: not set)" in result.output
+    assert services.cli("history", "--json").output == before
+
+
+def test_a_container_runtime_that_does_not_work_is_named_before_the_stage_starts(tmp_path):
+    """A runtime whose daemon is down (docker without dockerd) is a host's mistake, not a release
+    failure: the pre-flight asks it, as a phase would (with the hooks' variables)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "podman"
+    broken.write_text(
+        "#!/bin/sh\necho 'Error: cannot connect to the engine: no such file or directory' >&2\nexit 125\n"
+    )
+    broken.chmod(0o755)
+    setup = Services(tmp_path / "proj")
+    (setup.dir / "playbooks" / "app.yaml").write_text("container: {name: shop}\n")
+    config = setup.dir / "environments.yaml"
+    config.write_text(
+        config.read_text().replace("    hosts:", f"    vars: {{PATH: '{bin_dir}:/usr/bin:/bin'}}\n    hosts:")
+    )
+    store = open_store(load_config(config))
+    image = parse_image("127.0.0.1:5999/shop:1.0")
+    create_image_release(store, Journal(store), "1.0", image, Resolved(digest="sha256:" + "ab" * 32, size=1))
+    store.close()
+    result = setup.cli("promote", "1.0")
+    assert result.exit_code == 2, result.output
+    assert "the container runtime podman does not work for" in result.output
+    assert "cannot connect to the engine" in result.output
     assert "stage.started" not in setup.cli("history", "--json").output
