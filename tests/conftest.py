@@ -61,8 +61,17 @@ def receiver():
     server.close()
 
 
+# Modules whose tests run for minutes, started first: with two workers, a long test collected last
+# keeps one worker busy while the other has run out of work. Within a module the order stays
+# (module-scoped fixtures are set up once per worker).
+LONG_FIRST = ("test_field.py", "test_demo.py", "test_faults.py", "test_prometheus.py", "test_images.py")
+
+
 def pytest_collection_modifyitems(items):
-    """Mark each test with the real parts its fixtures start; any part makes it `real`."""
+    """Mark each test with the real parts its fixtures start; any part makes it `real`. Order the
+    modules of long tests first (LONG_FIRST)."""
+    rank = {name: number for number, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: each module keeps its order
     for item in items:
         parts = marks.fixture_parts(item) | {m.name for m in item.iter_markers() if m.name in marks.PARTS}
         for part in sorted(parts | ({"real"} if parts else set())):
