@@ -84,9 +84,15 @@ fi
 """
 
 
+def exists(spec: ContainerSpec, release: str) -> str:
+    """A test: the release's container is on the host."""
+    return f'"$rt" inspect --type container {q(container_name(spec, release))} >/dev/null 2>&1'
+
+
 def create(spec: ContainerSpec, host: Host, release: str, secrets: str | None = None) -> str:
-    """The release's container, created (not started) from $img unless it exists; with the
-    app's secrets from the file `secrets` (a path the shell expands) in its environment."""
+    """The release's container, created (not started) from $img, when the shell's $create is
+    set; with the app's secrets from the file `secrets` (a path the shell expands) in its
+    environment."""
     args = ["create", "--name", container_name(spec, release), "--label", f"releaser.app={spec.name}"]
     args += ["--label", f"releaser.release={release}", "--pull", "never", "--network", spec.network]
     args += ["--restart", spec.restart]
@@ -98,13 +104,12 @@ def create(spec: ContainerSpec, host: Host, release: str, secrets: str | None = 
         args += ["--volume", render_template(volume, host)]
     command = "".join(" " + q(render_template(arg, host)) for arg in spec.command)
     env_file = f' --env-file "{secrets}"' if secrets else ""
-    return f"""if ! "$rt" inspect --type container {q(container_name(spec, release))} >/dev/null 2>&1; then
-  if ! "$rt" {" ".join(q(arg) for arg in args)}{env_file} "$img"{command} >/dev/null </dev/null; then
-    echo "releaser: $rt refused to create the container of {release} (what it said is just before this): \\
+    return f"""if [ -n "${{create:-}}" ] && ! "$rt" {" ".join(q(arg) for arg in args)}{env_file} "$img"{command} \\
+  >/dev/null </dev/null; then
+  echo "releaser: $rt refused to create the container of {release} (what it said is just before this): \\
 check \\`container:\\` in the playbook" >&2
-    _rec failed "" container
-    exit 1
-  fi
+  _rec failed "" container
+  exit 1
 fi
 """
 
@@ -144,13 +149,15 @@ restarts=$("$rt" inspect --format '{{{{.RestartCount}}}}' {name} 2>/dev/null || 
     )
 
 
-def served(spec: ContainerSpec) -> str:
+# A container's release label as `ps --format` gives it: podman's labels are a map, docker's a method.
+_RELEASE_LABEL = {"podman": '{{index .Labels "releaser.release"}}', "docker": '{{.Label "releaser.release"}}'}
+
+
+def served(spec: ContainerSpec, runtime: str) -> str:
     """Sets $served to the release of the app's running container: "" when none runs, and
     several joined by commas (which _safe reads as "?") in the middle of a handover."""
-    return f"""served=""
-ids=$(_running {q(spec.name)})
-[ -z "$ids" ] || served=$("$rt" inspect --format '{{{{index .Config.Labels "releaser.release"}}}}' $ids 2>/dev/null \\
-  | paste -sd, -)
+    running = f"label=releaser.app={spec.name}"
+    return f"""served=$("$rt" ps --filter {q(running)} --format {q(_RELEASE_LABEL[runtime])} 2>/dev/null | paste -sd, -)
 """
 
 

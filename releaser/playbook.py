@@ -21,7 +21,7 @@ import uuid
 from . import containers, services
 from .appsecrets import ENV_FILE
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
-from .model import Environment, Host, Playbook, RegistrySpec
+from .model import ContainerSpec, Environment, Host, Playbook, RegistrySpec
 from .record import Record
 
 EXIT_CHECKSUM = 65
@@ -304,6 +304,8 @@ printf '%s\n' "$RELEASER_RELEASE" > {q(dest + "/REVISION")}
 printf '%s\n' "$img" > {q(dest + "/" + containers.IMAGE_FILE)}
 _rec pulled
 {_rendered(playbook, host, release, env, dest)}{_step(playbook, "prepare", q(dest), "prepared")}\
+create=""
+{containers.exists(spec, release)} || create=1
 {containers.create(spec, host, release, _private(env))}_rec created
 : > {q(dest + "/.complete")}
 echo "releaser: prepared {release}"
@@ -340,7 +342,7 @@ if [ ! -f {q(target + "/.complete")} ] || [ -L {q(target + "/.complete")} ]; the
   _rec failed "" not-prepared
   exit {EXIT_NOT_PREPARED}
 fi
-{_image_here(release) if spec else ""}before=$(readlink current 2>/dev/null || true)
+{_image_here(spec, release) if spec else ""}before=$(readlink current 2>/dev/null || true)
 before=${{before#releases/}}
 ln -s {q(target)} ".current.tmp.$$"
 mv -T ".current.tmp.$$" current
@@ -354,7 +356,7 @@ fi
 _rec switched "$before"
 {_restart(playbook, host, release, _private(env), keep=action != "deploy")}\
 {_step(playbook, "verify", "current", "verified")}\
-{_served_check(playbook, release)}\
+{_served_check(playbook, release, env.runtime if env else "podman")}\
 keep={int(playbook.keep_releases)}
 n=0
 listed=(releases/*)
@@ -369,15 +371,20 @@ done
     )
 
 
-def _image_here(release: str) -> str:
-    """Before an image release's switch: its image must still be on the host, or the release
-    is prepared again (switch_back does so for `not-prepared`)."""
-    return f"""img=""
-read -r img 2>/dev/null < {q(f"releases/{release}/{containers.IMAGE_FILE}")} || true
-if [ -z "$img" ] || ! {containers.present()}; then
-  echo "releaser: the image of {release} is not on this host" >&2
-  _rec failed "" not-prepared
-  exit {EXIT_NOT_PREPARED}
+def _image_here(spec: ContainerSpec, release: str) -> str:
+    """Before an image release's switch: its container, or else its image to create it from
+    again ($create), must be on the host; else the release is prepared again (switch_back
+    does so for `not-prepared`)."""
+    return f"""create=""
+if ! {containers.exists(spec, release)}; then
+  img=""
+  read -r img 2>/dev/null < {q(f"releases/{release}/{containers.IMAGE_FILE}")} || true
+  if [ -z "$img" ] || ! {containers.present()}; then
+    echo "releaser: the image of {release} is not on this host" >&2
+    _rec failed "" not-prepared
+    exit {EXIT_NOT_PREPARED}
+  fi
+  create=1
 fi
 """
 
@@ -399,11 +406,11 @@ def _restart(playbook: Playbook, host: Host, release: str, secrets: str | None, 
     return _step(playbook, "restart", "current", "restarted")
 
 
-def _served(playbook: Playbook) -> str:
+def _served(playbook: Playbook, runtime: str) -> str:
     """Sets $served to what the running app reports (`version` hook, or the release of the
     running container), "?" if it cannot tell."""
     if playbook.container is not None or playbook.service is not None:
-        told = containers.served(playbook.container) if playbook.container else services.served()
+        told = containers.served(playbook.container, runtime) if playbook.container else services.served()
         return told + 'served=$(_safe "$served"); served=${served:-?}\n'
     hook = _hook(playbook, "version", "current")
     return f"""served=$({hook} 2>/dev/null | head -n 1 | tr -d '[:space:]' || true)
@@ -416,12 +423,12 @@ def tells_served(playbook: Playbook) -> bool:
     return playbook.container is not None or playbook.service is not None or bool(playbook.hooks.get("version"))
 
 
-def _served_check(playbook: Playbook, release: str) -> str:
+def _served_check(playbook: Playbook, release: str, runtime: str) -> str:
     if not tells_served(playbook):
         return ""
     return (
         _marked("version")
-        + _served(playbook)
+        + _served(playbook, runtime)
         + f"""_rec served "$served"
 if [ "$served" != {q(release)} ]; then
   echo "releaser: after the restart the app serves $served, not {release}" >&2
@@ -460,7 +467,7 @@ def probe_script(playbook: Playbook, host: Host, wait: float, tail: int = 40, ru
     root = q(host.root.rstrip("/") or "/")
     served = ""
     if tells_served(playbook):
-        served = (containers.prelude(runtime) if playbook.container else "") + _served(playbook)
+        served = (containers.prelude(runtime) if playbook.container else "") + _served(playbook, runtime)
         served = (services.prelude() if playbook.service else "") + served
         served += f'echo "{SERVED_MARKER} $served"\n'
     return f"""set -u

@@ -122,7 +122,8 @@ fi
 {hooks} run under sudo -n (allow them NOPASSWD in sudoers)"
 """
     if playbook.container is not None:
-        # in a subshell with the hooks' variables (CONTAINERS_CONF, DOCKER_HOST...): as a phase runs it
+        # in a subshell with the hooks' variables (CONTAINERS_CONF, DOCKER_HOST...): as a phase runs it;
+        # docker's daemon is asked (podman has none: asking it costs every host a podman start)
         from .playbook import exports
 
         runtime = q(env.runtime)
@@ -131,7 +132,7 @@ fi
 if ! command -v {runtime} >/dev/null 2>&1; then
   echo "{MARKER} the container runtime {env.runtime} is not installed for $(id -un) (the playbook runs \
 containers): install {env.runtime}, or set the runtime of the environment {env.name} (runtime: podman or docker)"
-elif ! said=$({runtime} ps -q 2>&1 >/dev/null); then
+elif [ {runtime} = docker ] && ! said=$({runtime} version --format '{{{{.Server.Version}}}}' 2>&1 >/dev/null); then
   echo "{MARKER} the container runtime {env.runtime} does not work for $(id -un): $(printf '%s' "$said" \
 | tail -n 1 | cut -c1-200)"
 fi

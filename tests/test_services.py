@@ -277,16 +277,18 @@ def test_a_container_runtime_that_does_not_work_is_named_before_the_stage_starts
     failure: the pre-flight asks it, as a phase would (with the hooks' variables)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    broken = bin_dir / "podman"
+    broken = bin_dir / "docker"
     broken.write_text(
-        "#!/bin/sh\necho 'Error: cannot connect to the engine: no such file or directory' >&2\nexit 125\n"
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' >&2\nexit 1\n"
     )
     broken.chmod(0o755)
     setup = Services(tmp_path / "proj")
     (setup.dir / "playbooks" / "app.yaml").write_text("container: {name: shop}\n")
     config = setup.dir / "environments.yaml"
     config.write_text(
-        config.read_text().replace("    hosts:", f"    vars: {{PATH: '{bin_dir}:/usr/bin:/bin'}}\n    hosts:")
+        config.read_text().replace(
+            "    hosts:", f"    runtime: docker\n    vars: {{PATH: '{bin_dir}:/usr/bin:/bin'}}\n    hosts:"
+        )
     )
     store = open_store(load_config(config))
     image = parse_image("127.0.0.1:5999/shop:1.0")
@@ -294,6 +296,6 @@ def test_a_container_runtime_that_does_not_work_is_named_before_the_stage_starts
     store.close()
     result = setup.cli("promote", "1.0")
     assert result.exit_code == 2, result.output
-    assert "the container runtime podman does not work for" in result.output
-    assert "cannot connect to the engine" in result.output
+    assert "the container runtime docker does not work for" in result.output
+    assert "Cannot connect to the Docker daemon" in result.output
     assert "stage.started" not in setup.cli("history", "--json").output
