@@ -33,12 +33,32 @@ def syntax_problem(text: str) -> tuple[int | None, str] | None:
     return None
 
 
+class TemplateFailed(ValueError):
+    """A template that cannot be rendered for a host, at its line when jinja2 tells it."""
+
+    def __init__(self, spec: TemplateSpec, host: Host, line: int | None, why: str):
+        where = f"{spec.source}:{line}" if line else spec.source
+        super().__init__(f"template {where} for host {host.name}: {why}")
+        self.line, self.why = line, f"for host {host.name}: {why}"
+
+
 def render(spec: TemplateSpec, host: Host, release: str, environment: str) -> str:
-    """The file for this host; ValueError names the template, the host and what is wrong."""
+    """The file for this host; TemplateFailed names the template, its line, the host and what
+    is wrong."""
     from jinja2 import TemplateError
 
     values = {**host.template_values(), "release": release, "environment": environment}
     try:
         return _jinja().from_string(spec.text).render(values)
     except TemplateError as exc:
-        raise ValueError(f"template {spec.source} for host {host.name}: {exc}") from None
+        raise TemplateFailed(spec, host, _template_line(exc), str(exc)) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template's line that failed: jinja2 runs a template as code named <template>."""
+    line, frame = None, exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == "<template>":
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return line

@@ -299,3 +299,13 @@ def test_a_container_runtime_that_does_not_work_is_named_before_the_stage_starts
     assert "the container runtime docker does not work for" in result.output
     assert "Cannot connect to the Docker daemon" in result.output
     assert "stage.started" not in setup.cli("history", "--json").output
+
+
+def test_a_template_naming_an_undefined_value_is_reported_at_its_own_line(services):
+    (services.dir / "templates").mkdir()
+    (services.dir / "templates" / "app.ini.j2").write_text("[server]\nport = {{ PORT }}\nhost = {{ hostname }}\n")
+    playbook = services.dir / "playbooks" / "app.yaml"
+    playbook.write_text(playbook.read_text() + "templates: {config/app.ini: templates/app.ini.j2}\n")
+    result = services.cli("validate")
+    assert result.exit_code == 2
+    assert "templates/app.ini.j2:3: for host a: 'hostname' is undefined" in result.output

@@ -139,15 +139,15 @@ def _check_run_templates(playbook: Playbook, fields: Fields, hosts: list[Host]) 
     """A container's or service's values may name host vars: each must fill in for every host
     of the environment."""
     if playbook.templates:
-        from ..templates import render
+        from ..templates import TemplateFailed, render
 
-        for host in hosts:
-            for spec in playbook.templates:
+        for spec in playbook.templates:
+            for host in hosts:
                 try:
                     render(spec, host, "RELEASE", "ENVIRONMENT")
-                except ValueError as exc:
-                    fields.problem("playbook", f"{playbook.file}: {exc}")
-                    return
+                except TemplateFailed as exc:  # at the template's own line, once per template
+                    fields.problems.add(spec.source, exc.line, "", f"{exc.why} (its environment: {fields.path})")
+                    break
     if playbook.container is not None:
         from ..containers import templates
 
