@@ -58,6 +58,8 @@ class HostOutput(Record):
         """'exit 0', 'exit 3', 'exit 124: timed out after 60s', 'not reached: ...'."""
         if not self.reached:
             return f"not reached: {self.error}"
+        if self.error.startswith("timed out"):  # ended by releaser: its status is no exit of the command's
+            return self.error
         return f"exit {self.exit_code}" + (f": {self.error}" if self.error else "")
 
     def to_dict(self) -> dict:

@@ -19,10 +19,15 @@ def tail(text: str, limit: int = TAIL_CHARS) -> str:
 HELD_GRACE = 2.0  # seconds a script's output may stay open after it exited
 
 
+def said(text: str, line: str) -> str:
+    """What a script said on a stream, then releaser's own line about it, on a line of its own."""
+    return (text if not text or text.endswith("\n") else text + "\n") + line
+
+
 def held_output(exit_code: int) -> str:
     """Why a script that exited did not let go of the connection, and what to do about it."""
     return (
-        f"\nreleaser: the script ended (exit {exit_code}) but a process it started in the background still "
+        f"releaser: the script ended (exit {exit_code}) but a process it started in the background still "
         "holds its output, so the connection cannot finish; start it with its input and output redirected, "
         "e.g. nohup CMD </dev/null >>LOG 2>&1 &"
     )
@@ -44,7 +49,7 @@ def no_answer(out: bytes | bytearray, err: bytes | bytearray, timeout: float, se
     return CommandResult(
         -1,
         out.decode(errors="replace"),
-        err.decode(errors="replace") + f"\nreleaser: no answer after {timeout:g}s",
+        said(err.decode(errors="replace"), f"releaser: no answer after {timeout:g}s"),
         seconds,
         timed_out=True,
     )

@@ -20,7 +20,7 @@ import uuid
 
 import paramiko
 
-from .base import CommandResult, no_answer
+from .base import CommandResult, no_answer, said
 
 # One line (a csh login shell cannot quote newlines). TMOUT, which hardened hosts export, would
 # end an idle shell between phases. `read -N` in the C locale takes exactly SIZE bytes (head -c
@@ -100,7 +100,7 @@ class KeptShell:
         timed_out = code in (124, 137) and seconds >= timeout
         text_err = err.decode(errors="replace")
         if timed_out:
-            text_err += f"\nreleaser: command timed out after {timeout:g}s"
+            text_err = said(text_err, f"releaser: command timed out after {timeout:g}s")
         return CommandResult(code, out.decode(errors="replace"), text_err, seconds, timed_out)
 
     def _ended(self, out: bytearray, err: bytearray, started: float) -> CommandResult:

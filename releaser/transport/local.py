@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..model import Host
-from .base import HELD_GRACE, CommandResult, OutputFn, Session, Transport, following, held_output
+from .base import HELD_GRACE, CommandResult, OutputFn, Session, Transport, following, held_output, said
 
 # What a script run on this machine keeps of releaser's own environment: enough to find
 # programs and speak the locale, never a credential (SMTP, Prometheus and webhook secrets live
@@ -69,7 +69,7 @@ class LocalSession(Session):
             return CommandResult(
                 -1,
                 out.text(),
-                err.text() + f"\nreleaser: command timed out after {timeout:g}s",
+                said(err.text(), f"releaser: command timed out after {timeout:g}s"),
                 time.monotonic() - started,
                 timed_out=True,
             )
@@ -79,7 +79,7 @@ class LocalSession(Session):
         return CommandResult(
             proc.returncode,
             out.text(),
-            err.text() + (held_output(proc.returncode) if held else ""),
+            said(err.text(), held_output(proc.returncode)) if held else err.text(),
             time.monotonic() - started,
             held=held,
         )

@@ -40,6 +40,7 @@ from .base import (
     following,
     held_output,
     no_answer,
+    said,
 )
 from .kept_shell import KeptShell, ShellGone
 
@@ -165,7 +166,7 @@ class SshSession(Session):
                     return CommandResult(
                         code,
                         out.decode(errors="replace"),
-                        err.decode(errors="replace") + held_output(code),
+                        said(err.decode(errors="replace"), held_output(code)),
                         now - started,
                         held=True,
                     )
@@ -191,7 +192,7 @@ class SshSession(Session):
             timed_out = code in (124, 137) and time.monotonic() - started >= timeout
             text_err = err.decode(errors="replace")
             if timed_out:
-                text_err += f"\nreleaser: command timed out after {timeout:g}s"
+                text_err = said(text_err, f"releaser: command timed out after {timeout:g}s")
             return CommandResult(code, out.decode(errors="replace"), text_err, time.monotonic() - started, timed_out)
         finally:
             channel.close()
