@@ -25,9 +25,7 @@ from tests.harness.faults import Family, Lab, Point, families, inject, reference
 from tests.harness.marks import starts
 
 FAMILIES = {family.name: family for family in families()}
-IMAGE_FAMILIES = {
-    name: FAMILIES[name] for name in ("promote test", "stage rollback", "window rollback")
-}
+IMAGE_FAMILIES = {name: FAMILIES[name] for name in ("promote test", "stage rollback", "window rollback")}
 
 
 @pytest.fixture(scope="module")
