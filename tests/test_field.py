@@ -79,6 +79,7 @@ def first_install(project: FieldProject) -> None:
     assert [(e["stage"], e["data"]["check"]) for e in why] == [("gray", "canary")]
 
 
+@pytest.mark.sshd  # its `field` is asked for in the test, after the skip: the mark its fixtures would give
 def test_a_good_release_passes_every_stage_and_its_report_reads_true(service, request):
     if service == "alertmanager":  # 3.5 minutes of quiet traffic: one service keeps the suite in its 20
         pytest.skip("the good path runs with prometheus; alertmanager's two failure paths run in full")
