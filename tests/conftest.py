@@ -31,6 +31,15 @@ def ssh_fleet(tmp_path_factory):
     fleet.close()
 
 
+@pytest.fixture
+def ssh_project(project, ssh_fleet):
+    """The project's hosts reached over the real sshd fleet."""
+    ssh_fleet.heal()  # a previous test may have stopped or rekeyed a server
+    project.write_config(ssh=ssh_fleet)
+    project.fleet = ssh_fleet
+    return project
+
+
 @pytest.fixture(scope="session")
 @starts("postgres")
 def postgres():

@@ -248,14 +248,6 @@ def _line(proc: subprocess.Popen, timeout: float = 20) -> str:
 # -- over real sshd --
 
 
-@pytest.fixture
-def ssh_project(project, ssh_fleet):
-    ssh_fleet.heal()  # a previous test may have stopped or rekeyed a server
-    project.write_config(ssh=ssh_fleet)
-    project.fleet = ssh_fleet
-    return project
-
-
 ARGV = "import json, os, sys; print(json.dumps([os.environ['RELEASER_HOST'], *sys.argv[1:]]))"
 
 

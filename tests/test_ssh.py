@@ -14,14 +14,6 @@ from tests.harness.project import HOSTS
 from tests.harness.sshd import ssh_session
 
 
-@pytest.fixture
-def ssh_project(project, ssh_fleet):
-    ssh_fleet.heal()  # a previous test may have stopped or rekeyed a server
-    project.write_config(ssh=ssh_fleet)
-    project.fleet = ssh_fleet
-    return project
-
-
 def address_of(project, host: str) -> str:
     names = [h for hosts in HOSTS.values() for h in hosts]
     return project.fleet.addresses[names.index(host)]

@@ -160,6 +160,19 @@ def validate_release_id(version: str) -> str:
     return validate(version)
 
 
+def duration_option(option: str, value: str, low: float, high: float, shown: str) -> float:
+    """A duration option ('90s', '5m') in seconds, from `low` to `high` (`shown`: that range in words)."""
+    from ..schema import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if not low <= seconds <= high:
+        raise UsageError(f"{option}: between {shown}, got {value}")
+    return seconds
+
+
 def plain_option(option: str, value: str) -> None:
     """An option value that is shown on terminals and in reports: one line, no control characters."""
     try:

@@ -11,7 +11,7 @@ import click
 from ..errors import UsageError
 from ..terminal import plain
 from .app import App
-from .base import cli, command, known_hosts
+from .base import cli, command, duration_option, known_hosts
 from .complete import complete_environments
 
 if TYPE_CHECKING:
@@ -54,16 +54,10 @@ def exec_(
     as one word (quoted): for pipes, globs or `&&`, run `bash -c '...'`. It takes no lock, so
     it may meet hosts in the middle of a deploy. Journaled: who, the command, each host's exit
     code (the journal scrubs registered secrets)."""
-    from ..schema import parse_duration
 
     names = [*(n.strip() for n in (host_list or "").split(",") if n.strip()), *hosts]
     chosen = known_hosts(app, environment, names)
-    try:
-        seconds = parse_duration(timeout)
-    except ValueError as exc:
-        raise UsageError(f"--timeout: {exc}") from None
-    if not 1 <= seconds <= 86400:
-        raise UsageError(f"--timeout: between 1s and 1d, got {timeout}")
+    seconds = duration_option("--timeout", timeout, 1, 86400, "1s and 1d")
     from ..adhoc import AdHoc
 
     env = app.config().environments[environment]

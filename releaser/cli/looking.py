@@ -11,7 +11,7 @@ import click
 from ..errors import EXIT_NEEDS_HUMAN, EXIT_STAGE_FAILED, UsageError
 from ..terminal import shown_time
 from .app import App
-from .base import cli, command
+from .base import cli, command, duration_option
 from .complete import complete_environments, complete_releases
 
 
@@ -82,15 +82,9 @@ def history(app: App, release_id: str | None, environment: str | None, limit: in
 def watch(app: App, once: bool, interval: str, listen: str | None, token_env: str) -> None:
     """Keep rollback windows armed: re-run the checks of every stage still inside its window and
     roll back what fails. Exit 1 if --once rolled something back, 4 on an alarm."""
-    from ..schema import parse_duration
     from ..watch import Watcher, keep_watching, stop_on_signals
 
-    try:
-        pause = parse_duration(interval)
-    except ValueError as exc:
-        raise UsageError(f"--interval: {exc}") from None
-    if not 0.1 <= pause <= 86400:
-        raise UsageError(f"--interval: between 100ms and 1d, got {interval}")
+    pause = duration_option("--interval", interval, 0.1, 86400, "100ms and 1d")
     if listen and once:
         raise UsageError("--listen needs a daemon: it cannot go with --once")
     if once and app.existing_store() is None:

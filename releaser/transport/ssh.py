@@ -136,13 +136,17 @@ class SshSession(Session):
         if transport is None or not transport.is_active():
             raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: the connection was lost")
 
-    def run(self, script: str, timeout: float) -> CommandResult:
-        started = time.monotonic()
+    def _channel(self) -> paramiko.Channel:
+        """A new session channel on the connection, or ConnectionError naming the host."""
         self._alive()
         try:
-            channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
+            return self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
         except (OSError, EOFError, SSHException) as exc:
             raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
+
+    def run(self, script: str, timeout: float) -> CommandResult:
+        started = time.monotonic()
+        channel = self._channel()
         try:
             # The remote `timeout` ends a hung command on the host itself; the local deadline
             # (a little later) covers a network that stops answering.
@@ -198,11 +202,7 @@ class SshSession(Session):
             channel.close()
 
     def stream(self, script: str, on_output: OutputFn) -> int:
-        self._alive()
-        try:
-            channel = self.connection.client.get_transport().open_session(timeout=self.host.ssh.connect_timeout)
-        except (OSError, EOFError, SSHException) as exc:
-            raise ConnectionError(f"{self.host.name} ({self.host.address}) unreachable: {exc}") from None
+        channel = self._channel()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             channel.set_combine_stderr(True)
