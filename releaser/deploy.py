@@ -90,7 +90,7 @@ class Deployer:
             data={"hosts": [h.name for h in hosts], "run": run_id},
             **tag,
         )
-        prepared = self.prepare(release, hosts, deps, f"stage-{run_id}")
+        prepared = self.prepare(release, hosts, {n: d.op for n, d in deps.items()}, f"stage-{run_id}")
         with self.store.transaction():
             for name, result in prepared.items():
                 if not result.ok:
@@ -112,7 +112,7 @@ class Deployer:
         return outcome
 
     def prepare(
-        self, release: Release, hosts: list[Host], deps: dict[str, Deployment], run: str, stoppable: bool = True
+        self, release: Release, hosts: list[Host], ops: dict[str, str], run: str, stoppable: bool = True
     ) -> dict[str, HostResult]:
         """Get the artifact onto each host (pushed by the transport, or pulled by the host
         from the release's URL), check its sha256 there, unpack; or have each host pull the
@@ -135,7 +135,7 @@ class Deployer:
             return sent
 
         def script(host: Host) -> str:
-            op = deps[host.name].op + "p"
+            op = ops[host.name] + "p"
             if image is not None and registry is not None:
                 body = pb.image_prepare_script(self.playbook, host, release.version, image, op, run, self.env, registry)
             else:
@@ -396,7 +396,7 @@ class Deployer:
             if release is None:
                 continue
             again = self._deployments(group, action, current, targets, run_id, DeploymentStatus.PREPARING)
-            prepared = self.prepare(release, group, again, run, stoppable=False)
+            prepared = self.prepare(release, group, {n: d.op for n, d in again.items()}, run, stoppable=False)
             ready = [h for h in group if prepared[h.name].ok]
             for host in group:
                 if not prepared[host.name].ok:

@@ -53,6 +53,13 @@ class Event(StrEnum):
     ROUTE_CHANGED = "route.changed"  # the router took the new split
     ROUTE_FAILED = "route.failed"  # the router refused the new split
     # -- rollback --
+    MIGRATION_STARTED = "migration.started"  # a schema step (expand, contract, a rollback's down) is about to run
+    MIGRATION_DONE = "migration.done"  # the database reached the step's version (or was there already)
+    MIGRATION_FAILED = "migration.failed"  # the step did not get there: why, and where the database is
+    BACKUP_DONE = "backup.done"  # a backup before a schema step: where, size, sha256, the schema it holds
+    BACKUP_SKIPPED = "backup.skipped"  # a schema step ran without its backup (backups: optional), and why
+    DRILL_STARTED = "drill.started"  # a rehearsal of the environment's rollback (and restore) began
+    DRILL_DONE = "drill.done"  # the rehearsal ended: what was measured, against the rollback SLA
     ROLLBACK_STARTED = "rollback.started"  # a rollback began: its cause, the releases it takes away
     ROLLBACK_PLANNED = "rollback.planned"  # which hosts go back to which release, and which cannot now
     ROLLBACK_DONE = "rollback.done"  # every host serving the releases was switched back

@@ -144,6 +144,12 @@ class Pipeline(Operation):
                 else f"{env.name}'s playbook {playbook} runs container images (`container:`) but {version} is a "
                 f"tarball; register the release with `releaser release create VERSION --image REGISTRY/NAME:TAG`"
             )
+        if release.schema and self.config.playbooks[env.playbook].migrate is None:
+            raise UsageError(
+                f"{version} has schema steps (expand {release.schema.expand or '-'}, contract "
+                f"{release.schema.contract or '-'}) but {env.name}'s playbook "
+                f"{self.config.playbooks[env.playbook].file} has no `migrate:` to run them"
+            )
         if release.image:
             from .appsecrets import registry_auth
 
@@ -317,8 +323,22 @@ class Pipeline(Operation):
             return gray_cohort(env.name, env.hosts, spec.cohort)
         return stable_order(env.name, env.hosts)
 
+    def _expand(self, stage: _Stage) -> None:
+        """The release's expand step, before its code reaches any host of the environment."""
+        from .database import Database, StepFailed
+
+        try:
+            Database.of(self, stage.held).expand(stage.release, stage.spec.name, f"stage-{stage.run.id}")
+        except StepFailed as exc:
+            raise _StageFailure(
+                f"the database's expand step to {stage.release.schema.expand} failed before any host switched: {exc}"
+            ) from None
+
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version
+        if stage.release.schema.expand and stage.deployer.playbook.migrate is not None:
+            self._expand(stage)
+            self.interrupts.check()
         current = stage.deployer.current_versions()
         scope = self._scope(spec, env)
         done = [h for h in scope if current[h.name] == version]

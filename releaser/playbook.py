@@ -21,7 +21,7 @@ import uuid
 from . import containers, services
 from .appsecrets import ENV_FILE
 from .hostrecord import CURRENT_MARKER, RECORD_MARKER, SERVED_MARKER
-from .model import ContainerSpec, Environment, Host, Playbook, RegistrySpec
+from .model import ContainerSpec, Environment, Host, MigrateSpec, Playbook, RegistrySpec
 from .record import Record
 
 EXIT_CHECKSUM = 65
@@ -630,3 +630,115 @@ cat "$f.err" >&2
 rm -f "$f.sh" "$f.out" "$f.err" "$f.step" "$f.pid"
 exit "$rc"
 """
+
+
+SCHEMA_MARKER = "RELEASER_SCHEMA"  # "RELEASER_SCHEMA before|after VERSION": what `current` said
+BACKUP_MARKER = "RELEASER_BACKUP"  # "RELEASER_BACKUP SIZE SHA256 PATH": the backup written
+EXIT_SCHEMA_ELSEWHERE = 71  # the database is neither where the step starts nor where it goes
+EXIT_NO_BACKUP = 72  # the backup failed or wrote nothing: the migration did not run
+EXIT_CURRENT_FAILED = 73  # the `current` command failed: where the database stands is unknown
+
+
+class SchemaStep(Record, frozen=True):
+    """One run of the migration tool on the migration host (`schema_step_script`)."""
+
+    release: str
+    phase: str  # expand | contract | down
+    target: str  # "" for an empty database
+    satisfied: tuple[str, ...]  # the versions at which nothing is left to do
+    expected: tuple[str, ...] = ()  # the versions the step may start from; () for any
+    backup_path: str | None = None  # where the backup goes; None: no backup
+    backup_required: bool = True  # a failed backup stops the step (else it is said, and the step runs)
+    image: str | None = None
+
+
+def schema_step_script(spec: MigrateSpec, host: Host, env: Environment, step: SchemaStep, op: str, run: str) -> str:
+    """Ask the database where it stands; if not where the step goes, back it up (when asked),
+    run `up` (or `down`) to the target and ask again. Idempotent: a database already there is
+    left alone, so a resumed step finishes or says where things stand."""
+    head = _head(op, run, "migrate", step.release)
+    where = (
+        'cd "$RELEASER_ROOT"'
+        if step.image
+        else f'cd {q("releases/" + step.release)} 2>/dev/null || {{ echo "releaser: {step.release} is not prepared on '
+        f'this host" >&2; _rec failed "" not-prepared; exit {EXIT_NOT_PREPARED}; }}'
+    )
+    secrets = _private(env)
+    load = f'while IFS= read -r line; do export "${{line%%=*}}=${{line#*=}}"; done < "{secrets}"\n' if secrets else ""
+    satisfied = "|".join(q(v) for v in step.satisfied) if step.satisfied else "''"
+    expected = ""
+    if step.expected:
+        allowed = "|".join(q(v) for v in step.expected)
+        expected = f"""case "$before" in {allowed}) ;; *)
+  echo "releaser: the database is at ${{before:-an empty schema}}, where {step.release}'s {step.phase} step neither \
+starts ({", ".join(v or "empty" for v in step.expected)}) nor ends ({step.target or "empty"})" >&2
+  _rec failed "$before" elsewhere; exit {EXIT_SCHEMA_ELSEWHERE} ;;
+esac
+"""
+    backup = ""
+    if step.backup_path:
+        path = q(step.backup_path)
+        missing = (
+            f'[ -z "$why" ] || {{ echo "releaser: $why; the migration did not run" >&2; _rec failed "$before" backup; '
+            f"exit {EXIT_NO_BACKUP}; }}"
+            if step.backup_required
+            else '[ -z "$why" ] || echo "releaser: $why; the migration runs without it (backups: optional)" >&2'
+        )
+        backup = f"""{_marked("backup")}mkdir -p -m 700 "$(dirname {path})"
+export RELEASER_BACKUP={path}
+rm -f {path}
+( umask 077; bash -euo pipefail -c {q(spec.backup or "")} ) </dev/null
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  why="the backup command failed (exit $rc)"
+elif [ ! -s {path} ]; then
+  why="the backup command wrote nothing to {step.backup_path}"
+else
+  why=""
+  sum=$(sha256sum < {path}); echo "{BACKUP_MARKER} $(stat -c %s {path}) ${{sum%% *}} {step.backup_path}"
+  _rec backed-up "$before"
+fi
+{missing}
+"""
+    command = spec.down if step.phase == "down" else spec.up
+    return (
+        _preamble(host, "migrate", step.release, head)
+        + f"""{where}
+{load}export RELEASER_SCHEMA_TARGET={q(step.target)}
+{f"export RELEASER_IMAGE={q(step.image)}" if step.image else ""}
+_current() {{
+  local out rc
+  out=$(bash -euo pipefail -c {q(spec.current)} </dev/null)
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "releaser: the current command failed (exit $rc): where the database stands is unknown" >&2
+    return {EXIT_CURRENT_FAILED}
+  fi
+  printf '%s\\n' "$out" | awk 'NF {{ v = $1 }} END {{ print v }}'
+}}
+set +e
+{_marked("current")}before=$(_current) || {{ _rec failed "" current; exit {EXIT_CURRENT_FAILED}; }}
+echo "{SCHEMA_MARKER} before $before"
+case "$before" in {satisfied})
+  echo "releaser: the database is already at ${{before:-an empty schema}}"
+  echo "{SCHEMA_MARKER} after $before"
+  _rec migrated "$before" already; exit 0 ;;
+esac
+{expected}{backup}_rec migrating "$before"
+{_marked(step.phase)}( bash -euo pipefail -c {q(command or "")} ) </dev/null
+rc=$?
+after=$(_current) || after="?"
+echo "{SCHEMA_MARKER} after $after"
+if [ "$rc" -ne 0 ]; then
+  echo "releaser: the {"down" if step.phase == "down" else "up"} command failed (exit $rc); the database is at \
+${{after:-an empty schema}}" >&2
+  _rec failed "$after" {step.phase}; exit "$rc"
+fi
+if [ "$after" != {q(step.target)} ]; then
+  echo "releaser: the {"down" if step.phase == "down" else "up"} command ended, but the database is at \
+${{after:-an empty schema}}, not {step.target or "an empty schema"}" >&2
+  _rec failed "$after" {step.phase}; exit {EXIT_SCHEMA_ELSEWHERE}
+fi
+_rec migrated "$before"
+"""
+    )

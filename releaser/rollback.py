@@ -64,7 +64,9 @@ class RollbackResult(Record):
         return not self.left
 
     def next_step(self) -> str:
-        """What finishes the rollback: reaching the hosts again, or fixing what they said."""
+        """What finishes the rollback: reaching the hosts again, fixing what they said, or the database."""
+        if any(why.startswith("database:") for why in self.left.values()):
+            return "do what the database needs (above), then `releaser resume` finishes it"
         if set(self.left) <= set(self.unreachable):
             return "`releaser resume` finishes it once they can be reached"
         return "fix what the hosts said, then `releaser resume` finishes it"
@@ -192,6 +194,7 @@ class Rollbacks(Operation):
             if not chosen.targets:
                 self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
                 return {}
+            self._refuse_schema(held, chosen.targets)
             with self.store.transaction():
                 for item in self.store.rollbacks(env.name):
                     if item.status.open:
@@ -207,14 +210,24 @@ class Rollbacks(Operation):
                 conclude(result, f"manual rollback of {env.name}")
             return {h: chosen.targets[h] for h in result.switched}
 
-    def dry_run(self, env_name: str, to_version: str | None) -> dict[str, dict[str, str | None]]:
+    def dry_run(self, env_name: str, to_version: str | None) -> tuple[dict[str, dict[str, str | None]], str | None]:
         """What `by_hand` would do, from asking the hosts, changing nothing (no lock, no journal):
-        {host: {"runs": version, "to": version or None when it stays}}."""
+        {host: {"runs": version, "to": version or None when it stays}}, and what it would do to
+        the database first, in words (None: nothing)."""
         env = self._to_roll_back(env_name, to_version)
         with self.look(env) as deployer:
             views = deployer.ask_every_host("plan a rollback")
-        targets = self._by_hand_plan(env, views, to_version).targets
-        return {name: {"runs": view.current, "to": targets.get(name)} for name, view in views.items()}
+            targets = self._by_hand_plan(env, views, to_version).targets
+            schema = None
+            if deployer.playbook.migrate is not None:
+                from .database import Database
+                from .dbschema import describe_undo
+
+                database = Database(self, env, deployer)
+                needs = database.needs(set(targets.values()))
+                if needs is not None:
+                    schema = f"refused: {database.refusal(needs)}" if needs.why else describe_undo(needs)
+        return {name: {"runs": view.current, "to": targets.get(name)} for name, view in views.items()}, schema
 
     def _by_hand_plan(self, env: Environment, views: dict[str, HostView], to_version: str | None) -> Plan:
         """The plan of a rollback by hand, which never goes back to a release rolled back or failed
@@ -225,6 +238,42 @@ class Rollbacks(Operation):
             if r.status in (ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED)
         }
         return plan(env, views, self.store.host_states(env.name), None, to_version, known_bad=known_bad)
+
+    def _refuse_schema(self, held: Held, targets: dict[str, str]) -> None:
+        """A rollback by hand to a release that cannot run on the database, and whose way down
+        is irreversible, is refused before anything is recorded (exit 4), with the way out."""
+        if held.deployer.playbook.migrate is None:
+            return
+        from .database import Database
+
+        database = Database.of(self, held)
+        needs = database.needs(set(targets.values()))
+        if needs is not None and needs.why:
+            raise NeedsHuman(f"cannot roll {held.env.name} back: {database.refusal(needs)}; nothing was changed")
+
+    def _schema_first(
+        self, held: Held, rollback: RollbackRun, targets: dict[str, str], stage: str | None
+    ) -> dict[str, str]:
+        """Before the hosts go back, the database goes where their release runs: the declared
+        `down`, inside this rollback's record. Returns the hosts that cannot go back (and why)
+        when it cannot: the way down is irreversible, or `down` failed."""
+        if held.deployer.playbook.migrate is None or not targets:
+            return {}
+        from .database import Database, StepFailed
+
+        database = Database.of(self, held)
+        needs = database.needs(set(targets.values()))
+        if needs is None:
+            return {}
+        if needs.why:
+            why = f"database: {database.refusal(needs)}"
+        else:
+            try:
+                database.down(needs, rollback.id, stage, f"rollback-{rollback.id}")
+                return {}
+            except StepFailed as exc:
+                why = f"database: the down step to {needs.target or 'an empty schema'} failed: {exc}"
+        return dict.fromkeys(targets, why)
 
     def _to_roll_back(self, env_name: str, to_version: str | None) -> Environment:
         env = self.environment(env_name)
@@ -316,6 +365,10 @@ class Rollbacks(Operation):
                 data={"rollback": rollback.id, "targets": targets, "left": left, "kept": kept},
                 **tag,
             )
+        blocked = self._schema_first(held, rollback, targets, stage)
+        if blocked:
+            left.update(blocked)
+            targets = {}
         releases = {v: self.store.get_release(v) for v in set(targets.values())}
         outcome = deployer.switch_back(
             targets, rollback.stage_run_id, {v: r for v, r in releases.items() if r}, stage, f"rollback-{rollback.id}"

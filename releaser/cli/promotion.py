@@ -139,8 +139,10 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
     if dry_run:
         from ..rollback import Rollbacks
 
-        plan = app.operation(Rollbacks).dry_run(environment, to_version)
+        plan, schema = app.operation(Rollbacks).dry_run(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
+        if schema:
+            app.out.result(f"  database: {schema}")
         for host, step in plan.items():
             app.out.result(
                 f"  {host:<16} {step['runs'] or '-':<14} -> {step['to']}"
@@ -152,7 +154,7 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
             if moving
             else f"{environment}: nothing to roll back"
         )
-        app.out.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan})
+        app.out.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan, "database": schema})
         return
     from ..rollback import Rollbacks
 

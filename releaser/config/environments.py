@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from ..metrics import SOURCES
 from ..metrics.selector import read_selector
-from ..model import AlertRule, Environment, Host, MetricsSpec, Playbook, RouterSpec, SshOptions
+from ..model import AlertRule, DrillSpec, Environment, Host, MetricsSpec, Playbook, RouterSpec, SshOptions
 from ..router import ROUTERS
 from ..schema import ENV_NAME, Fields, Problems, render_template, shown
 from .context import Context
 from .hosts import read_host, read_ssh
 from .playbooks import read_playbook
-from .rules import ARTIFACT_MODES, RUNTIMES, TRANSPORTS, is_address, plain
+from .rules import ARTIFACT_MODES, BACKUP_POLICIES, RUNTIMES, TRANSPORTS, is_address, plain
 
 
 def read_environment(context: Context, name: str, fields: Fields, project: str, defaults: dict) -> Environment:
@@ -68,6 +68,8 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         _check_run_templates(context.playbooks[playbook], fields, hosts)
     router = _read_router(context, fields, transport, ssh, hosts)
     alerts = _read_alert_rule(fields)
+    migrate_on, backups = _read_database(fields, context.playbooks.get(playbook or ""), hosts)
+    drills = _read_drills(fields, hosts)
     fields.finish()
     return Environment(
         name=name,
@@ -86,6 +88,9 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         alerts=alerts,
         runtime=runtime or "podman",
         secrets=secrets,
+        migrate_on=migrate_on,
+        backups=backups,
+        drills=drills,
     )
 
 
@@ -188,6 +193,46 @@ def _read_router(
     spec = ROUTERS.get(kind).read_spec(kind, fields, tuple(router_hosts), hosts, remote, context.base)
     fields.finish()
     return spec
+
+
+def _read_database(fields: Fields, playbook: Playbook | None, hosts: list[Host]) -> tuple[str | None, str]:
+    """`migrate_on: HOST` (the host that runs the playbook's migration tool; default the first)
+    and `backups: required | optional` (whether a migration may run without its backup)."""
+    migrate_on = fields.str("migrate_on")
+    names = [h.name for h in hosts]
+    if migrate_on is not None and hosts and migrate_on not in names:
+        fields.problem(
+            "migrate_on", f"expected one of this environment's hosts ({', '.join(names[:8])}), got {shown(migrate_on)}"
+        )
+        migrate_on = None
+    backups = fields.str("backups", "required", choices=BACKUP_POLICIES) or "required"
+    migrate = playbook.migrate if playbook is not None else None
+    if migrate is not None and migrate.backup is None and backups == "required":
+        fields.problem(
+            "playbook",
+            f"{playbook.file if playbook else ''} migrates the database (`migrate:`) with no `backup:` command, and "
+            "this environment requires one before every migration: add `migrate.backup` to the playbook, or set "
+            "`backups: optional` here",
+        )
+    return migrate_on, backups
+
+
+def _read_drills(parent: Fields, hosts: list[Host]) -> DrillSpec | None:
+    """`drills: {every: 180d, hosts: [...]}`: how often the rollback is rehearsed here, and on
+    which hosts (default: all)."""
+    fields = parent.mapping("drills")
+    if fields is None:
+        return None
+    every = fields.duration("every", DrillSpec.every)
+    names = {h.name for h in hosts}
+    cohort = []
+    for item, line, key in fields.items("hosts"):
+        if item not in names:
+            fields.problems.add(fields.file, line, key, f"expected one of this environment's hosts, got {shown(item)}")
+        else:
+            cohort.append(item)
+    fields.finish()
+    return DrillSpec(every=every, hosts=tuple(cohort) if fields.has("hosts") else None)
 
 
 def _read_alert_rule(parent: Fields) -> AlertRule | None:

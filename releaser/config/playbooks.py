@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..model import ContainerSpec, Playbook, ServiceSpec, TemplateSpec
+from ..model import ContainerSpec, MigrateSpec, Playbook, ServiceSpec, TemplateSpec
 from ..schema import Fields, check_text, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
@@ -63,6 +63,7 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
     templates = _read_templates(fields, context)
     container = _read_container(fields, name)
     service = _read_service(fields, name)
+    migrate = _read_migrate(fields)
     if container is not None and service is not None:
         fields.problem("service", "a playbook runs a container (image releases) or a service (tarballs), not both")
     runs = "container" if container is not None else "service" if service is not None else None
@@ -84,6 +85,7 @@ def read_playbook(context: Context, name: str, referrer: Fields) -> Playbook | N
         container=container,
         service=service,
         templates=templates,
+        migrate=migrate,
     )
     return context.playbooks[name]
 
@@ -116,6 +118,31 @@ def _read_templates(parent: Fields, context: Context) -> tuple[TemplateSpec, ...
             continue
         found.append(TemplateSpec(path=path, source=display(file), text=text))
     return tuple(found)
+
+
+def _read_migrate(parent: Fields) -> MigrateSpec | None:
+    """`migrate:`: the app's own migration tool (model.MigrateSpec); `current` and `up` are needed."""
+    fields = parent.mapping("migrate")
+    if fields is None:
+        return None
+    spec = MigrateSpec(
+        current=fields.str("current", "", required=True, multiline=True) or "",
+        up=fields.str("up", "", required=True, multiline=True) or "",
+        down=fields.str("down", multiline=True),
+        backup=fields.str("backup", multiline=True),
+        restore=fields.str("restore", multiline=True),
+        verify=fields.str("verify", multiline=True),
+        timeout=fields.duration("timeout", MigrateSpec.timeout),
+    )
+    if (spec.restore is None) != (spec.verify is None):
+        fields.problem(
+            "restore" if spec.restore is None else "verify",
+            "a restore drill needs both `restore` (the backup into a scratch database) and `verify` (that it is sound)",
+        )
+    if spec.restore is not None and spec.backup is None:
+        fields.problem("restore", "`restore` restores what `backup` writes: add the `backup` command")
+    fields.finish()
+    return spec
 
 
 def _read_service(parent: Fields, playbook: str) -> ServiceSpec | None:

@@ -26,6 +26,7 @@ MAIL_SECURITY = ("starttls", "ssl", "none")
 TRANSPORTS = ("local", "ssh")
 # Keys of an environment that `defaults:` may set for every environment; `ssh` and `vars` merge
 # key by key, the environment's own keys winning.
+BACKUP_POLICIES = ("required", "optional")
 SHARED_ENVIRONMENT_KEYS = (
     "transport",
     "playbook",

@@ -149,6 +149,14 @@ class AlertRule(Record, frozen=True):
     rollback: bool = True  # roll back what is in progress or in its window; False: journal the alert only
 
 
+class DrillSpec(Record, frozen=True):
+    """`drills:` of an environment: how often its rollback (and restore) is rehearsed, and on
+    which hosts (a cohort of prod, off-peak; None: every host)."""
+
+    every: float = 180 * 86400.0
+    hosts: tuple[str, ...] | None = None
+
+
 class Environment(Record, frozen=True):
     """A named set of hosts, how releaser reaches them and how their releases are switched."""
 
@@ -168,6 +176,13 @@ class Environment(Record, frozen=True):
     alerts: AlertRule | None = None
     runtime: str = "podman"  # image releases: podman | docker (the same CLI)
     secrets: dict[str, str] = field(default_factory=dict)  # the app's variable -> the controller's holding it
+    migrate_on: str | None = None  # the host that runs the migration tool; None: the first host
+    backups: str = "required"  # required: no migration without a backup | optional: a failed one is journaled
+    drills: DrillSpec | None = None
+
+    @property
+    def migration_host(self) -> Host:
+        return self.host(self.migrate_on) if self.migrate_on else self.hosts[0]
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -219,6 +234,21 @@ class TemplateSpec(Record, frozen=True):
     text: str
 
 
+class MigrateSpec(Record, frozen=True):
+    """How the app's own migration tool runs (playbook `migrate:`): each command runs on the
+    environment's migration host, in the release's directory, with the host's vars and the app's
+    secrets; `$RELEASER_SCHEMA_TARGET` names the version to reach, `$RELEASER_BACKUP` the file a
+    backup writes or a restore reads."""
+
+    current: str  # prints the version the database is at (the first word of its last line)
+    up: str
+    down: str | None = None  # without it, no migration can be undone by releaser
+    backup: str | None = None  # writes the database to "$RELEASER_BACKUP" before every migration
+    restore: str | None = None  # restore drills: "$RELEASER_BACKUP" into a scratch database
+    verify: str | None = None  # restore drills: exits 0 when the scratch database is sound
+    timeout: float = 1800.0
+
+
 class Playbook(Record, frozen=True):
     """The hooks that install, switch and check a release on a host, and what they share."""
 
@@ -231,6 +261,7 @@ class Playbook(Record, frozen=True):
     container: ContainerSpec | None = None  # image releases: the container that runs each release
     service: ServiceSpec | None = None  # tarball releases: the process releaser runs for each release
     templates: tuple[TemplateSpec, ...] = ()
+    migrate: MigrateSpec | None = None  # the app's migration tool: schema steps of its releases
 
 
 class Approval(Record, frozen=True):

@@ -60,6 +60,28 @@ class Release(Record):
     created_by: str = ""
     url: str | None = None  # where hosts fetch the artifact in pull mode
     image: str | None = None  # an image release: registry/name@sha256:..., what hosts pull and run
+    schema: SchemaChange = field(default_factory=lambda: SchemaChange())
+
+
+class SchemaChange(Record, frozen=True):
+    """What a release's migration does to the database (`release create --expand/--contract`):
+    the version its expand step reaches before its code runs anywhere (the release before it
+    still works there), and the one its contract step reaches once its rollback windows have
+    closed (the release before it may not work there); which of the two `down` may undo."""
+
+    expand: str | None = None
+    contract: str | None = None
+    reversible: tuple[str, ...] = ()  # "expand", "contract"
+
+    def to_dict(self) -> dict:
+        return {"expand": self.expand, "contract": self.contract, "reversible": list(self.reversible)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SchemaChange:
+        return cls(data.get("expand"), data.get("contract"), tuple(data.get("reversible", ())))
+
+    def __bool__(self) -> bool:
+        return bool(self.expand or self.contract)
 
 
 class Claim(Record, frozen=True):
@@ -300,3 +322,64 @@ class Sample(Record):
     host: str
     ts: float
     values: dict[str, float] | None
+
+
+class MigrationStatus(StrEnum):
+    RUNNING = "running"  # journaled before; the database says where it stands if it never ended
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Migration(Record):
+    """One schema step on one environment's database: a release's expand or contract step, or
+    the `down` a rollback ran; the versions read from the tool before and after."""
+
+    id: int
+    environment: str
+    release: str
+    phase: str  # expand | contract | down
+    target: str  # the version it goes to ("" for an empty database)
+    status: MigrationStatus
+    started_at: str
+    from_version: str | None = None
+    to_version: str | None = None
+    finished_at: str | None = None
+    backup_id: int | None = None
+    rollback_id: int | None = None
+    detail: str = ""
+
+
+class Backup(Record):
+    """A backup the playbook's `backup` command wrote before a migration: where, how big, its
+    sha256, and the schema version it holds."""
+
+    id: int
+    environment: str
+    host: str
+    path: str
+    size: int
+    sha256: str
+    schema_version: str
+    created_at: str
+    release: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"B-{self.id}"
+
+
+class Drill(Record):
+    """A rehearsal of an environment's rollback (and restore): what was measured."""
+
+    id: int
+    environment: str
+    started_at: str
+    status: str  # running | passed | failed
+    finished_at: str | None = None
+    release: str | None = None  # what the environment ran, rolled back and forward again
+    previous: str | None = None  # what it rolled back to
+    rollback_seconds: float | None = None
+    forward_seconds: float | None = None
+    restore_seconds: float | None = None
+    backup_id: int | None = None
+    detail: str = ""

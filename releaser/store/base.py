@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import NeedsHuman
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class StoreError(NeedsHuman):

@@ -195,6 +195,51 @@ MIGRATIONS: list[str] = [
     """,
     # 10: image releases: the pinned reference (registry/name@sha256:...) hosts pull and run
     "ALTER TABLE releases ADD COLUMN image TEXT",
+    # 11: the database: releases' schema steps, the migrations run, backups written, drills rehearsed
+    """
+    ALTER TABLE releases ADD COLUMN schema_change TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE migrations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        release TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        from_version TEXT,
+        to_version TEXT,
+        finished_at TEXT,
+        backup_id INTEGER,
+        rollback_id INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX migrations_environment ON migrations(environment);
+    CREATE TABLE backups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        schema_version TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        release TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE drills (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        finished_at TEXT,
+        release TEXT,
+        previous TEXT,
+        rollback_seconds REAL,
+        forward_seconds REAL,
+        restore_seconds REAL,
+        backup_id INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 if len(MIGRATIONS) != SCHEMA_VERSION:
     raise RuntimeError(f"{len(MIGRATIONS)} migrations for schema version {SCHEMA_VERSION}")

@@ -35,9 +35,23 @@ TABLES = (
     "samples",
     "routes",
     "alerts",
+    "migrations",
+    "backups",
+    "drills",
     "meta",
 )
-WITH_IDS = ("stage_runs", "rollbacks", "deployments", "approvals", "events", "samples", "alerts")
+WITH_IDS = (
+    "stage_runs",
+    "rollbacks",
+    "deployments",
+    "approvals",
+    "events",
+    "samples",
+    "alerts",
+    "migrations",
+    "backups",
+    "drills",
+)
 MOVED_KEY = "moved_to"
 
 

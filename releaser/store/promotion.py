@@ -35,8 +35,8 @@ class PromotionTables(Plumbing):
         """Record a new release; the caller has checked that the id is free."""
         self._db.execute(
             "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by,"
-            " url, image)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " url, image, schema_change)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release.version,
                 release.artifact,
@@ -49,6 +49,7 @@ class PromotionTables(Plumbing):
                 release.created_by,
                 release.url,
                 release.image,
+                json.dumps(release.schema.to_dict()),
             ),
         )
 

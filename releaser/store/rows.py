@@ -25,6 +25,7 @@ from ..model import (
     RollbackRun,
     RollbackStatus,
     RunStatus,
+    SchemaChange,
     StageRun,
 )
 from .base import StoreError
@@ -53,6 +54,7 @@ def _release(row: Any) -> Release:
     data = dict(row)
     data["features"] = json.loads(data["features"])
     data["status"] = ReleaseStatus(data["status"])
+    data["schema"] = SchemaChange.from_dict(json.loads(data.pop("schema_change", None) or "{}"))
     return Release(**data)
 
 

@@ -1,0 +1,350 @@
+"""The app's database, as the playbook's migration tool reaches it from the environment's
+migration host: where it stands, and the schema steps releaser runs on it (a release's expand
+and contract steps, a rollback's `down`), each after a backup.
+
+Every step is recorded in the store and journaled before it runs (`migration.started`) and after
+(`migration.done` / `migration.failed`, with the versions `current` said before and after), and
+on the host in its record. A step first asks the database where it stands and does nothing when
+it is already there, so a step cut short (the process killed, the connection lost) is finished by
+running it again: `resume`, or the next promotion or look of `watch`. The environment's lock makes
+it run once however many runners there are; the host's lock waits for a step still running there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from . import playbook as pb
+from .dbschema import EMPTY, History, Plan, describe_undo, shown
+from .deploy import Deployer, session_timeout
+from .errors import NeedsHuman, ReleaserError
+from .events import Event
+from .model import Backup, Environment, Migration, MigrationStatus, Release, utcnow
+from .operation import Held, Operation
+from .record import Record
+
+
+class Outcome(Record):
+    """What a step's script said: `current` before and after, the backup, whether it had nothing to do."""
+
+    before: str | None = None
+    after: str | None = None
+    backup: Backup | None = None
+    already: bool = False
+
+
+class StepFailed(ReleaserError):
+    """A schema step did not reach its target; the message says where the database is and why."""
+
+    def __init__(self, message: str, outcome: Outcome | None = None):
+        super().__init__(message)
+        self.outcome = outcome or Outcome()
+
+
+class Database:
+    """One environment's database, through its migration host (an environment held)."""
+
+    def __init__(self, operation: Operation, env: Environment, deployer: Deployer):
+        """`deployer`: over a fleet of `env`'s hosts (held for a step; a look only asks)."""
+        self.store, self.journal, self.config = operation.store, operation.journal, operation.config
+        self.env, self.deployer = env, deployer
+        spec = deployer.playbook.migrate
+        if spec is None:
+            raise NeedsHuman(f"{env.name}'s playbook {deployer.playbook.file} has no `migrate:`")
+        self.spec = spec
+        self.host = env.migration_host
+
+    @classmethod
+    def of(cls, operation: Operation, held: Held) -> Database:
+        return cls(operation, held.env, held.deployer)
+
+    def history(self) -> History:
+        return History(self.store.list_releases())
+
+    # -- where it stands --
+
+    def known_version(self) -> str | None:
+        """Where the last migration left the database, as recorded: None when no migration
+        ran here or the last one never said (ask the database)."""
+        migrations = self.store.migrations(self.env.name)
+        if not migrations:
+            return None
+        last = migrations[-1]
+        if last.status is MigrationStatus.RUNNING or last.to_version in (None, "?"):
+            return None
+        return last.to_version
+
+    def version(self) -> str:
+        """Where the database stands: as recorded, else asked."""
+        known = self.known_version()
+        return known if known is not None else self.ask()
+
+    def ask(self) -> str:
+        """Run the tool's `current` on the migration host; its version ("" for an empty schema)."""
+        script = (
+            pb.exports(self.host, "migrate", None)
+            + f"\ncd {pb.q(self.host.root)} 2>/dev/null || true\n"
+            + f"bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null | awk 'NF {{ v = $1 }} END {{ print v }}'\n"
+        )
+        result = self.deployer.fleet.run("schema", [self.host], lambda host: script, timeout=self.spec.timeout)
+        outcome = result[self.host.name]
+        if not outcome.ok:
+            raise NeedsHuman(
+                f"cannot ask the database of {self.env.name} where it stands "
+                f"(`{self.spec.current}` on {self.host.name}): {outcome.why()}"
+            )
+        lines = [line for line in outcome.stdout.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else EMPTY
+
+    def needs(self, releases: set[str]) -> Plan | None:
+        """What the database needs before hosts run `releases` (a rollback's targets): None
+        when every one runs on it (or no release declares schema steps); else the plan of the
+        release that needs the deepest `down`, or one that cannot run here at all (`why`)."""
+        history = self.history()
+        if not history or not releases:
+            return None
+        current = self.version()
+        plans = [history.plan(release, current) for release in sorted(releases)]
+        unfit = [plan for plan in plans if not plan.fits]
+        if not unfit:
+            return None
+        refused = [plan for plan in unfit if plan.why]
+        if refused:
+            return refused[0]
+        return min(unfit, key=lambda plan: history.index(plan.target or EMPTY) or -1)
+
+    def refusal(self, plan: Plan) -> str:
+        """Why `plan.release` cannot run on the database, and what can be done, in words."""
+        history = self.history()
+        low, high = history.floor(plan.release), history.ceiling(plan.release)
+        fitting = [
+            backup
+            for backup in self.store.backups(self.env.name)
+            if (index := history.index(backup.schema_version)) is not None and low <= index <= high
+        ]
+        newer = [s.release for s in plan.undo if s.release != plan.release]
+        forward = f"roll forward (`releaser promote {newer[0]}` or a fixed release)" if newer else "roll forward"
+        if fitting:
+            backup = fitting[-1]
+            restore = (
+                f"restore backup {backup.name} (schema {shown(backup.schema_version)}, {backup.host}:{backup.path}, "
+                f"taken {backup.created_at[:16].replace('T', ' ')} UTC)"
+            )
+        else:
+            restore = f"restore a backup of a schema {plan.release} runs on (none is recorded)"
+        return f"{plan.why}: {restore}, or {forward}"
+
+    # -- steps --
+
+    def expand(self, release: Release, stage: str | None, run: str) -> Migration | None:
+        """Run `release`'s expand step unless the database is there (or past it) already."""
+        target = release.schema.expand
+        if target is None:
+            return None
+        return self._forward(release, "expand", target, stage, run)
+
+    def contract(self, release: Release, run: str) -> Migration | None:
+        target = release.schema.contract
+        if target is None:
+            return None
+        return self._forward(release, "contract", target, None, run)
+
+    def _forward(self, release: Release, phase: str, target: str, stage: str | None, run: str) -> Migration | None:
+        history = self.history()
+        satisfied = history.satisfied(target)
+        known = self.known_version()
+        if known is not None and known in satisfied:
+            return None
+        index = history.index(target) or 0
+        expected = (EMPTY, *(s.version for s in history.steps[:index]))
+        return self.step(release, phase, target, satisfied, expected, stage, run)
+
+    def down(self, plan: Plan, rollback_id: int | None, stage: str | None, run: str) -> Migration:
+        """A rollback's down steps, run with the newest undone release's tool (it knows them)."""
+        newest = self.store.get_release(plan.undo[0].release)
+        if newest is None:
+            raise StepFailed(f"{plan.undo[0].release} is no longer registered: its `down` cannot run")
+        target = plan.target or EMPTY
+        return self.step(newest, "down", target, (target,), (), stage, run, rollback_id, describe_undo(plan))
+
+    def to(self, release: Release, target: str, run: str) -> Migration:
+        """`releaser migrate ENV --to VERSION`: up or down from wherever the database stands,
+        with `release`'s tool (the repair after a step that stopped between versions)."""
+        history = self.history()
+        at, goal = history.index(self.ask()), history.index(target)
+        phase = "down" if at is not None and goal is not None and goal < at else "up"
+        return self.step(release, phase, target, (target,), (), None, run)
+
+    def step(
+        self,
+        release: Release,
+        phase: str,
+        target: str,
+        satisfied: tuple[str, ...] | list[str],
+        expected: tuple[str, ...],
+        stage: str | None,
+        run: str,
+        rollback_id: int | None = None,
+        why: str = "",
+    ) -> Migration:
+        """Journal, back up, run, journal. Raises StepFailed when the database did not get there."""
+        env, host = self.env.name, self.host
+        tag = {"environment": env, "release": release.version, "stage": stage}
+        known = self.known_version()
+        with self.store.transaction():
+            for stale in self.store.migrations(env):
+                if stale.status is MigrationStatus.RUNNING:  # its process died (this one holds the lock)
+                    self.store.update_migration(
+                        stale.id, status=MigrationStatus.FAILED, finished_at=utcnow(), detail="interrupted"
+                    )
+            migration = self.store.start_migration(env, release.version, phase, target, known, rollback_id)
+            self.journal.record(
+                Event.MIGRATION_STARTED,
+                f"{release.version}: {phase} step of {env}'s database to {shown(target)}"
+                + (f" ({why})" if why else "")
+                + f", from {shown(known) if known is not None else 'where it stands'}, on {host.name}",
+                data={
+                    "migration": migration.id,
+                    "phase": phase,
+                    "target": target,
+                    "from": known,
+                    "host": host.name,
+                    "rollback": rollback_id,
+                },
+                **tag,
+            )
+        try:
+            outcome = self._run(release, phase, target, tuple(satisfied), expected, run)
+        except StepFailed as failed:
+            self._finish(migration, tag, failed.outcome, str(failed))
+            raise
+        return self._finish(migration, tag, outcome)
+
+    def _run(
+        self, release: Release, phase: str, target: str, satisfied: tuple[str, ...], expected: tuple[str, ...], run: str
+    ) -> Outcome:
+        host, deployer = self.host, self.deployer
+        op = pb.new_op()
+        prepared = deployer.prepare(release, [host], {host.name: op}, run, stoppable=False)[host.name]
+        if not prepared.ok:
+            raise StepFailed(
+                f"{release.version} could not be prepared on {host.name} to run the tool: {prepared.why()}"
+            )
+        backup_path = None
+        if self.spec.backup is not None:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            backup_path = f"{host.root.rstrip('/')}/backups/{self.env.name}-{stamp}-{release.version}-{phase}.dump"
+        step = pb.SchemaStep(
+            release=release.version,
+            phase=phase,
+            target=target,
+            satisfied=satisfied,
+            expected=expected,
+            backup_path=backup_path,
+            backup_required=self.env.backups == "required",
+            image=release.image,
+        )
+        body = pb.schema_step_script(self.spec, host, self.env, step, op + "m", run)
+        script = pb.detached(body, host, op + "m", run, "migrate", release.version, self.spec.timeout)
+        result = deployer.fleet.run(
+            "migrate", [host], lambda _: script, timeout=session_timeout(self.spec.timeout), own=True
+        )[host.name]
+        outcome = Outcome()
+        for line in result.stdout.splitlines():
+            words = line.split(" ", 3)
+            if words[0] == pb.SCHEMA_MARKER and len(words) >= 2:
+                value = words[2].strip() if len(words) > 2 else EMPTY
+                if words[1] == "before":
+                    outcome.before = value
+                elif words[1] == "after":
+                    outcome.after = value
+            elif words[0] == pb.BACKUP_MARKER and len(words) == 4 and words[1].isdigit():
+                outcome.backup = self._record_backup(release, words[3], int(words[1]), words[2], outcome.before)
+            elif line.startswith("releaser: the database is already at"):
+                outcome.already = True
+        if not result.ok:
+            raise StepFailed(f"on {host.name}: {result.why()}", outcome)
+        if outcome.backup is None and self.spec.backup is not None and not outcome.already:
+            self.journal.record(
+                Event.BACKUP_SKIPPED,
+                f"{self.env.name}: no backup before {release.version}'s {phase} step (backups: optional): "
+                f"{result.stderr.strip()[-300:]}",
+                environment=self.env.name,
+                release=release.version,
+                data={"host": host.name},
+            )
+        return outcome
+
+    def _record_backup(self, release: Release, path: str, size: int, sha256: str, schema: str | None) -> Backup:
+        with self.store.transaction():
+            backup = self.store.add_backup(
+                self.env.name, self.host.name, path, size, sha256, schema or EMPTY, release.version
+            )
+            self.journal.record(
+                Event.BACKUP_DONE,
+                f"{self.env.name}: backup {backup.name} of the database at {shown(backup.schema_version)}: "
+                f"{self.host.name}:{path} ({size} bytes, sha256 {sha256[:12]})",
+                environment=self.env.name,
+                release=release.version,
+                data={
+                    "backup": backup.id,
+                    "host": self.host.name,
+                    "path": path,
+                    "size": size,
+                    "sha256": sha256,
+                    "schema": backup.schema_version,
+                },
+            )
+        return backup
+
+    def _finish(self, migration: Migration, tag: dict, outcome: Outcome, why: str = "") -> Migration:
+        """Record how the step ended (`why` it failed, or "" when it got there)."""
+        ok = not why
+        with self.store.transaction():
+            self.store.update_migration(
+                migration.id,
+                status=MigrationStatus.DONE if ok else MigrationStatus.FAILED,
+                finished_at=utcnow(),
+                from_version=outcome.before,
+                to_version=outcome.after,
+                backup_id=outcome.backup.id if outcome.backup else None,
+                detail="already there" if outcome.already else why,
+            )
+            stored = self.store.get_migration(migration.id) or migration
+            if ok:
+                self.journal.record(
+                    Event.MIGRATION_DONE,
+                    f"{migration.release}: {migration.phase} step of {self.env.name}'s database: "
+                    + (
+                        f"already at {shown(outcome.after)}"
+                        if outcome.already
+                        else f"{shown(outcome.before)} -> {shown(outcome.after)}"
+                    )
+                    + (f" (backup {outcome.backup.name})" if outcome.backup else ""),
+                    data={
+                        "migration": migration.id,
+                        "phase": migration.phase,
+                        "from": outcome.before,
+                        "to": outcome.after,
+                        "already": outcome.already,
+                        "backup": outcome.backup.id if outcome.backup else None,
+                        "rollback": migration.rollback_id,
+                    },
+                    **tag,
+                )
+            else:
+                self.journal.record(
+                    Event.MIGRATION_FAILED,
+                    f"{migration.release}: {migration.phase} step of {self.env.name}'s database failed: {why}",
+                    data={
+                        "migration": migration.id,
+                        "phase": migration.phase,
+                        "reason": why,
+                        "from": outcome.before,
+                        "to": outcome.after,
+                        "backup": outcome.backup.id if outcome.backup else None,
+                        "rollback": migration.rollback_id,
+                    },
+                    **tag,
+                )
+        return stored
