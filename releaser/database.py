@@ -80,12 +80,23 @@ class Database:
         return known if known is not None else self.ask()
 
     def ask(self) -> str:
-        """Run the tool's `current` on the migration host; its version ("" for an empty schema)."""
-        script = (
-            pb.exports(self.host, "migrate", None)
-            + f"\ncd {pb.q(self.host.root)} 2>/dev/null || true\n"
-            + f"bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null | awk 'NF {{ v = $1 }} END {{ print v }}'\n"
-        )
+        """Run the tool's `current` on the migration host; its version ("" for an empty schema).
+        It runs in the release the host runs, else in the newest one prepared there: a tool of
+        a release older than the database may not know its version."""
+        load = pb.secrets_loader(self.env)
+        script = f"""{pb.exports(self.host, "migrate", None)}
+cd {pb.q(self.host.root)} || exit 1
+{load}for dir in current $(ls -td releases/*/ 2>/dev/null); do
+  [ -f "$dir/.complete" ] || continue
+  if out=$(cd "$dir" && bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null); then
+    printf '%s\n' "$out" | awk 'NF {{ v = $1 }} END {{ print "{pb.SCHEMA_MARKER} now " v }}'
+    exit 0
+  fi
+  said=$out
+done
+echo "releaser: no release on this host could say where the database stands: ${{said:-no release is prepared}}" >&2
+exit 1
+"""
         result = self.deployer.fleet.run("schema", [self.host], lambda host: script, timeout=self.spec.timeout)
         outcome = result[self.host.name]
         if not outcome.ok:
@@ -93,8 +104,10 @@ class Database:
                 f"cannot ask the database of {self.env.name} where it stands "
                 f"(`{self.spec.current}` on {self.host.name}): {outcome.why()}"
             )
-        lines = [line for line in outcome.stdout.splitlines() if line.strip()]
-        return lines[-1].strip() if lines else EMPTY
+        for line in outcome.stdout.splitlines():
+            if line.startswith(f"{pb.SCHEMA_MARKER} now"):
+                return line.split(" ", 2)[2].strip() if line.count(" ") >= 2 else EMPTY
+        return EMPTY
 
     def needs(self, releases: set[str]) -> Plan | None:
         """What the database needs before hosts run `releases` (a rollback's targets): None

@@ -306,7 +306,7 @@ _rec pulled
 {_rendered(playbook, host, release, env, dest)}{_step(playbook, "prepare", q(dest), "prepared")}\
 create=""
 {containers.exists(spec, release)} || create=1
-{containers.create(spec, host, release, _private(env))}_rec created
+{containers.create(spec, host, release, private_file(env))}_rec created
 : > {q(dest + "/.complete")}
 echo "releaser: prepared {release}"
 """
@@ -354,7 +354,7 @@ if [ "$now" != {q(target)} ]; then
   exit {EXIT_SWITCH_MISMATCH}
 fi
 _rec switched "$before"
-{_restart(playbook, host, release, _private(env), keep=action != "deploy")}\
+{_restart(playbook, host, release, private_file(env), keep=action != "deploy")}\
 {_step(playbook, "verify", "current", "verified")}\
 {_served_check(playbook, release, env.runtime if env else "podman")}\
 keep={int(playbook.keep_releases)}
@@ -389,9 +389,15 @@ fi
 """
 
 
-def _private(env: Environment | None) -> str | None:
+def private_file(env: Environment | None) -> str | None:
     """The host's file of the app's secrets, when the environment has any."""
     return f"$RELEASER_ROOT/{ENV_FILE}" if env is not None and env.secrets else None
+
+
+def secrets_loader(env: Environment) -> str:
+    """A line exporting the app's secrets into this shell (the migration tool's), or ""."""
+    secrets = private_file(env)
+    return f'while IFS= read -r line; do export "${{line%%=*}}=${{line#*=}}"; done < "{secrets}"\n' if secrets else ""
 
 
 def _restart(playbook: Playbook, host: Host, release: str, secrets: str | None, keep: bool) -> str:
@@ -663,8 +669,7 @@ def schema_step_script(spec: MigrateSpec, host: Host, env: Environment, step: Sc
         else f'cd {q("releases/" + step.release)} 2>/dev/null || {{ echo "releaser: {step.release} is not prepared on '
         f'this host" >&2; _rec failed "" not-prepared; exit {EXIT_NOT_PREPARED}; }}'
     )
-    secrets = _private(env)
-    load = f'while IFS= read -r line; do export "${{line%%=*}}=${{line#*=}}"; done < "{secrets}"\n' if secrets else ""
+    load = secrets_loader(env)
     satisfied = "|".join(q(v) for v in step.satisfied) if step.satisfied else "''"
     expected = ""
     if step.expected:

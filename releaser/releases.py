@@ -11,7 +11,7 @@ from .errors import UsageError
 from .events import Event
 from .images import ImageRef, Resolved
 from .journal import Journal
-from .model import RELEASE_ID, Release, utcnow
+from .model import RELEASE_ID, Release, SchemaChange, utcnow
 from .processes import whoami
 from .store import Store
 
@@ -23,6 +23,22 @@ def validate_release_id(version: str) -> str:
             "starting with a letter or digit"
         )
     return version
+
+
+def schema_change(expand: str | None, contract: str | None, reversible: tuple[str, ...]) -> SchemaChange:
+    """A release's schema steps from `release create`: versions as the migration tool prints them."""
+    for option, version in (("--expand", expand), ("--contract", contract)):
+        if version is not None and not RELEASE_ID.fullmatch(version):
+            raise UsageError(
+                f"{option} {version!r}: a schema version is what the migration tool's `current` prints: 1 to 64 "
+                "letters, digits, '.', '_', '+' or '-', starting with a letter or digit"
+            )
+    if expand is not None and expand == contract:
+        raise UsageError(f"--expand and --contract both name {expand}: a contract step goes past the expand step")
+    for phase in reversible:
+        if {"expand": expand, "contract": contract}[phase] is None:
+            raise UsageError(f"--reversible {phase}: the release has no --{phase} step")
+    return SchemaChange(expand, contract, tuple(sorted(set(reversible))))
 
 
 def sha256_file(path: Path) -> str:
@@ -86,6 +102,7 @@ def create_release(
     notes: str = "",
     features: tuple[str, ...] = (),
     url: str | None = None,
+    schema: SchemaChange | None = None,
 ) -> tuple[Release, bool]:
     """Register a release; (release, created). The same id with the same artifact is a no-op;
     with a different artifact it is refused."""
@@ -102,8 +119,9 @@ def create_release(
         created_at=utcnow(),
         created_by=whoami(),
         url=url,
+        schema=schema or SchemaChange(),
     )
-    return _register(store, journal, release, f"{release.size} bytes, sha256 {digest[:12]}")
+    return _register(store, journal, release, f"{release.size} bytes, sha256 {digest[:12]}" + _schema_words(release))
 
 
 def create_image_release(
@@ -114,6 +132,7 @@ def create_image_release(
     resolved: Resolved,
     notes: str = "",
     features: tuple[str, ...] = (),
+    schema: SchemaChange | None = None,
 ) -> tuple[Release, bool]:
     """Register an image release: the digest the registry gave `image` (see images.resolve),
     pinned, so that a tag moved later changes nothing."""
@@ -128,8 +147,9 @@ def create_image_release(
         created_at=utcnow(),
         created_by=whoami(),
         image=image.pinned(resolved.digest),
+        schema=schema or SchemaChange(),
     )
-    return _register(store, journal, release, f"image {release.image}")
+    return _register(store, journal, release, f"image {release.image}" + _schema_words(release))
 
 
 def _features(features: tuple[str, ...]) -> list[str]:
@@ -144,6 +164,11 @@ def _register(store: Store, journal: Journal, release: Release, what: str) -> tu
     id with the same content is a no-op, with other content it is refused."""
     existing = store.get_release(release.version)
     if existing is not None:
+        if existing.schema != release.schema:
+            raise UsageError(
+                f"release {release.version} already exists with other schema steps ({_steps(existing.schema)}; "
+                f"these {_steps(release.schema)}); releases are immutable: use a new id"
+            )
         if (existing.sha256, existing.image) != (release.sha256, release.image):
             theirs = existing.image or f"sha256 {existing.sha256[:12]}…"
             ours = release.image or f"sha256 {release.sha256[:12]}…"
@@ -163,9 +188,18 @@ def _register(store: Store, journal: Journal, release: Release, what: str) -> tu
                 "sha256": release.sha256,
                 "image": release.image,
                 "features": release.features,
+                "schema": release.schema.to_dict(),
             },
         )
     return release, True
+
+
+def _schema_words(release: Release) -> str:
+    return f"; schema steps: {_steps(release.schema)}" if release.schema else ""
+
+
+def _steps(schema: SchemaChange) -> str:
+    return f"expand {schema.expand or '-'}, contract {schema.contract or '-'}"
 
 
 def verify_artifact(release: Release) -> None:

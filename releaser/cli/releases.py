@@ -27,6 +27,7 @@ def release() -> None:
         "releaser release create 2.4.0 --artifact app-2.4.0.tar.gz --notes NOTES.md --feature batch-order",
         "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz",
         "releaser release create 2.4.0 --image registry.example.com/shop:2.4.0",
+        "releaser release create 2.4.0 --artifact app.tar.gz --expand 0042 --contract 0043 --reversible expand",
     ),
 )
 @click.argument("version")
@@ -35,6 +36,22 @@ def release() -> None:
 @click.option("--notes", "notes_file", type=click.Path(dir_okay=False), help="A file with the release notes.")
 @click.option("--feature", "features", multiple=True, help="A feature this release brings (repeatable).")
 @click.option("--url", help="Where hosts fetch the artifact in pull mode (its sha256 is checked on the host).")
+@click.option(
+    "--expand",
+    help="The schema version its expand step reaches, before its code runs (the previous release still works there).",
+)
+@click.option(
+    "--contract",
+    help="The schema version its contract step reaches, once its rollback windows have "
+    "closed (the previous release may not work there).",
+)
+@click.option(
+    "--reversible",
+    "reversible",
+    multiple=True,
+    type=click.Choice(["expand", "contract"]),
+    help="A step the playbook's `migrate.down` can undo (repeatable); others are irreversible.",
+)
 def release_create(
     app: App,
     version: str,
@@ -43,10 +60,13 @@ def release_create(
     notes_file: str | None,
     features: tuple[str, ...],
     url: str | None,
+    expand: str | None,
+    contract: str | None,
+    reversible: tuple[str, ...],
 ) -> None:
     """Register VERSION with its artifact (sha256 and size recorded) or its image (the digest
-    its tag names now); a release is immutable."""
-    from ..releases import check_artifact, create_image_release, create_release
+    its tag names now), and the schema steps of its migration; a release is immutable."""
+    from ..releases import check_artifact, create_image_release, create_release, schema_change
     from ..yamlsrc import read_text
 
     validate_release_id(version)
@@ -54,6 +74,7 @@ def release_create(
         raise UsageError("give the release's --artifact FILE (a tarball) or its --image REGISTRY/NAME:TAG, one of them")
     if image is not None and url is not None:
         raise UsageError("--url names where hosts fetch a tarball; an image's hosts pull it from its registry")
+    schema = schema_change(expand, contract, reversible)
     notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
     for feature in features:
         plain_option("--feature", feature)
@@ -66,10 +87,10 @@ def release_create(
         plain_option("--image", image)
         ref = parse_image(image)
         resolved = resolve(ref, config.registry(ref.registry))  # before the store is opened
-        rel, created = create_image_release(app.store(), app.journal(), version, ref, resolved, notes, features)
+        rel, created = create_image_release(app.store(), app.journal(), version, ref, resolved, notes, features, schema)
     elif artifact is not None:  # one of the two, checked above
         check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
-        rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url)
+        rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url, schema)
     if not created:
         app.out.say(f"{version} is already registered with this {'image' if image else 'artifact'}; nothing changed")
     app.out.emit({"ok": True, "created": created, "release": asdict(rel)})
