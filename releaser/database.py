@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from . import playbook as pb
+from .contracts import Pending, pending_contracts
 from .dbschema import EMPTY, History, Plan, describe_undo, shown
 from .deploy import Deployer, session_timeout
 from .errors import NeedsHuman, ReleaserError
@@ -135,8 +136,6 @@ exit 1
             for backup in self.store.backups(self.env.name)
             if (index := history.index(backup.schema_version)) is not None and low <= index <= high
         ]
-        newer = [s.release for s in plan.undo if s.release != plan.release]
-        forward = f"roll forward (`releaser promote {newer[0]}` or a fixed release)" if newer else "roll forward"
         if fitting:
             backup = fitting[-1]
             restore = (
@@ -145,7 +144,7 @@ exit 1
             )
         else:
             restore = f"restore a backup of a schema {plan.release} runs on (none is recorded)"
-        return f"{plan.why}: {restore}, or {forward}"
+        return f"{plan.why}: {restore}, or roll forward with a fixed release"
 
     # -- steps --
 
@@ -180,13 +179,13 @@ exit 1
         target = plan.target or EMPTY
         return self.step(newest, "down", target, (target,), (), stage, run, rollback_id, describe_undo(plan))
 
-    def to(self, release: Release, target: str, run: str) -> Migration:
+    def to(self, release: Release, target: str, run: str, why: str) -> Migration:
         """`releaser migrate ENV --to VERSION`: up or down from wherever the database stands,
         with `release`'s tool (the repair after a step that stopped between versions)."""
         history = self.history()
         at, goal = history.index(self.ask()), history.index(target)
         phase = "down" if at is not None and goal is not None and goal < at else "up"
-        return self.step(release, phase, target, (target,), (), None, run)
+        return self.step(release, phase, target, (target,), (), None, run, why=why)
 
     def step(
         self,
@@ -361,3 +360,18 @@ exit 1
                     **tag,
                 )
         return stored
+
+
+def run_contract(
+    operation: Operation, pending: Pending, command: str, again: bool = False, armed: bool = False
+) -> Migration | None:
+    """Run a contract step that is due (`again`: after a failed attempt), holding its
+    environment (BusyError when another holds it); looked at again under the lock. None when
+    another runner did it meanwhile."""
+    env = operation.environment(pending.environment)
+    with operation.hold(env, command, armed=armed) as held:
+        mine = pending_contracts(operation.config, operation.store, env.name)
+        if not any(p.release == pending.release and p.due(again=again) for p in mine):
+            return None
+        release = operation.release(pending.release)
+        return Database.of(operation, held).contract(release, f"contract-{release.version}")

@@ -97,9 +97,10 @@ class Watcher:
             finally:
                 if self.interval is None:
                     self._let_go(window.run.id)
+        contracted = self._aside("running due contract steps", self._contracts, [])
         reports = [asdict(outcome) for outcome in self._aside("sending due reports", self.outbox.send_due, [])]
         self.beat(windows=len(windows))
-        return {"windows": [w.to_dict() for w in windows], **outcomes, "reports": reports}
+        return {"windows": [w.to_dict() for w in windows], **outcomes, "contracted": contracted, "reports": reports}
 
     def stop(self) -> None:
         """Let go of every window this daemon watches (another watch takes them at its next look)."""
@@ -274,6 +275,24 @@ class Watcher:
                     **{**scope, "data": {**scope["data"], "outcome": outcome}},
                 )
         return outcome
+
+    def _contracts(self) -> list[str]:
+        """Run the contract steps whose rollback windows have closed (contracts.py), each under
+        its environment's lock; one that fails is journaled and left to a person."""
+        from .contracts import pending_contracts
+
+        done = []
+        for pending in pending_contracts(self.config, self.store):
+            if not pending.due():
+                continue
+            from .database import StepFailed, run_contract
+
+            try:
+                if run_contract(self.pipeline, pending, f"watch: contract step of {pending.release}") is not None:
+                    done.append(f"{pending.release} on {pending.environment}")
+            except (BusyError, StepFailed):
+                continue  # held: at a later look; failed: journaled (migration.failed), a person decides
+        return done
 
     def _aside(self, what: str, job, fallback):
         """A job besides the windows (samples, reports): its failure is journaled (once per
