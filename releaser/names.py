@@ -14,4 +14,6 @@ DEFAULT_EVENTS = (
     Event.ROLLBACK_DONE,
     Event.ROLLBACK_INCOMPLETE,
     Event.ALARM,
+    Event.MIGRATION_DONE,
+    Event.MIGRATION_FAILED,
 )  # what a webhook is sent unless it lists its events

@@ -28,6 +28,8 @@ ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
     Event.ALARM: ":rotating_light:",
     Event.STAGE_STARTED: ":arrow_forward:",
     Event.BAKE_TOO_SHORT: ":hourglass:",
+    Event.MIGRATION_DONE: ":card_file_box:",
+    Event.MIGRATION_FAILED: ":x:",
 }
 
 OnFailure = Callable[[str, dict], None]

@@ -15,7 +15,7 @@ from .decisions import POLL, cancel_requests
 from .errors import NeedsHuman, Refused, StageFailed, UsageError
 from .events import Event
 from .hostrecord import HostView
-from .model import Cause, DeployAction, Environment, RollbackRun, RunStatus, StageRun
+from .model import Cause, DeployAction, Environment, MigrationStatus, RollbackRun, RunStatus, StageRun
 from .operation import Operation
 from .pipeline import Pipeline
 from .processes import is_stale, owner_alive, whoami
@@ -42,7 +42,7 @@ class Recovery(Operation):
                     with self.hold(env, f"resume {env.name}", armed=True) as held:
                         if held.deployer.routes is not None:
                             held.deployer.routes.reapply()
-                doubts += self._doubts(env)
+                doubts += self._doubts(env) + self._cut_short_step(env)
                 continue
             unfinished: list[RollbackRun | StageRun] = [*rollbacks, *runs]
             for item in unfinished:
@@ -104,6 +104,31 @@ class Recovery(Operation):
             if run.status is RunStatus.ROLLED_BACK:
                 raise StageFailed(f"{run.stage} of {run.release} was rolled back on {run.environment}")
         return finished
+
+    def _cut_short_step(self, env: Environment) -> list[str]:
+        """A schema step whose process died outside any stage or rollback: a contract step runs
+        again (it asks the database where it stands); a repair by hand is named, for its author."""
+        migrations = self.store.migrations(env.name)
+        last = migrations[-1] if migrations else None
+        if last is None or last.status is not MigrationStatus.RUNNING or last.rollback_id is not None:
+            return []
+        if last.phase != "contract":
+            if last.phase == "expand":
+                return []  # a stage's: resumed with its run
+            return [
+                f"the database step of {env.name} to {last.target or 'an empty schema'} (by hand) was cut short: "
+                f"`releaser migrate {env.name}` says where it stands, `--to {last.target or 'VERSION'}` finishes it"
+            ]
+        from .contracts import pending_contracts
+        from .database import StepFailed, run_contract
+
+        for pending in pending_contracts(self.config, self.store, env.name):
+            if pending.release == last.release:
+                try:
+                    run_contract(self, pending, f"resume {env.name}", again=True, armed=True)
+                except StepFailed as exc:
+                    return [f"{last.release}'s contract step on {env.name} failed again: {exc}"]
+        return []
 
     def _doubts(self, env: Environment) -> list[str]:
         """The hosts of `env` in doubt, each with why and the command that heals it."""

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 
+from .contracts import pending_contracts
+from .dbschema import History
 from .model import ApprovalState, Config, Event, RunStatus
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
@@ -103,6 +105,7 @@ def status_document(config: Config, store: Store) -> dict:
                 if r not in working
             ],  # their process is gone: `resume`
             "route": _route(env, store),
+            "database": _database(config, env.name, store),
         }
     last_env = config.pipeline[-1].environment if config.pipeline else None
     rollbacks = store.rollbacks()
@@ -111,6 +114,7 @@ def status_document(config: Config, store: Store) -> dict:
     for run in runs:
         runs_by_release.setdefault(run.release, []).append(run)
     all_releases = store.list_releases()
+    history = History(all_releases)
     for rel in all_releases:
         own = runs_by_release.get(rel.version, [])
         status = str(rel.status)
@@ -126,6 +130,7 @@ def status_document(config: Config, store: Store) -> dict:
                 "runs_on": sorted(running_anywhere.get(rel.version, set())),
                 "sha256": rel.sha256,
                 "features": rel.features,
+                "schema": {**rel.schema.to_dict(), "runs_on": list(history.runs_on(rel.version))} if history else None,
                 "created_at": rel.created_at,
                 "created_by": rel.created_by,
                 "stages": [
@@ -179,6 +184,35 @@ def status_document(config: Config, store: Store) -> dict:
         "reports": reports,
         "approvals": approvals,
         "freezes": _freezes(config),
+    }
+
+
+def _database(config: Config, environment: str, store: Store) -> dict | None:
+    """Where the app's database stands as the last schema step said, and what waits (contract steps)."""
+    if config.playbooks[config.environments[environment].playbook].migrate is None:
+        return None
+    migrations = store.migrations(environment)
+    backups = store.backups(environment)
+    last = migrations[-1] if migrations else None
+    said = next((m for m in reversed(migrations) if m.to_version not in (None, "?")), None)
+    return {
+        "version": said.to_version if said else None,  # as the last step that said found it ("" empty)
+        "as_of": (said.finished_at or said.started_at) if said else None,
+        "last_step": None
+        if last is None
+        else {
+            "release": last.release,
+            "phase": last.phase,
+            "status": str(last.status),
+            "from": last.from_version,
+            "to": last.to_version,
+            "target": last.target,
+            "detail": last.detail,
+            "at": last.finished_at or last.started_at,
+        },
+        "pending": [p.describe() for p in pending_contracts(config, store, environment)],
+        "backups": len(backups),
+        "last_backup": None if not backups else {"name": backups[-1].name, "schema": backups[-1].schema_version},
     }
 
 
@@ -295,6 +329,9 @@ def print_status(
             )
         for run in env["interrupted"]:
             say(f"  unfinished: {run['stage']} of {run['release']} ({run['status']}); run `releaser resume`", "red")
+        database = env.get("database")
+        if database is not None:
+            _print_database(database, say, when)
         for rollback in env["rollbacks"]:
             left = "; ".join(f"{h}: {why}" for h, why in sorted(rollback["left"].items())) or "interrupted"
             say(
@@ -343,6 +380,27 @@ def print_status(
             )
             color = "yellow" if item["last_error"] else None
         say(f"effect report of {item['release']}: {line}", color)
+
+
+def _print_database(database: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:
+    version = database["version"]
+    shown = "not migrated by releaser yet" if version is None else f"at {version or 'an empty schema'}"
+    last = database["last_step"]
+    line = f"  database: {shown}"
+    if database["as_of"]:
+        line += f" (as of {when(database['as_of'])})"
+    if database["last_backup"]:
+        line += f"; {database['backups']} backup(s), last {database['last_backup']['name']}"
+    say(line)
+    if last is not None and last["status"] != "done":
+        words = (
+            "cut short: `releaser resume` asks the database and finishes it"
+            if last["status"] == "running"
+            else (f"failed: {last['detail']}")
+        )
+        say(f"  last schema step: {last['release']}'s {last['phase']} to {last['target'] or 'empty'} {words}", "red")
+    for pending in database["pending"]:
+        say(f"  {pending}")
 
 
 def _print_watch(document: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:
