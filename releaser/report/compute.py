@@ -299,6 +299,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
         },
         "series": series,
         "problems": problems,
+        "database": _database(store, version),
     }
 
 
@@ -360,6 +361,32 @@ def _previous(store: Store, version: str, environment: str) -> str | None:
         if d.action == "deploy" and d.to_version == version and d.from_version not in (None, version)
     )
     return before.most_common(1)[0][0] if before else None
+
+
+def _database(store: Store, version: str) -> dict | None:
+    """The release's schema steps as they ran on each environment (None when it declares none)."""
+    release = store.get_release(version)
+    steps = store.migrations(release=version)
+    if release is None or (not release.schema and not steps):
+        return None
+    return {
+        "expand": release.schema.expand,
+        "contract": release.schema.contract,
+        "reversible": list(release.schema.reversible),
+        "steps": [
+            {
+                "environment": m.environment,
+                "phase": m.phase,
+                "from": m.from_version,
+                "to": m.to_version,
+                "status": str(m.status),
+                "at": m.started_at,
+                "backup": f"B-{m.backup_id}" if m.backup_id else None,
+                "detail": m.detail,
+            }
+            for m in steps
+        ],
+    }
 
 
 def _incident(event: Event, sla: float) -> dict:
