@@ -125,7 +125,7 @@ exit 1
         refused = [plan for plan in unfit if plan.why]
         if refused:
             return refused[0]
-        return min(unfit, key=lambda plan: history.index(plan.target or EMPTY) or -1)
+        return min(unfit, key=lambda plan: _index_or_empty(history, plan.target or EMPTY))
 
     def refusal(self, plan: Plan) -> str:
         """Why `plan.release` cannot run on the database, and what can be done, in words."""
@@ -207,7 +207,10 @@ exit 1
             for stale in self.store.migrations(env):
                 if stale.status is MigrationStatus.RUNNING:  # its process died (this one holds the lock)
                     self.store.update_migration(
-                        stale.id, status=MigrationStatus.FAILED, finished_at=utcnow(), detail="interrupted"
+                        stale.id,
+                        status=MigrationStatus.FAILED,
+                        finished_at=utcnow(),
+                        detail="cut short (its process ended); run again after it",
                     )
             migration = self.store.start_migration(env, release.version, phase, target, known, rollback_id)
             self.journal.record(
@@ -360,6 +363,11 @@ exit 1
                     **tag,
                 )
         return stored
+
+
+def _index_or_empty(history: History, version: str) -> int:
+    index = history.index(version)
+    return -1 if index is None else index
 
 
 def run_contract(
