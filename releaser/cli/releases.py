@@ -148,6 +148,18 @@ def release_show(app: App, version: str) -> None:
     else:
         app.out.result(f"  artifact  {stored.artifact} ({stored.size:,} bytes, sha256 {stored.sha256})")
     app.out.result(f"  features  {', '.join(rel['features']) or '-'}")
+    schema = rel.get("schema")
+    if schema:
+        steps = ", ".join(
+            f"{phase} {schema[phase]}" + (" (reversible)" if phase in schema["reversible"] else " (irreversible)")
+            for phase in ("expand", "contract")
+            if schema[phase]
+        )
+        low, high = schema["runs_on"]
+        app.out.result(
+            f"  schema    {steps or 'no step of its own'}; runs on {low or 'an empty schema'}"
+            + (f" to {high}" if high != low else "")
+        )
     app.out.result(f"  by        {rel['created_by']}, {shown_time(rel['created_at'], app.out.tty)}")
     for stage in rel["stages"]:
         app.out.result(
