@@ -326,7 +326,8 @@ def _windows(
                 break
         for event in store.events(environment=environment):
             at = parse_ts(event.ts).timestamp()
-            if event.kind == "rollback.done" and event.release in (version, None) and live_at < at < end:
+            rolled_back = event.kind == "rollback.done" and event.data.get("cause") != "drill"  # a drill undoes itself
+            if rolled_back and event.release in (version, None) and live_at < at < end:
                 end, cut = at, {"by": "rollback", "at": event.ts}
                 break
         if now < end:
