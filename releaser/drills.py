@@ -292,7 +292,7 @@ class Drills(Operation):
                     "forward_seconds": stored.forward_seconds,
                     "restore_seconds": stored.restore_seconds,
                     "sla_seconds": sla,
-                    "within_sla": within_sla(stored, sla),
+                    "within_sla": stored.within(sla),
                     "backup": stored.backup_id,
                     "previous": stored.previous,
                     "release": stored.release,
@@ -373,12 +373,6 @@ def describe(drill: Drill, sla: float) -> str:
     if drill.detail:
         parts.append(drill.detail)
     return text + (f": {'; '.join(parts)}" if parts else "")
-
-
-def within_sla(drill: Drill, sla: float) -> bool:
-    """Whether a passed drill rolled back (and restored) within the SLA."""
-    timed = [s for s in (drill.rollback_seconds, drill.restore_seconds) if s is not None]
-    return drill.status == "passed" and bool(timed) and all(s <= sla for s in timed)
 
 
 def _rounded(value: float | None) -> float | None:

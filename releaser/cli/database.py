@@ -203,7 +203,7 @@ def drill(app: App, environment: str, hosts: str, no_restore: bool, reason: str)
     `releaser drill` rolls its hosts forward again first."""
     known_environment(app, environment)
     app.recorded_state(f"nothing to rehearse on {environment}: releaser has recorded no deployment there")
-    from ..drills import Drills, describe, within_sla
+    from ..drills import Drills, describe
 
     names = [name.strip() for name in hosts.split(",") if name.strip()] or None
     done = app.operation(Drills).drill(environment, names, restore=not no_restore, reason=reason)
@@ -215,6 +215,6 @@ def drill(app: App, environment: str, hosts: str, no_restore: bool, reason: str)
             "environment": environment,
             "drill": asdict(done),
             "sla_seconds": sla,
-            "within_sla": within_sla(done, sla),
+            "within_sla": done.within(sla),
         }
     )

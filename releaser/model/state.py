@@ -390,3 +390,8 @@ class Drill(Record):
     restore_seconds: float | None = None
     backup_id: int | None = None
     detail: str = ""
+
+    def within(self, sla: float) -> bool:
+        """Whether it passed, rolling back (and restoring) within `sla` seconds."""
+        timed = [s for s in (self.rollback_seconds, self.restore_seconds) if s is not None]
+        return self.status == "passed" and bool(timed) and all(s <= sla for s in timed)
