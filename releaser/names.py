@@ -14,4 +14,5 @@ DEFAULT_EVENTS = (
     Event.ROLLBACK_DONE,
     Event.ROLLBACK_INCOMPLETE,
     Event.ALARM,
+    Event.DRILL_DONE,
 )  # what a webhook is sent unless it lists its events

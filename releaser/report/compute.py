@@ -297,6 +297,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
             "rollback_seconds": spec.rollback_sla,
             "met": all(i["within_sla"] for i in incidents) if incidents else None,
         },
+        "drill": _drill(store, env.name, spec.rollback_sla),
         "series": series,
         "problems": problems,
     }
@@ -361,6 +362,29 @@ def _previous(store: Store, version: str, environment: str) -> str | None:
         if d.action == "deploy" and d.to_version == version and d.from_version not in (None, version)
     )
     return before.most_common(1)[0][0] if before else None
+
+
+def _drill(store: Store, environment: str, sla: float) -> dict | None:
+    """The environment's last finished rollback drill (`releaser drill`), against the SLA."""
+    done = [d for d in store.drills(environment) if d.status != "running"]
+    if not done:
+        return None
+    drill = done[-1]
+    return {
+        "drill": drill.id,
+        "environment": environment,
+        "at": drill.finished_at,
+        "status": drill.status,
+        "release": drill.release,
+        "previous": drill.previous,
+        "rollback_seconds": drill.rollback_seconds,
+        "forward_seconds": drill.forward_seconds,
+        "restore_seconds": drill.restore_seconds,
+        "backup": f"B-{drill.backup_id}" if drill.backup_id else None,
+        "sla_seconds": sla,
+        "within_sla": drill.within(sla),
+        "detail": drill.detail,
+    }
 
 
 def _incident(event: Event, sla: float) -> dict:
