@@ -6,7 +6,10 @@ scratch directory (`$SCRATCH`). In-process: CliRunner, local transport, no serve
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,6 +200,30 @@ def test_a_rollback_that_cannot_finish_is_left_to_resume_and_the_next_drill_goes
     result = shop.ok("drill", "prod", "--no-restore")  # forward to 1.1.0 first, then a new rehearsal
     assert "drill 2 of prod passed" in result.stdout
     assert shop.runs() == dict.fromkeys(HOSTS, "1.1.0")
+
+
+@pytest.mark.real  # releaser runs as a process, killed at a journal step
+def test_a_drill_killed_mid_rollback_is_finished_by_resume_and_the_next_drill(shop):
+    killed = subprocess.run(
+        [sys.executable, "-m", "releaser.cli", "-C", str(shop.dir), "drill", "prod", "--no-restore"],
+        env={**os.environ, "NO_COLOR": "1", "RELEASER_FAILPOINT": "rollback.planned:KILL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert shop.store().drills("prod")[-1].status == "running"
+    refused = shop.cli("drill", "prod")
+    assert refused.exit_code == 4 and "run `releaser resume` to finish it first" in refused.output
+    shop.ok("resume")  # holds every host of prod; the drill's rollback stays on its cohort
+    assert shop.runs() == {"web-1": "1.1.0", "web-2": "1.1.0", "web-3": "1.0.0", "web-4": "1.0.0"}
+    result = shop.ok("drill", "prod", "--no-restore")
+    assert "drill 2 of prod passed" in result.stdout
+    assert shop.runs() == dict.fromkeys(HOSTS, "1.1.0")
+    old = shop.store().drills("prod")[0]
+    assert old.status == "failed"
+    assert old.detail == "interrupted: its process ended before it did; web-3, web-4 rolled forward to 1.1.0 again"
+    assert shop.events("incident") == []
 
 
 def test_status_shows_the_last_drill_and_warns_when_one_is_overdue(shop):

@@ -183,8 +183,6 @@ def backups(app: App, environment: str) -> None:
         0: "the drill passed (its message says how the timings compare with the rollback SLA)",
         1: "the restore drill failed (the backup changed, `restore` or `verify` failed); the hosts are back on "
         "their release",
-        2: "nothing to rehearse (hosts on different releases, no earlier release on record, a drill that would "
-        "change the schema); nothing was changed",
         3: "the environment is locked or frozen",
         4: "the rollback could not finish (`releaser resume` finishes it), or the real rollback would be refused "
         "(the database), or hosts could not be asked",
@@ -199,8 +197,10 @@ def drill(app: App, environment: str, hosts: str, no_restore: bool, reason: str)
     ran before and forward again, through the real rollback path (no incident), timed against
     `report.rollback_sla`; then, when the playbook's `migrate:` has `restore` and `verify`, the
     newest backup is checked (sha256), restored into a scratch database and verified. A drill
-    changes no schema. If it is cut short, `releaser resume` finishes its rollback and the next
-    `releaser drill` rolls its hosts forward again first."""
+    changes no schema: nothing to rehearse (hosts on different releases, no earlier release on
+    record, a rollback that would run `down`) exits 2 with nothing changed. If it is cut short,
+    `releaser resume` finishes its rollback and the next `releaser drill` rolls its hosts forward
+    again first."""
     known_environment(app, environment)
     app.recorded_state(f"nothing to rehearse on {environment}: releaser has recorded no deployment there")
     from ..drills import Drills, describe
