@@ -1,7 +1,8 @@
 """Drills (`releaser drill`): the rollback rehearsed through the real rollback path on local hosts,
 timed against the rollback SLA, and a restore of the newest backup checked and verified. The
 app's database is a file the playbook's migration tool writes (`$DB/version`); restores go to a
-scratch directory (`$SCRATCH`). In-process: CliRunner, local transport, no server."""
+scratch directory (`$SCRATCH`). In-process (CliRunner, local transport, no server), but for one
+drill killed at a journal step, which runs releaser as a process."""
 
 from __future__ import annotations
 
