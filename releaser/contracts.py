@@ -85,7 +85,10 @@ def pending_contracts(config: Config, store: Store, environment: str | None = No
                 if any(r.release == release.version and r.environment == env.name for r in runs):
                     found.append(Pending(env.name, release.version, target, None))
                 continue
-            due_at = parse_ts(passed[-1].finished_at or "") + timedelta(seconds=last.rollback_window)
+            run = passed[-1]
+            due_at = parse_ts(run.finished_at or "") + timedelta(seconds=last.rollback_window)
+            if run.window_closed_at:  # closed early (by hand, for this step): due from then
+                due_at = min(due_at, parse_ts(run.window_closed_at))
             tried = [m for m in migrations if m.release == release.version and m.phase == "contract"]
             failed = tried[-1].detail if tried and tried[-1].status is MigrationStatus.FAILED else ""
             unfit = sorted(

@@ -53,7 +53,8 @@ class Database:
         if spec is None:
             raise NeedsHuman(f"{env.name}'s playbook {deployer.playbook.file} has no `migrate:`")
         self.spec = spec
-        self.host = env.migration_host
+        # the configured one, also when `env` is held with a cohort of its hosts (a drill)
+        self.host = operation.config.environments.get(env.name, env).migration_host
 
     @classmethod
     def of(cls, operation: Operation, held: Held) -> Database:

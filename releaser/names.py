@@ -16,4 +16,5 @@ DEFAULT_EVENTS = (
     Event.ALARM,
     Event.MIGRATION_DONE,
     Event.MIGRATION_FAILED,
+    Event.DRILL_DONE,
 )  # what a webhook is sent unless it lists its events

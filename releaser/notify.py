@@ -1,4 +1,4 @@
-"""Webhook notifications of stage start, pass, fail, rollback and alarms: as JSON, or as a
+"""Webhook notifications of stage start, pass, fail, rollback, alarms and drills: as JSON, or as a
 message in the team's chat (Slack, DingTalk, WeCom, Feishu; see chat.py).
 
 Deliveries happen on a background thread, retried with tenacity, so that a slow or broken
@@ -30,6 +30,7 @@ ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
     Event.BAKE_TOO_SHORT: ":hourglass:",
     Event.MIGRATION_DONE: ":card_file_box:",
     Event.MIGRATION_FAILED: ":x:",
+    Event.DRILL_DONE: ":fire_drill:",
 }
 
 OnFailure = Callable[[str, dict], None]

@@ -86,7 +86,7 @@ class Pipeline(Operation):
         on that environment, never straight to `full`."""
         rolled_back: dict[str, str] = {}
         for rollback in self.store.rollbacks():
-            if version in rollback.releases:
+            if version in rollback.releases and rollback.cause.condemns:  # a drill undoes no stage
                 rolled_back[rollback.environment] = max(rolled_back.get(rollback.environment, ""), rollback.started_at)
         latest: dict[str, RunStatus] = {}
         for run in self.store.stage_runs(version):

@@ -747,3 +747,53 @@ fi
 _rec migrated "$before"
 """
     )
+
+
+RESTORE_MARKER = "RELEASER_RESTORE"  # "RELEASER_RESTORE SECONDS": how long `restore` took
+EXIT_BACKUP_CHANGED = 74  # the backup is gone, or its sha256 is not the one recorded when it was written
+
+
+def restore_drill_script(
+    spec: MigrateSpec, host: Host, env: Environment, release: str, image: str | None, backup_path: str, sha256: str
+) -> str:
+    """A restore drill on the migration host, in `release`'s directory with the migration tool's
+    variables: check that the backup is the file written (its recorded sha256), restore it with
+    `restore` ("$RELEASER_BACKUP", into a scratch database), timed, then check it with `verify`.
+    The app's database is not touched."""
+    path = q(backup_path)
+    where = (
+        'cd "$RELEASER_ROOT"'
+        if image
+        else f'cd {q("releases/" + release)} 2>/dev/null || {{ echo "releaser: {release} is not prepared on '
+        f'this host" >&2; exit {EXIT_NOT_PREPARED}; }}'
+    )
+    return (
+        _preamble(host, "restore", release)
+        + f"""{where}
+{secrets_loader(env)}export RELEASER_BACKUP={path}
+{f"export RELEASER_IMAGE={q(image)}" if image else ""}
+if [ ! -f {path} ]; then
+  echo "releaser: the backup {backup_path} is gone from this host" >&2; exit {EXIT_BACKUP_CHANGED}
+fi
+sum=$(sha256sum < {path}); sum=${{sum%% *}}
+if [ "$sum" != {q(sha256)} ]; then
+  echo "releaser: the backup {backup_path} changed after it was written: its sha256 is ${{sum:0:12}}, \\
+the recorded one {sha256[:12]}" >&2
+  exit {EXIT_BACKUP_CHANGED}
+fi
+set +e
+{_marked("restore")}t0=${{EPOCHREALTIME:-$(date +%s.%N)}}
+( bash -euo pipefail -c {q(spec.restore or "")} ) </dev/null
+rc=$?
+t1=${{EPOCHREALTIME:-$(date +%s.%N)}}
+awk -v a="${{t0/,/.}}" -v b="${{t1/,/.}}" 'BEGIN {{ printf "{RESTORE_MARKER} %.3f\\n", b - a }}'
+if [ "$rc" -ne 0 ]; then
+  echo "releaser: the restore command failed (exit $rc)" >&2; exit "$rc"
+fi
+{_marked("verify")}( bash -euo pipefail -c {q(spec.verify or "")} ) </dev/null
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  echo "releaser: the verify command failed (exit $rc): the restored database is not sound" >&2; exit "$rc"
+fi
+"""
+    )

@@ -13,7 +13,9 @@ of an interrupted run or rollback (recovery.py calls `begin` and `carry_out`).
    release named by hand), journaled `rollback.planned`; switch exactly those hosts back with
    the deploy's own switch.
 3. Done: `rollback.done`, the stage run and the releases `rolled_back`, and one `incident`
-   (none when the stage failed safe for want of evidence: nothing was shown wrong).
+   (none when the stage failed safe for want of evidence: nothing was shown wrong). A drill
+   (`drills.py`, cause `drill`) rehearses this path on a good release: no incident, the releases
+   keep their status, and it touches only the hosts it planned, whoever carries it out.
    Hosts left (unreachable, or their switch failed): `rollback.incomplete`; the rollback and
    its stage run stay open, the releases are `failed`, and `resume` carries it out again.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Set
-from dataclasses import field
+from dataclasses import field, replace
 from typing import NoReturn
 
 from .errors import BusyError, NeedsHuman, StageFailed, UsageError
@@ -338,6 +340,8 @@ class Rollbacks(Operation):
     def carry_out(self, held: Held, rollback: RollbackRun, views: dict[str, HostView] | None = None) -> RollbackResult:
         """Ask the hosts, plan, switch back; finish the records. Never raises for a host."""
         started, env, deployer = time.monotonic(), held.env, held.deployer
+        if rollback.cause is Cause.DRILL:  # a drill's hosts only, even when `resume` holds every host
+            env = replace(env, hosts=tuple(h for h in env.hosts if h.name in rollback.plan))
         if deployer.routes is not None:  # the instant part: no user reaches the release any more
             deployer.routes.to_stable(f"rollback {rollback.id} ({rollback.cause})")
         stage_run = self.store.get_stage_run(rollback.stage_run_id) if rollback.stage_run_id else None
@@ -397,7 +401,7 @@ class Rollbacks(Operation):
                 self.store.update_rollback(rollback.id, status=RollbackStatus.INCOMPLETE, left=result.left)
                 if stage_run is not None:
                     self.store.set_stage_run_status(stage_run.id, RunStatus.ROLLBACK_FAILED)
-                for version in rollback.releases:
+                for version in rollback.releases if rollback.cause.condemns else ():
                     self.store.set_release_status(version, ReleaseStatus.FAILED)
                 self.journal.record(
                     Event.ROLLBACK_INCOMPLETE,
@@ -411,7 +415,7 @@ class Rollbacks(Operation):
             self.store.update_rollback(rollback.id, status=RollbackStatus.DONE, left={}, finished_at=finished)
             if stage_run is not None:
                 self.store.set_stage_run_status(stage_run.id, RunStatus.ROLLED_BACK)
-            for version in rollback.releases:
+            for version in rollback.releases if rollback.cause.condemns else ():
                 self.store.set_release_status(version, ReleaseStatus.ROLLED_BACK)
             self.journal.record(
                 Event.ROLLBACK_DONE,
@@ -419,6 +423,7 @@ class Rollbacks(Operation):
                 + (f"; {result.hosts_kept()}" if result.kept else ""),
                 data={
                     "rollback": rollback.id,
+                    "cause": str(rollback.cause),
                     "hosts": result.switched,
                     "kept": result.kept,
                     "seconds": round(result.seconds, 3),

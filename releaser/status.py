@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 
 from .contracts import pending_contracts
 from .dbschema import History
-from .model import ApprovalState, Config, Event, RunStatus
+from .model import ApprovalState, Config, Event, RunStatus, parse_ts
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
 from .store import Store
-from .terminal import shown_time, summarised
+from .terminal import shown_time, span, summarised
 from .windows import open_windows, watchers
 
 CLOSED_RUN = (RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED, RunStatus.HELD)
@@ -106,6 +107,7 @@ def status_document(config: Config, store: Store) -> dict:
             ],  # their process is gone: `resume`
             "route": _route(env, store),
             "database": _database(config, env.name, store),
+            "drills": _drills(env, store, config.report.rollback_sla),
         }
     last_env = config.pipeline[-1].environment if config.pipeline else None
     rollbacks = store.rollbacks()
@@ -245,6 +247,40 @@ def _overtaken(release, own: list, runs: list) -> bool:
     )
 
 
+def _drills(env, store: Store, sla: float, now: datetime | None = None) -> dict | None:
+    """The environment's last drill, and whether one is overdue: `drills.every` has passed since
+    the last drill that passed, or none ever did. None where drills are neither set nor run."""
+    drills = store.drills(env.name)
+    if env.drills is None and not drills:
+        return None
+    passed = [d for d in drills if d.status == "passed"]
+    last_passed = (passed[-1].finished_at or passed[-1].started_at) if passed else None
+    due_at, warning = None, None
+    if env.drills is not None:
+        every = span(env.drills.every)
+        if last_passed is None:
+            warning = f"no drill has ever passed on {env.name} (`drills:` every {every}): `releaser drill {env.name}`"
+        else:
+            due = parse_ts(last_passed) + timedelta(seconds=env.drills.every)
+            due_at = due.isoformat(timespec="seconds")
+            if due <= (now or datetime.now(UTC)):
+                warning = (
+                    f"the last drill that passed on {env.name} finished {last_passed[:16].replace('T', ' ')} UTC, "
+                    f"more than {every} ago (`drills:` every {every}): `releaser drill {env.name}`"
+                )
+    last = drills[-1] if drills else None
+    return {
+        "every_seconds": env.drills.every if env.drills else None,
+        "hosts": list(env.drills.hosts) if env.drills and env.drills.hosts else None,
+        "sla_seconds": sla,
+        "last": {**asdict(last), "within_sla": last.within(sla)} if last else None,
+        "last_passed_at": last_passed,
+        "due_at": due_at,
+        "overdue": warning is not None,
+        "warning": warning,
+    }
+
+
 def _route(env, store: Store) -> dict | None:
     """The route the environment's router holds (or was being given), in words too."""
     if env.router is None:
@@ -332,6 +368,8 @@ def print_status(
         database = env.get("database")
         if database is not None:
             _print_database(database, say, when)
+        if env.get("drills"):
+            _print_drills(env["drills"], say, when)
         for rollback in env["rollbacks"]:
             left = "; ".join(f"{h}: {why}" for h, why in sorted(rollback["left"].items())) or "interrupted"
             say(
@@ -401,6 +439,30 @@ def _print_database(database: dict, say: Callable[..., None], when: Callable[[st
         say(f"  last schema step: {last['release']}'s {last['phase']} to {last['target'] or 'empty'} {words}", "red")
     for pending in database["pending"]:
         say(f"  {pending}")
+
+
+def _print_drills(drills: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:
+    """The last rehearsal of the environment's rollback, and a warning when one is overdue."""
+    last = drills["last"]
+    if last is not None:
+        figures = []
+        if last["rollback_seconds"] is not None:
+            figures.append(f"rolled back {last['release']} -> {last['previous']} in {last['rollback_seconds']:.1f}s")
+        if last["forward_seconds"] is not None:
+            figures.append(f"forward in {last['forward_seconds']:.1f}s")
+        if last["restore_seconds"] is not None:
+            figures.append(f"restore of B-{last['backup_id']} in {last['restore_seconds']:.1f}s")
+        sla = span(drills["sla_seconds"])
+        verdict = f" ({'within' if last['within_sla'] else 'NOT within'} the {sla} rollback SLA)" if figures else ""
+        why = f": {last['detail']}" if last["status"] == "failed" and last["detail"] else ""
+        say(
+            f"  last drill: {last['status']} {when(last['finished_at'] or last['started_at'])}"
+            + (f": {', '.join(figures)}{verdict}" if figures else "")
+            + why,
+            None if last["status"] == "passed" and last["within_sla"] else "yellow",
+        )
+    if drills["warning"]:
+        say(f"  DRILL OVERDUE: {drills['warning']}", "yellow")
 
 
 def _print_watch(document: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:

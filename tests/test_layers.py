@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"demo"},
     {"scaffold", "watch"},
     {"status"},
-    {"recovery"},
+    {"recovery", "drills"},
     {"pipeline"},
     {"rollback", "preflight", "alerts", "config", "adhoc"},
     {"database"},

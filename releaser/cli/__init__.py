@@ -13,7 +13,7 @@ config error, 3 busy, 4 needs a human, 5 inconclusive.
     reports     report
     state       state rebuild, state migrate, unlock
     hosts       exec, logs
-    database    migrate, backups
+    database    migrate, backups, drill
 
 A command's module is imported when the command is asked for (base.Commands); each imports at
 the top only click and the light modules every command needs, and what a command uses it imports

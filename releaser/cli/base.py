@@ -119,7 +119,7 @@ class Commands(click.Group):
         "report": "reports",
         **dict.fromkeys(("state", "unlock"), "state"),
         **dict.fromkeys(("exec", "logs"), "hosts"),
-        **dict.fromkeys(("migrate", "backups"), "database"),
+        **dict.fromkeys(("migrate", "backups", "drill"), "database"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,4 +1,5 @@
-"""The app's database: `migrate` (where it stands, contract steps, a repair) and `backups`."""
+"""The app's database: `migrate` (where it stands, contract steps, a repair), `backups`, and `drill`
+(the rollback and a restore, rehearsed)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,52 @@ def backups(app: App, environment: str) -> None:
     if not found:
         app.out.result(f"{environment}: no backup yet (one is taken before every migration)")
     app.out.emit({"ok": True, "environment": environment, "backups": [asdict(b) for b in found]})
+
+
+@command(
+    cli,
+    examples=(
+        "releaser drill staging",
+        'releaser drill prod --reason "quarterly rehearsal, off-peak"',
+        "releaser drill prod --hosts web-9,web-10 --no-restore",
+    ),
+    exits=(0, 1, 2, 3, 4),
+    meanings={
+        0: "the drill passed (its message says how the timings compare with the rollback SLA)",
+        1: "the restore drill failed (the backup changed, `restore` or `verify` failed); the hosts are back on "
+        "their release",
+        3: "the environment is locked or frozen",
+        4: "the rollback could not finish (`releaser resume` finishes it), or the real rollback would be refused "
+        "(the database), or hosts could not be asked",
+    },
+)
+@click.argument("environment", shell_complete=complete_environments)
+@click.option("--hosts", default="", help="Only these hosts, comma-separated (default: `drills.hosts`, else all).")
+@click.option("--no-restore", is_flag=True, help="Rehearse the rollback only, not a restore of the newest backup.")
+@click.option("--reason", default="", help="Why (journaled).")
+def drill(app: App, environment: str, hosts: str, no_restore: bool, reason: str) -> None:
+    """Rehearse the rollback of ENVIRONMENT: hosts that run one release go back to the release they
+    ran before and forward again, through the real rollback path (no incident), timed against
+    `report.rollback_sla`; then, when the playbook's `migrate:` has `restore` and `verify`, the
+    newest backup is checked (sha256), restored into a scratch database and verified. A drill
+    changes no schema: nothing to rehearse (hosts on different releases, no earlier release on
+    record, a rollback that would run `down`) exits 2 with nothing changed. If it is cut short,
+    `releaser resume` finishes its rollback and the next `releaser drill` rolls its hosts forward
+    again first."""
+    known_environment(app, environment)
+    app.recorded_state(f"nothing to rehearse on {environment}: releaser has recorded no deployment there")
+    from ..drills import Drills, describe
+
+    names = [name.strip() for name in hosts.split(",") if name.strip()] or None
+    done = app.operation(Drills).drill(environment, names, restore=not no_restore, reason=reason)
+    sla = app.config().report.rollback_sla
+    app.out.result(describe(done, sla))
+    app.out.emit(
+        {
+            "ok": True,
+            "environment": environment,
+            "drill": asdict(done),
+            "sla_seconds": sla,
+            "within_sla": done.within(sla),
+        }
+    )

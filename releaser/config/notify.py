@@ -25,8 +25,8 @@ def read_webhooks(top: Fields) -> tuple[Webhook, ...]:
                     fields.file,
                     event_line,
                     event_key,
-                    f"expected an event kind (releaser/events.py lists them all; without `events:` a webhook "
-                    f"is sent {', '.join(DEFAULT_EVENTS)}), got {shown(event)}" + did_you_mean(str(event), STORED),
+                    f"got {shown(event)}{did_you_mean(str(event), STORED)}: expected an event kind (releaser/events.py "
+                    f"lists them all; without `events:` a webhook is sent {', '.join(DEFAULT_EVENTS)})",
                 )
             else:
                 events.append(Event(event))

@@ -184,11 +184,18 @@ class Cause(StrEnum):
     ABORT = "abort"  # `releaser abort`, from any runner
     ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
     UNPROVEN = "unproven"  # the bake ended before the checks decided: failed safe, no fault shown
+    DRILL = "drill"  # `releaser drill`: the rollback rehearsed on a good release, and undone
 
     @property
     def fault(self) -> bool:
-        """Whether the rollback answers a fault (an incident), not a lack of evidence."""
-        return self is not Cause.UNPROVEN
+        """Whether the rollback answers a fault (an incident), not a lack of evidence or a rehearsal."""
+        return self not in (Cause.UNPROVEN, Cause.DRILL)
+
+    @property
+    def condemns(self) -> bool:
+        """Whether the rollback is a verdict on the releases it takes away (their status, the
+        stages they passed): every cause but a drill, which rehearses the path on good releases."""
+        return self is not Cause.DRILL
 
 
 class RollbackRun(Record):
@@ -383,3 +390,8 @@ class Drill(Record):
     restore_seconds: float | None = None
     backup_id: int | None = None
     detail: str = ""
+
+    def within(self, sla: float) -> bool:
+        """Whether it passed, rolling back (and restoring) within `sla` seconds."""
+        timed = [s for s in (self.rollback_seconds, self.restore_seconds) if s is not None]
+        return self.status == "passed" and bool(timed) and all(s <= sla for s in timed)

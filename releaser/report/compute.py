@@ -297,6 +297,7 @@ def build(config: Config, store: Store, version: str, now: float | None = None) 
             "rollback_seconds": spec.rollback_sla,
             "met": all(i["within_sla"] for i in incidents) if incidents else None,
         },
+        "drill": _drill(store, env.name, spec.rollback_sla),
         "series": series,
         "problems": problems,
         "database": _database(store, version),
@@ -327,7 +328,8 @@ def _windows(
                 break
         for event in store.events(environment=environment):
             at = parse_ts(event.ts).timestamp()
-            if event.kind == "rollback.done" and event.release in (version, None) and live_at < at < end:
+            rolled_back = event.kind == "rollback.done" and event.data.get("cause") != "drill"  # a drill undoes itself
+            if rolled_back and event.release in (version, None) and live_at < at < end:
                 end, cut = at, {"by": "rollback", "at": event.ts}
                 break
         if now < end:
@@ -386,6 +388,29 @@ def _database(store: Store, version: str) -> dict | None:
             }
             for m in steps
         ],
+    }
+
+
+def _drill(store: Store, environment: str, sla: float) -> dict | None:
+    """The environment's last finished rollback drill (`releaser drill`), against the SLA."""
+    done = [d for d in store.drills(environment) if d.status != "running"]
+    if not done:
+        return None
+    drill = done[-1]
+    return {
+        "drill": drill.id,
+        "environment": environment,
+        "at": drill.finished_at,
+        "status": drill.status,
+        "release": drill.release,
+        "previous": drill.previous,
+        "rollback_seconds": drill.rollback_seconds,
+        "forward_seconds": drill.forward_seconds,
+        "restore_seconds": drill.restore_seconds,
+        "backup": f"B-{drill.backup_id}" if drill.backup_id else None,
+        "sla_seconds": sla,
+        "within_sla": drill.within(sla),
+        "detail": drill.detail,
     }
 
 

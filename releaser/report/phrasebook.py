@@ -145,6 +145,12 @@ TEXT = {
         "{sla} SLA (the slowest took {slowest}).",
         "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
         "to roll back.",
+        "s.drill_passed": "The last rollback drill of {environment}, on {at}, rolled {release} back to {previous} "
+        "in {rollback}{restore}: {verdict}.",
+        "s.drill_restore": " and restored a backup in {seconds}",
+        "s.drill_within": "within the {sla} SLA",
+        "s.drill_over": "over the {sla} SLA",
+        "s.drill_failed": "The last rollback drill of {environment}, on {at}, failed: {why}.",
         "s.missing": "No data for: {names}.",
         "s.only_before": "Measured only before the rollout: {names}.",
         "s.only_after": "Measured only after the rollout: {names}.",
@@ -333,6 +339,12 @@ TEXT = {
         "s.feature_short": "功能{name}{count}（发布前{before}）。",
         "s.incidents_ok": "共发生{count}次故障，均在{sla}SLA内自动回滚（最慢一次用时{slowest}）。",
         "s.incidents_bad": "共发生{count}次故障，其中{late}次回滚超过了{sla}SLA。",
+        "s.drill_passed": "{environment}最近一次回滚演练（{at}）用时{rollback}将{release}回滚到{previous}"
+        "{restore}，{verdict}。",
+        "s.drill_restore": "，用时{seconds}恢复了一份备份",
+        "s.drill_within": "在{sla}SLA内",
+        "s.drill_over": "超出了{sla}SLA",
+        "s.drill_failed": "{environment}最近一次回滚演练（{at}）失败：{why}。",
         "s.missing": "以下指标无数据：{names}。",
         "s.only_before": "仅在发布前有测量：{names}。",
         "s.only_after": "仅在发布后有测量：{names}。",

@@ -262,11 +262,35 @@ class Words:
             else:
                 slowest = max(i["time_to_rollback"] for i in incidents)
                 lines.append(self("s.incidents_ok", slowest=self.seconds(slowest), **plural))
+        drill = self.drill(report)
+        if drill:
+            lines.append(drill)
         compared = [m for m in report["metrics"] if m["before"] is not None and m["after"] is not None]
         missing = [self.metric_name(m["key"]) for m in report["metrics"] if m["before"] is None and m["after"] is None]
         if missing and compared:
             lines.append(self("s.missing", names=self("list").join(missing)))
         return lines
+
+    def drill(self, report: dict) -> str | None:
+        """The environment's last rollback drill, against the rollback SLA (reports of before
+        drills have none)."""
+        drill = report.get("drill")
+        if not drill:
+            return None
+        where = {"environment": drill["environment"], "at": self.when(drill["at"])}
+        if drill["status"] != "passed" or drill["rollback_seconds"] is None:
+            return self("s.drill_failed", why=drill["detail"] or "—", **where)
+        sla = self.seconds(drill["sla_seconds"])
+        restore = drill["restore_seconds"]
+        return self(
+            "s.drill_passed",
+            release=drill["release"],
+            previous=drill["previous"],
+            rollback=self.seconds(drill["rollback_seconds"]),
+            restore="" if restore is None else self("s.drill_restore", seconds=self.seconds(restore)),
+            verdict=self("s.drill_within" if drill["within_sla"] else "s.drill_over", sla=sla),
+            **where,
+        )
 
     def comparison(self, report: dict) -> list[str]:
         """What the metrics did, in as many sentences as it takes; every one of them agrees with the
