@@ -109,7 +109,9 @@ class Drills(Operation):
             raise NeedsHuman(
                 "cannot rehearse a rollback on hosts in doubt; nothing was changed: "
                 + "; ".join(f"{name}: {why}" for name, why in sorted(doubt.items()))
-                + f" (`releaser redeploy {cohort.name} --reason TEXT` heals them)"
+                + f" (`releaser redeploy {cohort.name} "
+                + " ".join(f"--host {name}" for name in sorted(doubt))
+                + " --reason TEXT` puts them back on what they should run)"
             )
         bare = sorted(name for name, view in views.items() if view.current is None)
         if bare:
