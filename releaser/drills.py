@@ -59,6 +59,11 @@ class Drills(Operation):
         env = self.environment(env_name)
         cohort = self._cohort(env, hosts)
         self._refuse_freeze(env)
+        if env.router is not None:
+            raise UsageError(
+                f"{env.name} is behind a router: drills rehearse the rollback of environments without one for now "
+                "(the test environment, or a cohort of hosts outside the router); nothing was changed"
+            )
         reason = reason.strip() or "rehearsal"
         self._finish_last(env)
         with self.hold(cohort, f"drill {env.name}", armed=True) as held:
