@@ -269,6 +269,8 @@ def test_two_runners_racing_migrate_once(solo):
     outputs = [r.communicate(timeout=120) for r in runners]
     codes = sorted(r.returncode for r in runners)
     assert codes == [0, 3], outputs
+    [busy] = [err for runner, (_, err) in zip(runners, outputs, strict=True) if runner.returncode]
+    assert "environment solo is locked by" in busy, busy
     assert len(solo.events("migration.started")) == 1
     [done] = solo.events("migration.done")
     assert done["data"]["already"] is False
@@ -294,6 +296,8 @@ def test_killed_at_each_step_of_a_migration_then_resumed(solo, kind):
     assert solo.schema("solo") == "0001"
     assert solo.query("solo", "select count(*) from items") == [(3,)]
     assert solo.versions("solo") == {"solo-1": "1.0"} and solo.health("solo") == {"solo-1": (200, "1.0")}
+    solo_env = json.loads(solo.run("status", "--json"))["environments"]["solo"]
+    assert solo_env["consistent"] and solo_env["hosts"]["solo-1"]["version"] == "1.0", solo_env
     # the host ran `up` once, after one backup; every other attempt found the database there
     record = (solo.dir / "hosts" / "solo-1" / ".releaser" / "record.jsonl").read_text().splitlines()
     assert [line["step"] for line in map(json.loads, record) if line["step"] in ("backed-up", "migrating")] == [
