@@ -281,10 +281,12 @@ exit 1
         if not result.ok:
             raise StepFailed(f"on {host.name}: {result.why()}", outcome)
         if outcome.backup is None and self.spec.backup is not None and not outcome.already:
+            # why, as the step's script said it; the tool's own output comes after that line
+            said = [line for line in result.stderr.splitlines() if line.endswith("(backups: optional)")]
             self.journal.record(
                 Event.BACKUP_SKIPPED,
                 f"{self.env.name}: no backup before {release.version}'s {phase} step (backups: optional): "
-                f"{result.stderr.strip()[-300:]}",
+                f"{(said[-1].removeprefix('releaser: ') if said else result.stderr.strip())[-300:]}",
                 environment=self.env.name,
                 release=release.version,
                 data={"host": host.name},
