@@ -205,14 +205,14 @@ exit 1
         tag = {"environment": env, "release": release.version, "stage": stage}
         known = self.known_version()
         with self.store.transaction():
-            for stale in self.store.migrations(env):
-                if stale.status is MigrationStatus.RUNNING:  # its process died (this one holds the lock)
-                    self.store.update_migration(
-                        stale.id,
-                        status=MigrationStatus.FAILED,
-                        finished_at=utcnow(),
-                        detail="cut short (its process ended); run again after it",
-                    )
+            cut_short = [m for m in self.store.migrations(env) if m.status is MigrationStatus.RUNNING]
+            for stale in cut_short:  # its process died (this one holds the lock); this step says how it ended
+                self.store.update_migration(
+                    stale.id,
+                    status=MigrationStatus.FAILED,
+                    finished_at=utcnow(),
+                    detail="cut short (its process ended); run again after it",
+                )
             migration = self.store.start_migration(env, release.version, phase, target, known, rollback_id)
             self.journal.record(
                 Event.MIGRATION_STARTED,
@@ -234,6 +234,16 @@ exit 1
         except StepFailed as failed:
             self._finish(migration, tag, failed.outcome, str(failed))
             raise
+        if outcome.already:  # a step cut short that got there on the host before its process could say
+            for stale in cut_short:
+                if stale.target == target:
+                    self.store.update_migration(
+                        stale.id,
+                        status=MigrationStatus.DONE,
+                        to_version=outcome.after,
+                        detail=f"its process ended before it could say; migration {migration.id} found the database "
+                        "there",
+                    )
         return self._finish(migration, tag, outcome)
 
     def _run(

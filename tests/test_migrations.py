@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -179,6 +180,27 @@ def test_a_window_rollback_before_the_contract_goes_back_to_1_2_on_0003(story):
     assert story.schema("prod") == "0003"
     assert story.health("prod") == {host: (200, "1.2") for host in story.envs["prod"].hosts}
     assert story.events("migration.started", environment="prod", release="1.3") == []
+
+
+def test_a_drill_rehearses_prods_rollback_and_restores_its_newest_backup_into_scratch(story):
+    """On prod, back on 1.2 at 0003: the rollback to 1.1 (which runs on 0003) and forward again,
+    then the newest pg_dump restored into the scratch database with pg_restore and verified."""
+    incidents = len(story.events("incident"))
+    story.cli("drill", "prod")
+    [done] = story.events("drill.done", environment="prod")
+    data = done["data"]
+    assert data["status"] == "passed" and (data["release"], data["previous"]) == ("1.2", "1.1"), data
+    assert data["rollback_seconds"] > 0 and data["forward_seconds"] > 0 and data["restore_seconds"] > 0
+    assert data["within_sla"] is True
+    started = story.events("rollback.started", environment="prod")
+    assert [e["data"]["cause"] for e in started[-2:]] == ["drill", "drill"]
+    assert len(story.events("incident")) == incidents  # a rehearsal is no incident
+    newest = json.loads(story.run("backups", "prod", "--json"))["backups"][0]
+    assert data["backup"] == newest["id"]
+    with psycopg.connect(story.envs["prod"].scratch) as conn:  # what pg_restore put there
+        assert conn.execute("select count(*) from items").fetchone()[0] == 3
+    assert set(story.versions("prod").values()) == {"1.2"} and story.schema("prod") == "0003"
+    assert story.health("prod") == {host: (200, "1.2") for host in story.envs["prod"].hosts}
 
 
 def test_a_rollback_by_hand_across_the_irreversible_contract_is_refused(story):
