@@ -12,6 +12,9 @@ it run once however many runners there are; the host's lock waits for a step sti
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from . import playbook as pb
@@ -20,7 +23,7 @@ from .dbschema import EMPTY, History, Plan, describe_undo, shown
 from .deploy import Deployer, session_timeout
 from .errors import NeedsHuman, ReleaserError
 from .events import Event
-from .model import Backup, Environment, Migration, MigrationStatus, Release, utcnow
+from .model import CONTROLLER, Backup, Environment, Host, Migration, MigrationStatus, Release, utcnow
 from .operation import Held, Operation
 from .record import Record
 
@@ -54,7 +57,30 @@ class Database:
             raise NeedsHuman(f"{env.name}'s playbook {deployer.playbook.file} has no `migrate:`")
         self.spec = spec
         # the configured one, also when `env` is held with a cohort of its hosts (a drill)
-        self.host = operation.config.environments.get(env.name, env).migration_host
+        configured = operation.config.environments.get(env.name, env)
+        self.on_controller = configured.migrates_on_controller
+        if self.on_controller:  # releases are unpacked under the state's directory, as on a host
+            root = operation.config.state_path.parent / CONTROLLER / env.name
+            self.host = Host(CONTROLLER, "127.0.0.1", str(root.resolve()), dict(configured.vars))
+        else:
+            self.host = configured.migration_host
+
+    @contextlib.contextmanager
+    def _on_host(self) -> Iterator[Deployer]:
+        """A deployer that reaches the migration host: the environment's, or this machine's
+        (`migrate_on: controller`, through the local transport, for this call)."""
+        if not self.on_controller:
+            yield self.deployer
+            return
+        from dataclasses import replace
+
+        from .fleet import Fleet
+        from .transport import transport_for
+
+        here = replace(self.env, transport="local", hosts=(self.host,), router=None)
+        with Fleet(here, transport_for(here)) as fleet:
+            deployer = self.deployer
+            yield Deployer(here, deployer.playbook, self.store, self.journal, fleet, None, deployer.registries)
 
     @classmethod
     def of(cls, operation: Operation, held: Held) -> Database:
@@ -87,7 +113,7 @@ class Database:
         a release older than the database may not know its version."""
         load = pb.secrets_loader(self.env)
         script = f"""{pb.exports(self.host, "migrate", None)}
-cd {pb.q(self.host.root)} || exit 1
+cd {pb.q(self.host.root)} 2>/dev/null || {{ echo "releaser: no release is prepared on this host yet" >&2; exit 1; }}
 {load}for dir in current $(ls -td releases/*/ 2>/dev/null); do
   [ -f "$dir/.complete" ] || continue
   if out=$(cd "$dir" && bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null); then
@@ -99,8 +125,10 @@ done
 echo "releaser: no release on this host could say where the database stands: ${{said:-no release is prepared}}" >&2
 exit 1
 """
-        result = self.deployer.fleet.run("schema", [self.host], lambda host: script, timeout=self.spec.timeout)
-        outcome = result[self.host.name]
+        with self._on_host() as deployer:
+            outcome = deployer.fleet.run("schema", [self.host], lambda _: script, timeout=self.spec.timeout)[
+                self.host.name
+            ]
         if not outcome.ok:
             raise NeedsHuman(
                 f"cannot ask the database of {self.env.name} where it stands "
@@ -249,7 +277,20 @@ exit 1
     def _run(
         self, release: Release, phase: str, target: str, satisfied: tuple[str, ...], expected: tuple[str, ...], run: str
     ) -> Outcome:
-        host, deployer = self.host, self.deployer
+        with self._on_host() as deployer:
+            return self._run_on(deployer, release, phase, target, satisfied, expected, run)
+
+    def _run_on(
+        self,
+        deployer: Deployer,
+        release: Release,
+        phase: str,
+        target: str,
+        satisfied: tuple[str, ...],
+        expected: tuple[str, ...],
+        run: str,
+    ) -> Outcome:
+        host = self.host
         op = pb.new_op()
         prepared = deployer.prepare(release, [host], {host.name: op}, run, stoppable=False)[host.name]
         if not prepared.ok:
@@ -376,6 +417,35 @@ exit 1
                     **tag,
                 )
         return stored
+
+    def restore(self, backup: Backup, release: Release) -> float:
+        """A restore drill: `backup` restored into a scratch database by the playbook's `restore`
+        (its sha256 checked first) and checked by `verify`, with `release`'s tool; how long the
+        restore took. StageFailed with the host's words when the file changed or is gone, or
+        `restore` or `verify` failed."""
+        from .errors import StageFailed
+
+        if not self.spec.restore or not self.spec.verify:
+            raise NeedsHuman("a restore drill needs `restore` and `verify` in the playbook's `migrate:`")
+        script = pb.restore_drill_script(
+            self.spec, self.host, self.env, release.version, release.image, backup.path, backup.sha256
+        )
+        started = time.monotonic()
+        with self._on_host() as deployer:
+            result = deployer.fleet.run("restore", [self.host], lambda _: script, timeout=self.spec.timeout)[
+                self.host.name
+            ]
+        seconds = time.monotonic() - started
+        if not result.ok:
+            raise StageFailed(f"the restore drill of backup {backup.name} on {self.host.name} failed: {result.why()}")
+        for line in result.stdout.splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] == pb.RESTORE_MARKER:
+                try:
+                    return float(words[1])
+                except ValueError:
+                    break
+        return seconds
 
 
 def _index_or_empty(history: History, version: str) -> int:

@@ -25,8 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from . import playbook as pb
-from .errors import NeedsHuman, Refused, StageFailed, UsageError
+from .errors import NeedsHuman, Refused, UsageError
 from .events import Event
 from .hostrecord import HostView
 from .model import Backup, Cause, Drill, Environment, utcnow
@@ -244,31 +243,10 @@ class Drills(Operation):
             )
 
     def _restore(self, held: Held, release: str, backup: Backup) -> float:
-        """Restore `backup` into a scratch database on the migration host and verify it: how long
-        the restore took. StageFailed with the host's words when the file changed or is gone, or
-        `restore` or `verify` failed."""
-        spec = held.deployer.playbook.migrate
-        if spec is None or not spec.restore or not spec.verify:
-            raise UsageError("a restore drill needs `restore` and `verify` in the playbook's `migrate:`")
-        env = self.environment(held.env.name)
-        host = env.migration_host
-        stored = self.store.get_release(release)
-        script = pb.restore_drill_script(
-            spec, host, env, release, stored.image if stored else None, backup.path, backup.sha256
-        )
-        started = time.monotonic()
-        result = held.deployer.fleet.run("restore", [host], lambda _: script, timeout=spec.timeout)[host.name]
-        seconds = time.monotonic() - started
-        if not result.ok:
-            raise StageFailed(f"the restore drill of backup {backup.name} on {host.name} failed: {result.why()}")
-        for line in result.stdout.splitlines():
-            words = line.split()
-            if len(words) == 2 and words[0] == pb.RESTORE_MARKER:
-                try:
-                    return float(words[1])
-                except ValueError:
-                    break
-        return seconds
+        """Restore `backup` into a scratch database and verify it (database.Database.restore)."""
+        from .database import Database
+
+        return Database.of(self, held).restore(backup, self.release(release))
 
     def _done(self, drill: Drill, measured: Measured, reason: str, why: str = "") -> Drill:
         """Store and journal how the drill ended (`why` it failed, "" when it passed)."""

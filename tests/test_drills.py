@@ -270,3 +270,22 @@ def test_status_document_without_drills_has_none(tmp_path):
     shop = Shop(tmp_path / "shop")
     document = status_document(shop.config(), memory_store())
     assert document["environments"]["prod"]["drills"] is None
+
+
+def test_the_migration_tool_may_run_on_the_controller(tmp_path):
+    """`migrate_on: controller`: the release is unpacked under the state's directory on this
+    machine and the tool runs there (no host sees a step); drills restore there too."""
+    shop = Shop(tmp_path / "shop", drills="    migrate_on: controller\n")
+    shop.live("1.0.0", "--expand", "0001")
+    shop.live("1.1.0", "--expand", "0002")
+    assert (shop.db / "version").read_text() == "0002\n"
+    here = shop.config().state_path.parent / "controller" / "prod"
+    assert (here / "releases" / "1.1.0" / "app.txt").read_text() == "app 1.1.0\n"
+    assert {b.host for b in shop.store().backups("prod")} == {"controller"}
+    for host in HOSTS:  # the hosts prepared and switched; none ran a schema step
+        record = (shop.dir / "hosts" / host / ".releaser" / "record.jsonl").read_text()
+        assert '"action": "migrate"' not in record, host
+    assert '"action": "migrate"' in (here / ".releaser" / "record.jsonl").read_text()
+    assert "the database is at 0002 (asked on controller)" in shop.ok("migrate", "prod").stdout
+    shop.ok("drill", "prod")
+    assert (shop.scratch / "version").read_text() == "db at 0001\n"

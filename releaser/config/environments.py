@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..metrics import SOURCES
 from ..metrics.selector import read_selector
-from ..model import AlertRule, DrillSpec, Environment, Host, MetricsSpec, Playbook, RouterSpec, SshOptions
+from ..model import CONTROLLER, AlertRule, DrillSpec, Environment, Host, MetricsSpec, Playbook, RouterSpec, SshOptions
 from ..router import ROUTERS
 from ..schema import ENV_NAME, Fields, Problems, render_template, shown
 from .context import Context
@@ -89,6 +89,7 @@ def read_environment(context: Context, name: str, fields: Fields, project: str, 
         runtime=runtime or "podman",
         secrets=secrets,
         migrate_on=migrate_on,
+        vars=env_vars,
         backups=backups,
         drills=drills,
     )
@@ -196,13 +197,16 @@ def _read_router(
 
 
 def _read_database(fields: Fields, playbook: Playbook | None, hosts: list[Host]) -> tuple[str | None, str]:
-    """`migrate_on: HOST` (the host that runs the playbook's migration tool; default the first)
+    """`migrate_on: HOST` (the host that runs the playbook's migration tool, or `controller`: this
+    machine; default the first host)
     and `backups: required | optional` (whether a migration may run without its backup)."""
     migrate_on = fields.str("migrate_on")
     names = [h.name for h in hosts]
-    if migrate_on is not None and hosts and migrate_on not in names:
+    if migrate_on is not None and hosts and migrate_on not in (*names, CONTROLLER):
         fields.problem(
-            "migrate_on", f"expected one of this environment's hosts ({', '.join(names[:8])}), got {shown(migrate_on)}"
+            "migrate_on",
+            f"expected one of this environment's hosts ({', '.join(names[:8])}) or {CONTROLLER} (this machine), "
+            f"got {shown(migrate_on)}",
         )
         migrate_on = None
     backups = fields.str("backups", "required", choices=BACKUP_POLICIES) or "required"

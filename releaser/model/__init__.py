@@ -3,6 +3,7 @@ They may import only each other, releaser.record and releaser.events (tests/test
 name is re-exported here: callers import from releaser.model, not from its modules."""
 
 from .spec import (
+    CONTROLLER,
     AlertRule,
     Approval,
     Config,
@@ -62,6 +63,7 @@ from .state import (
 )
 
 __all__ = [
+    "CONTROLLER",
     "RELEASE_ID",
     "AlertRecord",
     "AlertRule",

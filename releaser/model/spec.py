@@ -149,6 +149,9 @@ class AlertRule(Record, frozen=True):
     rollback: bool = True  # roll back what is in progress or in its window; False: journal the alert only
 
 
+CONTROLLER = "controller"  # `migrate_on: controller`: the machine releaser runs on
+
+
 class DrillSpec(Record, frozen=True):
     """`drills:` of an environment: how often its rollback (and restore) is rehearsed, and on
     which hosts (a cohort of prod, off-peak; None: every host)."""
@@ -176,13 +179,20 @@ class Environment(Record, frozen=True):
     alerts: AlertRule | None = None
     runtime: str = "podman"  # image releases: podman | docker (the same CLI)
     secrets: dict[str, str] = field(default_factory=dict)  # the app's variable -> the controller's holding it
-    migrate_on: str | None = None  # the host that runs the migration tool; None: the first host
+    migrate_on: str | None = None  # the host that runs the migration tool ("controller": here); None: the first
+    vars: dict[str, str] = field(default_factory=dict)  # the environment's own vars (each host's merges them)
     backups: str = "required"  # required: no migration without a backup | optional: a failed one is journaled
     drills: DrillSpec | None = None
 
     @property
+    def migrates_on_controller(self) -> bool:
+        """`migrate_on: controller`: the tool runs where releaser runs (unless a host is named so)."""
+        return self.migrate_on == CONTROLLER and not any(h.name == CONTROLLER for h in self.hosts)
+
+    @property
     def migration_host(self) -> Host:
-        return self.host(self.migrate_on) if self.migrate_on else self.hosts[0]
+        """The host that runs the migration tool (`migrates_on_controller`: see database.Database)."""
+        return self.host(self.migrate_on) if self.migrate_on and not self.migrates_on_controller else self.hosts[0]
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
