@@ -330,7 +330,15 @@ exit 1
             elif line.startswith("releaser: the database is already at"):
                 outcome.already = True
         if not result.ok:
-            raise StepFailed(f"on {host.name}: {result.why()}", outcome)
+            choice = ""
+            if result.exit_code == pb.EXIT_SCHEMA_ELSEWHERE:  # not where releaser can tell what to do: a person can
+                choice = (
+                    f"; look at it with the tool (`releaser migrate {self.env.name}`), then take it to {shown(target)} "
+                    f"with `releaser migrate {self.env.name} --to {target or 'VERSION'} --reason TEXT` and promote "
+                    "again, or restore the last backup (`releaser backups "
+                    f"{self.env.name}`)"
+                )
+            raise StepFailed(f"on {host.name}: {result.why()}{choice}", outcome)
         if outcome.backup is None and self.spec.backup is not None and not outcome.already:
             # why, as the step's script said it; the tool's own output comes after that line
             said = [line for line in result.stderr.splitlines() if line.endswith("(backups: optional)")]

@@ -1,0 +1,58 @@
+"""Schema steps in-process, on local hosts whose database is a file (tests/harness/filedb.py): the
+messages a person reads when a step cannot go on, and the records a cut-short step leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.harness.filedb import Shop
+from tests.harness.tarballs import tar_gz
+
+
+@pytest.fixture
+def shop(tmp_path) -> Shop:
+    shop = Shop(tmp_path / "shop")
+    shop.live("1.0.0", "--expand", "0001")
+    return shop
+
+
+def register(shop: Shop, version: str, *steps: str) -> None:
+    """Register `version` without running it (Shop.live runs it, and it must succeed)."""
+    artifact = shop.dir / f"{version}.tar.gz"
+    artifact.write_bytes(tar_gz({"app.txt": f"app {version}\n"}))
+    shop.ok("release", "create", version, "--artifact", str(artifact), *steps)
+
+
+def test_a_database_at_a_version_no_release_declares_stops_the_step_with_the_way_on(shop):
+    (shop.db / "version").write_text("0001b\n")  # a migration stopped between two versions
+    register(shop, "1.1.0", "--expand", "0002")
+    failed = shop.cli("promote", "1.1.0")
+    assert failed.exit_code == 1, failed.output
+    said = failed.output
+    assert "the database is at 0001b, where 1.1.0's expand step neither starts (empty, 0001) nor ends (0002)" in said
+    assert "`releaser migrate prod --to 0002 --reason TEXT`" in said and "`releaser backups prod`" in said
+    assert shop.runs() == dict.fromkeys(shop.runs(), "1.0.0")  # no host switched
+    assert (shop.db / "version").read_text() == "0001b\n"  # and the database is as it was
+    repaired = shop.cli("migrate", "prod", "--to", "0002", "--reason", "finished by hand")
+    assert repaired.exit_code == 0, repaired.output
+    assert (shop.db / "version").read_text() == "0002\n"
+    assert shop.cli("promote", "1.1.0").exit_code == 0
+    [started] = [e for e in shop.events("migration.started") if "by hand" in e["message"]]
+    assert "by hand: finished by hand" in started["message"]
+
+
+def test_a_failed_backup_says_so_and_the_schema_is_untouched(shop):
+    (shop.dir / "playbooks" / "app.yaml").write_text(
+        (shop.dir / "playbooks" / "app.yaml").read_text().replace("backup: '", "backup: 'false && ")
+    )
+    register(shop, "1.1.0", "--expand", "0002")
+    failed = shop.cli("promote", "1.1.0")
+    assert failed.exit_code == 1
+    assert "the backup command failed (exit 1); the migration did not run" in failed.output
+    assert (shop.db / "version").read_text() == "0001\n"
+    [event] = shop.events("migration.failed")
+    assert event["data"]["from"] == "0001" and event["data"]["backup"] is None
+    status = json.loads(shop.ok("status", "--json").stdout)["environments"]["prod"]["database"]
+    assert status["version"] == "0001" and status["last_step"]["status"] == "failed"
