@@ -73,7 +73,14 @@ def receiver():
 # Modules whose tests run for minutes, started first: with two workers, a long test collected last
 # keeps one worker busy while the other has run out of work. Within a module the order stays
 # (module-scoped fixtures are set up once per worker).
-LONG_FIRST = ("test_field.py", "test_demo.py", "test_faults.py", "test_prometheus.py", "test_images.py")
+LONG_FIRST = (
+    "test_field.py",
+    "test_demo.py",
+    "test_faults.py",
+    "test_migrations.py",
+    "test_prometheus.py",
+    "test_images.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,7 +1,7 @@
 """The ledger sample app (tests/harness/ledger.py) on a real PostgreSQL, without releaser: its
 migrations walk up and down its schema history with the commands of its playbook, each
-release's /health says whether its code runs on the schema of the moment, and a backup
-restores into a scratch database that the verify command accepts."""
+release's /health says whether its code runs on the schema of the moment (its backup, restore
+and verify commands run in tests/test_migrations.py, through releaser)."""
 
 from __future__ import annotations
 
@@ -166,34 +166,3 @@ def test_the_schema_walks_its_history_and_each_release_is_healthy_only_where_its
         assert irreversible.returncode == 1 and "0004 is irreversible" in irreversible.stderr
         at("0004", "1.3")
         assert query("select title from items order by id") == [(name,) for name in SEEDED]
-
-
-def test_a_backup_restores_into_the_scratch_database_and_verify_says_whether_it_holds_rows(postgres, tmp_path):
-    database, scratch = postgres.database(), postgres.database()
-    release = unpack(tmp_path, "1.0")
-    variables = {"DATABASE_URL": database, "SCRATCH_URL": scratch, "RELEASER_BACKUP": str(tmp_path / "ledger.dump")}
-    assert run("up", release, RELEASER_SCHEMA_TARGET="0001", **variables).returncode == 0
-    with psycopg.connect(database) as conn:
-        conn.execute("insert into items (name) select 'item ' || n from generate_series(4, 1000) as n")
-
-    def scratch_query(sql: str) -> list[tuple]:
-        with psycopg.connect(scratch) as conn:
-            return conn.execute(sql).fetchall()
-
-    empty = run("verify", release, **variables)
-    assert empty.returncode != 0 and 'relation "items" does not exist' in empty.stderr
-    for command in ("backup", "restore", "verify"):
-        proc = run(command, release, **variables)
-        assert proc.returncode == 0, (command, proc.stderr)
-    assert scratch_query("select count(*), count(distinct name) from items") == [(1000, 1000)]
-    assert scratch_query("select version_num from alembic_version") == [("0001",)]
-
-    # restore replaces what the scratch database holds: emptied, it is whole again
-    with psycopg.connect(scratch) as conn:
-        conn.execute("delete from items")
-    emptied = run("verify", release, **variables)
-    assert emptied.returncode == 1 and "the restored database has no rows in items" in emptied.stderr
-    for command in ("restore", "verify"):
-        proc = run(command, release, **variables)
-        assert proc.returncode == 0, (command, proc.stderr)
-    assert scratch_query("select count(*) from items") == [(1000,)]

@@ -2,7 +2,7 @@
 releaser over real sshd hosts, each environment on a real PostgreSQL database that releaser
 migrates with the app's Alembic (tests/harness/migrating.py).
 
-One story walks in order on `test` (1 host) and `prod` (3 hosts, gray + full): releases 1.0 to
+One story walks in order on `test` (1 host) and `prod` (2 hosts, gray + full): releases 1.0 to
 1.3 through the pipeline (expand steps before code), 1.3's contract step after its window,
 a window rollback on the safe side of it, a rollback by hand refused across it, and 1.4's
 failing migration. Small projects of one environment each take the rest: a reversible contract
@@ -56,11 +56,11 @@ class HealthWatch(threading.Thread):
 @pytest.fixture(scope="module")
 @starts("sshd", "postgres")
 def story(tmp_path_factory, ssh_fleet, postgres):
-    """The ledger on test (1 host) and prod (3 hosts): test's window is long enough for 1.3 to
+    """The ledger on test (1 host) and prod (2 hosts): test's window is long enough for 1.3 to
     go through prod inside it; prod's outlasts the story (its window rollback is at `watch`)."""
     ssh_fleet.heal()
     project = Ledgers.create(
-        tmp_path_factory.mktemp("story") / "ledger", ssh_fleet, postgres, {"test": 1, "prod": 3}, STORY_STAGES
+        tmp_path_factory.mktemp("story") / "ledger", ssh_fleet, postgres, {"test": 1, "prod": 2}, STORY_STAGES
     )
     project.windows = {"test": "14s", "gray": "120s", "full": "120s"}
     project.write()
@@ -111,6 +111,7 @@ def until(moment: str) -> None:
 # -- the story --
 
 
+@pytest.mark.xdist_group("ledger-story")  # the story's tests run in order, on one worker
 def test_releases_run_their_expand_step_before_their_code_and_health_stays_200(story):
     watch = HealthWatch(story)
     watch.start()
@@ -149,6 +150,7 @@ def test_releases_run_their_expand_step_before_their_code_and_health_stays_200(s
     assert len(story.events("backup.done")) == 6
 
 
+@pytest.mark.xdist_group("ledger-story")
 def test_the_contract_step_waits_for_its_window_then_watch_runs_it(story):
     shown = json.loads(story.cli("migrate", "test", "--json").stdout)
     assert shown["current"] == "0003"
@@ -168,6 +170,7 @@ def test_the_contract_step_waits_for_its_window_then_watch_runs_it(story):
     assert story.health("test") == {"test-1": (200, "1.3")}
 
 
+@pytest.mark.xdist_group("ledger-story")
 def test_a_window_rollback_before_the_contract_goes_back_to_1_2_on_0003(story):
     for host in story.envs["prod"].hosts:
         (story.flags / f"sick-{host}").touch()
@@ -182,6 +185,7 @@ def test_a_window_rollback_before_the_contract_goes_back_to_1_2_on_0003(story):
     assert story.events("migration.started", environment="prod", release="1.3") == []
 
 
+@pytest.mark.xdist_group("ledger-story")
 def test_a_drill_rehearses_prods_rollback_and_restores_its_newest_backup_into_scratch(story):
     """On prod, back on 1.2 at 0003: the rollback to 1.1 (which runs on 0003) and forward again,
     then the newest pg_dump restored into the scratch database with pg_restore and verified."""
@@ -203,6 +207,7 @@ def test_a_drill_rehearses_prods_rollback_and_restores_its_newest_backup_into_sc
     assert story.health("prod") == {host: (200, "1.2") for host in story.envs["prod"].hosts}
 
 
+@pytest.mark.xdist_group("ledger-story")
 def test_a_rollback_by_hand_across_the_irreversible_contract_is_refused(story):
     dry = story.cli("rollback", "test", "--reason", "x", "--dry-run")
     assert "database:" in dry.stdout and "irreversible" in dry.stdout, dry.stdout
@@ -217,6 +222,7 @@ def test_a_rollback_by_hand_across_the_irreversible_contract_is_refused(story):
     assert story.versions("test") == {"test-1": "1.3"} and story.schema("test") == "0004"
 
 
+@pytest.mark.xdist_group("ledger-story")
 def test_a_failing_migration_fails_the_stage_and_leaves_hosts_and_schema(story):
     story.register("1.4")
     failed = story.cli("promote", "1.4", check=1)
