@@ -175,6 +175,45 @@ exit 1
             restore = f"restore a backup of a schema {plan.release} runs on (none is recorded)"
         return f"{plan.why}: {restore}, or roll forward with a fixed release"
 
+    def crossing(self, release: Release) -> str | None:
+        """Why `release`'s expand step may not run yet, or None: a migration tool goes through
+        every version on its way, so an expand step past a contract step that has not run would
+        run that contract step too, before its rollback window closed."""
+        target = release.schema.expand
+        history = self.history()
+        goal = history.index(target) if target is not None else None
+        if goal is None:
+            return None
+        before = [s for s in history.steps[:goal] if s.phase == "contract" and s.release != release.version]
+        if not before:
+            return None
+        known = self.known_version()
+        try:
+            at = history.index(known if known is not None else self.ask())
+        except NeedsHuman:
+            return None  # the step itself asks, and says what it finds
+        if at is None:
+            return None  # the step itself stops at a version nobody declared
+        waiting = [s for s in history.steps[at + 1 : goal] if s in before]
+        if not waiting:
+            return None
+        step = waiting[0]
+        pending = next(
+            (p for p in pending_contracts(self.config, self.store, self.env.name) if p.release == step.release), None
+        )
+        if pending is None or pending.due_at is None:
+            way = (
+                f"{step.release} has not passed {self.env.name}'s last stage, so its contract step has not run: "
+                f"promote {step.release} there first (its contract step runs once its window closes), "
+                f"then {release.version}"
+            )
+        else:
+            way = (
+                f"{pending.describe()}: promote {release.version} after it runs, or run it now with "
+                f"`releaser migrate {self.env.name} --contract --force --reason TEXT`"
+            )
+        return f"{release.version}'s expand step to {target} would run {step.describe()} on the way; {way}"
+
     # -- steps --
 
     def expand(self, release: Release, stage: str | None, run: str) -> Migration | None:

@@ -164,6 +164,7 @@ class Pipeline(Operation):
         self.interrupts.check()
         with self.hold(env, f"promote {version} --to {stage}") as held:
             self.refuse_open_runs(env)
+            self._refuse_crossing(held, release)
             deployer = held.deployer
             check_hosts(
                 self.config, env, deployer.playbook, deployer.fleet, self._scope(spec, env), f"{stage} of {version}"
@@ -322,6 +323,17 @@ class Pipeline(Operation):
         if spec.name == "gray":
             return gray_cohort(env.name, env.hosts, spec.cohort)
         return stable_order(env.name, env.hosts)
+
+    def _refuse_crossing(self, held: Held, release: Release) -> None:
+        """Refused (exit 3) before the stage starts: an expand step that would run another
+        release's contract step before its window closed."""
+        if not release.schema.expand or held.deployer.playbook.migrate is None:
+            return
+        from .database import Database
+
+        why = Database.of(self, held).crossing(release)
+        if why is not None:
+            raise Refused(why)
 
     def _expand(self, stage: _Stage) -> None:
         """The release's expand step, before its code reaches any host of the environment."""

@@ -56,3 +56,17 @@ def test_a_failed_backup_says_so_and_the_schema_is_untouched(shop):
     assert event["data"]["from"] == "0001" and event["data"]["backup"] is None
     status = json.loads(shop.ok("status", "--json").stdout)["environments"]["prod"]["database"]
     assert status["version"] == "0001" and status["last_step"]["status"] == "failed"
+
+
+def test_an_expand_step_past_a_contract_step_still_in_its_window_is_refused(shop):
+    shop.live("1.1.0", "--contract", "0002")  # its window (the stage's default, 1h) is open
+    register(shop, "1.2.0", "--expand", "0003")
+    refused = shop.cli("promote", "1.2.0")
+    assert refused.exit_code == 3, refused.output
+    assert "1.2.0's expand step to 0003 would run 1.1.0's contract step 0002 on the way" in refused.output
+    assert "`releaser migrate prod --contract --force --reason TEXT`" in refused.output
+    assert (shop.db / "version").read_text() == "0001\n" and shop.events("stage.started")[-1]["release"] == "1.1.0"
+    shop.ok("migrate", "prod", "--contract", "--force", "--reason", "verified")
+    assert (shop.db / "version").read_text() == "0002\n"
+    shop.ok("promote", "1.2.0")
+    assert (shop.db / "version").read_text() == "0003\n"
