@@ -108,6 +108,7 @@ def create_release(
     with a different artifact it is refused."""
     validate_release_id(version)
     artifact = check_artifact(artifact, url)
+    _refuse_declared(store, version, schema)
     digest = sha256_file(artifact)
     release = Release(
         version=version,
@@ -137,6 +138,7 @@ def create_image_release(
     """Register an image release: the digest the registry gave `image` (see images.resolve),
     pinned, so that a tag moved later changes nothing."""
     validate_release_id(version)
+    _refuse_declared(store, version, schema)
     release = Release(
         version=version,
         artifact=str(image),
@@ -192,6 +194,25 @@ def _register(store: Store, journal: Journal, release: Release, what: str) -> tu
             },
         )
     return release, True
+
+
+def _refuse_declared(store: Store, version: str, schema: SchemaChange | None) -> None:
+    """The schema's history only goes forward: a step's version is one no other release declared
+    (a version declared twice would make every release's range, and every rollback's plan, wrong)."""
+    if not schema:
+        return
+    for other in store.list_releases():
+        if other.version == version:
+            continue
+        for phase in ("expand", "contract"):
+            mine = getattr(schema, phase)
+            for theirs in ("expand", "contract"):
+                if mine is not None and mine == getattr(other.schema, theirs):
+                    raise UsageError(
+                        f"--{phase} {mine}: {other.version} already declares {mine} (its {theirs} step); each "
+                        "release's steps name new versions, after every version registered before (the schema's "
+                        "history only goes forward); nothing was registered"
+                    )
 
 
 def _schema_words(release: Release) -> str:

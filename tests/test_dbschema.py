@@ -100,3 +100,20 @@ def test_the_same_release_with_other_steps_is_refused(project):
     assert again.exit_code == 2 and "already exists with other schema steps" in again.output
     same = create("--expand", "0001")
     assert same.exit_code == 0 and "nothing changed" in same.output
+
+
+def test_a_version_another_release_declares_is_refused(project):
+    def create(version: str, *steps: str):
+        artifact = str(project.artifact(version))
+        return CliRunner(env={"NO_COLOR": "1"}).invoke(
+            cli, ["-C", str(project.dir), "release", "create", version, "--artifact", artifact, *steps]
+        )
+
+    assert create("1.0", "--expand", "0001").exit_code == 0
+    assert create("1.1", "--expand", "0002", "--contract", "0003").exit_code == 0
+    again = create("1.2", "--expand", "0002")
+    assert again.exit_code == 2, again.output
+    assert "--expand 0002: 1.1 already declares 0002 (its expand step)" in again.output
+    assert "nothing was registered" in again.output
+    assert create("1.2", "--expand", "0003").exit_code == 2  # 1.1's contract step
+    assert create("1.2", "--expand", "0004").exit_code == 0
