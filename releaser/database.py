@@ -139,14 +139,39 @@ exit 1
                 return line.split(" ", 2)[2].strip() if line.count(" ") >= 2 else EMPTY
         return EMPTY
 
-    def needs(self, releases: set[str]) -> Plan | None:
+    def observe(self) -> str:
+        """Ask the database where it stands and, when that is not where the last step left it
+        (a backup restored by hand, a change outside releaser), record what was found: rollbacks
+        and steps plan from it from now on."""
+        known, found = self.known_version(), self.ask()
+        if found != known:
+            with self.store.transaction():
+                migration = self.store.start_migration(self.env.name, "", "found", found, known)
+                self.store.update_migration(
+                    migration.id,
+                    status=MigrationStatus.DONE,
+                    finished_at=utcnow(),
+                    to_version=found,
+                    detail="asked: not where the last step left it" if known is not None else "asked",
+                )
+                self.journal.record(
+                    Event.MIGRATION_FOUND,
+                    f"{self.env.name}: the database is at {shown(found)}"
+                    + (f", not at {shown(known)} where the last step left it: recorded" if known is not None else ""),
+                    environment=self.env.name,
+                    data={"migration": migration.id, "found": found, "recorded": known, "host": self.host.name},
+                )
+        return found
+
+    def needs(self, releases: set[str], current: str | None = None) -> Plan | None:
         """What the database needs before hosts run `releases` (a rollback's targets): None
-        when every one runs on it (or no release declares schema steps); else the plan of the
+        when every one runs on it (or no release declares schema steps); `current`: where it
+        stands, when the caller asked (else as recorded, or asked); else the plan of the
         release that needs the deepest `down`, or one that cannot run here at all (`why`)."""
         history = self.history()
         if not history or not releases:
             return None
-        current = self.version()
+        current = self.version() if current is None else current
         plans = [history.plan(release, current) for release in sorted(releases)]
         unfit = [plan for plan in plans if not plan.fits]
         if not unfit:
@@ -169,11 +194,14 @@ exit 1
             backup = fitting[-1]
             restore = (
                 f"restore backup {backup.name} (schema {shown(backup.schema_version)}, {backup.host}:{backup.path}, "
-                f"taken {backup.created_at[:16].replace('T', ' ')} UTC)"
+                f"taken {backup.created_at[:16].replace('T', ' ')} UTC) with the database's own tool"
             )
         else:
             restore = f"restore a backup of a schema {plan.release} runs on (none is recorded)"
-        return f"{plan.why}: {restore}, or roll forward with a fixed release"
+        return (
+            f"{plan.why}: {restore}, then `releaser migrate {self.env.name}` records where it stands and the "
+            "rollback can go on; or roll forward with a fixed release"
+        )
 
     def crossing(self, release: Release) -> str | None:
         """Why `release`'s expand step may not run yet, or None: a migration tool goes through

@@ -70,3 +70,19 @@ def test_an_expand_step_past_a_contract_step_still_in_its_window_is_refused(shop
     assert (shop.db / "version").read_text() == "0002\n"
     shop.ok("promote", "1.2.0")
     assert (shop.db / "version").read_text() == "0003\n"
+
+
+def test_a_backup_restored_by_hand_is_found_and_the_rollback_goes_on(shop):
+    shop.live("1.1.0", "--contract", "0002")  # irreversible: 1.0.0 does not run after it
+    shop.ok("migrate", "prod", "--contract", "--force", "--reason", "verified")
+    refused = shop.cli("rollback", "prod", "--reason", "customer report")
+    assert refused.exit_code == 4
+    assert "then `releaser migrate prod` records where it stands and the rollback can go on" in refused.output
+    (shop.db / "version").write_text("0001\n")  # the backup restored with the database's own tool
+    rolled = shop.cli("rollback", "prod", "--reason", "customer report")
+    assert rolled.exit_code == 0, rolled.output
+    [found] = shop.events("migration.found")
+    assert found["data"]["found"] == "0001" and found["data"]["recorded"] == "0002"
+    assert shop.runs() == dict.fromkeys(shop.runs(), "1.0.0")
+    assert "the database is at 0001" in shop.ok("migrate", "prod").stdout
+    assert len(shop.events("migration.found")) == 1  # found once: recorded, then where it stands

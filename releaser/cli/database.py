@@ -60,13 +60,20 @@ def migrate(app: App, environment: str, contract: bool, to_version: str | None, 
 def _show(app: App, environment: str) -> None:
     from ..contracts import pending_contracts
     from ..database import Database
+    from ..errors import BusyError
     from ..pipeline import Pipeline
 
     operation = app.operation(Pipeline)
     env = operation.environment(environment)
-    with operation.look(env) as deployer:
-        database = Database(operation, env, deployer)
-        current = database.ask()
+    try:  # holding the environment, what is found is recorded (a backup restored by hand, say)
+        with operation.hold(env, f"migrate {environment}") as held:
+            database = Database.of(operation, held)
+            current = database.observe()
+    except BusyError:  # a step may be running: look only
+        with operation.look(env) as deployer:
+            database = Database(operation, env, deployer)
+            current = database.ask()
+        app.out.say(f"{environment} is held by another command: where the database stands is shown, not recorded")
     history = database.history()
     store = operation.store
     app.out.result(f"{environment}: the database is at {current or 'an empty schema'} (asked on {database.host.name})")
@@ -74,7 +81,7 @@ def _show(app: App, environment: str) -> None:
         app.out.result(f"  no release declares {current} (`release create --expand/--contract`)")
     for migration in store.migrations(environment)[-10:]:
         app.out.result(
-            f"  {migration.started_at[:19].replace('T', ' ')}  {migration.release:<12} {migration.phase:<8} "
+            f"  {migration.started_at[:19].replace('T', ' ')}  {migration.release or '-':<12} {migration.phase:<8} "
             f"{migration.from_version or '-'} -> {migration.to_version or '?'}  {migration.status}"
             + (f": {app.out.told(migration.detail)}" if migration.detail else "")
         )
