@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import click
 
-from ..errors import UsageError
+from ..errors import NeedsHuman, UsageError
 from ..names import STAGE_ORDER
 from .app import App
 from .base import cli, command, known_environment, unknown_release, validate_release_id
@@ -141,6 +141,8 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
 
         plan, schema = app.operation(Rollbacks).dry_run(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
+        if schema and schema.startswith("refused: "):  # as the rollback itself would be: exit 4
+            raise NeedsHuman(f"the rollback of {environment} would be refused: {schema.removeprefix('refused: ')}")
         if schema:
             app.out.result(f"  database: {schema}")
         for host, step in plan.items():
