@@ -602,8 +602,12 @@ RELEASER_STEP_FILE="$2.step" timeout -k 5 "$3" bash "$2.sh" 9>&-
 rc=$?
 case "$rc" in
   124|137)
-    if [ -s "$2.step" ]; then
-      echo "releaser: the $(cat "$2.step") hook did not return within $3s (command_timeout); """
+    step=$(cat "$2.step" 2>/dev/null || true)
+    if [ "${step#migrate:}" != "$step" ]; then
+      echo "releaser: the migration tool's ${step#migrate:} command did not return within $3s (migrate.timeout): \
+is it waiting for a lock on the database, or for input?" >&2
+    elif [ -n "$step" ]; then
+      echo "releaser: the $step hook did not return within $3s (command_timeout); """
     + HUNG_FIX
     + r"""" >&2
     else
@@ -689,10 +693,10 @@ esac
             if step.backup_required
             else '[ -z "$why" ] || echo "releaser: $why; the migration runs without it (backups: optional)" >&2'
         )
-        backup = f"""{_marked("backup")}mkdir -p -m 700 "$(dirname {path})"
+        backup = f"""{_marked("migrate:backup")}mkdir -p -m 700 "$(dirname {path})"
 export RELEASER_BACKUP={path}
 rm -f {path}
-( umask 077; bash -euo pipefail -c {q(spec.backup or "")} ) </dev/null
+( umask 077; bash -euo pipefail -c {q(spec.backup or "")} ) </dev/null 1>&2
 rc=$?
 if [ "$rc" -ne 0 ]; then
   why="the backup command failed (exit $rc)"
@@ -705,7 +709,8 @@ else
 fi
 {missing}
 """
-    command = spec.down if step.phase == "down" else spec.up
+    tool = "down" if step.phase == "down" else "up"
+    command = spec.down if tool == "down" else spec.up
     return (
         _preamble(host, "migrate", step.release, head)
         + f"""{where}
@@ -722,7 +727,7 @@ _current() {{
   printf '%s\\n' "$out" | awk 'NF {{ v = $1 }} END {{ print v }}'
 }}
 set +e
-{_marked("current")}before=$(_current) || {{ _rec failed "" current; exit {EXIT_CURRENT_FAILED}; }}
+{_marked("migrate:current")}before=$(_current) || {{ _rec failed "" current; exit {EXIT_CURRENT_FAILED}; }}
 echo "{SCHEMA_MARKER} before $before"
 case "$before" in {satisfied})
   echo "releaser: the database is already at ${{before:-an empty schema}}"
@@ -730,17 +735,17 @@ case "$before" in {satisfied})
   _rec migrated "$before" already; exit 0 ;;
 esac
 {expected}{backup}_rec migrating "$before"
-{_marked(step.phase)}( bash -euo pipefail -c {q(command or "")} ) </dev/null
+{_marked("migrate:" + tool)}( bash -euo pipefail -c {q(command or "")} ) </dev/null 1>&2
 rc=$?
-after=$(_current) || after="?"
+{_marked("migrate:current")}after=$(_current) || after="?"
 echo "{SCHEMA_MARKER} after $after"
 if [ "$rc" -ne 0 ]; then
-  echo "releaser: the {"down" if step.phase == "down" else "up"} command failed (exit $rc); the database is at \
+  echo "releaser: the {tool} command failed (exit $rc); the database is at \
 ${{after:-an empty schema}}" >&2
   _rec failed "$after" {step.phase}; exit "$rc"
 fi
 if [ "$after" != {q(step.target)} ]; then
-  echo "releaser: the {"down" if step.phase == "down" else "up"} command ended, but the database is at \
+  echo "releaser: the {tool} command ended, but the database is at \
 ${{after:-an empty schema}}, not {step.target or "an empty schema"}" >&2
   _rec failed "$after" {step.phase}; exit {EXIT_SCHEMA_ELSEWHERE}
 fi
@@ -782,7 +787,7 @@ the recorded one {sha256[:12]}" >&2
   exit {EXIT_BACKUP_CHANGED}
 fi
 set +e
-{_marked("restore")}t0=${{EPOCHREALTIME:-$(date +%s.%N)}}
+{_marked("migrate:restore")}t0=${{EPOCHREALTIME:-$(date +%s.%N)}}
 ( bash -euo pipefail -c {q(spec.restore or "")} ) </dev/null
 rc=$?
 t1=${{EPOCHREALTIME:-$(date +%s.%N)}}
@@ -790,7 +795,7 @@ awk -v a="${{t0/,/.}}" -v b="${{t1/,/.}}" 'BEGIN {{ printf "{RESTORE_MARKER} %.3
 if [ "$rc" -ne 0 ]; then
   echo "releaser: the restore command failed (exit $rc)" >&2; exit "$rc"
 fi
-{_marked("verify")}( bash -euo pipefail -c {q(spec.verify or "")} ) </dev/null
+{_marked("migrate:verify")}( bash -euo pipefail -c {q(spec.verify or "")} ) </dev/null
 rc=$?
 if [ "$rc" -ne 0 ]; then
   echo "releaser: the verify command failed (exit $rc): the restored database is not sound" >&2; exit "$rc"

@@ -86,3 +86,18 @@ def test_a_backup_restored_by_hand_is_found_and_the_rollback_goes_on(shop):
     assert shop.runs() == dict.fromkeys(shop.runs(), "1.0.0")
     assert "the database is at 0001" in shop.ok("migrate", "prod").stdout
     assert len(shop.events("migration.found")) == 1  # found once: recorded, then where it stands
+
+
+def test_a_migration_that_never_returns_is_stopped_at_migrate_timeout_and_said_so(shop):
+    playbook = shop.dir / "playbooks" / "app.yaml"
+    playbook.write_text(
+        playbook.read_text().replace(
+            "  up: '", '  timeout: 1s\n  up: \'test -n "$RELEASER_SCHEMA_TARGET" && exec sleep 60; '
+        )
+    )
+    register(shop, "1.1.0", "--expand", "0002")
+    failed = shop.cli("promote", "1.1.0")
+    assert failed.exit_code == 1, failed.output
+    assert "the migration tool's up command did not return within 1s (migrate.timeout)" in failed.output
+    assert "nohup" not in failed.output  # a hook's advice, not a migration's
+    assert (shop.db / "version").read_text() == "0001\n"
