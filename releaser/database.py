@@ -299,6 +299,10 @@ exit 1
         env, host = self.env.name, self.host
         tag = {"environment": env, "release": release.version, "stage": stage}
         known = self.known_version()
+        backup_path = None
+        if self.spec.backup is not None:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            backup_path = f"{host.root.rstrip('/')}/backups/{env}-{stamp}-{release.version}-{phase}.dump"
         with self.store.transaction():
             cut_short = [m for m in self.store.migrations(env) if m.status is MigrationStatus.RUNNING]
             for stale in cut_short:  # its process died (this one holds the lock); this step says how it ended
@@ -308,7 +312,7 @@ exit 1
                     finished_at=utcnow(),
                     detail="cut short (its process ended); run again after it",
                 )
-            migration = self.store.start_migration(env, release.version, phase, target, known, rollback_id)
+            migration = self.store.start_migration(env, release.version, phase, target, known, rollback_id, backup_path)
             self.journal.record(
                 Event.MIGRATION_STARTED,
                 f"{release.version}: {phase} step of {env}'s database to {shown(target)}"
@@ -324,8 +328,21 @@ exit 1
                 },
                 **tag,
             )
+        recorded = {backup.path for backup in self.store.backups(env)}
+        earlier = {m.backup_path: m for m in cut_short if m.backup_path and m.backup_path not in recorded}
+        step = pb.SchemaStep(
+            release=release.version,
+            phase=phase,
+            target=target,
+            satisfied=tuple(satisfied),
+            expected=expected,
+            backup_path=backup_path,
+            backup_required=self.env.backups == "required",
+            image=release.image,
+            earlier_backups=tuple(earlier),
+        )
         try:
-            outcome = self._run(release, phase, target, tuple(satisfied), expected, run)
+            outcome = self._run(release, step, run, earlier)
         except StepFailed as failed:
             self._finish(migration, tag, failed.outcome, str(failed))
             raise
@@ -341,43 +358,21 @@ exit 1
                     )
         return self._finish(migration, tag, outcome)
 
-    def _run(
-        self, release: Release, phase: str, target: str, satisfied: tuple[str, ...], expected: tuple[str, ...], run: str
-    ) -> Outcome:
+    def _run(self, release: Release, step: pb.SchemaStep, run: str, earlier: dict[str, Migration]) -> Outcome:
         with self._on_host() as deployer:
-            return self._run_on(deployer, release, phase, target, satisfied, expected, run)
+            return self._run_on(deployer, release, step, run, earlier)
 
     def _run_on(
-        self,
-        deployer: Deployer,
-        release: Release,
-        phase: str,
-        target: str,
-        satisfied: tuple[str, ...],
-        expected: tuple[str, ...],
-        run: str,
+        self, deployer: Deployer, release: Release, step: pb.SchemaStep, run: str, earlier: dict[str, Migration]
     ) -> Outcome:
-        host = self.host
+        """Prepare the release on the migration host, then run the step's script there (detached)."""
+        host, phase, target = self.host, step.phase, step.target
         op = pb.new_op()
         prepared = deployer.prepare(release, [host], {host.name: op}, run, stoppable=False)[host.name]
         if not prepared.ok:
             raise StepFailed(
                 f"{release.version} could not be prepared on {host.name} to run the tool: {prepared.why()}"
             )
-        backup_path = None
-        if self.spec.backup is not None:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            backup_path = f"{host.root.rstrip('/')}/backups/{self.env.name}-{stamp}-{release.version}-{phase}.dump"
-        step = pb.SchemaStep(
-            release=release.version,
-            phase=phase,
-            target=target,
-            satisfied=satisfied,
-            expected=expected,
-            backup_path=backup_path,
-            backup_required=self.env.backups == "required",
-            image=release.image,
-        )
         body = pb.schema_step_script(self.spec, host, self.env, step, op + "m", run)
         script = pb.detached(body, host, op + "m", run, "migrate", release.version, self.spec.timeout)
         result = deployer.fleet.run(
@@ -393,7 +388,13 @@ exit 1
                 elif words[1] == "after":
                     outcome.after = value
             elif words[0] == pb.BACKUP_MARKER and len(words) == 4 and words[1].isdigit():
-                outcome.backup = self._record_backup(release, words[3], int(words[1]), words[2], outcome.before)
+                size, sha256, path = int(words[1]), words[2], words[3]
+                if path == step.backup_path:
+                    outcome.backup = self._record_backup(release.version, path, size, sha256, outcome.before)
+                elif path in earlier:  # written by a step cut short, before its process could say
+                    cut = earlier[path]
+                    found = self._record_backup(cut.release, path, size, sha256, cut.from_version, " (cut short)")
+                    self.store.update_migration(cut.id, backup_id=found.id)
             elif line.startswith("releaser: the database is already at"):
                 outcome.already = True
         if not result.ok:
@@ -419,17 +420,17 @@ exit 1
             )
         return outcome
 
-    def _record_backup(self, release: Release, path: str, size: int, sha256: str, schema: str | None) -> Backup:
+    def _record_backup(
+        self, release: str, path: str, size: int, sha256: str, schema: str | None, note: str = ""
+    ) -> Backup:
         with self.store.transaction():
-            backup = self.store.add_backup(
-                self.env.name, self.host.name, path, size, sha256, schema or EMPTY, release.version
-            )
+            backup = self.store.add_backup(self.env.name, self.host.name, path, size, sha256, schema or EMPTY, release)
             self.journal.record(
                 Event.BACKUP_DONE,
-                f"{self.env.name}: backup {backup.name} of the database at {shown(backup.schema_version)}: "
+                f"{self.env.name}: backup {backup.name} of the database at {shown(backup.schema_version)}{note}: "
                 f"{self.host.name}:{path} ({size} bytes, sha256 {sha256[:12]})",
                 environment=self.env.name,
-                release=release.version,
+                release=release,
                 data={
                     "backup": backup.id,
                     "host": self.host.name,

@@ -660,6 +660,16 @@ class SchemaStep(Record, frozen=True):
     backup_path: str | None = None  # where the backup goes; None: no backup
     backup_required: bool = True  # a failed backup stops the step (else it is said, and the step runs)
     image: str | None = None
+    earlier_backups: tuple[str, ...] = ()  # backups of steps cut short: said again when they are there
+
+
+def _backups_said(paths: tuple[str, ...]) -> str:
+    """Say the backups that steps cut short wrote before their process could (those there)."""
+    return "".join(
+        f"if [ -s {q(path)} ]; then sum=$(sha256sum < {q(path)}); "
+        f'echo "{BACKUP_MARKER} $(stat -c %s {q(path)}) ${{sum%% *}} {path}"; fi\n'
+        for path in paths
+    )
 
 
 def schema_step_script(spec: MigrateSpec, host: Host, env: Environment, step: SchemaStep, op: str, run: str) -> str:
@@ -714,7 +724,7 @@ fi
     return (
         _preamble(host, "migrate", step.release, head)
         + f"""{where}
-{load}export RELEASER_SCHEMA_TARGET={q(step.target)}
+{load}{_backups_said(step.earlier_backups)}export RELEASER_SCHEMA_TARGET={q(step.target)}
 {f"export RELEASER_IMAGE={q(step.image)}" if step.image else ""}
 _current() {{
   local out rc

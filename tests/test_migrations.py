@@ -340,6 +340,29 @@ def test_killed_at_each_step_of_a_migration_then_resumed(solo, kind):
     assert all(e["data"]["to"] == "0001" for e in done)
 
 
+@pytest.mark.sshd
+@pytest.mark.postgres
+def test_killed_while_the_tool_runs_the_step_finishes_on_the_host_and_its_backup_is_kept(solo):
+    solo.register("1.0")
+    gate = solo.flags / "hold-up"
+    gate.touch()  # `up` waits, after the backup, while releaser is killed
+    runner = solo.spawn("promote", "1.0")
+    record = solo.dir / "hosts" / "solo-1" / ".releaser" / "record.jsonl"
+    try:
+        wait_until(lambda: record.exists() and '"step":"migrating"' in record.read_text(), what="migrating")
+        runner.kill()
+        runner.wait(timeout=30)
+    finally:
+        gate.unlink()
+    solo.cli("resume")
+    assert solo.schema("solo") == "0001" and solo.versions("solo") == {"solo-1": "1.0"}
+    [backup] = solo.events("backup.done")
+    assert "(cut short)" in backup["message"] and backup["data"]["schema"] == ""
+    migrations = json.loads(solo.run("migrate", "solo", "--json"))["migrations"]
+    assert [(m["status"], m["backup_id"]) for m in migrations] == [("done", backup["data"]["backup"]), ("done", None)]
+    assert "found the database there" in migrations[0]["detail"]
+
+
 # -- validation, in-process --
 
 ENVS = """\

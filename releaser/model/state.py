@@ -354,6 +354,7 @@ class Migration(Record):
     backup_id: int | None = None
     rollback_id: int | None = None
     detail: str = ""
+    backup_path: str | None = None  # where its backup goes (chosen before it runs)
 
 
 class Backup(Record):

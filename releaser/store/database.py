@@ -42,11 +42,22 @@ class DatabaseTables(Plumbing):
         target: str,
         from_version: str | None,
         rollback_id: int | None = None,
+        backup_path: str | None = None,
     ) -> Migration:
         migration_id = self._insert(
             "INSERT INTO migrations(environment, release, phase, target, status, started_at, from_version,"
-            " rollback_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (environment, release, phase, target, str(MigrationStatus.RUNNING), utcnow(), from_version, rollback_id),
+            " rollback_id, backup_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                release,
+                phase,
+                target,
+                str(MigrationStatus.RUNNING),
+                utcnow(),
+                from_version,
+                rollback_id,
+                backup_path,
+            ),
         )
         return _written(self.get_migration(migration_id))
 

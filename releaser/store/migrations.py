@@ -211,7 +211,8 @@ MIGRATIONS: list[str] = [
         finished_at TEXT,
         backup_id INTEGER,
         rollback_id INTEGER,
-        detail TEXT NOT NULL DEFAULT ''
+        detail TEXT NOT NULL DEFAULT '',
+        backup_path TEXT
     );
     CREATE INDEX migrations_environment ON migrations(environment);
     CREATE TABLE backups (
