@@ -38,11 +38,14 @@ class Outcome(Record):
 
 
 class StepFailed(ReleaserError):
-    """A schema step did not reach its target; the message says where the database is and why."""
+    """A schema step did not reach its target; the message says where the database is and why.
+    `setup`: it failed before the tool ran the step (the host, the backup, `current`): nothing
+    was shown wrong with the release."""
 
-    def __init__(self, message: str, outcome: Outcome | None = None):
+    def __init__(self, message: str, outcome: Outcome | None = None, setup: bool = False):
         super().__init__(message)
         self.outcome = outcome or Outcome()
+        self.setup = setup
 
 
 class Database:
@@ -371,7 +374,7 @@ exit 1
         prepared = deployer.prepare(release, [host], {host.name: op}, run, stoppable=False)[host.name]
         if not prepared.ok:
             raise StepFailed(
-                f"{release.version} could not be prepared on {host.name} to run the tool: {prepared.why()}"
+                f"{release.version} could not be prepared on {host.name} to run the tool: {prepared.why()}", setup=True
             )
         body = pb.schema_step_script(self.spec, host, self.env, step, op + "m", run)
         script = pb.detached(body, host, op + "m", run, "migrate", release.version, self.spec.timeout)
@@ -406,7 +409,9 @@ exit 1
                     "again, or restore the last backup (`releaser backups "
                     f"{self.env.name}`)"
                 )
-            raise StepFailed(f"on {host.name}: {result.why()}{choice}", outcome)
+            # before the tool ran (no `after`): the host, the backup, `current`, a database between versions
+            setup = outcome.after is None and (result.exit_code is None or result.exit_code in pb.SETUP_EXITS)
+            raise StepFailed(f"on {host.name}: {result.why()}{choice}", outcome, setup)
         if outcome.backup is None and self.spec.backup is not None and not outcome.already:
             # why, as the step's script said it; the tool's own output comes after that line
             said = [line for line in result.stderr.splitlines() if line.endswith("(backups: optional)")]

@@ -51,6 +51,11 @@ class _Unproven(_StageFailure):
     was shown wrong with the release (no incident)."""
 
 
+class _SetupFailed(_StageFailure):
+    """Raised when the environment failed before any host changed (the database's backup, the
+    migration tool's `current`): the stage fails, no incident, no verdict on the release."""
+
+
 class _Held(Exception):
     """Raised when the bake ends inconclusive and the stage is configured to hold."""
 
@@ -278,6 +283,8 @@ class Pipeline(Operation):
             self._hold(stage, str(held))
         except _Unproven as exc:
             self._fail(stage, str(exc), Cause.UNPROVEN)
+        except _SetupFailed as exc:
+            self._fail(stage, str(exc), Cause.SETUP)
         except (_StageFailure, RouteRefused) as exc:
             self._fail(stage, str(exc), Cause.STAGE)
         except Interrupted as exc:
@@ -342,7 +349,8 @@ class Pipeline(Operation):
         try:
             Database.of(self, stage.held).expand(stage.release, stage.spec.name, f"stage-{stage.run.id}")
         except StepFailed as exc:
-            raise _StageFailure(
+            failed = _SetupFailed if exc.setup else _StageFailure
+            raise failed(
                 f"the database's expand step to {stage.release.schema.expand} failed before any host switched: {exc}"
             ) from None
 

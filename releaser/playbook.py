@@ -647,6 +647,7 @@ BACKUP_MARKER = "RELEASER_BACKUP"  # "RELEASER_BACKUP SIZE SHA256 PATH": the bac
 EXIT_SCHEMA_ELSEWHERE = 71  # the database is neither where the step starts nor where it goes
 EXIT_NO_BACKUP = 72  # the backup failed or wrote nothing: the migration did not run
 EXIT_CURRENT_FAILED = 73  # the `current` command failed: where the database stands is unknown
+SETUP_EXITS = (EXIT_SCHEMA_ELSEWHERE, EXIT_NO_BACKUP, EXIT_CURRENT_FAILED, EXIT_NOT_PREPARED, EXIT_HOST_BUSY)
 
 
 class SchemaStep(Record, frozen=True):

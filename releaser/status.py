@@ -453,7 +453,11 @@ def _print_drills(drills: dict, say: Callable[..., None], when: Callable[[str | 
         if last["restore_seconds"] is not None:
             figures.append(f"restore of B-{last['backup_id']} in {last['restore_seconds']:.1f}s")
         sla = span(drills["sla_seconds"])
-        verdict = f" ({'within' if last['within_sla'] else 'NOT within'} the {sla} rollback SLA)" if figures else ""
+        verdict = (
+            f" ({'within' if last['within_sla'] else 'NOT within'} the {sla} rollback SLA)"
+            if figures and last["status"] == "passed"  # a failed drill proved no time
+            else ""
+        )
         why = f": {last['detail']}" if last["status"] == "failed" and last["detail"] else ""
         say(
             f"  last drill: {last['status']} {when(last['finished_at'] or last['started_at'])}"

@@ -54,8 +54,12 @@ def test_a_failed_backup_says_so_and_the_schema_is_untouched(shop):
     assert (shop.db / "version").read_text() == "0001\n"
     [event] = shop.events("migration.failed")
     assert event["data"]["from"] == "0001" and event["data"]["backup"] is None
-    status = json.loads(shop.ok("status", "--json").stdout)["environments"]["prod"]["database"]
-    assert status["version"] == "0001" and status["last_step"]["status"] == "failed"
+    status = json.loads(shop.ok("status", "--json").stdout)
+    database = status["environments"]["prod"]["database"]
+    assert database["version"] == "0001" and database["last_step"]["status"] == "failed"
+    # the environment failed, not the release: no incident, and 1.1.0 is not condemned
+    assert shop.events("incident") == [] and shop.events("rollback.started")[-1]["data"]["cause"] == "setup"
+    assert {r["version"]: r["status"] for r in status["releases"]}["1.1.0"] != "rolled_back"
 
 
 def test_an_expand_step_past_a_contract_step_still_in_its_window_is_refused(shop):

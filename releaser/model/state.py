@@ -185,17 +185,20 @@ class Cause(StrEnum):
     ALERT = "alert"  # a firing alert (Alertmanager, to `watch --listen`)
     UNPROVEN = "unproven"  # the bake ended before the checks decided: failed safe, no fault shown
     DRILL = "drill"  # `releaser drill`: the rollback rehearsed on a good release, and undone
+    SETUP = "setup"  # the environment failed before any host changed (a backup, the migration tool's `current`)
 
     @property
     def fault(self) -> bool:
-        """Whether the rollback answers a fault (an incident), not a lack of evidence or a rehearsal."""
-        return self not in (Cause.UNPROVEN, Cause.DRILL)
+        """Whether the rollback answers a fault (an incident), not a lack of evidence, a rehearsal
+        or a setup that failed before the release was tried."""
+        return self not in (Cause.UNPROVEN, Cause.DRILL, Cause.SETUP)
 
     @property
     def condemns(self) -> bool:
         """Whether the rollback is a verdict on the releases it takes away (their status, the
-        stages they passed): every cause but a drill, which rehearses the path on good releases."""
-        return self is not Cause.DRILL
+        stages they passed): not for a drill, which rehearses the path on good releases, nor for a
+        setup that failed before the release was tried."""
+        return self not in (Cause.DRILL, Cause.SETUP)
 
 
 class RollbackRun(Record):
