@@ -23,10 +23,13 @@ from .rollback import Rollbacks, conclude, fault_seen_at
 
 
 class Recovery(Operation):
+    finished_other: list[str]  # what `resume` finished besides stage runs (rollbacks, schema steps), in words
+
     def resume(self, roll_back: bool = False) -> list[StageRun]:
         """Finish every unfinished rollback, then finish (or, with roll_back, undo) every stage
         run whose process died. Never takes over a run whose owner is alive."""
         finished: list[StageRun] = []
+        self.finished_other = []
         doubts: list[str] = []  # hosts the store cannot vouch for once recovered: no success
         rollback_path = Rollbacks.like(self)
         for env in self.config.environments.values():
@@ -97,6 +100,8 @@ class Recovery(Operation):
                     what = f"{rollback.cause} rollback {rollback.id} of {', '.join(rollback.releases)} on {env.name}"
                     if not result.complete:
                         conclude(result, what)
+                    if not rollback.stage_run_id:
+                        self.finished_other.append(f"finished {what}")
                 doubts += self._doubts(env)
         if doubts:
             raise NeedsHuman("resume could not vouch for every host: " + "; ".join(doubts))
@@ -125,7 +130,8 @@ class Recovery(Operation):
         for pending in pending_contracts(self.config, self.store, env.name):
             if pending.release == last.release:
                 try:
-                    run_contract(self, pending, f"resume {env.name}", again=True, armed=True)
+                    if run_contract(self, pending, f"resume {env.name}", again=True, armed=True) is not None:
+                        self.finished_other.append(f"finished {last.release}'s contract step on {env.name}")
                 except StepFailed as exc:
                     return [f"{last.release}'s contract step on {env.name} failed again: {exc}"]
         return []

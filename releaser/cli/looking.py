@@ -99,6 +99,7 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
                 "blind": [],
                 "closed": [],
                 "elsewhere": [],
+                "contracted": [],
                 "reports": [],
             }
         )
@@ -115,6 +116,8 @@ def watch(app: App, once: bool, interval: str, listen: str | None, token_env: st
         lambda exc: app.out.warn(f"watch: {exc}; looking again in {interval}"),
     )
     if once and watched.looks:
+        for step in watched.last.get("contracted", []):
+            app.out.result(f"ran the contract step of {step}")
         elsewhere = watched.last["elsewhere"]
         if elsewhere:
             app.out.result(f"{len(elsewhere)} window(s) watched by another watch: " + ", ".join(elsewhere))

@@ -202,7 +202,13 @@ def resume(app: App, roll_back: bool) -> None:
     """Finish, or roll back, promotions whose process died, after reading what the hosts run."""
     from ..recovery import Recovery
 
-    runs = app.operation(Recovery).resume(roll_back) if app.existing_store() else []
-    if not runs:
+    runs: list = []
+    other: list[str] = []
+    if app.existing_store():
+        recovery = app.operation(Recovery)
+        runs, other = recovery.resume(roll_back), recovery.finished_other
+    for words in other:
+        app.out.result(words)
+    if not runs and not other:
         app.out.result("nothing to resume")
-    app.out.emit({"ok": True, "runs": [asdict(r) for r in runs]})
+    app.out.emit({"ok": True, "runs": [asdict(r) for r in runs], "finished": other})
