@@ -691,7 +691,8 @@ def schema_step_script(spec: MigrateSpec, host: Host, env: Environment, step: Sc
         allowed = "|".join(q(v) for v in step.expected)
         expected = f"""case "$before" in {allowed}) ;; *)
   echo "releaser: the database is at ${{before:-an empty schema}}, where {step.release}'s {step.phase} step neither \
-starts ({", ".join(v or "empty" for v in step.expected)}) nor ends ({step.target or "empty"})" >&2
+starts ({", ".join(v or "empty" for v in step.expected)}) nor ends ({step.target or "empty"}) \
+(the current command's last line: $said)" >&2
   _rec failed "$before" elsewhere; exit {EXIT_SCHEMA_ELSEWHERE} ;;
 esac
 """
@@ -732,13 +733,17 @@ _current() {{
   out=$(bash -euo pipefail -c {q(spec.current)} </dev/null)
   rc=$?
   if [ "$rc" -ne 0 ]; then
+    printf '%s\\n' "$out" | tail -n 5 >&2  # the tool's own words, some tools print them on stdout
     echo "releaser: the current command failed (exit $rc): where the database stands is unknown" >&2
     return {EXIT_CURRENT_FAILED}
   fi
+  printf '%s\\n' "$out" | awk 'NF {{ l = $0 }} END {{ print l }}' > "$RELEASER_ROOT/.releaser/current.said" \\
+    2>/dev/null || true
   printf '%s\\n' "$out" | awk 'NF {{ v = $1 }} END {{ print v }}'
 }}
 set +e
 {_marked("migrate:current")}before=$(_current) || {{ _rec failed "" current; exit {EXIT_CURRENT_FAILED}; }}
+said=$(cut -c 1-200 "$RELEASER_ROOT/.releaser/current.said" 2>/dev/null || true)
 echo "{SCHEMA_MARKER} before $before"
 case "$before" in {satisfied})
   echo "releaser: the database is already at ${{before:-an empty schema}}"

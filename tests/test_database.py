@@ -105,3 +105,18 @@ def test_a_migration_that_never_returns_is_stopped_at_migrate_timeout_and_said_s
     assert "the migration tool's up command did not return within 1s (migrate.timeout)" in failed.output
     assert "nohup" not in failed.output  # a hook's advice, not a migration's
     assert (shop.db / "version").read_text() == "0001\n"
+
+
+def test_a_current_that_prints_noise_is_quoted_where_it_stops_the_step(shop):
+    playbook = shop.dir / "playbooks" / "app.yaml"
+    playbook.write_text(
+        playbook.read_text().replace(
+            "current: 'cat \"$DB/version\" 2>/dev/null || true'", "current: 'cat \"$DB/version\"; echo pool warming up'"
+        )
+    )
+    register(shop, "1.1.0", "--expand", "0002")
+    failed = shop.cli("promote", "1.1.0")
+    assert failed.exit_code == 1, failed.output
+    assert "the database is at pool" in failed.output
+    assert "(the current command's last line: pool warming up)" in failed.output
+    assert shop.events("incident") == []  # the tool's setup, not the release
