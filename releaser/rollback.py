@@ -94,6 +94,7 @@ class Plan(Record):
     left: dict[str, str] = field(default_factory=dict)  # host -> why it may serve a release taken away
     kept: dict[str, str] = field(default_factory=dict)  # host -> the release it keeps (a first install)
     releases: set[str] = field(default_factory=set)  # the releases taken away
+    passed_over: set[str] = field(default_factory=set)  # earlier releases skipped: rolled back or failed
 
 
 def plan(
@@ -143,6 +144,7 @@ def plan(
             result.left[host.name] = f"serves {min(serving)} and its earlier release {target} is rolled back too"
         elif view.running - {target}:
             result.targets[host.name] = target
+            result.passed_over |= seen
     if by_hand and to is None and len(set(result.targets.values())) > 1:
         raise UsageError(
             f"the hosts of {env.name} would roll back to different releases "
@@ -197,6 +199,11 @@ class Rollbacks(Operation):
                 self.journal.note(f"every host of {env.name} already runs {to_version}; nothing to do")
                 return {}
             self._refuse_schema(held, chosen.targets)
+            if chosen.passed_over:
+                self.journal.note(
+                    f"passing over {', '.join(sorted(chosen.passed_over))}: rolled back or failed (name one with --to)",
+                    environment=env.name,
+                )
             with self.store.transaction():
                 for item in self.store.rollbacks(env.name):
                     if item.status.open:
@@ -212,14 +219,17 @@ class Rollbacks(Operation):
                 conclude(result, f"manual rollback of {env.name}")
             return {h: chosen.targets[h] for h in result.switched}
 
-    def dry_run(self, env_name: str, to_version: str | None) -> tuple[dict[str, dict[str, str | None]], str | None]:
+    def dry_run(
+        self, env_name: str, to_version: str | None
+    ) -> tuple[dict[str, dict[str, str | None]], str | None, list[str]]:
         """What `by_hand` would do, from asking the hosts, changing nothing (no lock, no journal):
-        {host: {"runs": version, "to": version or None when it stays}}, and what it would do to
-        the database first, in words (None: nothing)."""
+        {host: {"runs": version, "to": version or None when it stays}}, what it would do to the
+        database first, in words (None: nothing), and the earlier releases it passes over."""
         env = self._to_roll_back(env_name, to_version)
         with self.look(env) as deployer:
             views = deployer.ask_every_host("plan a rollback")
-            targets = self._by_hand_plan(env, views, to_version).targets
+            chosen = self._by_hand_plan(env, views, to_version)
+            targets = chosen.targets
             schema = None
             if deployer.playbook.migrate is not None:
                 from .database import Database
@@ -229,7 +239,8 @@ class Rollbacks(Operation):
                 needs = database.needs(set(targets.values()), database.ask())
                 if needs is not None:
                     schema = f"refused: {database.refusal(needs)}" if needs.why else describe_undo(needs)
-        return {name: {"runs": view.current, "to": targets.get(name)} for name, view in views.items()}, schema
+        hosts = {name: {"runs": view.current, "to": targets.get(name)} for name, view in views.items()}
+        return hosts, schema, sorted(chosen.passed_over)
 
     def _by_hand_plan(self, env: Environment, views: dict[str, HostView], to_version: str | None) -> Plan:
         """The plan of a rollback by hand, which never goes back to a release rolled back or failed

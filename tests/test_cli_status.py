@@ -228,8 +228,9 @@ def test_a_rollback_by_hand_passes_over_releases_known_bad_and_overtaken_ones_re
     assert project.cli("run", "1.1.0").returncode == 1  # passes selftest and test, rolled back at gray
     project.register("1.2.0")
     project.cli("promote", "1.2.0", check=True)  # dev: 1.0.0 -> 1.1.0 -> 1.2.0
-    plan = json.loads(project.cli("rollback", "dev", "--dry-run", "--json", check=True).stdout)["plan"]
-    assert plan["dev-1"] == {"runs": "1.2.0", "to": "1.0.0"}  # not 1.1.0, which was rolled back
+    planned = json.loads(project.cli("rollback", "dev", "--dry-run", "--json", check=True).stdout)
+    assert planned["plan"]["dev-1"] == {"runs": "1.2.0", "to": "1.0.0"}  # not 1.1.0, which was rolled back
+    assert planned["passed_over"] == ["1.1.0"]  # and it says so
     named = json.loads(project.cli("rollback", "dev", "--dry-run", "--to", "1.1.0", "--json", check=True).stdout)
     assert named["plan"]["dev-1"]["to"] == "1.1.0"  # unless it is named
 

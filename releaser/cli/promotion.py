@@ -139,12 +139,14 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
     if dry_run:
         from ..rollback import Rollbacks
 
-        plan, schema = app.operation(Rollbacks).dry_run(environment, to_version)
+        plan, schema, passed_over = app.operation(Rollbacks).dry_run(environment, to_version)
         moving = {host: step for host, step in plan.items() if step["to"]}
         if schema and schema.startswith("refused: "):  # as the rollback itself would be: exit 4
             raise NeedsHuman(f"the rollback of {environment} would be refused: {schema.removeprefix('refused: ')}")
         if schema:
             app.out.result(f"  database: {schema}")
+        if passed_over:
+            app.out.result(f"  passing over {', '.join(passed_over)}: rolled back or failed (name one with --to)")
         for host, step in plan.items():
             app.out.result(
                 f"  {host:<16} {step['runs'] or '-':<14} -> {step['to']}"
@@ -156,7 +158,16 @@ def rollback(app: App, environment: str, to_version: str | None, reason: str, dr
             if moving
             else f"{environment}: nothing to roll back"
         )
-        app.out.emit({"ok": True, "environment": environment, "dry_run": True, "plan": plan, "database": schema})
+        app.out.emit(
+            {
+                "ok": True,
+                "environment": environment,
+                "dry_run": True,
+                "plan": plan,
+                "database": schema,
+                "passed_over": passed_over,
+            }
+        )
         return
     from ..rollback import Rollbacks
 
