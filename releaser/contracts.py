@@ -1,5 +1,6 @@
-"""When a release's contract step may run on an environment's database: once the release has
-passed the environment's last stage, its rollback window there has closed, and every host of the
+"""When a release's contract step may run on an environment's database: once the release (or a
+later one, built on it: a fixed release after a bad one) has passed the environment's last stage
+and not been rolled back since, its rollback window there has closed, and every host of the
 environment runs a release that works on the contracted schema. So an automatic rollback inside
 the window never crosses a contract step. `watch` runs a due step at its next look (and retries
 one cut short, never one that failed); `releaser migrate ENV --contract` runs it by hand. Light:
@@ -25,6 +26,7 @@ class Pending(Record, frozen=True):
     due_at: datetime | None  # when the rollback window closes; None: the last stage has not passed
     blocked: str = ""
     failed: str = ""  # the last attempt failed, and why: only a person runs it again
+    carrier: str = ""  # the release whose rollback window it waits for: its own, or a later one live there
 
     def due(self, now: datetime | None = None, again: bool = False) -> bool:
         """Whether it may run now (`again`: even after a failed attempt, as a person asks)."""
@@ -42,10 +44,14 @@ class Pending(Record, frozen=True):
         if self.blocked:
             return f"{step} waits: {self.blocked}"
         if self.due_at is None:
-            return f"{step} waits until {self.release} has passed the last stage on {self.environment}"
+            return (
+                f"{step} waits until {self.release} (or a later release) has passed the last stage on "
+                f"{self.environment}"
+            )
+        whose = "its" if self.carrier in ("", self.release) else f"{self.carrier}'s"
         if self.due(now):
-            return f"{step} is due (its rollback window closed {self.due_at.isoformat(timespec='seconds')})"
-        return f"{step} runs once its rollback window closes, {self.due_at.isoformat(timespec='seconds')}"
+            return f"{step} is due ({whose} rollback window closed {self.due_at.isoformat(timespec='seconds')})"
+        return f"{step} runs once {whose} rollback window closes, {self.due_at.isoformat(timespec='seconds')}"
 
 
 def pending_contracts(config: Config, store: Store, environment: str | None = None) -> list[Pending]:
@@ -56,6 +62,12 @@ def pending_contracts(config: Config, store: Store, environment: str | None = No
         return []
     history = History(releases)
     runs = store.stage_runs()
+    undone: dict[tuple[str, str], str] = {}  # (environment, release) -> when it was last rolled back there
+    for rollback in store.rollbacks():
+        if rollback.cause.condemns:
+            for version in rollback.releases:
+                key = (rollback.environment, version)
+                undone[key] = max(undone.get(key, ""), rollback.started_at)
     found = []
     for env in config.environments.values():
         if environment not in (None, env.name) or config.playbooks[env.playbook].migrate is None:
@@ -72,17 +84,23 @@ def pending_contracts(config: Config, store: Store, environment: str | None = No
             index = history.index(target)
             if index is None or (reached is not None and reached >= index):
                 continue
-            passed = [
-                r
-                for r in runs
-                if r.release == release.version
-                and r.environment == env.name
-                and r.stage == last.name
-                and r.status is RunStatus.PASSED
-                and r.finished_at
-            ]
+            # its release, or a later one (built on it), live on the environment: not rolled back since
+            carriers = {v for v, at in history.order.items() if at >= history.order[release.version]}
+            passed = sorted(
+                (
+                    r
+                    for r in runs
+                    if r.release in carriers
+                    and r.environment == env.name
+                    and r.stage == last.name
+                    and r.status is RunStatus.PASSED
+                    and r.finished_at
+                    and r.finished_at > undone.get((env.name, r.release), "")
+                ),
+                key=lambda r: r.finished_at or "",
+            )
             if not passed:
-                if any(r.release == release.version and r.environment == env.name for r in runs):
+                if any(r.release in carriers and r.environment == env.name for r in runs):
                     found.append(Pending(env.name, release.version, target, None))
                 continue
             run = passed[-1]
@@ -97,7 +115,7 @@ def pending_contracts(config: Config, store: Store, environment: str | None = No
                 if state.doubt or state.version is None or not _runs_on(history, state.version, index)
             )
             blocked = f"{', '.join(unfit[:5])}, which would not work after it" if unfit else ""
-            found.append(Pending(env.name, release.version, target, due_at, blocked, failed))
+            found.append(Pending(env.name, release.version, target, due_at, blocked, failed, run.release))
     return found
 
 

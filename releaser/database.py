@@ -59,6 +59,7 @@ class Database:
         if spec is None:
             raise NeedsHuman(f"{env.name}'s playbook {deployer.playbook.file} has no `migrate:`")
         self.spec = spec
+        self.said = ""  # the last line `current` printed, when asked
         # the configured one, also when `env` is held with a cohort of its hosts (a drill)
         configured = operation.config.environments.get(env.name, env)
         self.on_controller = configured.migrates_on_controller
@@ -120,7 +121,8 @@ cd {pb.q(self.host.root)} 2>/dev/null || {{ echo "releaser: no release is prepar
 {load}for dir in current $(ls -td releases/*/ 2>/dev/null); do
   [ -f "$dir/.complete" ] || continue
   if out=$(cd "$dir" && bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null); then
-    printf '%s\n' "$out" | awk 'NF {{ v = $1 }} END {{ print "{pb.SCHEMA_MARKER} now " v }}'
+    printf '%s\n' "$out" | awk -v m={pb.SCHEMA_MARKER} \\
+      'NF {{ v = $1; l = $0 }} END {{ print m " now " v; print m " said " l }}'
     exit 0
   fi
   said=$out
@@ -137,16 +139,27 @@ exit 1
                 f"cannot ask the database of {self.env.name} where it stands "
                 f"(`{self.spec.current}` on {self.host.name}): {outcome.why()}"
             )
+        found = EMPTY
         for line in outcome.stdout.splitlines():
             if line.startswith(f"{pb.SCHEMA_MARKER} now"):
-                return line.split(" ", 2)[2].strip() if line.count(" ") >= 2 else EMPTY
-        return EMPTY
+                found = line.split(" ", 2)[2].strip() if line.count(" ") >= 2 else EMPTY
+            elif line.startswith(f"{pb.SCHEMA_MARKER} said"):
+                self.said = line.split(" ", 2)[2][:200] if line.count(" ") >= 2 else ""
+        return found
 
     def observe(self) -> str:
         """Ask the database where it stands and, when that is not where the last step left it
         (a backup restored by hand, a change outside releaser), record what was found: rollbacks
         and steps plan from it from now on."""
         known, found = self.known_version(), self.ask()
+        history = self.history()
+        if history and history.index(found) is None:  # not a version: what the tool printed is noise
+            self.journal.note(
+                f"{self.env.name}: `{self.spec.current}` printed {self.said!r} last, and no release declares "
+                f"{found!r}: not recorded; make the command print the version on its last line",
+                environment=self.env.name,
+            )
+            return found
         if found != known:
             with self.store.transaction():
                 migration = self.store.start_migration(self.env.name, "", "found", found, known)
@@ -210,8 +223,8 @@ exit 1
         """Why `release`'s expand step may not run yet, or None: a migration tool goes through
         every version on its way, so an expand step past a contract step that has not run would
         run that contract step too, before its rollback window closed."""
-        target = release.schema.expand
         history = self.history()
+        target = history.needed(release.version)
         goal = history.index(target) if target is not None else None
         if goal is None:
             return None
@@ -234,22 +247,26 @@ exit 1
         )
         if pending is None or pending.due_at is None:
             way = (
-                f"{step.release} has not passed {self.env.name}'s last stage, so its contract step has not run: "
-                f"promote {step.release} there first (its contract step runs once its window closes), "
-                f"then {release.version}"
+                f"neither {step.release} nor a later release has passed {self.env.name}'s last stage, so that step "
+                f"has not run: promote {step.release} (or a fixed release after it) there first; its contract step "
+                f"runs once that window closes, then {release.version}"
             )
         else:
             way = (
                 f"{pending.describe()}: promote {release.version} after it runs, or run it now with "
                 f"`releaser migrate {self.env.name} --contract --force --reason TEXT`"
             )
-        return f"{release.version}'s expand step to {target} would run {step.describe()} on the way; {way}"
+        return (
+            f"{release.version}'s expand step to {target} would run {step.describe()} on the way; {way}; or pass "
+            "--force --reason TEXT to run it now (hosts on a release that does not work after it will fail)"
+        )
 
     # -- steps --
 
     def expand(self, release: Release, stage: str | None, run: str) -> Migration | None:
-        """Run `release`'s expand step unless the database is there (or past it) already."""
-        target = release.schema.expand
+        """Take the database to the version `release` needs (its expand step, else the last one
+        before it: `History.needed`) unless it is there (or past it) already."""
+        target = self.history().needed(release.version)
         if target is None:
             return None
         return self._forward(release, "expand", target, stage, run)
@@ -268,7 +285,9 @@ exit 1
             return None
         index = history.index(target) or 0
         expected = (EMPTY, *(s.version for s in history.steps[:index]))
-        return self.step(release, phase, target, satisfied, expected, stage, run)
+        owner = history.steps[index].release if history.steps else release.version
+        why = "" if owner == release.version else f"{owner}'s expand step, which {release.version} was built on"
+        return self.step(release, phase, target, satisfied, expected, stage, run, why=why)
 
     def down(self, plan: Plan, rollback_id: int | None, stage: str | None, run: str) -> Migration:
         """A rollback's down steps, run with the newest undone release's tool (it knows them)."""

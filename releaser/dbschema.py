@@ -91,6 +91,15 @@ class History:
     def version_at(self, index: int) -> str:
         return EMPTY if index < 0 else self.steps[index].version
 
+    def needed(self, release: str) -> str | None:
+        """The version the database must reach before `release`'s code runs: its own expand step,
+        else the last expand step of a release before it (which it was built on, even when that
+        release was rolled back before it reached an environment); None when there is none."""
+        if release not in self.order:
+            return None
+        floor = self.floor(release)
+        return None if floor < 0 else self.steps[floor].version
+
     def runs_on(self, release: str) -> tuple[str, str]:
         """The oldest and newest versions `release` runs on."""
         return self.version_at(self.floor(release)), self.version_at(self.ceiling(release))

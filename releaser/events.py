@@ -56,6 +56,7 @@ class Event(StrEnum):
     MIGRATION_STARTED = "migration.started"  # a schema step (expand, contract, a rollback's down) is about to run
     MIGRATION_DONE = "migration.done"  # the database reached the step's version (or was there already)
     MIGRATION_FAILED = "migration.failed"  # the step did not get there: why, and where the database is
+    MIGRATION_FORCED = "migration.forced"  # a promotion was forced past a contract step still waiting (reason)
     MIGRATION_FOUND = "migration.found"  # asked, the database was not where the last step left it: recorded
     BACKUP_DONE = "backup.done"  # a backup before a schema step: where, size, sha256, the schema it holds
     BACKUP_SKIPPED = "backup.skipped"  # a schema step ran without its backup (backups: optional), and why

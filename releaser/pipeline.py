@@ -169,7 +169,7 @@ class Pipeline(Operation):
         self.interrupts.check()
         with self.hold(env, f"promote {version} --to {stage}") as held:
             self.refuse_open_runs(env)
-            self._refuse_crossing(held, release)
+            self._refuse_crossing(held, release, stage, force, reason)
             deployer = held.deployer
             check_hosts(
                 self.config, env, deployer.playbook, deployer.fleet, self._scope(spec, env), f"{stage} of {version}"
@@ -331,16 +331,27 @@ class Pipeline(Operation):
             return gray_cohort(env.name, env.hosts, spec.cohort)
         return stable_order(env.name, env.hosts)
 
-    def _refuse_crossing(self, held: Held, release: Release) -> None:
-        """Refused (exit 3) before the stage starts: an expand step that would run another
-        release's contract step before its window closed."""
-        if not release.schema.expand or held.deployer.playbook.migrate is None:
+    def _refuse_crossing(self, held: Held, release: Release, stage: str, force: bool, reason: str) -> None:
+        """Refused (exit 3) before the stage starts, unless forced with a reason (journaled): an
+        expand step that would run another release's contract step before its window closed."""
+        if held.deployer.playbook.migrate is None:
             return
         from .database import Database
 
         why = Database.of(self, held).crossing(release)
-        if why is not None:
+        if why is None:
+            return
+        if not force:
             raise Refused(why)
+        self.journal.record(
+            Event.MIGRATION_FORCED,
+            f"{stage}: {whoami()} promotes {release.version} on {held.env.name} past a contract step still waiting: "
+            f"{reason} ({why})",
+            release=release.version,
+            stage=stage,
+            environment=held.env.name,
+            data={"by": whoami(), "reason": reason, "why": why},
+        )
 
     def _expand(self, stage: _Stage) -> None:
         """The release's expand step, before its code reaches any host of the environment."""
@@ -351,12 +362,12 @@ class Pipeline(Operation):
         except StepFailed as exc:
             failed = _SetupFailed if exc.setup else _StageFailure
             raise failed(
-                f"the database's expand step to {stage.release.schema.expand} failed before any host switched: {exc}"
+                f"the database's expand step for {stage.release.version} failed before any host switched: {exc}"
             ) from None
 
     def _deploy_and_bake(self, stage: _Stage) -> None:
         spec, env, version = stage.spec, stage.env, stage.release.version
-        if stage.release.schema.expand and stage.deployer.playbook.migrate is not None:
+        if stage.deployer.playbook.migrate is not None:  # the version its code needs, before any host
             self._expand(stage)
             self.interrupts.check()
         current = stage.deployer.current_versions()

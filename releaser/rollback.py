@@ -171,7 +171,14 @@ class Rollbacks(Operation):
         check failed, an abort, a signal). Always raises: StageFailed when every host serving the
         release was switched back, NeedsHuman when some could not be."""
         rollback = self.begin(held, cause, [run.release], why, run, fault_at=fault_seen_at(self.store, run))
-        conclude(self.carry_out(held, rollback), f"{run.stage} of {run.release} failed ({why})")
+        result = self.carry_out(held, rollback)
+        if cause is Cause.SETUP and result.complete:
+            raise StageFailed(
+                f"{run.stage} of {run.release} could not start on {held.env.name}: the environment failed before any "
+                f"host changed (cause setup: {why}); no incident, and {run.release} keeps its status: fix it, then "
+                f"promote {run.release} again"
+            )
+        conclude(result, f"{run.stage} of {run.release} failed ({why})")
 
     def window(self, run: StageRun, why: str, fault_at: str, cause: Cause = Cause.WINDOW) -> RollbackResult:
         """Roll back a release whose stage passed (a check failed inside its rollback window, or an

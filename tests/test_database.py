@@ -120,3 +120,64 @@ def test_a_current_that_prints_noise_is_quoted_where_it_stops_the_step(shop):
     assert "the database is at pool" in failed.output
     assert "(the current command's last line: pool warming up)" in failed.output
     assert shop.events("incident") == []  # the tool's setup, not the release
+
+
+def test_a_release_without_an_expand_step_gets_the_one_it_was_built_on(shop):
+    """1.1.0 (expand 0002) was never promoted; 1.2.0, built on it, declares no step of its own:
+    the database is taken to 0002 before 1.2.0's code reaches a host."""
+    register(shop, "1.1.0", "--expand", "0002")
+    shop.live("1.2.0")
+    assert (shop.db / "version").read_text() == "0002\n"
+    [started] = [e for e in shop.events("migration.started") if e["release"] == "1.2.0"]
+    assert "1.1.0's expand step, which 1.2.0 was built on" in started["message"]
+
+
+def test_a_contract_step_of_a_release_rolled_back_runs_once_a_fixed_release_is_live(shop):
+    shop.live("1.1.0", "--contract", "0002")
+    shop.ok("rollback", "prod", "--reason", "bad release")  # 1.1.0 rolled back inside its window
+    register(shop, "1.1.1")  # the fixed release, built on 1.1.0's schema
+    register(shop, "1.2.0", "--expand", "0003")
+    refused = shop.cli("promote", "1.2.0")
+    assert refused.exit_code == 3, refused.output
+    assert "neither 1.1.0 nor a later release has passed prod's last stage" in refused.output
+    assert "or pass --force --reason TEXT" in refused.output
+    shop.ok("run", "1.1.1")
+    shop.ok("migrate", "prod", "--contract", "--force", "--reason", "1.1.1 verified")
+    assert (shop.db / "version").read_text() == "0002\n"  # 1.1.0's contract step, carried by 1.1.1
+    shop.ok("promote", "1.2.0")
+    assert (shop.db / "version").read_text() == "0003\n"
+
+
+def test_a_setup_failure_says_the_release_was_not_tried(shop):
+    (shop.dir / "playbooks" / "app.yaml").write_text(
+        (shop.dir / "playbooks" / "app.yaml").read_text().replace("backup: '", "backup: 'false && ")
+    )
+    register(shop, "1.1.0", "--expand", "0002")
+    failed = shop.cli("-q", "promote", "1.1.0")
+    assert failed.exit_code == 1
+    assert "could not start on prod: the environment failed before any host changed (cause setup:" in failed.output
+    assert "promote 1.1.0 again" in failed.output
+
+
+def test_noise_from_current_is_not_recorded_as_a_version(shop):
+    playbook = shop.dir / "playbooks" / "app.yaml"
+    playbook.write_text(
+        playbook.read_text().replace(
+            "current: 'cat \"$DB/version\" 2>/dev/null || true'",
+            "current: 'cat \"$DB/version\"; echo INFO pool closed'",
+        )
+    )
+    shown = shop.ok("migrate", "prod")
+    assert "no release declares INFO" in shown.stdout and "'INFO pool closed'" in shown.stdout
+    assert "not recorded" in shown.stderr
+    assert shop.events("migration.found") == []
+
+
+def test_a_promotion_forced_past_a_waiting_contract_step_is_journaled(shop):
+    shop.live("1.1.0", "--contract", "0002")
+    register(shop, "1.2.0", "--expand", "0003")
+    forced = shop.cli("promote", "1.2.0", "--force", "--reason", "1.0.0 is gone everywhere")
+    assert forced.exit_code == 0, forced.output
+    [event] = shop.events("migration.forced")
+    assert event["data"]["reason"] == "1.0.0 is gone everywhere" and "1.1.0's contract step 0002" in event["message"]
+    assert (shop.db / "version").read_text() == "0003\n"

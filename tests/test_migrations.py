@@ -226,7 +226,7 @@ def test_a_rollback_by_hand_across_the_irreversible_contract_is_refused(story):
 def test_a_failing_migration_fails_the_stage_and_leaves_hosts_and_schema(story):
     story.register("1.4")
     failed = story.cli("promote", "1.4", check=1)
-    assert "expand step to 0005 failed before any host switched" in failed.stderr, failed.stderr
+    assert "expand step for 1.4 failed before any host switched" in failed.stderr, failed.stderr
     assert story.versions("test") == {"test-1": "1.3"} and story.schema("test") == "0004"
     assert story.query("test", "select to_regclass('audit')") == [(None,)]
     [event] = story.events("migration.failed", release="1.4")

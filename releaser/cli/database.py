@@ -78,7 +78,10 @@ def _show(app: App, environment: str) -> None:
     store = operation.store
     app.out.result(f"{environment}: the database is at {current or 'an empty schema'} (asked on {database.host.name})")
     if history.index(current) is None:
-        app.out.result(f"  no release declares {current} (`release create --expand/--contract`)")
+        app.out.result(
+            f"  no release declares {current} (`release create --expand/--contract`); "
+            f"`{database.spec.current}` printed last: {database.said!r}"
+        )
     for migration in store.migrations(environment)[-10:]:
         app.out.result(
             f"  {migration.started_at[:19].replace('T', ' ')}  {migration.release or '-':<12} {migration.phase:<8} "
@@ -123,7 +126,7 @@ def _contract(app: App, environment: str, force: bool, reason: str) -> None:
         if not force:
             raise Refused(f"{item.describe()}; pass --force --reason TEXT to close the window now (journaled)")
         for window in armed_windows(config, store):
-            if window.run.environment == environment and window.run.release == item.release:
+            if window.run.environment == environment and window.run.release == (item.carrier or item.release):
                 close_window(store, operation.journal, window.run, f"closed by hand for its contract step: {reason}")
         item = next(p for p in pending_contracts(config, store, environment) if p.release == item.release)
     try:
