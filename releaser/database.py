@@ -13,8 +13,9 @@ it run once however many runners there are; the host's lock waits for a step sti
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from . import playbook as pb
@@ -90,7 +91,9 @@ class Database:
     def of(cls, operation: Operation, held: Held) -> Database:
         return cls(operation, held.env, held.deployer)
 
+    @functools.cached_property
     def history(self) -> History:
+        """The releases' schema steps, read once for this look at the database."""
         return History(self.store.list_releases())
 
     # -- where it stands --
@@ -115,21 +118,7 @@ class Database:
         """Run the tool's `current` on the migration host; its version ("" for an empty schema).
         It runs in the release the host runs, else in the newest one prepared there: a tool of
         a release older than the database may not know its version."""
-        load = pb.secrets_loader(self.env)
-        script = f"""{pb.exports(self.host, "migrate", None)}
-cd {pb.q(self.host.root)} 2>/dev/null || {{ echo "releaser: no release is prepared on this host yet" >&2; exit 1; }}
-{load}for dir in current $(ls -td releases/*/ 2>/dev/null); do
-  [ -f "$dir/.complete" ] || continue
-  if out=$(cd "$dir" && bash -euo pipefail -c {pb.q(self.spec.current)} </dev/null); then
-    printf '%s\n' "$out" | awk -v m={pb.SCHEMA_MARKER} \\
-      'NF {{ v = $1; l = $0 }} END {{ print m " now " v; print m " said " l }}'
-    exit 0
-  fi
-  said=$out
-done
-echo "releaser: no release on this host could say where the database stands: ${{said:-no release is prepared}}" >&2
-exit 1
-"""
+        script = pb.current_script(self.spec, self.host, self.env)
         with self._on_host() as deployer:
             outcome = deployer.fleet.run("schema", [self.host], lambda _: script, timeout=self.spec.timeout)[
                 self.host.name
@@ -152,7 +141,7 @@ exit 1
         (a backup restored by hand, a change outside releaser), record what was found: rollbacks
         and steps plan from it from now on."""
         known, found = self.known_version(), self.ask()
-        history = self.history()
+        history = self.history
         if history and history.index(found) is None:  # not a version: what the tool printed is noise
             self.journal.note(
                 f"{self.env.name}: `{self.spec.current}` printed {self.said!r} last, and no release declares "
@@ -179,15 +168,16 @@ exit 1
                 )
         return found
 
-    def needs(self, releases: set[str], current: str | None = None) -> Plan | None:
+    def needs(self, releases: set[str], where: Callable[[], str] | None = None) -> Plan | None:
         """What the database needs before hosts run `releases` (a rollback's targets): None
-        when every one runs on it (or no release declares schema steps); `current`: where it
-        stands, when the caller asked (else as recorded, or asked); else the plan of the
-        release that needs the deepest `down`, or one that cannot run here at all (`why`)."""
-        history = self.history()
+        when every one runs on it (or no release declares schema steps); else the plan of the
+        release that needs the deepest `down`, or one that cannot run here at all (`why`).
+        `where` says where it stands (`ask`, `observe`), only when that matters: by default as
+        recorded, else asked."""
+        history = self.history
         if not history or not releases:
             return None
-        current = self.version() if current is None else current
+        current = (where or self.version)()
         plans = [history.plan(release, current) for release in sorted(releases)]
         unfit = [plan for plan in plans if not plan.fits]
         if not unfit:
@@ -199,7 +189,7 @@ exit 1
 
     def refusal(self, plan: Plan) -> str:
         """Why `plan.release` cannot run on the database, and what can be done, in words."""
-        history = self.history()
+        history = self.history
         low, high = history.floor(plan.release), history.ceiling(plan.release)
         fitting = [
             backup
@@ -223,7 +213,7 @@ exit 1
         """Why `release`'s expand step may not run yet, or None: a migration tool goes through
         every version on its way, so an expand step past a contract step that has not run would
         run that contract step too, before its rollback window closed."""
-        history = self.history()
+        history = self.history
         target = history.needed(release.version)
         goal = history.index(target) if target is not None else None
         if goal is None:
@@ -266,7 +256,7 @@ exit 1
     def expand(self, release: Release, stage: str | None, run: str) -> Migration | None:
         """Take the database to the version `release` needs (its expand step, else the last one
         before it: `History.needed`) unless it is there (or past it) already."""
-        target = self.history().needed(release.version)
+        target = self.history.needed(release.version)
         if target is None:
             return None
         return self._forward(release, "expand", target, stage, run)
@@ -278,7 +268,7 @@ exit 1
         return self._forward(release, "contract", target, None, run)
 
     def _forward(self, release: Release, phase: str, target: str, stage: str | None, run: str) -> Migration | None:
-        history = self.history()
+        history = self.history
         satisfied = history.satisfied(target)
         known = self.known_version()
         if known is not None and known in satisfied:
@@ -300,7 +290,7 @@ exit 1
     def to(self, release: Release, target: str, run: str, why: str) -> Migration:
         """`releaser migrate ENV --to VERSION`: up or down from wherever the database stands,
         with `release`'s tool (the repair after a step that stopped between versions)."""
-        history = self.history()
+        history = self.history
         at, goal = history.index(self.ask()), history.index(target)
         phase = "down" if at is not None and goal is not None and goal < at else "up"
         return self.step(release, phase, target, (target,), (), None, run, why=why)

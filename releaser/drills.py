@@ -153,7 +153,7 @@ class Drills(Operation):
         from .dbschema import describe_undo
 
         database = Database(self, env, held.deployer)
-        needs = database.needs({previous}, database.observe())
+        needs = database.needs({previous}, database.observe)
         if needs is None:
             return
         if needs.why:  # the real rollback would be refused too: say it as it would

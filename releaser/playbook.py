@@ -673,6 +673,43 @@ def _backups_said(paths: tuple[str, ...]) -> str:
     )
 
 
+def _current_fn(spec: MigrateSpec) -> str:
+    """`_current`: runs the tool's `current`, prints the version it said (the first word of its
+    last line), keeps that line in .releaser/current.said; on failure, the tool's words and 73."""
+    return f"""_current() {{
+  local out rc
+  out=$(bash -euo pipefail -c {q(spec.current)} </dev/null)
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf '%s\\n' "$out" | tail -n 5 >&2  # the tool's own words, some tools print them on stdout
+    echo "releaser: the current command failed (exit $rc): where the database stands is unknown" >&2
+    return {EXIT_CURRENT_FAILED}
+  fi
+  printf '%s\\n' "$out" | awk 'NF {{ l = $0 }} END {{ print l }}' > "$RELEASER_ROOT/.releaser/current.said" \\
+    2>/dev/null || true
+  printf '%s\\n' "$out" | awk 'NF {{ v = $1 }} END {{ print v }}'
+}}
+"""
+
+
+def current_script(spec: MigrateSpec, host: Host, env: Environment) -> str:
+    """Where the database stands, asked in the release the host runs, else the newest one
+    prepared there (a tool older than the database may not know its version)."""
+    return f"""{exports(host, "migrate", None)}
+cd {q(host.root)} 2>/dev/null || {{ echo "releaser: no release is prepared on this host yet" >&2; exit 1; }}
+{secrets_loader(env)}{_current_fn(spec)}for dir in current $(ls -td releases/*/ 2>/dev/null); do
+  [ -f "$dir/.complete" ] || continue
+  if now=$(cd "$dir" && _current); then
+    echo "{SCHEMA_MARKER} now $now"
+    echo "{SCHEMA_MARKER} said $(cut -c 1-200 "$RELEASER_ROOT/.releaser/current.said" 2>/dev/null)"
+    exit 0
+  fi
+done
+echo "releaser: no release on this host could say where the database stands (see above)" >&2
+exit 1
+"""
+
+
 def schema_step_script(spec: MigrateSpec, host: Host, env: Environment, step: SchemaStep, op: str, run: str) -> str:
     """Ask the database where it stands; if not where the step goes, back it up (when asked),
     run `up` (or `down`) to the target and ask again. Idempotent: a database already there is
@@ -728,20 +765,7 @@ fi
         + f"""{where}
 {load}{_backups_said(step.earlier_backups)}export RELEASER_SCHEMA_TARGET={q(step.target)}
 {f"export RELEASER_IMAGE={q(step.image)}" if step.image else ""}
-_current() {{
-  local out rc
-  out=$(bash -euo pipefail -c {q(spec.current)} </dev/null)
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    printf '%s\\n' "$out" | tail -n 5 >&2  # the tool's own words, some tools print them on stdout
-    echo "releaser: the current command failed (exit $rc): where the database stands is unknown" >&2
-    return {EXIT_CURRENT_FAILED}
-  fi
-  printf '%s\\n' "$out" | awk 'NF {{ l = $0 }} END {{ print l }}' > "$RELEASER_ROOT/.releaser/current.said" \\
-    2>/dev/null || true
-  printf '%s\\n' "$out" | awk 'NF {{ v = $1 }} END {{ print v }}'
-}}
-set +e
+{_current_fn(spec)}set +e
 {_marked("migrate:current")}before=$(_current) || {{ _rec failed "" current; exit {EXIT_CURRENT_FAILED}; }}
 said=$(cut -c 1-200 "$RELEASER_ROOT/.releaser/current.said" 2>/dev/null || true)
 echo "{SCHEMA_MARKER} before $before"

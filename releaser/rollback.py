@@ -243,7 +243,7 @@ class Rollbacks(Operation):
                 from .dbschema import describe_undo
 
                 database = Database(self, env, deployer)
-                needs = database.needs(set(targets.values()), database.ask())
+                needs = database.needs(set(targets.values()), database.ask)
                 if needs is not None:
                     schema = f"refused: {database.refusal(needs)}" if needs.why else describe_undo(needs)
         hosts = {name: {"runs": view.current, "to": targets.get(name)} for name, view in views.items()}
@@ -267,7 +267,7 @@ class Rollbacks(Operation):
         from .database import Database
 
         database = Database.of(self, held)
-        needs = database.needs(set(targets.values()), database.observe())
+        needs = database.needs(set(targets.values()), database.observe)
         if needs is not None and needs.why:
             raise NeedsHuman(f"cannot roll {held.env.name} back: {database.refusal(needs)}; nothing was changed")
 

@@ -18,6 +18,12 @@ def shop(tmp_path) -> Shop:
     return shop
 
 
+def break_the_backup(shop: Shop) -> None:
+    """The playbook's backup command fails from now on (exit 1)."""
+    playbook = shop.dir / "playbooks" / "app.yaml"
+    playbook.write_text(playbook.read_text().replace("backup: '", "backup: 'false && "))
+
+
 def register(shop: Shop, version: str, *steps: str) -> None:
     """Register `version` without running it (Shop.live runs it, and it must succeed)."""
     artifact = shop.dir / f"{version}.tar.gz"
@@ -44,9 +50,7 @@ def test_a_database_at_a_version_no_release_declares_stops_the_step_with_the_way
 
 
 def test_a_failed_backup_says_so_and_the_schema_is_untouched(shop):
-    (shop.dir / "playbooks" / "app.yaml").write_text(
-        (shop.dir / "playbooks" / "app.yaml").read_text().replace("backup: '", "backup: 'false && ")
-    )
+    break_the_backup(shop)
     register(shop, "1.1.0", "--expand", "0002")
     failed = shop.cli("promote", "1.1.0")
     assert failed.exit_code == 1
@@ -149,9 +153,7 @@ def test_a_contract_step_of_a_release_rolled_back_runs_once_a_fixed_release_is_l
 
 
 def test_a_setup_failure_says_the_release_was_not_tried(shop):
-    (shop.dir / "playbooks" / "app.yaml").write_text(
-        (shop.dir / "playbooks" / "app.yaml").read_text().replace("backup: '", "backup: 'false && ")
-    )
+    break_the_backup(shop)
     register(shop, "1.1.0", "--expand", "0002")
     failed = shop.cli("-q", "promote", "1.1.0")
     assert failed.exit_code == 1

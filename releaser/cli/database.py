@@ -74,7 +74,7 @@ def _show(app: App, environment: str) -> None:
             database = Database(operation, env, deployer)
             current = database.ask()
         app.out.say(f"{environment} is held by another command: where the database stands is shown, not recorded")
-    history = database.history()
+    history = database.history
     store = operation.store
     app.out.result(f"{environment}: the database is at {current or 'an empty schema'} (asked on {database.host.name})")
     if history.index(current) is None:
