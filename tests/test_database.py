@@ -18,10 +18,15 @@ def shop(tmp_path) -> Shop:
     return shop
 
 
+def edit_playbook(shop: Shop, old: str, new: str) -> None:
+    playbook = shop.dir / "playbooks" / "app.yaml"
+    assert old in playbook.read_text()
+    playbook.write_text(playbook.read_text().replace(old, new))
+
+
 def break_the_backup(shop: Shop) -> None:
     """The playbook's backup command fails from now on (exit 1)."""
-    playbook = shop.dir / "playbooks" / "app.yaml"
-    playbook.write_text(playbook.read_text().replace("backup: '", "backup: 'false && "))
+    edit_playbook(shop, "backup: '", "backup: 'false && ")
 
 
 def register(shop: Shop, version: str, *steps: str) -> None:
@@ -97,12 +102,7 @@ def test_a_backup_restored_by_hand_is_found_and_the_rollback_goes_on(shop):
 
 
 def test_a_migration_that_never_returns_is_stopped_at_migrate_timeout_and_said_so(shop):
-    playbook = shop.dir / "playbooks" / "app.yaml"
-    playbook.write_text(
-        playbook.read_text().replace(
-            "  up: '", '  timeout: 1s\n  up: \'test -n "$RELEASER_SCHEMA_TARGET" && exec sleep 60; '
-        )
-    )
+    edit_playbook(shop, "  up: '", '  timeout: 1s\n  up: \'test -n "$RELEASER_SCHEMA_TARGET" && exec sleep 60; ')
     register(shop, "1.1.0", "--expand", "0002")
     failed = shop.cli("promote", "1.1.0")
     assert failed.exit_code == 1, failed.output
@@ -112,11 +112,10 @@ def test_a_migration_that_never_returns_is_stopped_at_migrate_timeout_and_said_s
 
 
 def test_a_current_that_prints_noise_is_quoted_where_it_stops_the_step(shop):
-    playbook = shop.dir / "playbooks" / "app.yaml"
-    playbook.write_text(
-        playbook.read_text().replace(
-            "current: 'cat \"$DB/version\" 2>/dev/null || true'", "current: 'cat \"$DB/version\"; echo pool warming up'"
-        )
+    edit_playbook(
+        shop,
+        "current: 'cat \"$DB/version\" 2>/dev/null || true'",
+        "current: 'cat \"$DB/version\"; echo pool warming up'",
     )
     register(shop, "1.1.0", "--expand", "0002")
     failed = shop.cli("promote", "1.1.0")
@@ -162,12 +161,10 @@ def test_a_setup_failure_says_the_release_was_not_tried(shop):
 
 
 def test_noise_from_current_is_not_recorded_as_a_version(shop):
-    playbook = shop.dir / "playbooks" / "app.yaml"
-    playbook.write_text(
-        playbook.read_text().replace(
-            "current: 'cat \"$DB/version\" 2>/dev/null || true'",
-            "current: 'cat \"$DB/version\"; echo INFO pool closed'",
-        )
+    edit_playbook(
+        shop,
+        "current: 'cat \"$DB/version\" 2>/dev/null || true'",
+        "current: 'cat \"$DB/version\"; echo INFO pool closed'",
     )
     shown = shop.ok("migrate", "prod")
     assert "no release declares INFO" in shown.stdout and "'INFO pool closed'" in shown.stdout
