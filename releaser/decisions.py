@@ -14,7 +14,7 @@ from .errors import AwaitingApproval, Refused, UsageError
 from .events import Event
 from .interrupts import Interrupts
 from .journal import Journal
-from .model import ApprovalRequest, ApprovalState, StageSpec
+from .model import ApprovalRequest, ApprovalState, Freeze, StageSpec
 from .processes import whoami
 from .store import Store
 
@@ -22,23 +22,36 @@ POLL = 1.0  # seconds between looks at the store while waiting for a decision
 
 
 def approved(
-    store: Store, journal: Journal, spec: StageSpec, version: str, wait: bool, interrupts: Interrupts
+    store: Store,
+    journal: Journal,
+    spec: StageSpec,
+    version: str,
+    wait: bool,
+    interrupts: Interrupts,
+    link: Callable[[int], str | None] = lambda _request: None,
 ) -> ApprovalRequest | None:
     """The approved request the stage may start with (None: the stage needs none). Asks for one
-    when none is open (journaled); raises AwaitingApproval (exit 5), or with `wait` waits for a
-    decision; a rejection raises Refused (exit 3)."""
+    when none is open (journaled, with the dashboard's `link` to it); raises AwaitingApproval
+    (exit 5), or with `wait` waits for a decision; a rejection raises Refused (exit 3)."""
     if spec.approval is None:
         return None
     request, new = store.request_approval(
         version, spec.name, whoami(), list(spec.approval.approvers), spec.approval.not_by_promoter
     )
     if new:
+        address = link(request.id)
         journal.record(
             Event.APPROVAL_REQUESTED,
-            f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}",
+            f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}"
+            + (f"; decide at {address}" if address else ""),
             release=version,
             stage=spec.name,
-            data={"request": request.id, "by": request.requested_by, "approvers": request.approvers},
+            data={
+                "request": request.id,
+                "by": request.requested_by,
+                "approvers": request.approvers,
+                **({"link": address} if address else {}),
+            },
         )
     while request.state is ApprovalState.AWAITING:
         if not wait:
@@ -57,9 +70,17 @@ def approved(
 
 
 def decide(
-    store: Store, journal: Journal, version: str, stage: str | None, approve: bool, reason: str
+    store: Store,
+    journal: Journal,
+    version: str,
+    stage: str | None,
+    approve: bool,
+    reason: str,
+    freezes: tuple[Freeze, ...] = (),
+    environment_of: Callable[[str], str | None] | None = None,
 ) -> ApprovalRequest:
-    """Approve or reject the request awaiting a decision for `version` (its only one, or `stage`'s)."""
+    """Approve or reject the request awaiting a decision for `version` (its only one, or `stage`'s).
+    An approval is refused while a freeze holds the stage's environment (a rejection never is)."""
     if not reason.strip():
         raise UsageError("a decision needs --reason TEXT, which is journaled")
     waiting = [r for r in store.approvals(version, ApprovalState.AWAITING) if stage is None or r.stage == stage]
@@ -81,6 +102,16 @@ def decide(
             f"{actor} asked for {request.stage} of {version} and may not approve it too "
             "(not_by_promoter): another approver must"
         )
+    environment = environment_of(request.stage) if environment_of else None
+    if approve and freezes and environment:
+        from .freezes import frozen
+
+        held = frozen(freezes, environment)
+        if held is not None:
+            raise Refused(
+                f"{environment} is frozen: {held.describe()} ({held.freeze.line}); approve {request.stage} of "
+                f"{version} after it (a promotion through the freeze needs `promote --force --reason TEXT`, journaled)"
+            )
     verb = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     with store.transaction():
         if not store.decide_approval(request.id, verb, actor, reason, expect=ApprovalState.AWAITING):

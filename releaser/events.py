@@ -84,6 +84,8 @@ class Event(StrEnum):
     # -- releaser itself --
     LOCK_TAKEN_OVER = "lock.taken_over"  # the lock of a process that died was taken over
     LOCK_CLEARED = "lock.cleared"  # a lock was cleared by hand (`releaser unlock`)
+    SIGNED_IN = "dashboard.signed_in"  # someone signed in to the dashboard (by password or through the proxy)
+    SIGNIN_THROTTLED = "dashboard.signin_throttled"  # repeated failed sign-ins: that user or address waits
     STATE_MOVED = "state.moved"  # the state moved to another database (`releaser state migrate`)
     STATE_REBUILT = "state.rebuilt"  # the state was rebuilt from the hosts' own records
     TERMINAL_HANGUP = "terminal.hangup"  # the terminal went away; the command goes on to its end

@@ -23,6 +23,7 @@ from .health.base import CheckResult, CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .hostrecord import HostView
 from .interrupts import Interrupted
+from .links import link_for
 from .metrics import MetricSource, source_for
 from .model import Cause, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
 from .operation import Held, Operation
@@ -165,7 +166,17 @@ class Pipeline(Operation):
                 f"register it with `releaser release create {version} --artifact FILE --url URL`"
             )
         self._refuse_frozen(env, version, stage, force, reason)
-        approval = approved(self.store, self.journal, spec, version, wait, self.interrupts)
+        approval = approved(
+            self.store,
+            self.journal,
+            spec,
+            version,
+            wait,
+            self.interrupts,
+            lambda request: link_for(self.config.dashboard, request, version, stage),
+        )
+        if approval is not None and wait and not force:
+            self._refuse_frozen(env, version, stage, force, reason)  # a freeze that began while it waited
         self.interrupts.check()
         with self.hold(env, f"promote {version} --to {stage}") as held:
             self.refuse_open_runs(env)

@@ -4,6 +4,9 @@ its lease, elsewhere. Light: `status` imports it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from .model import Lock, parse_ts
@@ -14,9 +17,26 @@ def this_machine() -> str:
     return os.uname().nodename
 
 
+_SIGNED_IN: ContextVar[str | None] = ContextVar("signed_in", default=None)
+
+
+@contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Who acts, for the work done inside: a user signed in to the dashboard (one request's thread)."""
+    token = _SIGNED_IN.set(user)
+    try:
+        yield
+    finally:
+        _SIGNED_IN.reset(token)
+
+
 def whoami() -> str:
-    """Who acts: $RELEASER_ACTOR (a CI job names the person or pipeline behind it), else the OS
-    user. It is recorded, not authenticated: approvals are as trustworthy as who may run releaser."""
+    """Who acts: the user signed in to the dashboard for this request (see acting_as), else
+    $RELEASER_ACTOR (a CI job names the person or pipeline behind it), else the OS user. The
+    last two are recorded, not authenticated: they are as trustworthy as who may run releaser."""
+    signed_in = _SIGNED_IN.get()
+    if signed_in is not None:
+        return signed_in
     actor = os.environ.get("RELEASER_ACTOR", "").strip()
     if actor:
         return actor[:100]

@@ -14,7 +14,7 @@ import releaser
 # Top to bottom; each name is a top-level module or package of releaser.
 LAYERS: list[set[str]] = [
     {"cli"},
-    {"demo"},
+    {"demo", "web"},
     {"scaffold", "watch"},
     {"status"},
     {"recovery", "drills"},
@@ -38,6 +38,8 @@ LAYERS: list[set[str]] = [
         "readiness",
         "appsecrets",
         "templates",
+        "links",
+        "passwords",
         "dbschema",
     },
     {"store", "yamlsrc", "failpoints", "processes", "interrupts", "streams"},

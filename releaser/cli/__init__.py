@@ -14,6 +14,7 @@ config error, 3 busy, 4 needs a human, 5 inconclusive.
     state       state rebuild, state migrate, unlock
     hosts       exec, logs
     database    migrate, backups, drill
+    serve       serve (the dashboard)
 
 A command's module is imported when the command is asked for (base.Commands); each imports at
 the top only click and the light modules every command needs, and what a command uses it imports

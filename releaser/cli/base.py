@@ -120,6 +120,7 @@ class Commands(click.Group):
         **dict.fromkeys(("state", "unlock"), "state"),
         **dict.fromkeys(("exec", "logs"), "hosts"),
         **dict.fromkeys(("migrate", "backups", "drill"), "database"),
+        "serve": "serve",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -53,7 +53,8 @@ def _decide(app: App, version: str, stage: str | None, reason: str, approve: boo
 
     validate_release_id(version)
     store = app.recorded_state(unknown_release(version))
-    request = decide(store, app.journal(), version, stage, approve, reason)
+    config = app.config()
+    request = decide(store, app.journal(), version, stage, approve, reason, config.freezes, config.stage_environment)
     app.out.result(f"{request.stage} of {version}: {request.state} by {request.decided_by}")
     app.out.emit(
         {

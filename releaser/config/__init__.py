@@ -16,6 +16,7 @@ from ..model import Config, Environment, Freeze
 from ..schema import Fields, Problems, shown
 from ..yamlsrc import load_yaml
 from .context import Context, display
+from .dashboard import read_dashboard
 from .environments import check_shared_roots, read_environment
 from .hosts import shared_environment_keys, with_defaults
 from .notify import read_webhooks
@@ -88,6 +89,7 @@ def load_config(path: Path) -> Config:
     freezes = _read_freezes(top, set(environments))
     report = read_report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
     registries = read_registries(top, path.parent)
+    dashboard = read_dashboard(top, set(environments))
     top.finish()
     if problems:
         raise ConfigError(list(problems))
@@ -106,6 +108,7 @@ def load_config(path: Path) -> Config:
         report=report,
         local_files=tuple(context.local_files.values()),
         registries=registries,
+        dashboard=dashboard,
     )
 
 
@@ -133,6 +136,8 @@ def register_secrets(config: Config) -> None:
             secrets.read_env(hook.url_env, url=True)
             secrets.read_env(hook.secret_env)
             secrets.register_url_password(hook.url)
+    if config.dashboard is not None:
+        secrets.read_env(config.dashboard.secret_env)
 
 
 def _read_freezes(top: Fields, environments: set[str]) -> tuple[Freeze, ...]:

@@ -39,6 +39,7 @@ class CheckResult(Record):
     blind: bool = False  # it could not see at all (metrics unreadable, every host unreachable)
     needs: float | None = None  # inconclusive: seconds until it decides at the current rates (inf: never)
     advice: str = ""  # inconclusive: the settings that would let it decide sooner
+    evidence: list[dict] = field(default_factory=list)  # a comparing check: each metric's counts and bound
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +55,7 @@ class CheckResult(Record):
                 if math.isinf(self.needs)
                 else {"needs_seconds": round(self.needs)}
             ),
+            **({"evidence": self.evidence} if self.evidence else {}),
         }
 
 

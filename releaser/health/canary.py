@@ -121,10 +121,11 @@ class CanaryCheck(Check):
         ]
         summary = "; ".join(j.explanation for j in judgements)
         decisions = {j.decision for j in judgements}
+        evidence = [self._evidence(kind, c, j) for (kind, c), j in zip(comparisons, judgements, strict=True)]
         if "fail" in decisions:
-            return CheckResult(self.name, Verdict.FAIL, summary)
+            return CheckResult(self.name, Verdict.FAIL, summary, evidence=evidence)
         if decisions == {"pass"}:
-            return CheckResult(self.name, Verdict.PASS, summary)
+            return CheckResult(self.name, Verdict.PASS, summary, evidence=evidence)
         undecided = [
             (kind, c, j) for (kind, c), j in zip(comparisons, judgements, strict=False) if j.decision != "pass"
         ]
@@ -134,7 +135,26 @@ class CanaryCheck(Check):
             summary,
             needs=None if first_look else self._needs(undecided, elapsed),
             advice=self._advice({kind for kind, _c, _j in undecided}),
+            evidence=evidence,
         )
+
+    def _evidence(self, kind: str, c: Comparison, j: Judgement) -> dict:
+        """One metric's evidence at this look, for the dashboard to draw over time."""
+        return {
+            "metric": kind,
+            "cohort_requests": round(c.cohort_requests),
+            "cohort_events": round(c.cohort_events),
+            "baseline_requests": round(c.baseline_requests),
+            "baseline_events": round(c.baseline_events),
+            "ratio": self.bounds[kind].ratio,
+            "margin": self.bounds[kind].margin,
+            "decision": j.decision,
+            **(
+                {"more_requests": round(j.more_requests)}
+                if j.more_requests is not None and math.isfinite(j.more_requests)
+                else {}
+            ),
+        }
 
     def _judge(
         self, kind: str, comparison: Comparison, metrics: int, elapsed: float, left: float | None, shown: list

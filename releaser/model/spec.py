@@ -395,6 +395,33 @@ class LocalFile(Record, frozen=True):
     key: str
 
 
+class DashboardUser(Record, frozen=True):
+    """Someone who may sign in to the dashboard: every user reads; `approver` and `operator`
+    name the environments where they decide on stages, and abort, roll back and unlock."""
+
+    name: str
+    password: str | None = None  # the slow hash (`releaser serve --hash-password`); None: only through the proxy
+    approver: tuple[str, ...] = ()
+    operator: tuple[str, ...] = ()
+
+    def may(self, role: str, environment: str) -> bool:
+        named = self.approver if role == "approver" else self.operator
+        return environment in named or "*" in named
+
+
+class DashboardSpec(Record, frozen=True):
+    """`releaser serve`: who signs in and how, how long a sign-in and an approval link last."""
+
+    users: dict[str, DashboardUser] = field(default_factory=dict)
+    url: str | None = None  # where people reach it: approval links in chat and mail start here
+    secret_env: str = "RELEASER_DASHBOARD_SECRET"  # noqa: S105 - a variable's name. Signs forms and links
+    session: float = 8 * 3600.0
+    link_expires: float = 24 * 3600.0
+    language: str | None = None  # en | zh-CN; None: the report's
+    proxy_header: str | None = None  # single sign-on: the user name an authenticating proxy sets
+    proxy_from: tuple[str, ...] = ()  # the proxy's addresses (networks): the header from elsewhere is refused
+
+
 class Config(Record, frozen=True):
     """A configuration file, checked and resolved: every environment, stage, playbook and check."""
 
@@ -412,6 +439,7 @@ class Config(Record, frozen=True):
     freezes: tuple[Freeze, ...] = ()
     local_files: tuple[LocalFile, ...] = ()  # SSH files named, checked by `validate` and before a stage
     registries: dict[str, RegistrySpec] = field(default_factory=dict)  # by address
+    dashboard: DashboardSpec | None = None
 
     def registry(self, address: str) -> RegistrySpec:
         """The registry's settings; one not configured is reached over TLS without credentials."""
@@ -426,6 +454,10 @@ class Config(Record, frozen=True):
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+    def stage_environment(self, name: str) -> str | None:
+        """The environment a stage runs on (None: no such stage)."""
+        return next((spec.environment for spec in self.pipeline if spec.name == name), None)
 
     def stage_names(self) -> list[str]:
         return [spec.name for spec in self.pipeline]

@@ -399,3 +399,18 @@ class Drill(Record):
         """Whether it passed, rolling back (and restoring) within `sla` seconds."""
         timed = [s for s in (self.rollback_seconds, self.restore_seconds) if s is not None]
         return self.status == "passed" and bool(timed) and all(s <= sla for s in timed)
+
+
+class WebSession(Record):
+    """A dashboard sign-in: who, how (`password` or `header`), from where, until when."""
+
+    id: str  # the sha256 of the cookie's token
+    username: str
+    via: str
+    address: str
+    created_at: str
+    expires_at: str
+    ended_at: str | None = None
+
+    def live(self, now: datetime | None = None) -> bool:
+        return self.ended_at is None and parse_ts(self.expires_at) > (now or datetime.now(UTC))

@@ -241,6 +241,33 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 12: the dashboard's sign-ins: sessions (by the hash of their cookie's token), attempts (for
+    # throttling), the one-time tokens of its forms already used; the journal read by environment
+    """
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        via TEXT NOT NULL,
+        address TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE TABLE web_signins (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL,
+        address TEXT NOT NULL,
+        at TEXT NOT NULL,
+        ok INTEGER NOT NULL
+    );
+    CREATE INDEX web_signins_at ON web_signins(at);
+    CREATE TABLE web_forms (
+        nonce TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        used_at TEXT NOT NULL
+    );
+    CREATE INDEX events_environment ON events(environment, id);
+    """,
 ]
 if len(MIGRATIONS) != SCHEMA_VERSION:
     raise RuntimeError(f"{len(MIGRATIONS)} migrations for schema version {SCHEMA_VERSION}")

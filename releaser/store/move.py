@@ -38,6 +38,9 @@ TABLES = (
     "migrations",
     "backups",
     "drills",
+    "web_sessions",
+    "web_signins",
+    "web_forms",
     "meta",
 )
 WITH_IDS = (
@@ -51,6 +54,7 @@ WITH_IDS = (
     "migrations",
     "backups",
     "drills",
+    "web_signins",
 )
 MOVED_KEY = "moved_to"
 

@@ -56,6 +56,43 @@ class WatchingTables(Plumbing):
         rows.reverse()
         return [_event(r) for r in rows]
 
+    def last_event_id(self) -> int:
+        row = self._db.execute("SELECT MAX(id) AS last FROM events").fetchone()
+        return int(row["last"] or 0)
+
+    def find_events(
+        self,
+        release: str | None = None,
+        environment: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 200,
+    ) -> list[Event]:
+        """Newest first: the journal filtered by release, environment, a kind or its family
+        (`stage` matches `stage.started`), words in the message, and an id range."""
+        clauses: list[str] = ["1 = 1"]
+        args: list[object] = []
+        for column, value in (("release", release), ("environment", environment)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if kind:
+            clauses.append("(kind = ? OR kind LIKE ?)")
+            args += [kind, kind.replace("%", "").replace("_", "") + ".%"]
+        if text:
+            clauses.append("LOWER(message) LIKE ?")
+            args.append("%" + text.lower().replace("%", "").replace("_", "") + "%")
+        if after is not None:
+            clauses.append("id > ?")
+            args.append(after)
+        if before is not None:
+            clauses.append("id < ?")
+            args.append(before)
+        sql = f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"  # noqa: S608 - fixed columns
+        return [_event(r) for r in self._db.execute(sql, [*args, limit])]
+
     # -- approvals and aborts --
 
     def request_approval(

@@ -1,0 +1,96 @@
+"""What each page shows, as plain data read from the state: the status document (`releaser
+status`'s), a release with its stages, approvals and the live stage's evidence, an environment,
+the journal filtered. No HTML here (templates/), no HTTP (app.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Config
+from ..status import status_document
+from ..store import Store
+
+CHECKS = ("checks.pass", "checks.fail", "checks.inconclusive")
+RECENT = 15  # events on the overview
+JOURNAL_PAGE = 200
+
+
+class NotFound(Exception):
+    """A page for something the state does not know."""
+
+
+def overview(config: Config, store: Store) -> dict:
+    document = status_document(config, store)
+    return {**document, "recent": store.find_events(limit=RECENT), "releases": document["releases"][-20:][::-1]}
+
+
+def releases(config: Config, store: Store) -> dict:
+    document = status_document(config, store)
+    return {"releases": document["releases"][::-1]}
+
+
+def release(config: Config, store: Store, version: str) -> dict:
+    document = status_document(config, store)
+    found = next((r for r in document["releases"] if r["version"] == version), None)
+    if found is None:
+        raise NotFound(f"no release {version} is registered")
+    stages = found["stages"]
+    live = next((s for s in reversed(stages) if s["status"] in ("running", "rolling_back")), None)
+    last = live or (stages[-1] if stages else None)
+    return {
+        "release": found,
+        "approvals": store.approvals(version),
+        "awaiting": [a for a in document["approvals"] if a["release"] == version],
+        "running_stage": live,
+        "evidence": evidence(store, version, last["stage"], last["run"]) if last else [],
+        "events": store.find_events(release=version, limit=JOURNAL_PAGE),
+        "report": next((r for r in document["reports"] if r["release"] == version), None),
+        "environments": {s["environment"] for s in stages},
+    }
+
+
+def environment(config: Config, store: Store, name: str) -> dict:
+    if name not in config.environments:
+        raise NotFound(f"no environment {name} is configured")
+    document = status_document(config, store)
+    return {
+        "name": name,
+        "env": document["environments"][name],
+        "windows": [w for w in document["windows"] if w["environment"] == name],
+        "freezes": [f for f in document["freezes"] if f["environment"] == name],
+        "events": store.find_events(environment=name, limit=JOURNAL_PAGE),
+        "drills": store.drills(name)[-10:][::-1],
+    }
+
+
+def journal(store: Store, filters: dict[str, Any]) -> dict:
+    events = store.find_events(
+        release=filters.get("release") or None,
+        environment=filters.get("env") or None,
+        kind=filters.get("kind") or None,
+        text=filters.get("q") or None,
+        before=filters.get("before"),
+        limit=JOURNAL_PAGE,
+    )
+    return {"events": events, "older": events[-1].id if len(events) == JOURNAL_PAGE else None}
+
+
+def evidence(store: Store, version: str, stage: str, run: int) -> list[dict]:
+    """Each check's looks during a stage run, in order: its verdict and, for a comparing check
+    (the canary), each metric's counts over time with the bound it must stay under."""
+    started = store.get_stage_run(run)
+    since = started.started_at if started else ""
+    looks = [
+        e
+        for e in reversed(store.find_events(release=version, kind="checks", limit=2000))
+        if e.stage == stage and e.kind in CHECKS and e.ts >= since
+    ]
+    checks: dict[str, dict] = {}
+    for event in looks:
+        for result in event.data.get("results", []):
+            entry = checks.setdefault(result["check"], {"check": result["check"], "looks": [], "metrics": {}})
+            entry["looks"].append({"at": event.ts, "verdict": result["verdict"], "summary": result["summary"]})
+            entry["last"] = result
+            for item in result.get("evidence", []):
+                entry["metrics"].setdefault(item["metric"], []).append({"at": event.ts, **item})
+    return list(checks.values())

@@ -1,0 +1,404 @@
+"""The dashboard in-process (starlette's TestClient on a state built with the store's own
+calls): who may see and do what, sign-in and its throttling, forms' one-time tokens, approval
+links, escaping, both languages. The browser's view of a live promotion is tests/test_web_live.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from releaser.cli import cli
+from releaser.config import load_config
+from releaser.events import Event
+from releaser.journal import Journal
+from releaser.links import approval_link
+from releaser.model import ApprovalState, Release, RunStatus, utcnow
+from releaser.passwords import check_password, hash_password
+from releaser.store import open_store
+from releaser.web.app import Dashboard, build
+from releaser.web.auth import FAILURES_PER_USER
+from releaser.web.words import LANGUAGES, WORDS
+from tests.harness.configs import write_project
+
+SECRET = "s" * 40
+PASSWORD = "correct horse battery"
+HASH = hash_password(PASSWORD)  # once: a slow hash is slow on purpose
+
+
+def configure(root: Path, extra: str = "", full_approval: str = "{not_by_promoter: true}") -> Path:
+    write_project(root)
+    config = (root / "environments.yaml").read_text()
+    config = config.replace(
+        "  - stage: full\n    environment: prod\n",
+        f"  - stage: full\n    environment: prod\n    approval: {full_approval}\n",
+    )
+    config += (
+        "dashboard:\n  url: https://releaser.example.com\n  users:\n"
+        f'    alice: {{password: "{HASH}", approver: [prod], operator: [prod]}}\n'
+        f'    bob: {{password: "{HASH}", approver: ["*"]}}\n'
+        f'    carol: {{password: "{HASH}"}}\n'
+        "  proxy: {header: X-Forwarded-User, from: [10.9.8.7]}\n" + extra
+    )
+    (root / "environments.yaml").write_text(config)
+    return root / "environments.yaml"
+
+
+class Site:
+    """A dashboard over a fresh state, and a browser-like client per user."""
+
+    def __init__(self, root: Path, extra: str = ""):
+        self.path = configure(root, extra)
+        self.config = load_config(self.path)
+        self.store = open_store(self.config, create=True)
+        self.journal = Journal(self.store, None)
+        self.app = build(Dashboard(self.config, self.store, self.journal, SECRET))
+
+    def client(self, user: str | None = None, address: str = "192.0.2.1") -> TestClient:
+        client = TestClient(self.app, client=(address, 40000), follow_redirects=False)
+        client.__enter__()
+        if user:
+            answer = client.post("/signin", data={"user": user, "password": PASSWORD, "next": "/"})
+            assert answer.status_code == 303, answer.text
+        return client
+
+    def release(self, version: str, asked_by: str = "alice") -> int:
+        """A release that passed gray and whose full stage awaits approval; the request's id."""
+        self.store.add_release(
+            Release(version=version, artifact="/a.tgz", sha256="ab" * 32, size=1, created_at=utcnow(), created_by="ci")
+        )
+        run = self.store.start_stage_run(version, "gray", "prod", asked_by)
+        self.store.set_stage_run_status(run.id, RunStatus.PASSED)
+        request, _new = self.store.request_approval(version, "full", asked_by, [], True)
+        self.journal.record(
+            Event.APPROVAL_REQUESTED,
+            f"full: {asked_by} asks",
+            release=version,
+            stage="full",
+            data={"request": request.id},
+        )
+        return request.id
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return Site(tmp_path / "proj")
+
+
+def token_of(page: str) -> str:
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def decide(client: TestClient, action: str, version: str, reason: str = "looks right", **fields: str):
+    page = client.get(f"/act/{action}", params={"release": version, "stage": "full"})
+    assert page.status_code == 200, page.text
+    form = {"token": token_of(page.text), "release": version, "stage": "full", "env": "prod", "reason": reason}
+    return client.post(f"/act/{action}", data={**form, "confirmed": "yes", **fields})
+
+
+# -- who is asking --
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/releases", "/releases/1.0", "/environments/prod", "/journal", "/reports/1.0", "/act/unlock?env=prod"],
+)
+def test_every_page_needs_a_signed_in_user(site: Site, path: str) -> None:
+    answer = site.client().get(path)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/signin?next=")
+
+
+def test_live_events_and_actions_need_a_signed_in_user(site: Site) -> None:
+    client = site.client()
+    assert client.get("/live").status_code == 401
+    assert client.post("/act/approve", data={"release": "1.0"}).status_code == 303
+    assert client.post("/signout", data={}).status_code == 303
+
+
+def test_sign_in_sets_a_safe_cookie_and_journals_who(site: Site) -> None:
+    client = site.client()
+    answer = client.post("/signin", data={"user": "alice", "password": PASSWORD, "next": "//evil.example/x"})
+    cookie = answer.headers["set-cookie"].lower()
+    assert answer.headers["location"] == "/"  # never off this dashboard
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    signed = site.store.find_events(kind="dashboard.signed_in")
+    assert [e.data["user"] for e in signed] == ["alice"]
+    assert PASSWORD not in str([(e.message, e.data) for e in site.store.find_events()])
+    assert client.get("/").status_code == 200
+
+
+def test_a_wrong_password_is_refused_and_repeated_failures_are_throttled(site: Site) -> None:
+    client = site.client()
+    for _ in range(FAILURES_PER_USER):
+        assert client.post("/signin", data={"user": "alice", "password": "guess"}).status_code == 401
+    answer = client.post("/signin", data={"user": "alice", "password": PASSWORD})
+    assert answer.status_code == 429 and "too many failed sign-ins" in answer.text
+    assert len(site.store.find_events(kind="dashboard.signin_throttled")) == 1
+    assert (
+        site.client(address="192.0.2.99").post("/signin", data={"user": "bob", "password": PASSWORD}).status_code == 303
+    )
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(site: Site) -> None:
+    client = site.client("alice")
+    stolen = client.cookies.get("releaser_session")
+    page = client.get("/")
+    assert client.post("/signout", data={"token": token_of(page.text)}).status_code == 303
+    replay = site.client()
+    replay.cookies.set("releaser_session", stolen)
+    assert replay.get("/").status_code == 303
+
+
+def test_an_expired_session_signs_out(tmp_path: Path) -> None:
+    site = Site(tmp_path / "proj", extra="  session: 1ms\n")
+    client = site.client("alice")
+    assert client.get("/").status_code == 303
+
+
+def test_the_proxy_header_signs_in_from_the_proxy_only(site: Site) -> None:
+    proxied = site.client(address="10.9.8.7")
+    assert proxied.get("/", headers={"X-Forwarded-User": "bob"}).status_code == 200
+    elsewhere = site.client(address="192.0.2.1").get("/", headers={"X-Forwarded-User": "bob"})
+    assert elsewhere.status_code == 403 and "not the proxy" in elsewhere.text
+    stranger = proxied.get("/", headers={"X-Forwarded-User": "mallory"})
+    assert stranger.status_code == 403 and "not a dashboard user" in stranger.text
+
+
+# -- approvals from the page --
+
+
+def test_an_approver_approves_as_themselves(site: Site) -> None:
+    site.release("1.0", asked_by="alice")
+    answer = decide(site.client("bob"), "approve", "1.0", reason="CAB-7 agreed")
+    assert answer.status_code == 200 and "approved by bob" in answer.text
+    (request,) = site.store.approvals("1.0")
+    assert request.state is ApprovalState.APPROVED and request.decided_by == "bob" and request.reason == "CAB-7 agreed"
+    (granted,) = site.store.find_events(kind="approval.granted")
+    assert granted.data["by"] == "bob"
+
+
+def test_the_promoter_may_not_approve_under_not_by_promoter(site: Site) -> None:
+    site.release("1.0", asked_by="alice")
+    answer = decide(site.client("alice"), "approve", "1.0")
+    assert answer.status_code == 409 and "not_by_promoter" in answer.text
+    assert site.store.approvals("1.0")[0].state is ApprovalState.AWAITING
+
+
+def test_a_viewer_may_not_decide(site: Site) -> None:
+    site.release("1.0")
+    carol = site.client("carol")
+    page = carol.get("/act/approve", params={"release": "1.0", "stage": "full"})
+    assert page.status_code == 403 and "not an approver of prod" in page.text
+    token = token_of(carol.get("/").text)  # a genuine token of hers: the role still refuses
+    answer = carol.post(
+        "/act/approve",
+        data={"token": token, "release": "1.0", "stage": "full", "reason": "x", "confirmed": "yes"},
+    )
+    assert answer.status_code == 403
+    assert site.store.approvals("1.0")[0].state is ApprovalState.AWAITING
+
+
+def test_a_frozen_environment_refuses_an_approval_but_not_a_rejection(tmp_path: Path) -> None:
+    site = Site(tmp_path / "proj")
+    text = site.path.read_text() + (
+        'freeze:\n  - {name: year-end, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    )
+    site.path.write_text(text)
+    site = Site.__new__(Site)
+    site.path = tmp_path / "proj" / "environments.yaml"
+    site.config = load_config(site.path)
+    site.store = open_store(site.config, create=True)
+    site.journal = Journal(site.store, None)
+    site.app = build(Dashboard(site.config, site.store, site.journal, SECRET))
+    site.release("1.0")
+    answer = decide(site.client("bob"), "approve", "1.0")
+    assert answer.status_code == 409 and "prod is frozen" in answer.text and "year-end" in answer.text
+    assert decide(site.client("bob"), "reject", "1.0").status_code == 200
+    assert site.store.approvals("1.0")[0].state is ApprovalState.REJECTED
+
+
+def test_a_form_needs_its_token_once(site: Site) -> None:
+    site.release("1.0")
+    bob = site.client("bob")
+    page = bob.get("/act/reject", params={"release": "1.0", "stage": "full"})
+    form = {"release": "1.0", "stage": "full", "reason": "no", "confirmed": "yes"}
+    assert bob.post("/act/reject", data=form).status_code == 403  # missing
+    alices = token_of(site.client("alice").get("/").text)
+    assert bob.post("/act/reject", data={**form, "token": alices}).status_code == 403  # another session's
+    token = token_of(page.text)
+    unconfirmed = bob.post("/act/reject", data={**form, "token": token, "confirmed": ""})
+    assert unconfirmed.status_code == 400 and site.store.approvals("1.0")[0].state is ApprovalState.AWAITING
+    token = token_of(bob.get("/act/reject", params={"release": "1.0", "stage": "full"}).text)
+    assert bob.post("/act/reject", data={**form, "token": token}).status_code == 200
+    replay = bob.post("/act/reject", data={**form, "token": token})
+    assert replay.status_code == 403 and "sent already" in replay.text
+
+
+def test_cross_site_form_posts_carry_no_cookie_and_no_token(site: Site) -> None:
+    site.release("1.0")
+    bob = site.client("bob")
+    answer = bob.post(
+        "/act/approve", data={"release": "1.0", "stage": "full", "reason": "x", "confirmed": "yes", "token": "a.1.b"}
+    )
+    assert answer.status_code == 403 and site.store.approvals("1.0")[0].state is ApprovalState.AWAITING
+
+
+# -- approval links --
+
+
+def test_an_approval_link_opens_its_request_after_sign_in(site: Site) -> None:
+    request = site.release("1.0")
+    link = approval_link("", SECRET, request, "1.0", "full", 3600)
+    stranger = site.client()
+    answer = stranger.get(link)
+    assert answer.status_code == 303 and "next=%2Fapprovals%2F" in answer.headers["location"]
+    bob = site.client("bob")
+    page = bob.get(link)
+    assert page.status_code == 200 and 'action="/act/approve"' in page.text and 'action="/act/reject"' in page.text
+
+
+def test_a_tampered_or_expired_link_is_refused(site: Site) -> None:
+    request = site.release("1.0")
+    site.release("2.0")
+    bob = site.client("bob")
+    good = approval_link("", SECRET, request, "1.0", "full", 3600)
+    assert bob.get(good.replace("release=1.0", "release=2.0")).status_code == 403
+    assert bob.get(good.replace("stage=full", "stage=gray")).status_code == 403
+    forged = approval_link("", "another secret of forty characters......", request, "1.0", "full", 3600)
+    assert bob.get(forged).status_code == 403
+    expired = approval_link("", SECRET, request, "1.0", "full", -1)
+    answer = bob.get(expired)
+    assert answer.status_code == 410 and "expired" in answer.text
+
+
+def test_the_approval_request_carries_a_signed_link_for_chat(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from releaser.decisions import approved
+    from releaser.errors import AwaitingApproval
+    from releaser.interrupts import Interrupts
+    from releaser.links import link_for, link_problem
+
+    monkeypatch.setenv("RELEASER_DASHBOARD_SECRET", SECRET)
+    site.store.add_release(Release(version="3.0", artifact="/a", sha256="cd" * 32, size=1, created_at=utcnow()))
+    spec = site.config.stage("full")
+    with pytest.raises(AwaitingApproval):
+        approved(
+            site.store,
+            site.journal,
+            spec,
+            "3.0",
+            False,
+            Interrupts(),
+            lambda r: link_for(site.config.dashboard, r, "3.0", "full"),
+        )
+    (event,) = [e for e in site.store.find_events(kind="approval.requested") if e.release == "3.0"]
+    link = event.data["link"]
+    assert link.startswith("https://releaser.example.com/approvals/") and link in event.message
+    query = dict(pair.split("=") for pair in link.split("?", 1)[1].split("&"))
+    assert link_problem(SECRET, event.data["request"], "3.0", "full", query["until"], query["sig"]) is None
+
+
+# -- pages --
+
+
+def test_pages_escape_what_the_state_holds(site: Site) -> None:
+    site.journal.record(Event.NOTE if False else Event.LOCK_CLEARED, "<script>alert(1)</script>", environment="prod")
+    page = site.client("carol").get("/journal")
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_journal_filters_by_kind_release_and_words(site: Site) -> None:
+    site.release("1.0")
+    site.release("2.0")
+    carol = site.client("carol")
+    page = carol.get("/journal", params={"release": "2.0", "kind": "approval"}).text
+    assert "/releases/2.0" in page and "/releases/1.0" not in page
+    assert "signed in" not in carol.get("/journal", params={"q": "asks"}).text
+
+
+def test_the_canary_evidence_is_drawn_with_what_it_still_needs(site: Site) -> None:
+    site.store.add_release(Release(version="1.1", artifact="/a", sha256="ef" * 32, size=1, created_at=utcnow()))
+    run = site.store.start_stage_run("1.1", "gray", "prod", "ci")
+    for n, (cohort, baseline) in enumerate([(100, 900), (250, 2250)]):
+        evidence = {
+            "metric": "errors",
+            "cohort_requests": cohort,
+            "cohort_events": n + 1,
+            "baseline_requests": baseline,
+            "baseline_events": 3 * (n + 1),
+            "ratio": 1.5,
+            "margin": 0.0,
+            "decision": "inconclusive",
+            "more_requests": 1200 - 400 * n,
+        }
+        result = {
+            "check": "canary",
+            "verdict": "inconclusive",
+            "summary": "not yet",
+            "hosts": {},
+            "evidence": [evidence],
+        }
+        site.journal.record(
+            Event.CHECKS_INCONCLUSIVE,
+            "gray: checks inconclusive",
+            release="1.1",
+            stage="gray",
+            environment="prod",
+            data={"results": [result]},
+        )
+    del run
+    page = site.client("carol").get("/releases/1.1").text
+    assert 'data-looks="2"' in page and page.count("<polyline") == 3
+    assert "about 800 more requests to decide" in page and "2/250" in page
+
+
+def test_both_languages_say_every_word(site: Site) -> None:
+    assert all(set(entry) == set(LANGUAGES) for entry in WORDS.values())
+    carol = site.client("carol")
+    chinese = carol.get("/", params={"lang": "zh-CN"})
+    assert "总览" in chinese.text and 'lang="zh-CN"' in chinese.text
+    assert "总览" in carol.get("/releases").text  # remembered
+
+
+# -- configuration and the command --
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ('alice: {password: "hunter2"}', "never the password itself"),
+        ("alice: {password: null, approver: [prd]}", "did you mean `prod`"),
+        ("alice: {}", "no user can sign in"),
+        ('"al ice": {}', "a user name"),
+    ],
+)
+def test_bad_dashboard_configuration_is_refused_with_its_line(tmp_path: Path, users: str, message: str) -> None:
+    write_project(tmp_path)
+    path = tmp_path / "environments.yaml"
+    path.write_text(path.read_text() + f"dashboard:\n  users:\n    {users}\n")
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path), "validate"])
+    assert result.exit_code == 2 and "environments.yaml:" in result.output and message in result.output
+
+
+def test_serve_refuses_without_its_section_or_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path / "bare")
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "bare"), "serve"])
+    assert result.exit_code == 2 and "no `dashboard:` section" in result.output
+    configure(tmp_path / "proj")
+    monkeypatch.setenv("RELEASER_DASHBOARD_SECRET", "short")
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "serve"])
+    assert result.exit_code == 2 and "at least 32 characters" in result.output
+    assert "short" not in result.output
+
+
+def test_hash_password_prints_a_hash_that_checks() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--hash-password"], input="a long passphrase\na long passphrase\n")
+    assert result.exit_code == 0, result.output
+    stored = result.output.strip().splitlines()[-1]
+    assert stored.startswith("scrypt$") and check_password("a long passphrase", stored)
+    assert not check_password("a long passphrasE", stored)
