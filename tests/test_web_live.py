@@ -1,0 +1,237 @@
+"""The dashboard in a real browser (Debian's chromium through Playwright) against `releaser
+serve` on the demo sandbox: a promotion watched live (the gray stage's evidence appears and
+grows without a reload), an approval from a chat message's link by the right user, the
+refusals a browser meets, and the main pages in English and Chinese checked for layout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from playwright import sync_api
+
+from releaser.config import load_config
+from releaser.decisions import decide
+from releaser.demo import sandbox
+from releaser.demo.traffic import Traffic
+from releaser.errors import AwaitingApproval
+from releaser.journal import Journal
+from releaser.model import ApprovalState
+from releaser.passwords import hash_password
+from releaser.pipeline import Pipeline
+from releaser.processes import acting_as
+from releaser.releases import create_release
+from releaser.store import open_store
+from tests.harness.loopback import Receiver
+from tests.test_report_look import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.chromium, pytest.mark.real]
+
+SECRET = "a dashboard secret of at least thirty-two characters"
+PASSWORD = "the sandbox password"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    """The demo's 13 hosts with a dashboard section, an approval on `full` (not by its promoter),
+    a chat robot (Slack's format) told of approval requests, and `releaser serve` running."""
+
+    def __init__(self, root: Path):
+        self.dir = sandbox.prepare_directory(root)
+        self.layout = sandbox.build(self.dir, sys.executable)
+        self.robot = Receiver()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = (self.dir / "environments.yaml").read_text()
+        config = config.replace(
+            "  - stage: full\n    environment: prod\n",
+            "  - stage: full\n    environment: prod\n    approval: {not_by_promoter: true}\n",
+        )
+        digest = hash_password(PASSWORD)
+        config += (
+            "notifications:\n  webhooks:\n"
+            f"    - {{url: '{self.robot.url}/chat', format: slack, events: [approval.requested]}}\n"
+            f"dashboard:\n  url: {self.url}\n  users:\n"
+            f'    ci: {{password: "{digest}", approver: [prod]}}\n'
+            f'    bob: {{password: "{digest}", approver: [prod], operator: [prod]}}\n'
+            f'    carol: {{password: "{digest}"}}\n'
+        )
+        (self.dir / "environments.yaml").write_text(config)
+        os.environ["RELEASER_DASHBOARD_SECRET"] = SECRET
+        self.config = load_config(self.dir / "environments.yaml")
+        self.store = open_store(self.config)
+        self.journal = Journal(self.store, None)
+        for version in ("1.0.0", "1.1.0"):
+            create_release(self.store, self.journal, version, self.dir / "artifacts" / f"demo-app-{version}.tar.gz")
+        self.server: subprocess.Popen | None = None
+
+    def promote(self, version: str, to: str) -> None:
+        """As the CI runner would: stage after stage through `to`."""
+        with acting_as("ci"):
+            Pipeline(self.config, self.store, self.journal).run(version, to)
+
+    def serve(self) -> None:
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "serve", "--listen", f"127.0.0.1:{self.port}"],
+            env={**os.environ, "RELEASER_DASHBOARD_SECRET": SECRET},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.server.poll() is not None:
+                    raise AssertionError(self.server.stderr.read().decode() if self.server.stderr else "") from None
+                time.sleep(0.05)
+        raise AssertionError("releaser serve did not listen")
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(10)
+        self.robot.close()
+        sandbox.stop_apps(self.dir)
+        self.store.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    box = Sandbox(tmp_path_factory.mktemp("dashboard") / "sandbox")
+    try:
+        with Traffic(box.layout):
+            box.promote("1.0.0", "gray")
+            with pytest.raises(AwaitingApproval):
+                box.promote("1.0.0", "full")
+            with acting_as("bob"):
+                decide(box.store, box.journal, "1.0.0", "full", True, "first install")
+            box.promote("1.0.0", "full")
+        box.serve()
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def signed_in(browser, site: Sandbox, user: str, language: str = "en"):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale=language)
+    page = context.new_page()
+    page.goto(f"{site.url}/signin?lang={language}")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form.signin button")
+    page.wait_for_url(f"{site.url}/")
+    return page
+
+
+def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox, browser) -> None:
+    page = signed_in(browser, site, "carol")
+    page.goto(f"{site.url}/releases/1.1.0")
+    page.evaluate("window.sameDocument = true")
+    failures: list[BaseException] = []
+
+    def promote() -> None:
+        try:
+            with Traffic(site.layout):
+                site.promote("1.1.0", "gray")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=promote)
+    worker.start()
+    try:
+        figure = page.wait_for_selector("figure.evidence", timeout=90_000)
+        first = int(figure.get_attribute("data-looks") or 0)
+        page.wait_for_function(
+            f"() => Number(document.querySelector('figure.evidence')?.dataset.looks || 0) > {first}", timeout=90_000
+        )
+        assert page.evaluate("window.sameDocument") is True  # grown in place: no reload
+        assert page.locator("figure.evidence svg polyline.cohort").count() >= 1
+    finally:
+        worker.join(180)
+    assert not failures, failures
+    page.wait_for_function("() => document.querySelector('main').innerText.includes('passed')", timeout=10_000)
+
+    # full needs an approval: the promoter's runner asks (exit 5 on the CLI); the chat gets the link
+    with pytest.raises(AwaitingApproval):
+        site.promote("1.1.0", "full")
+    deadline = time.monotonic() + 10
+    while not site.robot.received.get("/chat") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (message,) = site.robot.received["/chat"]
+    link = message["text"].rsplit("decide at ", 1)[1].split()[0]
+    assert link.startswith(f"{site.url}/approvals/")
+
+    promoter = signed_in(browser, site, "ci")
+    promoter.goto(link)
+    promoter.fill("form[action='/act/approve'] textarea", "mine")
+    promoter.check("form[action='/act/approve'] input[name=confirmed]")
+    promoter.click("form[action='/act/approve'] button")
+    assert "not_by_promoter" in promoter.inner_text("main")
+
+    viewer = signed_in(browser, site, "carol")
+    viewer.goto(link)
+    assert "not an approver of prod" in viewer.inner_text("main")
+    viewer.goto(link.replace("sig=", "sig=0"))
+    assert "altered" in viewer.inner_text("main")
+
+    approver = browser.new_context().new_page()
+    approver.goto(link)  # not signed in: the sign-in page first, then the approval
+    approver.fill("input[name=user]", "bob")
+    approver.fill("input[name=password]", PASSWORD)
+    approver.click("form.signin button")
+    approver.wait_for_url(link)
+    token = approver.get_attribute("form[action='/act/approve'] input[name=token]", "value")
+    approver.fill("form[action='/act/approve'] textarea", "canary clean, CAB-12")
+    approver.check("form[action='/act/approve'] input[name=confirmed]")
+    approver.click("form[action='/act/approve'] button")
+    assert "approved by bob" in approver.inner_text("main")
+    replay = approver.request.post(
+        f"{site.url}/act/approve",
+        form={"token": token, "release": "1.1.0", "stage": "full", "env": "prod", "reason": "x", "confirmed": "yes"},
+    )
+    assert replay.status == 403 and "sent already" in replay.text()
+    (request,) = [r for r in site.store.approvals("1.1.0") if r.stage == "full"]
+    assert request.state is ApprovalState.APPROVED and request.decided_by == "bob"
+    assert request.reason == "canary clean, CAB-12"
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_the_main_pages_lay_out_in_both_languages(site: Sandbox, browser, language: str, tmp_path: Path) -> None:
+    page = signed_in(browser, site, "carol", language)
+    for path in ("/", "/releases", "/releases/1.0.0", "/environments/prod", "/journal"):
+        page.goto(f"{site.url}{path}")
+        shot = tmp_path / f"{path.strip('/').replace('/', '-') or 'overview'}-{language}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is wider than the window by {overflow}px"
+        heading = page.inner_text("h1")
+        assert heading.strip(), path
+        if language == "zh-CN":
+            assert page.inner_text("nav").count("总览") == 1
+        header = page.locator("header").bounding_box()
+        main = page.locator("main").bounding_box()
+        assert header and main and main["y"] >= header["y"] + header["height"] - 1  # nothing drawn under the header
