@@ -186,7 +186,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
     conn.commit()
     conn.close()
     store = SqliteStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 11
+    assert store.schema_version() == SCHEMA_VERSION == 12
     old = store.get_release("0.9")
     assert old.status is ReleaseStatus.LIVE and old.url is None and not old.schema
     assert store.reports() == [] and store.samples("prod", 0, 2e9) == [] and store.get_route("prod") is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import NeedsHuman
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 class StoreError(NeedsHuman):

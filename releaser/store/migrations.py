@@ -241,6 +241,25 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 12: the commit each release was built from (lead time), and the monthly service reports' outbox
+    """
+    ALTER TABLE releases ADD COLUMN commit_id TEXT;
+    ALTER TABLE releases ADD COLUMN committed_at TEXT;
+    CREATE TABLE service_reports (
+        environment TEXT NOT NULL,
+        month TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        sent_at TEXT,
+        path TEXT NOT NULL DEFAULT '',
+        delivered_to INTEGER,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment, month)
+    );
+    """,
 ]
 if len(MIGRATIONS) != SCHEMA_VERSION:
     raise RuntimeError(f"{len(MIGRATIONS)} migrations for schema version {SCHEMA_VERSION}")
