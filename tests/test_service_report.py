@@ -47,6 +47,7 @@ def test_commit_read_from_git(project):
         "cwd": project,
         "check": True,
         "capture_output": True,
+        "text": True,
         "env": {**git, "PATH": "/usr/bin:/bin", "HOME": str(project)},
     }
     subprocess.run(["git", "init", "-q"], **run)
