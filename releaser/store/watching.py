@@ -57,6 +57,10 @@ class WatchingTables(Plumbing):
         rows.reverse()
         return [_event(r) for r in rows]
 
+    def journal_begins(self) -> str | None:
+        """When the journal's first event was written (None: empty): what came before is unknown."""
+        return self._db.execute("SELECT MIN(ts) AS ts FROM events").fetchone()["ts"]
+
     # -- approvals and aborts --
 
     def request_approval(
