@@ -361,3 +361,49 @@ def test_report_service_on_the_command_line(tmp_path):
     assert (tmp_path / ".releaser" / "reports" / "service" / "prod" / "2026-11" / "report.html").is_file()
     done = invoke("-C", str(tmp_path), "report", "service", "--release")  # a release called service
     assert done.exit_code == 2 and "unknown release 'service'" in done.output
+
+
+@pytest.mark.smtp
+def test_a_month_is_mailed_once_on_its_day_retried_after_a_failure(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from releaser.journal import Journal
+    from releaser.report.monthly import due_months
+    from releaser.report.outbox import Outbox
+    from tests.harness.smtp import SmtpServer
+
+    server = SmtpServer(tmp_path / "smtp", users={"releaser": "pw-1234"})
+    try:
+        mail = (
+            f"    send: true\n    day: 2\n  mail:\n    smtp: 127.0.0.1:{server.port}\n"
+            f"    from: releases@example.com\n    username_env: SMTP_USER\n    password_env: SMTP_PASSWORD\n"
+            f"    ca_file: {server.cert}\n"
+        )
+        _config, store = november(tmp_path)
+        text = (tmp_path / "environments.yaml").read_text().replace(TIERS, mail)
+        text = text.replace("    hosts: [web-1]", "    report_to: [am@example.com]\n    hosts: [web-1]")
+        (tmp_path / "environments.yaml").write_text(text)
+        from releaser.config import load_config
+
+        config = load_config(tmp_path / "environments.yaml")
+        outbox = Outbox(config, store, Journal(store))
+        assert due_months(outbox, datetime(2026, 12, 1, 15, tzinfo=UTC)) == []  # Dec 1, 23:00 in Shanghai
+        monkeypatch.setenv("SMTP_USER", "releaser")
+        monkeypatch.setenv("SMTP_PASSWORD", "wrong")
+        [parcel] = due_months(outbox, datetime(2026, 12, 1, 16, tzinfo=UTC))  # Dec 2, 00:00: due
+        failed = outbox.deliver(parcel)
+        assert failed.state == "failed" and "login refused" in failed.detail
+        record = store.get_service_report("prod", "2026-11")
+        assert record.state == "scheduled" and record.attempts == 1 and server.messages == []
+        assert due_months(outbox, datetime.now(UTC)) == []  # the retry waits a minute
+        monkeypatch.setenv("SMTP_PASSWORD", "pw-1234")
+        sent = outbox.deliver(parcel)
+        assert sent.state == "sent" and sent.month == "2026-11"
+        assert outbox.deliver(parcel).state == "skipped" and due_months(outbox, datetime.now(UTC)) == []
+        [message] = server.messages
+        assert message["to"] == ["am@example.com"]
+        assert message["message"]["Subject"] == "[shop] Service report for 2026-11 (prod)"
+        kinds = [e.kind for e in store.events(environment="prod")]
+        assert kinds.count("service_report.sent") == 1 and "service_report.failed" in kinds
+    finally:
+        server.stop()
