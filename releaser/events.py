@@ -81,6 +81,11 @@ class Event(StrEnum):
     REPORT_FAILED = "report.failed"  # the effect report could not be mailed; it stays due
     REPORT_UNCONFIRMED = "report.unconfirmed"  # a sender died mid-delivery: it is never re-sent on its own
     REPORT_WEBHOOK_FAILED = "report.webhook_failed"  # the report's webhook could not be told
+    # -- monthly service reports --
+    SERVICE_REPORT_SENDING = "service_report.sending"  # a month's service report is being written and mailed
+    SERVICE_REPORT_SENT = "service_report.sent"  # a month's service report was delivered
+    SERVICE_REPORT_FAILED = "service_report.failed"  # it could not be mailed; it stays due
+    SERVICE_REPORT_UNCONFIRMED = "service_report.unconfirmed"  # a sender died mid-delivery: never re-sent on its own
     # -- releaser itself --
     LOCK_TAKEN_OVER = "lock.taken_over"  # the lock of a process that died was taken over
     LOCK_CLEARED = "lock.cleared"  # a lock was cleared by hand (`releaser unlock`)

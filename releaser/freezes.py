@@ -66,6 +66,28 @@ def _in_force(freeze: Freeze, now: datetime) -> Frozen | None:
     return Frozen(freeze, until)
 
 
+def occurrences(freeze: Freeze, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The times `freeze` held between `start` and `end` (aware datetimes), each cut to them."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(freeze.timezone)
+    if not freeze.weekly:
+        spans = [tuple(datetime.fromisoformat(t).replace(tzinfo=zone) for t in (freeze.start, freeze.end))]
+    else:
+        first, last = _week_minute(freeze.start), _week_minute(freeze.end)
+        length = timedelta(minutes=(last - first) % WEEK)
+        monday = (start.astimezone(zone) - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
+        monday -= timedelta(days=monday.weekday())
+        spans = []
+        while monday < end:
+            day, minute = divmod(first, 1440)
+            naive = monday.replace(tzinfo=None) + timedelta(days=day, minutes=minute)
+            opens = naive.replace(tzinfo=zone)
+            spans.append((opens, (naive + length).replace(tzinfo=zone)))
+            monday = (monday.replace(tzinfo=None) + timedelta(days=7)).replace(tzinfo=zone)
+    return [(max(a, start), min(b, end)) for a, b in spans if a < end and b > start]
+
+
 def _week_minute(text: str) -> int:
     day, _, clock = text.strip().partition(" ")
     hours, minutes = (int(part) for part in clock.split(":"))

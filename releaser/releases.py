@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .errors import UsageError
@@ -13,7 +15,15 @@ from .images import ImageRef, Resolved
 from .journal import Journal
 from .model import RELEASE_ID, Release, SchemaChange, utcnow
 from .processes import whoami
+from .record import Record
 from .store import Store
+
+
+class Commit(Record, frozen=True):
+    """The commit a release was built from: where its lead time for changes starts."""
+
+    id: str | None  # the revision (a full hash when git was asked)
+    at: str  # its commit time, UTC ISO 8601
 
 
 def validate_release_id(version: str) -> str:
@@ -39,6 +49,47 @@ def schema_change(expand: str | None, contract: str | None, reversible: tuple[st
         if {"expand": expand, "contract": contract}[phase] is None:
             raise UsageError(f"--reversible {phase}: the release has no --{phase} step")
     return SchemaChange(expand, contract, tuple(sorted(set(reversible))))
+
+
+def commit_of(rev: str | None, stated: str | None, cwd: Path) -> Commit | None:
+    """`release create --commit REV` (its time read from git in `cwd`) and `--commit-time ISO8601`
+    (stated; it wins, and no git is asked). Neither: None, and the release has no lead time."""
+    if rev is not None and (not rev or rev.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in rev)):
+        raise UsageError(f"--commit {rev!r}: expected a revision such as a commit hash, a tag or HEAD")
+    if stated is not None:
+        return Commit(rev, _stated_time(stated))
+    if rev is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "log", "-1", "--format=%H %cI", rev, "--"],  # noqa: S607 - git from PATH
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"--commit {rev}: cannot run git ({exc}); give --commit-time ISO8601 instead") from None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise UsageError(f"--commit {rev}: git log in {cwd} says: {said[0]}; give --commit-time ISO8601 instead")
+    commit_id, _, when = done.stdout.strip().partition(" ")
+    return Commit(commit_id, datetime.fromisoformat(when).astimezone(UTC).isoformat(timespec="seconds"))
+
+
+def _stated_time(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UsageError(
+            f"--commit-time {text!r}: expected an ISO 8601 time with its UTC offset, such as 2026-11-03T10:15:00+08:00"
+        )
+    if moment > datetime.now(UTC) + timedelta(minutes=5):
+        raise UsageError(f"--commit-time {text}: that is in the future")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def sha256_file(path: Path) -> str:
@@ -103,6 +154,7 @@ def create_release(
     features: tuple[str, ...] = (),
     url: str | None = None,
     schema: SchemaChange | None = None,
+    commit: Commit | None = None,
 ) -> tuple[Release, bool]:
     """Register a release; (release, created). The same id with the same artifact is a no-op;
     with a different artifact it is refused."""
@@ -121,6 +173,8 @@ def create_release(
         created_by=whoami(),
         url=url,
         schema=schema or SchemaChange(),
+        commit_id=commit.id if commit else None,
+        committed_at=commit.at if commit else None,
     )
     return _register(store, journal, release, f"{release.size} bytes, sha256 {digest[:12]}" + _schema_words(release))
 
@@ -134,6 +188,7 @@ def create_image_release(
     notes: str = "",
     features: tuple[str, ...] = (),
     schema: SchemaChange | None = None,
+    commit: Commit | None = None,
 ) -> tuple[Release, bool]:
     """Register an image release: the digest the registry gave `image` (see images.resolve),
     pinned, so that a tag moved later changes nothing."""
@@ -150,6 +205,8 @@ def create_image_release(
         created_by=whoami(),
         image=image.pinned(resolved.digest),
         schema=schema or SchemaChange(),
+        commit_id=commit.id if commit else None,
+        committed_at=commit.at if commit else None,
     )
     return _register(store, journal, release, f"image {release.image}" + _schema_words(release))
 
@@ -191,6 +248,8 @@ def _register(store: Store, journal: Journal, release: Release, what: str) -> tu
                 "image": release.image,
                 "features": release.features,
                 "schema": release.schema.to_dict(),
+                "commit": release.commit_id,
+                "committed_at": release.committed_at,
             },
         )
     return release, True

@@ -156,7 +156,7 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
         try:
             with Traffic(site.layout):
                 site.promote("1.1.0", "gray")
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+        except BaseException as exc:
             failures.append(exc)
 
     worker = threading.Thread(target=promote)

@@ -28,6 +28,8 @@ def release() -> None:
         "releaser release create 2.4.0 --artifact app.tar.gz --url https://artifacts.example.com/app-2.4.0.tar.gz",
         "releaser release create 2.4.0 --image registry.example.com/shop:2.4.0",
         "releaser release create 2.4.0 --artifact app.tar.gz --expand 0042 --contract 0043 --reversible expand",
+        "releaser release create 2.4.0 --artifact app.tar.gz --commit HEAD   # lead time from the commit's time",
+        "releaser release create 2.4.0 --artifact app.tar.gz --commit 9f3c2e1 --commit-time 2026-11-03T10:15:00+08:00",
     ),
 )
 @click.argument("version")
@@ -52,6 +54,8 @@ def release() -> None:
     type=click.Choice(["expand", "contract"]),
     help="A step the playbook's `migrate.down` can undo (repeatable); others are irreversible.",
 )
+@click.option("--commit", "rev", help="The commit it was built from; its time is read with git (lead time).")
+@click.option("--commit-time", help="That commit's time, ISO 8601 with its offset (no git asked).")
 def release_create(
     app: App,
     version: str,
@@ -63,10 +67,12 @@ def release_create(
     expand: str | None,
     contract: str | None,
     reversible: tuple[str, ...],
+    rev: str | None,
+    commit_time: str | None,
 ) -> None:
     """Register VERSION with its artifact (sha256 and size recorded) or its image (the digest
     its tag names now), and the schema steps of its migration; a release is immutable."""
-    from ..releases import check_artifact, create_image_release, create_release, schema_change
+    from ..releases import check_artifact, commit_of, create_image_release, create_release, schema_change
     from ..yamlsrc import read_text
 
     validate_release_id(version)
@@ -75,6 +81,7 @@ def release_create(
     if image is not None and url is not None:
         raise UsageError("--url names where hosts fetch a tarball; an image's hosts pull it from its registry")
     schema = schema_change(expand, contract, reversible)
+    commit = commit_of(rev, commit_time, Path.cwd())
     notes = read_text(Path(notes_file), f"--notes {notes_file}") if notes_file else ""
     for feature in features:
         plain_option("--feature", feature)
@@ -87,10 +94,14 @@ def release_create(
         plain_option("--image", image)
         ref = parse_image(image)
         resolved = resolve(ref, config.registry(ref.registry))  # before the store is opened
-        rel, created = create_image_release(app.store(), app.journal(), version, ref, resolved, notes, features, schema)
+        rel, created = create_image_release(
+            app.store(), app.journal(), version, ref, resolved, notes, features, schema, commit
+        )
     elif artifact is not None:  # one of the two, checked above
         check_artifact(Path(artifact), url)  # before the store is opened: bad input writes nothing
-        rel, created = create_release(app.store(), app.journal(), version, Path(artifact), notes, features, url, schema)
+        rel, created = create_release(
+            app.store(), app.journal(), version, Path(artifact), notes, features, url, schema, commit
+        )
     if not created:
         app.out.say(f"{version} is already registered with this {'image' if image else 'artifact'}; nothing changed")
     app.out.emit({"ok": True, "created": created, "release": asdict(rel)})

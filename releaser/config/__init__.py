@@ -87,7 +87,7 @@ def load_config(path: Path) -> Config:
         top.problem("pipeline", "a pipeline needs at least one stage")
     webhooks = read_webhooks(top)
     freezes = _read_freezes(top, set(environments))
-    report = read_report(top, environments.get(pipeline[-1].environment) if pipeline else None, path.parent)
+    report = read_report(top, environments, pipeline, path.parent)
     registries = read_registries(top, path.parent)
     dashboard = read_dashboard(top, set(environments))
     top.finish()

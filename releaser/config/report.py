@@ -8,14 +8,15 @@ import re
 from pathlib import Path
 
 from ..metrics.selector import read_selector
-from ..model import Environment, MailSpec, ReportSpec, Selector, Webhook
+from ..model import Environment, MailSpec, ReportSpec, Selector, ServiceReportSpec, StageSpec, TierRule, Webhook
 from ..schema import Fields, known_zone, shown
 from .notify import read_webhook_format, read_webhook_url
-from .rules import MAIL_SECURITY, REPORT_LANGUAGES, is_address
+from .rules import INCIDENT_CAUSES, MAIL_SECURITY, REPORT_LANGUAGES, SERVICE_TIERS, is_address
 
 
-def read_report(top: Fields, environment: Environment | None, base: Path) -> ReportSpec:
+def read_report(top: Fields, environments: dict[str, Environment], pipeline: list[StageSpec], base: Path) -> ReportSpec:
     """The `report:` section; every key has a default, so a pipeline always schedules reports."""
+    environment = environments.get(pipeline[-1].environment) if pipeline else None
     fields = top.mapping("report")
     if fields is None:
         return ReportSpec()
@@ -42,6 +43,7 @@ def read_report(top: Fields, environment: Environment | None, base: Path) -> Rep
         features=features,
         mail=_read_mail(fields, base),
         webhook=_read_report_webhook(fields),
+        service=_read_service(fields, environments, pipeline),
     )
     if spec.latency is not None and not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", spec.latency):
         metrics.problem("latency", f"expected the name of a histogram, got {shown(spec.latency)}")
@@ -59,6 +61,59 @@ def read_report(top: Fields, environment: Environment | None, base: Path) -> Rep
     metrics.finish()
     fields.finish()
     return spec
+
+
+def _read_service(
+    parent: Fields, environments: dict[str, Environment], pipeline: list[StageSpec]
+) -> ServiceReportSpec | None:
+    """`report.service`: the monthly service report's schedule, availability target and incident tiers."""
+    fields = parent.mapping("service")
+    if fields is None:
+        return None
+    target = fields.percent("availability_target", 99.9)
+    if target is not None and target >= 100:
+        fields.problem("availability_target", f"must be below 100% (100% leaves no error budget), got {target:g}%")
+    tiers = []
+    section = fields.mapping("tiers")
+    for name in list(section.data) if section else []:
+        rule = section.mapping(str(name)) if section else None
+        if str(name) not in SERVICE_TIERS and section:
+            section.problem(str(name), f"expected a tier {', '.join(SERVICE_TIERS)}, got {shown(str(name))}")
+        if rule is None:
+            continue
+        tiers.append(
+            TierRule(
+                str(name),
+                causes=_choices(rule, "causes", INCIDENT_CAUSES, "a rollback's cause"),
+                environments=_choices(rule, "environments", tuple(environments), "an environment"),
+                stages=_choices(rule, "stages", tuple(s.name for s in pipeline), "a stage"),
+                longer_than=rule.duration("longer_than"),
+            )
+        )
+        rule.finish()
+    if section:
+        section.finish()
+    spec = ServiceReportSpec(
+        send=fields.bool("send"),
+        day=fields.int("day", 1, minimum=1, maximum=28),
+        availability_target=(target if target is not None and target < 100 else 99.9) / 100,
+        tiers=tuple(sorted(tiers, key=lambda t: SERVICE_TIERS.index(t.tier) if t.tier in SERVICE_TIERS else 9)),
+    )
+    fields.finish()
+    return spec
+
+
+def _choices(fields: Fields, key: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A list of names, each one of `known`; another is a problem at its line."""
+    found = []
+    for value, line, path in fields.items(key):
+        if str(value) not in known:
+            fields.problems.add(
+                fields.file, line, path, f"expected {what} ({', '.join(known)}), got {shown(str(value))}"
+            )
+        else:
+            found.append(str(value))
+    return tuple(found)
 
 
 def _read_timezone(fields: Fields) -> str | None:

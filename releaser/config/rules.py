@@ -21,6 +21,9 @@ RESTART_POLICIES = ("unless-stopped", "always", "on-failure", "no")
 HOST_KEY_POLICIES = ("verify", "accept-new")
 REPORT_LANGUAGES = ("en", "zh-CN")
 MAIL_SECURITY = ("starttls", "ssl", "none")
+SERVICE_TIERS = ("P1", "P2", "P3", "P4")  # incident tiers of the service report, most severe first
+# the causes of a rollback that answer a fault (model.Cause.fault): what an incident's tier may match
+INCIDENT_CAUSES = ("stage", "window", "alert", "abort", "manual", "signal", "resume")
 # The kinds of releaser.transport.TRANSPORTS, named here because reading a configuration must
 # not load the transport package (tests/test_plugins.py holds the two equal).
 TRANSPORTS = ("local", "ssh")

@@ -328,6 +328,26 @@ class MailSpec(Record, frozen=True):
     timeout: float = 30.0
 
 
+class TierRule(Record, frozen=True):
+    """`report.service.tiers.P1`: the incidents of a tier. Every condition given must hold; an
+    empty list (or no `longer_than`) does not narrow it."""
+
+    tier: str  # P1 .. P4
+    causes: tuple[str, ...] = ()  # the rollback's cause: stage, window, alert, abort, manual, signal, resume
+    environments: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    longer_than: float | None = None  # seconds from when the fault could be seen to the rollback's end
+
+
+class ServiceReportSpec(Record, frozen=True):
+    """`report.service`: the monthly service report of an environment."""
+
+    send: bool = False  # mail each month's report (watch, `report due --send`)
+    day: int = 1  # the report of month M is due on this day of M+1, at midnight in report.timezone
+    availability_target: float = 0.999
+    tiers: tuple[TierRule, ...] = ()  # most severe first (P1, P2, ...): an incident takes the first it matches
+
+
 class ReportSpec(Record, frozen=True):
     """The effect report: when it is written, what it measures, how it is delivered."""
 
@@ -344,6 +364,7 @@ class ReportSpec(Record, frozen=True):
     features: dict[str, Selector] = field(default_factory=dict)  # feature name -> a usage counter
     mail: MailSpec | None = None
     webhook: Webhook | None = None
+    service: ServiceReportSpec | None = None  # None: `report.service` not written (the defaults, nothing mailed)
 
     @property
     def resolution(self) -> float:

@@ -61,6 +61,8 @@ class Release(Record):
     url: str | None = None  # where hosts fetch the artifact in pull mode
     image: str | None = None  # an image release: registry/name@sha256:..., what hosts pull and run
     schema: SchemaChange = field(default_factory=lambda: SchemaChange())
+    commit_id: str | None = None  # the commit it was built from (`release create --commit`)
+    committed_at: str | None = None  # that commit's time (UTC ISO): where its lead time starts
 
 
 class SchemaChange(Record, frozen=True):
@@ -314,6 +316,22 @@ class Report(Record):
     release: str
     environment: str
     live_at: str  # when the last stage passed
+    due_at: str
+    state: ReportState
+    message_id: str
+    attempts: int = 0
+    last_error: str = ""
+    sent_at: str | None = None
+    path: str = ""
+    updated_at: str = ""
+    delivered_to: int | None = None  # recipients it was mailed to; 0: written only (no recipients)
+
+
+class ServiceReport(Record):
+    """The delivery record of one month's service report of an environment (the outbox)."""
+
+    environment: str
+    month: str  # YYYY-MM, in the report's time zone
     due_at: str
     state: ReportState
     message_id: str

@@ -128,6 +128,8 @@ def _still_needed_from(store: Store, environment: str, spec: ReportSpec, now: fl
     for run in store.stage_runs():
         if run.environment == environment and run.release in pending:
             oldest = min(oldest, parse_ts(run.started_at).timestamp() - spec.window)
+    if spec.service is not None:  # the monthly service report reads the whole of the last month
+        oldest = min(oldest, now - 62 * 86400)
     return oldest - 86400  # and a day to spare
 
 

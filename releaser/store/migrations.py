@@ -241,9 +241,26 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
-    # 12: the dashboard's sign-ins: sessions (by the hash of their cookie's token), attempts (for
+    # 12: the commit each release was built from (lead time), the monthly service reports' outbox;
+    # the dashboard's sign-ins: sessions (by the hash of their cookie's token), attempts (for
     # throttling), the one-time tokens of its forms already used; the journal read by environment
     """
+    ALTER TABLE releases ADD COLUMN commit_id TEXT;
+    ALTER TABLE releases ADD COLUMN committed_at TEXT;
+    CREATE TABLE service_reports (
+        environment TEXT NOT NULL,
+        month TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        sent_at TEXT,
+        path TEXT NOT NULL DEFAULT '',
+        delivered_to INTEGER,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment, month)
+    );
     CREATE TABLE web_sessions (
         id TEXT PRIMARY KEY,
         username TEXT NOT NULL,

@@ -32,6 +32,7 @@ TABLES = (
     "events",
     "locks",
     "reports",
+    "service_reports",
     "samples",
     "routes",
     "alerts",
@@ -146,6 +147,9 @@ def _rows(store: Store, table: str) -> list[dict[str, Any]]:
             "check_memory": "stage_run_id",
             "releases": "version",
             "reports": "release",
+            "service_reports": "environment, month",
+            "web_sessions": "id",
+            "web_forms": "nonce",
         }[table]
     )
     return [dict(row) for row in store._db.execute(f"SELECT * FROM {table} ORDER BY {order}")]  # noqa: S608 - fixed

@@ -35,8 +35,8 @@ class PromotionTables(Plumbing):
         """Record a new release; the caller has checked that the id is free."""
         self._db.execute(
             "INSERT INTO releases(version, artifact, sha256, size, notes, features, status, created_at, created_by,"
-            " url, image, schema_change)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " url, image, schema_change, commit_id, committed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 release.version,
                 release.artifact,
@@ -50,6 +50,8 @@ class PromotionTables(Plumbing):
                 release.url,
                 release.image,
                 json.dumps(release.schema.to_dict()),
+                release.commit_id,
+                release.committed_at,
             ),
         )
 

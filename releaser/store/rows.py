@@ -26,6 +26,7 @@ from ..model import (
     RollbackStatus,
     RunStatus,
     SchemaChange,
+    ServiceReport,
     StageRun,
 )
 from .base import StoreError
@@ -44,6 +45,10 @@ def _report(row: Any) -> Report:
     data = dict(row)
     data["state"] = ReportState(data["state"])
     return Report(**data)
+
+
+def _service_report(row: Any) -> ServiceReport:
+    return ServiceReport(**{**dict(row), "state": ReportState(row["state"])})
 
 
 def _statements(script: str) -> list[str]:

@@ -13,10 +13,11 @@ from ..model import (
     Report,
     ReportState,
     Sample,
+    ServiceReport,
     utcnow,
 )
 from .plumbing import Plumbing
-from .rows import _approval, _event, _report, _where, _written
+from .rows import _approval, _event, _report, _service_report, _where, _written
 
 
 class WatchingTables(Plumbing):
@@ -92,6 +93,10 @@ class WatchingTables(Plumbing):
             args.append(before)
         sql = f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"  # noqa: S608 - fixed columns
         return [_event(r) for r in self._db.execute(sql, [*args, limit])]
+
+    def journal_begins(self) -> str | None:
+        """When the journal's first event was written (None: empty): what came before is unknown."""
+        return self._db.execute("SELECT MIN(ts) AS ts FROM events").fetchone()["ts"]
 
     # -- approvals and aborts --
 
@@ -230,15 +235,47 @@ class WatchingTables(Plumbing):
     def update_report(self, release: str, **changes: object) -> None:
         """Set the given fields (state, attempts, last_error, sent_at, path, delivered_to); stamps
         updated_at."""
+        self._update_delivery("reports", "release = ?", (release,), changes)
+
+    def _update_delivery(self, table: str, where: str, keys: tuple, changes: dict[str, object]) -> None:
+        """Set the delivery fields of an outbox row (reports, service_reports); stamps updated_at."""
         allowed = {"state", "attempts", "last_error", "sent_at", "path", "delivered_to"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"cannot update report fields {sorted(set(changes) - allowed)}")
         columns = ", ".join(f"{name} = ?" for name in changes)
         values = [str(v) if isinstance(v, ReportState) else v for v in changes.values()]
         self._db.execute(
-            f"UPDATE reports SET {columns}, updated_at = ? WHERE release = ?",  # noqa: S608 - checked names
-            (*values, utcnow(), release),
+            f"UPDATE {table} SET {columns}, updated_at = ? WHERE {where}",  # noqa: S608 - checked names
+            (*values, utcnow(), *keys),
         )
+
+    # -- monthly service reports --
+
+    def schedule_service_report(self, report: ServiceReport) -> ServiceReport:
+        """Record a month's service report to send, unless it is recorded already (a month is
+        reported once). Returns the record as stored."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO service_reports(environment, month, due_at, state, message_id, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(environment, month) DO NOTHING",
+                (report.environment, report.month, report.due_at, str(report.state), report.message_id, utcnow()),
+            )
+            return _written(self.get_service_report(report.environment, report.month))
+
+    def get_service_report(self, environment: str, month: str) -> ServiceReport | None:
+        row = self._db.execute(
+            "SELECT * FROM service_reports WHERE environment = ? AND month = ?", (environment, month)
+        ).fetchone()
+        return _service_report(row) if row else None
+
+    def service_reports(self) -> list[ServiceReport]:
+        """Soonest due first."""
+        rows = self._db.execute("SELECT * FROM service_reports ORDER BY due_at, environment")
+        return [_service_report(r) for r in rows]
+
+    def update_service_report(self, environment: str, month: str, **changes: object) -> None:
+        """As update_report, for a month's service report."""
+        self._update_delivery("service_reports", "environment = ? AND month = ?", (environment, month), changes)
 
     # -- heartbeats --
 
