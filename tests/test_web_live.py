@@ -21,8 +21,8 @@ from releaser.decisions import decide
 from releaser.demo import sandbox
 from releaser.demo.traffic import Traffic
 from releaser.errors import AwaitingApproval
-from releaser.journal import Journal
 from releaser.model import ApprovalState
+from releaser.notify import open_journal
 from releaser.passwords import hash_password
 from releaser.pipeline import Pipeline
 from releaser.processes import acting_as
@@ -71,7 +71,7 @@ class Sandbox:
         os.environ["RELEASER_DASHBOARD_SECRET"] = SECRET
         self.config = load_config(self.dir / "environments.yaml")
         self.store = open_store(self.config)
-        self.journal = Journal(self.store, None)
+        self.journal, self.notifier = open_journal(self.store, None, self.config.project, self.config.webhooks)
         for version in ("1.0.0", "1.1.0"):
             create_release(self.store, self.journal, version, self.dir / "artifacts" / f"demo-app-{version}.tar.gz")
         self.server: subprocess.Popen | None = None
@@ -103,6 +103,8 @@ class Sandbox:
         if self.server is not None:
             self.server.terminate()
             self.server.wait(10)
+        if self.notifier is not None:
+            self.notifier.close()
         self.robot.close()
         sandbox.stop_apps(self.dir)
         self.store.close()
@@ -177,15 +179,14 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     # full needs an approval: the promoter's runner asks (exit 5 on the CLI); the chat gets the link
     with pytest.raises(AwaitingApproval):
         site.promote("1.1.0", "full")
-    deadline = time.monotonic() + 10
-    while not site.robot.received.get("/chat") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (message,) = site.robot.received["/chat"]
+    site.notifier.close()  # delivers what is queued
+    (message,) = [m for m in site.robot.received["/chat"] if "1.1.0" in m["text"]]
     link = message["text"].rsplit("decide at ", 1)[1].split()[0]
     assert link.startswith(f"{site.url}/approvals/")
 
     promoter = signed_in(browser, site, "ci")
     promoter.goto(link)
+    assert promoter.locator("form[action='/act/approve']").count() == 1, promoter.inner_text("main")
     promoter.fill("form[action='/act/approve'] textarea", "mine")
     promoter.check("form[action='/act/approve'] input[name=confirmed]")
     promoter.click("form[action='/act/approve'] button")
