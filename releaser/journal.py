@@ -22,6 +22,13 @@ class Journal:
     def record(self, kind: Event, message: str, **fields) -> model.Event:
         """Append an event of a kind the catalogue (events.py) lists, durable when this returns,
         or when the transaction it is part of commits; then show it and tell the listeners."""
+        return self._append(kind, message, True, fields)
+
+    def keep(self, kind: Event, message: str, **fields) -> model.Event:
+        """Record without showing it: the caller has said it otherwise (a bake's look, as a note)."""
+        return self._append(kind, message, False, fields)
+
+    def _append(self, kind: Event, message: str, shown: bool, fields: dict) -> model.Event:
         try:
             kind = Event(kind)
         except ValueError:
@@ -33,7 +40,7 @@ class Journal:
         if self.failpoint is not None:
             failpoint = self.failpoint
             self.store.after_commit(lambda: failpoint.after(event))
-        if self.sink:
+        if self.sink and shown:
             self.sink(event)
         for listener in self.listeners:
             listener(event)

@@ -466,15 +466,18 @@ class Pipeline(Operation):
             record_if_due(self.config, self.store)
             left = max(deadline - time.monotonic(), 0.0)
             result = self._look(stage, gate, replace(target, bake_left=left))
-            self._record_checks(stage, result)  # every look: the evidence as it builds up (the dashboard draws it)
             if result.verdict is Verdict.FAIL:
+                self._record_checks(stage, result)
                 raise _StageFailure(f"checks failed: {_failing(result)}")
+            self.journal.note(f"  checks: {result.verdict}: {result.summary()}", environment=stage.env.name)
             now = time.monotonic()
             if now >= deadline or (result.verdict is Verdict.PASS and now >= earliest):
                 break
+            self._record_checks(stage, result, shown=False)  # kept, not shown again: the dashboard draws each look
             for check in forecast.too_slow(result, deadline - now):
                 self._forecast(stage, check, deadline - now)
             self.interrupts.wait(min(spec.interval, deadline - now))
+        self._record_checks(stage, result)
         if result.verdict is Verdict.INCONCLUSIVE:
             unproven = _unproven(result, time.monotonic() - started)
             raise _Held(unproven) if spec.on_inconclusive == "hold" else _Unproven(unproven)
@@ -521,8 +524,8 @@ class Pipeline(Operation):
             f"`releaser promote {version} --to {spec.name}` to bake again, or `releaser rollback {stage.env.name}`"
         )
 
-    def _record_checks(self, stage: _Stage, result: GateResult) -> None:
-        self.journal.record(
+    def _record_checks(self, stage: _Stage, result: GateResult, shown: bool = True) -> None:
+        (self.journal.record if shown else self.journal.keep)(
             _CHECKED[result.verdict],
             f"{stage.spec.name}: checks {result.verdict}: {result.summary()}",
             release=stage.release.version,
