@@ -30,12 +30,13 @@ def approval_link(
 
 def link_problem(
     secret: str, request: int, release: str, stage: str, until: str, signature: str, now: float | None = None
-) -> str | None:
-    """Why the link cannot be followed (altered, expired), or None when it is good."""
+) -> tuple[int, str] | None:
+    """Why the link cannot be followed, with its HTTP status (403 altered, 410 expired), or None
+    when it is good."""
     if not until.isdigit() or not hmac.compare_digest(_mac(secret, request, release, stage, int(until)), signature):
-        return "this approval link was altered or was not made by this releaser"
+        return 403, "this approval link was altered or was not made by this releaser"
     if int(until) < (time.time() if now is None else now):
-        return "this approval link has expired"
+        return 410, "this approval link has expired"
     return None
 
 

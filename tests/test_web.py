@@ -29,7 +29,7 @@ PASSWORD = "correct horse battery"
 HASH = hash_password(PASSWORD)  # once: a slow hash is slow on purpose
 
 
-def configure(root: Path, extra: str = "", full_approval: str = "{not_by_promoter: true}") -> Path:
+def configure(root: Path, extra: str = "", top: str = "", full_approval: str = "{not_by_promoter: true}") -> Path:
     write_project(root)
     config = (root / "environments.yaml").read_text()
     config = config.replace(
@@ -41,7 +41,7 @@ def configure(root: Path, extra: str = "", full_approval: str = "{not_by_promote
         f'    alice: {{password: "{HASH}", approver: [prod], operator: [prod]}}\n'
         f'    bob: {{password: "{HASH}", approver: ["*"]}}\n'
         f'    carol: {{password: "{HASH}"}}\n'
-        "  proxy: {header: X-Forwarded-User, from: [10.9.8.7]}\n" + extra
+        "  proxy: {header: X-Forwarded-User, from: [10.9.8.7]}\n" + extra + top
     )
     (root / "environments.yaml").write_text(config)
     return root / "environments.yaml"
@@ -50,8 +50,8 @@ def configure(root: Path, extra: str = "", full_approval: str = "{not_by_promote
 class Site:
     """A dashboard over a fresh state, and a browser-like client per user."""
 
-    def __init__(self, root: Path, extra: str = ""):
-        self.path = configure(root, extra)
+    def __init__(self, root: Path, extra: str = "", top: str = ""):
+        self.path = configure(root, extra, top)
         self.config = load_config(self.path)
         self.store = open_store(self.config, create=True)
         self.journal = Journal(self.store, None)
@@ -204,17 +204,8 @@ def test_a_viewer_may_not_decide(site: Site) -> None:
 
 
 def test_a_frozen_environment_refuses_an_approval_but_not_a_rejection(tmp_path: Path) -> None:
-    site = Site(tmp_path / "proj")
-    text = site.path.read_text() + (
-        'freeze:\n  - {name: year-end, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
-    )
-    site.path.write_text(text)
-    site = Site.__new__(Site)
-    site.path = tmp_path / "proj" / "environments.yaml"
-    site.config = load_config(site.path)
-    site.store = open_store(site.config, create=True)
-    site.journal = Journal(site.store, None)
-    site.app = build(Dashboard(site.config, site.store, site.journal, SECRET))
+    freeze = 'freeze:\n  - {name: year-end, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    site = Site(tmp_path / "proj", top=freeze)
     site.release("1.0")
     answer = decide(site.client("bob"), "approve", "1.0")
     assert answer.status_code == 409 and "prod is frozen" in answer.text and "year-end" in answer.text
@@ -306,7 +297,7 @@ def test_the_approval_request_carries_a_signed_link_for_chat(site: Site, monkeyp
 
 
 def test_pages_escape_what_the_state_holds(site: Site) -> None:
-    site.journal.record(Event.NOTE if False else Event.LOCK_CLEARED, "<script>alert(1)</script>", environment="prod")
+    site.journal.record(Event.LOCK_CLEARED, "<script>alert(1)</script>", environment="prod")
     page = site.client("carol").get("/journal")
     assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -323,7 +314,7 @@ def test_the_journal_filters_by_kind_release_and_words(site: Site) -> None:
 
 def test_the_canary_evidence_is_drawn_with_what_it_still_needs(site: Site) -> None:
     site.store.add_release(Release(version="1.1", artifact="/a", sha256="ef" * 32, size=1, created_at=utcnow()))
-    run = site.store.start_stage_run("1.1", "gray", "prod", "ci")
+    site.store.start_stage_run("1.1", "gray", "prod", "ci")
     for n, (cohort, baseline) in enumerate([(100, 900), (250, 2250)]):
         evidence = {
             "metric": "errors",
@@ -351,7 +342,6 @@ def test_the_canary_evidence_is_drawn_with_what_it_still_needs(site: Site) -> No
             environment="prod",
             data={"results": [result]},
         )
-    del run
     page = site.client("carol").get("/releases/1.1").text
     assert 'data-looks="2"' in page and page.count("<polyline") == 3
     assert "about 800 more requests to decide" in page and "2/250" in page

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ReleaserError, UsageError
+from ..errors import UsageError
 from ..interrupts import Interrupts
 from ..journal import Journal
 from ..model import ApprovalState, Config
@@ -65,14 +65,20 @@ def allowed(identity: Identity, target: Target) -> bool:
     return identity.user.may(ROLE[target.action], target.environment)
 
 
+def forbidden(identity: Identity, target: Target) -> str:
+    """Why the user may not, and what to ask for."""
+    role = ROLE[target.action]
+    return (
+        f"{identity.name} is not an {role} of {target.environment}: ask for `{role}: [{target.environment}]` under "
+        f"dashboard.users.{identity.name}"
+    )
+
+
 def perform(config: Config, store: Store, journal: Journal, identity: Identity, target: Target, reason: str) -> str:
     """Do it as the signed-in user; returns what happened in words. Forbidden without the role;
     the CLI's errors (UsageError, Refused, NeedsHuman) otherwise, unchanged."""
     if not allowed(identity, target):
-        raise Forbidden(
-            f"{identity.name} is not an {ROLE[target.action]} of {target.environment}: "
-            f"ask for `{ROLE[target.action]}: [{target.environment}]` under dashboard.users.{identity.name}"
-        )
+        raise Forbidden(forbidden(identity, target))
     if not reason.strip():
         raise UsageError("give a reason: it is journaled with your name")
     with acting_as(identity.name):
@@ -129,5 +135,3 @@ _ACT: dict[str, Callable[[Config, Store, Journal, Target, str], str]] = {
     "rollback": _rollback,
     "unlock": _unlock,
 }
-
-__all__ = ["ACTIONS", "Forbidden", "ReleaserError", "Target", "allowed", "perform", "target_of"]

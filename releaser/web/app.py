@@ -171,7 +171,7 @@ def build(dashboard: Dashboard) -> Starlette:
             actions.target_of, d.config, d.store, action, params.get("release"), params.get("stage"), params.get("env")
         )
         if not actions.allowed(who, target):
-            return d.problem(request, who, 403, _forbidden(who, target))
+            return d.problem(request, who, 403, actions.forbidden(who, target))
         return d.page(request, "confirm.html", who, target=target, error=None)
 
     async def act(request: Request) -> Response:
@@ -208,9 +208,8 @@ def build(dashboard: Dashboard) -> Starlette:
         release, stage = _version(params.get("release", "")), params.get("stage", "")
         problem = link_problem(d.secret, request_id, release, stage, params.get("until", ""), params.get("sig", ""))
         if problem:
-            return d.problem(
-                request, who, 403 if "altered" in problem else 410, f"{problem}: open {release} from the dashboard"
-            )
+            status, why = problem
+            return d.problem(request, who, status, f"{why}: open {release} from the dashboard")
         found = next((a for a in await run_in_threadpool(d.store.approvals, release) if a.id == request_id), None)
         if found is None or found.stage != stage:
             return d.problem(request, who, 404, f"no approval request {request_id} for {stage} of {release}")
@@ -218,7 +217,7 @@ def build(dashboard: Dashboard) -> Starlette:
             return d.problem(request, who, 409, f"{stage} of {release} was {found.state} by {found.decided_by} already")
         target = actions.Target("approve", d.config.stage_environment(stage) or "", release, stage)
         if not actions.allowed(who, target):
-            return d.problem(request, who, 403, _forbidden(who, target))
+            return d.problem(request, who, 403, actions.forbidden(who, target))
         return d.page(request, "confirm.html", who, target=target, error=None, both=True)
 
     async def signin_page(request: Request) -> Response:
@@ -357,11 +356,3 @@ def _journal_filters(request: Request) -> dict[str, Any]:
         "q": params.get("q", "")[:200],
         "before": int(before) if before.isdigit() else None,
     }
-
-
-def _forbidden(who: Identity, target: actions.Target) -> str:
-    role = actions.ROLE[target.action]
-    return (
-        f"{who.name} is not an {role} of {target.environment}: ask for `{role}: [{target.environment}]` under "
-        f"dashboard.users.{who.name}"
-    )
