@@ -80,6 +80,7 @@ LONG_FIRST = (
     "test_migrations.py",
     "test_prometheus.py",
     "test_images.py",
+    "test_web_live.py",
 )
 
 

@@ -389,7 +389,9 @@ def test_a_month_is_mailed_once_on_its_day_retried_after_a_failure(tmp_path, mon
         outbox = Outbox(config, store, Journal(store))
         assert due_months(outbox, datetime(2026, 12, 1, 15, tzinfo=UTC)) == []  # Dec 1, 23:00 in Shanghai
         monkeypatch.setenv("SMTP_USER", "releaser")
-        monkeypatch.setenv("SMTP_PASSWORD", "wrong")
+        monkeypatch.setenv(
+            "SMTP_PASSWORD", "not-the-mail-password"
+        )  # a value found nowhere else: it is registered as a secret
         [parcel] = due_months(outbox, datetime(2026, 12, 1, 16, tzinfo=UTC))  # Dec 2, 00:00: due
         failed = outbox.deliver(parcel)
         assert failed.state == "failed" and "login refused" in failed.detail

@@ -31,7 +31,8 @@ from releaser.store import open_store
 from tests.harness.loopback import Receiver
 from tests.test_report_look import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [pytest.mark.chromium, pytest.mark.real]
+# one sandbox for the module: its tests run on one worker (scripts/test uses --dist loadgroup)
+pytestmark = [pytest.mark.chromium, pytest.mark.real, pytest.mark.xdist_group("dashboard-sandbox")]
 
 SECRET = "a dashboard secret of at least thirty-two characters"
 PASSWORD = "the sandbox password"
