@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,11 @@ from playwright import sync_api
 
 from releaser.report.compute import build
 from releaser.report.render import render
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.harness.reports import dataset, step
 
 pytestmark = pytest.mark.chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Headless on a machine without network: no sandbox (root), no background connections.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def platform_fonts(page, selector: str) -> dict[str, int]:

@@ -28,8 +28,8 @@ from releaser.pipeline import Pipeline
 from releaser.processes import acting_as
 from releaser.releases import create_release
 from releaser.store import open_store
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.harness.loopback import Receiver
-from tests.test_report_look import CHROMIUM, CHROMIUM_ARGS
 
 # one sandbox for the module: its tests run on one worker (scripts/test uses --dist loadgroup)
 pytestmark = [pytest.mark.chromium, pytest.mark.real, pytest.mark.xdist_group("dashboard-sandbox")]
