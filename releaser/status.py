@@ -150,7 +150,7 @@ def status_document(config: Config, store: Store) -> dict:
                 ],
             }
         )
-    windows = [w.to_dict() for w in open_windows(config, store)]
+    windows = [w.to_dict() for w in open_windows(config, store, runs)]
     reports = [
         {
             "release": r.release,

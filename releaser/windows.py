@@ -38,11 +38,12 @@ class Window(Record):
         }
 
 
-def armed_windows(config: Config, store: Store) -> list[Window]:
+def armed_windows(config: Config, store: Store, runs: list[StageRun] | None = None) -> list[Window]:
     """The newest passed stage of each release per environment whose window is open; those
-    that should end early (see the module's text) carry why in `ending`."""
+    that should end early (see the module's text) carry why in `ending`. `runs`: every stage
+    run, oldest first, when the caller has read them already."""
     now = datetime.now(UTC)
-    runs = store.stage_runs()
+    runs = store.stage_runs() if runs is None else runs
     newest: dict[tuple[str, str], Window] = {}
     for run in runs:
         if (
@@ -56,24 +57,25 @@ def armed_windows(config: Config, store: Store) -> list[Window]:
         closes = parse_ts(run.finished_at) + timedelta(seconds=spec.rollback_window)
         if closes > now:
             newest[(run.environment, run.release)] = Window(run, spec, closes)
+    in_order: dict[str, list[StageRun]] = {}  # each environment's runs that can supersede a window, oldest first
+    for run in runs:
+        if run.status is not RunStatus.SKIPPED:
+            in_order.setdefault(run.environment, []).append(run)
+    running: dict[str, set[str | None]] = {}  # what each environment's hosts run, asked once per environment
     for (environment, release), window in newest.items():
-        later = [
-            r
-            for r in runs
-            if r.environment == environment
-            and r.release != release
-            and r.id > window.run.id
-            and r.status is not RunStatus.SKIPPED
-        ]
-        if later:
-            window.ending = f"superseded: {later[-1].release} started {later[-1].stage} on {environment}"
-        elif not any(s.version == release for s in store.host_states(environment).values()):
+        other = next((r for r in reversed(in_order.get(environment, [])) if r.release != release), None)
+        if other is not None and other.id > window.run.id:
+            window.ending = f"superseded: {other.release} started {other.stage} on {environment}"
+            continue
+        if environment not in running:
+            running[environment] = {s.version for s in store.host_states(environment).values()}
+        if release not in running[environment]:
             window.ending = f"no host of {environment} runs {release} any more"
     return list(newest.values())
 
 
-def open_windows(config: Config, store: Store) -> list[Window]:
-    return [w for w in armed_windows(config, store) if w.ending is None]
+def open_windows(config: Config, store: Store, runs: list[StageRun] | None = None) -> list[Window]:
+    return [w for w in armed_windows(config, store, runs) if w.ending is None]
 
 
 def watchers(store: Store, now: datetime | None = None) -> list[dict]:
