@@ -19,7 +19,6 @@ from tests.harness.reports import dataset, step
 pytestmark = pytest.mark.chromium
 
 
-
 def platform_fonts(page, selector: str) -> dict[str, int]:
     """The fonts Chromium really drew the element's text with: family -> glyphs drawn."""
     cdp = page.context.new_cdp_session(page)

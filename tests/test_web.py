@@ -392,3 +392,14 @@ def test_hash_password_prints_a_hash_that_checks() -> None:
     stored = result.output.strip().splitlines()[-1]
     assert stored.startswith("scrypt$") and check_password("a long passphrase", stored)
     assert not check_password("a long passphrasE", stored)
+
+
+def test_the_releases_page_shows_the_newest_hundred_then_older(site: Site) -> None:
+    for n in range(105):
+        site.store.add_release(Release(version=f"0.{n}", artifact="/a", sha256="ab" * 32, size=1, created_at=utcnow()))
+    carol = site.client("carol")
+    first = carol.get("/releases").text
+    assert "/releases/0.104" in first and '/releases/0.5"' in first and '/releases/0.4"' not in first
+    assert 'href="/releases?page=2"' in first
+    second = carol.get("/releases", params={"page": "2"}).text
+    assert '/releases/0.4"' in second and "/releases/0.104" not in second and "page=3" not in second

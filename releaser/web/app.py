@@ -137,7 +137,9 @@ def build(dashboard: Dashboard) -> Starlette:
         return d.page(request, "overview.html", who, live={}, last=d.follower.last, **data)
 
     async def releases(request: Request, who: Identity) -> Response:
-        data = await run_in_threadpool(views.releases, d.config, d.store)
+        asked = request.query_params.get("page", "1")
+        page = int(asked) if asked.isdigit() and 0 < int(asked) < 10_000 else 1
+        data = await run_in_threadpool(views.releases, d.config, d.store, page)
         return d.page(request, "releases.html", who, live={}, last=d.follower.last, **data)
 
     async def release(request: Request, who: Identity) -> Response:

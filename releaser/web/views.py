@@ -13,6 +13,7 @@ from ..store import Store
 CHECKS = ("checks.pass", "checks.fail", "checks.inconclusive")
 RECENT = 15  # events on the overview
 JOURNAL_PAGE = 200
+RELEASES_PAGE = 100
 
 
 class NotFound(Exception):
@@ -24,9 +25,11 @@ def overview(config: Config, store: Store) -> dict:
     return {**document, "recent": store.find_events(limit=RECENT), "releases": document["releases"][-20:][::-1]}
 
 
-def releases(config: Config, store: Store) -> dict:
-    document = status_document(config, store)
-    return {"releases": document["releases"][::-1]}
+def releases(config: Config, store: Store, page: int = 1) -> dict:
+    """The newest releases first, RELEASES_PAGE to a page."""
+    newest = status_document(config, store)["releases"][::-1]
+    shown = newest[(page - 1) * RELEASES_PAGE : page * RELEASES_PAGE]
+    return {"releases": shown, "page": page, "more": len(newest) > page * RELEASES_PAGE}
 
 
 def release(config: Config, store: Store, version: str) -> dict:
