@@ -38,8 +38,8 @@ def approved(
     request, new = store.request_approval(
         version, spec.name, whoami(), list(spec.approval.approvers), spec.approval.not_by_promoter
     )
+    address = link(request.id)
     if new:
-        address = link(request.id)
         journal.record(
             Event.APPROVAL_REQUESTED,
             f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}"
@@ -52,6 +52,11 @@ def approved(
                 "approvers": request.approvers,
                 **({"link": address} if address else {}),
             },
+        )
+    if wait and request.state is ApprovalState.AWAITING:
+        journal.note(
+            f"{spec.name}: waiting for approval of {version} by {_who_may(request)}"
+            + (f"; decide at {address}" if address else f": `releaser approve {version} --stage {spec.name}`")
         )
     while request.state is ApprovalState.AWAITING:
         if not wait:
@@ -148,7 +153,8 @@ def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -
 
 def _who_may(request: ApprovalRequest) -> str:
     who = " or ".join(request.approvers) if request.approvers else "anyone"
-    return who + (f" but {request.requested_by}" if request.not_by_promoter else "")
+    excluded = request.not_by_promoter and (not request.approvers or request.requested_by in request.approvers)
+    return who + (f" but {request.requested_by}" if excluded else "")
 
 
 class AbortListener:

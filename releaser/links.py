@@ -34,7 +34,10 @@ def link_problem(
     """Why the link cannot be followed, with its HTTP status (403 altered, 410 expired), or None
     when it is good."""
     if not until.isdigit() or not hmac.compare_digest(_mac(secret, request, release, stage, int(until)), signature):
-        return 403, "this approval link was altered or was not made by this releaser"
+        return 403, (
+            "this approval link was altered, or signed with another secret than this server's (the dashboard's "
+            "secret_env must hold the same value where promotions run)"
+        )
     if int(until) < (time.time() if now is None else now):
         return 410, "this approval link has expired"
     return None

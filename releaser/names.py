@@ -6,6 +6,7 @@ from .events import Event
 STAGE_ORDER = ("selftest", "test", "gray", "full")
 DEFAULT_CONFIG = "environments.yaml"  # the configuration a command reads unless given -c
 DEFAULT_EVENTS = (
+    Event.APPROVAL_REQUESTED,
     Event.STAGE_STARTED,
     Event.STAGE_PASSED,
     Event.STAGE_FAILED,

@@ -31,6 +31,7 @@ ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
     Event.MIGRATION_DONE: ":card_file_box:",
     Event.MIGRATION_FAILED: ":x:",
     Event.DRILL_DONE: ":fire_drill:",
+    Event.APPROVAL_REQUESTED: ":raising_hand:",
 }
 
 OnFailure = Callable[[str, dict], None]
@@ -51,10 +52,12 @@ class Refused(Exception):
 
 
 def event_text(project: str, hook: Webhook, event: model.Event) -> str:
-    """An event in one line, as a chat shows it."""
+    """An event in one line, as a chat shows it (Slack's control characters escaped: a reason
+    typed by someone never pings a channel)."""
     scope = " ".join(x for x in (event.environment, event.release) if x)
     if hook.format == "slack":
-        return f"{ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()
+        text = f"{ICONS.get(event.kind, '')} *{project}* {scope}: {event.message}".strip()
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return f"[{project}] {scope}: {event.message}"
 
 

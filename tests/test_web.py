@@ -5,6 +5,7 @@ links, escaping, both languages. The browser's view of a live promotion is tests
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from releaser.web.words import LANGUAGES, WORDS
 from tests.harness.configs import write_project
 
 SECRET = "s" * 40
+PROXY_SECRET = "what only the proxy knows"
 PASSWORD = "correct horse battery"
 HASH = hash_password(PASSWORD)  # once: a slow hash is slow on purpose
 
@@ -41,7 +43,7 @@ def configure(root: Path, extra: str = "", top: str = "", full_approval: str = "
         f'    alice: {{password: "{HASH}", approver: [prod], operator: [prod]}}\n'
         f'    bob: {{password: "{HASH}", approver: ["*"]}}\n'
         f'    carol: {{password: "{HASH}"}}\n'
-        "  proxy: {header: X-Forwarded-User, from: [10.9.8.7]}\n" + extra + top
+        "  proxy: {header: X-Forwarded-User, from: [10.9.8.7], secret_env: PROXY_SECRET}\n" + extra + top
     )
     (root / "environments.yaml").write_text(config)
     return root / "environments.yaml"
@@ -55,7 +57,7 @@ class Site:
         self.config = load_config(self.path)
         self.store = open_store(self.config, create=True)
         self.journal = Journal(self.store, None)
-        self.app = build(Dashboard(self.config, self.store, self.journal, SECRET))
+        self.app = build(Dashboard(self.config, self.store, self.journal, SECRET, proxy_secret=PROXY_SECRET))
 
     def client(self, user: str | None = None, address: str = "192.0.2.1") -> TestClient:
         client = TestClient(self.app, client=(address, 40000), follow_redirects=False)
@@ -98,7 +100,7 @@ def decide(client: TestClient, action: str, version: str, reason: str = "looks r
     page = client.get(f"/act/{action}", params={"release": version, "stage": "full"})
     assert page.status_code == 200, page.text
     form = {"token": token_of(page.text), "release": version, "stage": "full", "env": "prod", "reason": reason}
-    return client.post(f"/act/{action}", data={**form, "confirmed": "yes", **fields})
+    return client.post(f"/act/{action}", data={**form, "confirmed": "yes", **fields}, follow_redirects=True)
 
 
 # -- who is asking --
@@ -160,12 +162,19 @@ def test_an_expired_session_signs_out(tmp_path: Path) -> None:
     assert client.get("/").status_code == 303
 
 
-def test_the_proxy_header_signs_in_from_the_proxy_only(site: Site) -> None:
+def test_the_proxy_header_signs_in_from_the_proxy_with_its_secret_only(site: Site) -> None:
     proxied = site.client(address="10.9.8.7")
-    assert proxied.get("/", headers={"X-Forwarded-User": "bob"}).status_code == 200
-    elsewhere = site.client(address="192.0.2.1").get("/", headers={"X-Forwarded-User": "bob"})
+    through = {"X-Forwarded-User": "bob", "X-Releaser-Proxy": PROXY_SECRET}
+    assert proxied.get("/", headers=through).status_code == 200
+    assert proxied.get("/releases", headers=through).status_code == 200
+    signed = [e.data for e in site.store.find_events(kind="dashboard.signed_in")]
+    assert signed == [{"user": "bob", "via": "proxy", "address": "10.9.8.7"}]  # once, not per request
+    elsewhere = site.client(address="192.0.2.1").get("/", headers=through)
     assert elsewhere.status_code == 403 and "not the proxy" in elsewhere.text
-    stranger = proxied.get("/", headers={"X-Forwarded-User": "mallory"})
+    local = proxied.get("/", headers={"X-Forwarded-User": "bob", "X-Releaser-Proxy": "a guess"})
+    assert local.status_code == 403 and "without the proxy" in local.text
+    assert proxied.get("/", headers={"X-Forwarded-User": "bob"}).status_code == 403
+    stranger = proxied.get("/", headers={"X-Forwarded-User": "mallory", "X-Releaser-Proxy": PROXY_SECRET})
     assert stranger.status_code == 403 and "not a dashboard user" in stranger.text
 
 
@@ -225,7 +234,12 @@ def test_a_form_needs_its_token_once(site: Site) -> None:
     unconfirmed = bob.post("/act/reject", data={**form, "token": token, "confirmed": ""})
     assert unconfirmed.status_code == 400 and site.store.approvals("1.0")[0].state is ApprovalState.AWAITING
     token = token_of(bob.get("/act/reject", params={"release": "1.0", "stage": "full"}).text)
-    assert bob.post("/act/reject", data={**form, "token": token}).status_code == 200
+    done = bob.post("/act/reject", data={**form, "token": token})
+    assert (
+        done.status_code == 303 and done.headers["location"] == "/releases/1.0"
+    )  # a page to get: a reload sends nothing
+    assert "rejected by bob" in bob.get("/releases/1.0").text
+    assert "rejected by bob" not in bob.get("/releases/1.0").text  # said once
     replay = bob.post("/act/reject", data={**form, "token": token})
     assert replay.status_code == 403 and "sent already" in replay.text
 
@@ -382,12 +396,24 @@ def test_serve_refuses_without_its_section_or_secret(tmp_path: Path, monkeypatch
     configure(tmp_path / "proj")
     monkeypatch.setenv("RELEASER_DASHBOARD_SECRET", "short")
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "serve"])
-    assert result.exit_code == 2 and "at least 32 characters" in result.output
+    assert result.exit_code == 2 and "holds 5 characters" in result.output and "at least 32" in result.output
     assert "short" not in result.output
+    monkeypatch.setenv("RELEASER_DASHBOARD_SECRET", SECRET)
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "serve"])
+    assert result.exit_code == 2 and "$PROXY_SECRET must hold the secret the proxy sends" in result.output
+    monkeypatch.setenv("PROXY_SECRET", PROXY_SECRET)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "serve", "--listen", f"127.0.0.1:{port}"])
+    assert (
+        result.exit_code == 2 and "Address already in use" in result.output and "the dashboard of" not in result.output
+    )
 
 
 def test_hash_password_prints_a_hash_that_checks() -> None:
-    result = CliRunner().invoke(cli, ["serve", "--hash-password"], input="a long passphrase\na long passphrase\n")
+    result = CliRunner().invoke(cli, ["serve", "--hash-password"], input="a long passphrase\n")  # a pipe: one line
     assert result.exit_code == 0, result.output
     stored = result.output.strip().splitlines()[-1]
     assert stored.startswith("scrypt$") and check_password("a long passphrase", stored)

@@ -209,7 +209,8 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     approver.fill("form[action='/act/approve'] textarea", "canary clean, CAB-12")
     approver.check("form[action='/act/approve'] input[name=confirmed]")
     approver.click("form[action='/act/approve'] button")
-    assert "approved by bob" in approver.inner_text("main")
+    approver.wait_for_url(f"{site.url}/releases/1.1.0")
+    assert "approved by bob" in approver.inner_text("p.done")
     replay = approver.request.post(
         f"{site.url}/act/approve",
         form={"token": token, "release": "1.1.0", "stage": "full", "env": "prod", "reason": "x", "confirmed": "yes"},

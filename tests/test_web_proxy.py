@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.nginx, pytest.mark.real]
 
 SERVE_AT = "127.0.0.2"  # the dashboard's address; nginx reaches it from 127.0.0.1 (proxy.from)
 SECRET = "a dashboard secret of at least thirty-two characters"
+PROXY_SECRET = "what only nginx knows here"
 
 NGINX = """\
 {user}pid {prefix}/nginx.pid;
@@ -47,6 +48,7 @@ http {{
             auth_request /oauth2/auth;
             auth_request_set $user $upstream_http_x_auth_request_user;
             proxy_set_header X-Forwarded-User $user;
+            proxy_set_header X-Releaser-Proxy "{proxy_secret}";
             proxy_bind 127.0.0.1;
             proxy_pass http://{serve}:{dashboard};
             proxy_buffering off;
@@ -81,7 +83,7 @@ def proxied(tmp_path: Path):
     config.write_text(
         config.read_text()
         + "dashboard:\n  users:\n    bob: {approver: [prod]}\n"
-        + "  proxy: {header: X-Forwarded-User, from: [127.0.0.1]}\n"
+        + "  proxy: {header: X-Forwarded-User, from: [127.0.0.1], secret_env: PROXY_SECRET}\n"
     )
     dashboard, front = free_ports(2)
     serve = subprocess.Popen(
@@ -95,7 +97,7 @@ def proxied(tmp_path: Path):
             "--listen",
             f"{SERVE_AT}:{dashboard}",
         ],
-        env={**os.environ, "RELEASER_DASHBOARD_SECRET": SECRET},
+        env={**os.environ, "RELEASER_DASHBOARD_SECRET": SECRET, "PROXY_SECRET": PROXY_SECRET},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -110,6 +112,7 @@ def proxied(tmp_path: Path):
             auth=sign_on.port,
             serve=SERVE_AT,
             dashboard=dashboard,
+            proxy_secret=PROXY_SECRET,
         )
     )
     binary = nginx_binary()
@@ -160,5 +163,7 @@ def test_the_proxy_signs_in_and_a_header_from_elsewhere_is_refused(proxied) -> N
     assert get("127.0.0.1", front, {})[0] == 401  # not signed in at the proxy
     status, page = get(SERVE_AT, dashboard, {"X-Forwarded-User": "bob"}, source="127.0.0.5")
     assert status == 403 and "not the proxy" in page and "127.0.0.5" in page
+    status, page = get(SERVE_AT, dashboard, {"X-Forwarded-User": "bob"})  # another process on the proxy's machine
+    assert status == 403 and "secret" in page
     status, page = get("127.0.0.1", front, {"Cookie": "sso=mallory"})
     assert status == 403 and "not a dashboard user" in page

@@ -25,7 +25,7 @@ def read_dashboard(top: Fields, environments: set[str]) -> DashboardSpec | None:
     users = {}
     for name, fields in section.sections("users", SAFE_NAME.fullmatch, f"a user name ({SAFE_NAME_RULE})"):
         users[name] = _read_user(name, fields, environments)
-    header, proxies = _read_proxy(section)
+    header, proxies, proxy_secret_env = _read_proxy(section)
     if not users:
         section.problem("users", "name at least one user (`users: {alice: {password: ..., approver: [prod]}}`)")
     elif header is None and not any(user.password for user in users.values()):
@@ -39,6 +39,7 @@ def read_dashboard(top: Fields, environments: set[str]) -> DashboardSpec | None:
         language=section.str("language", choices=REPORT_LANGUAGES),
         proxy_header=header,
         proxy_from=proxies,
+        proxy_secret_env=proxy_secret_env,
     )
     section.finish()
     return spec
@@ -70,11 +71,13 @@ def _read_user(name: str, fields: Fields, environments: set[str]) -> DashboardUs
     return DashboardUser(name=name, password=password, **roles)
 
 
-def _read_proxy(section: Fields) -> tuple[str | None, tuple[str, ...]]:
-    """`proxy: {header: X-Forwarded-User, from: [127.0.0.1]}`: the header is believed only from there."""
+def _read_proxy(section: Fields) -> tuple[str | None, tuple[str, ...], str | None]:
+    """`proxy: {header: X-Forwarded-User, from: [127.0.0.1], secret_env: VAR}`: the header is
+    believed only from there, and only with the secret (any process on the proxy's machine
+    could send the header; only the proxy knows the secret)."""
     proxy = section.mapping("proxy")
     if proxy is None:
-        return None, ()
+        return None, (), None
     import ipaddress
 
     header = proxy.str("header", required=True)
@@ -88,5 +91,12 @@ def _read_proxy(section: Fields) -> tuple[str | None, tuple[str, ...]]:
             proxy.problems.add(proxy.file, line, key, f"expected the proxy's address or network, got {shown(value)}")
     if proxy.has("from") and not networks:
         proxy.problem("from", "name the proxy's addresses: the header is believed from there only")
+    secret_env = proxy.env_name("secret_env")
+    if secret_env is None and not proxy.has("secret_env"):
+        proxy.problem(
+            "secret_env",
+            "name the variable holding the secret the proxy sends in X-Releaser-Proxy (any process on the proxy's "
+            "machine could send the user header; only the proxy knows the secret)",
+        )
     proxy.finish()
-    return header, tuple(networks)
+    return header, tuple(networks), secret_env

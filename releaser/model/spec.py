@@ -441,6 +441,7 @@ class DashboardSpec(Record, frozen=True):
     language: str | None = None  # en | zh-CN; None: the report's
     proxy_header: str | None = None  # single sign-on: the user name an authenticating proxy sets
     proxy_from: tuple[str, ...] = ()  # the proxy's addresses (networks): the header from elsewhere is refused
+    proxy_secret_env: str | None = None  # the variable holding what the proxy sends in PROXY_SECRET_HEADER
 
 
 class Config(Record, frozen=True):

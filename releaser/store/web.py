@@ -36,12 +36,12 @@ class WebTables(Plumbing):
             )
 
     def failed_signins(self, since: str, username: str, address: str) -> tuple[int, int]:
-        """Failed attempts since `since` for this user name, and from this address."""
+        """Failed attempts since `since` for this user name from this address, and from this address."""
         row = self._db.execute(
-            "SELECT SUM(CASE WHEN username = ? THEN 1 ELSE 0 END) AS by_user,"
+            "SELECT SUM(CASE WHEN username = ? AND address = ? THEN 1 ELSE 0 END) AS by_user,"
             " SUM(CASE WHEN address = ? THEN 1 ELSE 0 END) AS by_address"
             " FROM web_signins WHERE at >= ? AND ok = 0",
-            (username, address, since),
+            (username, address, address, since),
         ).fetchone()
         return int(row["by_user"] or 0), int(row["by_address"] or 0)
 

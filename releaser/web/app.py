@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -26,12 +26,13 @@ from ..model import RELEASE_ID, Config
 from ..store import Store
 from ..terminal import shown_time
 from . import actions, views
-from .auth import COOKIE, Auth, Identity, SignInRefused
+from .auth import COOKIE, PROXY_SECRET_HEADER, Auth, Identity, SignInRefused
 from .charts import evidence_chart
 from .live import JournalFollower, Listener
 from .words import LANGUAGES, phrase
 
 HERE = Path(__file__).parent
+DONE_COOKIE = "releaser_done"  # what an action did, shown once on the page it leads to
 MAX_FORM = 16 * 1024  # bytes of a form's body
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
@@ -48,14 +49,16 @@ REPORT_HEADERS = {  # an effect report as written: its own styles and inline ima
 class Dashboard:
     """What every request shares: the configuration, the state, the journal, sign-in, the follower."""
 
-    def __init__(self, config: Config, store: Store, journal: Journal, secret: str, secure: bool = False):
+    def __init__(
+        self, config: Config, store: Store, journal: Journal, secret: str, secure: bool = False, proxy_secret: str = ""
+    ):
         import jinja2
 
         assert config.dashboard is not None  # noqa: S101 - `serve` refuses a configuration without one
         self.config, self.store, self.journal = config, store, journal
         self.spec = config.dashboard
         self.secret, self.secure = secret, secure
-        self.auth = Auth(self.spec, store, journal, secret)
+        self.auth = Auth(self.spec, store, journal, secret, proxy_secret)
         self.follower = JournalFollower(store)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -69,7 +72,13 @@ class Dashboard:
         header = self.spec.proxy_header
         header_user = request.headers.get(header) if header else None
         address = request.client.host if request.client else ""
-        return await run_in_threadpool(self.auth.identify, request.cookies.get(COOKIE), header_user, address)
+        return await run_in_threadpool(
+            self.auth.identify,
+            request.cookies.get(COOKIE),
+            header_user,
+            address,
+            request.headers.get(PROXY_SECRET_HEADER),
+        )
 
     def language(self, request: Request) -> str:
         asked = request.query_params.get("lang") or request.cookies.get("lang")
@@ -81,7 +90,9 @@ class Dashboard:
         self, request: Request, template: str, identity: Identity | None, status: int = 200, **context: Any
     ) -> HTMLResponse:
         language = self.language(request)
+        done = request.cookies.get(DONE_COOKIE)
         html = self.templates.get_template(template).render(
+            done=unquote(done)[:500] if done else None,
             t=lambda key, **values: phrase(language, key, **values),
             lang=language,
             other_language=LANGUAGES[1 - LANGUAGES.index(language)],
@@ -95,6 +106,8 @@ class Dashboard:
             **context,
         )
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
+        if done:
+            response.delete_cookie(DONE_COOKIE, path="/")
         if request.query_params.get("lang") in LANGUAGES:
             response.set_cookie(
                 "lang", language, max_age=365 * 86400, httponly=True, samesite="lax", secure=self.secure
@@ -202,7 +215,11 @@ def build(dashboard: Dashboard) -> Starlette:
             return d.problem(request, who, 400, str(bad))
         except ReleaserError as refused:  # the CLI's refusals: a freeze, not_by_promoter, a lock held
             return d.problem(request, who, 409, str(refused))
-        return d.page(request, "done.html", who, said=said, target=target)
+        # after a post, a page to get: reloading it never sends the form again; it says what was done, once
+        back = f"/releases/{target.release}" if target.release else f"/environments/{target.environment}"
+        response = RedirectResponse(back, status_code=303, headers=HEADERS)
+        response.set_cookie(DONE_COOKIE, quote(said[:500]), max_age=60, httponly=True, samesite="lax", secure=d.secure)
+        return response
 
     async def approval_link(request: Request, who: Identity) -> Response:
         params = request.query_params

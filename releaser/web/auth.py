@@ -19,7 +19,10 @@ from ..passwords import check_password
 from ..store import Store
 
 COOKIE = "releaser_session"
-FAILURES_PER_USER = 5  # failed sign-ins within THROTTLE_WINDOW before a user name is refused for a while
+PROXY_SECRET_HEADER = "X-Releaser-Proxy"  # noqa: S105 - a header's name. The authenticating proxy's secret, sent with the user's name
+# failed sign-ins within THROTTLE_WINDOW before a user name is refused for a while from that address (a
+# user is never locked out by someone else's guesses elsewhere), and before an address is refused for any name
+FAILURES_PER_USER = 5
 FAILURES_PER_ADDRESS = 20
 THROTTLE_WINDOW = 15 * 60.0
 FORM_LASTS = 3600.0  # a form's token: long enough to read a page and decide
@@ -45,8 +48,10 @@ class Identity:
 
 
 class Auth:
-    def __init__(self, spec: DashboardSpec, store: Store, journal: Journal, secret: str):
+    def __init__(self, spec: DashboardSpec, store: Store, journal: Journal, secret: str, proxy_secret: str = ""):
         self.spec, self.store, self.journal, self.secret = spec, store, journal, secret
+        self.proxy_secret = proxy_secret
+        self._proxied_seen: set[str] = set()  # users this server has journaled as signed in through the proxy
 
     # -- password sign-in and sessions --
 
@@ -60,12 +65,12 @@ class Auth:
                 self.store.record_signin(username, address, ok=False)  # journaled once per episode
                 self.journal.record(
                     Event.SIGNIN_THROTTLED,
-                    f"sign-ins as {username} (from {address}) refused for {THROTTLE_WINDOW / 60:.0f} minutes after "
+                    f"sign-ins as {username} from {address} refused for {THROTTLE_WINDOW / 60:.0f} minutes after "
                     "repeated failures",
                     data={"user": username, "address": address},
                 )
             raise SignInRefused(
-                f"too many failed sign-ins: try again in {THROTTLE_WINDOW / 60:.0f} minutes, or ask an administrator",
+                f"too many failed sign-ins from this address: try again in {THROTTLE_WINDOW / 60:.0f} minutes",
                 429,
             )
         user = self.spec.users.get(username)
@@ -89,12 +94,14 @@ class Auth:
     def sign_out(self, token: str) -> None:
         self.store.end_session(_digest(token))
 
-    def identify(self, token: str | None, header_user: str | None, address: str) -> Identity | None:
-        """Who the request is from: the proxy's header (only from the proxy), else the session
-        cookie; None when nobody is signed in. SignInRefused for a header from elsewhere or a
-        user the configuration does not name."""
+    def identify(
+        self, token: str | None, header_user: str | None, address: str, proxy_secret: str | None = None
+    ) -> Identity | None:
+        """Who the request is from: the proxy's header (only from the proxy, with its secret),
+        else the session cookie; None when nobody is signed in. SignInRefused for a header from
+        elsewhere or without the secret, or a user the configuration does not name."""
         if header_user is not None:
-            return self._proxied(header_user.strip(), address)
+            return self._proxied(header_user.strip(), address, proxy_secret or "")
         if not token:
             return None
         session = self.store.get_session(_digest(token))
@@ -110,15 +117,27 @@ class Auth:
             return False
         return any(client in ipaddress.ip_network(network) for network in self.spec.proxy_from)
 
-    def _proxied(self, username: str, address: str) -> Identity:
+    def _proxied(self, username: str, address: str, proxy_secret: str) -> Identity:
         if not self.from_proxy(address):
             raise SignInRefused(
                 f"the sign-in header {self.spec.proxy_header} came from {address}, which is not the proxy "
                 "(dashboard.proxy.from): refused"
             )
+        if not self.proxy_secret or not hmac.compare_digest(proxy_secret.encode(), self.proxy_secret.encode()):
+            raise SignInRefused(
+                f"the sign-in header {self.spec.proxy_header} came without the proxy's secret ({PROXY_SECRET_HEADER}, "
+                "dashboard.proxy.secret_env): refused; sign in through the proxy"
+            )
         user = self.spec.users.get(username)
         if user is None:
             raise SignInRefused(f"{username[:100]} is not a dashboard user: ask to be added under dashboard.users")
+        if user.name not in self._proxied_seen:  # once per user and server: the proxy signs in every request
+            self._proxied_seen.add(user.name)
+            self.journal.record(
+                Event.SIGNED_IN,
+                f"{user.name} signed in to the dashboard (through the proxy, from {address})",
+                data={"user": user.name, "via": "proxy", "address": address},
+            )
         return Identity(user, "proxy:" + _digest(user.name), "proxy")
 
     # -- forms --
