@@ -429,3 +429,23 @@ def test_the_releases_page_shows_the_newest_hundred_then_older(site: Site) -> No
     assert 'href="/releases?page=2"' in first
     second = carol.get("/releases", params={"page": "2"}).text
     assert '/releases/0.4"' in second and "/releases/0.104" not in second and "page=3" not in second
+
+
+def test_pages_offer_only_the_actions_the_user_may_take(site: Site) -> None:
+    site.release("1.0", asked_by="alice")
+    offered = site.client("bob").get("/releases/1.0").text
+    assert "/act/approve?release=1.0" in offered and "/act/reject?release=1.0" in offered
+    promoter = site.client("alice").get("/releases/1.0").text  # not_by_promoter: she may only reject
+    assert "/act/approve?release=1.0" not in promoter and "/act/reject?release=1.0" in promoter
+    viewer = site.client("carol")
+    assert "/act/" not in viewer.get("/releases/1.0").text and "/act/" not in viewer.get("/environments/prod").text
+    assert "/act/rollback?env=prod" in site.client("alice").get("/environments/prod").text
+
+
+def test_states_are_said_in_the_page_language(site: Site) -> None:
+    site.release("1.0")
+    chinese = site.client("carol").get("/releases/1.0", params={"lang": "zh-CN"}).text
+    assert "已通过" in chinese and "待审批" in chinese  # gray passed; full awaits approval
+    assert ">passed<" not in chinese
+    missing = site.client("carol").get("/releases/9.9")
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text

@@ -5,6 +5,7 @@ refusals a browser meets, and the main pages in English and Chinese checked for 
 
 from __future__ import annotations
 
+import html
 import os
 import socket
 import subprocess
@@ -182,7 +183,8 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
         site.promote("1.1.0", "full")
     site.notifier.close()  # delivers what is queued
     (message,) = [m for m in site.robot.received["/chat"] if "1.1.0" in m["text"]]
-    link = message["text"].rsplit("decide at ", 1)[1].split()[0]
+    shown = html.unescape(message["text"])  # as Slack shows it: its text escapes <, > and &
+    link = shown.rsplit("decide at ", 1)[1].split()[0]
     assert link.startswith(f"{site.url}/approvals/")
 
     promoter = signed_in(browser, site, "ci")

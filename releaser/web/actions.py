@@ -62,7 +62,12 @@ def target_of(
 
 
 def allowed(identity: Identity, target: Target) -> bool:
-    return identity.user.may(ROLE[target.action], target.environment)
+    return allowed_on(identity, target.action, target.environment)
+
+
+def allowed_on(identity: Identity, action: str, environment: str | None) -> bool:
+    """Whether the user's roles cover `action` on `environment` (pages offer only what is)."""
+    return environment is not None and identity.user.may(ROLE[action], environment)
 
 
 def forbidden(identity: Identity, target: Target) -> str:

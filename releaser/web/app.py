@@ -29,7 +29,7 @@ from . import actions, views
 from .auth import COOKIE, PROXY_SECRET_HEADER, Auth, Identity, SignInRefused
 from .charts import evidence_chart
 from .live import JournalFollower, Listener
-from .words import LANGUAGES, phrase
+from .words import LANGUAGES, phrase, state
 
 HERE = Path(__file__).parent
 DONE_COOKIE = "releaser_done"  # what an action did, shown once on the page it leads to
@@ -93,7 +93,9 @@ class Dashboard:
         done = request.cookies.get(DONE_COOKIE)
         html = self.templates.get_template(template).render(
             done=unquote(done)[:500] if done else None,
+            status=status,
             t=lambda key, **values: phrase(language, key, **values),
+            said=lambda value: state(language, value),
             lang=language,
             other_language=LANGUAGES[1 - LANGUAGES.index(language)],
             me=identity,
@@ -102,6 +104,8 @@ class Dashboard:
             project=self.config.project,
             form_token=(lambda: self.auth.form_token(identity)) if identity else (lambda: ""),
             chart=evidence_chart,
+            can=lambda action, environment: identity is not None and actions.allowed_on(identity, action, environment),
+            stage_env=self.config.stage_environment,
             nav_environments=list(self.config.environments),
             **context,
         )

@@ -37,6 +37,9 @@ WORDS: dict[str, dict[str, str]] = {
     "watchers": {"en": "Watchers", "zh-CN": "值守进程"},
     "freezes": {"en": "Freezes", "zh-CN": "封版"},
     "none": {"en": "none", "zh-CN": "无"},
+    "restore": {"en": "Restore", "zh-CN": "恢复"},
+    "hosts_word": {"en": "hosts", "zh-CN": "台主机"},
+    "not_found": {"en": "Not found", "zh-CN": "未找到"},
     "version": {"en": "Version", "zh-CN": "版本号"},
     "status": {"en": "Status", "zh-CN": "状态"},
     "stage": {"en": "Stage", "zh-CN": "阶段"},
@@ -107,6 +110,38 @@ WORDS: dict[str, dict[str, str]] = {
     "window_until": {"en": "until", "zh-CN": "截止"},
     "sla": {"en": "SLA", "zh-CN": "SLA"},
 }
+
+
+STATES: dict[str, str] = {  # the stored states and verdicts, as the Chinese pages say them
+    "registered": "已登记",
+    "promoting": "发布中",
+    "live": "线上",
+    "superseded": "已被取代",
+    "abandoned": "已放弃",
+    "running": "进行中",
+    "rolling_back": "回滚中",
+    "passed": "已通过",
+    "rolled_back": "已回滚",
+    "rollback_failed": "回滚未完成",
+    "failed": "失败",
+    "skipped": "已跳过",
+    "held": "已暂停",
+    "awaiting": "待审批",
+    "approved": "已批准",
+    "rejected": "已驳回",
+    "used": "已使用",
+    "cancelled": "已取消",
+    "pass": "通过",
+    "fail": "不通过",
+    "inconclusive": "证据不足",
+    "not_applicable": "不适用",
+}
+
+
+def state(language: str, value: object) -> str:
+    """A stored state in the page's language (as stored in English)."""
+    text = str(value)
+    return STATES.get(text, text) if language == "zh-CN" else text.replace("_", " ")
 
 
 def phrase(language: str, key: str, **values: object) -> str:
