@@ -311,6 +311,17 @@ def test_a_month_before_the_journal_says_no_data_for_each_figure_with_why(tmp_pa
     assert "No rollback drill on prod this month." in markdown
 
 
+def test_a_month_the_journal_began_in_counts_frequency_over_the_days_it_saw(tmp_path):
+    from datetime import UTC, datetime
+
+    from releaser.report.service import build_service
+
+    config, store = november(tmp_path)
+    doc = build_service(config, store, "2026-10", now=datetime(2026, 12, 6, tzinfo=UTC))
+    seen = (datetime(2026, 10, 31, 16, tzinfo=UTC) - datetime(2026, 10, 20, tzinfo=UTC)).total_seconds() / 86400
+    assert doc["shipped"]["days"] == pytest.approx(seen)  # from 2026-10-20 08:00 UTC+8, not from the 1st
+
+
 def test_a_quiet_month_says_why_each_figure_is_missing(tmp_path):
     from datetime import UTC, datetime
 

@@ -112,7 +112,9 @@ def build_service(
     failed = [r for r in reached if any(r in i["releases"] for i in incidents)]
     impacts = [i["impact"] for i in incidents]
     leads = [r["lead_time"] for r in shipped if r["lead_time"] is not None]
-    days = (until - start).total_seconds()
+    # the frequency counts the days the journal saw: a journal begun mid-month saw fewer
+    observed = max(start, parse_ts(journal_from)) if covered and journal_from else start
+    days = (until - observed).total_seconds()
     no_journal = None if covered else "no_journal"
     document: dict[str, Any] = {
         "format": 1,
