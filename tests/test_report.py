@@ -239,8 +239,9 @@ def test_the_whole_report_in_simplified_chinese(tmp_path):
     assert "| batch-order | 无数据 | 在1小时内被使用3,600次 |" in rendered.markdown
     assert rendered.subject == "【shop】版本2.0.0发布效果报告"
     assert '<html lang="zh-CN">' in rendered.html
+    words_of_html = re.sub(r"data:image/png;base64,[^\"]+", "", rendered.html)  # charts may spell anything
     for english in ("fell", "rose", "no data", "Summary", "Incidents", "Before and after", "a day"):
-        assert english not in rendered.markdown and english not in rendered.html, english
+        assert english not in rendered.markdown and english not in words_of_html, english
 
 
 def test_a_metric_without_data_says_no_data_never_zero(tmp_path):
