@@ -15,9 +15,10 @@ from dataclasses import asdict
 from urllib.parse import urlsplit
 
 from . import model, secrets
+from .approvalmail import ApprovalMail
 from .events import Event
 from .journal import Journal, Sink
-from .model import Webhook
+from .model import Config, Webhook
 from .store import Store
 
 ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
@@ -91,10 +92,17 @@ def deliver(hook: Webhook, text: str, document: dict, headers: dict[str, str] | 
 
 
 class Notifier:
-    """A journal listener that posts selected events to webhooks, in order, off the caller's thread."""
+    """A journal listener that posts selected events to webhooks (and mails approval requests to
+    who may decide them), in order, off the caller's thread."""
 
-    def __init__(self, project: str, webhooks: tuple[Webhook, ...], on_failure: OnFailure | None = None):
-        self.project, self.webhooks, self.on_failure = project, webhooks, on_failure
+    def __init__(
+        self,
+        project: str,
+        webhooks: tuple[Webhook, ...],
+        on_failure: OnFailure | None = None,
+        mail: ApprovalMail | None = None,
+    ):
+        self.project, self.webhooks, self.on_failure, self.mail = project, webhooks, on_failure, mail
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
         self._thread.start()
@@ -103,6 +111,8 @@ class Notifier:
         for hook in self.webhooks:
             if event.kind in hook.events:
                 self._queue.put((hook, event))
+        if self.mail is not None and self.mail.concerns(event):
+            self._queue.put((self.mail, event))
 
     def close(self, timeout: float = 30.0) -> None:
         """Deliver what is queued (waiting at most `timeout`), then stop."""
@@ -111,35 +121,43 @@ class Notifier:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            hook, event = item
+            target, event = item
             try:
-                self._post(hook, event)
+                if isinstance(target, Webhook):
+                    self._post(target, event)
+                else:
+                    target.deliver(event)
             except Exception as exc:
                 if self.on_failure:
-                    self.on_failure(
-                        f"notification of {event.kind} to {redact(webhook_url(hook))} failed: "
-                        f"{exc if isinstance(exc, Refused) else type(exc).__name__}",
-                        {
-                            "event": event.id,
-                            "kind": event.kind,
-                            "error": secrets.scrub(str(exc).replace(webhook_url(hook), "<url>"))[:200],
-                        },
-                    )
+                    self._failed(target, event, exc)
+
+    def _failed(self, target: Webhook | ApprovalMail, event: model.Event, exc: Exception) -> None:
+        assert self.on_failure is not None  # noqa: S101 - called only when there is one
+        if isinstance(target, Webhook):
+            where, error = redact(webhook_url(target)), str(exc).replace(webhook_url(target), "<url>")
+            said = exc if isinstance(exc, Refused) else type(exc).__name__
+        else:
+            where, error = f"{', '.join(target.recipients(event))} by mail", str(exc)
+            said = f"{type(exc).__name__}: {exc}"
+        self.on_failure(
+            f"notification of {event.kind} to {where} failed: {said}",
+            {"event": event.id, "kind": event.kind, "error": secrets.scrub(error)[:200]},
+        )
 
     def _post(self, hook: Webhook, event: model.Event) -> None:
         deliver(hook, event_text(self.project, hook, event), {"project": self.project, **asdict(event)})
 
 
-def open_journal(
-    store: Store, sink: Sink | None, project: str, webhooks: tuple[Webhook, ...]
-) -> tuple[Journal, Notifier | None]:
-    """A journal whose events also go to the configured webhooks (close the notifier at exit)."""
-    if not webhooks:
+def open_journal(store: Store, sink: Sink | None, config: Config) -> tuple[Journal, Notifier | None]:
+    """A journal whose events also go to the configured webhooks, and whose approval requests are
+    mailed to the dashboard users who may decide them (close the notifier at exit)."""
+    mail = ApprovalMail.of(config)
+    if not config.webhooks and mail is None:
         return Journal(store, sink), None
     quiet = Journal(store, sink)  # failures are journaled, and not notified again
 
     def failed(message: str, data: dict) -> None:
         quiet.record(Event.NOTIFY_FAILED, message, data=data)
 
-    notifier = Notifier(project, webhooks, failed)
+    notifier = Notifier(config.project, config.webhooks, failed, mail)
     return Journal(store, sink, (notifier,)), notifier

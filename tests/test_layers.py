@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"report", "deploy"},
     {"health", "router", "decisions", "releases", "cohort"},
     {"metrics", "fleet", "notify", "locks", "windows", "playbook", "freezes", "contracts"},
-    {"chat", "containers", "services"},
+    {"chat", "containers", "services", "approvalmail"},
     {
         "fanout",
         "transport",
@@ -40,6 +40,7 @@ LAYERS: list[set[str]] = [
         "templates",
         "links",
         "passwords",
+        "mailer",
         "dbschema",
     },
     {"store", "yamlsrc", "failpoints", "processes", "interrupts", "streams"},

@@ -1,7 +1,9 @@
 """The dashboard in a real browser (Debian's chromium through Playwright) against `releaser
 serve` on the demo sandbox: a promotion watched live (the gray stage's evidence appears and
-grows without a reload), an approval from a chat message's link by the right user, the
-refusals a browser meets, and the main pages in English and Chinese checked for layout."""
+grows without a reload), an approval from the link a chat message and a mail carry by the right
+user, the refusals a browser meets (the promoter, a viewer, an altered link, a frozen environment
+on a second server of the same state, a form without its token, a replayed one), and the main
+pages in English and Chinese checked for layout."""
 
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ from releaser.releases import create_release
 from releaser.store import open_store
 from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.harness.loopback import Receiver
+from tests.harness.smtp import SmtpServer
 
 # one sandbox for the module: its tests run on one worker (scripts/test uses --dist loadgroup)
-pytestmark = [pytest.mark.chromium, pytest.mark.real, pytest.mark.xdist_group("dashboard-sandbox")]
+pytestmark = [pytest.mark.chromium, pytest.mark.smtp, pytest.mark.real, pytest.mark.xdist_group("dashboard-sandbox")]
 
 SECRET = "a dashboard secret of at least thirty-two characters"
 PASSWORD = "the sandbox password"
@@ -47,67 +50,90 @@ def free_port() -> int:
 
 class Sandbox:
     """The demo's 13 hosts with a dashboard section, an approval on `full` (not by its promoter),
-    a chat robot (Slack's format) told of approval requests, and `releaser serve` running."""
+    a chat robot (Slack's format) and an SMTP server told of approval requests, and `releaser
+    serve` running; a second server of the same state, whose configuration freezes prod."""
 
     def __init__(self, root: Path):
+        self.smtp = SmtpServer(root.parent / "smtp", security="none")  # first: the sandbox's ports avoid it
         self.dir = sandbox.prepare_directory(root)
         self.layout = sandbox.build(self.dir, sys.executable)
         self.robot = Receiver()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port, self.frozen_port = free_port(), free_port()
+        self.url, self.frozen_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.frozen_port}"
         config = (self.dir / "environments.yaml").read_text()
         config = config.replace(
             "  - stage: full\n    environment: prod\n",
             "  - stage: full\n    environment: prod\n    approval: {not_by_promoter: true}\n",
         )
+        config = config.replace(
+            "report:\n",
+            f"report:\n  mail: {{smtp: '127.0.0.1:{self.smtp.port}', security: none, from: releaser@example.com}}\n",
+            1,
+        )
+        config = config.replace("  prod:\n", "  prod:\n    report_to: [am@example.com]\n", 1)
         digest = hash_password(PASSWORD)
         config += (
             "notifications:\n  webhooks:\n"
             f"    - {{url: '{self.robot.url}/chat', format: slack, events: [approval.requested]}}\n"
             f"dashboard:\n  url: {self.url}\n  users:\n"
-            f'    ci: {{password: "{digest}", approver: [prod]}}\n'
-            f'    bob: {{password: "{digest}", approver: [prod], operator: [prod]}}\n'
-            f'    carol: {{password: "{digest}"}}\n'
+            f'    ci: {{password: "{digest}", approver: [prod], email: ci@example.com}}\n'
+            f'    bob: {{password: "{digest}", approver: [prod], operator: [prod], email: bob@example.com}}\n'
+            f'    carol: {{password: "{digest}", email: carol@example.com}}\n'
         )
         (self.dir / "environments.yaml").write_text(config)
+        audit = '{name: audit, from: "2000-01-01 00:00", until: "2999-01-01", timezone: UTC, environments: [prod]}'
+        (self.dir / "frozen.yaml").write_text(f"{config}freeze:\n  - {audit}\n")
         os.environ["RELEASER_DASHBOARD_SECRET"] = SECRET
         self.config = load_config(self.dir / "environments.yaml")
         self.store = open_store(self.config)
-        self.journal, self.notifier = open_journal(self.store, None, self.config.project, self.config.webhooks)
+        self.journal, self.notifier = open_journal(self.store, None, self.config)
         for version in ("1.0.0", "1.1.0"):
             create_release(self.store, self.journal, version, self.dir / "artifacts" / f"demo-app-{version}.tar.gz")
-        self.server: subprocess.Popen | None = None
+        self.servers: list[subprocess.Popen] = []
 
     def promote(self, version: str, to: str) -> None:
         """As the CI runner would: stage after stage through `to`."""
         with acting_as("ci"):
             Pipeline(self.config, self.store, self.journal).run(version, to)
 
-    def serve(self) -> None:
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "releaser.cli", "-C", str(self.dir), "serve", "--listen", f"127.0.0.1:{self.port}"],
+    def serve(self, port: int, config: str = "environments.yaml") -> None:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "releaser.cli",
+                "-C",
+                str(self.dir),
+                "-c",
+                config,
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
             env={**os.environ, "RELEASER_DASHBOARD_SECRET": SECRET},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        self.servers.append(server)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
             except OSError:
-                if self.server.poll() is not None:
-                    raise AssertionError(self.server.stderr.read().decode() if self.server.stderr else "") from None
+                if server.poll() is not None:
+                    raise AssertionError(server.stderr.read().decode() if server.stderr else "") from None
                 time.sleep(0.05)
         raise AssertionError("releaser serve did not listen")
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.terminate()
-            self.server.wait(10)
+        for server in self.servers:
+            server.terminate()
+            server.wait(10)
         if self.notifier is not None:
             self.notifier.close()
         self.robot.close()
+        self.smtp.stop()
         sandbox.stop_apps(self.dir)
         self.store.close()
 
@@ -123,7 +149,8 @@ def site(tmp_path_factory):
             with acting_as("bob"):
                 decide(box.store, box.journal, "1.0.0", "full", True, "first install")
             box.promote("1.0.0", "full")
-        box.serve()
+        box.serve(box.port)
+        box.serve(box.frozen_port, "frozen.yaml")
         yield box
     finally:
         box.close()
@@ -186,6 +213,9 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     shown = html.unescape(message["text"])  # as Slack shows it: its text escapes <, > and &
     link = shown.rsplit("decide at ", 1)[1].split()[0]
     assert link.startswith(f"{site.url}/approvals/")
+    (mailed,) = [m for m in site.smtp.messages if "1.1.0" in m["message"]["Subject"]]
+    assert mailed["to"] == ["bob@example.com"]  # the approver; not ci (who asked), not carol (a viewer)
+    assert mailed["message"].get_content().split("(you sign in first): ")[1].split()[0] == link  # the same link
 
     promoter = signed_in(browser, site, "ci")
     promoter.goto(link)
@@ -201,8 +231,27 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     viewer.goto(link.replace("sig=", "sig=0"))
     assert "altered" in viewer.inner_text("main")
 
+    # the second server's configuration freezes prod: the approval is refused there, as the CLI refuses it
+    frozen = browser.new_context().new_page()
+    frozen.goto(link.replace(site.url, site.frozen_url))
+    frozen.fill("input[name=user]", "bob")
+    frozen.fill("input[name=password]", PASSWORD)
+    frozen.click("form.signin button")
+    frozen.fill("form[action='/act/approve'] textarea", "during the audit")
+    frozen.check("form[action='/act/approve'] input[name=confirmed]")
+    frozen.click("form[action='/act/approve'] button")
+    assert "frozen" in frozen.inner_text("main") and "audit" in frozen.inner_text("main")
+    # a form that lost its token (another tab's script, a stripped proxy) is refused before anything is done
+    frozen.goto(link.replace(site.url, site.frozen_url))
+    frozen.evaluate("document.querySelector(\"form[action='/act/approve'] input[name=token]\").remove()")
+    frozen.fill("form[action='/act/approve'] textarea", "no token")
+    frozen.check("form[action='/act/approve'] input[name=confirmed]")
+    frozen.click("form[action='/act/approve'] button")
+    assert "token is missing" in frozen.inner_text("main")
+    assert all(r.state is ApprovalState.AWAITING for r in site.store.approvals("1.1.0") if r.stage == "full")
+
     approver = browser.new_context().new_page()
-    approver.goto(link)  # not signed in: the sign-in page first, then the approval
+    approver.goto(link)  # not signed in: the sign-in page first, then the approval (the mail's link)
     approver.fill("input[name=user]", "bob")
     approver.fill("input[name=password]", PASSWORD)
     approver.click("form.signin button")

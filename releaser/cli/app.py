@@ -109,7 +109,7 @@ class App:
             from ..notify import open_journal
 
             config = self.config()
-            self._journal, self._notifier = open_journal(self.store(), self.show_event, config.project, config.webhooks)
+            self._journal, self._notifier = open_journal(self.store(), self.show_event, config)
         return self._journal
 
     def pipeline(self) -> Pipeline:

@@ -89,7 +89,7 @@ def load_config(path: Path) -> Config:
     freezes = _read_freezes(top, set(environments))
     report = read_report(top, environments, pipeline, path.parent)
     registries = read_registries(top, path.parent)
-    dashboard = read_dashboard(top, set(environments))
+    dashboard = read_dashboard(top, set(environments), mails=report.mail is not None)
     top.finish()
     if problems:
         raise ConfigError(list(problems))

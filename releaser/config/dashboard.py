@@ -9,13 +9,14 @@ import re
 from ..model import DashboardSpec, DashboardUser
 from ..passwords import well_formed
 from ..schema import Fields, did_you_mean, shown
-from .rules import REPORT_LANGUAGES, SAFE_NAME, SAFE_NAME_RULE
+from .rules import REPORT_LANGUAGES, SAFE_NAME, SAFE_NAME_RULE, is_address
 
 ROLES = ("approver", "operator")
 _HEADER = r"[A-Za-z0-9-]{1,64}"
 
 
-def read_dashboard(top: Fields, environments: set[str]) -> DashboardSpec | None:
+def read_dashboard(top: Fields, environments: set[str], mails: bool) -> DashboardSpec | None:
+    """`mails`: report.mail is configured, so users' `email` addresses can be written to."""
     section = top.mapping("dashboard")
     if section is None:
         return None
@@ -24,7 +25,7 @@ def read_dashboard(top: Fields, environments: set[str]) -> DashboardSpec | None:
         section.problem("url", f"expected the http:// or https:// address people open, got {shown(url)}")
     users = {}
     for name, fields in section.sections("users", SAFE_NAME.fullmatch, f"a user name ({SAFE_NAME_RULE})"):
-        users[name] = _read_user(name, fields, environments)
+        users[name] = _read_user(name, fields, environments, mails)
     header, proxies, proxy_secret_env = _read_proxy(section)
     if not users:
         section.problem("users", "name at least one user (`users: {alice: {password: ..., approver: [prod]}}`)")
@@ -45,8 +46,18 @@ def read_dashboard(top: Fields, environments: set[str]) -> DashboardSpec | None:
     return spec
 
 
-def _read_user(name: str, fields: Fields, environments: set[str]) -> DashboardUser:
+def _read_user(name: str, fields: Fields, environments: set[str], mails: bool) -> DashboardUser:
     password = fields.str("password")
+    email = fields.str("email")
+    if email is not None and not is_address(email):
+        fields.problem("email", f"expected an e-mail address, got {shown(email)}")
+        email = None
+    elif email is not None and not mails:
+        fields.problem(
+            "email",
+            "approval links are mailed through report.mail, which is not configured: add `report: {mail: {smtp: "
+            "HOST:PORT, from: ADDRESS}}`, or remove this address",
+        )
     if password is not None and not well_formed(password):
         fields.problem(
             "password",
@@ -68,7 +79,7 @@ def _read_user(name: str, fields: Fields, environments: set[str]) -> DashboardUs
                 named.append(str(value))
         roles[role] = tuple(named)
     fields.finish()
-    return DashboardUser(name=name, password=password, **roles)
+    return DashboardUser(name=name, password=password, email=email, **roles)
 
 
 def _read_proxy(section: Fields) -> tuple[str | None, tuple[str, ...], str | None]:

@@ -54,7 +54,7 @@ def run_demo(directory: Path | None, say: Say, sink: Sink, tick: TickFn | None =
             "yellow",
         )
     store = open_store(config)
-    journal, notifier = open_journal(store, sink, config.project, config.webhooks)
+    journal, notifier = open_journal(store, sink, config)
     pipeline = Pipeline(config, store, journal, tick=tick)
     timings: dict[str, float] = {}
     try:

@@ -424,6 +424,7 @@ class DashboardUser(Record, frozen=True):
     password: str | None = None  # the slow hash (`releaser serve --hash-password`); None: only through the proxy
     approver: tuple[str, ...] = ()
     operator: tuple[str, ...] = ()
+    email: str | None = None  # approval links are mailed here (through report.mail)
 
     def may(self, role: str, environment: str) -> bool:
         named = self.approver if role == "approver" else self.operator

@@ -30,12 +30,13 @@ from ..errors import BusyError, UsageError
 from ..events import Event
 from ..journal import Journal
 from ..locks import EnvironmentLock
+from ..mailer import MailNotSent, MailUncertain, send
 from ..model import Config, Report, ReportState, ServiceReport, utcnow
 from ..notify import Refused, deliver, redact, webhook_url
 from ..record import Record
 from ..store import Store
 from .compute import build
-from .mail import MailNotSent, MailUncertain, compose, send
+from .mail import compose
 from .render import Rendered, render
 
 RETRY_PAUSE, MAX_RETRY_PAUSE = 60.0, 3600.0
