@@ -108,7 +108,17 @@ def decide(client: TestClient, action: str, version: str, reason: str = "looks r
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/releases", "/releases/1.0", "/environments/prod", "/journal", "/reports/1.0", "/act/unlock?env=prod"],
+    [
+        "/",
+        "/releases",
+        "/releases/1.0",
+        "/environments/prod",
+        "/journal",
+        "/reports",
+        "/reports/1.0",
+        "/reports/service/prod/2026-11",
+        "/act/unlock?env=prod",
+    ],
 )
 def test_every_page_needs_a_signed_in_user(site: Site, path: str) -> None:
     answer = site.client().get(path)
@@ -449,3 +459,51 @@ def test_states_are_said_in_the_page_language(site: Site) -> None:
     assert ">passed<" not in chinese
     missing = site.client("carol").get("/releases/9.9")
     assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
+
+
+def test_the_reports_page_lists_every_report_and_opens_the_written_ones(site: Site) -> None:
+    from releaser.model import Report, ReportState, ServiceReport
+
+    site.release("1.0")
+    site.release("2.0")
+    site.store.schedule_report(
+        Report(
+            release="1.0",
+            environment="prod",
+            live_at=utcnow(),
+            due_at="2026-11-03T10:00:00+00:00",
+            state=ReportState.SCHEDULED,
+            message_id="<1@x>",
+        )
+    )
+    site.store.schedule_service_report(
+        ServiceReport(
+            environment="prod",
+            month="2026-10",
+            due_at="2026-11-01T00:00:00+00:00",
+            state=ReportState.SCHEDULED,
+            message_id="<2@x>",
+        )
+    )
+    site.store.update_service_report("prod", "2026-10", state=ReportState.SENT, sent_at=utcnow(), delivered_to=3)
+    written = site.config.reports_dir / "2.0" / "report.html"  # `releaser report 2.0`: a preview, written here
+    written.parent.mkdir(parents=True)
+    written.write_text("<html><body>effect of 2.0</body></html>")
+    month = site.config.reports_dir / "service" / "prod" / "2026-11" / "report.html"
+    month.parent.mkdir(parents=True)
+    month.write_text("<html><body>November <script>alert(1)</script></body></html>")
+    carol = site.client("carol")
+    page = carol.get("/reports").text
+    assert page.index("/releases/2.0") < page.index("/releases/1.0")  # newest first
+    assert '<a href="/reports/2.0">' in page and '<a href="/reports/1.0">' not in page  # 1.0: due, not written
+    assert "scheduled" in page and "2026-10" in page and "(3)" in page  # October: sent to 3 recipients
+    assert '<a href="/reports/service/prod/2026-11">' in page and "2026-10</td>" in page
+    opened = carol.get("/reports/service/prod/2026-11")
+    assert opened.status_code == 200 and "November" in opened.text
+    assert "sandbox" in opened.headers["content-security-policy"]  # its script never runs
+    assert '<a href="/reports/2.0">' in carol.get("/releases/2.0").text
+    assert carol.get("/reports/service/prod/2026-10").status_code == 404  # sent from elsewhere: no copy here
+    assert carol.get("/reports/service/prod/2026-13").status_code == 404
+    assert carol.get("/reports/service/nowhere/2026-11").status_code == 404
+    chinese = carol.get("/reports", params={"lang": "zh-CN"}).text
+    assert "月度服务报告" in chinese and "已发送" in chinese and "待发送" in chinese

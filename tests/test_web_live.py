@@ -275,7 +275,7 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 def test_the_main_pages_lay_out_in_both_languages(site: Sandbox, browser, language: str, tmp_path: Path) -> None:
     page = signed_in(browser, site, "carol", language)
-    for path in ("/", "/releases", "/releases/1.0.0", "/environments/prod", "/journal"):
+    for path in ("/", "/releases", "/releases/1.0.0", "/environments/prod", "/journal", "/reports"):
         page.goto(f"{site.url}{path}")
         shot = tmp_path / f"{path.strip('/').replace('/', '-') or 'overview'}-{language}.png"
         page.screenshot(path=str(shot), full_page=True)

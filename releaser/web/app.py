@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .live import JournalFollower, Listener
 from .words import LANGUAGES, phrase, state
 
 HERE = Path(__file__).parent
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 DONE_COOKIE = "releaser_done"  # what an action did, shown once on the page it leads to
 MAX_FORM = 16 * 1024  # bytes of a form's body
 HEADERS = {
@@ -175,13 +177,22 @@ def build(dashboard: Dashboard) -> Starlette:
         live = {k: v for k, v in (("release", filters.get("release")), ("env", filters.get("env"))) if v}
         return d.page(request, "journal.html", who, live=live, last=d.follower.last, filters=filters, **data)
 
+    async def reports(request: Request, who: Identity) -> Response:
+        data = await run_in_threadpool(views.reports, d.config, d.store)
+        return d.page(request, "reports.html", who, **data)
+
     async def report(request: Request, who: Identity) -> Response:
         version = _version(request.path_params["version"])
         found = await run_in_threadpool(d.store.get_report, version)
         path = Path(found.path) if found and found.path else d.config.reports_dir / version / "report.html"
-        if not path.is_file():
-            raise views.NotFound(f"the effect report of {version} has not been written yet")
-        return HTMLResponse(path.read_text(encoding="utf-8"), headers=REPORT_HEADERS)
+        return _written_report(path, f"the effect report of {version}")
+
+    async def service_report(request: Request, who: Identity) -> Response:
+        environment, month = request.path_params["environment"], request.path_params["month"]
+        if environment not in d.config.environments or not MONTH.fullmatch(month):
+            raise views.NotFound(f"no service report of {environment[:64]!r} for {month[:16]!r}")
+        path = d.config.reports_dir / "service" / environment / month / "report.html"
+        return _written_report(path, f"the service report of {environment} for {month}")
 
     async def confirm(request: Request, who: Identity) -> Response:
         action = request.path_params["action"]
@@ -316,6 +327,8 @@ def build(dashboard: Dashboard) -> Starlette:
         Route("/releases/{version}", reading(release)),
         Route("/environments/{name}", reading(environment)),
         Route("/journal", reading(journal)),
+        Route("/reports", reading(reports)),
+        Route("/reports/service/{environment}/{month}", reading(service_report)),
         Route("/reports/{version}", reading(report)),
         Route("/act/{action}", reading(confirm)),
         Route("/act/{action}", act, methods=["POST"]),
@@ -336,6 +349,13 @@ def build(dashboard: Dashboard) -> Starlette:
             d.follower.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _written_report(path: Path, what: str) -> Response:
+    """A report's HTML copy as written: its own styles and inline charts, sandboxed."""
+    if not path.is_file():
+        raise views.NotFound(f"{what} has not been written on this machine yet")
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers=REPORT_HEADERS)
 
 
 def _sse(events: list) -> str:

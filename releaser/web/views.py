@@ -4,6 +4,7 @@ the journal filtered. No HTML here (templates/), no HTTP (app.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..model import Config
@@ -48,6 +49,7 @@ def release(config: Config, store: Store, version: str) -> dict:
         "evidence": evidence(store, version, last["stage"], last["run"]) if last else [],
         "events": store.find_events(release=version, limit=JOURNAL_PAGE),
         "report": next((r for r in document["reports"] if r["release"] == version), None),
+        "report_written": _written(config.reports_dir / version / "report.html") is not None,
         "environments": {s["environment"] for s in stages},
     }
 
@@ -64,6 +66,43 @@ def environment(config: Config, store: Store, name: str) -> dict:
         "events": store.find_events(environment=name, limit=JOURNAL_PAGE),
         "drills": store.drills(name)[-10:][::-1],
     }
+
+
+def reports(config: Config, store: Store) -> dict:
+    """Every effect report and monthly service report: those the outbox holds (due, sent, failed)
+    and the copies written on this machine (`releaser report`, previews included), newest first."""
+    base = config.reports_dir
+    effect: dict[str, dict] = {
+        r.release: {"release": r.release, "environment": r.environment, "record": r} for r in store.reports()
+    }
+    for path in base.glob("*/report.html"):
+        effect.setdefault(path.parent.name, {"release": path.parent.name, "environment": "", "record": None})
+    service: dict[tuple[str, str], dict] = {
+        (r.environment, r.month): {"environment": r.environment, "month": r.month, "record": r}
+        for r in store.service_reports()
+    }
+    for path in base.glob("service/*/*/report.html"):
+        environment, month = path.parent.parent.name, path.parent.name
+        service.setdefault((environment, month), {"environment": environment, "month": month, "record": None})
+    for item in effect.values():
+        item["written"] = _written(base / item["release"] / "report.html")
+    for item in service.values():
+        item["written"] = _written(base / "service" / item["environment"] / item["month"] / "report.html")
+    order = {r["version"]: n for n, r in enumerate(status_document(config, store)["releases"])}
+    return {
+        "effect": sorted(effect.values(), key=lambda i: order.get(i["release"], -1), reverse=True),
+        "service": sorted(service.values(), key=lambda i: (i["month"], i["environment"]), reverse=True),
+    }
+
+
+def _written(path: Path) -> str | None:
+    """When the copy on this machine was written (ISO, UTC), or None when there is none here."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+    except OSError:
+        return None
 
 
 def journal(store: Store, filters: dict[str, Any]) -> dict:

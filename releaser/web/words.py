@@ -109,6 +109,21 @@ WORDS: dict[str, dict[str, str]] = {
     "reason_needed": {"en": "Why (journaled with your name)", "zh-CN": "原因（将连同你的用户名记入日志）"},
     "window_until": {"en": "until", "zh-CN": "截止"},
     "sla": {"en": "SLA", "zh-CN": "SLA"},
+    "all_reports": {"en": "Reports", "zh-CN": "报告"},
+    "service_reports": {"en": "Monthly service reports", "zh-CN": "月度服务报告"},
+    "month": {"en": "Month", "zh-CN": "月份"},
+    "copy": {"en": "Written here", "zh-CN": "本机副本"},
+    "not_scheduled": {"en": "not scheduled", "zh-CN": "未排期"},
+    "no_copy_here": {
+        "en": "no copy on this machine (written where it was sent)",
+        "zh-CN": "本机无副本（在发送它的机器上生成）",
+    },
+    "service_hint": {
+        "en": "`releaser report service --month YYYY-MM --env ENV` writes a month's report (a preview while the "
+        "month runs); with report.service.send, `releaser watch` mails each month's once it is due.",
+        "zh-CN": "执行 `releaser report service --month YYYY-MM --env 环境` 生成某月的报告（当月未结束时为预览）；"
+        "配置 report.service.send 后，`releaser watch` 会在到期时发送每月报告。",
+    },
 }
 
 
@@ -135,6 +150,11 @@ STATES: dict[str, str] = {  # the stored states and verdicts, as the Chinese pag
     "fail": "不通过",
     "inconclusive": "证据不足",
     "not_applicable": "不适用",
+    "scheduled": "待发送",
+    "sending": "发送中",
+    "committing": "发送中",
+    "sent": "已发送",
+    "unconfirmed": "未确认",
 }
 
 
