@@ -63,7 +63,7 @@ class Site:
         client = TestClient(self.app, client=(address, 40000), follow_redirects=False)
         client.__enter__()
         if user:
-            answer = client.post("/signin", data={"user": user, "password": PASSWORD, "next": "/"})
+            answer = sign_in(client, user)
             assert answer.status_code == 303, answer.text
         return client
 
@@ -83,6 +83,14 @@ class Site:
             data={"request": request.id},
         )
         return request.id
+
+
+def sign_in(client: TestClient, user: str, password: str = PASSWORD, target: str = "/"):
+    """As a browser does: the sign-in page (its form's token and cookie), then the form."""
+    page = client.get("/signin")
+    return client.post(
+        "/signin", data={"user": user, "password": password, "next": target, "token": token_of(page.text)}
+    )
 
 
 @pytest.fixture
@@ -134,8 +142,8 @@ def test_live_events_and_actions_need_a_signed_in_user(site: Site) -> None:
 
 def test_sign_in_sets_a_safe_cookie_and_journals_who(site: Site) -> None:
     client = site.client()
-    answer = client.post("/signin", data={"user": "alice", "password": PASSWORD, "next": "//evil.example/x"})
-    cookie = answer.headers["set-cookie"].lower()
+    answer = sign_in(client, "alice", target="//evil.example/x")
+    (cookie,) = [c.lower() for c in answer.headers.get_list("set-cookie") if c.startswith("releaser_session=")]
     assert answer.headers["location"] == "/"  # never off this dashboard
     assert "httponly" in cookie and "samesite=lax" in cookie
     signed = site.store.find_events(kind="dashboard.signed_in")
@@ -147,13 +155,23 @@ def test_sign_in_sets_a_safe_cookie_and_journals_who(site: Site) -> None:
 def test_a_wrong_password_is_refused_and_repeated_failures_are_throttled(site: Site) -> None:
     client = site.client()
     for _ in range(FAILURES_PER_USER):
-        assert client.post("/signin", data={"user": "alice", "password": "guess"}).status_code == 401
-    answer = client.post("/signin", data={"user": "alice", "password": PASSWORD})
+        assert sign_in(client, "alice", "guess").status_code == 401
+    answer = sign_in(client, "alice")
     assert answer.status_code == 429 and "too many failed sign-ins" in answer.text
     assert len(site.store.find_events(kind="dashboard.signin_throttled")) == 1
-    assert (
-        site.client(address="192.0.2.99").post("/signin", data={"user": "bob", "password": PASSWORD}).status_code == 303
-    )
+    assert sign_in(site.client(address="192.0.2.99"), "bob").status_code == 303
+
+
+def test_a_sign_in_form_not_given_by_the_page_is_refused(site: Site) -> None:
+    """Login CSRF: another site's form must not sign a visitor in as the form's author."""
+    client = site.client()
+    forged = client.post("/signin", data={"user": "alice", "password": PASSWORD, "next": "/"})
+    assert forged.status_code == 403 and "reload the sign-in page" in forged.text
+    token = token_of(site.client().get("/signin").text)  # a genuine token, for another browser's cookie
+    stolen = client.post("/signin", data={"user": "alice", "password": PASSWORD, "token": token})
+    assert stolen.status_code == 403 and "releaser_session" not in client.cookies
+    assert not site.store.find_events(kind="dashboard.signed_in")
+    assert sign_in(client, "alice").status_code == 303  # the page's own form, in the same browser
 
 
 def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(site: Site) -> None:

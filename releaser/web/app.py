@@ -27,7 +27,7 @@ from ..model import RELEASE_ID, Config
 from ..store import Store
 from ..terminal import shown_time
 from . import actions, views
-from .auth import COOKIE, PROXY_SECRET_HEADER, Auth, Identity, SignInRefused
+from .auth import COOKIE, PROXY_SECRET_HEADER, SIGNIN_COOKIE, Auth, Identity, SignInRefused
 from .charts import evidence_chart
 from .live import JournalFollower, Listener
 from .words import LANGUAGES, phrase, state
@@ -254,21 +254,33 @@ def build(dashboard: Dashboard) -> Starlette:
             return d.problem(request, who, 403, actions.forbidden(who, target))
         return d.page(request, "confirm.html", who, target=target, error=None, both=True)
 
+    def signin_form(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
+        nonce, token = d.auth.signin_form()
+        response = d.page(request, "signin.html", None, status=status, next=target, error=error, signin_token=token)
+        response.set_cookie(
+            SIGNIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict", secure=d.secure, path="/signin"
+        )
+        return response
+
     async def signin_page(request: Request) -> Response:
-        return d.page(request, "signin.html", None, next=_next(request.query_params.get("next")), error=None)
+        return signin_form(request, _next(request.query_params.get("next")))
 
     async def signin(request: Request) -> Response:
         form = await _form(request) or {}
         address = request.client.host if request.client else ""
         target = _next(form.get("next"))
+        problem = d.auth.signin_problem(request.cookies.get(SIGNIN_COOKIE), form.get("token", ""))
+        if problem:
+            return signin_form(request, target, 403, problem)
         try:
             token = await run_in_threadpool(d.auth.sign_in, form.get("user", ""), form.get("password", ""), address)
         except SignInRefused as refused:
-            return d.page(request, "signin.html", None, status=refused.status, next=target, error=str(refused))
+            return signin_form(request, target, refused.status, str(refused))
         response = RedirectResponse(target, status_code=303, headers=HEADERS)
         response.set_cookie(
             COOKIE, token, max_age=int(d.spec.session), httponly=True, samesite="lax", secure=d.secure, path="/"
         )
+        response.delete_cookie(SIGNIN_COOKIE, path="/signin")
         return response
 
     async def signout(request: Request) -> Response:

@@ -19,6 +19,7 @@ from ..passwords import check_password
 from ..store import Store
 
 COOKIE = "releaser_session"
+SIGNIN_COOKIE = "releaser_signin"  # the sign-in form's own nonce: a form posted from elsewhere lacks it
 PROXY_SECRET_HEADER = "X-Releaser-Proxy"  # noqa: S105 - a header's name. The authenticating proxy's secret, sent with the user's name
 # failed sign-ins within THROTTLE_WINDOW before a user name is refused for a while from that address (a
 # user is never locked out by someone else's guesses elsewhere), and before an address is refused for any name
@@ -139,6 +140,21 @@ class Auth:
                 data={"user": user.name, "via": "proxy", "address": address},
             )
         return Identity(user, "proxy:" + _digest(user.name), "proxy")
+
+    # -- the sign-in form (before any session: a form from another site must not sign someone in as its author) --
+
+    def signin_form(self) -> tuple[str, str]:
+        """A nonce for the browser's cookie and the token the sign-in form carries for it."""
+        nonce = tokens.token_urlsafe(16)
+        return nonce, self._signin_mac(nonce)
+
+    def signin_problem(self, nonce: str | None, token: str) -> str | None:
+        if not nonce or not hmac.compare_digest(self._signin_mac(nonce), token):
+            return "this sign-in form is not one this page gave (or cookies are off): reload the sign-in page"
+        return None
+
+    def _signin_mac(self, nonce: str) -> str:
+        return hmac.new(self.secret.encode(), f"signin\n{nonce}".encode(), hashlib.sha256).hexdigest()
 
     # -- forms --
 
