@@ -525,3 +525,36 @@ def test_the_reports_page_lists_every_report_and_opens_the_written_ones(site: Si
     assert carol.get("/reports/service/nowhere/2026-11").status_code == 404
     chinese = carol.get("/reports", params={"lang": "zh-CN"}).text
     assert "月度服务报告" in chinese and "已发送" in chinese and "待发送" in chinese
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def one_state(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """A site on each backend in turn (PostgreSQL: a real server, a database of this test's own)."""
+    if request.param == "sqlite":
+        return Site(tmp_path / "proj")
+    monkeypatch.setenv("RELEASER_DATABASE_URL", request.getfixturevalue("postgres").database())
+    return Site(tmp_path / "proj", top="state: {backend: postgresql}\n")
+
+
+def test_two_servers_on_one_state_share_sessions_forms_and_decisions(one_state: Site) -> None:
+    site = one_state
+    other = build(Dashboard(site.config, site.store, site.journal, SECRET, proxy_secret=PROXY_SECRET))
+    site.release("1.0", asked_by="alice")
+    bob = site.client("bob")
+    elsewhere = TestClient(other, client=("192.0.2.1", 40000), follow_redirects=False)
+    elsewhere.cookies.set("releaser_session", bob.cookies["releaser_session"])
+    page = elsewhere.get("/act/approve", params={"release": "1.0", "stage": "full"})
+    assert page.status_code == 200  # signed in on the first server, known to the second
+    form = {"token": token_of(page.text), "release": "1.0", "stage": "full", "env": "prod", "reason": "ok"}
+    assert bob.post("/act/approve", data={**form, "confirmed": "yes"}).status_code == 303  # sent to the first
+    replay = elsewhere.post("/act/approve", data={**form, "confirmed": "yes"})
+    assert replay.status_code == 403 and "sent already" in replay.text  # spent for every server
+    (request,) = site.store.approvals("1.0")
+    assert request.state is ApprovalState.APPROVED and request.decided_by == "bob"
+    assert "approved" in elsewhere.get("/releases/1.0").text
+    assert bob.post("/signout", data={"token": token_of(bob.get("/").text)}).status_code == 303
+    assert elsewhere.get("/").status_code == 303  # signed out everywhere
+    for _ in range(FAILURES_PER_USER):
+        assert sign_in(site.client(), "carol", "guess").status_code == 401
+    refused = sign_in(TestClient(other, client=("192.0.2.1", 40000), follow_redirects=False), "carol")
+    assert refused.status_code == 429  # the second server counts the first's failures
