@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -17,6 +17,7 @@ from releaser.model import Release, RunStatus
 from releaser.report.compute import build
 from releaser.report.outbox import schedule
 from releaser.report.render import render
+from releaser.report.service import build_service, zone_of
 from releaser.store import SqliteStore
 from tests.harness.marks import starts
 from tests.harness.prometheus import Prometheus
@@ -124,8 +125,19 @@ def test_report_from_prometheus_range_queries(tmp_path, traffic):
         time.sleep(max(0.0, live_at + 12 - time.time()))  # the window after, and a scrape more
 
         document = build(config, store, "2.0.0", now=live_at + 10)
+        # the month so far, from the same Prometheus: a month's range at the report's 2 s step would be
+        # more points than Prometheus answers, so the service report reads it in coarser steps
+        moment = datetime.fromtimestamp(live_at + 10, UTC)
+        month = build_service(config, store, moment.astimezone(zone_of(config)).strftime("%Y-%m"), "prod", now=moment)
     finally:
         prometheus.stop()
+    availability = month["availability"]
+    assert availability["source"] == "prometheus" and availability["why"] is None, availability
+    assert availability["requests"] > 2 * 100 * 10 * 0.5  # two hosts, 100 a second, over more than 10 s
+    # 10% of requests failed before the release and 2% after: the month's ratio lies between
+    assert 0.02 <= availability["errors"] / availability["requests"] <= 0.10
+    assert availability["value"] == pytest.approx(1 - availability["errors"] / availability["requests"])
+    assert availability["met"] is False  # far below 99.9%
     metrics = {m["key"]: m for m in document["metrics"]}
     # Every observation of a window lands in one bucket: the quantiles are exact there,
     # whatever increase() extrapolates. 0.3 s is in (0.25, 0.5]; 0.03 s in (0.025, 0.05].

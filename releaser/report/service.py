@@ -26,6 +26,7 @@ from .compute import local_zone
 from .timeline import timeline
 
 WEEK = 7 * 86400.0
+MONTH_STEP = 3600.0  # a month read in hours: under the points a Prometheus query answers, fine enough for days
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
@@ -272,7 +273,7 @@ def _availability(
         result["why"] = "not_configured"
         return result
     try:
-        line = timeline(store, env, spec, start.timestamp(), until.timestamp())
+        line = timeline(store, env, spec, start.timestamp(), until.timestamp(), max(spec.resolution, MONTH_STEP))
     except MetricsUnavailable as exc:
         result.update(why="unavailable", problem=str(exc))
         return result

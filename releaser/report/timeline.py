@@ -168,41 +168,51 @@ def from_samples(samples: list[Sample], start: float, end: float, step: float, h
 def from_prometheus(
     source: PrometheusSource, env: Environment, spec: ReportSpec, start: float, end: float, step: float
 ) -> Timeline:
-    """One range query per metric; each point is the increase over the step that ends at it."""
+    """Range queries per metric; each point is the increase over the step that ends at it. A last
+    step shorter than the others (a month so far) is asked on its own, over its own length: the
+    range's grid would stop before it, and a full-length look back would reach before `start`."""
     steps = empty_steps(start, end, step)
     pattern = source.instances(list(env.hosts))
-    span = f"{max(1, round(step * 1000))}ms"
-    first, last_ = steps[0].end, steps[-1].end
+    full_end = start + step * math.floor((end - start) / step + 1e-9)
+    passes = [(start + step, full_end, step)] if full_end > start else []
+    if end - full_end > 1e-6:
+        passes.append((end, end, end - full_end))
 
-    def fill(expr: str, key_of) -> None:
-        for series in source.query_range(expr, first, last_, step):
-            key = key_of(series.labels)
-            for ts, value in series.points:
-                if math.isfinite(value):
-                    steps[_index(start, step, ts, len(steps))].counters[key] = value
+    def fill(expr, key_of) -> None:
+        for first, last, length in passes:
+            for series in source.query_range(expr(f"{max(1, round(length * 1000))}ms"), first, last, step):
+                key = key_of(series.labels)
+                for ts, value in series.points:
+                    if math.isfinite(value):
+                        steps[_index(start, step, ts, len(steps))].counters[key] = value
 
     for key, selector in spec.counters():
-        fill(f"sum(increase({selector.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
+        fill(lambda span, s=selector: f"sum(increase({s.promql(pattern)}[{span}]))", lambda _labels, key=key: key)
     if spec.latency:
         bucket = Selector(f"{spec.latency}_bucket", ()).promql(pattern)
-        fill(f"sum by (le) (increase({bucket}[{span}]))", lambda labels: bucket_key(float(labels["le"])))
-    for series in source.query_range(f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{span}]))', first, last_, step):
-        for ts, value in series.points:
-            one = steps[_index(start, step, ts, len(steps))]
-            one.up, one.looks = value, 1.0
-    for step_ in steps:
+        fill(lambda span: f"sum by (le) (increase({bucket}[{span}]))", lambda labels: bucket_key(float(labels["le"])))
+    for first, last, length in passes:
+        up = f'avg(avg_over_time(up{{instance=~"{pattern}"}}[{max(1, round(length * 1000))}ms]))'
+        for series in source.query_range(up, first, last, step):
+            for ts, value in series.points:
+                one = steps[_index(start, step, ts, len(steps))]
+                one.up, one.looks = value, 1.0
+    for index, step_ in enumerate(steps):
         if spec.errors is not None and "requests" in step_.counters:
             step_.counters.setdefault("errors", 0.0)
-        step_.seconds = step if (step_.counters or step_.up is not None) else 0.0
+        step_.seconds = step_.end - (start + step * index) if (step_.counters or step_.up is not None) else 0.0
     measured = [s.end for s in steps if s.seconds]  # each point covers the step before it
     covered = (max(start, measured[0] - step), measured[-1]) if measured else None
     return Timeline(start, end, step, steps, len(env.hosts), covered)
 
 
-def timeline(store: Store, env: Environment, spec: ReportSpec, start: float, end: float) -> Timeline:
-    """The environment's timeline over [start, end] from wherever its metrics live;
-    metrics.MetricsUnavailable when the Prometheus server cannot answer."""
-    step = min(spec.resolution, max(end - start, 1.0))
+def timeline(
+    store: Store, env: Environment, spec: ReportSpec, start: float, end: float, step: float | None = None
+) -> Timeline:
+    """The environment's timeline over [start, end] from wherever its metrics live, in steps of
+    `step` (default: the report's resolution); metrics.MetricsUnavailable when the Prometheus
+    server cannot answer."""
+    step = min(step or spec.resolution, max(end - start, 1.0))
     if env.metrics is None or end <= start:
         return Timeline(start, end, step, empty_steps(start, max(end, start + step), step), len(env.hosts))
     if env.metrics.source == "prometheus":
