@@ -165,6 +165,21 @@ def status_document(config: Config, store: Store) -> dict:
         }
         for r in store.reports()
     ]
+    service_reports = [
+        {
+            "environment": r.environment,
+            "month": r.month,
+            "state": str(r.state),
+            "due_at": r.due_at,
+            "sent_at": r.sent_at,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "path": r.path,
+            "message_id": r.message_id,
+            "delivered_to": r.delivered_to,
+        }
+        for r in store.service_reports()
+    ]
     watching = watchers(store)
     approvals = [
         {
@@ -184,6 +199,7 @@ def status_document(config: Config, store: Store) -> dict:
         "windows": windows,
         "watch": {"running": any(w["alive"] for w in watching), "watchers": watching},
         "reports": reports,
+        "service_reports": service_reports,
         "approvals": approvals,
         "freezes": _freezes(config),
     }
@@ -402,22 +418,30 @@ def print_status(
         )
     _print_watch(document, say, when)
     for item in document["reports"]:
-        if item["state"] == "sent":
-            to = item["delivered_to"]
-            delivery = "written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent"
-            line, color = (
-                f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else ""),
-                None,
-            )
-            line += f": {item['path']}" if item["path"] else ""
-        elif item["state"] == "unconfirmed":
-            line, color = f"UNCONFIRMED: {item['last_error']}", "red"
-        else:
-            line = f"due {when(item['due_at'])}" + (
-                f"; not sent yet: {item['last_error']}" if item["last_error"] else ""
-            )
-            color = "yellow" if item["last_error"] else None
-        say(f"effect report of {item['release']}: {line}", color)
+        say(f"effect report of {item['release']}: " + _delivery(item, when), _delivery_colour(item))
+    for item in document["service_reports"]:
+        say(
+            f"service report of {item['environment']} for {item['month']}: " + _delivery(item, when),
+            _delivery_colour(item),
+        )
+
+
+def _delivery(item: dict, when: Callable[[str | None], str]) -> str:
+    """Where a report's delivery stands, in one line."""
+    if item["state"] == "sent":
+        to = item["delivered_to"]
+        delivery = "written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent"
+        line = f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else "")
+        return line + (f": {item['path']}" if item["path"] else "")
+    if item["state"] == "unconfirmed":
+        return f"UNCONFIRMED: {item['last_error']}"
+    return f"due {when(item['due_at'])}" + (f"; not sent yet: {item['last_error']}" if item["last_error"] else "")
+
+
+def _delivery_colour(item: dict) -> str | None:
+    if item["state"] == "unconfirmed":
+        return "red"
+    return "yellow" if item["state"] != "sent" and item["last_error"] else None
 
 
 def _print_database(database: dict, say: Callable[..., None], when: Callable[[str | None], str]) -> None:

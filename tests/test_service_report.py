@@ -420,3 +420,36 @@ def test_a_month_is_mailed_once_on_its_day_retried_after_a_failure(tmp_path, mon
         assert kinds.count("service_report.sent") == 1 and "service_report.failed" in kinds
     finally:
         server.stop()
+
+
+@pytest.mark.smtp
+def test_report_due_lists_then_sends_a_due_month_and_status_says_so(tmp_path):
+    from releaser.report.monthly import schedule_month
+    from tests.harness.smtp import SmtpServer
+
+    server = SmtpServer(tmp_path / "smtp", security="none")
+    try:
+        mail = f"    send: true\n  mail: {{smtp: '127.0.0.1:{server.port}', security: none, from: r@example.com}}\n"
+        config, store = november(tmp_path)
+        text = (tmp_path / "environments.yaml").read_text().replace(TIERS, mail)
+        text = text.replace("    hosts: [web-1]", "    report_to: [am@example.com]\n    hosts: [web-1]")
+        (tmp_path / "environments.yaml").write_text(text)
+        schedule_month(config, store, "prod", "2026-11")  # due on Dec 1, long past
+        store.close()
+        listed = invoke("-C", str(tmp_path), "report", "due")
+        assert listed.exit_code == 0, listed.output
+        assert "the service report of prod for 2026-11: due since" in listed.output and "add --send" in listed.output
+        status = invoke("-C", str(tmp_path), "status")
+        assert "service report of prod for 2026-11: due " in status.output
+        assert server.messages == []
+        sent = invoke("-C", str(tmp_path), "--json", "report", "due", "--send")
+        assert sent.exit_code == 0, sent.output
+        assert "service:prod:2026-11" in json.loads(sent.stdout)["due"]
+        [message] = server.messages
+        assert message["message"]["Subject"] == "[shop] Service report for 2026-11 (prod)"
+        status = invoke("-C", str(tmp_path), "--json", "status")
+        [record] = json.loads(status.stdout)["service_reports"]
+        assert record["state"] == "sent" and record["delivered_to"] == 1
+        assert "service report of prod for 2026-11: sent to 1" in invoke("-C", str(tmp_path), "status").output
+    finally:
+        server.stop()

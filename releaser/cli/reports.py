@@ -82,10 +82,17 @@ def report(
         return
     outbox = Outbox(config, store, app.journal())
     if due_now:
-        due = outbox.due()
-        outcomes = [outbox.send(item.release) for item in due] if send else []
+        from ..report.monthly import due_service_reports
+
+        due, monthly = outbox.due(), due_service_reports(store)
+        outcomes = outbox.send_due() if send else []
         for item, path in [] if send else write_due(config, store, due):
             app.out.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+        for scheduled in [] if send else monthly:
+            app.out.result(
+                f"the service report of {scheduled.environment} for {scheduled.month}: due since {scheduled.due_at} "
+                "(not sent: add --send)"
+            )
         for outcome in outcomes:
             app.out.result(
                 f"{outcome.name}: {outcome.state}"
@@ -93,12 +100,14 @@ def report(
                 + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
                 "red" if outcome.needs_human else None,
             )
-        if not due:
+        if not due and not monthly and not outcomes:
             app.out.result("no report is due")
+        service_keys = {f"service:{r.environment}:{r.month}" for r in monthly}
+        service_keys |= {f"service:{o.environment}:{o.month}" for o in outcomes if o.month}
         app.out.emit(
             {
                 "ok": not any(o.needs_human for o in outcomes),
-                "due": [i.release for i in due] + [f"service:{o.environment}:{o.month}" for o in outcomes if o.month],
+                "due": [i.release for i in due] + sorted(service_keys),
                 "sent": [asdict(o) for o in outcomes],
             }
         )

@@ -91,4 +91,9 @@ def due_months(outbox: Outbox, now: datetime | None = None) -> list[ServiceParce
     month = last_month(now, zone)
     if due_at(month, spec.day, zone) <= now:
         schedule_month(config, store, env.name, month)
-    return [ServiceParcel(config, store, r.environment, r.month) for r in store.service_reports() if ready(r, now)]
+    return [ServiceParcel(config, store, r.environment, r.month) for r in due_service_reports(store, now)]
+
+
+def due_service_reports(store: Store, now: datetime | None = None) -> list[ServiceReport]:
+    """The service reports scheduled whose time has come (and whose last failure was long enough ago)."""
+    return [r for r in store.service_reports() if ready(r, now)]
