@@ -558,3 +558,18 @@ def test_two_servers_on_one_state_share_sessions_forms_and_decisions(one_state: 
         assert sign_in(site.client(), "carol", "guess").status_code == 401
     refused = sign_in(TestClient(other, client=("192.0.2.1", 40000), follow_redirects=False), "carol")
     assert refused.status_code == 429  # the second server counts the first's failures
+
+
+def test_the_rollback_confirmation_shows_each_hosts_way_back(site: Site) -> None:
+    site.store.set_host_state("prod", "web-1", "2.0", "1.0")
+    site.store.set_host_state("prod", "web-2", "2.0", None)  # a first install: nothing to go back to
+    page = site.client("alice").get("/act/rollback", params={"env": "prod"})
+    assert page.status_code == 200
+    rows = re.findall(r"<tr[^>]*><td>(web-\d)</td><td>([^<]*)</td>\s*<td>(.*?)</td></tr>", page.text)
+    assert rows == [
+        ("web-1", "2.0", "1.0"),
+        ("web-2", "2.0", '<span class="muted">stays: nothing ran before it</span>'),
+    ]
+    assert "the rollback asks every host first" in page.text
+    chinese = site.client("alice").get("/act/rollback", params={"env": "prod", "lang": "zh-CN"}).text
+    assert "回滚到" in chinese and "保持不变" in chinese

@@ -202,7 +202,8 @@ def build(dashboard: Dashboard) -> Starlette:
         )
         if not actions.allowed(who, target):
             return d.problem(request, who, 403, actions.forbidden(who, target))
-        return d.page(request, "confirm.html", who, target=target, error=None)
+        plan = await run_in_threadpool(views.rollback_plan, d.config, d.store, target.environment)
+        return d.page(request, "confirm.html", who, target=target, error=None, plan=plan)
 
     async def act(request: Request) -> Response:
         who = await signed_in(request)
@@ -220,7 +221,8 @@ def build(dashboard: Dashboard) -> Starlette:
                 actions.target_of, d.config, d.store, action, form.get("release"), form.get("stage"), form.get("env")
             )
             if form.get("confirmed") != "yes":
-                return d.page(request, "confirm.html", who, status=400, target=target, error="confirm first")
+                plan = await run_in_threadpool(views.rollback_plan, d.config, d.store, target.environment)
+                return d.page(request, "confirm.html", who, status=400, target=target, error="confirm first", plan=plan)
             said = await run_in_threadpool(
                 actions.perform, d.config, d.store, d.journal, who, target, form.get("reason", "")
             )
@@ -252,7 +254,7 @@ def build(dashboard: Dashboard) -> Starlette:
         target = actions.Target("approve", d.config.stage_environment(stage) or "", release, stage)
         if not actions.allowed(who, target):
             return d.problem(request, who, 403, actions.forbidden(who, target))
-        return d.page(request, "confirm.html", who, target=target, error=None, both=True)
+        return d.page(request, "confirm.html", who, target=target, error=None, both=True, plan=[])
 
     def signin_form(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
         nonce, token = d.auth.signin_form()

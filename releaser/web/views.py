@@ -68,6 +68,16 @@ def environment(config: Config, store: Store, name: str) -> dict:
     }
 
 
+def rollback_plan(config: Config, store: Store, environment: str) -> list[dict]:
+    """What a rollback of the environment would do to each host, as the state records it (the
+    rollback itself asks every host first, as `releaser rollback --dry-run` does)."""
+    hosts = status_document(config, store)["environments"][environment]["hosts"]
+    return [
+        {"host": name, "runs": host["version"], "back_to": host["previous"], "doubt": host.get("doubt")}
+        for name, host in hosts.items()
+    ]
+
+
 def reports(config: Config, store: Store) -> dict:
     """Every effect report and monthly service report: those the outbox holds (due, sent, failed)
     and the copies written on this machine (`releaser report`, previews included), newest first."""

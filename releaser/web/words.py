@@ -110,6 +110,12 @@ WORDS: dict[str, dict[str, str]] = {
     "window_until": {"en": "until", "zh-CN": "截止"},
     "sla": {"en": "SLA", "zh-CN": "SLA"},
     "all_reports": {"en": "Reports", "zh-CN": "报告"},
+    "back_to": {"en": "Goes back to", "zh-CN": "回滚到"},
+    "stays": {"en": "stays: nothing ran before it", "zh-CN": "保持不变：之前没有运行过其他版本"},
+    "plan_note": {
+        "en": "As releaser recorded each host; the rollback asks every host first and goes by what it finds.",
+        "zh-CN": "以上为releaser记录的各主机状态；回滚时会先询问每台主机，以实际情况为准。",
+    },
     "service_reports": {"en": "Monthly service reports", "zh-CN": "月度服务报告"},
     "month": {"en": "Month", "zh-CN": "月份"},
     "copy": {"en": "Written here", "zh-CN": "本机副本"},
