@@ -573,3 +573,42 @@ def test_the_rollback_confirmation_shows_each_hosts_way_back(site: Site) -> None
     assert "the rollback asks every host first" in page.text
     chinese = site.client("alice").get("/act/rollback", params={"env": "prod", "lang": "zh-CN"}).text
     assert "回滚到" in chinese and "保持不变" in chinese
+
+
+def test_refusals_and_what_was_done_are_said_in_chinese(tmp_path: Path) -> None:
+    from releaser.web.words import MESSAGES
+
+    freeze = 'freeze:\n  - {name: audit, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    site = Site(tmp_path / "proj", top=freeze)
+    request = site.release("1.0", asked_by="alice")
+
+    def chinese(client: TestClient) -> TestClient:
+        client.get("/signin", params={"lang": "zh-CN"})  # the language is remembered in a cookie
+        return client
+
+    said = []
+    stranger = chinese(site.client())
+    said.append(sign_in(stranger, "alice", "guess").text)
+    said.append(stranger.post("/signin", data={"user": "alice", "password": PASSWORD}).text)
+    alice, carol, bob = (chinese(site.client(name)) for name in ("alice", "carol", "bob"))
+    said.append(decide(alice, "approve", "1.0").text)  # not_by_promoter
+    said.append(carol.get("/act/approve", params={"release": "1.0", "stage": "full"}).text)
+    said.append(decide(bob, "approve", "1.0").text)  # frozen
+    form = {"release": "1.0", "stage": "full", "env": "prod", "reason": "x", "confirmed": "yes"}
+    said.append(bob.post("/act/reject", data=form).text)  # no token
+    link = approval_link("", SECRET, request, "1.0", "full", 3600)
+    said.append(bob.get(link.replace("sig=", "sig=0")).text)
+    said.append(decide(bob, "reject", "1.0", reason="not now").text)  # done: the banner
+    text = "\n".join(said)
+    for zh in (
+        "用户名或密码错误",
+        "此登录表单不是本页面给出的",
+        "alice发起了1.0的full阶段，不能同时批准（not_by_promoter）",
+        "carol不是prod的审批人",
+        "prod处于封版期",
+        "表单缺少令牌",
+        "此审批链接已被改动",
+        "1.0的full阶段：已由bob驳回",
+    ):
+        assert zh in text, zh
+    assert all(zh.count("{") == zh.count("}") for _pattern, zh in MESSAGES)

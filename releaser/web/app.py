@@ -30,7 +30,7 @@ from . import actions, views
 from .auth import COOKIE, PROXY_SECRET_HEADER, SIGNIN_COOKIE, Auth, Identity, SignInRefused
 from .charts import evidence_chart
 from .live import JournalFollower, Listener
-from .words import LANGUAGES, phrase, state
+from .words import LANGUAGES, message, phrase, state
 
 HERE = Path(__file__).parent
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -98,6 +98,7 @@ class Dashboard:
             status=status,
             t=lambda key, **values: phrase(language, key, **values),
             said=lambda value: state(language, value),
+            m=lambda text: message(language, text),
             lang=language,
             other_language=LANGUAGES[1 - LANGUAGES.index(language)],
             me=identity,

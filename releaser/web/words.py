@@ -3,6 +3,8 @@ fails the tests (tests/test_web.py), never the page."""
 
 from __future__ import annotations
 
+import re
+
 LANGUAGES = ("en", "zh-CN")
 
 WORDS: dict[str, dict[str, str]] = {
@@ -162,6 +164,100 @@ STATES: dict[str, str] = {  # the stored states and verdicts, as the Chinese pag
     "sent": "已发送",
     "unconfirmed": "未确认",
 }
+
+
+# What the dashboard says when it refuses or has done something, as the Chinese pages say it: the
+# dashboard's own messages and the CLI's refusals a page meets most. Any other message stays as
+# releaser wrote it (English); the groups keep releases, names and configuration keys as they are
+# (a group named `state` is a stored state, and is translated).
+MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), zh)
+    for p, zh in (
+        (r"wrong user name or password", "用户名或密码错误"),
+        (
+            r"too many failed sign-ins from this address: try again in (\d+) minutes",
+            "此地址登录失败次数过多：请{0}分钟后再试",
+        ),
+        (
+            r"the sign-in header (\S+) came from (\S+), which is not the proxy \(dashboard\.proxy\.from\): refused",
+            "登录头{0}来自{1}，该地址不是配置的代理（dashboard.proxy.from）：已拒绝",
+        ),
+        (
+            r"the sign-in header (\S+) came without the proxy's secret .*",
+            "登录头{0}未携带代理的密钥（X-Releaser-Proxy，dashboard.proxy.secret_env）：已拒绝；请通过代理登录",
+        ),
+        (
+            r"(.+) is not a dashboard user: ask to be added under dashboard\.users",
+            "{0}不是仪表盘用户：请管理员在dashboard.users中添加",
+        ),
+        (
+            r"this sign-in form is not one this page gave \(or cookies are off\): reload the sign-in page",
+            "此登录表单不是本页面给出的（或浏览器禁用了Cookie）：请刷新登录页",
+        ),
+        (r"the form's token is missing: reload the page and confirm again", "表单缺少令牌：请刷新页面后重新确认"),
+        (
+            r"the form's token is not this session's: reload the page and confirm again",
+            "表单令牌不属于当前会话：请刷新页面后重新确认",
+        ),
+        (r"the form is too old: reload the page and confirm again", "表单已过期：请刷新页面后重新确认"),
+        (
+            r"this form was sent already \(a repeated request\): reload the page to act again",
+            "此表单已提交过（重复请求）：如需再次操作，请刷新页面",
+        ),
+        (r"the form is too large or not a form", "表单过大或格式不对"),
+        (r"give a reason: it is journaled with your name", "请填写原因：它将连同你的用户名记入日志"),
+        (r"confirm first", "请先勾选确认"),
+        (
+            r"this approval link was altered, or signed with another secret than this server's .*: open (\S+) from "
+            r"the dashboard",
+            "此审批链接已被改动，或由与本服务器不同的密钥签名（推进发布的机器须与仪表盘使用相同的secret_env）：请从仪表盘打开{0}",
+        ),
+        (r"this approval link has expired: open (\S+) from the dashboard", "此审批链接已过期：请从仪表盘打开{0}"),
+        (
+            r"(\S+) is not an approver of (\S+): ask for `(.+)` under dashboard\.users\.(\S+)",
+            "{0}不是{1}的审批人：请管理员在dashboard.users.{3}中加入`{2}`",
+        ),
+        (
+            r"(\S+) is not an operator of (\S+): ask for `(.+)` under dashboard\.users\.(\S+)",
+            "{0}不是{1}的运维操作人：请管理员在dashboard.users.{3}中加入`{2}`",
+        ),
+        (
+            r"(\S+) asked for (\S+) of (\S+) and may not approve it too \(not_by_promoter\): another approver must",
+            "{0}发起了{2}的{1}阶段，不能同时批准（not_by_promoter）：须由另一位审批人批准",
+        ),
+        (r"(\S+) may not decide on (\S+) of (\S+): its approvers are (.+)", "{0}不能审批{2}的{1}阶段：审批人为{3}"),
+        (
+            r"(\S+) is frozen: (.+) \((.+)\); approve (\S+) of (\S+) after it .*",
+            "{0}处于封版期：{1}（{2}）；请在封版结束后再批准{4}的{3}阶段（封版期间推进须执行"
+            "`promote --force --reason 理由`，并记入日志）",
+        ),
+        (r"(\S+) of (\S+): approved by (\S+)", "{1}的{0}阶段：已由{2}批准"),
+        (r"(\S+) of (\S+): rejected by (\S+)", "{1}的{0}阶段：已由{2}驳回"),
+        (r"(\S+): (\d+) host\(s\) rolled back", "{0}：已回滚{1}台主机"),
+        (r"(\S+): nothing to roll back", "{0}：没有需要回滚的主机"),
+        (r"(\S+): lock of (\S+) cleared", "{0}：已清除{1}持有的锁"),
+        (r"(\S+) was not locked", "{0}没有被锁定"),
+        (r"(\S+): approval requests cancelled; nothing had started", "{0}：审批请求已取消；尚未开始任何阶段"),
+        (
+            r"(\S+) of (\S+) on (\S+): abort asked; it is (?P<state>\S+) \(the journal follows\)",
+            "{2}上{1}的{0}阶段：已请求中止，当前状态为{3}（详见日志）",
+        ),
+    )
+]
+
+
+def message(language: str, text: str) -> str:
+    """A refusal or a done action's words in the page's language (as written when no rule knows it)."""
+    if language != "zh-CN":
+        return text
+    for pattern, zh in MESSAGES:
+        found = pattern.fullmatch(text)
+        if found:
+            values = list(found.groups())
+            if "state" in pattern.groupindex:  # a stored state, said in the language too
+                values[pattern.groupindex["state"] - 1] = state(language, found["state"])
+            return zh.format(*values)
+    return text
 
 
 def state(language: str, value: object) -> str:
