@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..report.outbox import Outcome
 
 from ..errors import EXIT_NEEDS_HUMAN, UsageError
+from ..terminal import shown_time
 from .app import App
 from .base import cli, command, unknown_release, validate_release_id
 from .complete import complete_releases
@@ -87,11 +88,13 @@ def report(
         due, monthly = outbox.due(), due_service_reports(store)
         outcomes = outbox.send_due() if send else []
         for item, path in [] if send else write_due(config, store, due):
-            app.out.result(f"{item.release}: due since {item.due_at}; written to {path} (not sent: add --send)")
+            app.out.result(
+                f"{item.release}: due since {shown_time(item.due_at)}; written to {path} (not sent: add --send)"
+            )
         for scheduled in [] if send else monthly:
             app.out.result(
-                f"the service report of {scheduled.environment} for {scheduled.month}: due since {scheduled.due_at} "
-                "(not sent: add --send)"
+                f"the service report of {scheduled.environment} for {scheduled.month}: due since "
+                f"{shown_time(scheduled.due_at)} (not sent: add --send)"
             )
         for outcome in outcomes:
             app.out.result(
