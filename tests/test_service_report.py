@@ -453,3 +453,24 @@ def test_report_due_lists_then_sends_a_due_month_and_status_says_so(tmp_path):
         assert "service report of prod for 2026-11: sent to 1" in invoke("-C", str(tmp_path), "status").output
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("environment", "said"),
+    [
+        ("dev", "dev has no metrics source (\\`metrics:\\` under the environment)"),
+        ("prod", "report.metrics names no requests and errors counters to measure it with"),
+    ],
+)
+def test_availability_without_data_says_which_part_is_missing(tmp_path, environment, said):
+    from releaser.config import load_config
+    from releaser.report.service import build_service
+    from releaser.report.service_render import render_service
+
+    _config, store = november(tmp_path)
+    text = (tmp_path / "environments.yaml").read_text()
+    (tmp_path / "environments.yaml").write_text(text.replace("    errors: 'http_requests_total{code=~\"5..\"}'\n", ""))
+    document = build_service(load_config(tmp_path / "environments.yaml"), store, "2026-11", environment)
+    assert document["availability"]["value"] is None
+    row = f"| Availability | no data: {said} | 1 − errors / requests over the month, from the environment's metrics. |"
+    assert row in render_service(document).markdown

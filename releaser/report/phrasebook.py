@@ -240,6 +240,7 @@ TEXT = {
         "start when a person asked for it), over {count} incidents.",
         "sv.how.availability": "1 − errors / requests from {source}: {errors} failed of {requests} requests, over "
         "{measured} with data of the month's {period}.",
+        "sv.how.availability_none": "1 − errors / requests over the month, from the environment's metrics.",
         "sv.how.allowed": "(1 − the target {target}) × the month's {period}.",
         "sv.how.budget": "(1 − the target {target}) × {requests} requests = {allowed} failed requests allowed; "
         "{errors} failed.",
@@ -254,8 +255,8 @@ TEXT = {
         "--commit or --commit-time)",
         "sv.why.no_releases_reached": "no data: no release reached {environment} this month",
         "sv.why.no_incidents": "no data: no incident this month, nothing to restore",
-        "sv.why.not_configured": "no data: report.metrics names no requests and errors counters, or {environment} "
-        "has no metrics source",
+        "sv.why.no_counters": "no data: report.metrics names no requests and errors counters to measure it with",
+        "sv.why.no_source": "no data: {environment} has no metrics source (`metrics:` under the environment)",
         "sv.why.unavailable": "no data: the metrics could not be read ({problem})",
         "sv.why.no_requests": "no data: no request was counted on {environment} this month (with a scrape source, "
         "releaser watch records the samples)",
@@ -519,6 +520,7 @@ TEXT = {
         "sv.how.restore": "从故障最早可见到回滚结束（人工发起的回滚从回滚开始计），共{count}起事故。",
         "sv.how.availability": "1 − 错误数 / 请求数，来自{source}：{requests}个请求中{errors}个失败，本月{period}中"
         "有数据的时间为{measured}。",
+        "sv.how.availability_none": "1 − 错误数 / 请求数，按整月计算，来自该环境的指标。",
         "sv.how.allowed": "（1 − 目标{target}）×本月时长{period}。",
         "sv.how.budget": "（1 − 目标{target}）×{requests}个请求 = 允许{allowed}个失败请求；实际失败{errors}个。",
         "sv.value.met": "{value}（目标{target}：达成）",
@@ -532,7 +534,8 @@ TEXT = {
         "mit-time）",
         "sv.why.no_releases_reached": "无数据：本月没有发布到达{environment}",
         "sv.why.no_incidents": "无数据：本月没有事故，无需恢复",
-        "sv.why.not_configured": "无数据：report.metrics未配置requests和errors计数器，或{environment}没有指标来源",
+        "sv.why.no_counters": "无数据：report.metrics未配置用于计算的requests和errors计数器",
+        "sv.why.no_source": "无数据：{environment}没有指标来源（环境下的`metrics:`）",
         "sv.why.unavailable": "无数据：无法读取指标（{problem}）",
         "sv.why.no_requests": "无数据：本月在{environment}没有统计到请求（使用scrape来源时，由releaser watch记录样本）",
         "sv.how.none": "—",

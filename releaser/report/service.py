@@ -270,7 +270,7 @@ def _availability(
         "daily": [],
     }
     if env.metrics is None or spec.requests is None or spec.errors is None:
-        result["why"] = "not_configured"
+        result["why"] = "no_source" if env.metrics is None else "no_counters"
         return result
     try:
         line = timeline(store, env, spec, start.timestamp(), until.timestamp(), max(spec.resolution, MONTH_STEP))

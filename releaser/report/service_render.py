@@ -135,11 +135,13 @@ def figures(report: dict, words: Words) -> list[dict]:
             "availability",
             avail,
             value,
-            words(
+            words("sv.how.availability_none")
+            if value is None  # no counts to quote: never "0 failed of 0"
+            else words(
                 "sv.how.availability",
-                source=avail["source"] or "—",
-                errors=words.number(avail["errors"] or 0),
-                requests=words.number(avail["requests"] or 0),
+                source=avail["source"],
+                errors=words.number(avail["errors"]),
+                requests=words.number(avail["requests"]),
                 measured=words.seconds(avail["measured_seconds"]),
                 period=words.seconds(avail["period_seconds"]),
             ),
