@@ -283,12 +283,17 @@ def _drill_row(drill: dict, words: Words) -> dict:
     }
 
 
+MISSED = "#cf222e"  # a day below the availability target, and the target's line
+
+
 def availability_chart(report: dict, words: Words) -> bytes | None:
-    """Availability day by day against the target, or None without a measured day."""
-    days = [d for d in report["availability"].get("daily", []) if d["value"] is not None]
-    if not days:
+    """Availability day by day against the target (every day of the month on the axis, a bar for
+    each measured one, red below the target), or None without a measured day."""
+    days = report["availability"].get("daily", [])
+    if not any(d["value"] is not None for d in days):
         return None
     import io
+    import math
 
     import matplotlib
 
@@ -302,11 +307,14 @@ def availability_chart(report: dict, words: Words) -> bytes | None:
         drawn, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
         try:
             labels = [d["day"][8:] for d in days]
-            values = [d["value"] * 100 for d in days]
-            axes.bar(labels, values, color=AFTER)
+            values = [math.nan if d["value"] is None else d["value"] * 100 for d in days]  # nan: no bar
             target = report["availability"]["target"] * 100
-            axes.axhline(target, color="#cf222e", linestyle="dashed", linewidth=1.0)
-            low = min([*values, target])
+            places = range(len(days))
+            axes.bar(places, values, color=[AFTER if v >= target else MISSED for v in values])
+            axes.set_xticks(places, labels)
+            axes.set_xlim(-0.5, len(days) - 0.5)
+            axes.axhline(target, color=MISSED, linestyle="dashed", linewidth=1.0)
+            low = min([*(v for v in values if not math.isnan(v)), target])
             axes.set_ylim(max(0.0, low - (100 - low) * 0.5 - 0.01), 100)
             axes.tick_params(labelsize=8)
             axes.grid(alpha=0.3, axis="y")
