@@ -245,11 +245,16 @@ class Recovery(Operation):
                 self.journal.note(f"no host of {env.name} is in doubt; name hosts with --host to redeploy them anyway")
                 return {}
             never = [name for name in chosen if name not in states or states[name].version is None]
-            if never:
+            if never and (host_names or len(never) == len(chosen)):
                 raise UsageError(
                     f"{', '.join(never)} of {env.name}: releaser has recorded no release there to "
-                    "redeploy; promote a release instead"
+                    "redeploy (a first install that broke off); promote a release, which asks each host first"
                 )
+            if never:  # the others are redeployed; these wait for a promotion
+                self.journal.note(
+                    f"{', '.join(never)} of {env.name}: no release recorded there to redeploy; promote one"
+                )
+                chosen = [name for name in chosen if name not in never]
             targets = {name: version for name in chosen if (version := states[name].version) is not None}
             run = f"redeploy-{int(time.time())}"
             self.journal.record(

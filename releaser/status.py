@@ -65,7 +65,7 @@ def status_document(config: Config, store: Store) -> dict:
             "versions": {str(v): n for v, n in versions.items()},
             "consistent": len(versions) == 1 and not in_doubt and not open_rollbacks,
             "in_doubt": in_doubt,
-            "heal": f"releaser redeploy {name} --reason TEXT" if in_doubt else None,  # what puts them back
+            "heal": _heal(config, name, hosts, in_doubt),  # what puts them back
             "rollbacks": [
                 {
                     "rollback": r.id,
@@ -354,7 +354,12 @@ def print_status(
             if last and last["status"] not in ("switched",):
                 line += f"  last {last['action']} to {last['to']}: {last['status']} {told(last['detail'])}"
             if state["doubt"]:
-                line += f"  IN DOUBT: {state['doubt']} (fix: `releaser redeploy {name} --host {host} --reason TEXT`)"
+                fix = (
+                    f"`releaser redeploy {name} --host {host} --reason TEXT`"
+                    if state["version"]
+                    else "nothing is recorded there to redeploy: promote a release, which asks the host first"
+                )
+                line += f"  IN DOUBT: {state['doubt']} (fix: {fix})"
             say(line, None if not state["doubt"] and (not last or last["status"] == "switched") else "yellow")
         route = env.get("route")
         if route is not None:
@@ -424,6 +429,17 @@ def print_status(
             f"service report of {item['environment']} for {item['month']}: " + _delivery(item, when),
             _delivery_colour(item),
         )
+
+
+def _heal(config: Config, environment: str, hosts: dict, in_doubt: dict) -> str | None:
+    """The command that ends the doubt: a redeploy of what the hosts should run, or, where nothing
+    was ever recorded (a first install that broke off), a promotion, which asks each host first."""
+    if not in_doubt:
+        return None
+    if any(hosts[host]["version"] for host in in_doubt):
+        return f"releaser redeploy {environment} --reason TEXT"
+    stage = next((spec.name for spec in config.pipeline if spec.environment == environment), None)
+    return f"releaser promote VERSION --to {stage}" if stage else f"releaser redeploy {environment} --reason TEXT"
 
 
 def _delivery(item: dict, when: Callable[[str | None], str]) -> str:

@@ -396,6 +396,26 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         counters.server_close()
 
 
+def test_a_first_install_that_broke_off_is_healed_by_a_promotion_not_a_redeploy(project):
+    """A host in doubt with no release recorded (its first switch may or may not have happened):
+    status names the promotion that heals it, never a redeploy that would refuse."""
+    from releaser.store import SqliteStore
+
+    project.register("1.0.0")
+    project.cli("status", check=True)  # the state exists
+    store = SqliteStore(project.dir / ".releaser" / "state.db")
+    store.doubt_host("dev", "dev-1", "its switch to 1.0.0 may have happened: the connection dropped")
+    store.close()
+    dev = project.status()["environments"]["dev"]
+    assert dev["heal"] == "releaser promote VERSION --to selftest"
+    assert "nothing is recorded there to redeploy: promote a release" in project.cli("status", check=True).stdout
+    refused = project.cli("redeploy", "dev", "--reason", "x")
+    assert refused.returncode == 2 and "promote a release, which asks each host first" in refused.stderr
+    project.cli("promote", "1.0.0", check=True)
+    dev = project.status()["environments"]["dev"]
+    assert dev["in_doubt"] == {} and dev["heal"] is None and dev["hosts"]["dev-1"]["version"] == "1.0.0"
+
+
 def test_redeploy_heals_a_host_in_doubt_and_resume_does_not_call_it_fine(project):
     """A host whose app does not serve what `current` says is in doubt: status and resume name
     the command that heals it, and `redeploy` puts it back through the normal switch."""
