@@ -1,6 +1,8 @@
 """Single sign-on as the README sets it up: a real nginx in front of `releaser serve`, asking an
 authenticating service (auth_request, as oauth2-proxy answers it) who the user is and passing
-the name in a header; releaser believes that header from the proxy's address only."""
+the name in a header; releaser believes that header from the proxy's address only, with its
+secret. Seen from Chromium too: signed in through the proxy, refused when the header comes
+straight to the dashboard."""
 
 from __future__ import annotations
 
@@ -167,3 +169,27 @@ def test_the_proxy_signs_in_and_a_header_from_elsewhere_is_refused(proxied) -> N
     assert status == 403 and "secret" in page
     status, page = get("127.0.0.1", front, {"Cookie": "sso=mallory"})
     assert status == 403 and "not a dashboard user" in page
+
+
+@pytest.mark.chromium
+def test_in_a_browser_the_proxy_signs_in_and_a_header_sent_around_it_is_refused(proxied) -> None:
+    from playwright import sync_api
+
+    from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+
+    front, dashboard = proxied
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            through = browser.new_context()
+            through.add_cookies([{"name": "sso", "value": "bob", "url": f"http://127.0.0.1:{front}/"}])
+            page = through.new_page()
+            page.goto(f"http://127.0.0.1:{front}/")
+            assert page.inner_text("header .me b") == "bob"
+            around = browser.new_context(extra_http_headers={"X-Forwarded-User": "bob"})
+            page = around.new_page()
+            answer = page.goto(f"http://{SERVE_AT}:{dashboard}/")
+            assert answer is not None and answer.status == 403
+            assert "secret" in page.inner_text("main") and "bob" not in page.inner_text("header")
+        finally:
+            browser.close()
