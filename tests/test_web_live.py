@@ -24,6 +24,7 @@ from releaser.decisions import decide
 from releaser.demo import sandbox
 from releaser.demo.traffic import Traffic
 from releaser.errors import AwaitingApproval
+from releaser.links import approval_link
 from releaser.model import ApprovalState
 from releaser.notify import open_journal
 from releaser.passwords import hash_password
@@ -230,6 +231,9 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     assert "not an approver of prod" in viewer.inner_text("main")
     viewer.goto(link.replace("sig=", "sig=0"))
     assert "altered" in viewer.inner_text("main")
+    request_id = int(link.split("/approvals/")[1].split("?")[0])
+    viewer.goto(approval_link(site.url, SECRET, request_id, "1.1.0", "full", 3600, now=time.time() - 7200))
+    assert "expired" in viewer.inner_text("main")
 
     # the second server's configuration freezes prod: the approval is refused there, as the CLI refuses it
     frozen = browser.new_context().new_page()
