@@ -449,8 +449,11 @@ def test_hash_password_prints_a_hash_that_checks() -> None:
 
 
 def test_the_releases_page_shows_the_newest_hundred_then_older(site: Site) -> None:
-    for n in range(105):
-        site.store.add_release(Release(version=f"0.{n}", artifact="/a", sha256="ab" * 32, size=1, created_at=utcnow()))
+    for n in range(105):  # registered a second apart: the page orders by registration time
+        registered = f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}.000+00:00"
+        site.store.add_release(
+            Release(version=f"0.{n}", artifact="/a", sha256="ab" * 32, size=1, created_at=registered)
+        )
     carol = site.client("carol")
     first = carol.get("/releases").text
     assert "/releases/0.104" in first and '/releases/0.5"' in first and '/releases/0.4"' not in first
