@@ -29,6 +29,8 @@ SECRET = "s" * 40
 PROXY_SECRET = "what only the proxy knows"
 PASSWORD = "correct horse battery"
 HASH = hash_password(PASSWORD)  # once: a slow hash is slow on purpose
+_parts = HASH.split("$")
+SALT_CUT = "$".join([*_parts[:4], _parts[4][1:], _parts[5]])
 
 
 def configure(root: Path, extra: str = "", top: str = "", full_approval: str = "{not_by_promoter: true}") -> Path:
@@ -404,6 +406,12 @@ def test_both_languages_say_every_word(site: Site) -> None:
     ("users", "message"),
     [
         ('alice: {password: "hunter2"}', "never the password itself"),
+        (f'alice: {{password: "{HASH[:-6]}"}}', "this hash is cut or altered"),  # the end not copied
+        (f'alice: {{password: "{SALT_CUT}"}}', "this hash is cut or altered"),  # a character of the salt lost
+        (
+            'alice: {password: "scrypt$16$8$1$AAAAAAAAAAAAAAAAAAAAAA==$' + "A" * 44 + '"}',
+            "outside what releaser accepts",
+        ),
         ("alice: {password: null, approver: [prd]}", "did you mean `prod`"),
         ("alice: {}", "no user can sign in"),
         ('"al ice": {}', "a user name"),

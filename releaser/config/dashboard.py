@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ..model import DashboardSpec, DashboardUser
-from ..passwords import well_formed
+from ..passwords import problem
 from ..schema import Fields, did_you_mean, shown
 from .rules import REPORT_LANGUAGES, SAFE_NAME, SAFE_NAME_RULE, is_address
 
@@ -58,11 +58,9 @@ def _read_user(name: str, fields: Fields, environments: set[str], mails: bool) -
             "approval links are mailed through report.mail, which is not configured: add `report: {mail: {smtp: "
             "HOST:PORT, from: ADDRESS}}`, or remove this address",
         )
-    if password is not None and not well_formed(password):
-        fields.problem(
-            "password",
-            "expected a hash written by `releaser serve --hash-password` (scrypt$...), never the password itself",
-        )
+    wrong = problem(password) if password is not None else None
+    if wrong:
+        fields.problem("password", wrong)
         password = None
     roles = {}
     for role in ROLES:
