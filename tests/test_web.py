@@ -623,3 +623,36 @@ def test_refusals_and_what_was_done_are_said_in_chinese(tmp_path: Path) -> None:
     ):
         assert zh in text, zh
     assert all(zh.count("{") == zh.count("}") for _pattern, zh in MESSAGES)
+
+
+def test_a_changed_configuration_holds_from_the_next_request(site: Site) -> None:
+    """A user removed, a role taken away, a freeze added: no restart needed. A file that no longer
+    reads leaves the last good configuration in force, and says so."""
+    warned: list[str] = []
+    dashboard = Dashboard(site.config, site.store, site.journal, SECRET, proxy_secret=PROXY_SECRET, warn=warned.append)
+    site.app = build(dashboard)
+    site.release("1.0", asked_by="alice")
+    bob, carol = site.client("bob"), site.client("carol")
+    page = bob.get("/act/approve", params={"release": "1.0", "stage": "full"})
+    assert page.status_code == 200
+    text = site.path.read_text()
+    frozen = 'freeze:\n  - {name: audit, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    site.path.write_text(text.replace(f'    carol: {{password: "{HASH}"}}\n', "") + frozen)
+    answer = bob.post(
+        "/act/approve",
+        data={
+            "token": token_of(page.text),
+            "release": "1.0",
+            "stage": "full",
+            "env": "prod",
+            "reason": "x",
+            "confirmed": "yes",
+        },
+    )
+    assert answer.status_code == 409 and "frozen" in answer.text  # the freeze added meanwhile
+    assert carol.get("/").status_code == 303  # removed: signed out at once
+    assert "changed: read again" in warned[-1]
+    site.path.write_text(text + "dashboard_typo: {}\n")
+    assert bob.get("/").status_code == 200  # the last good configuration goes on
+    assert "dashboard_typo" in warned[-1] and "goes on with the configuration it read before" in warned[-1]
+    assert carol.get("/").status_code == 303

@@ -79,6 +79,7 @@ def serve(app: App, listen: str, hash_password: bool) -> None:
         secret,
         secure=bool(spec.url and spec.url.startswith("https://")),
         proxy_secret=proxy_secret,
+        warn=app.out.warn,
     )
     shown = f"every address of this machine, port {port}" if host in ("0.0.0.0", "::") else f"http://{listen}/"  # noqa: S104 - naming it, not binding
     app.out.say(f"the dashboard of {config.project} on {shown} (Ctrl-C stops it)")

@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -52,15 +53,24 @@ class Dashboard:
     """What every request shares: the configuration, the state, the journal, sign-in, the follower."""
 
     def __init__(
-        self, config: Config, store: Store, journal: Journal, secret: str, secure: bool = False, proxy_secret: str = ""
+        self,
+        config: Config,
+        store: Store,
+        journal: Journal,
+        secret: str,
+        secure: bool = False,
+        proxy_secret: str = "",
+        warn: Callable[[str], None] = lambda _message: None,
     ):
         import jinja2
 
         assert config.dashboard is not None  # noqa: S101 - `serve` refuses a configuration without one
         self.config, self.store, self.journal = config, store, journal
         self.spec = config.dashboard
-        self.secret, self.secure = secret, secure
+        self.secret, self.secure, self.warn = secret, secure, warn
         self.auth = Auth(self.spec, store, journal, secret, proxy_secret)
+        self._stamp = _stamp(config.path)
+        self._reloading = threading.Lock()
         self.follower = JournalFollower(store)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -68,9 +78,37 @@ class Dashboard:
         self.templates.filters["when"] = shown_time
         self.templates.filters["pct"] = lambda v: "-" if v is None else f"{v:.2%}"
 
+    def refresh(self) -> None:
+        """Read the configuration again when its file changed: a user removed, a role taken away or
+        a freeze added holds from the next request, without a restart. A file that no longer reads
+        leaves the last good configuration in force, and says so once."""
+        stamp = _stamp(self.config.path)
+        if stamp == self._stamp:
+            return
+        with self._reloading:
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            from ..config import load_config, register_secrets
+            from ..errors import ConfigError
+
+            try:
+                config = load_config(self.config.path)
+            except ConfigError as exc:
+                self.warn(f"{exc}\nthe dashboard goes on with the configuration it read before; fix the file")
+                return
+            if config.dashboard is None:
+                self.warn(f"{config.path.name} lost its `dashboard:` section: the dashboard goes on with the last one")
+                return
+            register_secrets(config)
+            self.config, self.spec = config, config.dashboard
+            self.auth.spec = config.dashboard
+            self.warn(f"{config.path.name} changed: read again (users, roles, freezes as written now)")
+
     # -- who is asking --
 
     async def identify(self, request: Request) -> Identity | None:
+        self.refresh()  # a stat; the rare reload is quick enough to take on the loop
         header = self.spec.proxy_header
         header_user = request.headers.get(header) if header else None
         address = request.client.host if request.client else ""
@@ -364,6 +402,15 @@ def build(dashboard: Dashboard) -> Starlette:
             d.follower.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """When the file was last written, and its size: what tells a changed configuration."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _written_report(path: Path, what: str) -> Response:
