@@ -656,3 +656,29 @@ def test_a_changed_configuration_holds_from_the_next_request(site: Site) -> None
     assert bob.get("/").status_code == 200  # the last good configuration goes on
     assert "dashboard_typo" in warned[-1] and "goes on with the configuration it read before" in warned[-1]
     assert carol.get("/").status_code == 303
+
+
+def test_unlock_from_the_page_is_refused_while_the_holder_lives(site: Site) -> None:
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from releaser.model import Lock
+    from releaser.processes import this_machine
+
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    alive = Lock("prod", "ci", os.getppid(), this_machine(), "promote 1.0 --to gray", utcnow(), soon, "t")
+    site.store.acquire_lock(alive, lambda _held: False)
+    alice = site.client("alice")
+    assert "/act/unlock?env=prod" not in alice.get("/environments/prod").text  # offered for a stale lock only
+    page = alice.get("/act/unlock", params={"env": "prod"})
+    form = {"token": token_of(page.text), "env": "prod", "reason": "stuck?", "confirmed": "yes"}
+    answer = alice.post("/act/unlock", data=form)
+    assert answer.status_code == 409 and "which is alive and renews its lease" in answer.text
+    assert site.store.get_lock("prod") is not None and not site.store.find_events(kind="lock.cleared")
+    site.store.force_unlock("prod")
+    gone = Lock("prod", "ci", 2**22 + 17, this_machine(), "promote 1.0 --to gray", utcnow(), soon, "t")  # no such pid
+    site.store.acquire_lock(gone, lambda _held: False)
+    assert "/act/unlock?env=prod" in alice.get("/environments/prod").text
+    page = alice.get("/act/unlock", params={"env": "prod"})
+    done = alice.post("/act/unlock", data={**form, "token": token_of(page.text)}, follow_redirects=True)
+    assert done.status_code == 200 and "lock of ci cleared" in done.text and site.store.get_lock("prod") is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from ..errors import Refused, UsageError
 from ..interrupts import Interrupts
 from ..journal import Journal
 from ..model import ApprovalState, Config
@@ -127,8 +127,18 @@ def _rollback(config: Config, store: Store, journal: Journal, target: Target, re
 
 
 def _unlock(config: Config, store: Store, journal: Journal, target: Target, reason: str) -> str:
+    """Clear a lock whose holder is gone. One alive is refused: clearing it would let a second
+    promotion run beside it (the CLI's `unlock --force`, on a terminal, remains the override)."""
     from ..locks import clear_lock
+    from ..processes import is_stale
 
+    current = store.get_lock(target.environment)
+    if current is not None and not is_stale(current):
+        raise Refused(
+            f"the lock on {target.environment} is held by {current.owner}'s pid {current.pid} on {current.hostname}, "
+            f"which is alive and renews its lease ({current.command}): wait for it, or abort its promotion; only "
+            "a holder that is gone may be unlocked from the dashboard"
+        )
     held = clear_lock(store, lambda: journal, target.environment, reason)
     return f"{target.environment}: lock of {held.owner} cleared" if held else f"{target.environment} was not locked"
 

@@ -237,6 +237,11 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"(\S+): nothing to roll back", "{0}：没有需要回滚的主机"),
         (r"(\S+): lock of (\S+) cleared", "{0}：已清除{1}持有的锁"),
         (r"(\S+) was not locked", "{0}没有被锁定"),
+        (
+            r"the lock on (\S+) is held by (\S+)'s pid (\d+) on (\S+), which is alive and renews its lease \((.+)\): "
+            r"wait for it, or abort its promotion; only a holder that is gone may be unlocked from the dashboard",
+            "{0}的锁由{1}在{3}上的进程{2}持有，该进程仍在运行并续租（{4}）：请等待它结束，或中止其发布；仪表盘只能解除持有者已不存在的锁",
+        ),
         (r"(\S+): approval requests cancelled; nothing had started", "{0}：审批请求已取消；尚未开始任何阶段"),
         (
             r"(\S+) of (\S+) on (\S+): abort asked; it is (?P<state>\S+) \(the journal follows\)",
