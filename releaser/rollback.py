@@ -495,7 +495,7 @@ def incident_data(rollback: RollbackRun, finished: str, hosts: list[str]) -> dic
         "fault_at": rollback.fault_at,
         "detected_at": rollback.detected_at,
         "finished_at": finished,
-        "time_to_detect": round((detected - fault).total_seconds(), 3) if fault else None,
+        "time_to_detect": round((detected - fault).total_seconds(), 3) if fault and not rollback.cause.asked else None,
         "time_to_rollback": round((parse_ts(finished) - detected).total_seconds(), 3),
     }
 

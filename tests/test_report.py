@@ -386,3 +386,29 @@ def test_samples_a_pending_report_needs_are_kept_however_long_the_rollout(tmp_pa
     assert _still_needed_from(store, "prod", config.report, ten_days_later) == pytest.approx(
         ten_days_later - 2 * WINDOW - 3 * 86400 - 86400
     )
+
+
+def test_a_rollback_a_person_asked_for_is_said_so_and_has_no_time_to_detect(tmp_path):
+    config, store, now = fixed_store(tmp_path)
+    store.append_event(
+        Event(
+            "incident",
+            "abort",
+            environment="prod",
+            release="2.0.0",
+            stage=None,  # a rollback by hand names no stage
+            data={"cause": "abort", "time_to_detect": 91.1, "time_to_rollback": 1.2, "reason": "alice: config typo"},
+        )
+    )
+    document = build(config, store, "2.0.0", now=now)
+    asked = next(i for i in document["incidents"] if i["reason"] == "alice: config typo")
+    assert asked["asked"] and asked["time_to_detect"] is None  # nothing detected it: a person asked
+    markdown = render(document).markdown
+    assert (
+        "There were 2 incidents; each was rolled back within the 1 h SLA (the slowest took 12.5 s), 1 of them at "
+        "a person's request" in markdown
+    )
+    assert "rolled back automatically" not in markdown
+    row = next(line for line in markdown.splitlines() if "alice: config typo" in line)
+    assert row.split("|")[2].strip() == "—" and row.split("|")[4].strip() == "—"  # no stage, no time to detect
+    assert "None" not in markdown

@@ -66,6 +66,7 @@ from .state import (
     WebSession,
     parse_ts,
     utcnow,
+    was_asked,
 )
 
 __all__ = [
@@ -130,4 +131,5 @@ __all__ = [
     "parse_ts",
     "promql_string",
     "utcnow",
+    "was_asked",
 ]

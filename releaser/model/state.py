@@ -196,11 +196,22 @@ class Cause(StrEnum):
         return self not in (Cause.UNPROVEN, Cause.DRILL, Cause.SETUP)
 
     @property
+    def asked(self) -> bool:
+        """Whether a person (or a stop signal) asked for the rollback: nothing was detected, so
+        it has no time to detect, and its time to restore runs from when it was asked."""
+        return self in (Cause.MANUAL, Cause.ABORT, Cause.RESUME, Cause.SIGNAL)
+
+    @property
     def condemns(self) -> bool:
         """Whether the rollback is a verdict on the releases it takes away (their status, the
         stages they passed): not for a drill, which rehearses the path on good releases, nor for a
         setup that failed before the release was tried."""
         return self not in (Cause.DRILL, Cause.SETUP)
+
+
+def was_asked(cause: str | None) -> bool:
+    """Whether an incident's recorded cause is one a person or a stop signal asked for."""
+    return cause in {str(c) for c in Cause if c.asked}
 
 
 class RollbackRun(Record):

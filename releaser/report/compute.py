@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UsageError
 from ..metrics import MetricsUnavailable
 from ..metrics.histogram import Histogram
-from ..model import Config, Event, RunStatus, parse_ts
+from ..model import Config, Event, RunStatus, parse_ts, was_asked
 from ..record import Record
 from ..store import Store
 from . import noise
@@ -423,7 +423,8 @@ def _incident(event: Event, sla: float) -> dict:
         "environment": event.environment,
         "in_window": data.get("cause") == "window" or "after_pass" in data,
         "reason": data.get("reason", ""),
-        "time_to_detect": data.get("time_to_detect"),
+        "asked": was_asked(data.get("cause")),
+        "time_to_detect": None if was_asked(data.get("cause")) else data.get("time_to_detect"),
         "time_to_rollback": seconds,
         "within_sla": seconds <= sla and bool(data.get("within_window", True)),
     }

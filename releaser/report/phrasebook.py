@@ -143,6 +143,8 @@ TEXT = {
         "s.feature_short": "The feature {name} was used {count} ({before} before).",
         "s.incidents_ok": "There {were} {count} incident{s}; each was rolled back automatically within the "
         "{sla} SLA (the slowest took {slowest}).",
+        "s.incidents_ok_asked": "There {were} {count} incident{s}; each was rolled back within the {sla} SLA (the "
+        "slowest took {slowest}), {asked} of them at a person's request (an abort, a rollback by hand, a stop).",
         "s.incidents_bad": "There {were} {count} incident{s}; {late} of them took longer than the {sla} SLA "
         "to roll back.",
         "s.drill_passed": "The last rollback drill of {environment}, on {at}, rolled {release} back to {previous} "
@@ -430,6 +432,8 @@ TEXT = {
         "s.feature_new_short": "新功能{name}{count}。",
         "s.feature_short": "功能{name}{count}（发布前{before}）。",
         "s.incidents_ok": "共发生{count}次故障，均在{sla}SLA内自动回滚（最慢一次用时{slowest}）。",
+        "s.incidents_ok_asked": "共发生{count}次故障，均在{sla}SLA内回滚（最慢一次用时{slowest}），"
+        "其中{asked}次为人工发起（中止、手动回滚或停止）。",
         "s.incidents_bad": "共发生{count}次故障，其中{late}次回滚超过了{sla}SLA。",
         "s.drill_passed": "{environment}最近一次回滚演练（{at}）用时{rollback}将{release}回滚到{previous}"
         "{restore}，{verdict}。",

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..events import Event
 from ..freezes import occurrences
 from ..metrics import MetricsUnavailable
-from ..model import Config, ServiceReportSpec, TierRule, parse_ts
+from ..model import Config, ServiceReportSpec, TierRule, parse_ts, was_asked
 from ..store import Store
 from .compute import local_zone
 from .timeline import timeline
@@ -214,7 +214,8 @@ def _incident(event, tiers: tuple[TierRule, ...], sla: float) -> dict:
     data = event.data
     rollback = float(data.get("time_to_rollback") or 0.0)
     fault, finished = data.get("fault_at"), data.get("finished_at")
-    impact = (parse_ts(finished) - parse_ts(fault)).total_seconds() if fault and finished else rollback
+    asked = was_asked(data.get("cause"))  # nothing detected it: restored from when it was asked
+    impact = (parse_ts(finished) - parse_ts(fault)).total_seconds() if fault and finished and not asked else rollback
     incident = {
         "at": event.ts,
         "environment": event.environment,
@@ -222,7 +223,7 @@ def _incident(event, tiers: tuple[TierRule, ...], sla: float) -> dict:
         "releases": list(data.get("releases") or ([event.release] if event.release else [])),
         "cause": data.get("cause"),
         "reason": data.get("reason", ""),
-        "time_to_detect": data.get("time_to_detect"),
+        "time_to_detect": None if asked else data.get("time_to_detect"),
         "time_to_rollback": rollback,
         "impact": impact,
         "within_sla": rollback <= sla,

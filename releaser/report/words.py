@@ -261,7 +261,9 @@ class Words:
                 lines.append(self("s.incidents_bad", late=len(late), **plural))
             else:
                 slowest = max(i["time_to_rollback"] for i in incidents)
-                lines.append(self("s.incidents_ok", slowest=self.seconds(slowest), **plural))
+                asked = sum(1 for i in incidents if i.get("asked"))
+                key = "s.incidents_ok_asked" if asked else "s.incidents_ok"
+                lines.append(self(key, slowest=self.seconds(slowest), asked=asked, **plural))
         drill = self.drill(report)
         if drill:
             lines.append(drill)
