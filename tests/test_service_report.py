@@ -157,7 +157,7 @@ def test_the_month_in_chinese(tmp_path):
         "| 剩余错误预算 | 50.00% |",
     ):
         assert row in markdown, row
-    assert "按级别：P1 1起、P2 1起、P3 0起、未分级0起。" in markdown or "按级别：P11起" in markdown
+    assert "按级别：P1：1起、P2：1起、P3：0起、未分级：0起。" in markdown  # never "P11起"
     assert "本月向prod上线3个发布（每周0.7个）。" in markdown
     assert "2起事故，其中1起回滚超过1小时SLA。" in markdown
     assert rendered.subject == "[shop] 2026-11月度服务报告（prod）"
@@ -212,6 +212,12 @@ def test_a_quiet_month_says_why_each_figure_is_missing(tmp_path):
     markdown = render_service(build_service(config, store, "2026-12", now=datetime(2026, 12, 6, tzinfo=UTC))).markdown
     assert "Preview: 2026-12 is not over" in markdown
     assert "| Releases shipped | 1 |" in markdown  # 3.1.0, on December 1 at 01:00 in Shanghai
+    # six days of the month seen: a count, but no weekly rate (one release in hours is not 1,000 a week)
+    assert "**1 release(s) shipped to prod.**" in markdown
+    assert (
+        "| Deployment frequency (a week) | no data: the journal saw 5.33 days of this month; a weekly rate needs a "
+        "week | Releases shipped over the days of the month the journal saw, times 7. |"
+    ) in markdown
     assert "| Lead time for changes (median) | no data: none of the 1 releases shipped recorded its commit" in markdown
     assert "| Change failure rate | no data: no release reached prod this month |" in markdown
     assert "| Time to restore (longest) | no data: no incident this month, nothing to restore |" in markdown

@@ -230,6 +230,7 @@ TEXT = {
         "sv.how.shipped": "Releases that passed {stage} on {environment} in the month (the journal's stage.passed, "
         "each release once).",
         "sv.how.per_week": "{count} releases over {days} days, times 7.",
+        "sv.how.per_week_none": "Releases shipped over the days of the month the journal saw, times 7.",
         "sv.how.per_month": "Releases that passed {stage} from {start} to {until}.",
         "sv.how.lead": "From each release's commit time (release create --commit or --commit-time) to its pass of "
         "{stage}; {measured} of {count} releases recorded one.",
@@ -252,6 +253,7 @@ TEXT = {
         "sv.value.overspent": "none: overspent by {percent}",
         "sv.why.no_journal": "no data: the journal begins on {journal_from}, after this month",
         "sv.why.empty_journal": "no data: the journal is empty",
+        "sv.why.short_journal": "no data: the journal saw {days} days of this month; a weekly rate needs a week",
         "sv.why.no_releases": "no data: no release passed {stage} this month",
         "sv.why.no_commit_times": "no data: none of the {count} releases shipped recorded its commit (release create "
         "--commit or --commit-time)",
@@ -292,6 +294,7 @@ TEXT = {
         "sv.no_drills": "No rollback drill on {environment} this month.",
         "sv.chart": "Availability by day (%), with the target",
         "sv.s.shipped": "{count} release(s) shipped to {environment} ({per_week} a week).",
+        "sv.s.shipped_count": "{count} release(s) shipped to {environment}.",
         "sv.s.no_shipped": "Releases shipped: {why}.",
         "sv.s.availability": "Availability {value} against a target of {target}: {verdict}.",
         "sv.s.met": "met",
@@ -515,6 +518,7 @@ TEXT = {
         "sv.budget": "剩余错误预算",
         "sv.how.shipped": "本月在{environment}通过{stage}阶段的发布（日志中的stage.passed，每个发布计一次）。",
         "sv.how.per_week": "{days}天内{count}个发布，乘以7。",
+        "sv.how.per_week_none": "本月日志覆盖天数内上线的发布数，乘以7。",
         "sv.how.per_month": "{start}至{until}通过{stage}阶段的发布。",
         "sv.how.lead": "从每个发布的提交时间（release create --commit或--commit-time）到其通过{stage}阶段；{count}个"
         "发布中有{measured}个记录了提交时间。",
@@ -533,6 +537,7 @@ TEXT = {
         "sv.value.overspent": "无：超支{percent}",
         "sv.why.no_journal": "无数据：日志始于{journal_from}，晚于本月",
         "sv.why.empty_journal": "无数据：日志为空",
+        "sv.why.short_journal": "无数据：本月日志仅覆盖{days}天，计算每周频率至少需要一周",
         "sv.why.no_releases": "无数据：本月没有发布通过{stage}阶段",
         "sv.why.no_commit_times": "无数据：本月上线的{count}个发布都没有记录提交时间（release create --commit或--com"
         "mit-time）",
@@ -555,7 +560,7 @@ TEXT = {
         "sv.untiered": "未分级",
         "sv.cause": "起因",
         "sv.tier_counts": "按级别：{counts}。",
-        "sv.tier_count": "{tier}{count}起",
+        "sv.tier_count": "{tier}：{count}起",
         "sv.tiers_none": "未配置事故级别（report.service.tiers）：所有事故均未分级。",
         "sv.no_incidents": "本月{environment}没有事故。",
         "sv.freezes": "冻结期",
@@ -572,6 +577,7 @@ TEXT = {
         "sv.no_drills": "本月{environment}没有回滚演练。",
         "sv.chart": "每日可用性（%）与目标",
         "sv.s.shipped": "本月向{environment}上线{count}个发布（每周{per_week}个）。",
+        "sv.s.shipped_count": "本月向{environment}上线{count}个发布。",
         "sv.s.no_shipped": "已上线发布数：{why}。",
         "sv.s.availability": "可用性{value}，目标{target}：{verdict}。",
         "sv.s.met": "达成",

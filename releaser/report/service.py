@@ -140,7 +140,8 @@ def build_service(
         "shipped": {
             "releases": shipped if covered else [],
             "count": len(shipped) if covered else None,
-            "per_week": len(shipped) / (days / WEEK) if covered else None,
+            "per_week": len(shipped) / (days / WEEK) if covered and days >= WEEK else None,
+            "per_week_why": no_journal or (None if days >= WEEK else "short_journal"),  # a rate needs a week seen
             "per_month": len(shipped) if covered else None,
             "days": days / 86400,
             "why": no_journal,

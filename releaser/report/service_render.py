@@ -68,6 +68,7 @@ def _why(report: dict, figure: dict, words: Words) -> str:
         stage=env["stage"],
         environment=env["name"],
         count=report["shipped"]["count"] or 0,
+        days=words.number(report["shipped"]["days"]),
         problem=figure.get("problem") or "",
     )
 
@@ -96,9 +97,11 @@ def figures(report: dict, words: Words) -> list[dict]:
         figure("shipped", shipped, None if shipped["count"] is None else str(count), words("sv.how.shipped", **where)),
         figure(
             "per_week",
-            shipped,
+            {"why": shipped["per_week_why"]},
             None if shipped["per_week"] is None else words.number(shipped["per_week"]),
-            words("sv.how.per_week", count=count, days=words.number(shipped["days"])),
+            words("sv.how.per_week", count=count, days=words.number(shipped["days"]))
+            if shipped["per_week"] is not None
+            else words("sv.how.per_week_none"),
         ),
         figure(
             "per_month",
@@ -191,6 +194,8 @@ def summary(report: dict, words: Words) -> list[str]:
     lines = []
     if shipped["count"] is None:
         lines.append(words("sv.s.no_shipped", why=_why(report, shipped, words)))
+    elif shipped["per_week"] is None:  # the journal saw less than a week of the month: no rate
+        lines.append(words("sv.s.shipped_count", count=shipped["count"], environment=env["name"]))
     else:
         lines.append(
             words(
