@@ -41,15 +41,6 @@ class ApprovalMail:
     def __init__(self, config: Config, mail: MailSpec, users: tuple[DashboardUser, ...], language: str):
         self.config, self.mail, self.users, self.language = config, mail, users, language
 
-    @classmethod
-    def of(cls, config: Config) -> ApprovalMail | None:
-        """None unless some dashboard user has an address and report.mail is configured."""
-        dashboard, mail = config.dashboard, config.report.mail
-        users = tuple(user for user in (dashboard.users.values() if dashboard else ()) if user.email)
-        if dashboard is None or mail is None or not users:
-            return None
-        return cls(config, mail, users, dashboard.language or config.report.language)
-
     def concerns(self, event: Entry) -> bool:
         return event.kind == Event.APPROVAL_REQUESTED
 

@@ -12,14 +12,17 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import model, secrets
-from .approvalmail import ApprovalMail
 from .events import Event
 from .journal import Journal, Sink
 from .model import Config, Webhook
 from .store import Store
+
+if TYPE_CHECKING:
+    from .approvalmail import ApprovalMail
 
 ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
     Event.STAGE_PASSED: ":white_check_mark:",
@@ -39,8 +42,25 @@ OnFailure = Callable[[str, dict], None]
 
 
 def webhook_url(hook: Webhook) -> str:
-    """The hook's URL; one read from the environment is a secret, registered as such."""
-    return hook.url or secrets.read_env(hook.url_env, url=True)
+    """The hook's URL; one read from the environment is a secret, registered as such. Refused
+    when its variable is not set where releaser runs."""
+    url = hook.url or secrets.read_env(hook.url_env, url=True)
+    if not url:
+        raise Refused(f"${hook.url_env} is not set where releaser runs (the webhook's url_env)")
+    return url
+
+
+def shown_hook(hook: Webhook) -> str:
+    """Where a hook posts, for a message: its scheme and host only, or its unset variable."""
+    url = hook.url or secrets.read_env(hook.url_env, url=True)
+    return redact(url) if url else f"${hook.url_env}"
+
+
+def unset_webhooks(webhooks: tuple[Webhook, ...]) -> list[str]:
+    """The variables webhooks read their URL from that are not set here."""
+    import os
+
+    return [f"${h.url_env}" for h in webhooks if not h.url and h.url_env and not os.environ.get(h.url_env)]
 
 
 def redact(url: str) -> str:
@@ -49,7 +69,8 @@ def redact(url: str) -> str:
 
 
 class Refused(Exception):
-    """The receiver answered 200 but did not take the message (a chat robot's error code)."""
+    """The message could not go: the receiver answered 200 but did not take it (a chat robot's
+    error code), or the hook's address is not set."""
 
 
 def event_text(project: str, hook: Webhook, event: model.Event) -> str:
@@ -134,7 +155,8 @@ class Notifier:
     def _failed(self, target: Webhook | ApprovalMail, event: model.Event, exc: Exception) -> None:
         assert self.on_failure is not None  # noqa: S101 - called only when there is one
         if isinstance(target, Webhook):
-            where, error = redact(webhook_url(target)), str(exc).replace(webhook_url(target), "<url>")
+            url = target.url or secrets.read_env(target.url_env, url=True)
+            where, error = shown_hook(target), str(exc).replace(url, "<url>") if url else str(exc)
             said = exc if isinstance(exc, Refused) else type(exc).__name__
         else:
             where, error = f"{', '.join(target.recipients(event))} by mail", str(exc)
@@ -151,7 +173,7 @@ class Notifier:
 def open_journal(store: Store, sink: Sink | None, config: Config) -> tuple[Journal, Notifier | None]:
     """A journal whose events also go to the configured webhooks, and whose approval requests are
     mailed to the dashboard users who may decide them (close the notifier at exit)."""
-    mail = ApprovalMail.of(config)
+    mail = _approval_mail(config)
     if not config.webhooks and mail is None:
         return Journal(store, sink), None
     quiet = Journal(store, sink)  # failures are journaled, and not notified again
@@ -161,3 +183,15 @@ def open_journal(store: Store, sink: Sink | None, config: Config) -> tuple[Journ
 
     notifier = Notifier(config.project, config.webhooks, failed, mail)
     return Journal(store, sink, (notifier,)), notifier
+
+
+def _approval_mail(config: Config) -> ApprovalMail | None:
+    """Who approval requests are mailed to, when a dashboard user has an address and report.mail
+    is set (the SMTP modules are loaded only then)."""
+    dashboard, mail = config.dashboard, config.report.mail
+    users = tuple(u for u in (dashboard.users.values() if dashboard else ()) if u.email)
+    if dashboard is None or mail is None or not users:
+        return None
+    from .approvalmail import ApprovalMail
+
+    return ApprovalMail(config, mail, users, dashboard.language or config.report.language)

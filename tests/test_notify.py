@@ -90,3 +90,34 @@ def test_every_event_a_webhook_may_subscribe_to_is_journaled_somewhere():
                     journaled.add(Event[kind.attr].value)
     assert "rollback.incomplete" in DEFAULT_EVENTS and "bake.too_short" in DEFAULT_EVENTS
     assert set(DEFAULT_EVENTS) <= journaled, sorted(set(DEFAULT_EVENTS) - journaled)
+
+
+def test_a_webhook_whose_variable_is_unset_says_so(tmp_path, monkeypatch):
+    """In-process: the notifier journals the unset variable by name (not a URL library's error
+    about '://?'), and `validate` warns of it before anything runs."""
+    from click.testing import CliRunner
+
+    from releaser.cli import cli
+    from releaser.config import load_config
+    from releaser.events import Event
+    from releaser.notify import open_journal
+    from releaser.store import open_store
+    from tests.harness.configs import write_project
+
+    write_project(tmp_path)
+    path = tmp_path / "environments.yaml"
+    path.write_text(path.read_text() + "notifications:\n  webhooks:\n    - {url_env: HOOK_URL, events: [stage.started]}\n")
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    config = load_config(path)
+    store = open_store(config, create=True)
+    journal, notifier = open_journal(store, None, config)
+    assert notifier is not None
+    journal.record(Event.STAGE_STARTED, "selftest: promoting 1.0.0 on dev", release="1.0.0", stage="selftest")
+    notifier.close()
+    (failed,) = store.find_events(kind=Event.NOTIFY_FAILED)
+    assert failed.message == (
+        "notification of stage.started to $HOOK_URL failed: $HOOK_URL is not set where releaser runs (the "
+        "webhook's url_env)"
+    )
+    checked = CliRunner().invoke(cli, ["-C", str(tmp_path), "validate"])
+    assert checked.exit_code == 0 and "$HOOK_URL is not set here" in checked.output

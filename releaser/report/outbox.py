@@ -32,7 +32,7 @@ from ..journal import Journal
 from ..locks import EnvironmentLock
 from ..mailer import MailNotSent, MailUncertain, send
 from ..model import Config, Report, ReportState, ServiceReport, utcnow
-from ..notify import Refused, deliver, redact, webhook_url
+from ..notify import Refused, deliver, shown_hook
 from ..record import Record
 from ..store import Store
 from .compute import build
@@ -352,7 +352,7 @@ class Outbox:
             self.journal.record(
                 Event.REPORT_WEBHOOK_FAILED,
                 f"{parcel.what}: webhook "
-                f"{redact(webhook_url(hook))} failed: "
+                f"{shown_hook(hook)} failed: "
                 f"{exc if isinstance(exc, Refused) else type(exc).__name__}",
                 **parcel.tags,
             )
