@@ -106,7 +106,8 @@ def test_a_webhook_whose_variable_is_unset_says_so(tmp_path, monkeypatch):
 
     write_project(tmp_path)
     path = tmp_path / "environments.yaml"
-    path.write_text(path.read_text() + "notifications:\n  webhooks:\n    - {url_env: HOOK_URL, events: [stage.started]}\n")
+    hook = "notifications:\n  webhooks:\n    - {url_env: HOOK_URL, events: [stage.started]}\n"
+    path.write_text(path.read_text() + hook)
     monkeypatch.delenv("HOOK_URL", raising=False)
     config = load_config(path)
     store = open_store(config, create=True)
