@@ -44,6 +44,7 @@ def approved(
             Event.APPROVAL_REQUESTED,
             f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}"
             + (f"; decide at {address}" if address else ""),
+            environment=spec.environment,
             release=version,
             stage=spec.name,
             data={
@@ -124,6 +125,7 @@ def decide(
         journal.record(
             Event.APPROVAL_GRANTED if approve else Event.APPROVAL_REJECTED,
             f"{request.stage}: {actor} {verb} {version} (asked by {request.requested_by}): {reason}",
+            environment=environment,
             release=version,
             stage=request.stage,
             data={"request": request.id, "by": actor, "reason": reason},
@@ -152,9 +154,14 @@ def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -
 
 
 def _who_may(request: ApprovalRequest) -> str:
-    who = " or ".join(request.approvers) if request.approvers else "anyone"
-    excluded = request.not_by_promoter and (not request.approvers or request.requested_by in request.approvers)
-    return who + (f" but {request.requested_by}" if excluded else "")
+    """Who may approve it, in words: the approvers but the one who asked, under not_by_promoter."""
+    asked = request.requested_by
+    if not request.approvers:
+        return f"anyone but {asked}, who asked" if request.not_by_promoter else "anyone"
+    others = [a for a in request.approvers if not (request.not_by_promoter and a == asked)]
+    if not others:
+        return f"nobody: its only approver, {asked}, asked for it (not_by_promoter): add another to `approvers`"
+    return " or ".join(others)
 
 
 class AbortListener:

@@ -101,6 +101,8 @@ def test_the_approvers_of_the_stage_get_its_signed_link_by_mail(tmp_path, smtp, 
     link = body.split("(you sign in first): ", 1)[1].split()[0]
     (requested,) = store.find_events(kind=Event.APPROVAL_REQUESTED)
     assert link == requested.data["link"]  # the very link the chat gets
+    assert requested.environment == "prod"  # the journal filtered by environment shows it
+    assert f"full: ci asks to promote 2.0.0; awaiting approval by anyone; decide at {link}" == requested.message
     query = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
     request = int(link.split("/approvals/", 1)[1].split("?")[0])
     assert link_problem(SECRET, request, "2.0.0", "full", query["until"], query["sig"]) is None

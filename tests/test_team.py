@@ -307,3 +307,17 @@ def test_a_watch_daemon_outlives_a_database_restart(team, postgres):
     assert "looking again in 200ms" in err and "Traceback" not in err, err
     assert set(team.env_versions("prod").values()) == {"1.0.0"}
     store.close()
+
+
+def test_who_may_approve_is_said_plainly():
+    from releaser.decisions import _who_may
+    from releaser.model import ApprovalRequest, ApprovalState
+
+    def request(approvers: list[str], not_by_promoter: bool) -> ApprovalRequest:
+        return ApprovalRequest(1, "1.0", "full", ApprovalState.AWAITING, "alice", "", approvers, not_by_promoter)
+
+    assert _who_may(request([], False)) == "anyone"
+    assert _who_may(request([], True)) == "anyone but alice, who asked"
+    assert _who_may(request(["alice", "bob"], True)) == "bob"
+    assert _who_may(request(["alice", "bob"], False)) == "alice or bob"
+    assert _who_may(request(["alice"], True)).startswith("nobody: its only approver, alice, asked for it")
