@@ -129,8 +129,8 @@ class Sandbox:
 
     def close(self) -> None:
         for server in self.servers:
-            server.terminate()
-            server.wait(10)
+            server.terminate()  # as systemd stops it: a normal end, exit 0
+            assert server.wait(10) == 0, server.stderr.read().decode() if server.stderr else ""
         if self.notifier is not None:
             self.notifier.close()
         self.robot.close()

@@ -99,7 +99,17 @@ def serve(app: App, listen: str, hash_password: bool) -> None:
             timeout_graceful_shutdown=2,
         )
     )
-    server.run()
+    import signal
+
+    # uvicorn stops on SIGTERM or SIGINT, then raises the signal again for whoever handled it before:
+    # for a server, that is its normal end (systemd's stop), not an interruption (exit 0)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    app.out.say("the dashboard stopped")
 
 
 def _loopback(host: str) -> bool:
