@@ -54,8 +54,8 @@ def configure(root: Path, extra: str = "", top: str = "", full_approval: str = "
 class Site:
     """A dashboard over a fresh state, and a browser-like client per user."""
 
-    def __init__(self, root: Path, extra: str = "", top: str = ""):
-        self.path = configure(root, extra, top)
+    def __init__(self, root: Path, extra: str = "", top: str = "", full_approval: str = "{not_by_promoter: true}"):
+        self.path = configure(root, extra, top, full_approval)
         self.config = load_config(self.path)
         self.store = open_store(self.config, create=True)
         self.journal = Journal(self.store, None)
@@ -76,7 +76,11 @@ class Site:
         )
         run = self.store.start_stage_run(version, "gray", "prod", asked_by)
         self.store.set_stage_run_status(run.id, RunStatus.PASSED)
-        request, _new = self.store.request_approval(version, "full", asked_by, [], True)
+        approval = self.config.stage("full").approval
+        assert approval is not None
+        request, _new = self.store.request_approval(
+            version, "full", asked_by, list(approval.approvers), approval.not_by_promoter
+        )
         self.journal.record(
             Event.APPROVAL_REQUESTED,
             f"full: {asked_by} asks",
@@ -682,3 +686,21 @@ def test_unlock_from_the_page_is_refused_while_the_holder_lives(site: Site) -> N
     page = alice.get("/act/unlock", params={"env": "prod"})
     done = alice.post("/act/unlock", data={**form, "token": token_of(page.text)}, follow_redirects=True)
     assert done.status_code == 200 and "lock of ci cleared" in done.text and site.store.get_lock("prod") is None
+
+
+def test_pages_offer_approval_only_where_it_would_be_taken(tmp_path: Path) -> None:
+    freeze = 'freeze:\n  - {name: audit, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    frozen = Site(tmp_path / "frozen", top=freeze)
+    frozen.release("1.0")
+    page = frozen.client("bob").get("/releases/1.0").text
+    assert "/act/approve?release=1.0" not in page and "frozen: approve after the freeze" in page
+    assert "/act/reject?release=1.0" in page  # a rejection is never frozen
+    named = Site(tmp_path / "named", full_approval="{approvers: [bob]}")
+    named.release("1.0", asked_by="carol")
+    assert "/act/approve?release=1.0" not in named.client("alice").get("/releases/1.0").text  # not among them
+    bob = named.client("bob")
+    assert "/act/approve?release=1.0" in bob.get("/releases/1.0").text
+    done = decide(bob, "approve", "1.0")
+    assert "approved by bob" in done.text and "The stage starts when its promotion runs again" in done.text
+    overview = named.client("carol").get("/").text
+    assert "nothing deployed · 2 hosts" in overview and "consistent" not in overview.split("nothing deployed")[1][:40]

@@ -147,6 +147,7 @@ class Dashboard:
             chart=evidence_chart,
             can=lambda action, environment: identity is not None and actions.allowed_on(identity, action, environment),
             stage_env=self.config.stage_environment,
+            frozen=lambda environment: _frozen(self.config, environment),
             nav_environments=list(self.config.environments),
             **context,
         )
@@ -402,6 +403,15 @@ def build(dashboard: Dashboard) -> Starlette:
             d.follower.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _frozen(config: Config, environment: str | None) -> bool:
+    """Whether a freeze holds the environment now (an approval would be refused)."""
+    if not config.freezes or not environment:
+        return False
+    from ..freezes import frozen
+
+    return frozen(config.freezes, environment) is not None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -112,6 +112,20 @@ WORDS: dict[str, dict[str, str]] = {
     "window_until": {"en": "until", "zh-CN": "截止"},
     "sla": {"en": "SLA", "zh-CN": "SLA"},
     "all_reports": {"en": "Reports", "zh-CN": "报告"},
+    "frozen_now": {"en": "frozen: approve after the freeze", "zh-CN": "封版中：封版结束后再批准"},
+    "then_promote": {
+        "en": "The stage starts when its promotion runs again (`releaser promote`), or at once for one waiting "
+        "(`promote --wait`).",
+        "zh-CN": "该阶段将在再次执行发布（`releaser promote`）时开始；"
+        "若有发布正在等待（`promote --wait`），则立即开始。",
+    },
+    "nothing_deployed": {"en": "nothing deployed", "zh-CN": "尚未部署"},
+    "unwatched": {
+        "en": "No watch is running: nothing rolls these windows back. Start `releaser watch`, or run "
+        "`releaser watch --once` every minute from cron.",
+        "zh-CN": "没有值守进程在运行：这些回滚窗口内出现问题时不会自动回滚。请启动`releaser watch`，"
+        "或用cron每分钟执行`releaser watch --once`。",
+    },
     "back_to": {"en": "Goes back to", "zh-CN": "回滚到"},
     "stays": {"en": "stays: nothing ran before it", "zh-CN": "保持不变：之前没有运行过其他版本"},
     "plan_note": {
@@ -207,6 +221,10 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [
         (r"the form is too large or not a form", "表单过大或格式不对"),
         (r"give a reason: it is journaled with your name", "请填写原因：它将连同你的用户名记入日志"),
         (r"confirm first", "请先勾选确认"),
+        (
+            r"nothing of (\S+) awaits approval( for (\S+))?: a stage asks for one when `releaser promote` reaches it",
+            "{0}没有待审批的阶段：发布推进到需要审批的阶段时才会发起审批",
+        ),
         (
             r"this approval link was altered, or signed with another secret than this server's .*: open (\S+) from "
             r"the dashboard",
