@@ -70,8 +70,9 @@ class Auth:
                     "repeated failures",
                     data={"user": username, "address": address},
                 )
+            who = f"as {username} " if by_user >= FAILURES_PER_USER else ""
             raise SignInRefused(
-                f"too many failed sign-ins from this address: try again in {THROTTLE_WINDOW / 60:.0f} minutes",
+                f"too many failed sign-ins {who}from this address: try again in {THROTTLE_WINDOW / 60:.0f} minutes",
                 429,
             )
         user = self.spec.users.get(username)

@@ -193,6 +193,10 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [
             "此地址登录失败次数过多：请{0}分钟后再试",
         ),
         (
+            r"too many failed sign-ins as (\S+) from this address: try again in (\d+) minutes",
+            "从此地址以{0}登录失败次数过多：请{1}分钟后再试",
+        ),
+        (
             r"the sign-in header (\S+) came from (\S+), which is not the proxy \(dashboard\.proxy\.from\): refused",
             "登录头{0}来自{1}，该地址不是配置的代理（dashboard.proxy.from）：已拒绝",
         ),
