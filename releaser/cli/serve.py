@@ -58,8 +58,8 @@ def serve(app: App, listen: str, hash_password: bool) -> None:
         raise UsageError(
             f"${spec.secret_env} "
             + ("is not set" if not secret else f"holds {len(secret)} characters")
-            + f": it must hold a secret of at least {MIN_SECRET} characters (it signs forms and approval links; every server "
-            "and promoting runner of this project shares it): `openssl rand -base64 32`"
+            + f": it must hold a secret of at least {MIN_SECRET} characters (it signs forms and approval links; "
+            "every server and promoting runner of this project shares it): `openssl rand -base64 32`"
         )
     proxy_secret = secrets.read_env(spec.proxy_secret_env) if spec.proxy_secret_env else ""
     if spec.proxy_header and len(proxy_secret) < MIN_PROXY_SECRET:
