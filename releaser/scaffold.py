@@ -113,14 +113,22 @@ checks:
 # the same time, from counters each host exposes (prod's `metrics:`). Name your service's own
 # metrics here. It needs traffic: at about 1 request a second per host a good release is shown
 # no worse within minutes; with none (the placeholder app gets no requests) it cannot decide,
-# says so at its first look, and the stage fails safe when the bake ends. The bounds are the
-# defaults, documented in environments.example.yaml's check sets.
+# says so at its first look, and the stage fails safe when the bake ends. If every look says
+# the cohort and the baseline served 0 requests while they do serve, the selectors match no
+# series: try them in Prometheus, or on a host's /metrics. The settings below the selectors are
+# the defaults, written out (README: Checks and notifications, the canary).
 checks:
   - name: canary
     type: canary
     requests: 'demo_http_requests_total{path=~"/api/.*"}'          # every request served
     errors: 'demo_http_requests_total{path=~"/api/.*", code=~"5.."}'  # the failed ones
     latency: demo_http_request_duration_seconds                     # a histogram: its _bucket series
+    # alpha: 0.01          # the chance of a wrong verdict, either way, over the whole stage
+    # tolerance: 1.2       # fails once the cohort is shown worse than 1.2 times the baseline
+    # min_requests: 100    # cohort requests before it judges at all
+    # bound:               # passes once the cohort is shown no worse than this, per metric:
+    #   errors: {ratio: 1.5, margin: 4%}   # x the baseline's ratio, or (rare events) 4 points
+    #   latency: {ratio: 2, margin: 2%}    # requests slower than the baseline's p95 bucket
 """,
 }
 DOCUMENTATION = "environments.example.yaml"  # every key, documented; shipped with the package
