@@ -56,13 +56,6 @@ def shown_hook(hook: Webhook) -> str:
     return redact(url) if url else f"${hook.url_env}"
 
 
-def unset_webhooks(webhooks: tuple[Webhook, ...]) -> list[str]:
-    """The variables webhooks read their URL from that are not set here."""
-    import os
-
-    return [f"${h.url_env}" for h in webhooks if not h.url and h.url_env and not os.environ.get(h.url_env)]
-
-
 def redact(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or '?'}/…"

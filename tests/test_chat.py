@@ -197,6 +197,7 @@ def test_the_report_notice_goes_to_a_feishu_robot(project, robots, monkeypatch):
     project.register("1.0.0")
     project.cli("run", "1.0.0", check=True)
     sent = json.loads(project.cli("report", "due", "--send", "--json", check=True).stdout)
-    assert [s["release"] for s in sent["sent"]] == ["1.0.0"]
+    assert [(s["release"], s["state"]) for s in sent["sent"]] == [("1.0.0", "written")]  # no mail: not "sent"
+    assert sent["sent"][0]["detail"] == "not mailed: report.mail is not configured"
     [notice] = robots.messages["feishu"]
     assert "1.0.0" in notice and str(project.dir / ".releaser" / "reports") in notice, notice

@@ -100,7 +100,7 @@ def report(
             app.out.result(
                 f"{outcome.name}: {outcome.state}"
                 + (f": {outcome.detail}" if outcome.detail else "")
-                + (f" ({outcome.path})" if outcome.path and outcome.state == "sent" else ""),
+                + (f" ({outcome.path})" if outcome.path and outcome.state in ("sent", "written") else ""),
                 "red" if outcome.needs_human else None,
             )
         if not due and not monthly and not outcomes:

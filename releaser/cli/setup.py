@@ -39,9 +39,9 @@ def validate(app: App, connect: bool) -> None:
         from ..transport import transport_for
 
         check_every_host(config, transport_for)
-    from ..notify import unset_webhooks
+    from ..config.notify import unset_webhooks
 
-    for variable in unset_webhooks(config.webhooks + ((config.report.webhook,) if config.report.webhook else ())):
+    for variable in unset_webhooks(config):
         app.out.warn(f"{variable} is not set here: a webhook reads its URL from it, and would fail where it is unset")
     hosts = sum(len(env.hosts) for env in config.environments.values())
     app.out.result(

@@ -110,7 +110,7 @@ def produce(config: Config, store: Store, version: str) -> tuple[dict, Rendered]
 
 class Outcome(Record):
     release: str  # the effect report's release ("" for a service report)
-    state: str  # sent | failed | unconfirmed | skipped
+    state: str  # sent | written (no mail configured) | failed | unconfirmed | skipped
     detail: str = ""
     path: str = ""
     environment: str = ""  # a service report's environment and month
@@ -287,6 +287,8 @@ class Outbox:
                 },
             )
         self._post_webhook(parcel, report, rendered.subject, document, path)
+        if not recipients:  # delivered as a copy on disk: never say "sent" of a mail nobody got
+            return parcel.outcome("written", "not mailed: report.mail is not configured", path)
         return parcel.outcome("sent", detail, path)
 
     def _unconfirmed(self, parcel: Parcel, report: Report | ServiceReport, cause: str) -> str:
