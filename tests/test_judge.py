@@ -86,6 +86,11 @@ def test_nodata_names_the_side_that_is_short():
     verdict = decide(Comparison("error ratio", 385, 5, 0, 0))
     assert verdict.decision == "nodata"
     assert "the baseline served 0 requests" in verdict.explanation and "cohort served" not in verdict.explanation
+    assert "matches no series" not in verdict.explanation  # one side served: the selector matches
+    silent = decide(Comparison("error ratio", 0, 0, 0, 0))
+    assert silent.explanation.endswith(
+        "; if the hosts do serve requests, the check's `requests` selector matches no series"
+    )
 
 
 @pytest.mark.parametrize("direction", ["regression", "within", "below"])

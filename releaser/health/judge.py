@@ -197,11 +197,13 @@ def judge(
         if served < min_requests
     ]
     if short:
+        silent = not (c.cohort_requests or c.baseline_requests)  # quiet traffic, or a selector matching nothing
         return Judgement(
             c.metric,
             "nodata",
             math.nan,
-            f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)",
+            f"{c.metric}: NODATA, {' and '.join(short)} (a comparison needs {min_requests:,.0f} on each side)"
+            + ("; if the hosts do serve requests, the check's `requests` selector matches no series" if silent else ""),
         )
     effect = c.cohort_ratio / c.baseline_ratio if c.baseline_events else (math.inf if c.cohort_events else 1.0)
     relative = (
