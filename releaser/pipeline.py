@@ -486,7 +486,7 @@ class Pipeline(Operation):
         """Say at once that a check will not decide before the bake ends, and what would help."""
         spec = stage.spec
         needs = (
-            "no amount of traffic at the current rates decides it"
+            "at the current rates it never decides (no traffic comes in, or no count separates these ratios)"
             if math.isinf(check.needs or 0.0)
             else f"it needs about {span(check.needs or 0.0)} more at the current rate"
         )
@@ -596,7 +596,7 @@ def _unproven(result: GateResult, seconds: float) -> str:
     needed = (
         ""
         if not needs
-        else " (no amount of traffic at these rates would decide)"
+        else " (at these rates it never decides: no traffic came in, or no count separates these ratios)"
         if math.isinf(max(needs))
         else f" (needed about {span(seconds + max(needs))})"
     )

@@ -382,7 +382,7 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
         kinds = [e["kind"] for e in events]
         forecasts = [e for e in events if e["kind"] == "bake.too_short"]
-        assert len(forecasts) == 1 and "no amount of traffic" in forecasts[0]["message"]
+        assert len(forecasts) == 1 and "at the current rates it never decides" in forecasts[0]["message"]
         assert "a larger `cohort`" in forecasts[0]["message"] and "min_requests" in forecasts[0]["message"]
         assert kinds.index("bake.too_short") < kinds.index("stage.failed")
         assert "rollback.done" in kinds and "incident" not in kinds
