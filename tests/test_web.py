@@ -410,8 +410,8 @@ def test_both_languages_say_every_word(site: Site) -> None:
     ("users", "message"),
     [
         ('alice: {password: "hunter2"}', "never the password itself"),
-        (f'alice: {{password: "{HASH[:-6]}"}}', "this hash is cut or altered"),  # the end not copied
-        (f'alice: {{password: "{SALT_CUT}"}}', "this hash is cut or altered"),  # a character of the salt lost
+        pytest.param(f'alice: {{password: "{HASH[:-6]}"}}', "this hash is cut or altered", id="digest-cut"),
+        pytest.param(f'alice: {{password: "{SALT_CUT}"}}', "this hash is cut or altered", id="salt-cut"),
         (
             'alice: {password: "scrypt$16$8$1$AAAAAAAAAAAAAAAAAAAAAA==$' + "A" * 44 + '"}',
             "outside what releaser accepts",
