@@ -77,21 +77,23 @@ class Recovery(Operation):
                         views = None  # hosts changed: ask again for what follows
                         finished.append(self._run(run.id))
                         continue
-                    why = (
-                        run.reason
-                        if run.status is not RunStatus.RUNNING and run.reason
-                        else "interrupted; rolled back on request (`resume --rollback`)"
-                    )
+                    cause = Cause.ABORT if run.abort_by else Cause.RESUME  # an abort whose runner was gone
+                    if run.status is not RunStatus.RUNNING and run.reason:
+                        why = run.reason
+                    elif run.abort_by:
+                        why = f"aborted by {run.abort_by}: {run.abort_reason}"
+                    else:
+                        why = "interrupted; rolled back on request (`resume --rollback`)"
                     self.journal.record(
                         Event.STAGE_FAILED,
                         f"{run.stage}: {run.release} failed on {env.name}: {why}",
                         release=run.release,
                         stage=run.stage,
                         environment=env.name,
-                        data={"reason": why, "cause": str(Cause.RESUME), "run": run.id},
+                        data={"reason": why, "cause": str(cause), "run": run.id},
                     )
                     fault = fault_seen_at(self.store, run)
-                    pending.append(rollback_path.begin(held, Cause.RESUME, [run.release], why, run, fault_at=fault))
+                    pending.append(rollback_path.begin(held, cause, [run.release], why, run, fault_at=fault))
                 for rollback in pending:
                     result = rollback_path.carry_out(held, rollback, views)
                     views = None  # hosts changed: ask again for the next one
@@ -197,14 +199,16 @@ class Recovery(Operation):
                         f"`releaser rollback {run.environment} --reason TEXT` rolls it back"
                     )
                 return current
-        self.journal.record(
-            Event.ABORT_REQUESTED,
-            f"{run.stage}: {by} rolls {version} back on {run.environment} (its runner is gone): {reason}",
-            release=version,
-            stage=run.stage,
-            environment=run.environment,
-            data={"run": run.id, "by": by, "reason": reason},
-        )
+        with self.store.transaction():  # the rollback below says who asked, and why
+            self.store.request_abort(run.id, by, reason)
+            self.journal.record(
+                Event.ABORT_REQUESTED,
+                f"{run.stage}: {by} rolls {version} back on {run.environment} (its runner is gone): {reason}",
+                release=version,
+                stage=run.stage,
+                environment=run.environment,
+                data={"run": run.id, "by": by, "reason": reason},
+            )
         with contextlib.suppress(StageFailed):  # rolled back: what was asked
             self.resume(roll_back=True)
         return self._run(run.id)

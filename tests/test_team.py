@@ -193,6 +193,8 @@ def test_abort_from_another_runner_rolls_the_stage_back(team):
     gate.touch()
     team.cli("abort", "1.1.0", "--reason", "the runner died", check=True, actor="alice")
     assert set(team.env_versions("prod").values()) == {"1.0.0"}
+    last = [e for e in store.events(release="1.1.0") if e.kind == "stage.failed"][-1]
+    assert last.data["cause"] == "abort" and last.data["reason"] == "aborted by alice: the runner died"
     assert team.cli("abort", "1.1.0", "--reason", "again").returncode == 2  # nothing in progress
     store.close()
 
