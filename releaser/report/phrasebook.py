@@ -237,8 +237,8 @@ TEXT = {
         "sv.how.lead_p90": "90 of every 100 releases took at most this long: linear interpolation between the ranked "
         "lead times of {measured} releases.",
         "sv.how.cfr": "Releases that reached {environment} in the month (a stage started there: {reached}) and "
-        "caused an incident there (a rollback of a fault; not an unproven bake, a drill or a setup failure): "
-        "{failed}.",
+        "caused an incident there (a rollback of a fault, or one a person asked for; not an unproven bake, a drill "
+        "or a setup failure): {failed}.",
         "sv.how.restore": "From when the fault could first be seen to the end of its rollback (from the rollback's "
         "start when a person asked for it), over {count} incidents.",
         "sv.how.availability": "1 − errors / requests from {source}: {errors} failed of {requests} requests, over "
@@ -524,7 +524,7 @@ TEXT = {
         "发布中有{measured}个记录了提交时间。",
         "sv.how.lead_p90": "每100个发布中有90个不超过此时长：按{measured}个发布的前置时间排序后线性插值。",
         "sv.how.cfr": "本月到达{environment}的发布（在该环境开始了阶段：{reached}）中，在该环境引发事故的发布（因故"
-        "障回滚；不含证据不足、演练或准备失败）：{failed}。",
+        "障回滚或人工发起回滚；不含证据不足、演练或准备失败）：{failed}。",
         "sv.how.restore": "从故障最早可见到回滚结束（人工发起的回滚从回滚开始计），共{count}起事故。",
         "sv.how.availability": "1 − 错误数 / 请求数，来自{source}：{requests}个请求中{errors}个失败，本月{period}中"
         "有数据的时间为{measured}。",
