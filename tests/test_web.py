@@ -704,3 +704,13 @@ def test_pages_offer_approval_only_where_it_would_be_taken(tmp_path: Path) -> No
     assert "approved by bob" in done.text and "The stage starts when its promotion runs again" in done.text
     overview = named.client("carol").get("/").text
     assert "nothing deployed · 2 hosts" in overview and "consistent" not in overview.split("nothing deployed")[1][:40]
+
+
+def test_an_evidence_chart_without_a_request_is_not_drawn() -> None:
+    from releaser.web.charts import evidence_chart
+
+    quiet = {"cohort_events": 0, "cohort_requests": 0, "baseline_events": 0, "baseline_requests": 0, "ratio": 1.5}
+    assert evidence_chart([{"at": "2026-12-06T10:00:00+00:00", **quiet}], "errors") == ""
+    counted = {**quiet, "cohort_requests": 10, "baseline_requests": 90}
+    drawn = evidence_chart([{"at": "2026-12-06T10:00:00+00:00", **counted}], "errors")
+    assert drawn.startswith("<svg") and ">0.12%<" not in drawn and "<polyline" in drawn

@@ -21,7 +21,10 @@ def evidence_chart(points: list[dict], label: str) -> str:
         "baseline": [_ratio(p["baseline_events"], p["baseline_requests"]) for p in points],
         "bound": [_bound(p) for p in points],
     }
-    top = max([v for values in series.values() for v in values if v is not None] + [0.001]) * 1.15
+    drawn = [v for values in series.values() for v in values if v is not None]
+    if not drawn:  # no request counted on either side yet: an empty chart would only show a made-up scale
+        return ""
+    top = max([*drawn, 0.001]) * 1.15
     start, span = times[0], max(times[-1] - times[0], 1.0)
 
     def x(t: float) -> float:
