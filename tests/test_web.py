@@ -714,3 +714,11 @@ def test_an_evidence_chart_without_a_request_is_not_drawn() -> None:
     counted = {**quiet, "cohort_requests": 10, "baseline_requests": 90}
     drawn = evidence_chart([{"at": "2026-12-06T10:00:00+00:00", **counted}], "errors")
     assert drawn.startswith("<svg") and drawn.count("<polyline") == 3  # zero is a measured value: drawn
+
+
+def test_validate_warns_of_approvers_who_are_not_dashboard_users(tmp_path: Path) -> None:
+    configure(tmp_path / "proj", full_approval="{approvers: [bob, bobb]}")
+    checked = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "validate"])
+    assert checked.exit_code == 0, checked.output
+    assert "full's approvers name bobb, who is not under dashboard.users" in checked.output
+    assert "approvers name bob," not in checked.output

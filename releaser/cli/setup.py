@@ -39,10 +39,16 @@ def validate(app: App, connect: bool) -> None:
         from ..transport import transport_for
 
         check_every_host(config, transport_for)
+    from ..config.dashboard import approvers_not_users
     from ..config.notify import unset_webhooks
 
     for variable in unset_webhooks(config):
         app.out.warn(f"{variable} is not set here: a webhook reads its URL from it, and would fail where it is unset")
+    for stage, name in approvers_not_users(config):
+        app.out.warn(
+            f"{stage}'s approvers name {name}, who is not under dashboard.users: a typo, or someone who approves "
+            "from a terminal only (`releaser approve`)"
+        )
     hosts = sum(len(env.hosts) for env in config.environments.values())
     app.out.result(
         f"{config.path.name}: ok — {len(config.environments)} environment(s), {hosts} host(s)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from ..model import DashboardSpec, DashboardUser
+from ..model import Config, DashboardSpec, DashboardUser
 from ..passwords import problem
 from ..schema import Fields, did_you_mean, shown
 from .rules import REPORT_LANGUAGES, SAFE_NAME, SAFE_NAME_RULE, is_address
@@ -109,3 +109,18 @@ def _read_proxy(section: Fields) -> tuple[str | None, tuple[str, ...], str | Non
         )
     proxy.finish()
     return header, tuple(networks), secret_env
+
+
+def approvers_not_users(config: Config) -> list[tuple[str, str]]:
+    """(stage, name) for each name a stage's `approvers` lists that no dashboard user has: a typo,
+    or someone who may approve from a terminal only (`releaser approve`, as RELEASER_ACTOR)."""
+    if config.dashboard is None:
+        return []
+    users = config.dashboard.users
+    return [
+        (stage.name, name)
+        for stage in config.pipeline
+        if stage.approval is not None
+        for name in stage.approval.approvers
+        if name not in users
+    ]
