@@ -35,6 +35,7 @@ from ..model import Config, Report, ReportState, ServiceReport, utcnow
 from ..notify import Refused, deliver, shown_hook
 from ..record import Record
 from ..store import Store
+from ..terminal import shown_time
 from .compute import build
 from .mail import compose
 from .render import Rendered, render
@@ -78,7 +79,7 @@ def schedule(config: Config, store: Store, journal: Journal, version: str, envir
     if report.state is ReportState.SCHEDULED:
         journal.record(
             Event.REPORT_SCHEDULED,
-            f"the effect report of {version} is due {report.due_at}",
+            f"the effect report of {version} is due {shown_time(report.due_at)}",
             release=version,
             environment=environment,
             data={"due_at": report.due_at},
