@@ -12,17 +12,29 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from .errors import BusyError
 from .events import Event
 from .journal import Journal
 from .model import Claim, Lock, utcnow
 from .processes import is_stale, this_machine, whoami
 from .store import Store, StoreError
+from .terminal import shown_time
 
 DEFAULT_LEASE = 300.0
 
 
 def _lease_until(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+
+
+def held_by(held: Lock, environment: str) -> str:
+    """Who holds the environment, since when, running what; and what to do about it."""
+    return (
+        f"environment {environment} is locked by {held.owner} (pid {held.pid} on {held.hostname}, since "
+        f"{shown_time(held.acquired_at)}, lease until {shown_time(held.lease_until)}) running: {held.command}; "
+        f"wait for it to end (`releaser status` shows it), or, if that process is gone, `releaser unlock "
+        f"{environment} --force --reason TEXT`"
+    )
 
 
 class EnvironmentLock:
@@ -46,7 +58,13 @@ class EnvironmentLock:
             lease_until=_lease_until(self.lease),
             token=self.token,
         )
-        stale = self.store.acquire_lock(lock, is_stale)
+        try:
+            stale = self.store.acquire_lock(lock, is_stale)
+        except BusyError:
+            held = self.store.get_lock(self.environment)
+            if held is None:  # let go meanwhile: the store's own words
+                raise
+            raise BusyError(held_by(held, self.environment)) from None
         if stale is not None:
             self.journal.record(
                 Event.LOCK_TAKEN_OVER,

@@ -299,12 +299,7 @@ class PromotionTables(Plumbing):
         with self.transaction():
             held = self.get_lock(lock.environment)
             if held is not None and not is_stale(held):
-                raise BusyError(
-                    f"environment {lock.environment} is locked by {held.owner} (pid {held.pid} on {held.hostname},"
-                    f" since {held.acquired_at}, lease until {held.lease_until}) running: {held.command}; wait for it"
-                    f" to end (`releaser status` shows it), or, if that process is gone, `releaser unlock"
-                    f" {lock.environment} --force --reason TEXT`"
-                )
+                raise BusyError(f"environment {lock.environment} is locked by {held.owner}: {held.command}")
             self._db.execute(
                 "INSERT INTO locks(environment, owner, pid, hostname, command, acquired_at, lease_until, token)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(environment) DO UPDATE SET owner = excluded.owner,"
