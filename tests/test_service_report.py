@@ -360,3 +360,19 @@ def test_availability_without_data_says_which_part_is_missing(tmp_path, environm
     assert document["availability"]["value"] is None
     row = f"| Availability | no data: {said} | 1 − errors / requests over the month, from the environment's metrics. |"
     assert row in render_service(document).markdown
+
+
+def test_a_month_comes_due_on_its_day_unless_the_journal_began_after_it(tmp_path):
+    from datetime import UTC, datetime
+
+    from releaser.config import load_config
+    from releaser.report.monthly import month_come_due
+
+    _config, store = november(tmp_path)
+    text = (tmp_path / "environments.yaml").read_text().replace(TIERS, "    send: true\n    day: 2\n")
+    (tmp_path / "environments.yaml").write_text(text)
+    config = load_config(tmp_path / "environments.yaml")
+    assert month_come_due(config, store, datetime(2026, 12, 1, 15, tzinfo=UTC)) is None  # Dec 1, 23:00 +8
+    assert month_come_due(config, store, datetime(2026, 12, 1, 16, tzinfo=UTC)) == ("prod", "2026-11")
+    # the journal begins in October: September's report, due on October 2, would say only "no data"
+    assert month_come_due(config, store, datetime(2026, 10, 2, 16, tzinfo=UTC)) is None

@@ -78,7 +78,7 @@ class Sandbox:
             f"    - {{url: '{self.robot.url}/chat', format: slack, events: [approval.requested]}}\n"
             f"dashboard:\n  url: {self.url}\n  users:\n"
             f'    ci: {{password: "{digest}", approver: [prod], email: ci@example.com}}\n'
-            f'    bob: {{password: "{digest}", approver: [prod], operator: [prod], email: bob@example.com}}\n'
+            f'    bob: {{password: "{digest}", approver: [prod], operator: [prod, test], email: bob@example.com}}\n'
             f'    carol: {{password: "{digest}", email: carol@example.com}}\n'
         )
         (self.dir / "environments.yaml").write_text(config)
@@ -274,6 +274,13 @@ def test_a_promotion_watched_live_then_approved_from_the_chat_link(site: Sandbox
     (request,) = [r for r in site.store.approvals("1.1.0") if r.stage == "full"]
     assert request.state is ApprovalState.APPROVED and request.decided_by == "bob"
     assert request.reason == "canary clean, CAB-12"
+
+    # a rollback's confirmation shows the plan `rollback --dry-run` makes, from asking the hosts
+    approver.goto(f"{site.url}/act/rollback?env=test")
+    rows = approver.eval_on_selector_all(
+        "table.hosts tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+    )
+    assert rows == [["test-1", "1.1.0", "1.0.0"], ["test-2", "1.1.0", "1.0.0"]], rows
 
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])

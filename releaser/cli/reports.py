@@ -83,8 +83,11 @@ def report(
         return
     outbox = Outbox(config, store, app.journal())
     if due_now:
-        from ..report.monthly import due_service_reports
+        from ..report.monthly import due_service_reports, month_come_due, schedule_month
 
+        come = month_come_due(config, store)
+        if come is not None:  # scheduled now, as a send would: listed, and `status` shows it
+            schedule_month(config, store, *come)
         due, monthly = outbox.due(), due_service_reports(store)
         outcomes = outbox.send_due() if send else []
         for item, path in [] if send else write_due(config, store, due):

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from .. import secrets
 from ..events import Event
-from ..model import Config, ReportState, ServiceReport
+from ..model import Config, ReportState, ServiceReport, parse_ts
 from ..store import Store
 from .outbox import Outbox, Outcome, Parcel, message_id, ready, write_copies
 from .render import Rendered
-from .service import build_service, due_at, last_month, service_spec, zone_of
+from .service import build_service, due_at, last_month, month_bounds, service_spec, zone_of
 from .service_render import render_service
 
 
@@ -79,18 +79,29 @@ def schedule_month(config: Config, store: Store, environment: str, month: str) -
     )
 
 
-def due_months(outbox: Outbox, now: datetime | None = None) -> list[ServiceParcel]:
-    """With `report.service.send`: the last month that has ended scheduled once its day has come,
-    and every service report due now (retries after a failure pause as effect reports do)."""
-    config, store = outbox.config, outbox.store
+def month_come_due(config: Config, store: Store, now: datetime | None = None) -> tuple[str, str] | None:
+    """With `report.service.send`: (environment, month) of the last month that has ended once its
+    day has come, unless the journal began after it (a report of a month releaser never saw would
+    say only 'no data'); None otherwise. Scheduling it is `due_months`'s."""
     spec, env = config.report.service, config.report_environment
     if spec is None or not spec.send or env is None:
-        return []
+        return None
     now = now or datetime.now(UTC)
     zone = zone_of(config)
     month = last_month(now, zone)
-    if due_at(month, spec.day, zone) <= now:
-        schedule_month(config, store, env.name, month)
+    begun = store.journal_begins()
+    if due_at(month, spec.day, zone) > now or begun is None or parse_ts(begun) >= month_bounds(month, zone)[1]:
+        return None
+    return env.name, month
+
+
+def due_months(outbox: Outbox, now: datetime | None = None) -> list[ServiceParcel]:
+    """The month come due scheduled (once), and every service report due now (retries after a
+    failure pause as effect reports do)."""
+    config, store = outbox.config, outbox.store
+    come = month_come_due(config, store, now)
+    if come is not None:
+        schedule_month(config, store, *come)
     return [ServiceParcel(config, store, r.environment, r.month) for r in due_service_reports(store, now)]
 
 

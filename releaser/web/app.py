@@ -242,7 +242,7 @@ def build(dashboard: Dashboard) -> Starlette:
         )
         if not actions.allowed(who, target):
             return d.problem(request, who, 403, actions.forbidden(who, target))
-        plan = await run_in_threadpool(views.rollback_plan, d.config, d.store, target.environment)
+        plan = await _plan(d, target)
         return d.page(request, "confirm.html", who, target=target, error=None, plan=plan)
 
     async def act(request: Request) -> Response:
@@ -261,7 +261,7 @@ def build(dashboard: Dashboard) -> Starlette:
                 actions.target_of, d.config, d.store, action, form.get("release"), form.get("stage"), form.get("env")
             )
             if form.get("confirmed") != "yes":
-                plan = await run_in_threadpool(views.rollback_plan, d.config, d.store, target.environment)
+                plan = await _plan(d, target)
                 return d.page(request, "confirm.html", who, status=400, target=target, error="confirm first", plan=plan)
             said = await run_in_threadpool(
                 actions.perform, d.config, d.store, d.journal, who, target, form.get("reason", "")
@@ -294,7 +294,7 @@ def build(dashboard: Dashboard) -> Starlette:
         target = actions.Target("approve", d.config.stage_environment(stage) or "", release, stage)
         if not actions.allowed(who, target):
             return d.problem(request, who, 403, actions.forbidden(who, target))
-        return d.page(request, "confirm.html", who, target=target, error=None, both=True, plan=[])
+        return d.page(request, "confirm.html", who, target=target, error=None, both=True, plan=None)
 
     def signin_form(request: Request, target: str, status: int = 200, error: str | None = None) -> Response:
         nonce, token = d.auth.signin_form()
@@ -403,6 +403,13 @@ def build(dashboard: Dashboard) -> Starlette:
             d.follower.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _plan(d: Dashboard, target: actions.Target) -> dict | None:
+    """A rollback's plan for its confirmation, from asking the hosts (None for other actions)."""
+    if target.action != "rollback":
+        return None
+    return await run_in_threadpool(views.rollback_plan, d.config, d.store, d.journal, target.environment)
 
 
 def _frozen(config: Config, environment: str | None) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..journal import Journal
 from ..model import Config
 from ..status import status_document
 from ..store import Store
@@ -68,14 +69,20 @@ def environment(config: Config, store: Store, name: str) -> dict:
     }
 
 
-def rollback_plan(config: Config, store: Store, environment: str) -> list[dict]:
-    """What a rollback of the environment would do to each host, as the state records it (the
-    rollback itself asks every host first, as `releaser rollback --dry-run` does)."""
-    hosts = status_document(config, store)["environments"][environment]["hosts"]
-    return [
-        {"host": name, "runs": host["version"], "back_to": host["previous"], "doubt": host.get("doubt")}
-        for name, host in hosts.items()
-    ]
+def rollback_plan(config: Config, store: Store, journal: Journal, environment: str) -> dict:
+    """What a rollback of the environment would do, as `releaser rollback --dry-run` says it: the
+    hosts asked, the one planner's answer (each host's release and where it goes), the database's
+    step, the releases passed over; or why there is nothing to do."""
+    from ..errors import ReleaserError
+    from ..interrupts import Interrupts
+    from ..rollback import Rollbacks
+
+    try:
+        hosts, schema, passed = Rollbacks(config, store, journal, interrupts=Interrupts()).dry_run(environment, None)
+    except ReleaserError as exc:
+        return {"hosts": [], "schema": None, "passed_over": [], "problem": str(exc)}
+    rows = [{"host": name, "runs": h["runs"], "to": h["to"]} for name, h in sorted(hosts.items())]
+    return {"hosts": rows, "schema": schema, "passed_over": passed, "problem": None}
 
 
 def reports(config: Config, store: Store) -> dict:
