@@ -84,9 +84,11 @@ def decide(
     reason: str,
     freezes: tuple[Freeze, ...] = (),
     environment_of: Callable[[str], str | None] | None = None,
+    force: bool = False,
 ) -> ApprovalRequest:
     """Approve or reject the request awaiting a decision for `version` (its only one, or `stage`'s).
-    An approval is refused while a freeze holds the stage's environment (a rejection never is)."""
+    An approval is refused while a freeze holds the stage's environment (a rejection never is),
+    unless `force`d: then the override is journaled with its reason."""
     if not reason.strip():
         raise UsageError("a decision needs --reason TEXT, which is journaled")
     waiting = [r for r in store.approvals(version, ApprovalState.AWAITING) if stage is None or r.stage == stage]
@@ -113,10 +115,21 @@ def decide(
         from .freezes import frozen
 
         held = frozen(freezes, environment)
-        if held is not None:
+        if held is not None and not force:
             raise Refused(
                 f"{environment} is frozen: {held.describe()} ({held.freeze.line}); approve {request.stage} of "
-                f"{version} after it (a promotion through the freeze needs `promote --force --reason TEXT`, journaled)"
+                f"{version} after it, or through it: `releaser approve {version} --stage {request.stage} --force "
+                "--reason TEXT` (journaled; its promotion needs --force too)"
+            )
+        if held is not None:
+            journal.record(
+                Event.FREEZE_OVERRIDDEN,
+                f"{request.stage}: {actor} approves {version} on {environment} during the freeze "
+                f"{held.describe()}: {reason}",
+                release=version,
+                stage=request.stage,
+                environment=environment,
+                data={"freeze": held.freeze.name, "by": actor, "reason": reason, "until": held.until.isoformat()},
             )
     verb = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     with store.transaction():

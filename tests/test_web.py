@@ -717,3 +717,20 @@ def test_validate_warns_of_approvers_who_are_not_dashboard_users(tmp_path: Path)
     assert checked.exit_code == 0, checked.output
     assert "full's approvers name bobb, who is not under dashboard.users" in checked.output
     assert "approvers name bob," not in checked.output
+
+
+def test_an_approval_through_a_freeze_needs_force_and_is_journaled(tmp_path: Path) -> None:
+    """A freeze refuses an approval (from the page and the CLI); `approve --force` overrides it,
+    journaled as a freeze override, so a freeze and an approval never deadlock a fix."""
+    freeze = 'freeze:\n  - {name: audit, from: "2000-01-01 00:00", until: "2999-01-01 00:00", timezone: UTC}\n'
+    site = Site(tmp_path / "proj", top=freeze)
+    site.release("1.0", asked_by="alice")
+    runner = CliRunner(env={"RELEASER_ACTOR": "bob", "NO_COLOR": "1"})
+    args = ["-C", str(site.path.parent), "approve", "1.0", "--stage", "full", "--reason", "hotfix INC-9"]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 3 and "releaser approve 1.0 --stage full --force --reason TEXT" in refused.output
+    forced = runner.invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    (override,) = site.store.find_events(kind="freeze.overridden")
+    assert override.data["by"] == "bob" and override.data["reason"] == "hotfix INC-9"
+    assert site.store.approvals("1.0")[0].state is ApprovalState.APPROVED

@@ -48,13 +48,15 @@ def run(app: App, version: str, to_stage: str | None, force: bool, reason: str, 
     app.out.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
 
 
-def _decide(app: App, version: str, stage: str | None, reason: str, approve: bool) -> None:
+def _decide(app: App, version: str, stage: str | None, reason: str, approve: bool, force: bool = False) -> None:
     from ..decisions import decide
 
     validate_release_id(version)
     store = app.recorded_state(unknown_release(version))
     config = app.config()
-    request = decide(store, app.journal(), version, stage, approve, reason, config.freezes, config.stage_environment)
+    request = decide(
+        store, app.journal(), version, stage, approve, reason, config.freezes, config.stage_environment, force
+    )
     app.out.result(f"{request.stage} of {version}: {request.state} by {request.decided_by}")
     app.out.emit(
         {
@@ -79,9 +81,10 @@ def _decide(app: App, version: str, stage: str | None, reason: str, approve: boo
 @click.argument("version", shell_complete=complete_releases)
 @click.option("--stage", type=click.Choice(STAGE_ORDER), help="The stage (default: the one awaiting approval).")
 @click.option("--reason", required=True, help="Why (journaled).")
-def approve(app: App, version: str, stage: str | None, reason: str) -> None:
+@click.option("--force", is_flag=True, help="Approve through a freeze of the stage's environment (journaled).")
+def approve(app: App, version: str, stage: str | None, reason: str, force: bool) -> None:
     """Approve the stage of VERSION that awaits approval; a waiting or later `promote` runs it."""
-    _decide(app, version, stage, reason, approve=True)
+    _decide(app, version, stage, reason, approve=True, force=force)
 
 
 @command(cli, examples=('releaser reject 2.4.0 --reason "error budget spent this week"',), exits=(0, 2, 3))

@@ -250,9 +250,9 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"(\S+) may not decide on (\S+) of (\S+): its approvers are (.+)", "{0}不能审批{2}的{1}阶段：审批人为{3}"),
         (
-            r"(\S+) is frozen: (.+) \((.+)\); approve (\S+) of (\S+) after it .*",
-            "{0}处于封版期：{1}（{2}）；请在封版结束后再批准{4}的{3}阶段（封版期间推进须执行"
-            "`promote --force --reason 理由`，并记入日志）",
+            r"(\S+) is frozen: (.+) \((.+)\); approve (\S+) of (\S+) after it, or through it: .*",
+            "{0}处于封版期：{1}（{2}）；请在封版结束后再批准{4}的{3}阶段，或在终端执行"
+            "`releaser approve {4} --stage {3} --force --reason 理由`强行批准（记入日志；其发布也须加--force）",
         ),
         (r"(\S+) of (\S+): approved by (\S+)", "{1}的{0}阶段：已由{2}批准"),
         (r"(\S+) of (\S+): rejected by (\S+)", "{1}的{0}阶段：已由{2}驳回"),
