@@ -29,21 +29,31 @@ def approved(
     wait: bool,
     interrupts: Interrupts,
     link: Callable[[int], str | None] = lambda _request: None,
+    ask_again: bool = False,
 ) -> ApprovalRequest | None:
     """The approved request the stage may start with (None: the stage needs none). Asks for one
     when none is open (journaled, with the dashboard's `link` to it); raises AwaitingApproval
-    (exit 5), or with `wait` waits for a decision; a rejection raises Refused (exit 3)."""
+    (exit 5), or with `wait` waits for a decision; a rejection raises Refused (exit 3), and holds
+    for later promotions too until one asks again (`ask_again`)."""
     if spec.approval is None:
         return None
+    latest = next((r for r in reversed(store.approvals(version)) if r.stage == spec.name), None)
+    rejected = latest if latest is not None and latest.state is ApprovalState.REJECTED else None
+    if rejected is not None and not ask_again:
+        raise Refused(
+            f"{spec.name} of {version} was rejected by {rejected.decided_by}: {rejected.reason}; promote a fixed "
+            f"release, or ask again: `releaser promote {version} --to {spec.name} --ask-again`"
+        )
     request, new = store.request_approval(
         version, spec.name, whoami(), list(spec.approval.approvers), spec.approval.not_by_promoter
     )
     address = link(request.id)
     if new:
+        again = f" again, after {rejected.decided_by}'s rejection ({rejected.reason})," if rejected else ""
         journal.record(
             Event.APPROVAL_REQUESTED,
-            f"{spec.name}: {request.requested_by} asks to promote {version}; awaiting approval by {_who_may(request)}"
-            + (f"; decide at {address}" if address else ""),
+            f"{spec.name}: {request.requested_by} asks{again} to promote {version}; awaiting approval by "
+            f"{_who_may(request)}" + (f"; decide at {address}" if address else ""),
             environment=spec.environment,
             release=version,
             stage=spec.name,

@@ -107,15 +107,23 @@ class Pipeline(Operation):
     # -- promote and run --
 
     def promote(
-        self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "", wait: bool = False
+        self,
+        version: str,
+        to_stage: str | None = None,
+        force: bool = False,
+        reason: str = "",
+        wait: bool = False,
+        ask_again: bool = False,
     ) -> StageRun | None:
         """Run one stage: the next one, or `to_stage`, which may skip stages (or a freeze) only when
         forced. A stage that needs approval asks for it and stops, or with `wait` waits for it.
         A signal from here on ends it like a failed stage (see interrupts.py)."""
         with self.interrupts.armed():
-            return self._promote(version, to_stage, force, reason, wait)
+            return self._promote(version, to_stage, force, reason, wait, ask_again)
 
-    def _promote(self, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> StageRun | None:
+    def _promote(
+        self, version: str, to_stage: str | None, force: bool, reason: str, wait: bool, ask_again: bool
+    ) -> StageRun | None:
         release = self.release(version)
         names = self.config.stage_names()
         if to_stage is not None and to_stage not in names:
@@ -174,6 +182,7 @@ class Pipeline(Operation):
             wait,
             self.interrupts,
             lambda request: link_for(self.config.dashboard, request, version, stage),
+            ask_again,
         )
         if approval is not None and wait and not force:
             self._refuse_frozen(env, version, stage, force, reason)  # a freeze that began while it waited
@@ -222,10 +231,17 @@ class Pipeline(Operation):
         return self.store.get_stage_run(run.id)
 
     def run(
-        self, version: str, to_stage: str | None = None, force: bool = False, reason: str = "", wait: bool = False
+        self,
+        version: str,
+        to_stage: str | None = None,
+        force: bool = False,
+        reason: str = "",
+        wait: bool = False,
+        ask_again: bool = False,
     ) -> list[StageRun]:
         """Promote stage after stage through `to_stage` (default: the last one); `force` with a
-        reason promotes through a freeze, `wait` waits for each approval a stage needs."""
+        reason promotes through a freeze, `wait` waits for each approval a stage needs, `ask_again`
+        asks anew for one that was rejected."""
         names = self.config.stage_names()
         to_stage = to_stage or names[-1]
         if to_stage not in names:
@@ -233,7 +249,8 @@ class Pipeline(Operation):
         runs = []
         with self.interrupts.armed():  # a signal between two stages stops before the next one starts
             while (stage := self.next_stage(version)) is not None and names.index(stage) <= names.index(to_stage):
-                if (run := self.promote(version, stage, force=force, reason=reason, wait=wait)) is not None:
+                run = self.promote(version, stage, force=force, reason=reason, wait=wait, ask_again=ask_again)
+                if run is not None:
                     runs.append(run)
         return runs
 

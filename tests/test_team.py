@@ -323,3 +323,50 @@ def test_who_may_approve_is_said_plainly():
     assert _who_may(request(["alice", "bob"], True)) == "bob"
     assert _who_may(request(["alice", "bob"], False)) == "alice or bob"
     assert _who_may(request(["alice"], True)).startswith("nobody: its only approver, alice, asked for it")
+
+
+def test_a_rejection_holds_until_the_promoter_asks_again(tmp_path):
+    """A rejected stage is not asked for again by the next `promote` (a CI retry would pester the
+    approvers and bury the rejection): it exits 3 naming it, until `--ask-again`."""
+    import pytest
+
+    from releaser.config import load_config
+    from releaser.decisions import approved, decide
+    from releaser.errors import AwaitingApproval, Refused
+    from releaser.interrupts import Interrupts
+    from releaser.journal import Journal
+    from releaser.model import Release, utcnow
+    from releaser.processes import acting_as
+    from releaser.store import open_store
+    from tests.harness.configs import write_project
+
+    write_project(tmp_path)
+    path = tmp_path / "environments.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "  - stage: full\n    environment: prod\n", "  - stage: full\n    environment: prod\n    approval: {}\n"
+        )
+    )
+    config = load_config(path)
+    store = open_store(config, create=True)
+    journal = Journal(store, None)
+    store.add_release(Release("2.0", "/a.tgz", "ab" * 32, 1, created_at=utcnow(), created_by="ci"))
+    full = config.stage("full")
+
+    def promote(ask_again: bool = False):
+        with acting_as("ci"):
+            return approved(store, journal, full, "2.0", False, Interrupts(), ask_again=ask_again)
+
+    with pytest.raises(AwaitingApproval):
+        promote()
+    with acting_as("bob"):
+        decide(store, journal, "2.0", "full", False, "error budget spent")
+    with pytest.raises(Refused) as refused:
+        promote()
+    assert "full of 2.0 was rejected by bob: error budget spent" in str(refused.value)
+    assert "releaser promote 2.0 --to full --ask-again" in str(refused.value)
+    assert len(store.approvals("2.0")) == 1  # nobody was asked again
+    with pytest.raises(AwaitingApproval):
+        promote(ask_again=True)
+    asked = store.find_events(kind="approval.requested")[0]  # the newest first
+    assert "ci asks again, after bob's rejection (error budget spent), to promote 2.0" in asked.message

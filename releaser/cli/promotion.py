@@ -24,11 +24,14 @@ from .complete import complete_environments, complete_releases
 @click.option("--force", is_flag=True, help="Allow skipping stages that have not passed, or promoting during a freeze.")
 @click.option("--reason", default="", help="Why (required with --force; journaled).")
 @click.option("--wait", is_flag=True, help="A stage that needs approval: wait for the decision instead of exiting 5.")
-def promote(app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> None:
+@click.option("--ask-again", is_flag=True, help="Ask for approval again after a stage was rejected.")
+def promote(
+    app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool, ask_again: bool
+) -> None:
     """Run the next stage of VERSION (or --to STAGE)."""
     validate_release_id(version)
     app.recorded_state(unknown_release(version))
-    run = app.pipeline().promote(version, to_stage, force=force, reason=reason, wait=wait)
+    run = app.pipeline().promote(version, to_stage, force=force, reason=reason, wait=wait, ask_again=ask_again)
     app.out.emit({"ok": True, "release": version, "runs": [asdict(run)] if run else []})
 
 
@@ -38,13 +41,14 @@ def promote(app: App, version: str, to_stage: str | None, force: bool, reason: s
 @click.option("--force", is_flag=True, help="Promote during a freeze (needs --reason; journaled).")
 @click.option("--reason", default="", help="Why (required with --force; journaled).")
 @click.option("--wait", is_flag=True, help="Wait for the approval a stage needs instead of exiting 5.")
-def run(app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool) -> None:
+@click.option("--ask-again", is_flag=True, help="Ask for approval again after a stage was rejected.")
+def run(app: App, version: str, to_stage: str | None, force: bool, reason: str, wait: bool, ask_again: bool) -> None:
     """Run every remaining stage of VERSION, in order."""
     validate_release_id(version)
     app.recorded_state(unknown_release(version))
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT, which is journaled")
-    runs = app.pipeline().run(version, to_stage, force=force, reason=reason, wait=wait)
+    runs = app.pipeline().run(version, to_stage, force=force, reason=reason, wait=wait, ask_again=ask_again)
     app.out.emit({"ok": True, "release": version, "runs": [asdict(r) for r in runs]})
 
 
