@@ -197,7 +197,9 @@ def judge(
         if served < min_requests
     ]
     if short:
-        silent = not (c.cohort_requests or c.baseline_requests)  # quiet traffic, or a selector matching nothing
+        # nothing on either side after the first look (which only starts the counts): quiet traffic,
+        # or a selector that matches no series
+        silent = not (c.cohort_requests or c.baseline_requests) and (elapsed or 0.0) >= 1.0
         return Judgement(
             c.metric,
             "nodata",
