@@ -177,11 +177,14 @@ def cancel_requests(store: Store, journal: Journal, version: str, reason: str) -
 
 
 def _who_may(request: ApprovalRequest) -> str:
-    """Who may approve it, in words: the approvers but the one who asked, under not_by_promoter."""
-    asked = request.requested_by
-    if not request.approvers:
-        return f"anyone but {asked}, who asked" if request.not_by_promoter else "anyone"
-    others = [a for a in request.approvers if not (request.not_by_promoter and a == asked)]
+    return who_may(request.approvers, request.requested_by, request.not_by_promoter)
+
+
+def who_may(approvers: list[str], asked: str, not_by_promoter: bool) -> str:
+    """Who may approve a request, in words: the approvers but the one who asked, under not_by_promoter."""
+    if not approvers:
+        return f"anyone but {asked}, who asked" if not_by_promoter else "anyone"
+    others = [a for a in approvers if not (not_by_promoter and a == asked)]
     if not others:
         return f"nobody: its only approver, {asked}, asked for it (not_by_promoter): add another to `approvers`"
     return " or ".join(others)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from .contracts import pending_contracts
 from .dbschema import History
+from .decisions import who_may
 from .model import ApprovalState, Config, Event, RunStatus, parse_ts
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
@@ -408,12 +409,10 @@ def print_status(
         if rel["reason"]:
             say(f"  {'':<14} why: {told(rel['reason'])}", color)
     for item in document["approvals"]:
-        who = " or ".join(item["approvers"]) or "anyone"
-        if item["not_by_promoter"]:
-            who += f" but {item['requested_by']}"
+        who = who_may(item["approvers"], item["requested_by"], item["not_by_promoter"])
         say(
             f"awaiting approval: {item['stage']} of {item['release']}, asked by {item['requested_by']} "
-            f"{when(item['requested_at'])}; {who} may `releaser approve {item['release']} --reason TEXT`",
+            f"{when(item['requested_at'])}; approver: {who} (`releaser approve {item['release']} --reason TEXT`)",
             "yellow",
         )
     for item in document["freezes"]:
@@ -446,7 +445,7 @@ def _delivery(item: dict, when: Callable[[str | None], str]) -> str:
     """Where a report's delivery stands, in one line."""
     if item["state"] == "sent":
         to = item["delivered_to"]
-        delivery = "written only (no recipients)" if to == 0 else f"sent to {to}" if to else "sent"
+        delivery = "written only (no recipients)" if to == 0 else f"sent to {to} recipient(s)" if to else "sent"
         line = f"{delivery} {when(item['sent_at'])}" + (f" ({item['last_error']})" if item["last_error"] else "")
         return line + (f": {item['path']}" if item["path"] else "")
     if item["state"] == "unconfirmed":

@@ -670,6 +670,7 @@ def test_unlock_from_the_page_is_refused_while_the_holder_lives(site: Site) -> N
     alice = site.client("alice")
     assert "/act/unlock?env=prod" not in alice.get("/environments/prod").text  # offered for a stale lock only
     page = alice.get("/act/unlock", params={"env": "prod"})
+    assert "its holder is alive: unlocking will be refused" in page.text and "promote 1.0 --to gray" in page.text
     form = {"token": token_of(page.text), "env": "prod", "reason": "stuck?", "confirmed": "yes"}
     answer = alice.post("/act/unlock", data=form)
     assert answer.status_code == 409 and "which is alive and renews its lease" in answer.text

@@ -406,10 +406,16 @@ def build(dashboard: Dashboard) -> Starlette:
 
 
 async def _plan(d: Dashboard, target: actions.Target) -> dict | None:
-    """A rollback's plan for its confirmation, from asking the hosts (None for other actions)."""
-    if target.action != "rollback":
-        return None
-    return await run_in_threadpool(views.rollback_plan, d.config, d.store, d.journal, target.environment)
+    """What the confirmation shows of what will happen: a rollback's plan, from asking the hosts;
+    the lock an unlock clears, and whether its holder is gone (None for other actions)."""
+    if target.action == "rollback":
+        return await run_in_threadpool(views.rollback_plan, d.config, d.store, d.journal, target.environment)
+    if target.action == "unlock":
+        from ..processes import is_stale
+
+        held = await run_in_threadpool(d.store.get_lock, target.environment)
+        return {"lock": held, "stale": held is not None and is_stale(held)}
+    return None
 
 
 def _frozen(config: Config, environment: str | None) -> bool:

@@ -120,6 +120,11 @@ WORDS: dict[str, dict[str, str]] = {
         "若有发布正在等待（`promote --wait`），则立即开始。",
     },
     "nothing_deployed": {"en": "nothing deployed", "zh-CN": "尚未部署"},
+    "full_stop": {"en": ". ", "zh-CN": "。"},
+    "colon": {"en": ": ", "zh-CN": "："},
+    "holder_gone": {"en": "its holder is gone", "zh-CN": "持有者已不存在"},
+    "holder_alive": {"en": "its holder is alive: unlocking will be refused", "zh-CN": "持有者仍在运行：解锁将被拒绝"},
+    "not_locked": {"en": "not locked", "zh-CN": "未锁定"},
     "unwatched": {
         "en": "No watch is running: nothing rolls these windows back. Start `releaser watch`, or run "
         "`releaser watch --once` every minute from cron.",
