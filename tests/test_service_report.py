@@ -345,7 +345,7 @@ def test_report_due_lists_then_sends_a_due_month_and_status_says_so(tmp_path):
     ("environment", "said"),
     [
         ("dev", "dev has no metrics source (\\`metrics:\\` under the environment)"),
-        ("prod", "report.metrics names no requests and errors counters to measure it with"),
+        ("prod", "report.metrics names no errors counter to measure it with"),
     ],
 )
 def test_availability_without_data_says_which_part_is_missing(tmp_path, environment, said):

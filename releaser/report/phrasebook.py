@@ -245,6 +245,8 @@ TEXT = {
         "{measured} with data of the month's {period}.",
         "sv.how.availability_none": "1 − errors / requests over the month, from the environment's metrics.",
         "sv.how.allowed": "(1 − the target {target}) × the month's {period}.",
+        "sv.how.budget_none": "(1 − the target {target}) × the month's requests = the failed requests allowed, "
+        "against those that failed.",
         "sv.how.budget": "(1 − the target {target}) × {requests} requests = {allowed} failed requests allowed; "
         "{errors} failed.",
         "sv.value.met": "{value} (target {target}: met)",
@@ -259,7 +261,7 @@ TEXT = {
         "--commit or --commit-time)",
         "sv.why.no_releases_reached": "no data: no release reached {environment} this month",
         "sv.why.no_incidents": "no data: no incident this month, nothing to restore",
-        "sv.why.no_counters": "no data: report.metrics names no requests and errors counters to measure it with",
+        "sv.why.no_counters": "no data: report.metrics names no {missing} counter to measure it with",
         "sv.why.no_source": "no data: {environment} has no metrics source (`metrics:` under the environment)",
         "sv.why.unavailable": "no data: the metrics could not be read ({problem})",
         "sv.why.no_requests": "no data: no request was counted on {environment} this month (with a scrape source, "
@@ -530,6 +532,7 @@ TEXT = {
         "有数据的时间为{measured}。",
         "sv.how.availability_none": "1 − 错误数 / 请求数，按整月计算，来自该环境的指标。",
         "sv.how.allowed": "（1 − 目标{target}）×本月时长{period}。",
+        "sv.how.budget_none": "（1 − 目标{target}）×本月请求数 = 允许的失败请求数，与实际失败数比较。",
         "sv.how.budget": "（1 − 目标{target}）×{requests}个请求 = 允许{allowed}个失败请求；实际失败{errors}个。",
         "sv.value.met": "{value}（目标{target}：达成）",
         "sv.value.missed": "{value}（目标{target}：未达成）",
@@ -543,7 +546,7 @@ TEXT = {
         "mit-time）",
         "sv.why.no_releases_reached": "无数据：本月没有发布到达{environment}",
         "sv.why.no_incidents": "无数据：本月没有事故，无需恢复",
-        "sv.why.no_counters": "无数据：report.metrics未配置用于计算的requests和errors计数器",
+        "sv.why.no_counters": "无数据：report.metrics未配置用于计算的{missing}计数器",
         "sv.why.no_source": "无数据：{environment}没有指标来源（环境下的`metrics:`）",
         "sv.why.unavailable": "无数据：无法读取指标（{problem}）",
         "sv.why.no_requests": "无数据：本月在{environment}没有统计到请求（使用scrape来源时，由releaser watch记录样本）",

@@ -273,6 +273,9 @@ def _availability(
     }
     if env.metrics is None or spec.requests is None or spec.errors is None:
         result["why"] = "no_source" if env.metrics is None else "no_counters"
+        result["missing"] = " and ".join(
+            k for k, v in (("requests", spec.requests), ("errors", spec.errors)) if v is None
+        )
         return result
     try:
         line = timeline(store, env, spec, start.timestamp(), until.timestamp(), max(spec.resolution, MONTH_STEP))

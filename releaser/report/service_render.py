@@ -70,6 +70,7 @@ def _why(report: dict, figure: dict, words: Words) -> str:
         count=report["shipped"]["count"] or 0,
         days=words.number(report["shipped"]["days"]),
         problem=figure.get("problem") or "",
+        missing=figure.get("missing") or "",
     )
 
 
@@ -172,12 +173,14 @@ def figures(report: dict, words: Words) -> list[dict]:
             "budget",
             avail,
             budget,
-            words(
+            words("sv.how.budget_none", target=target)
+            if budget is None  # no counts to quote
+            else words(
                 "sv.how.budget",
                 target=target,
-                requests=words.number(avail["requests"] or 0),
-                allowed=words.number(avail["budget_allowed"] or 0),
-                errors=words.number(avail["errors"] or 0),
+                requests=words.number(avail["requests"]),
+                allowed=words.number(avail["budget_allowed"]),
+                errors=words.number(avail["errors"]),
             ),
         )
     )
