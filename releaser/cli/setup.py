@@ -90,7 +90,8 @@ def init(app: App, directory: str, router: str | None) -> None:
     for path in written:
         app.out.result(f"wrote {path}")
     app.out.say(
-        "next: `releaser validate`, then register a release (`releaser release create 0.1.0 --artifact "
+        "next: `releaser validate`; pack your app (`tar czf app.tar.gz -C YOUR_APP_DIR .`: until your hooks "
+        "start it, the starter's placeholder app runs), register it (`releaser release create 0.1.0 --artifact "
         "app.tar.gz`) and `releaser run 0.1.0`; every key is documented in environments.example.yaml"
     )
     app.out.emit({"ok": True, "written": [str(p) for p in written]})
