@@ -181,7 +181,7 @@ class Pipeline(Operation):
             version,
             wait,
             self.interrupts,
-            lambda request: link_for(self.config.dashboard, request, version, stage),
+            lambda request: self._approval_link(request, version, stage),
             ask_again,
         )
         if approval is not None and wait and not force:
@@ -255,6 +255,18 @@ class Pipeline(Operation):
         return runs
 
     # -- one stage --
+
+    def _approval_link(self, request: int, version: str, stage: str) -> str | None:
+        """The dashboard's link to an approval request; says so when, without the secret here, it
+        can only be the release's page."""
+        spec = self.config.dashboard
+        address = link_for(spec, request, version, stage)
+        if address and spec is not None and "/approvals/" not in address:
+            self.journal.note(
+                f"${spec.secret_env} is not set here: the approval link opens {version}'s page, not its request "
+                "(set it as on the dashboard's servers)"
+            )
+        return address
 
     def _refuse_frozen(self, env: Environment, version: str, stage: str, force: bool, reason: str) -> None:
         """A freeze refuses the promotion (exit 3), unless forced with a reason, which is journaled."""

@@ -341,6 +341,24 @@ def test_the_approval_request_carries_a_signed_link_for_chat(site: Site, monkeyp
     assert link_problem(SECRET, event.data["request"], "3.0", "full", query["until"], query["sig"]) is None
 
 
+def test_a_runner_without_the_secret_says_its_link_opens_only_the_release(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from releaser.pipeline import Pipeline
+
+    monkeypatch.delenv("RELEASER_DASHBOARD_SECRET", raising=False)
+    said: list[str] = []
+    pipeline = Pipeline(site.config, site.store, Journal(site.store, lambda event: said.append(event.message)))
+    assert pipeline._approval_link(7, "3.0", "full") == "https://releaser.example.com/releases/3.0"
+    assert said == [
+        "$RELEASER_DASHBOARD_SECRET is not set here: the approval link opens 3.0's page, not its request (set it as "
+        "on the dashboard's servers)"
+    ]
+    monkeypatch.setenv("RELEASER_DASHBOARD_SECRET", SECRET)
+    said.clear()
+    assert "/approvals/7?" in (pipeline._approval_link(7, "3.0", "full") or "") and said == []
+
+
 # -- pages --
 
 
