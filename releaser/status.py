@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from .contracts import pending_contracts
 from .dbschema import History
-from .decisions import who_may
 from .model import ApprovalState, Config, Event, RunStatus, parse_ts
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
@@ -409,6 +408,8 @@ def print_status(
         if rel["reason"]:
             say(f"  {'':<14} why: {told(rel['reason'])}", color)
     for item in document["approvals"]:
+        from .decisions import who_may  # only when something awaits approval: status stays light
+
         who = who_may(item["approvers"], item["requested_by"], item["not_by_promoter"])
         say(
             f"awaiting approval: {item['stage']} of {item['release']}, asked by {item['requested_by']} "

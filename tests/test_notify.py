@@ -121,4 +121,4 @@ def test_a_webhook_whose_variable_is_unset_says_so(tmp_path, monkeypatch):
         "webhook's url_env)"
     )
     checked = CliRunner().invoke(cli, ["-C", str(tmp_path), "validate"])
-    assert checked.exit_code == 0 and "$HOOK_URL is not set here" in checked.output
+    assert checked.exit_code == 0 and "$HOOK_URL is not set here: a webhook reads its URL from it" in checked.output

@@ -730,9 +730,13 @@ def test_an_evidence_chart_without_a_request_is_not_drawn() -> None:
     assert drawn.startswith("<svg") and drawn.count("<polyline") == 3  # zero is a measured value: drawn
 
 
-def test_validate_warns_of_approvers_who_are_not_dashboard_users(tmp_path: Path) -> None:
+def test_validate_warns_of_approvers_who_are_not_dashboard_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configure(tmp_path / "proj", full_approval="{approvers: [bob, bobb]}")
+    monkeypatch.delenv("RELEASER_DASHBOARD_SECRET", raising=False)
     checked = CliRunner().invoke(cli, ["-C", str(tmp_path / "proj"), "validate"])
+    assert "$RELEASER_DASHBOARD_SECRET is not set here: `serve` would not start" in checked.output
     assert checked.exit_code == 0, checked.output
     assert "full's approvers name bobb, who is not under dashboard.users" in checked.output
     assert "approvers name bob," not in checked.output

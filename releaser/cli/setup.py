@@ -39,11 +39,11 @@ def validate(app: App, connect: bool) -> None:
         from ..transport import transport_for
 
         check_every_host(config, transport_for)
+    from ..config import unset_variables
     from ..config.dashboard import approvers_not_users
-    from ..config.notify import unset_webhooks
 
-    for variable in unset_webhooks(config):
-        app.out.warn(f"{variable} is not set here: a webhook reads its URL from it, and would fail where it is unset")
+    for unset in unset_variables(config):
+        app.out.warn(unset)
     for stage, name in approvers_not_users(config):
         app.out.warn(
             f"{stage}'s approvers name {name}, who is not under dashboard.users: a typo, or someone who approves "

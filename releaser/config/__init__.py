@@ -112,6 +112,27 @@ def load_config(path: Path) -> Config:
     )
 
 
+def unset_variables(config: Config) -> list[str]:
+    """What would fail where releaser runs now, for a variable the configuration names that is not
+    set here: `validate` warns of each (a laptop may rightly lack a CI runner's secrets)."""
+    import os
+
+    said = []
+    for hook in config.webhooks + ((config.report.webhook,) if config.report.webhook else ()):
+        if not hook.url and hook.url_env and not os.environ.get(hook.url_env):
+            said.append(f"${hook.url_env} is not set here: a webhook reads its URL from it, and would fail")
+    for env in config.environments.values():
+        for name, variable in env.secrets.items():
+            if not os.environ.get(variable):
+                said.append(f"${variable} is not set here: {env.name}'s secret {name} reads it; a deploy would stop")
+    if config.dashboard and not os.environ.get(config.dashboard.secret_env):
+        said.append(
+            f"${config.dashboard.secret_env} is not set here: `serve` would not start, and approval links from "
+            "here would open the release's page, not its request"
+        )
+    return said
+
+
 def register_secrets(config: Config) -> None:
     """Register every secret the configuration names (see secrets.py), so that whatever
     releaser writes is scrubbed of them from the first line on."""

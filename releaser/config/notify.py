@@ -4,7 +4,7 @@ the URL and format keys the report's webhook shares with them."""
 from __future__ import annotations
 
 from ..events import STORED, Event
-from ..model import Config, Webhook
+from ..model import Webhook
 from ..names import DEFAULT_EVENTS
 from ..schema import Fields, did_you_mean, shown
 from .rules import WEBHOOK_FORMATS
@@ -67,11 +67,3 @@ def read_webhook_format(fields: Fields) -> tuple[str, str | None]:
             + (" (a WeCom robot is authorised by the key in its URL: give it with url_env)" if fmt == "wecom" else ""),
         )
     return fmt, secret_env
-
-
-def unset_webhooks(config: Config) -> list[str]:
-    """The variables the configuration's webhooks read their URL from that are not set here."""
-    import os
-
-    hooks = config.webhooks + ((config.report.webhook,) if config.report.webhook else ())
-    return [f"${h.url_env}" for h in hooks if not h.url and h.url_env and not os.environ.get(h.url_env)]
