@@ -173,7 +173,7 @@ class Pipeline(Operation):
                 f"{env.name} has its hosts fetch artifacts (artifacts: pull) but {version} has no URL; "
                 f"register it with `releaser release create {version} --artifact FILE --url URL`"
             )
-        self._refuse_frozen(env, version, stage, force, reason)
+        overridden = self._refuse_frozen(env, version, stage, force, reason)
         approval = approved(
             self.store,
             self.journal,
@@ -185,7 +185,7 @@ class Pipeline(Operation):
             ask_again,
         )
         if approval is not None and wait and not force:
-            self._refuse_frozen(env, version, stage, force, reason)  # a freeze that began while it waited
+            overridden |= self._refuse_frozen(env, version, stage, force, reason)  # one begun while it waited
         self.interrupts.check()
         with self.hold(env, f"promote {version} --to {stage}") as held:
             self.refuse_open_runs(env)
@@ -213,8 +213,14 @@ class Pipeline(Operation):
                         stage=name,
                         data={"reason": reason},
                     )
-                run = self.store.start_stage_run(
-                    version, stage, env.name, whoami(), forced=bool(skipped), reason=reason, claim=held.lock.claim()
+                run = self.store.start_stage_run(  # the --force reason only where it forced something here
+                    version,
+                    stage,
+                    env.name,
+                    whoami(),
+                    forced=bool(skipped),
+                    reason=reason if skipped or overridden else "",
+                    claim=held.lock.claim(),
                 )
                 if approval is not None and not self.store.use_approval(approval.id, run.id):
                     raise Refused(f"the approval of {stage} for {version} was withdrawn before the stage started")
@@ -268,15 +274,16 @@ class Pipeline(Operation):
             )
         return address
 
-    def _refuse_frozen(self, env: Environment, version: str, stage: str, force: bool, reason: str) -> None:
-        """A freeze refuses the promotion (exit 3), unless forced with a reason, which is journaled."""
+    def _refuse_frozen(self, env: Environment, version: str, stage: str, force: bool, reason: str) -> bool:
+        """A freeze refuses the promotion (exit 3), unless forced with a reason, which is journaled;
+        True when it was forced through one."""
         if not self.config.freezes:
-            return
+            return False
         from .freezes import frozen
 
         held = frozen(self.config.freezes, env.name)
         if held is None:
-            return
+            return False
         if not force:
             raise Refused(
                 f"{env.name} is frozen: {held.describe()} ({held.freeze.line}); promote after it, or "
@@ -290,6 +297,7 @@ class Pipeline(Operation):
             environment=env.name,
             data={"freeze": held.freeze.name, "by": whoami(), "reason": reason, "until": held.until.isoformat()},
         )
+        return True
 
     def _refuse_unknown_hosts(self, deployer: Deployer) -> None:
         """A store that knows nothing of an environment whose hosts carry releaser's records

@@ -228,7 +228,9 @@ def test_freeze_windows_once_and_weekly_across_zones_and_dst():
 
 def test_a_freeze_refuses_promotions_not_rollbacks_and_force_is_journaled(project):
     project.register("1.0.0")
-    project.cli("run", "1.0.0", "--to", "test", check=True)
+    project.cli("run", "1.0.0", "--to", "test", "--force", "--reason", "nothing to force yet", check=True)
+    stages = {s["stage"]: s for s in project.status()["releases"][0]["stages"]}
+    assert stages["selftest"]["reason"] == stages["test"]["reason"] == ""  # no freeze, no skip: nothing forced
     config = project.dir / "environments.yaml"
     config.write_text(
         config.read_text()
@@ -252,6 +254,9 @@ def test_a_freeze_refuses_promotions_not_rollbacks_and_force_is_journaled(projec
         if e["kind"] == "freeze.overridden"
     ]
     assert len(override) == 1 and override[0]["data"]["by"] == "ops" and "INC-7" in override[0]["data"]["reason"]
+    release = next(r for r in project.status()["releases"] if r["version"] == "1.0.0")
+    gray = next(s for s in release["stages"] if s["stage"] == "gray")
+    assert gray["reason"] == "INC-7 hotfix, CAB approved"  # the stage forced through the freeze says why
 
 
 @pytest.mark.parametrize(
