@@ -47,7 +47,7 @@ class ApprovalMail:
     def recipients(self, event: Entry) -> tuple[str, ...]:
         """Who may approve the stage's environment (and is among the stage's `approvers`, when it
         names them), but not who asked: they know."""
-        environment = self.config.stage_environment(event.stage or "") or ""
+        environment = event.environment or ""
         named = event.data.get("approvers") or []
         return tuple(
             user.email
@@ -65,7 +65,7 @@ class ApprovalMail:
             "project": self.config.project,
             "release": event.release,
             "stage": event.stage,
-            "environment": self.config.stage_environment(event.stage or ""),
+            "environment": event.environment,
             "by": event.data.get("by", "?"),
             "link": link,
         }

@@ -132,15 +132,7 @@ def decide(
                 "--reason TEXT` (journaled; its promotion needs --force too)"
             )
         if held is not None:
-            journal.record(
-                Event.FREEZE_OVERRIDDEN,
-                f"{request.stage}: {actor} approves {version} on {environment} during the freeze "
-                f"{held.describe()}: {reason}",
-                release=version,
-                stage=request.stage,
-                environment=environment,
-                data={"freeze": held.freeze.name, "by": actor, "reason": reason, "until": held.until.isoformat()},
-            )
+            held.overridden(journal, actor, "approves", version, request.stage, environment, reason)
     verb = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     with store.transaction():
         if not store.decide_approval(request.id, verb, actor, reason, expect=ApprovalState.AWAITING):

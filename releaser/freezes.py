@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .events import Event
+from .journal import Journal
 from .model import Freeze
 from .record import Record
 
@@ -31,6 +33,19 @@ class Frozen(Record, frozen=True):
         f = self.freeze
         when = (f"every week {f.start} - {f.end}" if f.weekly else f"{f.start} - {f.end}") + f" {f.timezone}"
         return f"{f.name} ({when}) until {self.until.strftime('%a %Y-%m-%d %H:%M %Z')}"
+
+    def overridden(
+        self, journal: Journal, by: str, doing: str, version: str, stage: str, environment: str, reason: str
+    ) -> None:
+        """Journal that `by` goes through this freeze (`doing`: promotes, approves), and why."""
+        journal.record(
+            Event.FREEZE_OVERRIDDEN,
+            f"{stage}: {by} {doing} {version} on {environment} during the freeze {self.describe()}: {reason}",
+            release=version,
+            stage=stage,
+            environment=environment,
+            data={"freeze": self.freeze.name, "by": by, "reason": reason, "until": self.until.isoformat()},
+        )
 
 
 def frozen(freezes: tuple[Freeze, ...], environment: str, now: datetime | None = None) -> Frozen | None:

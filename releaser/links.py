@@ -43,12 +43,16 @@ def link_problem(
     return None
 
 
+def signs_here(spec: DashboardSpec) -> bool:
+    """Whether approval links made here are signed (the dashboard's secret is set where this runs)."""
+    return bool(os.environ.get(spec.secret_env))
+
+
 def link_for(spec: DashboardSpec | None, request: int, release: str, stage: str) -> str | None:
     """The address a message about an approval request gives: signed when the dashboard's secret
     is set where the promotion runs, else the release's page; None without a dashboard `url`."""
     if spec is None or spec.url is None:
         return None
-    secret = os.environ.get(spec.secret_env, "")
-    if not secret:
+    if not signs_here(spec):
         return f"{spec.url}/releases/{quote(release)}"
-    return approval_link(spec.url, secret, request, release, stage, spec.link_expires)
+    return approval_link(spec.url, os.environ[spec.secret_env], request, release, stage, spec.link_expires)

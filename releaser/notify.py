@@ -41,10 +41,15 @@ ICONS: dict[str, str] = {  # what a Slack message of each kind starts with
 OnFailure = Callable[[str, dict], None]
 
 
+def _url(hook: Webhook) -> str:
+    """The hook's URL ("" when its variable is unset); one read from the environment is a secret,
+    registered as such."""
+    return hook.url or secrets.read_env(hook.url_env, url=True)
+
+
 def webhook_url(hook: Webhook) -> str:
-    """The hook's URL; one read from the environment is a secret, registered as such. Refused
-    when its variable is not set where releaser runs."""
-    url = hook.url or secrets.read_env(hook.url_env, url=True)
+    """The hook's URL; refused when its variable is not set where releaser runs."""
+    url = _url(hook)
     if not url:
         raise Refused(f"${hook.url_env} is not set where releaser runs (the webhook's url_env)")
     return url
@@ -52,7 +57,7 @@ def webhook_url(hook: Webhook) -> str:
 
 def shown_hook(hook: Webhook) -> str:
     """Where a hook posts, for a message: its scheme and host only, or its unset variable."""
-    url = hook.url or secrets.read_env(hook.url_env, url=True)
+    url = _url(hook)
     return redact(url) if url else f"${hook.url_env}"
 
 
@@ -84,13 +89,14 @@ def deliver(hook: Webhook, text: str, document: dict, headers: dict[str, str] | 
 
     from . import chat
 
+    address = webhook_url(hook)  # an unset variable is refused once, not retried
     for attempt in Retrying(
         stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True
     ):
         with attempt:
-            url = webhook_url(hook)
+            url = address
             if hook.format in chat.FORMATS:  # signed anew at each attempt: the signature carries the time
-                url, body = chat.request(hook.format, url, text, secrets.read_env(hook.secret_env))
+                url, body = chat.request(hook.format, address, text, secrets.read_env(hook.secret_env))
             else:
                 body = {"text": text} if hook.format == "slack" else document
             response = requests.post(url, json=body, timeout=hook.timeout, headers=headers or {})
@@ -148,7 +154,7 @@ class Notifier:
     def _failed(self, target: Webhook | ApprovalMail, event: model.Event, exc: Exception) -> None:
         assert self.on_failure is not None  # noqa: S101 - called only when there is one
         if isinstance(target, Webhook):
-            url = target.url or secrets.read_env(target.url_env, url=True)
+            url = _url(target)
             where, error = shown_hook(target), str(exc).replace(url, "<url>") if url else str(exc)
             said = exc if isinstance(exc, Refused) else type(exc).__name__
         else:

@@ -23,7 +23,7 @@ from .health.base import CheckResult, CheckTarget, Verdict
 from .health.gate import Gate, GateResult
 from .hostrecord import HostView
 from .interrupts import Interrupted
-from .links import link_for
+from .links import link_for, signs_here
 from .metrics import MetricSource, source_for
 from .model import Cause, Environment, Host, Release, ReleaseStatus, RunStatus, StageRun, StageSpec
 from .operation import Held, Operation
@@ -267,7 +267,7 @@ class Pipeline(Operation):
         can only be the release's page."""
         spec = self.config.dashboard
         address = link_for(spec, request, version, stage)
-        if address and spec is not None and "/approvals/" not in address:
+        if address and spec is not None and not signs_here(spec):
             self.journal.note(
                 f"${spec.secret_env} is not set here: the approval link opens {version}'s page, not its request "
                 "(set it as on the dashboard's servers)"
@@ -289,14 +289,7 @@ class Pipeline(Operation):
                 f"{env.name} is frozen: {held.describe()} ({held.freeze.line}); promote after it, or "
                 "pass --force --reason TEXT to override (journaled)"
             )
-        self.journal.record(
-            Event.FREEZE_OVERRIDDEN,
-            f"{stage}: {whoami()} promotes {version} on {env.name} during the freeze {held.describe()}: {reason}",
-            release=version,
-            stage=stage,
-            environment=env.name,
-            data={"freeze": held.freeze.name, "by": whoami(), "reason": reason, "until": held.until.isoformat()},
-        )
+        held.overridden(self.journal, whoami(), "promotes", version, stage, env.name, reason)
         return True
 
     def _refuse_unknown_hosts(self, deployer: Deployer) -> None:

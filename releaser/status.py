@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from .contracts import pending_contracts
 from .dbschema import History
-from .model import ApprovalState, Config, Event, RunStatus, parse_ts
+from .model import ApprovalState, Config, Event, Report, RunStatus, ServiceReport, parse_ts
 from .names import STAGE_ORDER
 from .processes import is_stale, owner_alive
 from .store import Store
@@ -151,34 +151,9 @@ def status_document(config: Config, store: Store) -> dict:
             }
         )
     windows = [w.to_dict() for w in open_windows(config, store, runs)]
-    reports = [
-        {
-            "release": r.release,
-            "state": str(r.state),
-            "due_at": r.due_at,
-            "sent_at": r.sent_at,
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "path": r.path,
-            "message_id": r.message_id,
-            "delivered_to": r.delivered_to,
-        }
-        for r in store.reports()
-    ]
+    reports = [{"release": r.release, **_outbox_fields(r)} for r in store.reports()]
     service_reports = [
-        {
-            "environment": r.environment,
-            "month": r.month,
-            "state": str(r.state),
-            "due_at": r.due_at,
-            "sent_at": r.sent_at,
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "path": r.path,
-            "message_id": r.message_id,
-            "delivered_to": r.delivered_to,
-        }
-        for r in store.service_reports()
+        {"environment": r.environment, "month": r.month, **_outbox_fields(r)} for r in store.service_reports()
     ]
     watching = watchers(store)
     approvals = [
@@ -429,6 +404,20 @@ def print_status(
             f"service report of {item['environment']} for {item['month']}: " + _delivery(item, when),
             _delivery_colour(item),
         )
+
+
+def _outbox_fields(report: Report | ServiceReport) -> dict:
+    """Where a report's delivery stands, as `status --json` gives it (effect and service alike)."""
+    return {
+        "state": str(report.state),
+        "due_at": report.due_at,
+        "sent_at": report.sent_at,
+        "attempts": report.attempts,
+        "last_error": report.last_error,
+        "path": report.path,
+        "message_id": report.message_id,
+        "delivered_to": report.delivered_to,
+    }
 
 
 def _heal(config: Config, environment: str, hosts: dict, in_doubt: dict) -> str | None:

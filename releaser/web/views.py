@@ -105,7 +105,7 @@ def reports(config: Config, store: Store) -> dict:
         item["written"] = _written(base / item["release"] / "report.html")
     for item in service.values():
         item["written"] = _written(base / "service" / item["environment"] / item["month"] / "report.html")
-    order = {r["version"]: n for n, r in enumerate(status_document(config, store)["releases"])}
+    order = {r.version: n for n, r in enumerate(store.list_releases())}  # registration order, as status's
     return {
         "effect": sorted(effect.values(), key=lambda i: order.get(i["release"], -1), reverse=True),
         "service": sorted(service.values(), key=lambda i: (i["month"], i["environment"]), reverse=True),
