@@ -14,6 +14,12 @@ from tests.harness.postgres import PostgresServer
 from tests.harness.project import HOSTS, HealthServer, Project, make_project
 from tests.harness.sshd import SshFleet
 
+# Each pytest-xdist worker draws the ports of its servers and apps from a range of its own (and
+# so do the releaser processes it starts), so that two workers never pick the same port. Set in
+# each worker: a worker inherits the environment of the controller, which imported this first.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % 4
+os.environ["RELEASER_PORTS"] = f"{10000 + 5600 * _WORKER}-{10000 + 5600 * _WORKER + 5599}"  # not inherited
+
 
 @pytest.fixture
 def health():

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from releaser.cli import cli
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.model import Host
 from releaser.transport.local import LocalSession
 from tests.harness.marks import needs

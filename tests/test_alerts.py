@@ -17,7 +17,7 @@ import requests
 
 from releaser.alerts import BadPayload, firing_groups
 from releaser.config import load_config
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.store import SqliteStore
 from tests.harness.marks import needs
 from tests.harness.project import gated

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from tests.harness.ledger import (
     FAILS,
     MIGRATE_PLAYBOOK_PART,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.demo.traffic import Traffic
 from releaser.health.base import CheckTarget, Verdict
 from releaser.health.threshold import ThresholdCheck

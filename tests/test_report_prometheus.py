@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from releaser.config import load_config
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.journal import Journal
 from releaser.model import Release, RunStatus
 from releaser.report.compute import build

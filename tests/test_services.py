@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from releaser.cli import cli
 from releaser.config import load_config
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.images import Resolved, parse_image
 from releaser.journal import Journal
 from releaser.releases import create_image_release

@@ -22,6 +22,7 @@ from playwright import sync_api
 from releaser.config import load_config
 from releaser.decisions import decide
 from releaser.demo import sandbox
+from releaser.demo.ports import free_ports
 from releaser.demo.traffic import Traffic
 from releaser.errors import AwaitingApproval
 from releaser.links import approval_link
@@ -43,12 +44,6 @@ SECRET = "a dashboard secret of at least thirty-two characters"
 PASSWORD = "the sandbox password"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Sandbox:
     """The demo's 13 hosts with a dashboard section, an approval on `full` (not by its promoter),
     a chat robot (Slack's format) and an SMTP server told of approval requests, and `releaser
@@ -59,7 +54,7 @@ class Sandbox:
         self.dir = sandbox.prepare_directory(root)
         self.layout = sandbox.build(self.dir, sys.executable)
         self.robot = Receiver()
-        self.port, self.frozen_port = free_port(), free_port()
+        self.port, self.frozen_port = free_ports(2)
         self.url, self.frozen_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.frozen_port}"
         config = (self.dir / "environments.yaml").read_text()
         config = config.replace(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from releaser.demo.nginx import nginx_binary
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from tests.harness.configs import write_project
 from tests.harness.loopback import Loopback, QuietHandler
 

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .ports import free_ports
+
 SITE = """\
 {user}pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -45,8 +47,6 @@ class SandboxNginx:
 
     def __init__(self, prefix: Path, variable: str, binary: str, port: int | None = None):
         self.prefix, self.binary = prefix, binary
-        from .sandbox import free_ports  # sandbox imports this module
-
         self.port = port or free_ports(1)[0]
         self.route = prefix / "releaser" / "route.conf"
         self.conf = prefix / "nginx.conf"

@@ -8,10 +8,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tarfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from ..errors import UsageError
 from ..processes import pid_alive
 from ..shipped import shipped_file
 from .nginx import SandboxNginx
+from .ports import free_ports
 
 MARKER = ".releaser-demo"
 LAYOUT = {"dev": 1, "test": 2, "prod": 10}
@@ -139,15 +138,6 @@ def prepare_directory(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("built by `releaser demo`; `releaser demo --dir` may replace it\n")
     return directory
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (held together while choosing, so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 USERS = "    users: 10%               # behind nginx: 10% of prod's users (by a cookie); in steps: [1%, 10%]\n"

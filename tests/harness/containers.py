@@ -16,7 +16,7 @@ from pathlib import Path
 import bcrypt
 import requests
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from tests.harness.marks import needs
 from tests.harness.smtp import self_signed
 

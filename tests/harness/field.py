@@ -26,7 +26,7 @@ from typing import Self
 
 import requests
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from releaser.processes import pid_alive
 from releaser.store import SqliteStore
 from tests.harness.loopback import Loopback, QuietHandler

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from tests.harness.ledger import MIGRATE_PLAYBOOK_PART, PLAYBOOK, STEPS, ledger_artifact, pg_bin_path
 from tests.harness.marks import needs
 from tests.harness.sshd import SshFleet

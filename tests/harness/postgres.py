@@ -7,13 +7,13 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from releaser.demo.ports import free_ports
 from tests.harness.marks import needs
 
 USER, PASSWORD = "releaser", "pg-secret-Zq81x"
@@ -27,12 +27,6 @@ def _binaries() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class PostgresServer:
     """One server; `database()` gives each test a database of its own (URL with the password)."""
 
@@ -44,7 +38,7 @@ class PostgresServer:
         self.bin = bin_dir
         self.dir = Path(tempfile.mkdtemp(prefix="releaser-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self._names = itertools.count(1)
         (self.dir / "pw").write_text(PASSWORD + "\n")
         self._as_owner = [] if os.geteuid() else ["runuser", "-u", "postgres", "--"]

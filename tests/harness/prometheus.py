@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from releaser.demo.sandbox import free_ports
+from releaser.demo.ports import free_ports
 from tests.harness.marks import needs
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

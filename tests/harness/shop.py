@@ -17,7 +17,8 @@ from pathlib import Path
 
 from releaser.config import load_config
 from releaser.demo.nginx import SandboxNginx
-from releaser.demo.sandbox import RELEASES, free_ports, write_artifact
+from releaser.demo.ports import free_ports
+from releaser.demo.sandbox import RELEASES, write_artifact
 from releaser.health.base import Check, CheckResult, CheckTarget, Verdict
 from releaser.journal import Journal
 from releaser.pipeline import Pipeline

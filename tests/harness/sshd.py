@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from releaser.demo.ports import free_ports
 from tests.harness.marks import needs
 
 if TYPE_CHECKING:
@@ -29,11 +30,9 @@ MAX_ADDRESSES_PER_SSHD = 16
 
 def _free_port(addresses: list[str]) -> int:
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_ports(1, addresses[0])[0]
         try:
-            for address in addresses:
+            for address in addresses[1:]:
                 with socket.socket() as sock:
                     sock.bind((address, port))
             return port
