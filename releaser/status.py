@@ -117,18 +117,27 @@ def status_document(config: Config, store: Store) -> dict:
         runs_by_release.setdefault(run.release, []).append(run)
     all_releases = store.list_releases()
     history = History(all_releases)
+    awaiting = store.approvals(state=ApprovalState.AWAITING)
+    asked = {a.release: a for a in awaiting}
     for rel in all_releases:
         own = runs_by_release.get(rel.version, [])
         status = str(rel.status)
+        busy = any(r.status.open for r in own)
         if status == "live" and last_env and last_env not in running_anywhere.get(rel.version, set()):
             status = "superseded"
-        elif status == "promoting" and not any(r.status.open for r in own) and _overtaken(rel, own, runs):
+        elif status == "promoting" and not busy and rel.version in asked:
+            status = "awaiting_approval"  # its next stage waits for a person, not for releaser
+        elif status == "promoting" and not busy and _overtaken(rel, own, runs):
             status = "abandoned"  # a newer release went further after it: it will not be promoted on
+        reason = _why(rel.version, status, own, rollbacks)
+        if status == "awaiting_approval":
+            request = asked[rel.version]
+            reason = f"{request.stage} awaits approval, asked by {request.requested_by}"
         releases.append(
             {
                 "version": rel.version,
                 "status": status,
-                "reason": _why(rel.version, status, own, rollbacks),
+                "reason": reason,
                 "runs_on": sorted(running_anywhere.get(rel.version, set())),
                 "sha256": rel.sha256,
                 "features": rel.features,
@@ -166,7 +175,7 @@ def status_document(config: Config, store: Store) -> dict:
             "not_by_promoter": a.not_by_promoter,
             "state": a.state,
         }
-        for a in store.approvals(state=ApprovalState.AWAITING)
+        for a in awaiting
     ]
     return {
         "environments": environments,
@@ -378,10 +387,10 @@ def print_status(
         say("releases:")
     for rel in document["releases"]:
         stages = " -> ".join(f"{s['stage']}:{s['status']}" for s in rel["stages"]) or "no stage run yet"
-        color = {"rolled_back": "yellow", "failed": "red", "live": "green"}.get(rel["status"])
-        say(f"  {rel['version']:<14} {rel['status']:<12} {stages}", color)
-        if rel["reason"]:
-            say(f"  {'':<14} why: {told(rel['reason'])}", color)
+        color = {"rolled_back": "yellow", "failed": "red", "live": "green", "awaiting_approval": "yellow"}
+        say(f"  {rel['version']:<14} {rel['status']:<17} {stages}", color.get(rel["status"]))
+        if rel["reason"] and rel["status"] != "awaiting_approval":  # the approvals below say who and how
+            say(f"  {'':<14} why: {told(rel['reason'])}", color.get(rel["status"]))
     for item in document["approvals"]:
         from .decisions import who_may  # only when something awaits approval: status stays light
 

@@ -120,7 +120,10 @@ def test_approval_stops_the_stage_until_an_approver_decides_from_another_process
     assert [(a["release"], a["stage"], a["requested_by"], a["approvers"]) for a in awaiting] == [
         ("1.0.0", "full", "ci", ["lead", "ops"])
     ]
-    assert "awaiting approval: full of 1.0.0, asked by ci" in team.cli("status", check=True).stdout
+    release = next(r for r in team.status()["releases"] if r["version"] == "1.0.0")
+    assert (release["status"], release["reason"]) == ("awaiting_approval", "full awaits approval, asked by ci")
+    told = team.cli("status", check=True).stdout
+    assert "awaiting approval: full of 1.0.0, asked by ci" in told and "1.0.0          awaiting_approval" in told
     refused = team.cli("approve", "1.0.0", "--reason", "looks fine", actor="ci")
     assert refused.returncode == 3 and "approvers are lead, ops" in refused.stderr
     assert set(team.env_versions("prod").values()) != {"1.0.0"}  # full has not run
