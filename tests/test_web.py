@@ -225,6 +225,18 @@ def test_an_approver_approves_as_themselves(site: Site) -> None:
     assert granted.data["by"] == "bob"
 
 
+def test_the_approval_confirmation_shows_who_asked_and_the_last_verdicts(site: Site) -> None:
+    site.release("1.0", asked_by="alice")
+    result = {"check": "canary", "verdict": "pass", "summary": "errors: 0/400 vs 2/3600 => no regression", "hosts": {}}
+    site.journal.record(
+        Event.CHECKS_PASS, "gray: pass", release="1.0", stage="gray", environment="prod", data={"results": [result]}
+    )
+    page = site.client("bob").get("/act/approve", params={"release": "1.0", "stage": "full"}).text
+    assert re.search(r'class="asked">Asked by: alice, ', page), page
+    assert '<span class="pill passed">gray</span>' in page
+    assert re.search(r"<b>canary</b> <span class=\"pill pass\">pass</span> errors: 0/400 vs 2/3600 =&gt; no regr", page)
+
+
 def test_the_promoter_may_not_approve_under_not_by_promoter(site: Site) -> None:
     site.release("1.0", asked_by="alice")
     answer = decide(site.client("alice"), "approve", "1.0")

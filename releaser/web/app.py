@@ -407,7 +407,10 @@ def build(dashboard: Dashboard) -> Starlette:
 
 async def _plan(d: Dashboard, target: actions.Target) -> dict | None:
     """What the confirmation shows of what will happen: a rollback's plan, from asking the hosts;
-    the lock an unlock clears, and whether its holder is gone (None for other actions)."""
+    the lock an unlock clears, and whether its holder is gone; an approval's request and evidence
+    (None for an abort)."""
+    if target.action in ("approve", "reject") and target.release and target.stage:
+        return await run_in_threadpool(views.approval_plan, d.config, d.store, target.release, target.stage)
     if target.action == "rollback":
         return await run_in_threadpool(views.rollback_plan, d.config, d.store, d.journal, target.environment)
     if target.action == "unlock":

@@ -55,6 +55,17 @@ def release(config: Config, store: Store, version: str) -> dict:
     }
 
 
+def approval_plan(config: Config, store: Store, version: str, stage: str) -> dict:
+    """What an approver reads before deciding: who asked and when, how far the release has got,
+    and each check's last verdict in its last stage run."""
+    found = release(config, store, version)
+    return {
+        "request": next((a for a in found["awaiting"] if a["stage"] == stage), None),
+        "stages": found["release"]["stages"],
+        "checks": [{"check": c["check"], **c["last"]} for c in found["evidence"]],
+    }
+
+
 def environment(config: Config, store: Store, name: str) -> dict:
     if name not in config.environments:
         raise NotFound(f"no environment {name} is configured")
