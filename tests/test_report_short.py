@@ -260,6 +260,11 @@ def test_charts_span_the_time_measured_and_keep_every_label_whole(tmp_path, befo
         try:
             assert drawn.axes[0].get_xlim() == pytest.approx((mdates.date2num(start), mdates.date2num(end)))
             assert labels_cut(drawn) == [], metric.key
+            bottom, top = drawn.axes[0].get_ylim()
+            if metric.key in ("error_rate", "availability"):  # shares of the requests: never past 100%
+                assert top <= 100, (metric.key, top)
+            if metric.key == "availability":  # near 100%: zoomed in, not a line along the top of 0-100
+                assert 90 < bottom < 100 == top, bottom
             marker = [t for t in drawn.axes[0].texts if "\u2192" in t.get_text()]
             assert [t.get_text() for t in marker] == [f"{words('l.before')} \u2192 2.0.0"]  # whole, never "2."
             renderer, area = drawn.canvas.get_renderer(), drawn.axes[0].get_window_extent()

@@ -16,6 +16,7 @@ from .words import Words
 
 BEFORE, AFTER, ROLLOUT, BOUND = "#3b6fb6", "#2e9e5b", "#d9d9d9", "#eeeeee"
 SCALE = {"ratio": 100.0, "seconds": 1000.0}  # charts show percentages and milliseconds
+SHARES = ("error_rate", "availability")  # shares of the requests: never past 100% (cpu, of one core, may be)
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 7.5, 2.5, 192  # 1440 x 480 pixels, shown at 720 x 240
 DISPLAY_WIDTH = 720
 DATE_FORMATS = ["%Y", "%Y-%m", "%m-%d", "%m-%d %H:%M", "%H:%M", "%H:%M:%S"]  # no month names: no language
@@ -98,6 +99,21 @@ def _bounds(report: dict, key: str, scale: float) -> dict[str, float]:
     return {kind: value * scale for kind, value in bounds.items()}
 
 
+def _value_axis(seen: list[float], share: bool, scale: float) -> tuple[float, float, str]:
+    """The value axis (bottom, top) and where the legend and the rollout's label go. From 0 with
+    headroom above for the labels; a share (a percentage) never past 100%, and a share near all of
+    it (availability) zoomed in under 100%, the labels below its line."""
+    top = max([0.0, *seen])
+    ceiling = top * 1.35 if top > 0 else 1.0
+    if not share:
+        return 0.0, ceiling, "upper"
+    lowest = min(seen, default=0.0)
+    if lowest <= scale / 2:
+        return 0.0, min(ceiling, scale), "upper"
+    gap = max(scale - lowest, scale / 2000)  # at least 0.05%: a flat 100% is still drawn as a line
+    return max(0.0, lowest - gap * 1.5), scale, "lower"
+
+
 def _plain(value: float, _position=None) -> str:
     """1,250 not 1.25e3; 0.5 not 5e-1; 0.00002 not 2e-05."""
     if value == 0:
@@ -152,14 +168,11 @@ def figure(report: dict, key: str, unit: str, words: Words, feature: bool = Fals
         drawn, axes = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
         try:
             averages = _averages(report, key, feature, scale)
-            top = max(
-                [
-                    0.0,
-                    *(v for _, values in lines.values() for v in values if not math.isnan(v)),
-                    *(v for v in averages.values() if v is not None),
-                ]
-            )
-            ceiling = top * 1.35 if top > 0 else 1.0  # headroom: the legend and the rollout's label
+            seen = [
+                *(v for _, values in lines.values() for v in values if not math.isnan(v)),
+                *(v for v in averages.values() if v is not None),
+            ]
+            floor, ceiling, labels_at = _value_axis(seen, key in SHARES and not feature, scale)
             for name, color in (("before", BEFORE), ("after", AFTER)):
                 times, values = lines[name]
                 measured = sum(not math.isnan(v) for v in values)
@@ -218,11 +231,11 @@ def figure(report: dict, key: str, unit: str, words: Words, feature: bool = Fals
                 axes.axvspan(mdates.date2num(start), mdates.date2num(end), color=ROLLOUT, alpha=0.7, linewidth=0)
                 marker = axes.text(
                     0.5,
-                    0.98,
+                    0.98 if labels_at == "upper" else 0.02,
                     f"{versions['before']} \u2192 {versions['after']}",
                     transform=axes.transAxes,
                     ha="center",
-                    va="top",
+                    va="top" if labels_at == "upper" else "bottom",
                     fontsize=7,
                     color="#555555",
                 )
@@ -237,10 +250,12 @@ def figure(report: dict, key: str, unit: str, words: Words, feature: bool = Fals
                 )
             )
             axes.yaxis.set_major_formatter(FuncFormatter(_plain))
-            axes.set_ylim(0, ceiling)
+            axes.set_ylim(floor, ceiling)
             axes.tick_params(labelsize=8)
             axes.grid(alpha=0.3)
-            legend = axes.legend(loc="upper left", ncol=3, fontsize=7, frameon=False)
+            legend = axes.legend(
+                loc="upper left" if labels_at == "upper" else "lower left", ncol=3, fontsize=7, frameon=False
+            )
             for side in ("top", "right"):
                 axes.spines[side].set_visible(False)
             drawn.subplots_adjust(left=0.1, right=0.98, top=0.96, bottom=0.13)  # the same plot area in
@@ -267,8 +282,8 @@ def _fit(drawn, axes, legend, marker, middle: datetime | None) -> None:
         x = (mdates.date2num(middle) - low) / (high - low)
         marker.set_x(min(max(x, width / 2 + 0.01), 1 - width / 2 - 0.01))
         if marker.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer)):
-            below = to_axes.transform(legend.get_window_extent(renderer))[0][1]
-            marker.set_y(below - 0.02)
+            (_, legend_bottom), (_, legend_top) = to_axes.transform(legend.get_window_extent(renderer))
+            marker.set_y(legend_bottom - 0.02 if marker.get_va() == "top" else legend_top + 0.02)
     picture, (left, right), (bottom, top) = drawn.bbox, axes.get_xlim(), axes.get_ylim()
     for tick in axes.get_xticklabels():
         extent = tick.get_window_extent(renderer)
