@@ -187,6 +187,19 @@ def test_canary_passes_on_evidence_and_fails_on_a_regression():
     assert result.verdict is Verdict.FAIL and "=> regression" in result.summary
 
 
+def test_a_canary_that_counts_no_request_anywhere_points_at_its_selector_not_the_bake():
+    source, memory = FakeSource(), {}
+    check = canary(min_requests=50)
+    baking = replace(target(source), bake_left=600.0)
+    serve(source, 0, (0, 0))
+    check.evaluate(baking, memory)
+    memory["started"] -= 60  # a minute later, still nothing counted on any host
+    quiet = check.evaluate(baking, memory)
+    assert quiet.verdict is Verdict.INCONCLUSIVE and quiet.needs == math.inf
+    assert "no host counted one with the `requests` selector (`requests`)" in quiet.advice
+    assert "longer bake" not in quiet.advice
+
+
 def test_canary_counts_across_counter_resets():
     source, memory = FakeSource(), {}
     check = canary(min_requests=50)

@@ -134,7 +134,7 @@ class CanaryCheck(Check):
             Verdict.INCONCLUSIVE,
             summary,
             needs=None if first_look else self._needs(undecided, elapsed),
-            advice=self._advice({kind for kind, _c, _j in undecided}),
+            advice=self._advice(undecided),
             evidence=evidence,
         )
 
@@ -199,8 +199,16 @@ class CanaryCheck(Check):
             longest = max(longest, needed)
         return longest
 
-    def _advice(self, kinds: set[str]) -> str:
-        """The settings that would let this check decide sooner, in words."""
+    def _advice(self, undecided: list[tuple[str, Comparison, Judgement]]) -> str:
+        """The settings that would let this check decide sooner, in words; when no request was
+        counted on any host, the `requests` selector first (a longer bake would not help)."""
+        if not any(c.cohort_requests or c.baseline_requests for _kind, c, _j in undecided):
+            return (
+                f"first see that requests are counted: no host counted one with the `requests` selector "
+                f"(`{self.requests.name or 'its labels'}`) of the check {self.name}; if the hosts serve "
+                "traffic, point it at the request counter the app exports (curl a host's metrics)"
+            )
+        kinds = {kind for kind, _c, _j in undecided}
         margins = ", ".join(f"`bound.{kind}.margin` (now {self.bounds[kind].margin:.1%})" for kind in sorted(kinds))
         return (
             f"a longer bake (`bake: {{max: ...}}` on the stage), a larger `cohort` (more traffic), a wider "
