@@ -461,7 +461,11 @@ def conclude(result: RollbackResult, what: str) -> NoReturn:
     """Say how a rollback that followed a failure ended: StageFailed when complete, else NeedsHuman."""
     if result.complete:
         raise StageFailed(
-            f"{what} and was rolled back ({len(result.switched)} host(s))"
+            (
+                f"{what} and was rolled back ({len(result.switched)} host(s))"
+                if result.switched or not result.kept
+                else what
+            )
             + (f"; {result.hosts_kept()}" if result.kept else "")
         )
     raise NeedsHuman(

@@ -325,6 +325,7 @@ def test_no_metrics_is_never_a_pass(project, policy):
         assert proc.returncode == 1, proc.stderr
         assert "not enough evidence in" in proc.stderr
         assert "dev-1 keep 1.0.0: nothing ran there before it (a first install); promote a fixed release" in proc.stderr
+        assert "rolled back (0 host(s))" not in proc.stderr  # nothing was
         assert stages[-1]["status"] == "rolled_back" and project.current("dev-1") == "1.0.0"
         assert project.status()["environments"]["dev"]["rollbacks"] == []  # nothing left open for resume
         assert project.cli("resume").returncode == 0
