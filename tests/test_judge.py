@@ -196,8 +196,14 @@ def test_a_canary_that_counts_no_request_anywhere_points_at_its_selector_not_the
     memory["started"] -= 60  # a minute later, still nothing counted on any host
     quiet = check.evaluate(baking, memory)
     assert quiet.verdict is Verdict.INCONCLUSIVE and quiet.needs == math.inf
-    assert "no host counted one with the `requests` selector (`requests`)" in quiet.advice
+    assert "the `requests` selector (`requests`) of the check canary reads 0 on every host" in quiet.advice
     assert "longer bake" not in quiet.advice
+    still, still_memory = FakeSource(), {}  # counters that read 5 and stay there: quiet traffic, not a wrong selector
+    serve(still, 5, (0, 0))
+    check.evaluate(replace(target(still), bake_left=600.0), still_memory)
+    still_memory["started"] -= 60
+    unused = check.evaluate(replace(target(still), bake_left=600.0), still_memory)
+    assert unused.needs == math.inf and "longer bake" in unused.advice and "reads 0" not in unused.advice
 
 
 def test_canary_counts_across_counter_resets():

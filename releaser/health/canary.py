@@ -103,6 +103,8 @@ class CanaryCheck(Check):
         if memory.get("bound") is None and self.latency:
             memory["bound"], memory["first_bucket"] = _slow_bound([now[h.name] for h in target.baseline])
         served = _accumulate(memory, now)
+        if any(reading.counters.get("requests", 0.0) > 0 for reading in now.values()):
+            memory["counted"] = True  # the selector matches a counter: a silence is quiet traffic
         cohort = {h.name for h in target.cohort}
         comparisons = []
         if self.errors:
@@ -134,7 +136,7 @@ class CanaryCheck(Check):
             Verdict.INCONCLUSIVE,
             summary,
             needs=None if first_look else self._needs(undecided, elapsed),
-            advice=self._advice(undecided),
+            advice=self._advice(undecided, memory.get("counted", False)),
             evidence=evidence,
         )
 
@@ -199,14 +201,14 @@ class CanaryCheck(Check):
             longest = max(longest, needed)
         return longest
 
-    def _advice(self, undecided: list[tuple[str, Comparison, Judgement]]) -> str:
-        """The settings that would let this check decide sooner, in words; when no request was
-        counted on any host, the `requests` selector first (a longer bake would not help)."""
-        if not any(c.cohort_requests or c.baseline_requests for _kind, c, _j in undecided):
+    def _advice(self, undecided: list[tuple[str, Comparison, Judgement]], counted: bool) -> str:
+        """The settings that would let this check decide sooner, in words; when the `requests`
+        selector has read nothing but 0 on every host, that selector first (no bake would help)."""
+        if not counted and not any(c.cohort_requests or c.baseline_requests for _kind, c, _j in undecided):
             return (
-                f"first see that requests are counted: no host counted one with the `requests` selector "
-                f"(`{self.requests.name or 'its labels'}`) of the check {self.name}; if the hosts serve "
-                "traffic, point it at the request counter the app exports (curl a host's metrics)"
+                f"first see that requests are counted: the `requests` selector (`{self.requests.name or '{...}'}`) "
+                f"of the check {self.name} reads 0 on every host; if the hosts serve traffic, point it at the "
+                "request counter the app exports (curl a host's metrics)"
             )
         kinds = {kind for kind, _c, _j in undecided}
         margins = ", ".join(f"`bound.{kind}.margin` (now {self.bounds[kind].margin:.1%})" for kind in sorted(kinds))
