@@ -1,7 +1,8 @@
 """releaser as a newcomer uses it, on services nobody in this project wrote: Debian's prometheus
 and prometheus-alertmanager as "the app", from `releaser init`'s starter, over real sshd hosts,
-with quiet traffic (tests/harness/field.py). Each test runs for both services but the good path
-(three and a half minutes of quiet traffic), which runs with prometheus, to keep the suite in 20."""
+with quiet traffic (tests/harness/field.py). The first failure path runs for both services; the
+good path (three and a half minutes of quiet traffic) runs with prometheus and the gray failure
+path with alertmanager, to keep the suite in 20 minutes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import requests
 
 from tests.harness.field import (
     HOSTS,
-    PROMETHEUS,
     RATE,
     REFUSALS,
     FieldProject,
@@ -150,8 +150,12 @@ def test_a_release_that_does_not_start_is_caught_at_selftest(field):
     assert requests.get(field.url("dev-1") + field.service.ready, timeout=5).status_code == 200
 
 
-def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
-    with field.traffic() as sent:
+@pytest.mark.sshd
+def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(service, request):
+    if service == "prometheus":  # its good path has been through gray: alertmanager takes this one
+        pytest.skip("the gray failure path runs with alertmanager; prometheus runs the good path")
+    field = request.getfixturevalue("field")
+    with field.traffic():
         first_install(field)
         field.register("1.2.0", "errors")
         run = field.cli("run", "1.2.0", "--json")
@@ -165,11 +169,8 @@ def test_a_release_serving_errors_is_caught_at_gray_and_rolled_back(field):
     assert len(incident) == 1 and incident[0]["stage"] == "gray"
     cohort = next(e["data"]["hosts"] for e in events if e["kind"] == "wave.started" and e["stage"] == "gray")
     assert len(cohort) == 1
-    # it really served errors while it ran: answers the traffic saw, or notifications the receiver refused
-    if field.service is PROMETHEUS:
-        assert sent.count(status=503, host=cohort[0]) > 0
-    else:
-        assert field.webhook.refused > 0
+    # it really served errors while it ran: notifications the receiver refused
+    assert field.webhook.refused > 0
     # prod is back on 1.0.0: in the store and in the processes that serve, and they serve well again
     assert set(field.store_versions("prod").values()) == {"1.0.0"}
     assert {field.running(host) for host in HOSTS["prod"]} == {"1.0.0"}
