@@ -443,7 +443,9 @@ class Pipeline(Operation):
                     + "): "
                     + "; ".join(f"{host}: {why}" for host, why in sorted(outcome.failed.items())[:5])
                 )
-            if number < len(waves) and spec.checks:
+            if number < len(waves) and spec.checks and spec.wave_bake:
+                self._bake(stage, gate, done, after_wave=f"{number}/{len(waves)}")
+            elif number < len(waves) and spec.checks:
                 result = self._look(stage, gate, self._target(stage, done))
                 self._record_checks(stage, result)
                 if result.verdict is Verdict.FAIL:
@@ -466,19 +468,24 @@ class Pipeline(Operation):
             routes.step(share, spec.allow, f"{spec.name} step {number}/{len(spec.users)}")
             self._bake(stage, gate, done)
 
-    def _bake(self, stage: _Stage, gate: Gate, cohort: list[Host]) -> None:
+    def _bake(self, stage: _Stage, gate: Gate, cohort: list[Host], after_wave: str = "") -> None:
         """Look at the checks every interval: fail at the first failing round; pass at the end of a
         fixed bake, or, with an adaptive one (`bake: {min, max}`), at the first round after
-        `min` in which every check passed; a bake that ends undecided holds or fails safe."""
+        `min` in which every check passed; a bake that ends undecided holds or fails safe.
+        `after_wave` ("1/3"): the stage's `wave_bake` between two waves, a fixed one."""
         from .report.timeline import record_if_due
 
         spec = stage.spec
-        shortest = spec.bake if spec.bake_min is None else spec.bake_min
-        length = (
-            f"{format_duration(shortest)} to {format_duration(spec.bake)}, until every check decides"
-            if spec.adaptive
-            else format_duration(spec.bake)
-        )
+        if after_wave:
+            shortest = longest = spec.wave_bake
+            length = f"{format_duration(longest)} after wave {after_wave}"
+        else:
+            longest, shortest = spec.bake, spec.bake if spec.bake_min is None else spec.bake_min
+            length = (
+                f"{format_duration(shortest)} to {format_duration(longest)}, until every check decides"
+                if spec.adaptive
+                else format_duration(longest)
+            )
         self.journal.record(
             Event.BAKE_STARTED,
             f"{spec.name}: baking {length}, checking {len(spec.checks)} check(s) every "
@@ -486,10 +493,10 @@ class Pipeline(Operation):
             release=stage.release.version,
             stage=spec.name,
             environment=stage.env.name,
-            data={"min": shortest, "max": spec.bake},
+            data={"min": shortest, "max": longest, **({"after_wave": after_wave} if after_wave else {})},
         )
         started = time.monotonic()
-        deadline, earliest = started + spec.bake, started + shortest
+        deadline, earliest = started + longest, started + shortest
         target = self._target(stage, cohort)
         forecast = ForecastNotes(gate.memory)
         while True:
@@ -498,7 +505,9 @@ class Pipeline(Operation):
             result = self._look(stage, gate, replace(target, bake_left=left))
             if result.verdict is Verdict.FAIL:
                 self._record_checks(stage, result)
-                raise _StageFailure(f"checks failed: {_failing(result)}")
+                raise _StageFailure(
+                    f"checks failed{f' after wave {after_wave}' if after_wave else ''}: {_failing(result)}"
+                )
             self.journal.note(f"  checks: {result.verdict}: {result.summary()}", environment=stage.env.name)
             now = time.monotonic()
             if now >= deadline or (result.verdict is Verdict.PASS and now >= earliest):

@@ -114,6 +114,22 @@ CASES = {
         "waves must grow",
         "waves:",
     ),
+    "wave bake with one wave": (
+        "environments.yaml",
+        "waves: [50%, 100%]",
+        "waves: [100%]\n    wave_bake: 5m",
+        "pipeline[2].wave_bake",
+        "needs two waves or more",
+        "wave_bake:",
+    ),
+    "wave bake of nothing": (
+        "environments.yaml",
+        "waves: [50%, 100%]",
+        "waves: [50%, 100%]\n    wave_bake: 0s",
+        "pipeline[2].wave_bake",
+        "longer than 0s",
+        "wave_bake:",
+    ),
     "duplicate host": (
         "environments.yaml",
         "      - name: web-2",

@@ -302,6 +302,37 @@ def test_command_check_runs_on_the_hosts_and_fails_the_stage(project):
     assert set(project.env_versions("test").values()) == {"1.0.0"}
 
 
+@pytest.mark.parametrize("wave_bake", ["", "    wave_bake: 2s\n"])
+def test_a_bake_between_waves_stops_the_rollout_before_the_next_wave(project, wave_bake):
+    """A check that fails at a host's third look (a fault that shows after a while): one look
+    between the waves lets the second wave go; a `wave_bake` watches long enough to stop it."""
+    (project.dir / "healthchecks" / "later.yaml").write_text(
+        "checks:\n  - name: later\n    type: command\n"
+        "    command: 'n=$(cat looks 2>/dev/null || echo 0); echo $((n + 1)) > looks; [ \"$n\" -lt 2 ]'\n"
+    )
+    project.register("1.0.0")
+    project.cli("run", "1.0.0", check=True)
+    config = project.dir / "environments.yaml"
+    full = "  - stage: full\n    environment: prod\n    checks: [health]\n    bake: 300ms\n"
+    assert full in config.read_text()
+    later = full.replace("[health]", "[health, later]").replace("300ms", "3s") + "    waves: [50%, 100%]\n" + wave_bake
+    config.write_text(config.read_text().replace(full, later))
+    project.register("1.1.0")
+    project.cli("run", "1.1.0", "--to", "gray", check=True)
+    proc = project.cli("promote", "1.1.0")
+    assert proc.returncode == 1, proc.stderr
+    events = json.loads(project.cli("history", "--release", "1.1.0", "--json", check=True).stdout)["events"]
+    waves = [e["data"]["hosts"] for e in events if e["kind"] == "wave.started" and e["stage"] == "full"]
+    (rolled_back,) = [e["data"]["hosts"] for e in events if e["kind"] == "rollback.done"]
+    if wave_bake:
+        assert "full: baking 2s after wave 1/2" in proc.stderr
+        assert "checks failed after wave 1/2: later" in proc.stderr
+        assert len(waves) == 1 and len(rolled_back) == 1 + len(waves[0])  # gray's host and wave 1 only
+    else:  # caught in the final bake, once every host had it
+        assert len(waves) == 2 and "after wave" not in proc.stderr and len(rolled_back) == len(HOSTS["prod"])
+    assert set(project.env_versions("prod").values()) == {"1.0.0"}
+
+
 @pytest.mark.parametrize("policy", ["fail", "hold"])
 def test_no_metrics_is_never_a_pass(project, policy):
     """A metric source that cannot be read: inconclusive; when the bake ends, fail safe or hold."""

@@ -65,6 +65,7 @@ def read_pipeline(
             rollback_window=fields.duration("rollback_window", defaults["rollback_window"]),
             cohort=cohort,
             waves=waves,
+            wave_bake=_read_wave_bake(fields, waves),
             max_failed_hosts=fields.int("max_failed_hosts", 0, minimum=0),
             on_inconclusive=fields.str("on_inconclusive", "fail", choices=("fail", "hold")) or "fail",
             users=users,
@@ -142,6 +143,16 @@ def _read_users(fields: Fields, stage: str | None, environment: Environment | No
                 allow.append(str(item))
         section.finish()
     return tuple(steps), tuple(allow)
+
+
+def _read_wave_bake(fields: Fields, waves: tuple[float, ...]) -> float:
+    """`wave_bake: 5m`: how long the checks are watched after each wave but the last."""
+    length = fields.duration("wave_bake", 0.0)
+    if fields.has("wave_bake") and len(waves) < 2:
+        fields.problem("wave_bake", "a bake between waves needs two waves or more (waves: [25%, 100%])")
+    elif fields.has("wave_bake") and length <= 0:
+        fields.problem("wave_bake", "must be longer than 0s")
+    return length
 
 
 def _read_waves(fields: Fields) -> tuple[float, ...]:

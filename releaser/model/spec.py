@@ -293,6 +293,7 @@ class StageSpec(Record, frozen=True):
     rollback_window: float = 3600.0
     cohort: float = 10.0
     waves: tuple[float, ...] = (100.0,)
+    wave_bake: float = 0.0  # a fixed bake after each wave but the last (0: one look at the checks)
     max_failed_hosts: int = 0
     on_inconclusive: str = "fail"  # fail: roll back (fail safe) | hold: exit 5, hosts left as they are
     users: tuple[float, ...] = ()  # with a router: the shares of users the new release gets, each step baked
