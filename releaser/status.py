@@ -2,7 +2,9 @@
 
 A release's status as stored (registered, promoting, live, rolled_back, failed) is refined for
 reading: a live release that no host of the last stage's environment runs any more is
-`superseded`. Times are ISO 8601 in the documents; people get terminal.shown_time's one format."""
+`superseded`; one left part-way while a newer one went further, `abandoned`; one whose next
+stage waits for a person, `awaiting_approval`. Times are ISO 8601 in the documents; people get
+terminal.shown_time's one format."""
 
 from __future__ import annotations
 
@@ -125,10 +127,10 @@ def status_document(config: Config, store: Store) -> dict:
         busy = any(r.status.open for r in own)
         if status == "live" and last_env and last_env not in running_anywhere.get(rel.version, set()):
             status = "superseded"
-        elif status == "promoting" and not busy and rel.version in asked:
-            status = "awaiting_approval"  # its next stage waits for a person, not for releaser
         elif status == "promoting" and not busy and _overtaken(rel, own, runs):
             status = "abandoned"  # a newer release went further after it: it will not be promoted on
+        elif status in ("registered", "promoting") and not busy and rel.version in asked:
+            status = "awaiting_approval"  # its next stage waits for a person, not for releaser
         reason = _why(rel.version, status, own, rollbacks)
         if status == "awaiting_approval":
             request = asked[rel.version]

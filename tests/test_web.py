@@ -237,6 +237,28 @@ def test_the_approval_confirmation_shows_who_asked_and_the_last_verdicts(site: S
     assert re.search(r"<b>canary</b> <span class=\"pill pass\">pass</span> errors: 0/400 vs 2/3600 =&gt; no regr", page)
 
 
+def test_a_release_awaiting_approval_reads_so_until_a_newer_one_goes_further(site: Site) -> None:
+    from releaser.model import ReleaseStatus
+    from releaser.status import status_document
+
+    def status_of(version: str) -> str:
+        return next(
+            r["status"] for r in status_document(site.config, site.store)["releases"] if r["version"] == version
+        )
+
+    site.release("1.0")
+    site.store.set_release_status("1.0", ReleaseStatus.PROMOTING)
+    assert status_of("1.0") == "awaiting_approval"
+    assert (
+        '<span class="pill awaiting_approval">awaiting approval</span>'
+        in site.client("carol").get("/releases/1.0").text
+    )
+    site.store.add_release(Release(version="1.1", artifact="/a", sha256="cd" * 32, size=1, created_at=utcnow()))
+    newer = site.store.start_stage_run("1.1", "gray", "prod", "ci")
+    site.store.set_stage_run_status(newer.id, RunStatus.PASSED)
+    assert status_of("1.0") == "abandoned"  # approving it now would take prod back: not offered as waiting
+
+
 def test_the_promoter_may_not_approve_under_not_by_promoter(site: Site) -> None:
     site.release("1.0", asked_by="alice")
     answer = decide(site.client("alice"), "approve", "1.0")
