@@ -125,9 +125,17 @@ CASES = {
     "wave bake of nothing": (
         "environments.yaml",
         "waves: [50%, 100%]",
-        "waves: [50%, 100%]\n    wave_bake: 0s",
+        "waves: [50%, 100%]\n    checks: [basic]\n    wave_bake: 0s",
         "pipeline[2].wave_bake",
         "longer than 0s",
+        "wave_bake:",
+    ),
+    "wave bake without checks": (
+        "environments.yaml",
+        "waves: [50%, 100%]",
+        "waves: [50%, 100%]\n    wave_bake: 5m",
+        "pipeline[2].wave_bake",
+        "watches the stage's checks",
         "wave_bake:",
     ),
     "duplicate host": (

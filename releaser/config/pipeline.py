@@ -65,7 +65,7 @@ def read_pipeline(
             rollback_window=fields.duration("rollback_window", defaults["rollback_window"]),
             cohort=cohort,
             waves=waves,
-            wave_bake=_read_wave_bake(fields, waves),
+            wave_bake=_read_wave_bake(fields, waves, bool(checks), bool(users)),
             max_failed_hosts=fields.int("max_failed_hosts", 0, minimum=0),
             on_inconclusive=fields.str("on_inconclusive", "fail", choices=("fail", "hold")) or "fail",
             users=users,
@@ -145,12 +145,18 @@ def _read_users(fields: Fields, stage: str | None, environment: Environment | No
     return tuple(steps), tuple(allow)
 
 
-def _read_wave_bake(fields: Fields, waves: tuple[float, ...]) -> float:
+def _read_wave_bake(fields: Fields, waves: tuple[float, ...], checks: bool, users: bool) -> float:
     """`wave_bake: 5m`: how long the checks are watched after each wave but the last."""
     length = fields.duration("wave_bake", 0.0)
-    if fields.has("wave_bake") and len(waves) < 2:
+    if not fields.has("wave_bake"):
+        return length
+    if len(waves) < 2:
         fields.problem("wave_bake", "a bake between waves needs two waves or more (waves: [25%, 100%])")
-    elif fields.has("wave_bake") and length <= 0:
+    elif not checks:
+        fields.problem("wave_bake", "a bake between waves watches the stage's checks: give it `checks:`")
+    elif users:
+        fields.problem("wave_bake", "a stage by users sends nobody to its hosts before its steps: no wave bake there")
+    elif length <= 0:
         fields.problem("wave_bake", "must be longer than 0s")
     return length
 
