@@ -14,11 +14,21 @@ from tests.harness.postgres import PostgresServer
 from tests.harness.project import HOSTS, HealthServer, Project, make_project
 from tests.harness.sshd import SshFleet
 
-# Each pytest-xdist worker draws the ports of its servers and apps from a range of its own (and
-# so do the releaser processes it starts), so that two workers never pick the same port. Set in
-# each worker: a worker inherits the environment of the controller, which imported this first.
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % 4
-os.environ["RELEASER_PORTS"] = f"{10000 + 5600 * _WORKER}-{10000 + 5600 * _WORKER + 5599}"  # not inherited
+
+def _ports_of_this_worker() -> str:
+    """Each pytest-xdist worker draws the ports of its servers and apps from a slice of its own of
+    the range (and so do the releaser processes it starts), so that two workers never pick the
+    same port. Read before any worker's slice is set: a worker inherits the controller's
+    environment, which imported this module first (the controller's slice is the whole range)."""
+    whole = os.environ.setdefault("TESTS_PORT_RANGE", os.environ.get("RELEASER_PORTS", "10000-32767"))
+    low, high = (int(end) for end in whole.split("-"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = (high - low + 1) // workers
+    return f"{low + size * worker}-{low + size * (worker + 1) - 1}"
+
+
+os.environ["RELEASER_PORTS"] = _ports_of_this_worker()
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 A port the kernel hands out for port 0 lies in its ephemeral range, the one every outgoing
 connection takes its own port from; between choosing and binding (a stage later, for prod's
 apps) any connection on the machine may take it, and the app then fails to start. So ports are
-chosen below that range, from a cursor that never hands the same one out twice in a process.
-RELEASER_PORTS ("low-high") narrows the choice, so that two runs side by side draw from ranges
-of their own.
+chosen below that range, from a cursor that goes round it, so that a process hands out every
+port of the range before it hands one out again. RELEASER_PORTS ("low-high") narrows the
+choice, so that two runs side by side draw from ranges of their own.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ def port_range() -> tuple[int, int]:
             raise UsageError(f"RELEASER_PORTS={given!r}: give a range of ports, as 20000-20999")
         return int(low), int(high)
     try:
-        ephemeral = int(RANGE_FILE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral = 32768  # Linux's default
-    return LOWEST, max(ephemeral - 1, LOWEST + 1000)
+        first, last = (int(port) for port in RANGE_FILE.read_text().split()[:2])
+    except (OSError, ValueError):
+        first, last = 32768, 60999  # Linux's default
+    if first <= LOWEST + 1000:  # an ephemeral range that starts low: above it, then
+        return min(last + 1, 64535), 65535
+    return LOWEST, first - 1
 
 
 def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
@@ -50,7 +52,10 @@ def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
             ports.append(port)
             if len(ports) == count:
                 return ports
-    raise OSError(f"no {count} free port(s) on {address} between {low} and {high}")
+    raise UsageError(
+        f"no {count} free port(s) on {address} between {low} and {high}"
+        + ("; widen RELEASER_PORTS" if os.environ.get("RELEASER_PORTS") else "")
+    )
 
 
 def _bindable(address: str, port: int) -> bool:
