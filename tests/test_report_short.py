@@ -337,3 +337,15 @@ def test_value_labels_of_huge_and_tiny_rates_fit_and_stay_plain(tmp_path):
             assert values and not any("e" in v for v in values), values  # 0.00002, never 2e-05
         finally:
             plt.close(drawn)
+
+
+def test_the_value_axis_of_a_share_ends_at_100_and_leaves_the_labels_room() -> None:
+    from releaser.report.charts import _value_axis
+
+    assert _value_axis([2.0, 4.0], share=False, scale=100.0) == (0.0, pytest.approx(5.4), "upper")
+    assert _value_axis([], share=True, scale=100.0) == (0.0, 1.0, "upper")  # nothing measured
+    assert _value_axis([0.5, 1.0], share=True, scale=100.0) == (0.0, pytest.approx(1.35), "upper")  # an error rate
+    low, high, labels = _value_axis([99.8, 100.0, 99.9], share=True, scale=100.0)  # availability
+    assert 99.4 < low < 99.8 and high == 100.0 and labels == "lower"
+    assert _value_axis([40.0, 95.0, 99.0], share=True, scale=100.0) == (0.0, 100.0, "lower")  # a bad dip
+    assert _value_axis([90.0, 5.0, 3.0], share=True, scale=100.0) == (0.0, 100.0, "upper")  # errors spiking

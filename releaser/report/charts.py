@@ -108,8 +108,9 @@ def _value_axis(seen: list[float], share: bool, scale: float) -> tuple[float, fl
     if not share:
         return 0.0, ceiling, "upper"
     lowest = min(seen, default=0.0)
-    if lowest <= scale / 2:
-        return 0.0, min(ceiling, scale), "upper"
+    if lowest <= scale / 2:  # no room above 100%: the labels go to the emptier half
+        high = sum(value > scale / 2 for value in seen)
+        return 0.0, min(ceiling, scale), "lower" if ceiling > scale and high > len(seen) - high else "upper"
     gap = max(scale - lowest, scale / 2000)  # at least 0.05%: a flat 100% is still drawn as a line
     return max(0.0, lowest - gap * 1.5), scale, "lower"
 
