@@ -206,7 +206,7 @@ class CanaryCheck(Check):
         selector has read nothing but 0 on every host, that selector first (no bake would help)."""
         if not counted and not any(c.cohort_requests or c.baseline_requests for _kind, c, _j in undecided):
             return (
-                f"first see that requests are counted: the `requests` selector (`{self.requests.name or '{...}'}`) "
+                f"first see that requests are counted: the `requests` selector (`{self.requests.text()}`) "
                 f"of the check {self.name} reads 0 on every host; if the hosts serve traffic, point it at the "
                 "request counter the app exports (curl a host's metrics)"
             )

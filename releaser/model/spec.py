@@ -64,9 +64,16 @@ class Selector(Record, frozen=True):
 
     def promql(self, instances: str) -> str:
         """This selector in PromQL, restricted to the instances matching the regex."""
-        matchers = [f'{label}{op}"{promql_string(value)}"' for label, op, value in self.matchers]
-        matchers.append(f'instance=~"{instances}"')
+        matchers = [*self._matchers(), 'instance=~"' + instances + '"']
         return f"{self.name}{{{', '.join(matchers)}}}"
+
+    def text(self) -> str:
+        """As the configuration writes it: `name{label="v"}`."""
+        matchers = self._matchers()
+        return self.name + (f"{{{', '.join(matchers)}}}" if matchers or not self.name else "")
+
+    def _matchers(self) -> list[str]:
+        return [f'{label}{op}"{promql_string(value)}"' for label, op, value in self.matchers]
 
     def total(self, samples: Samples) -> float:
         return math.fsum(v for (name, labels), v in samples.items() if self.matches(name, labels))
