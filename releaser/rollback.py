@@ -463,8 +463,8 @@ def conclude(result: RollbackResult, what: str) -> NoReturn:
         raise StageFailed(
             (
                 f"{what} and was rolled back ({len(result.switched)} host(s))"
-                if result.switched or not result.kept
-                else what
+                if result.switched
+                else what + ("" if result.kept else "; no host had switched to it: nothing to roll back")
             )
             + (f"; {result.hosts_kept()}" if result.kept else "")
         )
