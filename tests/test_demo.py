@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -124,7 +125,7 @@ def test_a_second_demo_in_the_same_directory_stops_the_first_and_replaces_it(tmp
         (shared / "app.pid").write_text(f"{app.pid}\n")
         (directory / "left.txt").write_text("from the first demo")
         assert prepare_directory(directory) == directory.resolve()
-        assert app.wait(timeout=10) is not None  # stopped, not left serving
+        assert app.wait(timeout=10) == -signal.SIGTERM  # stopped, not left serving
         assert sorted(p.name for p in directory.iterdir()) == [".releaser-demo"]
     finally:
         if app.poll() is None:
