@@ -498,7 +498,7 @@ class Pipeline(Operation):
         started = time.monotonic()
         deadline, earliest = started + longest, started + shortest
         target = self._target(stage, cohort)
-        forecast = ForecastNotes(gate.memory)
+        forecast = ForecastNotes(gate.memory, after_wave)
         while True:
             record_if_due(self.config, self.store)
             left = max(deadline - time.monotonic(), 0.0)
@@ -646,11 +646,11 @@ def _unproven(result: GateResult, seconds: float) -> str:
 
 
 class ForecastNotes:
-    """Which checks were already said to be too slow for the bake, kept in the stage's check
-    memory so a resumed stage does not say it twice."""
+    """Which checks were already said to be too slow for the bake (each bake between waves, and
+    the stage's own), kept in the stage's check memory so a resumed stage does not say it twice."""
 
-    def __init__(self, memory: dict):
-        self.said: list[str] = memory.setdefault("too_slow", [])
+    def __init__(self, memory: dict, after_wave: str = ""):
+        self.said: list[str] = memory.setdefault("too_slow" + (f" after wave {after_wave}" if after_wave else ""), [])
 
     def too_slow(self, result: GateResult, left: float) -> list[CheckResult]:
         slow = [
