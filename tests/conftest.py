@@ -86,8 +86,8 @@ def receiver():
     server.close()
 
 
-# Modules whose tests run for minutes, started first: with two workers, a long test collected last
-# keeps one worker busy while the other has run out of work. Within a module the order stays
+# Modules whose tests run for minutes, started first: with a few workers, a long test collected last
+# keeps one worker busy while the others have run out of work. Within a module the order stays
 # (module-scoped fixtures are set up once per worker).
 LONG_FIRST = (
     "test_field.py",

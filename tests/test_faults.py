@@ -71,7 +71,7 @@ def image_points(image_lab):
     return _points(image_lab)
 
 
-# One test per family and signal, so that two workers share the matrix evenly: the points of a
+# One test per family and signal, so that the workers share the matrix evenly: the points of a
 # family alternate between the two signals.
 @pytest.mark.parametrize("signal_name", ["KILL", "TERM"])
 @pytest.mark.parametrize("name", list(FAMILIES))
