@@ -398,7 +398,8 @@ def test_an_undecided_canary_says_so_at_once_and_fails_safe_without_an_incident(
         gray = "  - stage: gray\n    environment: prod\n    checks: [health"
         config.write_text(
             config.read_text()
-            .replace(gray + "]\n", gray + ", judge]\n")
+            # gray's bake: room for a second look, which forecasts, on a busy machine too
+            .replace(gray + "]\n    bake: 1500ms\n", gray + ", judge]\n    bake: 5s\n")
             .replace(
                 "  prod:\n    transport: local\n",
                 f"  prod:\n    transport: local\n    metrics: {{source: scrape, scrape_url: "
